@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agents/cgroup.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+
+namespace fs = std::filesystem;
+
+namespace cordon::agents {
+namespace {
+
+// mountinfo escapes space, tab, newline and backslash as \ooo octal.
+std::string unescape_mountinfo(std::string_view s)
+{
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\\' && i + 3 < s.size()) {
+            const auto oct = s.substr(i + 1, 3);
+            if (oct.size() == 3 && oct.find_first_not_of("01234567") == std::string_view::npos) {
+                out.push_back(static_cast<char>(std::stoi(std::string(oct), nullptr, 8)));
+                i += 3;
+                continue;
+            }
+        }
+        out.push_back(s[i]);
+    }
+    return out;
+}
+
+std::uint32_t path_depth(const fs::path& p)
+{
+    std::uint32_t n = 0;
+    for (const auto& part : p.relative_path())
+        if (!part.empty() && part != ".")
+            ++n;
+    return n;
+}
+
+void write_file(const fs::path& file, std::string_view value)
+{
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        throw Error("cannot open " + file.string() + " for writing: " + errno_text(errno));
+    const ssize_t n = ::write(fd, value.data(), value.size());
+    const int err = errno;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(value.size()))
+        throw Error("cannot write '" + std::string(value) + "' to " + file.string() + ": " +
+                    errno_text(err));
+}
+
+bool populated(const fs::path& dir)
+{
+    std::ifstream in(dir / "cgroup.events");
+    std::string key, value;
+    while (in >> key >> value)
+        if (key == "populated")
+            return value != "0";
+    return false; // directory gone: nothing lives there
+}
+
+void remove_tree(const fs::path& dir)
+{
+    std::error_code ec;
+    // Children first: an agent may have made sub-cgroups (they are inside cordon's subtree).
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+        if (entry.is_directory(ec))
+            remove_tree(entry.path());
+    if (::rmdir(dir.c_str()) != 0 && errno != ENOENT)
+        throw Error("cannot remove cgroup " + dir.string() + ": " + errno_text(errno));
+}
+
+} // namespace
+
+std::optional<Cgroup2Mount> find_cgroup2_mount(std::string_view mountinfo)
+{
+    std::istringstream in{std::string(mountinfo)};
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream fields(line);
+        std::vector<std::string> f;
+        for (std::string w; fields >> w;)
+            f.push_back(w);
+        // id parent major:minor root mount-point options [optional...] - fstype source super
+        size_t sep = 0;
+        for (size_t i = 6; i < f.size(); ++i)
+            if (f[i] == "-") {
+                sep = i;
+                break;
+            }
+        if (sep == 0 || sep + 1 >= f.size() || f[sep + 1] != "cgroup2")
+            continue;
+        return Cgroup2Mount{.mount_point = unescape_mountinfo(f[4]),
+                            .root_level = path_depth(unescape_mountinfo(f[3]))};
+    }
+    return std::nullopt;
+}
+
+Cgroup2Mount cgroup2_mount()
+{
+    std::ifstream in("/proc/self/mountinfo");
+    if (!in)
+        throw Error("cannot read /proc/self/mountinfo: is /proc mounted?");
+    std::stringstream text;
+    text << in.rdbuf();
+    auto m = find_cgroup2_mount(text.str());
+    if (!m)
+        throw Error("no cgroup v2 hierarchy is mounted; mount one with "
+                    "`mount -t cgroup2 none /sys/fs/cgroup` (or /sys/fs/cgroup/unified on a "
+                    "hybrid host)");
+    return *m;
+}
+
+std::uint64_t cgroup_id(const fs::path& dir)
+{
+    // The cgroup id is the kernfs node id, which cgroup2 exposes as its file handle.
+    alignas(struct file_handle) unsigned char buf[sizeof(struct file_handle) + sizeof(std::uint64_t)]{};
+    auto* fh = reinterpret_cast<struct file_handle*>(buf);
+    fh->handle_bytes = sizeof(std::uint64_t);
+    int mount_id = 0;
+    if (::name_to_handle_at(AT_FDCWD, dir.c_str(), fh, &mount_id, 0) != 0)
+        throw Error("cannot get the cgroup id of " + dir.string() + ": " + errno_text(errno));
+    std::uint64_t id = 0;
+    std::memcpy(&id, fh->f_handle, sizeof(id));
+    return id;
+}
+
+Cgroup Cgroup::create(const Cgroup2Mount& mount, const std::string& name)
+{
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+        throw Error("invalid cgroup name '" + name + "': use letters, digits, '-', '_' or '.'");
+    const fs::path subtree = mount.mount_point / kSubtree;
+    if (::mkdir(subtree.c_str(), 0755) != 0 && errno != EEXIST)
+        throw Error("cannot create " + subtree.string() + ": " + errno_text(errno) +
+                    (errno == EACCES || errno == EPERM ? "; run as root" : ""));
+    const fs::path dir = subtree / name;
+    if (::mkdir(dir.c_str(), 0755) != 0)
+        throw Error("cannot create cgroup " + dir.string() + ": " + errno_text(errno) +
+                    (errno == EEXIST ? "; another agent already uses that name" : ""));
+    const std::uint32_t level = mount.root_level + 2; // <root>/cordon/<name>
+    try {
+        return Cgroup(dir, cgroup_id(dir), level);
+    } catch (...) {
+        ::rmdir(dir.c_str());
+        throw;
+    }
+}
+
+Cgroup::Cgroup(fs::path path, std::uint64_t id, std::uint32_t level)
+    : path_(std::move(path)), id_(id), level_(level)
+{
+}
+
+Cgroup::Cgroup(Cgroup&& other) noexcept
+    : path_(std::move(other.path_)), id_(other.id_), level_(other.level_)
+{
+    other.path_.clear();
+}
+
+Cgroup::~Cgroup()
+{
+    try {
+        remove();
+    } catch (const std::exception& e) {
+        spdlog::error("{}", e.what());
+    }
+}
+
+void Cgroup::add_process(int pid) const
+{
+    write_file(path_ / "cgroup.procs", std::to_string(pid));
+}
+
+void Cgroup::kill() const
+{
+    if (fs::exists(path_ / "cgroup.kill")) {
+        write_file(path_ / "cgroup.kill", "1");
+        return;
+    }
+    // Kernels before 5.14 lack cgroup.kill: signal each listed process (all started by cordon).
+    std::ifstream procs(path_ / "cgroup.procs");
+    for (int pid; procs >> pid;)
+        ::kill(pid, SIGKILL);
+}
+
+void Cgroup::remove()
+{
+    if (path_.empty() || !fs::exists(path_))
+        return;
+    using namespace std::chrono;
+    const auto deadline = steady_clock::now() + seconds(10);
+    while (populated(path_)) {
+        kill();
+        if (steady_clock::now() > deadline)
+            throw Error("cgroup " + path_.string() + " still has processes 10 s after SIGKILL");
+        std::this_thread::sleep_for(milliseconds(5));
+    }
+    remove_tree(path_);
+    path_.clear();
+}
+
+} // namespace cordon::agents

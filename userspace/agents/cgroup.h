@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// cgroup v2 discovery and cordon's own subtree. An agent is the cgroup subtree
+// <cgroup2 root>/cordon/<agent>; cordon creates and removes cgroups only below <root>/cordon and
+// never touches any other cgroup or any process it did not start.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace cordon::agents {
+
+/// Where the cgroup2 hierarchy is mounted, as read from /proc/self/mountinfo.
+struct Cgroup2Mount {
+    std::filesystem::path mount_point; ///< e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified
+    std::uint32_t root_level = 0;      ///< cgroup level of the mount's root (0 outside cgroupns)
+};
+
+/// Finds the cgroup2 mount in mountinfo text (the format of /proc/self/mountinfo). Pure, so unit
+/// tests feed it the texts of unified and hybrid hosts.
+std::optional<Cgroup2Mount> find_cgroup2_mount(std::string_view mountinfo);
+
+/// Reads /proc/self/mountinfo; throws Error naming the fix when there is no cgroup2 mount.
+Cgroup2Mount cgroup2_mount();
+
+/// Name of cordon's subtree below the cgroup2 root.
+inline constexpr std::string_view kSubtree = "cordon";
+
+/// The cgroup id (what bpf_get_current_cgroup_id() returns) of a cgroup2 directory.
+std::uint64_t cgroup_id(const std::filesystem::path& dir);
+
+/// A cgroup that cordon created below <root>/cordon. Removing it kills what is left in it (it
+/// was created for processes cordon started) and removes the directory.
+class Cgroup {
+public:
+    /// Creates <root>/cordon/<name> (and <root>/cordon when missing). Throws Error on failure,
+    /// including when <name> already exists: cordon never adopts a cgroup by accident.
+    static Cgroup create(const Cgroup2Mount& mount, const std::string& name);
+
+    Cgroup(Cgroup&& other) noexcept;
+    Cgroup& operator=(Cgroup&&) = delete;
+    Cgroup(const Cgroup&) = delete;
+    Cgroup& operator=(const Cgroup&) = delete;
+    ~Cgroup();
+
+    const std::filesystem::path& path() const { return path_; }
+    std::uint64_t id() const { return id_; }
+    /// The kernel's cgroup level (root = 0), what bpf_get_current_ancestor_cgroup_id() takes.
+    std::uint32_t level() const { return level_; }
+
+    /// Moves a process into this cgroup.
+    void add_process(int pid) const;
+    /// SIGKILLs every process in the subtree at once through cgroup.kill.
+    void kill() const;
+    /// Kills what is left, waits until the cgroup is empty, removes it. Idempotent; throws on
+    /// failure (the destructor calls it and logs instead).
+    void remove();
+
+private:
+    Cgroup(std::filesystem::path path, std::uint64_t id, std::uint32_t level);
+    std::filesystem::path path_;
+    std::uint64_t id_ = 0;
+    std::uint32_t level_ = 0;
+};
+
+} // namespace cordon::agents

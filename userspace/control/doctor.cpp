@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/doctor.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace cordon::control {
+
+using bpf::Probe;
+
+BackendPromise backend_promise(cordon_backend b)
+{
+    switch (b) {
+    case CORDON_BACKEND_LSM:
+        return {
+            .guarantees =
+                {
+                    "exec: a denied execve() fails with EPERM; the program never starts",
+                    "network: a denied connect() or UDP sendmsg() (IPv4 and IPv6) fails with "
+                    "EPERM",
+                    "kill switch: every process of a killed agent, forks included, is refused "
+                    "from that instant",
+                },
+            .limits =
+                {
+                    "agents are recognised by cgroup; a process that leaves <cgroup2>/cordon/ "
+                    "is no longer guarded (needs write access to cgroupfs: run agents as an "
+                    "unprivileged user)",
+                },
+        };
+    case CORDON_BACKEND_COMPAT:
+        return {
+            .guarantees =
+                {
+                    "exec: a denied program is SIGKILLed after the kernel loaded it and before "
+                    "its first instruction runs",
+                    "network: a denied connect() or UDP sendmsg() (IPv4 and IPv6) fails with "
+                    "EPERM",
+                    "kill switch: every process of a killed agent, forks included, is refused "
+                    "from that instant",
+                },
+            .limits =
+                {
+                    "a denied exec is not an error return: the calling process has already "
+                    "replaced its image, so it dies of SIGKILL instead of seeing EPERM",
+                    "no tamper protection: an agent running as root can unload cordon's "
+                    "programs or leave its cgroup; run agents with --user (an unprivileged "
+                    "user)",
+                },
+        };
+    default:
+        return {.guarantees = {},
+                .limits = {"nothing is enforced: fix the missing probes marked 'needed'"}};
+    }
+}
+
+namespace {
+
+std::vector<std::string> required_by(Probe p)
+{
+    std::vector<std::string> out;
+    for (auto b : {CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT})
+        if (bpf::probe_required_by(p, b))
+            out.emplace_back(bpf::backend_name(b));
+    return out;
+}
+
+} // namespace
+
+std::string doctor_text(bpf::Features& f, const std::string& kernel_release)
+{
+    const auto backend = bpf::choose_backend(f);
+    std::string out = fmt::format("cordon doctor: kernel {}\n\n", kernel_release);
+    for (size_t i = 0; i < bpf::kProbeCount; ++i) {
+        const auto p = static_cast<Probe>(i);
+        const auto& r = f.get(p);
+        const auto need = required_by(p);
+        out += fmt::format("  {:<8} {:<17} {}\n", r.ok ? "ok" : "missing", bpf::probe_name(p),
+                           r.detail);
+        if (!r.ok)
+            out += fmt::format("  {:<8} {:<17} -> {}{}\n", "", "", bpf::probe_impact(p),
+                               need.empty() ? "" : fmt::format(" (needed by: {})",
+                                                               fmt::join(need, ", ")));
+    }
+    const auto promise = backend_promise(backend);
+    out += fmt::format("\nbackend: {}\n", bpf::backend_name(backend));
+    for (const auto& g : promise.guarantees)
+        out += fmt::format("  guarantees: {}\n", g);
+    for (const auto& l : promise.limits)
+        out += fmt::format("  does not:   {}\n", l);
+    return out;
+}
+
+std::string doctor_json(bpf::Features& f, const std::string& kernel_release)
+{
+    const auto backend = bpf::choose_backend(f);
+    nlohmann::json probes = nlohmann::json::array();
+    for (size_t i = 0; i < bpf::kProbeCount; ++i) {
+        const auto p = static_cast<Probe>(i);
+        const auto& r = f.get(p);
+        probes.push_back({{"name", bpf::probe_name(p)},
+                          {"ok", r.ok},
+                          {"detail", r.detail},
+                          {"impact", r.ok ? "" : std::string(bpf::probe_impact(p))},
+                          {"required_by", required_by(p)}});
+    }
+    const auto promise = backend_promise(backend);
+    const nlohmann::json doc = {{"kernel", kernel_release},
+                                {"probes", probes},
+                                {"backend", bpf::backend_name(backend)},
+                                {"guarantees", promise.guarantees},
+                                {"limits", promise.limits}};
+    return doc.dump(2) + "\n";
+}
+
+int doctor_exit_code(bpf::Features& f)
+{
+    return bpf::choose_backend(f) == CORDON_BACKEND_NONE ? 1 : 0;
+}
+
+} // namespace cordon::control

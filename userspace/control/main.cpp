@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+// The `cordon` command line.
+#include <sys/utsname.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+#include "bpf/features.h"
+#include "common/error.h"
+#include "control/doctor.h"
+
+namespace {
+
+int libbpf_to_spdlog(enum libbpf_print_level level, const char* fmt, va_list args)
+{
+    if (level == LIBBPF_DEBUG && spdlog::get_level() > spdlog::level::trace)
+        return 0;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof(buf), fmt, args);
+    std::string line(buf);
+    while (!line.empty() && line.back() == '\n')
+        line.pop_back();
+    // libbpf warnings during probes are expected (a refused program is the answer); they are
+    // shown with -v.
+    spdlog::debug("libbpf: {}", line);
+    return 0;
+}
+
+std::string kernel_release()
+{
+    struct utsname u {};
+    return ::uname(&u) == 0 ? u.release : "unknown";
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App app{"cordon: kernel-level guard for hosts that run autonomous AI agents"};
+    app.set_version_flag("--version", std::string("cordon ") + CORDON_VERSION);
+    app.require_subcommand(1);
+    int verbosity = 0;
+    app.add_flag("-v,--verbose", verbosity, "More logging (-vv includes libbpf's debug output)");
+
+    auto* doctor = app.add_subcommand(
+        "doctor", "Probe this kernel, choose the backend (lsm or compat) and say what it "
+                  "guarantees. Exit 0 when a backend is usable, 1 otherwise. Run as root.");
+    bool json = false;
+    doctor->add_flag("--json", json, "Print the report as JSON, one entry per probe");
+
+    CLI11_PARSE(app, argc, argv);
+
+    spdlog::set_pattern("cordon: %^%l%$: %v");
+    spdlog::set_level(verbosity >= 2   ? spdlog::level::trace
+                      : verbosity == 1 ? spdlog::level::debug
+                                       : spdlog::level::warn);
+    libbpf_set_print(libbpf_to_spdlog);
+
+    try {
+        if (doctor->parsed()) {
+            cordon::bpf::Features features(cordon::bpf::kernel_probe_source());
+            const auto release = kernel_release();
+            std::fputs(json ? cordon::control::doctor_json(features, release).c_str()
+                            : cordon::control::doctor_text(features, release).c_str(),
+                       stdout);
+            return cordon::control::doctor_exit_code(features);
+        }
+    } catch (const cordon::Error& e) {
+        std::fprintf(stderr, "cordon: error: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "cordon: internal error: %s\n", e.what());
+        return 2;
+    }
+    return 0;
+}

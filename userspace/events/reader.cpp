@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "events/reader.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include <bpf/libbpf.h>
+
+#include "common/error.h"
+
+namespace cordon::events {
+
+std::optional<Event> decode(std::span<const std::uint8_t> record)
+{
+    Event e;
+    if (record.size() < sizeof(e.header))
+        return std::nullopt;
+    std::memcpy(&e.header, record.data(), sizeof(e.header));
+    if (e.header.size < sizeof(e.header) || e.header.size > record.size())
+        return std::nullopt;
+    return e;
+}
+
+Reader::Reader(int ringbuf_fd, Handler handler) : handler_(std::move(handler))
+{
+    rb_ = ring_buffer__new(ringbuf_fd, &Reader::on_record, this, nullptr);
+    if (!rb_)
+        throw Error("cannot open the event ring buffer: " + errno_text(errno));
+}
+
+Reader::~Reader()
+{
+    ring_buffer__free(rb_);
+}
+
+int Reader::on_record(void* self, void* data, size_t size)
+{
+    auto* r = static_cast<Reader*>(self);
+    auto e = decode({static_cast<const std::uint8_t*>(data), size});
+    if (!e) {
+        ++r->malformed_;
+        return 0;
+    }
+    r->handler_(*e);
+    return 0;
+}
+
+int Reader::poll(int timeout_ms)
+{
+    const int n = ring_buffer__poll(rb_, timeout_ms);
+    if (n < 0 && n != -EINTR)
+        throw Error("reading the event ring buffer failed: " + errno_text(-n));
+    return n < 0 ? 0 : n;
+}
+
+int Reader::drain()
+{
+    const int n = ring_buffer__consume(rb_);
+    if (n < 0)
+        throw Error("reading the event ring buffer failed: " + errno_text(-n));
+    return n;
+}
+
+} // namespace cordon::events

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// Reads decision records from the cordon_events ring buffer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+
+#include <cordon/abi.h>
+
+struct ring_buffer;
+
+namespace cordon::events {
+
+/// One decoded decision record.
+struct Event {
+    cordon_event_header header{};
+};
+
+/// Checks a raw record and copies it out; nullopt when it is too short or claims a size larger
+/// than the record (a kernel/user ABI mismatch, which the caller counts).
+std::optional<Event> decode(std::span<const std::uint8_t> record);
+
+class Reader {
+public:
+    using Handler = std::function<void(const Event&)>;
+    Reader(int ringbuf_fd, Handler handler);
+    ~Reader();
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+
+    /// Waits up to timeout_ms for records and hands each to the handler; returns how many.
+    int poll(int timeout_ms);
+    /// Hands over everything already in the buffer without waiting.
+    int drain();
+    /// Records that failed to decode.
+    std::uint64_t malformed() const { return malformed_; }
+
+private:
+    static int on_record(void* self, void* data, size_t size);
+    struct ring_buffer* rb_ = nullptr;
+    Handler handler_;
+    std::uint64_t malformed_ = 0;
+};
+
+} // namespace cordon::events
