@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: Apache-2.0
+// `cordon doctor` on the running kernel: the backend it picks must match what the kernel really
+// accepts, and the --json report must carry one entry per probe.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "kernel_test_util.h"
+
+namespace cordon::testing {
+namespace {
+
+struct CommandResult {
+    int status = -1;
+    std::string out;
+};
+
+CommandResult run(const std::string& cmd)
+{
+    CommandResult r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p)
+        return r;
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;)
+        r.out.append(buf, n);
+    r.status = ::pclose(p);
+    return r;
+}
+
+// Independent of the probe code: try to load the real lsm Guard.
+TEST(DoctorKernel, ChoosesLsmExactlyWhenTheLsmGuardLoads)
+{
+    bool lsm_loads = false;
+    std::string why;
+    try {
+        bpf::Guard g(guard_options(CORDON_BACKEND_LSM));
+        lsm_loads = true;
+    } catch (const Error& e) {
+        why = e.what();
+    }
+    const auto chosen = bpf::choose_backend(kernel_features());
+    EXPECT_EQ(bpf::backend_name(chosen), lsm_loads ? "lsm" : "compat")
+        << "lsm guard: " << (lsm_loads ? "loaded" : why);
+    if (!lsm_loads) {
+        // The reason doctor gives must be the kernel's refusal, not a guess.
+        const auto& lsm = kernel_features().get(bpf::Probe::LsmAttach);
+        EXPECT_FALSE(lsm.ok);
+        EXPECT_NE(lsm.detail.find("refused"), std::string::npos) << lsm.detail;
+    }
+    // The VM tier states the backend its kernel must give.
+    if (const char* want = std::getenv("CORDON_EXPECT_BACKEND")) {
+        EXPECT_EQ(bpf::backend_name(chosen), want);
+    }
+}
+
+TEST(DoctorKernel, JsonReportHasOneEntryPerProbeAndTheChosenBackend)
+{
+    const auto r = run(std::string(CORDON_BINARY) + " doctor --json");
+    ASSERT_TRUE(WIFEXITED(r.status));
+    EXPECT_EQ(WEXITSTATUS(r.status), 0) << r.out;
+    const auto doc = nlohmann::json::parse(r.out); // throws, failing the test, if not JSON
+    ASSERT_EQ(doc.at("probes").size(), bpf::kProbeCount);
+    for (size_t i = 0; i < bpf::kProbeCount; ++i) {
+        const auto p = static_cast<bpf::Probe>(i);
+        const auto& entry = doc["probes"][i];
+        EXPECT_EQ(entry.at("name"), bpf::probe_name(p));
+        EXPECT_EQ(entry.at("ok"), kernel_features().has(p)) << bpf::probe_name(p);
+        EXPECT_FALSE(entry.at("detail").get<std::string>().empty());
+    }
+    EXPECT_EQ(doc.at("backend"), bpf::backend_name(bpf::choose_backend(kernel_features())));
+    EXPECT_FALSE(doc.at("guarantees").empty());
+}
+
+// Nothing outlives a Guard or a test cgroup: checked through the kernel's own id tables, not
+// through our bookkeeping.
+TEST(GuardLifetime, LeavesNoProgramMapOrCgroupBehind)
+{
+    const auto backend = bpf::choose_backend(kernel_features());
+    ASSERT_NE(backend, CORDON_BACKEND_NONE);
+    const auto before = loaded_program_ids();
+    std::vector<std::uint32_t> ours;
+    std::filesystem::path cg_path;
+    {
+        bpf::Guard guard(guard_options(backend));
+        for (auto id : loaded_program_ids())
+            if (std::find(before.begin(), before.end(), id) == before.end())
+                ours.push_back(id);
+        auto cg = make_test_cgroup();
+        cg_path = cg.path();
+        guard.set_agent(cg.id(), agent_state(1, false));
+        // A process that is still running when the cgroup goes.
+        spawn_in(cg.path().string(), [] {
+            ::pause();
+            return 0;
+        });
+    }
+    EXPECT_EQ(ours.size(), 5u) << "net_guard has 4 programs and exec_guard 1 per backend";
+    EXPECT_FALSE(std::filesystem::exists(cg_path));
+    // Program ids are released when the last reference goes; allow the kernel's deferred free.
+    for (int i = 0; i < 200; ++i) {
+        const auto now = loaded_program_ids();
+        bool any = false;
+        for (auto id : ours)
+            any |= std::find(now.begin(), now.end(), id) != now.end();
+        if (!any)
+            return;
+        ::usleep(10'000);
+    }
+    ADD_FAILURE() << "programs still loaded 2 s after the Guard was destroyed";
+}
+
+} // namespace
+} // namespace cordon::testing

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "kernel_test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include <bpf/bpf.h>
+
+namespace cordon::testing {
+
+const agents::Cgroup2Mount& cgroup2()
+{
+    static const agents::Cgroup2Mount m = agents::cgroup2_mount();
+    return m;
+}
+
+agents::Cgroup make_test_cgroup()
+{
+    static std::atomic<int> n{0};
+    return agents::Cgroup::create(cgroup2(), "kt-" + std::to_string(::getpid()) + "-" +
+                                                 std::to_string(n++));
+}
+
+bpf::Features& kernel_features()
+{
+    static bpf::Features f(bpf::kernel_probe_source());
+    return f;
+}
+
+bpf::GuardOptions guard_options(cordon_backend backend)
+{
+    return {.backend = backend,
+            .agent_level = cgroup2().root_level + 2,
+            .net_attach_cgroup = cgroup2().mount_point / agents::kSubtree};
+}
+
+cordon_agent_state agent_state(std::uint32_t agent_id, bool killed)
+{
+    cordon_agent_state s{};
+    s.agent_id = agent_id;
+    s.mode = CORDON_MODE_ENFORCE;
+    s.score = 1000;
+    s.flags = killed ? CORDON_AGENT_F_KILLED : 0;
+    return s;
+}
+
+pid_t spawn_in(const std::optional<std::string>& cgroup_dir, const std::function<int()>& fn)
+{
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid != 0)
+        return pid;
+    if (cgroup_dir) {
+        std::ofstream procs(*cgroup_dir + "/cgroup.procs");
+        procs << ::getpid() << std::flush;
+        if (!procs)
+            ::_exit(kChildSetupFailed);
+    }
+    ::_exit(fn());
+}
+
+Exit wait_exit(pid_t pid)
+{
+    int status = 0;
+    if (::waitpid(pid, &status, 0) != pid)
+        return {.signaled = false, .code = -2, .signal = 0};
+    if (WIFSIGNALED(status))
+        return killed_by(WTERMSIG(status));
+    return exited(WEXITSTATUS(status));
+}
+
+std::string describe(const Exit& e)
+{
+    return e.signaled ? "killed by signal " + std::to_string(e.signal)
+                      : "exited with " + std::to_string(e.code);
+}
+
+std::vector<events::Event> drain_events(const bpf::Guard& guard)
+{
+    std::vector<events::Event> out;
+    events::Reader reader(guard.events_fd(), [&out](const events::Event& e) { out.push_back(e); });
+    reader.drain();
+    return out;
+}
+
+std::vector<std::uint32_t> loaded_program_ids()
+{
+    std::vector<std::uint32_t> ids;
+    for (std::uint32_t id = 0; bpf_prog_get_next_id(id, &id) == 0;)
+        ids.push_back(id);
+    return ids;
+}
+
+} // namespace cordon::testing

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+// Helpers for kernel-tier tests: cgroups under cordon's own subtree, real child processes in
+// them, and exact exit statuses. Every cgroup a test makes is removed when its owner goes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <cordon/abi.h>
+
+#include "agents/cgroup.h"
+#include "bpf/features.h"
+#include "bpf/guard.h"
+#include "events/reader.h"
+
+namespace cordon::testing {
+
+/// The cgroup2 mount of this host (found in /proc/self/mountinfo).
+const agents::Cgroup2Mount& cgroup2();
+
+/// A fresh cgroup <root>/cordon/kt-<pid>-<n>, removed (with anything left in it) on destruction.
+agents::Cgroup make_test_cgroup();
+
+/// The kernel's real features, probed once per test binary.
+bpf::Features& kernel_features();
+
+/// A Guard of the given backend whose agent level matches cordon's test cgroups.
+bpf::GuardOptions guard_options(cordon_backend backend);
+
+/// Agent state for tests; killed sets the kill switch.
+cordon_agent_state agent_state(std::uint32_t agent_id, bool killed);
+
+/// Forks a child that first joins `dir` (when given) and then returns fn()'s value as its exit
+/// code. Setup failures in the child exit with kChildSetupFailed.
+inline constexpr int kChildSetupFailed = 99;
+pid_t spawn_in(const std::optional<std::string>& cgroup_dir, const std::function<int()>& fn);
+
+struct Exit {
+    bool signaled = false;
+    int code = -1;   ///< exit code when !signaled
+    int signal = 0;  ///< terminating signal when signaled
+    bool operator==(const Exit&) const = default;
+};
+Exit wait_exit(pid_t pid);
+inline Exit exited(int code) { return {.signaled = false, .code = code, .signal = 0}; }
+inline Exit killed_by(int sig) { return {.signaled = true, .code = -1, .signal = sig}; }
+std::string describe(const Exit& e);
+
+/// Every event currently in the guard's ring buffer.
+std::vector<events::Event> drain_events(const bpf::Guard& guard);
+
+/// Ids of every BPF program loaded on the system now (through bpf_prog_get_next_id).
+std::vector<std::uint32_t> loaded_program_ids();
+
+} // namespace cordon::testing

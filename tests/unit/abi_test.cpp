@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+// Pins the kernel/user ABI from the C++ side: a field that moves breaks the build here.
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <span>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <cordon/abi.h>
+
+#include "events/reader.h"
+
+static_assert(sizeof(cordon_agent_state) == 32);
+static_assert(offsetof(cordon_agent_state, agent_id) == 0);
+static_assert(offsetof(cordon_agent_state, policy_id) == 4);
+static_assert(offsetof(cordon_agent_state, task_id) == 8);
+static_assert(offsetof(cordon_agent_state, score) == 16);
+static_assert(offsetof(cordon_agent_state, tier) == 20);
+static_assert(offsetof(cordon_agent_state, mode) == 21);
+static_assert(offsetof(cordon_agent_state, flags) == 24);
+
+static_assert(sizeof(cordon_event_header) == 72);
+static_assert(offsetof(cordon_event_header, ts_ns) == 0);
+static_assert(offsetof(cordon_event_header, cgroup_id) == 8);
+static_assert(offsetof(cordon_event_header, task_id) == 16);
+static_assert(offsetof(cordon_event_header, agent_id) == 24);
+static_assert(offsetof(cordon_event_header, pid) == 28);
+static_assert(offsetof(cordon_event_header, tgid) == 32);
+static_assert(offsetof(cordon_event_header, ppid) == 36);
+static_assert(offsetof(cordon_event_header, uid) == 40);
+static_assert(offsetof(cordon_event_header, rule_id) == 44);
+static_assert(offsetof(cordon_event_header, hook) == 48);
+static_assert(offsetof(cordon_event_header, verdict) == 50);
+static_assert(offsetof(cordon_event_header, backend) == 51);
+static_assert(offsetof(cordon_event_header, size) == 52);
+static_assert(offsetof(cordon_event_header, comm) == 56);
+
+// Values are stored in event logs: they must never be renumbered.
+static_assert(CORDON_HOOK_EXEC == 1 && CORDON_HOOK_FILE_OPEN == 2 && CORDON_HOOK_CONNECT4 == 3 &&
+              CORDON_HOOK_CONNECT6 == 4 && CORDON_HOOK_SENDMSG4 == 5 && CORDON_HOOK_SENDMSG6 == 6);
+static_assert(CORDON_VERDICT_ALLOW == 0 && CORDON_VERDICT_DENY == 1 && CORDON_VERDICT_AUDIT == 2 &&
+              CORDON_VERDICT_KILL == 3);
+
+namespace cordon {
+namespace {
+
+std::vector<std::uint8_t> record(std::uint16_t claimed_size, size_t real_size)
+{
+    cordon_event_header h{};
+    h.size = claimed_size;
+    h.hook = CORDON_HOOK_EXEC;
+    std::vector<std::uint8_t> bytes(real_size);
+    std::memcpy(bytes.data(), &h, std::min(real_size, sizeof(h)));
+    return bytes;
+}
+
+struct DecodeCase {
+    const char* name;
+    std::uint16_t claimed;
+    size_t real;
+    bool ok;
+};
+
+class DecodeTest : public ::testing::TestWithParam<DecodeCase> {};
+
+TEST_P(DecodeTest, AcceptsOnlyConsistentRecords)
+{
+    const auto bytes = record(GetParam().claimed, GetParam().real);
+    const auto e = events::decode(bytes);
+    EXPECT_EQ(e.has_value(), GetParam().ok);
+    if (e) {
+        EXPECT_EQ(e->header.hook, CORDON_HOOK_EXEC);
+    }
+}
+
+const DecodeCase kDecodeCases[] = {
+    {.name = "ExactHeader", .claimed = 72, .real = 72, .ok = true},
+    {.name = "HeaderWithPayload", .claimed = 80, .real = 80, .ok = true},
+    {.name = "ShorterThanHeader", .claimed = 72, .real = 40, .ok = false},
+    {.name = "ClaimsMoreThanRecord", .claimed = 200, .real = 72, .ok = false},
+    {.name = "ClaimsLessThanHeader", .claimed = 8, .real = 72, .ok = false},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, DecodeTest, ::testing::ValuesIn(kDecodeCases),
+                         [](const auto& tp) { return std::string(tp.param.name); });
+
+} // namespace
+} // namespace cordon
