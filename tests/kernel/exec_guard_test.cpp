@@ -26,6 +26,8 @@ struct ExecCase {
     Outcome want;
 };
 
+void PrintTo(const ExecCase& c, std::ostream* os) { *os << c.name; }
+
 // Exit code of a child whose execve() returned with errno e.
 constexpr int exec_failed(int e) { return 100 + e; }
 // Exit code of a child whose grandchild died of SIGKILL.

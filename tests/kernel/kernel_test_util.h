@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <ostream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,6 +50,7 @@ Exit wait_exit(pid_t pid);
 inline Exit exited(int code) { return {.signaled = false, .code = code, .signal = 0}; }
 inline Exit killed_by(int sig) { return {.signaled = true, .code = -1, .signal = sig}; }
 std::string describe(const Exit& e);
+inline void PrintTo(const Exit& e, std::ostream* os) { *os << describe(e); }
 
 /// Every event currently in the guard's ring buffer.
 std::vector<events::Event> drain_events(const bpf::Guard& guard);

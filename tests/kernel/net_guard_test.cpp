@@ -73,6 +73,8 @@ int try_access(const NetCase& c, const Listener& l)
     return r < 0 ? errno : 0;
 }
 
+void PrintTo(const NetCase& c, std::ostream* os) { *os << c.name; }
+
 class NetGuardTest : public ::testing::TestWithParam<NetCase> {};
 
 TEST_P(NetGuardTest, DecidesAsTheAgentStateSays)
