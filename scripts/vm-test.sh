@@ -80,7 +80,7 @@ vmlinuz=$(ls "$kdir"/boot/vmlinuz-* | head -n 1)
 # --- initramfs ------------------------------------------------------------------------------
 root=$vm_dir/initramfs
 rm -rf "$root"
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,root}
+mkdir -p "$root"/{bin,dev,proc,sys,etc,root,vmwork}
 cp "$busybox_bin" "$root/bin/busybox"
 
 copy_with_libs() { # copies a binary to the same absolute path, with every shared library it needs
@@ -102,22 +102,22 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
 mount -t securityfs securityfs /sys/kernel/security
 ip link set lo up
 echo; echo "CORDON-VM: kernel \$(uname -r), LSMs: \$(cat /sys/kernel/security/lsm)"
 if [ $shell = 1 ]; then setsid cttyhack sh; poweroff -f; fi
-cd /tmp
+# The build tree may live anywhere, /tmp included: nothing is mounted over it.
+cd /vmwork
 $cordon_bin doctor
 backend=\$($cordon_bin doctor --json | sed -n 's/^  "backend": "\(.*\)",\$/\1/p')
-CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no > /tmp/tests.log 2>&1
+CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no > /vmwork/tests.log 2>&1
 rc=\$?
-cat /tmp/tests.log
-passed=\$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.\$/\1/p' /tmp/tests.log)
-failed=\$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\?, listed below:\$/\1/p' /tmp/tests.log)
-skipped=\$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\?, listed below:\$/\1/p' /tmp/tests.log)
+cat /vmwork/tests.log
+passed=\$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.\$/\1/p' /vmwork/tests.log)
+failed=\$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\?, listed below:\$/\1/p' /vmwork/tests.log)
+skipped=\$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\?, listed below:\$/\1/p' /vmwork/tests.log)
 echo "CORDON-VM-RESULT: passed=\${passed:-0} failed=\${failed:-0} skipped=\${skipped:-0} rc=\$rc backend=\${backend:-unknown}"
 poweroff -f
 INIT
