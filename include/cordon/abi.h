@@ -120,3 +120,123 @@ struct cordon_event_header {
 	char comm[CORDON_COMM_LEN]; /**< task comm at the decision */
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_event_header) == 72, "cordon_event_header layout changed");
+
+/* ---- Compiled policy (written by the controller, read by the decision procedure) ---------- */
+
+/*
+ * Longest path a rule may name, in bytes. A path key's data part is policy id (4) + class (1) +
+ * path bytes, and the kernel caps LPM trie data at 256 bytes, which leaves 251 bytes: a path of
+ * up to 250 bytes plus the NUL that marks an exact rule. A path the kernel sees that is longer is
+ * truncated to 251 bytes for lookup, which still matches every directory rule it lies below and
+ * no exact rule, so matching stays correct for every rule cordon accepts.
+ */
+#define CORDON_PATH_KEY_BYTES 251
+#define CORDON_PATH_MAX 250
+
+/* Source limits of one policy (checked by the validator, sized into the maps). */
+#define CORDON_MAX_PATH_RULES 16384 /* exec + files rules of one policy */
+#define CORDON_MAX_NET_RULES 16384  /* network rules of one policy, after host resolution */
+#define CORDON_MAX_TIERS 8          /* trust tiers; a u8 index, 8 keeps the table one line */
+/* Port/protocol entries one network prefix carries, own and inherited (see docs/policy.md). */
+#define CORDON_NET_SLOTS 8
+
+/** What a rule (or a class default) does when it decides an access. */
+enum cordon_action {
+	CORDON_ACTION_ALLOW = 0, /**< allow silently (reported only with trace: all) */
+	CORDON_ACTION_DENY = 1,  /**< refuse */
+	CORDON_ACTION_AUDIT = 2, /**< allow and report */
+	CORDON_ACTION_KILL = 3,  /**< refuse, kill the process and mark the whole agent killed */
+	CORDON_ACTION_MAX,
+};
+
+/** Which rule set a path key belongs to. */
+enum cordon_path_class {
+	CORDON_PATH_EXEC = 1,  /**< exec rules */
+	CORDON_PATH_READ = 2,  /**< files rules with access: read */
+	CORDON_PATH_WRITE = 3, /**< files rules with access: write (create, truncate, unlink, rename) */
+	CORDON_PATH_CLASS_MAX,
+};
+
+/** Bits of cordon_net_slot.protocols. */
+enum cordon_net_proto {
+	CORDON_PROTO_TCP = 1u << 0,
+	CORDON_PROTO_UDP = 1u << 1,
+};
+
+/**
+ * Key of the cordon_path_rules LPM trie. prefixlen counts bits from policy_id on. An exact rule's
+ * path ends with its NUL (so /usr/bin/git does not match /usr/bin/gitk); a directory rule's path
+ * ends with '/' and no NUL (everything below it).
+ */
+struct cordon_path_key {
+	__u32 prefixlen;                    /**< bits of policy_id, class and path that must match */
+	__u32 policy_id;                    /**< compiled policy this rule belongs to */
+	__u8 path_class;                    /**< enum cordon_path_class */
+	__u8 path[CORDON_PATH_KEY_BYTES];   /**< path bytes, zero-filled after the match length */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_path_key) == 260, "cordon_path_key layout changed");
+
+/** Value of the cordon_path_rules LPM trie. */
+struct cordon_path_value {
+	__u32 rule_id; /**< source rule (index into the controller's rule table) */
+	__u8 action;   /**< enum cordon_action */
+	__u8 min_tier; /**< allow/audit apply only at this tier or above; below, the access is denied */
+	__u16 _pad0;   /**< zero */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_path_value) == 8, "cordon_path_value layout changed");
+
+/**
+ * Key of the cordon_net_rules LPM trie. prefixlen counts bits from policy_id on: 40 + the CIDR
+ * length. IPv4 addresses fill addr[0..3]; family keeps an IPv6 ::/0 rule from covering IPv4.
+ */
+struct cordon_net_key {
+	__u32 prefixlen; /**< 40 + CIDR prefix length */
+	__u32 policy_id; /**< compiled policy this rule belongs to */
+	__u8 family;     /**< 4 or 6 */
+	__u8 addr[16];   /**< network address, big-endian, zero beyond the prefix */
+	__u8 _pad0[3];   /**< zero; not part of any prefix */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_net_key) == 28, "cordon_net_key layout changed");
+
+/** One port/protocol entry of a network prefix. */
+struct cordon_net_slot {
+	__u16 port_lo;   /**< first port, host order; 0..65535 with port_hi 65535 = every port */
+	__u16 port_hi;   /**< last port, inclusive */
+	__u8 protocols;  /**< enum cordon_net_proto bits */
+	__u8 action;     /**< enum cordon_action */
+	__u8 min_tier;   /**< as cordon_path_value.min_tier */
+	__u8 _pad0;      /**< zero */
+	__u32 rule_id;   /**< source rule */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_net_slot) == 12, "cordon_net_slot layout changed");
+
+/**
+ * Value of the cordon_net_rules LPM trie: the slots that apply to addresses under this prefix,
+ * in the order the kernel tries them (first match wins): this prefix's own rules, narrowest port
+ * set first, then those inherited from shorter covering prefixes, longest first.
+ */
+struct cordon_net_value {
+	struct cordon_net_slot slots[CORDON_NET_SLOTS];
+	__u32 nslots; /**< used entries of slots[] */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_net_value) == 100, "cordon_net_value layout changed");
+
+/** Value of the cordon_policies hash, keyed by policy id (__u32): class defaults and trust. */
+struct cordon_policy {
+	__u8 exec_default;   /**< enum cordon_action when no exec rule matches */
+	__u8 file_default;   /**< enum cordon_action when no files rule matches */
+	__u8 net_default;    /**< enum cordon_action when no network rule matches */
+	__u8 mode;           /**< enum cordon_mode */
+	__u8 trace_all;      /**< 1: report allowed accesses too */
+	__u8 ntiers;         /**< used entries of tier_min_score (>= 1) */
+	__u16 penalty_deny;  /**< score lost per denial */
+	__u16 penalty_kill;  /**< score lost per kill-rule hit */
+	__u16 _pad0;         /**< zero */
+	__u32 exec_default_rule_id; /**< rule table entry of exec.default (names its line) */
+	__u32 file_default_rule_id; /**< rule table entry of files.default */
+	__u32 net_default_rule_id;  /**< rule table entry of network.default */
+	__u32 initial_score;        /**< score a new agent starts with (0..1000) */
+	__u32 recovery_per_minute;  /**< points regained per minute without denials (userspace) */
+	__u32 tier_min_score[CORDON_MAX_TIERS]; /**< ascending; tier i holds scores >= [i] */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_policy) == 64, "cordon_policy layout changed");

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <exception>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -13,6 +15,7 @@
 #include "bpf/features.h"
 #include "common/error.h"
 #include "control/doctor.h"
+#include "control/policy_cmd.h"
 
 namespace {
 
@@ -53,6 +56,31 @@ int main(int argc, char** argv)
     bool json = false;
     doctor->add_flag("--json", json, "Print the report as JSON, one entry per probe");
 
+    auto* policy = app.add_subcommand("policy", "Check and show agent policies (no kernel needed)");
+    policy->require_subcommand(1);
+    std::optional<std::string> user, workspace;
+    const auto add_context = [&](CLI::App* cmd) {
+        cmd->add_option("--user", user,
+                        "User whose name and home fill ${USER} and ${HOME} (default: the user "
+                        "behind sudo, else the current user)");
+        cmd->add_option("--workspace", workspace,
+                        "Directory for ${WORKSPACE} (default: the current directory)");
+    };
+    auto* check = policy->add_subcommand(
+        "check", "Validate policy files; exit 0 when all are valid, 1 with every error listed "
+                 "as file:line:column otherwise");
+    std::vector<std::string> check_files;
+    check->add_option("FILE", check_files, "Policy files")->required();
+    add_context(check);
+    auto* show = policy->add_subcommand(
+        "show", "Print what a policy would enforce, rule by rule, with source lines, variables "
+                "expanded and host names resolved");
+    std::string show_file;
+    bool show_json = false;
+    show->add_option("FILE", show_file, "Policy file")->required();
+    show->add_flag("--json", show_json, "Print JSON");
+    add_context(show);
+
     CLI11_PARSE(app, argc, argv);
 
     spdlog::set_pattern("cordon: %^%l%$: %v");
@@ -69,6 +97,14 @@ int main(int argc, char** argv)
                             : cordon::control::doctor_text(features, release).c_str(),
                        stdout);
             return cordon::control::doctor_exit_code(features);
+        }
+        if (check->parsed())
+            return cordon::control::policy_check(check_files,
+                                                 cordon::control::make_context(user, workspace));
+        if (show->parsed()) {
+            auto resolver = cordon::policy::system_resolver();
+            return cordon::control::policy_show(
+                show_file, show_json, cordon::control::make_context(user, workspace), *resolver);
         }
     } catch (const cordon::Error& e) {
         std::fprintf(stderr, "cordon: error: %s\n", e.what());

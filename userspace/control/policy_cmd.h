@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+// `cordon policy check` and `cordon policy show`.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policy/compiler.h"
+#include "policy/model.h"
+
+namespace cordon::control {
+
+/// The variables of one run: ${USER} and ${HOME} from --user (default: the invoking user, the
+/// one behind sudo), ${WORKSPACE} from --workspace (default: the current directory). Directory
+/// values are canonicalized, because rules match the resolved paths the kernel sees.
+policy::Context make_context(const std::optional<std::string>& user,
+                             const std::optional<std::string>& workspace);
+
+/// Validates and compiles each file (host names are not resolved); prints every error on stderr.
+/// Returns 0 when all are valid, 1 otherwise.
+int policy_check(const std::vector<std::string>& files, const policy::Context& ctx);
+
+/// Prints the normalized policy (variables expanded, host names resolved) on stdout.
+int policy_show(const std::string& file, bool json, const policy::Context& ctx,
+                policy::Resolver& resolver);
+
+} // namespace cordon::control

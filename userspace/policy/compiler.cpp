@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "policy/compiler.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "policy/net.h"
+
+namespace cordon::policy {
+namespace {
+
+template <typename T> std::string bytes_of(const T& v)
+{
+    return std::string(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+Cidr masked(Cidr c, int prefix)
+{
+    const int max = c.family == 4 ? 32 : 128;
+    for (int bit = prefix; bit < max; ++bit)
+        c.addr[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+    c.prefix = prefix;
+    return c;
+}
+
+struct SlotSource {
+    cordon_net_slot slot;
+    SourcePos pos;
+};
+
+using GroupKey = std::tuple<int, int, std::array<std::uint8_t, 16>>; // family, prefix, addr
+
+class Compiler {
+public:
+    Compiler(const Policy& p, std::uint32_t id) : p_(p) { out_.policy_id = id; }
+
+    CompileResult run()
+    {
+        settings();
+        path_class(p_.exec, CORDON_PATH_EXEC, 0);
+        path_class(p_.files, CORDON_PATH_READ, kRead);
+        path_class(p_.files, CORDON_PATH_WRITE, kWrite);
+        implied_dirs();
+        network();
+        for (const auto& [key, value] : path_entries_) {
+            cordon_path_key k{};
+            std::memcpy(&k, key.data(), sizeof(k));
+            out_.paths.emplace_back(k, value);
+        }
+        if (!errors_.empty())
+            return {.compiled = std::nullopt, .errors = std::move(errors_)};
+        return {.compiled = std::move(out_), .errors = {}};
+    }
+
+private:
+    void error_at(SourcePos pos, std::string msg)
+    {
+        errors_.push_back({.file = p_.file, .line = pos.line, .column = pos.column,
+                           .message = std::move(msg)});
+    }
+
+    void settings()
+    {
+        auto& s = out_.settings;
+        s.exec_default = static_cast<__u8>(p_.exec.default_action);
+        s.file_default = static_cast<__u8>(p_.files.default_action);
+        s.net_default = static_cast<__u8>(p_.network.default_action);
+        s.mode = p_.mode == Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
+        s.trace_all = p_.trace == Trace::All ? 1 : 0;
+        s.ntiers = static_cast<__u8>(p_.trust.tiers.size());
+        s.penalty_deny = static_cast<__u16>(p_.trust.penalty_deny);
+        s.penalty_kill = static_cast<__u16>(p_.trust.penalty_kill);
+        s.exec_default_rule_id = p_.exec.default_rule_id;
+        s.file_default_rule_id = p_.files.default_rule_id;
+        s.net_default_rule_id = p_.network.default_rule_id;
+        s.initial_score = p_.trust.initial;
+        s.recovery_per_minute = p_.trust.recovery_per_minute;
+        for (size_t i = 0; i < p_.trust.tiers.size() && i < CORDON_MAX_TIERS; ++i)
+            s.tier_min_score[i] = p_.trust.tiers[i].min_score;
+    }
+
+    static cordon_path_key path_key(std::uint32_t policy_id, cordon_path_class cls,
+                                    std::string_view bytes)
+    {
+        cordon_path_key k{};
+        k.prefixlen = static_cast<__u32>((sizeof(k.policy_id) + sizeof(k.path_class) + bytes.size()) * 8);
+        k.policy_id = policy_id;
+        k.path_class = static_cast<__u8>(cls);
+        std::memcpy(k.path, bytes.data(), bytes.size());
+        return k;
+    }
+
+    void path_class(const RuleClass<PathRule>& rc, cordon_path_class cls, std::uint8_t access)
+    {
+        for (const auto& r : rc.rules) {
+            if (access != 0 && (r.access & access) == 0)
+                continue;
+            // Exact rules end with the NUL the lookup key carries; directory rules end with '/'.
+            const std::string bytes = r.dir ? r.path : r.path + '\0';
+            const cordon_path_value v{.rule_id = r.id,
+                                      .action = static_cast<__u8>(r.action),
+                                      .min_tier = r.tier_index,
+                                      ._pad0 = 0};
+            // The parser already refused two rules for one path and access.
+            path_entries_.emplace(bytes_of(path_key(out_.policy_id, cls, bytes)), v);
+            if (r.dir && r.path != "/")
+                implied_.push_back({cls, r.path.substr(0, r.path.size() - 1) + '\0', v});
+        }
+    }
+
+    // A directory rule "/a/b/" also decides the directory "/a/b" itself (listing it, opening it),
+    // unless an exact rule names that directory: the explicit rule wins.
+    void implied_dirs()
+    {
+        for (const auto& [cls, bytes, v] : implied_)
+            path_entries_.emplace(bytes_of(path_key(out_.policy_id, cls, bytes)), v);
+    }
+
+    void network()
+    {
+        std::map<GroupKey, std::vector<SlotSource>> groups;
+        for (const auto& r : p_.network.rules) {
+            std::vector<Cidr> cidrs = r.cidr ? std::vector<Cidr>{*r.cidr} : r.resolved;
+            const std::vector<PortRange> ports =
+                r.ports.empty() ? std::vector<PortRange>{{.lo = 0, .hi = 65535}} : r.ports;
+            for (const auto& c : cidrs)
+                for (const auto& pr : ports)
+                    groups[{c.family, c.prefix, c.addr}].push_back(
+                        {.slot = {.port_lo = pr.lo, .port_hi = pr.hi, .protocols = r.protocols,
+                                  .action = static_cast<__u8>(r.action), .min_tier = r.tier_index,
+                                  ._pad0 = 0, .rule_id = r.id},
+                         .pos = r.pos});
+        }
+        // Own slots: narrowest port set first, then single protocol before both, then rule order.
+        for (auto& [key, slots] : groups) {
+            std::stable_sort(slots.begin(), slots.end(), [](const auto& a, const auto& b) {
+                const auto wa = a.slot.port_hi - a.slot.port_lo, wb = b.slot.port_hi - b.slot.port_lo;
+                const auto pa = std::popcount(a.slot.protocols), pb = std::popcount(b.slot.protocols);
+                return std::tie(wa, pa, a.slot.rule_id) < std::tie(wb, pb, b.slot.rule_id);
+            });
+            check_ambiguous(key, slots);
+        }
+        for (const auto& [key, own] : groups) {
+            const auto& [family, prefix, addr] = key;
+            std::vector<SlotSource> all = own;
+            Cidr c{.family = family, .addr = addr, .prefix = prefix};
+            for (int p = prefix - 1; p >= 0; --p) {
+                const Cidr up = masked(c, p);
+                if (auto it = groups.find({family, p, up.addr}); it != groups.end())
+                    all.insert(all.end(), it->second.begin(), it->second.end());
+            }
+            if (all.size() > CORDON_NET_SLOTS) {
+                std::set<int> lines;
+                for (const auto& s : all)
+                    lines.insert(s.pos.line);
+                std::string list;
+                for (int l : lines)
+                    list += (list.empty() ? "" : ", ") + std::to_string(l);
+                error_at(own.front().pos,
+                         "addresses in " + cidr_text(c) + " are covered by " +
+                             std::to_string(all.size()) + " port/protocol entries (lines " + list +
+                             "); expected at most " + std::to_string(CORDON_NET_SLOTS) +
+                             ": merge port ranges or use fewer overlapping CIDRs");
+                continue;
+            }
+            cordon_net_key k{};
+            k.prefixlen = static_cast<__u32>(40 + prefix);
+            k.policy_id = out_.policy_id;
+            k.family = static_cast<__u8>(family);
+            std::memcpy(k.addr, addr.data(), family == 4 ? 4 : 16);
+            cordon_net_value v{};
+            v.nslots = static_cast<__u32>(all.size());
+            for (size_t i = 0; i < all.size(); ++i)
+                v.slots[i] = all[i].slot;
+            out_.nets.emplace_back(k, v);
+        }
+        std::sort(out_.nets.begin(), out_.nets.end(), [](const auto& a, const auto& b) {
+            return std::memcmp(&a.first, &b.first, sizeof(a.first)) < 0;
+        });
+    }
+
+    // Two entries on one prefix that overlap in ports and protocol, are equally narrow, and
+    // decide differently: no order between them would be principled, so it is an error.
+    void check_ambiguous(const GroupKey& key, const std::vector<SlotSource>& slots)
+    {
+        for (size_t i = 0; i < slots.size(); ++i)
+            for (size_t j = i + 1; j < slots.size(); ++j) {
+                const auto& a = slots[i].slot;
+                const auto& b = slots[j].slot;
+                if (a.rule_id == b.rule_id)
+                    continue;
+                const bool overlap = a.port_lo <= b.port_hi && b.port_lo <= a.port_hi &&
+                                     (a.protocols & b.protocols) != 0;
+                const bool same_rank = a.port_hi - a.port_lo == b.port_hi - b.port_lo &&
+                                       std::popcount(a.protocols) == std::popcount(b.protocols);
+                if (!overlap || !same_rank)
+                    continue;
+                if (a.action == b.action && a.min_tier == b.min_tier)
+                    continue; // same decision either way
+                const Cidr c{.family = std::get<0>(key), .addr = std::get<2>(key),
+                             .prefix = std::get<1>(key)};
+                const auto& later = slots[i].pos.line > slots[j].pos.line ? slots[i] : slots[j];
+                const auto& earlier = &later == &slots[i] ? slots[j] : slots[i];
+                error_at(later.pos,
+                         "rule for " + cidr_text(c) + " conflicts with line " +
+                             std::to_string(earlier.pos.line) +
+                             ": both cover the same ports and protocol with different actions; "
+                             "expected one rule per address, port and protocol");
+                return;
+            }
+    }
+
+    const Policy& p_;
+    CompiledPolicy out_;
+    Diagnostics errors_;
+    std::map<std::string, cordon_path_value> path_entries_; // key bytes -> value, sorted
+    std::vector<std::tuple<cordon_path_class, std::string, cordon_path_value>> implied_;
+};
+
+class SystemResolver final : public Resolver {
+public:
+    std::vector<Cidr> resolve(const std::string& host, std::string& error) override
+    {
+        addrinfo hints{};
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* res = nullptr;
+        if (int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res); rc != 0) {
+            error = ::gai_strerror(rc);
+            return {};
+        }
+        std::set<std::tuple<int, std::array<std::uint8_t, 16>>> seen;
+        std::vector<Cidr> out;
+        for (auto* ai = res; ai; ai = ai->ai_next) {
+            Cidr c;
+            if (ai->ai_family == AF_INET) {
+                c.family = 4;
+                c.prefix = 32;
+                std::memcpy(c.addr.data(),
+                            &reinterpret_cast<const sockaddr_in*>(ai->ai_addr)->sin_addr, 4);
+            } else if (ai->ai_family == AF_INET6) {
+                c.family = 6;
+                c.prefix = 128;
+                std::memcpy(c.addr.data(),
+                            &reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr, 16);
+            } else {
+                continue;
+            }
+            if (seen.insert({c.family, c.addr}).second)
+                out.push_back(c);
+        }
+        ::freeaddrinfo(res);
+        std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+            return std::tie(a.family, a.addr) < std::tie(b.family, b.addr);
+        });
+        return out;
+    }
+};
+
+} // namespace
+
+CompileResult compile(const Policy& p, std::uint32_t policy_id)
+{
+    return Compiler(p, policy_id).run();
+}
+
+std::vector<std::uint8_t> serialize(const CompiledPolicy& c)
+{
+    std::string out = bytes_of(c.policy_id) + bytes_of(c.settings);
+    for (const auto& [k, v] : c.paths)
+        out += bytes_of(k) + bytes_of(v);
+    for (const auto& [k, v] : c.nets)
+        out += bytes_of(k) + bytes_of(v);
+    return {out.begin(), out.end()};
+}
+
+std::unique_ptr<Resolver> system_resolver()
+{
+    return std::make_unique<SystemResolver>();
+}
+
+Diagnostics resolve_hosts(Policy& p, Resolver& r)
+{
+    Diagnostics errs;
+    for (auto& rule : p.network.rules) {
+        if (rule.host.empty())
+            continue;
+        std::string why;
+        rule.resolved = r.resolve(rule.host, why);
+        if (rule.resolved.empty())
+            errs.push_back({.file = p.file, .line = rule.pos.line, .column = rule.pos.column,
+                            .message = "host '" + rule.host + "' does not resolve (" +
+                                       (why.empty() ? "no addresses" : why) +
+                                       "); expected a resolvable name, or use cidr:"});
+    }
+    return errs;
+}
+
+} // namespace cordon::policy

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// Policy -> the exact map entries of include/cordon/abi.h. Deterministic: the same policy and
+// policy id give the same bytes. Returns a complete compiled policy or errors, never half of one.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <cordon/abi.h>
+
+#include "policy/diagnostic.h"
+#include "policy/model.h"
+
+namespace cordon::policy {
+
+struct CompiledPolicy {
+    std::uint32_t policy_id = 0;
+    cordon_policy settings{};                                      ///< cordon_policies[policy_id]
+    std::vector<std::pair<cordon_path_key, cordon_path_value>> paths; ///< sorted by key bytes
+    std::vector<std::pair<cordon_net_key, cordon_net_value>> nets;    ///< sorted by key bytes
+};
+
+struct CompileResult {
+    std::optional<CompiledPolicy> compiled; ///< set only when errors is empty
+    Diagnostics errors;
+};
+
+/// Compiles a validated policy. Host rules contribute the addresses in NetRule::resolved (none
+/// until resolve_hosts() ran); conflicts that only show after compilation (two rules for the same
+/// address and ports with different actions, too many entries under one prefix) are errors that
+/// name the lines involved.
+CompileResult compile(const Policy& p, std::uint32_t policy_id);
+
+/// Every byte the compiled policy writes into maps, in order; equal outputs mean equal maps.
+std::vector<std::uint8_t> serialize(const CompiledPolicy& c);
+
+/// Resolves host names to addresses. Virtual so tests need no DNS.
+class Resolver {
+public:
+    virtual ~Resolver() = default;
+    /// The host's addresses; empty with `error` set when it cannot be resolved.
+    virtual std::vector<Cidr> resolve(const std::string& host, std::string& error) = 0;
+};
+std::unique_ptr<Resolver> system_resolver();
+
+/// Fills NetRule::resolved for every host rule; a host that does not resolve is an error (a
+/// policy is applied whole or not at all).
+Diagnostics resolve_hosts(Policy& p, Resolver& r);
+
+} // namespace cordon::policy

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: Apache-2.0
+// The validated in-memory form of an AgentPolicy (docs/policy.md). Produced by the parser with
+// variables expanded; consumed by the compiler and by `cordon policy show`. No libbpf here.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cordon::policy {
+
+/// 1-based position in the policy file.
+struct SourcePos {
+    int line = 0;
+    int column = 0;
+    bool operator==(const SourcePos&) const = default;
+};
+
+enum class Action : std::uint8_t { Allow = 0, Deny = 1, Audit = 2, Kill = 3 };
+enum class Mode : std::uint8_t { Enforce = 0, Audit = 1 };
+enum class Trace : std::uint8_t { Decisions = 0, All = 1 };
+
+/// Bits of PathRule::access.
+enum Access : std::uint8_t { kRead = 1, kWrite = 2 };
+/// Bits of NetRule::protocols.
+enum Protocol : std::uint8_t { kTcp = 1, kUdp = 2, kAnyProtocol = kTcp | kUdp };
+
+/// What one rule id stands for, so an event can say `file:line`.
+struct RuleSource {
+    std::string where; ///< "exec.default", "files.rules[3]", ...
+    SourcePos pos;
+};
+
+struct PathRule {
+    std::uint32_t id = 0;
+    SourcePos pos;         ///< position of the rule's `path` value
+    std::string written;   ///< as written, before variables were expanded
+    std::string path;      ///< absolute, normalized, variables expanded; ends with '/' if dir
+    bool dir = false;      ///< trailing '/': the rule covers everything below
+    Action action = Action::Deny;
+    std::uint8_t access = kRead | kWrite; ///< files rules only
+    std::optional<std::string> tier;
+    SourcePos tier_pos;
+    std::uint8_t tier_index = 0;
+};
+
+struct PortRange {
+    std::uint16_t lo = 0;
+    std::uint16_t hi = 65535;
+    bool operator==(const PortRange&) const = default;
+};
+
+struct Cidr {
+    int family = 4;                      ///< 4 or 6
+    std::array<std::uint8_t, 16> addr{}; ///< network address, zero beyond the prefix
+    int prefix = 0;
+    bool operator==(const Cidr&) const = default;
+};
+
+struct NetRule {
+    std::uint32_t id = 0;
+    SourcePos pos;
+    std::optional<Cidr> cidr;       ///< a cidr rule, or
+    std::string host;               ///< a host rule, resolved by the controller
+    std::vector<Cidr> resolved;     ///< host's addresses (as /32 or /128), filled by resolve()
+    std::vector<PortRange> ports;   ///< sorted, merged; empty = every port
+    std::uint8_t protocols = kAnyProtocol;
+    Action action = Action::Deny;
+    std::optional<std::string> tier;
+    SourcePos tier_pos;
+    std::uint8_t tier_index = 0;
+};
+
+template <typename Rule> struct RuleClass {
+    Action default_action = Action::Deny;
+    std::uint32_t default_rule_id = 0;
+    SourcePos default_pos;
+    std::vector<Rule> rules;
+};
+
+struct Tier {
+    std::string name;
+    std::uint32_t min_score = 0;
+    SourcePos pos;
+};
+
+struct Trust {
+    bool scoring = false; ///< false when the policy has no trust section
+    std::uint32_t initial = 1000;
+    std::vector<Tier> tiers{Tier{.name = "default", .min_score = 0, .pos = {}}};
+    std::uint32_t penalty_deny = 0;
+    std::uint32_t penalty_kill = 0;
+    std::uint32_t recovery_per_minute = 0;
+};
+
+/// The values ${HOME}, ${WORKSPACE} and ${USER} take in one run.
+struct Context {
+    std::optional<std::string> home;
+    std::optional<std::string> workspace;
+    std::optional<std::string> user;
+};
+
+struct Policy {
+    std::string file;
+    std::string api_version;
+    std::string name;
+    std::string description;
+    Mode mode = Mode::Enforce;
+    Trace trace = Trace::Decisions;
+    RuleClass<PathRule> exec;
+    RuleClass<PathRule> files;
+    RuleClass<NetRule> network;
+    std::uint32_t refresh_seconds = 300; ///< how often host rules are resolved again
+    Trust trust;
+    std::vector<RuleSource> rules; ///< index = rule id; entry 0 is unused (id 0 = none)
+};
+
+std::string_view action_name(Action a);
+std::string_view mode_name(Mode m);
+std::string access_names(std::uint8_t access);   ///< "read", "write" or "read, write"
+std::string protocol_names(std::uint8_t protos); ///< "tcp", "udp" or "tcp, udp"
+std::string cidr_text(const Cidr& c);            ///< "10.0.0.0/8", "2001:db8::/32"
+
+} // namespace cordon::policy

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: Apache-2.0
+// Addresses, CIDRs, ports and host names of network rules.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/model.h"
+
+namespace cordon::policy {
+
+/// "10.0.0.0/8", "2001:db8::/32", or a bare address (a /32 or /128). Host bits must be zero;
+/// `why` says what is wrong otherwise.
+std::optional<Cidr> parse_cidr(std::string_view text, std::string& why);
+
+/// True when `inner` lies within `outer` (same family, outer's prefix covers it).
+bool cidr_contains(const Cidr& outer, const Cidr& inner);
+
+/// "443" or "8000-8999", ports 1..65535.
+std::optional<PortRange> parse_port_range(std::string_view text);
+
+/// Sorts ranges and merges overlapping or adjacent ones.
+std::vector<PortRange> merge_port_ranges(std::vector<PortRange> ranges);
+
+/// A DNS name: labels of letters, digits and '-', 1-63 bytes each, 253 in all.
+bool valid_host_name(std::string_view name);
+
+} // namespace cordon::policy

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "policy/render.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace cordon::policy {
+namespace {
+
+std::string ports_text(const std::vector<PortRange>& ports)
+{
+    if (ports.empty())
+        return "all";
+    std::string out;
+    for (const auto& r : ports) {
+        if (!out.empty())
+            out += ",";
+        out += r.lo == r.hi ? std::to_string(r.lo) : fmt::format("{}-{}", r.lo, r.hi);
+    }
+    return out;
+}
+
+std::string tier_text(const Policy& p, const std::optional<std::string>& tier)
+{
+    if (!tier)
+        return "";
+    (void)p;
+    return fmt::format("  tier >= {}", *tier);
+}
+
+template <typename Rule>
+std::string header(const char* cls, const RuleClass<Rule>& rc)
+{
+    return fmt::format("{} (default {}, line {})\n", cls, action_name(rc.default_action),
+                       rc.default_pos.line);
+}
+
+std::string path_rules_text(const Policy& p, const RuleClass<PathRule>& rc, bool files)
+{
+    std::string out;
+    for (const auto& r : rc.rules) {
+        out += fmt::format("  line {:<5} {:<6} {:<40} {:<6}{}{}\n", r.pos.line,
+                           action_name(r.action), r.path, r.dir ? "below" : "exact",
+                           files ? "  " + access_names(r.access) : "", tier_text(p, r.tier));
+        if (r.written != r.path)
+            out += fmt::format("  {:<10} {:<6} (written {})\n", "", "", r.written);
+    }
+    return out;
+}
+
+nlohmann::json pos_json(SourcePos p)
+{
+    return {{"line", p.line}, {"column", p.column}};
+}
+
+nlohmann::json path_rules_json(const RuleClass<PathRule>& rc, bool files)
+{
+    nlohmann::json rules = nlohmann::json::array();
+    for (const auto& r : rc.rules) {
+        nlohmann::json j = {{"id", r.id},         {"source", pos_json(r.pos)},
+                            {"path", r.path},     {"written", r.written},
+                            {"match", r.dir ? "below" : "exact"},
+                            {"action", action_name(r.action)}};
+        if (files)
+            j["access"] = access_names(r.access);
+        if (r.tier)
+            j["tier"] = *r.tier;
+        rules.push_back(j);
+    }
+    return {{"default", action_name(rc.default_action)},
+            {"default_source", pos_json(rc.default_pos)},
+            {"rules", rules}};
+}
+
+} // namespace
+
+std::string show_text(const Policy& p)
+{
+    std::string out = fmt::format("policy {} ({}), mode {}, trace {}\n", p.name, p.file,
+                                  mode_name(p.mode), p.trace == Trace::All ? "all" : "decisions");
+    if (p.trust.scoring) {
+        std::string tiers;
+        for (const auto& t : p.trust.tiers)
+            tiers += fmt::format("{}{} >= {}", tiers.empty() ? "" : ", ", t.name, t.min_score);
+        out += fmt::format("trust: initial {}; tiers {}; penalties deny {}, kill {}; recovery "
+                           "{}/min\n",
+                           p.trust.initial, tiers, p.trust.penalty_deny, p.trust.penalty_kill,
+                           p.trust.recovery_per_minute);
+    } else {
+        out += "trust: none (one tier, no scoring)\n";
+    }
+    out += "\n" + header("exec", p.exec) + path_rules_text(p, p.exec, false);
+    out += "\n" + header("files", p.files) + path_rules_text(p, p.files, true);
+    out += "\n" + header("network", p.network);
+    for (const auto& r : p.network.rules) {
+        std::string what = r.cidr ? cidr_text(*r.cidr) : r.host;
+        out += fmt::format("  line {:<5} {:<6} {:<40} ports {}  {}{}\n", r.pos.line,
+                           action_name(r.action), what, ports_text(r.ports),
+                           protocol_names(r.protocols), tier_text(p, r.tier));
+        if (!r.host.empty()) {
+            std::string addrs;
+            for (const auto& c : r.resolved)
+                addrs += (addrs.empty() ? "" : ", ") + cidr_text(c);
+            out += fmt::format("  {:<10} {:<6} -> {}\n", "", "",
+                               addrs.empty() ? std::string("(not resolved)") : addrs);
+        }
+    }
+    if (std::any_of(p.network.rules.begin(), p.network.rules.end(),
+                    [](const auto& r) { return !r.host.empty(); }))
+        out += fmt::format("  host names are resolved again every {}s\n", p.refresh_seconds);
+    return out;
+}
+
+std::string show_json(const Policy& p)
+{
+    nlohmann::json tiers = nlohmann::json::array();
+    for (const auto& t : p.trust.tiers)
+        tiers.push_back({{"name", t.name}, {"min", t.min_score}});
+    nlohmann::json net = nlohmann::json::array();
+    for (const auto& r : p.network.rules) {
+        nlohmann::json j = {{"id", r.id},
+                            {"source", pos_json(r.pos)},
+                            {"ports", ports_text(r.ports)},
+                            {"protocol", protocol_names(r.protocols)},
+                            {"action", action_name(r.action)}};
+        if (r.cidr) {
+            j["cidr"] = cidr_text(*r.cidr);
+        } else {
+            j["host"] = r.host;
+            nlohmann::json addrs = nlohmann::json::array();
+            for (const auto& c : r.resolved)
+                addrs.push_back(cidr_text(c));
+            j["resolved"] = addrs;
+        }
+        if (r.tier)
+            j["tier"] = *r.tier;
+        net.push_back(j);
+    }
+    const nlohmann::json doc = {
+        {"file", p.file},
+        {"apiVersion", p.api_version},
+        {"name", p.name},
+        {"mode", mode_name(p.mode)},
+        {"trace", p.trace == Trace::All ? "all" : "decisions"},
+        {"trust",
+         {{"scoring", p.trust.scoring},
+          {"initial", p.trust.initial},
+          {"tiers", tiers},
+          {"penalties", {{"deny", p.trust.penalty_deny}, {"kill", p.trust.penalty_kill}}},
+          {"recovery_per_minute", p.trust.recovery_per_minute}}},
+        {"exec", path_rules_json(p.exec, false)},
+        {"files", path_rules_json(p.files, true)},
+        {"network",
+         {{"default", action_name(p.network.default_action)},
+          {"default_source", pos_json(p.network.default_pos)},
+          {"refresh_seconds", p.refresh_seconds},
+          {"rules", net}}},
+    };
+    return doc.dump(2) + "\n";
+}
+
+} // namespace cordon::policy
