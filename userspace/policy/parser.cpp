@@ -93,7 +93,11 @@ std::string quote_list(const std::vector<std::string_view>& words)
 
 class Parser {
 public:
-    Parser(std::string file, const Context& ctx) : file_(std::move(file)), ctx_(ctx) { p_.file = file_; }
+    Parser(std::string file, const Context& ctx) : file_(std::move(file)), ctx_(ctx)
+    {
+        p_.file = file_;
+        p_.rules.push_back({.where = "none", .pos = {}}); // rule id 0 means "no rule"
+    }
 
     ParseResult run(std::string_view text)
     {
@@ -612,6 +616,7 @@ private:
         auto* rules = optional(k, "rules");
         if (!rules || rules->IsNull() || !expect_seq(*rules, cls + ".rules"))
             return;
+        std::map<std::string, std::vector<size_t>> by_path; // path -> indexes into out.rules
         for (size_t i = 0; i < rules->size(); ++i) {
             const YAML::Node r = (*rules)[i];
             const std::string where = cls + ".rules[" + std::to_string(i) + "]";
@@ -651,8 +656,11 @@ private:
             rule.id = add_source(where, rule.pos);
             if (!ok)
                 continue;
-            for (const auto& prev : out.rules) {
-                if (prev.path != rule.path || (files && (prev.access & rule.access) == 0))
+            // One rule per path (and access, for files): index by path to stay linear.
+            auto& same_path = by_path[rule.path];
+            for (size_t idx : same_path) {
+                const auto& prev = out.rules[idx];
+                if (files && (prev.access & rule.access) == 0)
                     continue;
                 const bool same = prev.action == rule.action;
                 error_at(rule.pos,
@@ -666,6 +674,8 @@ private:
                 ok = false;
                 break;
             }
+            if (ok)
+                same_path.push_back(out.rules.size());
             if (!ok)
                 continue;
             out.rules.push_back(std::move(rule));
@@ -833,24 +843,29 @@ private:
 
 std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates)
 {
+    // Optimal string alignment distance (a swap of two neighbours costs 1), case-insensitive.
+    // A hint is offered when it is at most 2 and less than half the word, so that "icmp" does
+    // not suggest "tcp".
+    const auto lower = [](char ch) { return std::tolower(static_cast<unsigned char>(ch)); };
     std::string best;
     size_t best_d = 3;
     for (auto c : candidates) {
-        // Levenshtein distance, case-insensitive.
-        std::vector<size_t> prev(c.size() + 1), cur(c.size() + 1);
-        for (size_t j = 0; j <= c.size(); ++j)
-            prev[j] = j;
-        for (size_t i = 1; i <= word.size(); ++i) {
-            cur[0] = i;
-            for (size_t j = 1; j <= c.size(); ++j) {
-                const bool same = std::tolower(static_cast<unsigned char>(word[i - 1])) ==
-                                  std::tolower(static_cast<unsigned char>(c[j - 1]));
-                cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (same ? 0 : 1)});
+        const size_t n = word.size(), m = c.size();
+        std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+        for (size_t i = 0; i <= n; ++i)
+            d[i][0] = i;
+        for (size_t j = 0; j <= m; ++j)
+            d[0][j] = j;
+        for (size_t i = 1; i <= n; ++i)
+            for (size_t j = 1; j <= m; ++j) {
+                const size_t cost = lower(word[i - 1]) == lower(c[j - 1]) ? 0 : 1;
+                d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+                if (i > 1 && j > 1 && lower(word[i - 1]) == lower(c[j - 2]) &&
+                    lower(word[i - 2]) == lower(c[j - 1]))
+                    d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
             }
-            std::swap(prev, cur);
-        }
-        if (prev[c.size()] < best_d) {
-            best_d = prev[c.size()];
+        if (d[n][m] < best_d && 2 * d[n][m] < word.size()) {
+            best_d = d[n][m];
             best = c;
         }
     }

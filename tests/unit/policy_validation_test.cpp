@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every validation error, with its exact message and position (file:line:column).
+#include <gtest/gtest.h>
+
+#include "policy_test_util.h"
+
+namespace cordon::policy::testing {
+namespace {
+
+struct ErrorCase {
+    const char* name;
+    std::string text;
+    std::vector<std::string> want; // every error, in order
+};
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
+
+class ValidationTest : public ::testing::TestWithParam<ErrorCase> {};
+
+TEST_P(ValidationTest, ReportsExactlyTheseErrors)
+{
+    const auto r = parse(GetParam().text);
+    std::vector<std::string> got;
+    for (const auto& d : r.errors)
+        got.push_back(d.str());
+    EXPECT_EQ(got, GetParam().want);
+    EXPECT_EQ(r.policy.has_value(), GetParam().want.empty());
+}
+
+const std::string kClasses =
+    "  exec:\n    default: deny\n  files:\n    default: allow\n  network:\n    default: deny\n";
+
+const ErrorCase kErrorCases[] = {
+    {.name = "MinimalPolicyIsValid", .text = minimal(), .want = {}},
+    {.name = "EmptyText", .text = "",
+     .want = {"p.yaml: the policy is empty; expected a mapping with apiVersion, kind, metadata and "
+              "spec (see policies/ for examples)"}},
+    {.name = "NotAMapping", .text = "- a\n- b\n",
+     .want = {"p.yaml:1:1: the policy must be a mapping (key: value lines); found a list"}},
+    {.name = "InvalidYaml", .text = "spec: [a, b\n",
+     .want = {"p.yaml:2:1: invalid YAML: end of sequence flow not found; expected a YAML mapping "
+              "(see docs/policy.md)"}},
+    {.name = "TabIndentation",
+     .text = "apiVersion: cordon.dev/v1\nmetadata:\n\tname: t\n  \tx: 1\n",
+     .want = {"p.yaml:3:1: tab in indentation; expected spaces (YAML indents with spaces only)",
+              "p.yaml:4:3: tab in indentation; expected spaces (YAML indents with spaces only)"}},
+    {.name = "UnknownTopKeyWithHint",
+     .text = "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetdata:\n  name: t\nspec:\n" + kClasses,
+     .want = {"p.yaml:1:1: the policy has no 'metadata'; expected a mapping with name",
+              "p.yaml:3:1: unknown key 'metdata' in the policy; did you mean 'metadata'? expected "
+              "apiVersion, kind, metadata or spec"}},
+    {.name = "WrongApiVersionAndKind",
+     .text = "apiVersion: v2\nkind: Policy\nmetadata:\n  name: t\nspec:\n" + kClasses,
+     .want = {"p.yaml:1:13: unsupported apiVersion 'v2'; expected 'cordon.dev/v1'",
+              "p.yaml:2:7: unsupported kind 'Policy'; expected 'AgentPolicy'"}},
+    {.name = "EmptyName",
+     .text = "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: \"\"\nspec:\n" + kClasses,
+     .want = {"p.yaml:4:3: metadata.name is empty; expected a name of 1 to 63 letters, digits, "
+              "'-', '_' or '.', starting with a letter or digit"}},
+    {.name = "BadName",
+     .text = "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: a/b\nspec:\n" + kClasses,
+     .want = {"p.yaml:4:9: metadata.name 'a/b' is not valid; expected a name of 1 to 63 letters, "
+              "digits, '-', '_' or '.', starting with a letter or digit"}},
+    {.name = "MissingClass",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n"),
+     .want = {"p.yaml:6:3: spec has no 'network'; expected a mapping with 'default' (allow, deny, "
+              "audit or kill) and 'rules'"}},
+    {.name = "UnknownAction",
+     .text = with_spec("  exec:\n    default: alow\n  files:\n    default: allow\n"
+                       "  network:\n    default: deny\n"),
+     .want = {"p.yaml:7:14: unknown exec.default 'alow'; did you mean 'allow'? expected allow, "
+              "deny, audit or kill"}},
+    {.name = "UnknownMode",
+     .text = minimal("  mode: enforcing\n"),
+     .want = {"p.yaml:6:9: unknown mode 'enforcing'; expected enforce or audit"}},
+    {.name = "RepeatedKey",
+     .text = minimal("  mode: audit\n  mode: enforce\n"),
+     .want = {"p.yaml:7:3: key 'mode' repeats line 6 in spec; expected each key once"}},
+    {.name = "RelativePath",
+     .text = with_spec("  exec:\n    default: deny\n    rules:\n      - {path: bin/ls, action: allow}\n"
+                       "  files:\n    default: allow\n  network:\n    default: deny\n"),
+     .want = {"p.yaml:9:16: exec path 'bin/ls' is relative; expected an absolute path (starting "
+              "with / or ${HOME}/${WORKSPACE})"}},
+    {.name = "UnnormalizedPath",
+     .text = with_spec("  exec:\n    default: deny\n    rules:\n      - {path: /usr/../bin/ls, action: allow}\n"
+                       "      - {path: /usr//bin/, action: allow}\n"
+                       "  files:\n    default: allow\n  network:\n    default: deny\n"),
+     .want = {"p.yaml:9:16: exec path '/usr/../bin/ls' is not normalized (contains '..'); "
+              "expected a path without '.', '..' or repeated '/'",
+              "p.yaml:10:16: exec path '/usr//bin/' is not normalized (contains '//'); expected a "
+              "path without '.', '..' or repeated '/'"}},
+    {.name = "UndefinedVariable",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n    rules:\n"
+                       "      - {path: \"${HOM}/x\", action: deny}\n"
+                       "  network:\n    default: deny\n"),
+     .want = {"p.yaml:11:16: undefined variable ${HOM}; did you mean ${HOME}? expected ${HOME}, "
+              "${WORKSPACE} or ${USER}"}},
+    {.name = "UnknownRuleKeyAndMissingAction",
+     .text = with_spec("  exec:\n    default: deny\n    rules:\n      - {pth: /bin/ls}\n"
+                       "  files:\n    default: allow\n  network:\n    default: deny\n"),
+     .want = {"p.yaml:9:9: exec.rules[0] has no 'path'; expected an absolute path",
+              "p.yaml:9:9: exec.rules[0] has no 'action'; expected allow, deny, audit or kill",
+              "p.yaml:9:10: unknown key 'pth' in exec.rules[0]; did you mean 'path'? expected "
+              "path, action or tier"}},
+    {.name = "AccessOnExecRule",
+     .text = with_spec("  exec:\n    default: deny\n    rules:\n"
+                       "      - {path: /bin/ls, action: allow, access: [read]}\n"
+                       "  files:\n    default: allow\n  network:\n    default: deny\n"),
+     .want = {"p.yaml:9:40: unknown key 'access' in exec.rules[0]; expected path, action or tier"}},
+    {.name = "UnknownAccess",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n    rules:\n"
+                       "      - {path: /etc/, access: [reed], action: deny}\n"
+                       "  network:\n    default: deny\n"),
+     .want = {"p.yaml:11:32: unknown access 'reed'; did you mean 'read'? expected read or write"}},
+    {.name = "ConflictingRulesNameBothLines",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n    rules:\n"
+                       "      - {path: /etc/, access: [read, write], action: deny}\n"
+                       "      - {path: /etc/, access: [write], action: allow}\n"
+                       "  network:\n    default: deny\n"),
+     .want = {"p.yaml:12:16: rule for '/etc/' (write) conflicts with line 11 (deny vs allow); "
+              "expected one rule per path and access"}},
+    {.name = "SamePathDifferentAccessIsFine",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n    rules:\n"
+                       "      - {path: /etc/, access: [read], action: allow}\n"
+                       "      - {path: /etc/, access: [write], action: deny}\n"
+                       "  network:\n    default: deny\n"),
+     .want = {}},
+    {.name = "DuplicateExecRule",
+     .text = with_spec("  exec:\n    default: deny\n    rules:\n"
+                       "      - {path: /bin/ls, action: allow}\n"
+                       "      - {path: /bin/ls, action: allow}\n"
+                       "  files:\n    default: allow\n  network:\n    default: deny\n"),
+     .want = {"p.yaml:10:16: rule for '/bin/ls' repeats line 9; expected one rule per path"}},
+    {.name = "InvalidCidrs",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n"
+                       "  network:\n    default: deny\n    rules:\n"
+                       "      - {cidr: 10.0.0.1/8, action: allow}\n"
+                       "      - {cidr: 10.0.0.0/33, action: allow}\n"
+                       "      - {cidr: \"2001:db8::1/129\", action: allow}\n"
+                       "      - {cidr: 300.1.1.1, action: allow}\n"),
+     .want = {"p.yaml:13:16: invalid CIDR '10.0.0.1/8': host bits are set; did you mean "
+              "10.0.0.0/8?",
+              "p.yaml:14:16: invalid CIDR '10.0.0.0/33': prefix length '33' is not 0 to 32",
+              "p.yaml:15:16: invalid CIDR '2001:db8::1/129': prefix length '129' is not 0 to 128",
+              "p.yaml:16:16: invalid CIDR '300.1.1.1': '300.1.1.1' is not an IPv4 or IPv6 "
+              "address; expected an address like 10.0.0.0/8 or 2001:db8::/32"}},
+    {.name = "PortsOutOfRange",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n"
+                       "  network:\n    default: deny\n    rules:\n"
+                       "      - {cidr: 10.0.0.0/8, ports: [0, 65536, \"9-1\", http], action: allow}\n"),
+     .want = {"p.yaml:13:36: port '0' is not valid; expected a port 1-65535 or a range "
+              "\"low-high\" within it",
+              "p.yaml:13:39: port '65536' is not valid; expected a port 1-65535 or a range "
+              "\"low-high\" within it",
+              "p.yaml:13:46: port '9-1' is not valid; expected a port 1-65535 or a range "
+              "\"low-high\" within it",
+              "p.yaml:13:53: port 'http' is not valid; expected a port 1-65535 or a range "
+              "\"low-high\" within it"}},
+    {.name = "CidrAndHostTogether",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n"
+                       "  network:\n    default: deny\n    rules:\n"
+                       "      - {cidr: 10.0.0.0/8, host: example.com, action: allow}\n"),
+     .want = {"p.yaml:13:9: network.rules[0] has both cidr and host; expected exactly one of them"}},
+    {.name = "BadHostAndProtocol",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n"
+                       "  network:\n    default: deny\n    rules:\n"
+                       "      - {host: \"bad_host!\", protocol: icmp, action: allow}\n"),
+     .want = {"p.yaml:13:16: invalid host name 'bad_host!'; expected a DNS name such as "
+              "github.com (use cidr: for addresses)",
+              "p.yaml:13:39: unknown protocol 'icmp'; expected tcp, udp or any"}},
+    {.name = "UnknownTier",
+     .text = with_spec("  trust:\n    tiers:\n      - {name: low, min: 0}\n      - {name: high, min: 500}\n"
+                       "  exec:\n    default: deny\n    rules:\n"
+                       "      - {path: /bin/ls, action: allow, tier: hihg}\n"
+                       "  files:\n    default: allow\n  network:\n    default: deny\n"),
+     .want = {"p.yaml:13:46: unknown tier 'hihg'; did you mean 'high'? expected low or high"}},
+    {.name = "TierWithoutTrust",
+     .text = with_spec("  exec:\n    default: deny\n    rules:\n"
+                       "      - {path: /bin/ls, action: allow, tier: high}\n"
+                       "  files:\n    default: allow\n  network:\n    default: deny\n"),
+     .want = {"p.yaml:9:46: unknown tier 'high'; this policy defines no tiers (add "
+              "spec.trust.tiers)"}},
+    {.name = "TierOnDenyRule",
+     .text = with_spec("  trust:\n    tiers:\n      - {name: low, min: 0}\n"
+                       "  exec:\n    default: deny\n    rules:\n"
+                       "      - {path: /bin/ls, action: deny, tier: low}\n"
+                       "  files:\n    default: allow\n  network:\n    default: deny\n"),
+     .want = {"p.yaml:12:45: tier applies only to allow and audit rules (it is the lowest tier at "
+              "which the rule still allows); remove it from this deny rule"}},
+    {.name = "BadTierTable",
+     .text = minimal("  trust:\n    initial: 1001\n    tiers:\n      - {name: low, min: 10}\n"
+                     "      - {name: mid, min: 5}\n      - {name: low, min: 900}\n"),
+     .want = {"p.yaml:7:14: trust.initial is 1001, out of range; expected 0 to 1000",
+              "p.yaml:9:26: the first tier's min is 10; expected 0, so that every score has a tier",
+              "p.yaml:10:26: trust.tiers[1].min 5 is not above the previous tier's 10; expected "
+              "tiers from lowest to highest",
+              "p.yaml:11:16: tier 'low' is defined twice (line 9); expected unique tier names"}},
+    {.name = "TooManyTiers",
+     .text = minimal("  trust:\n    tiers: [{name: a, min: 0}, {name: b, min: 1}, {name: c, min: 2}, "
+                     "{name: d, min: 3}, {name: e, min: 4}, {name: f, min: 5}, {name: g, min: 6}, "
+                     "{name: h, min: 7}, {name: i, min: 8}]\n"),
+     .want = {"p.yaml:7:12: trust.tiers has 9 tiers; expected at most 8"}},
+    {.name = "WrongTypes",
+     .text = with_spec("  exec: deny\n  files:\n    default: [allow]\n  network:\n    default: deny\n"
+                       "    refresh: soon\n"),
+     .want = {"p.yaml:6:9: exec must be a mapping (key: value lines); found 'deny'",
+              "p.yaml:8:14: files.default must be a single value; found a list",
+              "p.yaml:11:14: network.refresh (seconds) must be a whole number; found 'soon'; "
+              "expected 10 to 86400"}},
+    {.name = "PathTooLong",
+     .text = with_spec("  exec:\n    default: deny\n    rules:\n      - {path: /" + std::string(250, 'a') +
+                       ", action: allow}\n  files:\n    default: allow\n  network:\n    default: deny\n"),
+     .want = {"p.yaml:9:16: exec path is 251 bytes long; expected at most 250 (the kernel's rule "
+              "key limit)"}},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, ValidationTest, ::testing::ValuesIn(kErrorCases),
+                         [](const auto& tp) { return std::string(tp.param.name); });
+
+TEST(Validation, VariableWithoutValueNamesTheFlag)
+{
+    const auto r = parse_policy(with_spec("  exec:\n    default: deny\n    rules:\n"
+                                          "      - {path: \"${WORKSPACE}/\", action: allow}\n"
+                                          "  files:\n    default: allow\n  network:\n    default: deny\n"),
+                                "p.yaml", Context{.home = "/h", .workspace = std::nullopt, .user = "u"});
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_EQ(r.errors[0].str(),
+              "p.yaml:9:16: variable ${WORKSPACE} has no value in this run; pass --workspace DIR");
+}
+
+TEST(Validation, ExpandsVariablesAndKeepsWhatWasWritten)
+{
+    const auto r = parse(with_spec("  exec:\n    default: deny\n    rules:\n"
+                                   "      - {path: \"${WORKSPACE}/bin/\", action: allow}\n"
+                                   "  files:\n    default: allow\n    rules:\n"
+                                   "      - {path: \"${HOME}/.ssh/\", action: deny}\n"
+                                   "  network:\n    default: deny\n"));
+    ASSERT_TRUE(r.policy) << r.errors.at(0).str();
+    EXPECT_EQ(r.policy->exec.rules.at(0).path, "/work/repo/bin/");
+    EXPECT_EQ(r.policy->exec.rules.at(0).written, "${WORKSPACE}/bin/");
+    EXPECT_TRUE(r.policy->exec.rules.at(0).dir);
+    EXPECT_EQ(r.policy->files.rules.at(0).path, "/home/ada/.ssh/");
+    EXPECT_EQ(r.policy->files.rules.at(0).access, kRead | kWrite); // default: both
+}
+
+TEST(Validation, ReportsEveryErrorInOnePass)
+{
+    const auto r = parse(with_spec("  mode: strict\n  exec:\n    default: maybe\n  files:\n"
+                                   "    default: allow\n    rules:\n      - {path: rel, action: deny}\n"
+                                   "  network:\n    default: deny\n    rules:\n"
+                                   "      - {cidr: 1.2.3.4/40, action: allow}\n"));
+    EXPECT_EQ(r.errors.size(), 4u);
+    EXPECT_FALSE(r.policy);
+}
+
+} // namespace
+} // namespace cordon::policy::testing
