@@ -34,6 +34,8 @@ const ErrorCase kErrorCases[] = {
     {.name = "EmptyText", .text = "",
      .want = {"p.yaml: the policy is empty; expected a mapping with apiVersion, kind, metadata and "
               "spec (see policies/ for examples)"}},
+    {.name = "NotUtf8", .text = minimal("  # caf\xe9\n"),
+     .want = {"p.yaml: is not UTF-8 text (bad byte at offset 77); expected a YAML text file"}},
     {.name = "NotAMapping", .text = "- a\n- b\n",
      .want = {"p.yaml:1:1: the policy must be a mapping (key: value lines); found a list"}},
     {.name = "InvalidYaml", .text = "spec: [a, b\n",

@@ -874,6 +874,11 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string_vi
 
 ParseResult parse_policy(std::string_view text, const std::string& file, const Context& ctx)
 {
+    // Binary or non-UTF-8 input is refused before YAML sees it: every string cordon later prints
+    // (JSON included) is then valid UTF-8.
+    if (auto why = text_problem(text); !why.empty())
+        return {.policy = std::nullopt,
+                .errors = {{.file = file, .line = 0, .column = 0, .message = why}}};
     return Parser(file, ctx).run(text);
 }
 
@@ -902,8 +907,6 @@ ParseResult load_policy_file(const std::string& path, const Context& ctx)
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (text.size() > kMaxPolicyBytes)
         return fail("the file is larger than 8 MiB; expected a policy");
-    if (auto why = text_problem(text); !why.empty())
-        return fail(why);
     return parse_policy(text, path, ctx);
 }
 

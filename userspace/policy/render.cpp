@@ -156,7 +156,7 @@ std::string show_json(const Policy& p)
           {"refresh_seconds", p.refresh_seconds},
           {"rules", net}}},
     };
-    return doc.dump(2) + "\n";
+    return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 } // namespace cordon::policy
