@@ -1,18 +1,22 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The one decision procedure shared by every hook of every backend, as inline functions, plus the
- * maps every cordon object declares. The controller loads the first object and hands its map fds
- * to the others (bpf_map__reuse_fd), so all programs see one agents map, one ring buffer and one
- * set of counters.
+ * maps every cordon object declares. The controller loads net_guard first and hands its map fds
+ * to the other objects (bpf_map__reuse_fd), so all programs see one set of maps.
  *
  * Identity: an agent is the cgroup subtree <cgroup2 root>/cordon/<agent>. All agent cgroups sit at
  * one cgroup level (agent_level, set by the controller before load), so the agent of the current
  * task is its ancestor at that level: one helper call and at most one map lookup, whatever depth
  * the task's own cgroup has below its agent. A task above that level pays no lookup at all.
  *
+ * Procedure: agent lookup -> kill flag -> longest matching rule (or the class default) -> the
+ * rule's minimum tier against the agent's tier (derived from its score) -> mode (audit allows and
+ * reports) -> verdict, event, score penalty, kill action.
+ *
  * Missing entries: a cgroup that is not in cordon_agents is not an agent and is allowed (fail
- * open for the host: cordon must never break processes it was not asked to guard). Anything that
- * is an agent and cannot be decided is denied (fail closed).
+ * open for the host: cordon must never break processes it was not asked to guard). An agent whose
+ * policy is missing, whose path cannot be resolved, or whose decision cannot get scratch memory
+ * is denied (fail closed).
  */
 #pragma once
 
@@ -40,6 +44,42 @@ struct {
 } cordon_agents SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024); /* compiled policies loaded at once; one per agent at most */
+	__type(key, __u32);        /* policy id */
+	__type(value, struct cordon_policy);
+} cordon_policies SEC(".maps");
+
+/*
+ * Path rules of every loaded policy. A policy compiles to at most 3 entries per source rule
+ * (read, write and the implied directory entry), so 4 x 16,384 covers one policy at its limit.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4 * CORDON_MAX_PATH_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for LPM tries */
+	__type(key, struct cordon_path_key);
+	__type(value, struct cordon_path_value);
+} cordon_path_rules SEC(".maps");
+
+/* Network prefixes: one entry per distinct CIDR, at most one per rule (or resolved address). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, CORDON_MAX_NET_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct cordon_net_key);
+	__type(value, struct cordon_net_value);
+} cordon_net_rules SEC(".maps");
+
+/* Processes of cordon itself (tgid -> 1) that agents may not signal (lsm backend). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} cordon_protected SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, CORDON_RINGBUF_BYTES);
 } cordon_events SEC(".maps");
@@ -56,7 +96,7 @@ static __always_inline void cordon_count(__u32 counter)
 	__u64 *v = bpf_map_lookup_elem(&cordon_counters, &counter);
 
 	if (v)
-		*v += 1; /* per-CPU slot: no atomic needed */
+		__sync_fetch_and_add(v, 1); /* programs may be preempted on the same CPU */
 }
 
 /* The agent the current task belongs to, or NULL. *cgid receives the agent cgroup id. */
@@ -70,70 +110,180 @@ static __always_inline struct cordon_agent_state *cordon_current_agent(__u64 *cg
 	return bpf_map_lookup_elem(&cordon_agents, cgid);
 }
 
-/*
- * Decides one access by an agent. Today the procedure is the kill switch and the mode; rule
- * lookups slot in between them. Returns an enum cordon_verdict.
- */
-static __always_inline __u8 cordon_decide(const struct cordon_agent_state *agent, __u32 hook,
-					  __u32 *rule_id)
+/* One decision in progress. */
+struct cordon_ctx {
+	struct cordon_agent_state *agent;
+	struct cordon_policy *policy; /* NULL: policy missing, every access is denied */
+	__u64 cgid;
+};
+
+/* True (and *c filled) when the current task is an agent. */
+static __always_inline bool cordon_enter(struct cordon_ctx *c)
 {
-	*rule_id = 0;
-	/* Kill switch first: a killed agent gets nothing, whatever the rules or mode say. */
-	if (agent->flags & CORDON_AGENT_F_KILLED)
-		return CORDON_VERDICT_DENY;
-	return CORDON_VERDICT_ALLOW;
+	c->agent = cordon_current_agent(&c->cgid);
+	if (!c->agent)
+		return false;
+	c->policy = bpf_map_lookup_elem(&cordon_policies, &c->agent->policy_id);
+	return true;
 }
 
-/* Reports a decision; a full ring buffer is counted, never silent. */
-static __always_inline void cordon_report(const struct cordon_agent_state *agent, __u64 cgid,
-					  __u32 hook, __u8 verdict, __u32 rule_id)
+/* What one rule (or default) says, before the agent's state is applied. */
+struct cordon_rule_hit {
+	__u32 rule_id;
+	__u8 action;   /* enum cordon_action */
+	__u8 min_tier;
+};
+
+/* Severity order for combining two decisions of one access: kill > deny > audit > allow. */
+static __always_inline int cordon_severity(__u8 verdict)
 {
-	struct cordon_event_header *e;
+	switch (verdict) {
+	case CORDON_VERDICT_KILL:
+		return 3;
+	case CORDON_VERDICT_DENY:
+		return 2;
+	case CORDON_VERDICT_AUDIT:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static __always_inline __u32 cordon_tier(const struct cordon_agent_state *agent,
+					 const struct cordon_policy *policy)
+{
+	__u32 tier = 0;
+
+	for (int i = 1; i < CORDON_MAX_TIERS; i++)
+		if (i < policy->ntiers && agent->score >= policy->tier_min_score[i])
+			tier = i;
+	return tier;
+}
+
+/*
+ * The verdict for one rule hit: kill flag, tier, mode. No side effects; see cordon_apply.
+ * A missing policy denies (fail closed).
+ */
+static __always_inline __u8 cordon_verdict(const struct cordon_ctx *c,
+					   const struct cordon_rule_hit *hit)
+{
+	__u8 v;
+
+	if (c->agent->flags & CORDON_AGENT_F_KILLED)
+		return CORDON_VERDICT_DENY;
+	if (!c->policy)
+		return CORDON_VERDICT_DENY;
+	switch (hit->action) {
+	case CORDON_ACTION_ALLOW:
+		v = CORDON_VERDICT_ALLOW;
+		break;
+	case CORDON_ACTION_AUDIT:
+		v = CORDON_VERDICT_AUDIT;
+		break;
+	case CORDON_ACTION_KILL:
+		v = CORDON_VERDICT_KILL;
+		break;
+	default:
+		v = CORDON_VERDICT_DENY;
+	}
+	/* An allow below its minimum tier denies: it never falls back to the class default. */
+	if ((v == CORDON_VERDICT_ALLOW || v == CORDON_VERDICT_AUDIT) &&
+	    cordon_tier(c->agent, c->policy) < hit->min_tier)
+		v = CORDON_VERDICT_DENY;
+	if (c->policy->mode == CORDON_MODE_AUDIT &&
+	    (v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_KILL))
+		v = CORDON_VERDICT_AUDIT;
+	return v;
+}
+
+static __always_inline void cordon_penalize(struct cordon_agent_state *agent, __u32 penalty)
+{
+	__u32 score = agent->score;
+
+	if (!penalty)
+		return;
+	/* Racing penalties may both read the old score; the lower write wins, never below 0. */
+	agent->score = score > penalty ? score - penalty : 0;
+}
+
+/*
+ * Side effects of a verdict: counters, score penalties, and for kill the agent's kill flag (from
+ * this instant every hook denies every process of the agent) plus SIGKILL to the current process.
+ * The controller empties the cgroup when it reads the kill event.
+ */
+static __always_inline void cordon_apply(const struct cordon_ctx *c, __u8 verdict)
+{
+	cordon_count(verdict);
+	if (!c->policy)
+		return;
+	if (verdict == CORDON_VERDICT_DENY) {
+		cordon_penalize(c->agent, c->policy->penalty_deny);
+	} else if (verdict == CORDON_VERDICT_KILL) {
+		cordon_penalize(c->agent, c->policy->penalty_kill);
+		__sync_fetch_and_or(&c->agent->flags, CORDON_AGENT_F_KILLED);
+		bpf_send_signal(SIGKILL);
+	}
+}
+
+static __always_inline bool cordon_should_report(const struct cordon_ctx *c, __u8 verdict)
+{
+	return verdict != CORDON_VERDICT_ALLOW || (c->policy && c->policy->trace_all);
+}
+
+/* Reserves an event with its header filled; NULL (and a counted drop) when the buffer is full. */
+static __always_inline struct cordon_event *cordon_event_start(const struct cordon_ctx *c,
+							       __u32 hook, __u8 verdict,
+							       __u32 rule_id)
+{
+	struct cordon_event *e;
 	struct task_struct *task;
 	__u64 id;
 
 	e = bpf_ringbuf_reserve(&cordon_events, sizeof(*e), 0);
 	if (!e) {
 		cordon_count(CORDON_CNT_RINGBUF_DROPS);
-		return;
+		return NULL;
 	}
 	task = (struct task_struct *)bpf_get_current_task();
 	id = bpf_get_current_pid_tgid();
-	e->ts_ns = bpf_ktime_get_ns();
-	e->cgroup_id = cgid;
-	e->task_id = agent->task_id;
-	e->agent_id = agent->agent_id;
-	e->pid = (__u32)id;
-	e->tgid = id >> 32;
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->uid = (__u32)bpf_get_current_uid_gid();
-	e->rule_id = rule_id;
-	e->hook = hook;
-	e->verdict = verdict;
-	e->backend = backend_id;
-	e->size = sizeof(*e);
-	e->_pad0 = 0;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	e->h.ts_ns = bpf_ktime_get_ns();
+	e->h.cgroup_id = c->cgid;
+	e->h.task_id = c->agent->task_id;
+	e->h.agent_id = c->agent->agent_id;
+	e->h.pid = (__u32)id;
+	e->h.tgid = id >> 32;
+	e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->h.uid = (__u32)bpf_get_current_uid_gid();
+	e->h.rule_id = rule_id;
+	e->h.hook = hook;
+	e->h.verdict = verdict;
+	e->h.backend = backend_id;
+	e->h.size = sizeof(*e);
+	e->h._pad0 = 0;
+	bpf_get_current_comm(e->h.comm, sizeof(e->h.comm));
+	__builtin_memset(e->addr, 0, sizeof(e->addr));
+	e->port = 0;
+	e->family = 0;
+	e->protocol = 0;
+	e->access = 0;
+	e->_pad0[0] = e->_pad0[1] = e->_pad0[2] = 0;
+	e->path[0] = 0;
+	return e;
 }
 
 /*
- * Full procedure for hooks that only need the verdict: lookup, decide, count, report.
- * Returns the verdict for the current task; CORDON_VERDICT_ALLOW for non-agents.
+ * Tamper protection (bpf(), ptrace of others, signals to cordon, cgroupfs/bpffs writes, mounts):
+ * always denied for agents, in audit mode too, because audit mode must not let an agent switch
+ * its guard off.
  */
-static __always_inline __u8 cordon_check(__u32 hook)
+static __always_inline __u8 cordon_deny_tamper(const struct cordon_ctx *c)
 {
-	struct cordon_agent_state *agent;
-	__u64 cgid = 0;
-	__u32 rule_id;
-	__u8 verdict;
+	struct cordon_event *e;
+	__u8 verdict = CORDON_VERDICT_DENY;
 
-	agent = cordon_current_agent(&cgid);
-	if (!agent)
-		return CORDON_VERDICT_ALLOW;
-	verdict = cordon_decide(agent, hook, &rule_id);
-	cordon_count(verdict);
-	if (verdict != CORDON_VERDICT_ALLOW)
-		cordon_report(agent, cgid, hook, verdict, rule_id);
+	cordon_apply(c, verdict);
+	e = cordon_event_start(c, CORDON_HOOK_TAMPER, verdict, 0);
+	if (e)
+		bpf_ringbuf_submit(e, 0);
 	return verdict;
 }

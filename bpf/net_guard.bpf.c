@@ -1,42 +1,120 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * net_guard: decides outbound connections and UDP datagrams by agents.
+ * net_guard: decides outbound connections and UDP datagrams by agents against the network rules.
  *
- * Hooks (cgroup sock_addr programs, attached to <cgroup2 root>/cordon so that only agent
- * processes ever run them; the same on both backends):
+ * Hooks (cgroup sock_addr programs, attached to <cgroup2 root>/cordon so that only processes in
+ * cordon's subtree ever run them; the same on both backends):
  *   cgroup/connect4, cgroup/connect6   connect() fails with EPERM on denial.
  *   cgroup/sendmsg4, cgroup/sendmsg6   sendto()/sendmsg() on UDP fail with EPERM on denial.
  * Returning 0 from a sock_addr program makes the kernel refuse with EPERM; 1 lets it through.
+ * An IPv4-mapped IPv6 address (::ffff:a.b.c.d, which an IPv6 socket uses to reach IPv4) is
+ * decided as the IPv4 address it is.
+ *
+ * Lookup: longest-prefix match on (policy, family, address); the entry's slots (own rules first,
+ * then those of covering prefixes) are tried in order and the first that matches the port and
+ * protocol decides; none matching means the network default.
  *
  * Missing entries: a task whose cgroup is not an agent is allowed (see cordon.bpf.h).
  */
 #include "cordon.bpf.h"
 
-static __always_inline int net_verdict(__u32 hook)
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+
+static __always_inline __u16 ntoh16(__u16 v)
 {
-	return cordon_check(hook) == CORDON_VERDICT_ALLOW ? 1 : 0;
+	return (v >> 8) | (v << 8);
+}
+
+static __always_inline int net_decide(struct bpf_sock_addr *ctx, __u32 hook, bool v6)
+{
+	struct cordon_rule_hit hit = {};
+	struct cordon_net_value *entry;
+	struct cordon_net_key key = {};
+	struct cordon_event *e;
+	struct cordon_ctx c;
+	__u16 port;
+	__u8 proto, verdict;
+
+	if (!cordon_enter(&c))
+		return 1;
+	port = ntoh16((__u16)ctx->user_port);
+	proto = ctx->protocol == IPPROTO_UDP ? CORDON_PROTO_UDP : CORDON_PROTO_TCP;
+	key.policy_id = c.agent->policy_id;
+	if (!v6) {
+		key.family = 4;
+		__builtin_memcpy(key.addr, &ctx->user_ip4, 4);
+	} else {
+		__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1], w2 = ctx->user_ip6[2];
+		__u32 w3 = ctx->user_ip6[3];
+
+		if (w0 == 0 && w1 == 0 && w2 == 0xffff0000) { /* ::ffff:0:0/96, network order */
+			key.family = 4;
+			__builtin_memcpy(key.addr, &w3, 4);
+		} else {
+			key.family = 6;
+			__builtin_memcpy(key.addr, &w0, 4);
+			__builtin_memcpy(key.addr + 4, &w1, 4);
+			__builtin_memcpy(key.addr + 8, &w2, 4);
+			__builtin_memcpy(key.addr + 12, &w3, 4);
+		}
+	}
+	key.prefixlen = 40 + (key.family == 4 ? 32 : 128);
+
+	hit.action = c.policy ? c.policy->net_default : CORDON_ACTION_DENY;
+	hit.rule_id = c.policy ? c.policy->net_default_rule_id : 0;
+	entry = bpf_map_lookup_elem(&cordon_net_rules, &key);
+	if (entry) {
+		for (int i = 0; i < CORDON_NET_SLOTS; i++) {
+			struct cordon_net_slot *s = &entry->slots[i];
+
+			if (i >= entry->nslots)
+				break;
+			if (port >= s->port_lo && port <= s->port_hi && (s->protocols & proto)) {
+				hit.action = s->action;
+				hit.rule_id = s->rule_id;
+				hit.min_tier = s->min_tier;
+				break;
+			}
+		}
+	}
+	verdict = cordon_verdict(&c, &hit);
+	cordon_apply(&c, verdict);
+	if (cordon_should_report(&c, verdict)) {
+		e = cordon_event_start(&c, hook, verdict, hit.rule_id);
+		if (e) {
+			__builtin_memcpy(e->addr, key.addr, sizeof(e->addr));
+			e->port = port;
+			e->family = key.family;
+			e->protocol = proto;
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	return verdict == CORDON_VERDICT_DENY || verdict == CORDON_VERDICT_KILL ? 0 : 1;
 }
 
 SEC("cgroup/connect4")
 int net_guard_connect4(struct bpf_sock_addr *ctx)
 {
-	return net_verdict(CORDON_HOOK_CONNECT4);
+	return net_decide(ctx, CORDON_HOOK_CONNECT4, false);
 }
 
 SEC("cgroup/connect6")
 int net_guard_connect6(struct bpf_sock_addr *ctx)
 {
-	return net_verdict(CORDON_HOOK_CONNECT6);
+	return net_decide(ctx, CORDON_HOOK_CONNECT6, true);
 }
 
 SEC("cgroup/sendmsg4")
 int net_guard_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return net_verdict(CORDON_HOOK_SENDMSG4);
+	return net_decide(ctx, CORDON_HOOK_SENDMSG4, false);
 }
 
 SEC("cgroup/sendmsg6")
 int net_guard_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return net_verdict(CORDON_HOOK_SENDMSG6);
+	return net_decide(ctx, CORDON_HOOK_SENDMSG6, true);
 }

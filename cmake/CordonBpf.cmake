@@ -54,10 +54,11 @@ function(cordon_bpf_skeleton name)
   set(obj ${CORDON_BPF_OUT}/${name}.bpf.o)
   set(skel ${CORDON_BPF_OUT}/${name}.skel.h)
   add_custom_command(OUTPUT ${obj}
-    COMMAND ${CORDON_BPF_CLANG} -target bpf -g -O2 -Wall -Werror
+    COMMAND ${CORDON_BPF_CLANG} -target bpf -mcpu=v3 -g -O2 -Wall -Werror
             -D__TARGET_ARCH_${CORDON_BPF_ARCH}
             -I${CORDON_VMLINUX_DIR} -I${PROJECT_SOURCE_DIR}/include -I${CMAKE_CURRENT_SOURCE_DIR}
             -MD -MF ${obj}.d -c ${src} -o ${obj}
+    # -mcpu=v3: 32-bit atomics (agent flags, scratch nesting); every kernel with BTF has v3.
     # Drop DWARF but keep .BTF/.BTF.ext, which CO-RE needs; this keeps skeletons small.
     COMMAND ${CORDON_LLVM_STRIP} -g ${obj}
     DEPENDS ${src} ${CORDON_VMLINUX_H_OUT}

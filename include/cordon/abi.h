@@ -44,6 +44,12 @@ enum cordon_hook {
 	CORDON_HOOK_CONNECT6 = 4,  /**< connect() to an IPv6 address */
 	CORDON_HOOK_SENDMSG4 = 5,  /**< UDP sendmsg() to an IPv4 address */
 	CORDON_HOOK_SENDMSG6 = 6,  /**< UDP sendmsg() to an IPv6 address */
+	CORDON_HOOK_FILE_CREATE = 7, /**< creation of a file, directory, node or symlink */
+	CORDON_HOOK_FILE_UNLINK = 8, /**< unlink or rmdir */
+	CORDON_HOOK_FILE_RENAME = 9, /**< rename (both names are decided as writes) */
+	CORDON_HOOK_FILE_LINK = 10,  /**< hard link (both names are decided as writes) */
+	CORDON_HOOK_FILE_TRUNCATE = 11, /**< truncate(2), ftruncate(2), O_TRUNC */
+	CORDON_HOOK_TAMPER = 12,     /**< bpf(), ptrace, signal to cordon, cgroupfs/bpffs write, mount */
 	CORDON_HOOK_MAX,
 };
 
@@ -84,8 +90,18 @@ enum cordon_counter {
 	CORDON_CNT_AUDIT = 2,         /**< audit verdicts */
 	CORDON_CNT_KILL = 3,          /**< kill verdicts */
 	CORDON_CNT_RINGBUF_DROPS = 4, /**< event records the ring buffer could not take */
+	CORDON_CNT_PATH_FAILED = 5,   /**< paths that could not be resolved (decided as deny) */
 	CORDON_CNT_MAX,
 };
+
+/** Bits of cordon_event.access. */
+enum cordon_access {
+	CORDON_ACCESS_READ = 1u << 0,
+	CORDON_ACCESS_WRITE = 1u << 1,
+};
+
+/* Path bytes an event carries; longer paths are cut (the decision used the full key). */
+#define CORDON_EVENT_PATH 256
 
 /** Value of the cordon_agents map, keyed by the agent's cgroup id (__u64). */
 struct cordon_agent_state {
@@ -240,3 +256,16 @@ struct cordon_policy {
 	__u32 tier_min_score[CORDON_MAX_TIERS]; /**< ascending; tier i holds scores >= [i] */
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_policy) == 64, "cordon_policy layout changed");
+
+/** A full decision record: the header, then what was accessed. */
+struct cordon_event {
+	struct cordon_event_header h;
+	__u8 addr[16];  /**< network hooks: destination address (IPv4 in addr[0..3]) */
+	__u16 port;     /**< network hooks: destination port, host order */
+	__u8 family;    /**< network hooks: 4 or 6 */
+	__u8 protocol;  /**< network hooks: enum cordon_net_proto bit */
+	__u8 access;    /**< file hooks: enum cordon_access bits decided */
+	__u8 _pad0[3];  /**< zero */
+	char path[CORDON_EVENT_PATH]; /**< exec/file hooks: resolved path, NUL-terminated */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_event) == 352, "cordon_event layout changed");

@@ -6,8 +6,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include <cordon/abi.h>
+
+#include "policy/compiler.h"
 
 namespace cordon::bpf {
 
@@ -17,7 +20,7 @@ struct GuardOptions {
     std::filesystem::path net_attach_cgroup; ///< where sock_addr programs attach (<root>/cordon)
 };
 
-/// Owns the exec_guard and net_guard skeletons. Construction opens, configures, loads and
+/// Owns the exec_guard, file_guard, net_guard and (lsm) tamper_guard skeletons. Construction opens, configures, loads and
 /// attaches both (and throws Error naming the refused program and the fix); destruction detaches
 /// and unloads everything, so no program, link or map outlives the Guard.
 class Guard {
@@ -30,6 +33,15 @@ public:
     /// Adds or replaces the agent whose root cgroup has id cgid.
     void set_agent(std::uint64_t cgid, const cordon_agent_state& state);
     void remove_agent(std::uint64_t cgid);
+    /// Reads an agent's state back (score, flags) as the kernel left it.
+    std::optional<cordon_agent_state> agent(std::uint64_t cgid) const;
+
+    /// Writes a compiled policy into the maps, whole or not at all: on any failure the entries
+    /// already written are removed again and Error is thrown.
+    void load_policy(const policy::CompiledPolicy& c);
+
+    /// Marks a process of cordon itself, which agents may not signal (lsm backend).
+    void protect_process(std::uint32_t tgid);
 
     /// Per-CPU counters summed over CPUs, indexed by enum cordon_counter.
     std::array<std::uint64_t, CORDON_CNT_MAX> counters() const;

@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "control/doctor.h"
 #include "control/policy_cmd.h"
+#include "control/runner.h"
 
 namespace {
 
@@ -81,6 +82,28 @@ int main(int argc, char** argv)
     show->add_flag("--json", show_json, "Print JSON");
     add_context(show);
 
+    auto* run = app.add_subcommand(
+        "run", "Run CMD as an agent under a policy: the kernel decides every exec, file access "
+               "and connection of CMD and all its descendants. Exits with CMD's status (128+N "
+               "if a signal ended it), or 125 if cordon could not start it. Run as root.");
+    cordon::control::RunOptions run_opts;
+    std::string run_mode;
+    run->add_option("--policy", run_opts.policy_file, "Policy file (see docs/policy.md)")
+        ->required();
+    run->add_option("--name", run_opts.name,
+                    "Agent name (cgroup <cgroup2>/cordon/NAME); default: policy name + suffix");
+    run->add_option("--user", run_opts.user,
+                    "Run CMD as this user, with its groups and a reset environment (as sudo -u); "
+                    "required for tamper resistance on the compat backend");
+    run->add_option("--workspace", run_opts.workspace,
+                    "Directory for ${WORKSPACE}; CMD starts there (default: current directory)");
+    run->add_option("--mode", run_mode, "enforce or audit (overrides the policy's spec.mode)")
+        ->check(CLI::IsMember({"enforce", "audit"}));
+    run->add_option("--backend", run_opts.backend, "auto, lsm or compat (default: auto)")
+        ->check(CLI::IsMember({"auto", "lsm", "compat"}));
+    run->add_option("--events", run_opts.events_file, "Append every event as a JSON line");
+    run->add_option("CMD", run_opts.command, "Command and arguments (after --)")->required();
+
     CLI11_PARSE(app, argc, argv);
 
     spdlog::set_pattern("cordon: %^%l%$: %v");
@@ -98,6 +121,12 @@ int main(int argc, char** argv)
                        stdout);
             return cordon::control::doctor_exit_code(features);
         }
+        if (run->parsed()) {
+            if (!run_mode.empty())
+                run_opts.mode = run_mode == "audit" ? cordon::policy::Mode::Audit
+                                                    : cordon::policy::Mode::Enforce;
+            return cordon::control::run_guarded(run_opts);
+        }
         if (check->parsed())
             return cordon::control::policy_check(check_files,
                                                  cordon::control::make_context(user, workspace));
@@ -108,7 +137,7 @@ int main(int argc, char** argv)
         }
     } catch (const cordon::Error& e) {
         std::fprintf(stderr, "cordon: error: %s\n", e.what());
-        return 1;
+        return run->parsed() ? cordon::control::kRunSetupFailed : 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "cordon: internal error: %s\n", e.what());
         return 2;

@@ -2,6 +2,7 @@
 #include "events/reader.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include <bpf/libbpf.h>
@@ -18,6 +19,8 @@ std::optional<Event> decode(std::span<const std::uint8_t> record)
     std::memcpy(&e.header, record.data(), sizeof(e.header));
     if (e.header.size < sizeof(e.header) || e.header.size > record.size())
         return std::nullopt;
+    std::memcpy(&e.body, record.data(), std::min<size_t>(e.header.size, sizeof(e.body)));
+    e.body.path[sizeof(e.body.path) - 1] = 0; // the kernel terminates it; never trust that here
     return e;
 }
 
@@ -51,6 +54,11 @@ int Reader::poll(int timeout_ms)
     if (n < 0 && n != -EINTR)
         throw Error("reading the event ring buffer failed: " + errno_text(-n));
     return n < 0 ? 0 : n;
+}
+
+int Reader::fd() const
+{
+    return ring_buffer__epoll_fd(rb_);
 }
 
 int Reader::drain()

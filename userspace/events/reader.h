@@ -13,9 +13,10 @@ struct ring_buffer;
 
 namespace cordon::events {
 
-/// One decoded decision record.
+/// One decoded decision record (struct cordon_event; older, shorter records are zero-filled).
 struct Event {
     cordon_event_header header{};
+    cordon_event body{}; ///< the full record, header included
 };
 
 /// Checks a raw record and copies it out; nullopt when it is too short or claims a size larger
@@ -34,6 +35,8 @@ public:
     int poll(int timeout_ms);
     /// Hands over everything already in the buffer without waiting.
     int drain();
+    /// A descriptor that polls readable when records are waiting.
+    int fd() const;
     /// Records that failed to decode.
     std::uint64_t malformed() const { return malformed_; }
 

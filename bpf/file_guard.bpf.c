@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * file_guard: decides file access by agents against the files rules (read and write classes),
+ * on the resolved path of the object itself.
+ *
+ * lsm backend (denial = -EPERM from the syscall, before any effect):
+ *   lsm/file_open          read and/or write by the open mode (opens for exec are exec_guard's)
+ *   lsm/path_mknod         creation through open(O_CREAT), mknod           -> write
+ *   lsm/path_mkdir, lsm/path_symlink                                       -> write
+ *   lsm/path_unlink, lsm/path_rmdir                                        -> write
+ *   lsm/path_rename        both the old and the new name                   -> write
+ *   lsm/path_link          both the existing and the new name              -> write
+ *   lsm/path_truncate      truncate(2), ftruncate(2), O_TRUNC              -> write
+ * compat backend:
+ *   tp_btf/sys_exit        after open(), openat(), openat2(), creat() and open_by_handle_at()
+ *                          succeed, the file behind the new descriptor is decided and a denial
+ *                          SIGKILLs the process before the syscall returns to user space. The
+ *                          open itself has happened: O_CREAT may have created the file and
+ *                          O_TRUNC truncated it. unlink, rename, link, truncate(2) and io_uring
+ *                          opens are not seen (docs/enforcement.md).
+ *
+ * Missing entries: a task whose cgroup is not an agent is allowed (see cordon.bpf.h).
+ */
+#include "path.bpf.h"
+
+#define FMODE_READ 0x1
+#define FMODE_WRITE 0x2
+#define FMODE_EXEC 0x20
+#define O_TRUNC 01000
+
+static __always_inline int file_verdict_errno(__u8 v)
+{
+	return v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_KILL ? -EPERM : 0;
+}
+
+static __always_inline __u8 open_access(struct file *file)
+{
+	__u32 mode = BPF_CORE_READ(file, f_mode);
+	__u32 flags = BPF_CORE_READ(file, f_flags);
+	__u8 access = 0;
+
+	if (mode & FMODE_READ)
+		access |= CORDON_ACCESS_READ;
+	if ((mode & FMODE_WRITE) || (flags & O_TRUNC))
+		access |= CORDON_ACCESS_WRITE;
+	return access;
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(file_guard_file_open, struct file *file, int ret)
+{
+	struct cordon_ctx c;
+	__u8 access;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	if (BPF_CORE_READ(file, f_mode) & FMODE_EXEC)
+		return 0; /* execution is decided by exec_guard on the same file */
+	access = open_access(file);
+	if (!access)
+		access = CORDON_ACCESS_READ; /* O_PATH-like opens still name the file */
+	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_OPEN,
+						    BPF_CORE_READ(file, f_path.dentry),
+						    BPF_CORE_READ(file, f_path.mnt), access));
+}
+
+static __always_inline int write_in_dir(__u32 hook, const struct path *dir, struct dentry *dentry)
+{
+	struct cordon_ctx c;
+
+	if (!cordon_enter(&c))
+		return 0;
+	return file_verdict_errno(
+		cordon_check_path(&c, hook, dentry, BPF_CORE_READ(dir, mnt), CORDON_ACCESS_WRITE));
+}
+
+SEC("lsm/path_mknod")
+int BPF_PROG(file_guard_path_mknod, const struct path *dir, struct dentry *dentry, umode_t mode,
+	     unsigned int dev, int ret)
+{
+	if (ret)
+		return ret;
+	return write_in_dir(CORDON_HOOK_FILE_CREATE, dir, dentry);
+}
+
+SEC("lsm/path_mkdir")
+int BPF_PROG(file_guard_path_mkdir, const struct path *dir, struct dentry *dentry, umode_t mode,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	return write_in_dir(CORDON_HOOK_FILE_CREATE, dir, dentry);
+}
+
+SEC("lsm/path_symlink")
+int BPF_PROG(file_guard_path_symlink, const struct path *dir, struct dentry *dentry,
+	     const char *old_name, int ret)
+{
+	if (ret)
+		return ret;
+	return write_in_dir(CORDON_HOOK_FILE_CREATE, dir, dentry);
+}
+
+SEC("lsm/path_unlink")
+int BPF_PROG(file_guard_path_unlink, const struct path *dir, struct dentry *dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return write_in_dir(CORDON_HOOK_FILE_UNLINK, dir, dentry);
+}
+
+SEC("lsm/path_rmdir")
+int BPF_PROG(file_guard_path_rmdir, const struct path *dir, struct dentry *dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return write_in_dir(CORDON_HOOK_FILE_UNLINK, dir, dentry);
+}
+
+SEC("lsm/path_rename")
+int BPF_PROG(file_guard_path_rename, const struct path *old_dir, struct dentry *old_dentry,
+	     const struct path *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
+{
+	struct cordon_ctx c;
+	__u8 v;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	v = cordon_check_path(&c, CORDON_HOOK_FILE_RENAME, old_dentry, BPF_CORE_READ(old_dir, mnt),
+			      CORDON_ACCESS_WRITE);
+	if (file_verdict_errno(v))
+		return -EPERM;
+	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_RENAME, new_dentry,
+						    BPF_CORE_READ(new_dir, mnt),
+						    CORDON_ACCESS_WRITE));
+}
+
+SEC("lsm/path_link")
+int BPF_PROG(file_guard_path_link, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry, int ret)
+{
+	struct cordon_ctx c;
+	struct vfsmount *mnt;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	/* A hard link stays on one mount, so the new directory's mount is the old name's too. */
+	mnt = BPF_CORE_READ(new_dir, mnt);
+	if (file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_LINK, old_dentry, mnt,
+						 CORDON_ACCESS_WRITE)))
+		return -EPERM;
+	return file_verdict_errno(
+		cordon_check_path(&c, CORDON_HOOK_FILE_LINK, new_dentry, mnt, CORDON_ACCESS_WRITE));
+}
+
+SEC("lsm/path_truncate")
+int BPF_PROG(file_guard_path_truncate, const struct path *path, int ret)
+{
+	struct cordon_ctx c;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_TRUNCATE,
+						    BPF_CORE_READ(path, dentry),
+						    BPF_CORE_READ(path, mnt), CORDON_ACCESS_WRITE));
+}
+
+/* x86_64 syscall numbers of the calls that return a new descriptor for a named file. */
+#define NR_open 2
+#define NR_creat 85
+#define NR_openat 257
+#define NR_open_by_handle_at 304
+#define NR_openat2 437
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct cordon_ctx c;
+	struct files_struct *files;
+	struct file **fd_array;
+	struct file *file = NULL;
+	struct fdtable *fdt;
+	long nr;
+	__u8 v;
+
+	/* Cheap filter first: this runs on every syscall of every process on the host. */
+	if (ret < 0)
+		return 0;
+	nr = BPF_CORE_READ(regs, orig_ax);
+	if (nr != NR_openat && nr != NR_open && nr != NR_creat && nr != NR_openat2 &&
+	    nr != NR_open_by_handle_at)
+		return 0;
+	if (!cordon_enter(&c))
+		return 0;
+	files = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), files);
+	fdt = BPF_CORE_READ(files, fdt);
+	if (ret >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fd_array = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&file, sizeof(file), &fd_array[ret]);
+	if (!file) {
+		/* Another thread closed it already; the open happened: fail closed. */
+		cordon_count(CORDON_CNT_PATH_FAILED);
+		bpf_send_signal(SIGKILL);
+		return 0;
+	}
+	v = cordon_check_path(&c, CORDON_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_path.dentry),
+			      BPF_CORE_READ(file, f_path.mnt), open_access(file));
+	if (v == CORDON_VERDICT_DENY)
+		bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
+	return 0;
+}

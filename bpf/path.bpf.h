@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Resolved paths for path rules, built in the kernel from the dentry and mount of the object
+ * actually opened or executed, never from a string in user memory: a symlink, a relative path,
+ * "..", or /proc/self/fd/N all arrive here as the real file. bpf_d_path() would do this, but the
+ * kernel allows it only in a few LSM hooks, and the compat backend's tracepoints are not among
+ * them; one walker serves both backends.
+ *
+ * The walk goes from the dentry to the root of its mount namespace, crossing mount points, and
+ * writes the path root-first into the rule key. Only the first CORDON_PATH_KEY_BYTES bytes are
+ * kept: enough to decide every rule cordon accepts (see abi.h). A path deeper than
+ * CORDON_PATH_DEPTH components cannot be resolved and is denied for agents (fail closed).
+ *
+ * Scratch memory: per-CPU slots with a nesting counter, because a BPF program can be preempted
+ * by another task's program on the same CPU. When all slots are busy the decision fails closed.
+ */
+#pragma once
+
+#include "cordon.bpf.h"
+
+#define CORDON_PATH_DEPTH 64 /* components; a power of two (used as a mask) */
+#define CORDON_SCRATCH_SLOTS 4
+
+struct cordon_scratch {
+	struct cordon_path_key key;
+	char spill[264]; /* a component copy may run past key.path before the length check */
+	__u64 names[CORDON_PATH_DEPTH];
+	__u32 len; /* path bytes written to key.path (without the NUL) */
+	/*
+	 * Walk state lives here, not on the stack: the verifier does not track values in map
+	 * memory, so every bpf_loop() iteration looks the same to it and verification stays small.
+	 */
+	__u64 dentry;
+	__u64 mnt;
+	__u32 n;    /* components collected, leaf first */
+	__u32 off;  /* bytes written to key.path */
+	__u32 done; /* reached the root */
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CORDON_SCRATCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct cordon_scratch);
+} cordon_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} cordon_scratch_nest SEC(".maps");
+
+static __always_inline struct cordon_scratch *cordon_scratch_get(void)
+{
+	__u32 zero = 0, slot;
+	__u32 *nest = bpf_map_lookup_elem(&cordon_scratch_nest, &zero);
+
+	if (!nest)
+		return NULL;
+	slot = __sync_fetch_and_add(nest, 1);
+	if (slot >= CORDON_SCRATCH_SLOTS) {
+		__sync_fetch_and_sub(nest, 1);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&cordon_scratch, &slot);
+}
+
+static __always_inline void cordon_scratch_put(void)
+{
+	__u32 zero = 0;
+	__u32 *nest = bpf_map_lookup_elem(&cordon_scratch_nest, &zero);
+
+	if (nest)
+		__sync_fetch_and_sub(nest, 1);
+}
+
+/* bpf_loop() context: the scratch slot holding the walk state. */
+struct cordon_walk {
+	struct cordon_scratch *s;
+};
+
+/* One step from the leaf towards the root: record a name, or cross a mount point. */
+static long cordon_walk_up(__u32 i, void *arg)
+{
+	struct cordon_scratch *s = ((struct cordon_walk *)arg)->s;
+	struct dentry *dentry = (void *)s->dentry, *mnt_root, *parent;
+	struct mount *mnt = (void *)s->mnt, *mnt_parent;
+	__u32 n = s->n;
+
+	mnt_root = BPF_CORE_READ(mnt, mnt.mnt_root);
+	parent = BPF_CORE_READ(dentry, d_parent);
+	if (dentry == mnt_root || dentry == parent) {
+		mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+		if (dentry != mnt_root || mnt == mnt_parent) {
+			s->done = 1; /* root of the namespace (or of a detached tree) */
+			return 1;
+		}
+		s->dentry = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
+		s->mnt = (__u64)mnt_parent;
+		return 0;
+	}
+	if (n >= CORDON_PATH_DEPTH)
+		return 1; /* too deep: not done */
+	s->names[n & (CORDON_PATH_DEPTH - 1)] = (__u64)BPF_CORE_READ(dentry, d_name.name);
+	s->n = n + 1;
+	s->dentry = (__u64)parent;
+	return 0;
+}
+
+/* Writes component j (counted from the root) as "/name". */
+static long cordon_walk_write(__u32 j, void *arg)
+{
+	struct cordon_scratch *s = ((struct cordon_walk *)arg)->s;
+	__u32 off = s->off, n = s->n;
+	long r;
+
+	if (j >= n || off >= CORDON_PATH_KEY_BYTES)
+		return 1;
+	s->key.path[off & 0xff] = '/';
+	off++;
+	if (off >= CORDON_PATH_KEY_BYTES) {
+		s->off = off;
+		return 1;
+	}
+	r = bpf_probe_read_kernel_str(&s->key.path[off & 0xff], 256,
+				      (void *)s->names[(n - 1 - j) & (CORDON_PATH_DEPTH - 1)]);
+	if (r > 1)
+		off += r - 1;
+	s->off = off;
+	return 0;
+}
+
+/*
+ * Writes the path of (dentry, vfsmount) into s->key.path and sets s->len. Returns 0, or -1 when
+ * the path is deeper than CORDON_PATH_DEPTH.
+ */
+static __always_inline int cordon_resolve(struct cordon_scratch *s, struct dentry *dentry,
+					  struct vfsmount *vfsmnt)
+{
+	struct cordon_walk w = { .s = s };
+	__u32 off;
+
+	s->dentry = (__u64)dentry;
+	s->mnt = (__u64)((void *)vfsmnt - bpf_core_field_offset(struct mount, mnt));
+	s->n = 0;
+	s->off = 0;
+	s->done = 0;
+	/* Each step records a name or crosses a mount; twice the depth bounds both. */
+	bpf_loop(2 * CORDON_PATH_DEPTH, cordon_walk_up, &w, 0);
+	if (!s->done)
+		return -1;
+	bpf_loop(CORDON_PATH_DEPTH, cordon_walk_write, &w, 0);
+	off = s->off;
+	if (s->n == 0) {
+		s->key.path[0] = '/';
+		off = 1;
+	}
+	if (off < CORDON_PATH_KEY_BYTES)
+		s->key.path[off & 0xff] = 0;
+	s->len = off;
+	return 0;
+}
+
+/* The rule for the path in s (already resolved) in one class, or the class default. */
+static __always_inline void cordon_path_rule(const struct cordon_ctx *c, struct cordon_scratch *s,
+					     __u8 cls, struct cordon_rule_hit *hit)
+{
+	struct cordon_path_value *v;
+	__u32 bytes = s->len + 1; /* with the NUL that marks the end for exact rules */
+
+	if (bytes > CORDON_PATH_KEY_BYTES)
+		bytes = CORDON_PATH_KEY_BYTES;
+	s->key.policy_id = c->agent->policy_id;
+	s->key.path_class = cls;
+	s->key.prefixlen = (sizeof(s->key.policy_id) + sizeof(s->key.path_class) + bytes) * 8;
+	v = bpf_map_lookup_elem(&cordon_path_rules, &s->key);
+	if (v) {
+		hit->rule_id = v->rule_id;
+		hit->action = v->action;
+		hit->min_tier = v->min_tier;
+		return;
+	}
+	hit->min_tier = 0;
+	if (!c->policy) {
+		hit->rule_id = 0;
+		hit->action = CORDON_ACTION_DENY;
+	} else if (cls == CORDON_PATH_EXEC) {
+		hit->rule_id = c->policy->exec_default_rule_id;
+		hit->action = c->policy->exec_default;
+	} else {
+		hit->rule_id = c->policy->file_default_rule_id;
+		hit->action = c->policy->file_default;
+	}
+}
+
+/*
+ * Decides an access to (dentry, mnt) by an agent: exec (access 0) or file access bits. Reports
+ * the decision with its path and applies the side effects. Returns the verdict.
+ */
+static __always_inline __u8 cordon_check_path(const struct cordon_ctx *c, __u32 hook,
+					      struct dentry *dentry, struct vfsmount *mnt,
+					      __u8 access)
+{
+	struct cordon_rule_hit hit = {}, other = {};
+	struct cordon_scratch *s;
+	struct cordon_event *e;
+	__u8 verdict, v2;
+
+	s = cordon_scratch_get();
+	if (!s) {
+		cordon_count(CORDON_CNT_PATH_FAILED);
+		verdict = CORDON_VERDICT_DENY; /* fail closed: no memory to decide in */
+		cordon_apply(c, verdict);
+		return verdict;
+	}
+	if (cordon_resolve(s, dentry, mnt) < 0) {
+		cordon_count(CORDON_CNT_PATH_FAILED);
+		hit.action = CORDON_ACTION_DENY; /* fail closed: unresolvable path */
+		verdict = cordon_verdict(c, &hit);
+	} else if (access == 0) {
+		cordon_path_rule(c, s, CORDON_PATH_EXEC, &hit);
+		verdict = cordon_verdict(c, &hit);
+	} else {
+		/* Each access is decided on its own; the more severe verdict wins. */
+		verdict = CORDON_VERDICT_ALLOW;
+		if (access & CORDON_ACCESS_READ) {
+			cordon_path_rule(c, s, CORDON_PATH_READ, &hit);
+			verdict = cordon_verdict(c, &hit);
+		}
+		if (access & CORDON_ACCESS_WRITE) {
+			cordon_path_rule(c, s, CORDON_PATH_WRITE, &other);
+			v2 = cordon_verdict(c, &other);
+			if (!(access & CORDON_ACCESS_READ) ||
+			    cordon_severity(v2) > cordon_severity(verdict)) {
+				verdict = v2;
+				hit = other;
+			}
+		}
+	}
+	cordon_apply(c, verdict);
+	if (cordon_should_report(c, verdict)) {
+		e = cordon_event_start(c, hook, verdict, hit.rule_id);
+		if (e) {
+			e->access = access;
+			bpf_probe_read_kernel_str(e->path, CORDON_PATH_KEY_BYTES, s->key.path);
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	cordon_scratch_put();
+	return verdict;
+}

@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+// The controller of one guarded command: `cordon run`. A library so that the daemon can reuse it.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policy/model.h"
+
+namespace cordon::control {
+
+struct RunOptions {
+    std::string policy_file;
+    std::optional<std::string> name;      ///< agent name; default: policy name + random suffix
+    std::optional<std::string> user;      ///< run CMD as this user (as `sudo -u`)
+    std::optional<std::string> workspace; ///< ${WORKSPACE} and CMD's working directory
+    std::optional<policy::Mode> mode;     ///< overrides spec.mode
+    std::string backend = "auto";         ///< auto | lsm | compat
+    std::optional<std::string> events_file; ///< every event as a JSON line
+    std::vector<std::string> command;
+};
+
+/// Exit status `cordon run` uses when cordon itself fails before CMD starts.
+inline constexpr int kRunSetupFailed = 125;
+
+/// Guards one command: creates the agent cgroup, loads and attaches the backend, writes the
+/// compiled policy, and only then starts CMD in the cgroup. Reports decisions, kills the agent on
+/// a kill verdict, and removes everything it created when CMD ends or on SIGINT/SIGTERM. A
+/// guardian process outside the agent kills and removes the agent if cordon itself dies.
+/// Returns CMD's exit status, 128+signal if CMD was killed, or kRunSetupFailed.
+int run_guarded(const RunOptions& opts);
+
+} // namespace cordon::control

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "events/format.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace cordon::events {
+
+std::string_view hook_name(std::uint16_t hook)
+{
+    switch (hook) {
+    case CORDON_HOOK_EXEC: return "exec";
+    case CORDON_HOOK_FILE_OPEN: return "open";
+    case CORDON_HOOK_CONNECT4: return "connect4";
+    case CORDON_HOOK_CONNECT6: return "connect6";
+    case CORDON_HOOK_SENDMSG4: return "sendmsg4";
+    case CORDON_HOOK_SENDMSG6: return "sendmsg6";
+    case CORDON_HOOK_FILE_CREATE: return "create";
+    case CORDON_HOOK_FILE_UNLINK: return "unlink";
+    case CORDON_HOOK_FILE_RENAME: return "rename";
+    case CORDON_HOOK_FILE_LINK: return "link";
+    case CORDON_HOOK_FILE_TRUNCATE: return "truncate";
+    case CORDON_HOOK_TAMPER: return "tamper";
+    default: return "unknown";
+    }
+}
+
+std::string_view verdict_name(std::uint8_t verdict)
+{
+    switch (verdict) {
+    case CORDON_VERDICT_ALLOW: return "allow";
+    case CORDON_VERDICT_DENY: return "deny";
+    case CORDON_VERDICT_AUDIT: return "audit";
+    case CORDON_VERDICT_KILL: return "kill";
+    default: return "unknown";
+    }
+}
+
+namespace {
+
+bool is_net(std::uint16_t hook)
+{
+    return hook >= CORDON_HOOK_CONNECT4 && hook <= CORDON_HOOK_SENDMSG6;
+}
+
+std::string address(const cordon_event& b)
+{
+    char buf[INET6_ADDRSTRLEN] = {};
+    ::inet_ntop(b.family == 4 ? AF_INET : AF_INET6, b.addr, buf, sizeof(buf));
+    return buf;
+}
+
+} // namespace
+
+std::string object_text(const Event& e)
+{
+    const auto& b = e.body;
+    if (is_net(e.header.hook))
+        return fmt::format(fmt::runtime(b.family == 6 ? "[{}]:{}/{}" : "{}:{}/{}"), address(b),
+                           b.port, b.protocol == CORDON_PROTO_UDP ? "udp" : "tcp");
+    if (b.path[0])
+        return b.path;
+    return "";
+}
+
+std::string event_line(const Event& e, const RuleNamer& rule)
+{
+    const auto& h = e.header;
+    std::string what = std::string(hook_name(h.hook));
+    if (h.hook == CORDON_HOOK_FILE_OPEN)
+        what += e.body.access == (CORDON_ACCESS_READ | CORDON_ACCESS_WRITE) ? " read+write"
+                : e.body.access & CORDON_ACCESS_WRITE                      ? " write"
+                                                                           : " read";
+    std::string src = h.rule_id ? rule(h.rule_id) : "";
+    if (src.empty())
+        src = h.hook == CORDON_HOOK_TAMPER ? "tamper protection" : "agent killed";
+    std::string obj = object_text(e);
+    return fmt::format("{} {}{}{} ({}) pid {}", verdict_name(h.verdict), what,
+                       obj.empty() ? "" : " ", obj, src, h.tgid);
+}
+
+std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name)
+{
+    const auto& h = e.header;
+    nlohmann::json j = {{"ts_ns", h.ts_ns},
+                        {"agent", agent_name},
+                        {"agent_id", h.agent_id},
+                        {"cgroup_id", h.cgroup_id},
+                        {"task_id", h.task_id},
+                        {"pid", h.pid},
+                        {"tgid", h.tgid},
+                        {"ppid", h.ppid},
+                        {"uid", h.uid},
+                        {"comm", std::string(h.comm, strnlen(h.comm, sizeof(h.comm)))},
+                        {"hook", hook_name(h.hook)},
+                        {"verdict", verdict_name(h.verdict)},
+                        {"rule_id", h.rule_id},
+                        {"rule", h.rule_id ? rule(h.rule_id) : ""},
+                        {"backend", h.backend == CORDON_BACKEND_LSM ? "lsm" : "compat"}};
+    if (is_net(h.hook)) {
+        j["address"] = address(e.body);
+        j["port"] = e.body.port;
+        j["protocol"] = e.body.protocol == CORDON_PROTO_UDP ? "udp" : "tcp";
+    } else if (e.body.path[0]) {
+        j["path"] = e.body.path;
+        if (e.body.access)
+            j["access"] = e.body.access == 3 ? "read,write"
+                          : e.body.access & CORDON_ACCESS_WRITE ? "write" : "read";
+    }
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+} // namespace cordon::events
