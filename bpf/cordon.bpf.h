@@ -208,10 +208,12 @@ static __always_inline void cordon_penalize(struct cordon_agent_state *agent, __
 
 /*
  * Side effects of a verdict: counters, score penalties, and for kill the agent's kill flag (from
- * this instant every hook denies every process of the agent) plus SIGKILL to the current process.
- * The controller empties the cgroup when it reads the kill event.
+ * this instant every hook denies every process of the agent) plus, where the hook may call
+ * bpf_send_signal(), SIGKILL to the current process. cgroup sock_addr programs may not on 6.1
+ * (the helper is missing from their function list there), so network kill verdicts rely on the
+ * flag and the controller, which empties the cgroup when it reads the kill event.
  */
-static __always_inline void cordon_apply(const struct cordon_ctx *c, __u8 verdict)
+static __always_inline void cordon_apply_ex(const struct cordon_ctx *c, __u8 verdict, bool signal)
 {
 	cordon_count(verdict);
 	if (!c->policy)
@@ -221,8 +223,14 @@ static __always_inline void cordon_apply(const struct cordon_ctx *c, __u8 verdic
 	} else if (verdict == CORDON_VERDICT_KILL) {
 		cordon_penalize(c->agent, c->policy->penalty_kill);
 		__sync_fetch_and_or(&c->agent->flags, CORDON_AGENT_F_KILLED);
-		bpf_send_signal(SIGKILL);
+		if (signal)
+			bpf_send_signal(SIGKILL);
 	}
+}
+
+static __always_inline void cordon_apply(const struct cordon_ctx *c, __u8 verdict)
+{
+	cordon_apply_ex(c, verdict, true);
 }
 
 static __always_inline bool cordon_should_report(const struct cordon_ctx *c, __u8 verdict)

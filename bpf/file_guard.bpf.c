@@ -60,7 +60,7 @@ int BPF_PROG(file_guard_file_open, struct file *file, int ret)
 		return 0; /* execution is decided by exec_guard on the same file */
 	access = open_access(file);
 	if (!access)
-		access = CORDON_ACCESS_READ; /* O_PATH-like opens still name the file */
+		return 0; /* no read or write (O_PATH never gets here): nothing to decide */
 	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_OPEN,
 						    BPF_CORE_READ(file, f_path.dentry),
 						    BPF_CORE_READ(file, f_path.mnt), access));
@@ -188,8 +188,8 @@ int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
 	struct file **fd_array;
 	struct file *file = NULL;
 	struct fdtable *fdt;
+	__u8 v, access;
 	long nr;
-	__u8 v;
 
 	/* Cheap filter first: this runs on every syscall of every process on the host. */
 	if (ret < 0)
@@ -212,8 +212,11 @@ int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
 		bpf_send_signal(SIGKILL);
 		return 0;
 	}
+	access = open_access(file);
+	if (!access)
+		return 0; /* O_PATH: names the file without opening it; a later reopen is decided */
 	v = cordon_check_path(&c, CORDON_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_path.dentry),
-			      BPF_CORE_READ(file, f_path.mnt), open_access(file));
+			      BPF_CORE_READ(file, f_path.mnt), access);
 	if (v == CORDON_VERDICT_DENY)
 		bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
 	return 0;

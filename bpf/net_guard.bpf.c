@@ -81,7 +81,7 @@ static __always_inline int net_decide(struct bpf_sock_addr *ctx, __u32 hook, boo
 		}
 	}
 	verdict = cordon_verdict(&c, &hit);
-	cordon_apply(&c, verdict);
+	cordon_apply_ex(&c, verdict, false); /* no bpf_send_signal here on 6.1 */
 	if (cordon_should_report(&c, verdict)) {
 		e = cordon_event_start(&c, hook, verdict, hit.rule_id);
 		if (e) {

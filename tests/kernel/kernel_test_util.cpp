@@ -10,6 +10,11 @@
 #include <fstream>
 
 #include <bpf/bpf.h>
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "policy/compiler.h"
+#include "policy/parser.h"
 
 namespace cordon::testing {
 
@@ -78,6 +83,49 @@ std::string describe(const Exit& e)
 {
     return e.signaled ? "killed by signal " + std::to_string(e.signal)
                       : "exited with " + std::to_string(e.code);
+}
+
+namespace {
+
+policy::Policy parse_or_throw(const std::string& yaml, const policy::Context& ctx)
+{
+    auto r = policy::parse_policy(yaml, "test.yaml", ctx);
+    if (!r.policy)
+        throw Error("test policy does not parse: " + r.errors.at(0).str());
+    return std::move(*r.policy);
+}
+
+} // namespace
+
+TestAgent::TestAgent(cordon_backend backend, const std::string& policy_yaml,
+                     const policy::Context& ctx)
+    : guard(guard_options(backend)), cg(make_test_cgroup()), policy(parse_or_throw(policy_yaml, ctx))
+{
+    auto c = policy::compile(policy, 1);
+    if (!c.compiled)
+        throw Error("test policy does not compile: " + c.errors.at(0).str());
+    guard.load_policy(*c.compiled);
+    cordon_agent_state s = agent_state(5, false);
+    s.policy_id = 1;
+    s.score = policy.trust.initial;
+    s.mode = policy.mode == policy::Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
+    guard.set_agent(cg.id(), s);
+}
+
+int TestAgent::line_of(std::uint32_t rule_id) const
+{
+    return rule_id < policy.rules.size() ? policy.rules[rule_id].pos.line : -1;
+}
+
+bool skip_unless_backend(cordon_backend backend)
+{
+    auto& f = kernel_features();
+    const auto probe = backend == CORDON_BACKEND_LSM ? bpf::Probe::LsmAttach : bpf::Probe::TpBtf;
+    if (f.has(probe))
+        return false;
+    GTEST_LOG_(INFO) << "skipped: this kernel cannot run the " << bpf::backend_name(backend)
+                     << " backend (" << f.get(probe).detail << ")";
+    return true;
 }
 
 std::vector<events::Event> drain_events(const bpf::Guard& guard)

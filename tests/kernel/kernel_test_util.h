@@ -17,6 +17,7 @@
 #include "bpf/features.h"
 #include "bpf/guard.h"
 #include "events/reader.h"
+#include "policy/model.h"
 
 namespace cordon::testing {
 
@@ -51,6 +52,21 @@ inline Exit exited(int code) { return {.signaled = false, .code = code, .signal 
 inline Exit killed_by(int sig) { return {.signaled = true, .code = -1, .signal = sig}; }
 std::string describe(const Exit& e);
 inline void PrintTo(const Exit& e, std::ostream* os) { *os << describe(e); }
+
+/// A loaded backend with one agent running a policy, in a fresh test cgroup.
+struct TestAgent {
+    TestAgent(cordon_backend backend, const std::string& policy_yaml,
+              const policy::Context& ctx);
+    bpf::Guard guard;
+    agents::Cgroup cg;
+    policy::Policy policy;
+    /// The source line of a rule id (0 for none).
+    int line_of(std::uint32_t rule_id) const;
+};
+
+/// Skips the current test when the kernel cannot run `backend`, printing the kernel's reason.
+/// Returns true when skipped.
+bool skip_unless_backend(cordon_backend backend);
 
 /// Every event currently in the guard's ring buffer.
 std::vector<events::Event> drain_events(const bpf::Guard& guard);

@@ -1,0 +1,475 @@
+// SPDX-License-Identifier: Apache-2.0
+// Enforcement of a policy on the running kernel, for each backend: real processes in an agent
+// cgroup exec, open, create, unlink, rename, connect and send, and each case asserts the exact
+// outcome (errno or signal) and the event recorded (hook, verdict, path, source line).
+// lsm: a denial is EPERM from the syscall. compat: a denied exec or open SIGKILLs the process.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/bpf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "kernel_test_util.h"
+
+namespace cordon::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// What each case's child sees.
+struct Env {
+    fs::path ws;                 // workspace with the fixture files
+    std::uint16_t port4 = 0;     // TCP listener on 127.0.0.1
+    std::uint16_t port6 = 0;     // TCP listener on ::1
+    pid_t victim = 0;            // a sleeping process outside the agent (protected on lsm)
+    fs::path cordon_cgroup;      // <root>/cordon
+};
+
+// Exit code for "succeeded"; anything else is the errno of the failing call.
+int result(int rc)
+{
+    return rc < 0 ? errno : 0;
+}
+
+int do_exec(const std::string& path)
+{
+    char* const argv[] = {const_cast<char*>("t"), nullptr};
+    ::execv(path.c_str(), argv);
+    return errno;
+}
+
+int do_open(const fs::path& p, int flags)
+{
+    const int fd = ::open(p.c_str(), flags | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return errno;
+    ::close(fd);
+    return 0;
+}
+
+int do_connect(int family, const char* addr, std::uint16_t port, int type)
+{
+    const int s = ::socket(family, type | SOCK_CLOEXEC, 0);
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        a->sin_family = AF_INET;
+        a->sin_port = htons(port);
+        ::inet_pton(AF_INET, addr, &a->sin_addr);
+        len = sizeof(*a);
+    } else {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        ::inet_pton(AF_INET6, addr, &a->sin6_addr);
+        len = sizeof(*a);
+    }
+    const auto* sa = reinterpret_cast<const sockaddr*>(&ss);
+    const int r = type == SOCK_STREAM ? ::connect(s, sa, len)
+                                      : static_cast<int>(::sendto(s, "x", 1, 0, sa, len));
+    return result(r);
+}
+
+enum class Expect {
+    Runs,          // succeeds on both backends
+    Denied,        // lsm: EPERM; compat: SIGKILL
+    DeniedErrno,   // EPERM on both (network hooks are the same on both backends)
+    Killed,        // a kill rule: SIGKILL on both
+    LsmOnly,       // lsm: EPERM; compat has no hook that sees it (skipped, with the reason)
+};
+
+enum class Where { Agent, Grandchild, Outside };
+
+struct Case {
+    const char* name;
+    Where where;
+    std::function<int(const Env&)> action;
+    Expect expect;
+    cordon_hook event_hook;  // CORDON_HOOK_NONE: no event
+    const char* event_path;  // relative to the workspace when it starts without '/'
+    const char* rule_marker; // text on the policy line that must be named; nullptr: default
+    bool audit_mode = false;
+    cordon_hook compat_hook = CORDON_HOOK_NONE; // the compat backend records another hook
+};
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+const char* const kPolicy = R"(apiVersion: cordon.dev/v1
+kind: AgentPolicy
+metadata:
+  name: enforcement-test
+spec:
+  exec:
+    default: deny
+    rules:
+      - {path: "${WORKSPACE}/bin/", action: allow}
+      - {path: "${WORKSPACE}/bin/denied", action: deny}
+      - {path: "${WORKSPACE}/bin/killer", action: kill}
+  files:
+    default: allow
+    rules:
+      - {path: "${WORKSPACE}/secret", access: [read], action: deny}
+      - {path: "${WORKSPACE}/ro/", access: [write], action: deny}
+      - {path: "${WORKSPACE}/key", access: [read], action: kill}
+  network:
+    default: deny
+    rules:
+      - {cidr: 127.0.0.1/32, action: allow}
+      - {cidr: "::1/128", action: allow}
+      - {cidr: 127.0.0.3/32, action: deny}
+)";
+
+int line_containing(const std::string& text, const std::string& marker)
+{
+    int line = 1;
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text.compare(i, marker.size(), marker) == 0)
+            return line;
+        if (text[i] == '\n')
+            ++line;
+    }
+    return -1;
+}
+
+const std::string kTrue = "/usr/bin/true";
+
+// The fixture files of the workspace.
+void make_workspace(const fs::path& ws)
+{
+    fs::create_directories(ws / "bin");
+    fs::create_directories(ws / "ro");
+    fs::create_directories(ws / "mnt");
+    for (const char* b : {"allowed", "denied", "killer"})
+        fs::copy_file(kTrue, ws / "bin" / b);
+    std::ofstream(ws / "secret") << "secret";
+    std::ofstream(ws / "key") << "key";
+    std::ofstream(ws / "ro" / "existing") << "ro";
+    std::ofstream(ws / "plain") << "plain";
+    fs::create_symlink(ws / "bin" / "denied", ws / "link-to-denied");
+    fs::create_symlink(ws / "secret", ws / "link-to-secret");
+}
+
+struct Listener {
+    int fd = -1;
+    std::uint16_t port = 0;
+    explicit Listener(int family)
+    {
+        fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_storage ss{};
+        socklen_t len;
+        if (family == AF_INET) {
+            auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+            a->sin_family = AF_INET;
+            a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            len = sizeof(*a);
+        } else {
+            auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+            a->sin6_family = AF_INET6;
+            a->sin6_addr = in6addr_loopback;
+            len = sizeof(*a);
+        }
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0 && ::listen(fd, 64) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+            port = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                           : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+    }
+    ~Listener() { ::close(fd); }
+};
+
+// Exit code of a child whose grandchild died of SIGKILL.
+constexpr int kGrandchildKilled = 200;
+
+class EnforcementTest : public ::testing::TestWithParam<std::tuple<cordon_backend, Case>> {};
+
+TEST_P(EnforcementTest, DecidesAsThePolicySays)
+{
+    const auto& [backend, c] = GetParam();
+    if (skip_unless_backend(backend))
+        GTEST_SKIP() << "the kernel cannot run this backend: "
+                     << kernel_features().get(backend == CORDON_BACKEND_LSM ? bpf::Probe::LsmAttach
+                                                                           : bpf::Probe::TpBtf)
+                            .detail
+                     << "; the VM tier runs it";
+    if (backend == CORDON_BACKEND_COMPAT && c.expect == Expect::LsmOnly)
+        GTEST_SKIP() << "the compat backend has no hook that sees the resolved path of this "
+                        "operation (no BPF LSM, no trampolines); documented in "
+                        "docs/enforcement.md and `cordon doctor`, and covered by the lsm backend";
+
+    char tmpl[] = "/tmp/cordon-kt-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    Env env;
+    env.ws = tmpl;
+    make_workspace(env.ws);
+    Listener l4(AF_INET), l6(AF_INET6);
+    env.port4 = l4.port;
+    env.port6 = l6.port;
+    env.cordon_cgroup = cgroup2().mount_point / agents::kSubtree;
+    env.victim = spawn_in(std::nullopt, [] {
+        ::pause();
+        return 0;
+    });
+
+    std::string yaml = kPolicy;
+    if (c.audit_mode)
+        yaml.replace(yaml.find("spec:\n"), 6, "spec:\n  mode: audit\n");
+    const policy::Context ctx{.home = "/root", .workspace = env.ws.string(), .user = "root"};
+    {
+        TestAgent agent(backend, yaml, ctx);
+        agent.guard.protect_process(static_cast<std::uint32_t>(env.victim));
+
+        std::optional<std::string> dir;
+        if (c.where != Where::Outside)
+            dir = agent.cg.path();
+        const auto body = [&]() -> int {
+            if (c.where != Where::Grandchild)
+                return c.action(env);
+            const pid_t g = ::fork();
+            if (g == 0)
+                ::_exit(c.action(env));
+            int st = 0;
+            ::waitpid(g, &st, 0);
+            if (WIFSIGNALED(st))
+                return WTERMSIG(st) == SIGKILL ? kGrandchildKilled : kChildSetupFailed;
+            return WEXITSTATUS(st);
+        };
+        const pid_t pid = spawn_in(dir, body);
+        const Exit got = wait_exit(pid);
+
+        Exit want = exited(0);
+        const bool lsm = backend == CORDON_BACKEND_LSM;
+        switch (c.expect) {
+        case Expect::Runs: want = exited(0); break;
+        case Expect::DeniedErrno: want = exited(EPERM); break;
+        case Expect::Killed: want = killed_by(SIGKILL); break;
+        case Expect::Denied:
+        case Expect::LsmOnly: want = lsm ? exited(EPERM) : killed_by(SIGKILL); break;
+        }
+        if (c.where == Where::Grandchild && want.signaled)
+            want = exited(kGrandchildKilled);
+        if (c.where == Where::Grandchild && c.expect == Expect::Killed)
+            want = exited(kGrandchildKilled);
+        EXPECT_EQ(got, want) << "got: " << describe(got);
+
+        const auto events = drain_events(agent.guard);
+        if (c.event_hook == CORDON_HOOK_NONE) {
+            EXPECT_TRUE(events.empty()) << events.size() << " unexpected events, first: hook "
+                                        << (events.empty() ? 0 : events[0].header.hook) << " "
+                                        << (events.empty() ? "" : events[0].body.path);
+        } else {
+            ASSERT_FALSE(events.empty()) << "no event recorded";
+            const auto& e = events[0];
+            EXPECT_EQ(e.header.hook, backend == CORDON_BACKEND_COMPAT && c.compat_hook
+                                         ? c.compat_hook
+                                         : c.event_hook);
+            const std::uint8_t want_verdict = c.audit_mode               ? CORDON_VERDICT_AUDIT
+                                              : c.expect == Expect::Killed ? CORDON_VERDICT_KILL
+                                                                           : CORDON_VERDICT_DENY;
+            EXPECT_EQ(e.header.verdict, want_verdict);
+            EXPECT_EQ(e.header.backend, backend);
+            EXPECT_EQ(e.header.cgroup_id, agent.cg.id());
+            if (c.event_path) {
+                const std::string p = c.event_path[0] == '/' ? std::string(c.event_path)
+                                                             : (env.ws / c.event_path).string();
+                EXPECT_EQ(std::string(e.body.path), p);
+            }
+            if (c.rule_marker) {
+                EXPECT_EQ(agent.line_of(e.header.rule_id), line_containing(yaml, c.rule_marker))
+                    << "rule id " << e.header.rule_id;
+            }
+            if (c.expect == Expect::Killed) {
+                const auto st = agent.guard.agent(agent.cg.id());
+                ASSERT_TRUE(st.has_value());
+                EXPECT_TRUE(st->flags & CORDON_AGENT_F_KILLED) << "the agent is marked killed";
+            }
+        }
+    }
+    ::kill(env.victim, SIGKILL);
+    wait_exit(env.victim);
+    fs::remove_all(env.ws);
+}
+
+const Case kCases[] = {
+    // exec
+    {.name = "AllowedExecRuns", .where = Where::Agent,
+     .action = [](const Env& e) { return do_exec(e.ws / "bin/allowed"); },
+     .expect = Expect::Runs, .event_hook = CORDON_HOOK_NONE, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "DeniedExec", .where = Where::Agent,
+     .action = [](const Env& e) { return do_exec(e.ws / "bin/denied"); },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_EXEC, .event_path = "bin/denied",
+     .rule_marker = "bin/denied\", action: deny"},
+    {.name = "DeniedExecThroughSymlink", .where = Where::Agent,
+     .action = [](const Env& e) { return do_exec(e.ws / "link-to-denied"); },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_EXEC, .event_path = "bin/denied",
+     .rule_marker = "bin/denied\", action: deny"},
+    {.name = "DeniedExecByRelativePath", .where = Where::Agent,
+     .action = [](const Env& e) { return ::chdir((e.ws / "bin").c_str()) ? errno : do_exec("./denied"); },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_EXEC, .event_path = "bin/denied",
+     .rule_marker = "bin/denied\", action: deny"},
+    {.name = "DeniedExecThroughProcSelfFd", .where = Where::Agent,
+     .action = [](const Env& e) {
+         const int fd = ::open((e.ws / "bin/denied").c_str(), O_PATH);
+         return do_exec("/proc/self/fd/" + std::to_string(fd));
+     },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_EXEC, .event_path = "bin/denied",
+     .rule_marker = "bin/denied\", action: deny"},
+    {.name = "ExecOutsideAllowListHitsDefault", .where = Where::Agent,
+     .action = [](const Env&) { return do_exec(kTrue); },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_EXEC, .event_path = "/usr/bin/true",
+     .rule_marker = "default: deny\n    rules:\n      - {path: \"${WORKSPACE}/bin/\""},
+    {.name = "DeniedExecByGrandchild", .where = Where::Grandchild,
+     .action = [](const Env& e) { return do_exec(e.ws / "bin/denied"); },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_EXEC, .event_path = "bin/denied",
+     .rule_marker = "bin/denied\", action: deny"},
+    {.name = "ExecOutsideTheAgentIsUntouched", .where = Where::Outside,
+     .action = [](const Env& e) { return do_exec(e.ws / "bin/denied"); },
+     .expect = Expect::Runs, .event_hook = CORDON_HOOK_NONE, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "KillRuleOnExecKills", .where = Where::Agent,
+     .action = [](const Env& e) { return do_exec(e.ws / "bin/killer"); },
+     .expect = Expect::Killed, .event_hook = CORDON_HOOK_EXEC, .event_path = "bin/killer",
+     .rule_marker = "bin/killer"},
+    // reading
+    {.name = "ReadingAllowedFileWorks", .where = Where::Agent,
+     .action = [](const Env& e) { return do_open(e.ws / "plain", O_RDONLY); },
+     .expect = Expect::Runs, .event_hook = CORDON_HOOK_NONE, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "ReadingDeniedFile", .where = Where::Agent,
+     .action = [](const Env& e) { return do_open(e.ws / "secret", O_RDONLY); },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_FILE_OPEN, .event_path = "secret",
+     .rule_marker = "/secret\""},
+    {.name = "ReadingDeniedFileThroughSymlink", .where = Where::Agent,
+     .action = [](const Env& e) { return do_open(e.ws / "link-to-secret", O_RDONLY); },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_FILE_OPEN, .event_path = "secret",
+     .rule_marker = "/secret\""},
+    {.name = "ReadingDeniedFileThroughDotDot", .where = Where::Agent,
+     .action = [](const Env& e) { return do_open(e.ws / "ro/../secret", O_RDONLY); },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_FILE_OPEN, .event_path = "secret",
+     .rule_marker = "/secret\""},
+    {.name = "ReadingDeniedFileThroughProcSelfFd", .where = Where::Agent,
+     .action = [](const Env& e) {
+         const int fd = ::open((e.ws / "secret").c_str(), O_PATH);
+         return do_open("/proc/self/fd/" + std::to_string(fd), O_RDONLY);
+     },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_FILE_OPEN, .event_path = "secret",
+     .rule_marker = "/secret\""},
+    {.name = "ReadingDeniedFileOutsideTheAgentWorks", .where = Where::Outside,
+     .action = [](const Env& e) { return do_open(e.ws / "secret", O_RDONLY); },
+     .expect = Expect::Runs, .event_hook = CORDON_HOOK_NONE, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "AuditModeAllowsAndRecords", .where = Where::Agent,
+     .action = [](const Env& e) { return do_open(e.ws / "secret", O_RDONLY); },
+     .expect = Expect::Runs, .event_hook = CORDON_HOOK_FILE_OPEN, .event_path = "secret",
+     .rule_marker = "/secret\"", .audit_mode = true},
+    {.name = "KillRuleOnReadKills", .where = Where::Agent,
+     .action = [](const Env& e) { return do_open(e.ws / "key", O_RDONLY); },
+     .expect = Expect::Killed, .event_hook = CORDON_HOOK_FILE_OPEN, .event_path = "key",
+     .rule_marker = "/key\""},
+    // writing a read-only tree
+    {.name = "OpenForWriteInReadOnlyTree", .where = Where::Agent,
+     .action = [](const Env& e) { return do_open(e.ws / "ro/existing", O_WRONLY); },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_FILE_OPEN, .event_path = "ro/existing",
+     .rule_marker = "/ro/\""},
+    {.name = "CreateInReadOnlyTree", .where = Where::Agent,
+     .action = [](const Env& e) { return do_open(e.ws / "ro/new", O_WRONLY | O_CREAT); },
+     .expect = Expect::Denied, .event_hook = CORDON_HOOK_FILE_CREATE, .event_path = "ro/new",
+     .rule_marker = "/ro/\"", .compat_hook = CORDON_HOOK_FILE_OPEN},
+    {.name = "UnlinkInReadOnlyTree", .where = Where::Agent,
+     .action = [](const Env& e) { return result(::unlink((e.ws / "ro/existing").c_str())); },
+     .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_FILE_UNLINK, .event_path = "ro/existing",
+     .rule_marker = "/ro/\""},
+    {.name = "RenameOutOfReadOnlyTree", .where = Where::Agent,
+     .action = [](const Env& e) {
+         return result(::rename((e.ws / "ro/existing").c_str(), (e.ws / "moved").c_str()));
+     },
+     .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_FILE_RENAME, .event_path = "ro/existing",
+     .rule_marker = "/ro/\""},
+    {.name = "HardLinkToDeniedFileIntoReadOnlyTree", .where = Where::Agent,
+     .action = [](const Env& e) {
+         return result(::link((e.ws / "plain").c_str(), (e.ws / "ro/alias").c_str()));
+     },
+     .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_FILE_LINK, .event_path = "ro/alias",
+     .rule_marker = "/ro/\""},
+    {.name = "TruncateInReadOnlyTree", .where = Where::Agent,
+     .action = [](const Env& e) { return result(::truncate((e.ws / "ro/existing").c_str(), 0)); },
+     .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_FILE_TRUNCATE, .event_path = "ro/existing",
+     .rule_marker = "/ro/\""},
+    // network
+    {.name = "ConnectToAllowedIpv4Listener", .where = Where::Agent,
+     .action = [](const Env& e) { return do_connect(AF_INET, "127.0.0.1", e.port4, SOCK_STREAM); },
+     .expect = Expect::Runs, .event_hook = CORDON_HOOK_NONE, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "ConnectToAllowedIpv6Listener", .where = Where::Agent,
+     .action = [](const Env& e) { return do_connect(AF_INET6, "::1", e.port6, SOCK_STREAM); },
+     .expect = Expect::Runs, .event_hook = CORDON_HOOK_NONE, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "ConnectToDeniedIpv4", .where = Where::Agent,
+     .action = [](const Env& e) { return do_connect(AF_INET, "127.0.0.3", e.port4, SOCK_STREAM); },
+     .expect = Expect::DeniedErrno, .event_hook = CORDON_HOOK_CONNECT4, .event_path = nullptr,
+     .rule_marker = "127.0.0.3/32"},
+    {.name = "ConnectToDeniedIpv4MappedInIpv6", .where = Where::Agent,
+     .action = [](const Env& e) { return do_connect(AF_INET6, "::ffff:127.0.0.3", e.port4, SOCK_STREAM); },
+     .expect = Expect::DeniedErrno, .event_hook = CORDON_HOOK_CONNECT6, .event_path = nullptr,
+     .rule_marker = "127.0.0.3/32"},
+    {.name = "ConnectToDeniedIpv6", .where = Where::Agent,
+     .action = [](const Env&) { return do_connect(AF_INET6, "2001:db8::1", 443, SOCK_STREAM); },
+     .expect = Expect::DeniedErrno, .event_hook = CORDON_HOOK_CONNECT6, .event_path = nullptr,
+     .rule_marker = "default: deny\n    rules:\n      - {cidr"},
+    {.name = "UdpSendToDeniedIpv4", .where = Where::Agent,
+     .action = [](const Env&) { return do_connect(AF_INET, "127.0.0.3", 9, SOCK_DGRAM); },
+     .expect = Expect::DeniedErrno, .event_hook = CORDON_HOOK_SENDMSG4, .event_path = nullptr,
+     .rule_marker = "127.0.0.3/32"},
+    {.name = "UdpSendToDeniedIpv6", .where = Where::Agent,
+     .action = [](const Env&) { return do_connect(AF_INET6, "2001:db8::1", 53, SOCK_DGRAM); },
+     .expect = Expect::DeniedErrno, .event_hook = CORDON_HOOK_SENDMSG6, .event_path = nullptr,
+     .rule_marker = nullptr},
+    {.name = "UdpSendToAllowedLoopback", .where = Where::Agent,
+     .action = [](const Env&) { return do_connect(AF_INET, "127.0.0.1", 9, SOCK_DGRAM); },
+     .expect = Expect::Runs, .event_hook = CORDON_HOOK_NONE, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "ConnectByGrandchildDenied", .where = Where::Grandchild,
+     .action = [](const Env& e) { return do_connect(AF_INET, "127.0.0.3", e.port4, SOCK_STREAM); },
+     .expect = Expect::DeniedErrno, .event_hook = CORDON_HOOK_CONNECT4, .event_path = nullptr,
+     .rule_marker = "127.0.0.3/32"},
+    {.name = "ConnectOutsideTheAgentIsUntouched", .where = Where::Outside,
+     .action = [](const Env& e) { return do_connect(AF_INET, "127.0.0.1", e.port4, SOCK_STREAM); },
+     .expect = Expect::Runs, .event_hook = CORDON_HOOK_NONE, .event_path = nullptr, .rule_marker = nullptr},
+    // tamper protection (lsm)
+    {.name = "TamperBpfSyscall", .where = Where::Agent,
+     .action = [](const Env&) {
+         union bpf_attr attr {};
+         return result(static_cast<int>(::syscall(__NR_bpf, BPF_PROG_GET_NEXT_ID, &attr, sizeof(attr))));
+     },
+     .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_TAMPER, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "TamperPtraceOutsideProcess", .where = Where::Agent,
+     .action = [](const Env& e) { return result(static_cast<int>(::ptrace(PTRACE_ATTACH, e.victim, 0, 0))); },
+     .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_TAMPER, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "TamperSignalToCordon", .where = Where::Agent,
+     .action = [](const Env& e) { return result(::kill(e.victim, SIGTERM)); },
+     .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_TAMPER, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "TamperEscapeCgroupByWritingProcs", .where = Where::Agent,
+     .action = [](const Env& e) { return do_open(e.cordon_cgroup / "cgroup.procs", O_WRONLY); },
+     .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_TAMPER, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "TamperMount", .where = Where::Agent,
+     .action = [](const Env& e) { return result(::mount("none", (e.ws / "mnt").c_str(), "tmpfs", 0, nullptr)); },
+     .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_TAMPER, .event_path = nullptr, .rule_marker = nullptr},
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, EnforcementTest,
+    ::testing::Combine(::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+                       ::testing::ValuesIn(kCases)),
+    [](const auto& tp) {
+        return std::string(bpf::backend_name(std::get<0>(tp.param))) + "_" + std::get<1>(tp.param).name;
+    });
+
+} // namespace
+} // namespace cordon::testing
