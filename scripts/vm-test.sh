@@ -96,6 +96,9 @@ copy_with_libs() { # copies a binary to the same absolute path, with every share
 copy_with_libs "$cordon_bin"      # kept at its build path: the kernel tests run it from there
 copy_with_libs "$tests_bin"
 copy_with_libs /usr/bin/true      # the kernel tests copy it as their exec fixtures
+# Users for `cordon run --user` (glibc reads these files itself).
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 
 cat > "$root/init" <<INIT
 #!/bin/busybox sh

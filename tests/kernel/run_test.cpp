@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: Apache-2.0
+// `cordon run` end to end, as an operator uses it: the real binary guards a real command, and
+// each test checks what the operator would: the exit status, the report lines, the JSON events,
+// that a kill rule ends every process of the agent, that two agents do not interfere, that
+// nothing is left behind (checked through the kernel's object tables), and that neither a crash
+// of cordon nor SIGTERM leaves the agent running.
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <bpf/bpf.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "kernel_test_util.h"
+
+namespace cordon::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+struct Output {
+    int status = -1; // exit code, or 128+signal
+    std::string out, err;
+};
+
+// Starts `cordon ARGS...` with stdout and stderr captured into files.
+pid_t start_cordon(const std::vector<std::string>& args, const fs::path& out, const fs::path& err)
+{
+    std::vector<std::string> all{CORDON_BINARY};
+    all.insert(all.end(), args.begin(), args.end());
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(o, 1);
+        ::dup2(e, 2);
+        std::vector<char*> argv;
+        for (auto& a : all)
+            argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(126);
+    }
+    return pid;
+}
+
+std::string slurp(const fs::path& p)
+{
+    std::ifstream in(p);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+int status_of(const Exit& e)
+{
+    return e.signaled ? 128 + e.signal : e.code;
+}
+
+class RunTest : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        char tmpl[] = "/tmp/cordon-run-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        std::ofstream(dir_ / "secret") << "secret";
+        std::ofstream(dir_ / "key") << "key";
+        std::ofstream(dir_ / "plain") << "plain";
+        backend_ = bpf::choose_backend(kernel_features());
+        ASSERT_NE(backend_, CORDON_BACKEND_NONE);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    // A policy where the usual tools run; reading `secret` is denied and `key` kills.
+    fs::path policy(const std::string& name, bool deny_secret = true) const
+    {
+        const fs::path p = dir_ / (name + ".yaml");
+        std::ofstream(p) << "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: " << name
+                         << "\nspec:\n  exec:\n    default: deny\n    rules:\n"
+                            "      - {path: /usr/bin/, action: allow}\n"
+                            "      - {path: /bin/, action: allow}\n"
+                            "      - {path: /usr/bin/cmp, action: deny}\n"
+                            "  files:\n    default: allow\n    rules:\n"
+                            "      - {path: \""
+                         << (dir_ / "secret").string() << "\", access: [read], action: "
+                         << (deny_secret ? "deny" : "allow") << "}\n"
+                         << "      - {path: \"" << (dir_ / "key").string()
+                         << "\", access: [read], action: kill}\n"
+                            "  network:\n    default: deny\n";
+        return p;
+    }
+
+    Output run(const std::vector<std::string>& args) const
+    {
+        const pid_t pid = start_cordon(args, dir_ / "out", dir_ / "err");
+        Output o;
+        o.status = status_of(wait_exit(pid));
+        o.out = slurp(dir_ / "out");
+        o.err = slurp(dir_ / "err");
+        return o;
+    }
+
+    fs::path dir_;
+    cordon_backend backend_ = CORDON_BACKEND_NONE;
+};
+
+// Processes whose command line contains `marker` (read from /proc, not from our bookkeeping).
+std::vector<pid_t> processes_with(const std::string& marker)
+{
+    std::vector<pid_t> out;
+    for (const auto& e : fs::directory_iterator("/proc")) {
+        const auto name = e.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        std::string cmd = slurp(e.path() / "cmdline");
+        std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+        if (cmd.find(marker) != std::string::npos && cmd.find("cordon") == std::string::npos)
+            out.push_back(std::stoi(name));
+    }
+    return out;
+}
+
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s)
+{
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < end) {
+        if (cond())
+            return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return cond();
+}
+
+bool populated(const fs::path& cg)
+{
+    const std::string ev = slurp(cg / "cgroup.events");
+    return ev.find("populated 1") != std::string::npos;
+}
+
+TEST_F(RunTest, ExitsWithTheCommandsStatus)
+{
+    const auto o = run({"run", "--policy", policy("exit"), "--", "/bin/sh", "-c", "exit 7"});
+    EXPECT_EQ(o.status, 7) << o.err;
+}
+
+TEST_F(RunTest, ReportsADenialOnStderrAndAsJson)
+{
+    const auto events = dir_ / "events.jsonl";
+    const auto p = policy("report");
+    const auto o = run({"run", "--policy", p, "--events", events, "--", "/bin/sh", "-c",
+                        "cat " + (dir_ / "secret").string() + "; exit 3"});
+    // The shell survives: only cat was denied (EPERM on lsm, SIGKILL on compat).
+    EXPECT_EQ(o.status, 3) << o.err;
+    const std::string line = "cordon: deny open read " + (dir_ / "secret").string() + " (" +
+                             p.string() + ":15) pid ";
+    EXPECT_NE(o.err.find(line), std::string::npos) << o.err;
+    const auto j = nlohmann::json::parse(slurp(events)); // exactly one line
+    EXPECT_EQ(j.at("hook"), "open");
+    EXPECT_EQ(j.at("verdict"), "deny");
+    EXPECT_EQ(j.at("path"), (dir_ / "secret").string());
+    EXPECT_EQ(j.at("rule"), p.string() + ":15");
+    EXPECT_EQ(j.at("comm"), "cat");
+    EXPECT_EQ(j.at("backend"), bpf::backend_name(backend_));
+    for (const char* k : {"ts_ns", "agent", "pid", "tgid", "ppid", "uid", "rule_id", "task_id"})
+        EXPECT_TRUE(j.contains(k)) << k;
+}
+
+TEST_F(RunTest, KillRuleEndsEveryProcessOfTheAgent)
+{
+    const auto events = dir_ / "events.jsonl";
+    const std::string marker = "1001." + std::to_string(::getpid());
+    const auto o = run({"run", "--policy", policy("kill"), "--events", events, "--",
+                        "/bin/sh", "-c",
+                        "sleep " + marker + " & sleep 0.2; cat " + (dir_ / "key").string() +
+                            "; wait"});
+    EXPECT_EQ(o.status, 128 + SIGKILL) << o.err;
+    EXPECT_NE(o.err.find("cordon: kill open read " + (dir_ / "key").string()), std::string::npos)
+        << o.err;
+    // The sleeper never touched anything, and it is gone too.
+    EXPECT_TRUE(processes_with("sleep " + marker).empty());
+}
+
+TEST_F(RunTest, TwoAgentsWithDifferentPoliciesDoNotInterfere)
+{
+    const auto strict = policy("strict", true), lax = policy("lax", false);
+    const std::string cmd = "sleep 0.3; exec cat " + (dir_ / "secret").string();
+    const pid_t a = start_cordon({"run", "--policy", strict, "--", "/bin/sh", "-c", cmd},
+                                 dir_ / "a.out", dir_ / "a.err");
+    const pid_t b = start_cordon({"run", "--policy", lax, "--", "/bin/sh", "-c", cmd},
+                                 dir_ / "b.out", dir_ / "b.err");
+    const int sa = status_of(wait_exit(a)), sb = status_of(wait_exit(b));
+    EXPECT_EQ(sa, backend_ == CORDON_BACKEND_LSM ? 1 : 128 + SIGKILL) << slurp(dir_ / "a.err");
+    EXPECT_EQ(sb, 0) << slurp(dir_ / "b.err");
+    EXPECT_EQ(slurp(dir_ / "b.out"), "secret");
+    EXPECT_NE(slurp(dir_ / "a.err").find("deny open read"), std::string::npos);
+    EXPECT_EQ(slurp(dir_ / "b.err").find("deny"), std::string::npos) << slurp(dir_ / "b.err");
+}
+
+// Kernel objects named like cordon's, found through the kernel's id tables.
+std::vector<std::string> cordon_objects()
+{
+    std::vector<std::string> found;
+    for (std::uint32_t id = 0; bpf_prog_get_next_id(id, &id) == 0;) {
+        const int fd = bpf_prog_get_fd_by_id(id);
+        bpf_prog_info info{};
+        std::uint32_t len = sizeof(info);
+        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+            const std::string n = info.name;
+            for (const char* prefix : {"net_guard_", "exec_guard_", "file_guard_", "tamper_guard"})
+                if (n.rfind(prefix, 0) == 0)
+                    found.push_back("prog " + n);
+        }
+        if (fd >= 0)
+            ::close(fd);
+    }
+    for (std::uint32_t id = 0; bpf_map_get_next_id(id, &id) == 0;) {
+        const int fd = bpf_map_get_fd_by_id(id);
+        bpf_map_info info{};
+        std::uint32_t len = sizeof(info);
+        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
+            std::string(info.name).rfind("cordon_", 0) == 0)
+            found.push_back(std::string("map ") + info.name);
+        if (fd >= 0)
+            ::close(fd);
+    }
+    return found;
+}
+
+TEST_F(RunTest, LeavesNoCgroupProgramOrMapBehind)
+{
+    // Objects of earlier tests may still be in the kernel's deferred free.
+    ASSERT_TRUE(wait_until([] { return cordon_objects().empty(); }, 3s))
+        << "another cordon is running (" << cordon_objects().front()
+        << "); run kernel tests alone";
+    const std::string name = "left-" + std::to_string(::getpid());
+    const auto o = run({"run", "--policy", policy("left"), "--name", name, "--", "/bin/sh", "-c",
+                        "sleep 60 & exit 0"});
+    EXPECT_EQ(o.status, 0) << o.err;
+    EXPECT_FALSE(fs::exists(cgroup2().mount_point / "cordon" / name));
+    // Program and map ids are released when their last reference goes; allow deferred frees.
+    EXPECT_TRUE(wait_until([] { return cordon_objects().empty(); }, 3s))
+        << "still loaded: " << cordon_objects().front();
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("/sys/fs/bpf", ec))
+        EXPECT_EQ(e.path().filename().string().find("cordon"), std::string::npos) << e.path();
+}
+
+TEST_F(RunTest, ACrashOfCordonKillsTheAgentAndRemovesItsCgroup)
+{
+    const std::string name = "crash-" + std::to_string(::getpid());
+    const std::string marker = "1002." + std::to_string(::getpid());
+    const fs::path cg = cgroup2().mount_point / "cordon" / name;
+    const pid_t c = start_cordon({"run", "--policy", policy("crash"), "--name", name, "--",
+                                  "/bin/sh", "-c", "sleep " + marker + "; true"},
+                                 dir_ / "out", dir_ / "err");
+    ASSERT_TRUE(wait_until([&] { return fs::exists(cg) && populated(cg); })) << slurp(dir_ / "err");
+    ASSERT_EQ(::kill(c, SIGKILL), 0);
+    wait_exit(c);
+    // The guardian notices that cordon is gone: the agent dies with its guard.
+    EXPECT_TRUE(wait_until([&] { return !fs::exists(cg); })) << "agent cgroup still there";
+    EXPECT_TRUE(processes_with("sleep " + marker).empty());
+}
+
+TEST_F(RunTest, SigtermStopsTheAgentAndCleansUp)
+{
+    const std::string name = "term-" + std::to_string(::getpid());
+    const fs::path cg = cgroup2().mount_point / "cordon" / name;
+    const pid_t c = start_cordon({"run", "--policy", policy("term"), "--name", name, "--",
+                                  "/bin/sh", "-c", "sleep 1003; true"},
+                                 dir_ / "out", dir_ / "err");
+    ASSERT_TRUE(wait_until([&] { return fs::exists(cg) && populated(cg); }));
+    ASSERT_EQ(::kill(c, SIGTERM), 0);
+    EXPECT_EQ(status_of(wait_exit(c)), 128 + SIGKILL) << slurp(dir_ / "err");
+    EXPECT_FALSE(fs::exists(cg));
+    EXPECT_NE(slurp(dir_ / "err").find("stopping agent " + name), std::string::npos);
+}
+
+TEST_F(RunTest, UserOptionRunsTheCommandAsThatUser)
+{
+    const auto o = run({"run", "--policy", policy("user"), "--user", "nobody", "--", "/bin/sh",
+                        "-c", "id -u; echo $HOME"});
+    EXPECT_EQ(o.status, 0) << o.err;
+    const passwd* pw = ::getpwnam("nobody");
+    ASSERT_NE(pw, nullptr);
+    EXPECT_EQ(o.out, std::to_string(pw->pw_uid) + "\n" + pw->pw_dir + "\n");
+}
+
+TEST_F(RunTest, InvalidPolicyChangesNothingAndExits125)
+{
+    const fs::path bad = dir_ / "bad.yaml";
+    std::ofstream(bad) << "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: bad\n";
+    const std::string name = "bad-" + std::to_string(::getpid());
+    const auto o = run({"run", "--policy", bad, "--name", name, "--", "/bin/true"});
+    EXPECT_EQ(o.status, 125);
+    EXPECT_NE(o.err.find(bad.string() + ":1:1: the policy has no 'spec'"), std::string::npos) << o.err;
+    EXPECT_FALSE(fs::exists(cgroup2().mount_point / "cordon" / name));
+}
+
+} // namespace
+} // namespace cordon::testing
