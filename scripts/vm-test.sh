@@ -117,9 +117,9 @@ if [ $shell = 1 ]; then setsid cttyhack sh; poweroff -f; fi
 cd /vmwork
 $cordon_bin doctor
 backend=\$($cordon_bin doctor --json | sed -n 's/^  "backend": "\(.*\)",\$/\1/p')
-CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no > /vmwork/tests.log 2>&1
-rc=\$?
-cat /vmwork/tests.log
+# Streamed to the console as it runs, so that a hang shows where it is.
+( CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no; echo \$? > /vmwork/rc ) 2>&1 | tee /vmwork/tests.log
+rc=\$(cat /vmwork/rc)
 passed=\$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.\$/\1/p' /vmwork/tests.log)
 failed=\$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\?, listed below:\$/\1/p' /vmwork/tests.log)
 skipped=\$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\?, listed below:\$/\1/p' /vmwork/tests.log)

@@ -241,7 +241,7 @@ std::vector<std::string> cordon_objects()
 TEST_F(RunTest, LeavesNoCgroupProgramOrMapBehind)
 {
     // Objects of earlier tests may still be in the kernel's deferred free.
-    ASSERT_TRUE(wait_until([] { return cordon_objects().empty(); }, 3s))
+    ASSERT_TRUE(wait_until([] { return cordon_objects().empty(); }, 15s))
         << "another cordon is running (" << cordon_objects().front()
         << "); run kernel tests alone";
     const std::string name = "left-" + std::to_string(::getpid());
@@ -250,7 +250,7 @@ TEST_F(RunTest, LeavesNoCgroupProgramOrMapBehind)
     EXPECT_EQ(o.status, 0) << o.err;
     EXPECT_FALSE(fs::exists(cgroup2().mount_point / "cordon" / name));
     // Program and map ids are released when their last reference goes; allow deferred frees.
-    EXPECT_TRUE(wait_until([] { return cordon_objects().empty(); }, 3s))
+    EXPECT_TRUE(wait_until([] { return cordon_objects().empty(); }, 15s))
         << "still loaded: " << cordon_objects().front();
     std::error_code ec;
     for (const auto& e : fs::directory_iterator("/sys/fs/bpf", ec))

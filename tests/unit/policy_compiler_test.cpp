@@ -305,15 +305,30 @@ TEST(Compiler, HostRulesCompileToTheirResolvedAddresses)
     EXPECT_FALSE(lookup_net(c, 4, v4.addr, 80, kTcp).has_value());
 }
 
-TEST(Compiler, UnresolvableHostIsAnErrorAtItsLine)
+TEST(Compiler, UnresolvableHostOnAnAllowRuleAllowsNothingAndWarns)
 {
     auto r = parse(net_spec("      - {host: nowhere.invalid, action: allow}\n"));
+    ASSERT_TRUE(r.policy);
+    FakeResolver resolver;
+    Diagnostics warnings;
+    EXPECT_TRUE(resolve_hosts(*r.policy, resolver, &warnings).empty());
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_EQ(warnings[0].str(), "p.yaml:13:16: host 'nowhere.invalid' does not resolve (Name or "
+                                 "service not known); this allow rule allows nothing until it "
+                                 "resolves");
+    EXPECT_TRUE(compile(*r.policy, 1).compiled.value().nets.empty());
+}
+
+TEST(Compiler, UnresolvableHostOnADenyRuleIsAnError)
+{
+    auto r = parse(net_spec("      - {host: nowhere.invalid, action: deny}\n"));
     ASSERT_TRUE(r.policy);
     FakeResolver resolver;
     const auto errs = resolve_hosts(*r.policy, resolver);
     ASSERT_EQ(errs.size(), 1u);
     EXPECT_EQ(errs[0].str(), "p.yaml:13:16: host 'nowhere.invalid' does not resolve (Name or "
-                             "service not known); expected a resolvable name, or use cidr:");
+                             "service not known); a deny or kill rule must resolve, or it would "
+                             "deny nothing: fix the name or use cidr:");
 }
 
 // The documented limits: 16,384 path rules and 16,384 network rules per policy; the issue asks

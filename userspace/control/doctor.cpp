@@ -15,17 +15,23 @@ BackendPromise backend_promise(cordon_backend b)
         return {
             .guarantees =
                 {
-                    "exec: a denied execve() fails with EPERM; the program never starts",
+                    "exec: a denied execve() fails with EPERM; decided on the resolved file "
+                    "(symlinks, relative paths and /proc/self/fd change nothing)",
+                    "files: denied opens, creations, unlinks, renames, hard links and truncations "
+                    "fail with EPERM before any effect",
                     "network: a denied connect() or UDP sendmsg() (IPv4 and IPv6) fails with "
                     "EPERM",
                     "kill switch: every process of a killed agent, forks included, is refused "
                     "from that instant",
+                    "tamper: agents cannot call bpf(), ptrace outside their agent, signal "
+                    "cordon, write cgroupfs or bpffs, or mount",
                 },
             .limits =
                 {
-                    "agents are recognised by cgroup; a process that leaves <cgroup2>/cordon/ "
-                    "is no longer guarded (needs write access to cgroupfs: run agents as an "
-                    "unprivileged user)",
+                    "the dynamic loader or an interpreter can run a file without execve: deny "
+                    "the loader in exec rules and treat interpreters as exec-capable",
+                    "hard links that existed before the agent started are other paths to the "
+                    "same file (docs/enforcement.md)",
                 },
         };
     case CORDON_BACKEND_COMPAT:
@@ -34,6 +40,8 @@ BackendPromise backend_promise(cordon_backend b)
                 {
                     "exec: a denied program is SIGKILLed after the kernel loaded it and before "
                     "its first instruction runs",
+                    "files: a process that opens a denied file is SIGKILLed before the open "
+                    "returns to user space",
                     "network: a denied connect() or UDP sendmsg() (IPv4 and IPv6) fails with "
                     "EPERM",
                     "kill switch: every process of a killed agent, forks included, is refused "
@@ -41,11 +49,14 @@ BackendPromise backend_promise(cordon_backend b)
                 },
             .limits =
                 {
-                    "a denied exec is not an error return: the calling process has already "
-                    "replaced its image, so it dies of SIGKILL instead of seeing EPERM",
+                    "the open itself happens: O_CREAT may create and O_TRUNC truncate a file "
+                    "before the process is killed",
+                    "unlink, rename, link, truncate(2) and io_uring opens are not seen, so a "
+                    "file can be moved to an allowed name",
+                    "a denied exec is not an error return: the caller sees its child die of "
+                    "SIGKILL",
                     "no tamper protection: an agent running as root can unload cordon's "
-                    "programs or leave its cgroup; run agents with --user (an unprivileged "
-                    "user)",
+                    "programs or leave its cgroup; run agents with --user",
                 },
         };
     default:

@@ -90,7 +90,10 @@ int policy_show(const std::string& file, bool json, const policy::Context& ctx,
         print_errors(parsed.errors);
         return 1;
     }
-    auto errs = policy::resolve_hosts(*parsed.policy, resolver);
+    policy::Diagnostics warnings;
+    auto errs = policy::resolve_hosts(*parsed.policy, resolver, &warnings);
+    for (const auto& w : warnings)
+        std::fprintf(stderr, "warning: %s\n", w.str().c_str());
     if (errs.empty())
         errs = policy::compile(*parsed.policy, 1).errors;
     if (!errs.empty()) {

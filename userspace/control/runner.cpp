@@ -241,8 +241,11 @@ int run_guarded(const RunOptions& o)
     if (o.mode)
         pol.mode = *o.mode;
     auto resolver = policy::system_resolver();
-    if (auto errs = policy::resolve_hosts(pol, *resolver); !errs.empty())
+    policy::Diagnostics warnings;
+    if (auto errs = policy::resolve_hosts(pol, *resolver, &warnings); !errs.empty())
         return fail_policy(errs);
+    for (const auto& w : warnings)
+        std::fprintf(stderr, "cordon: warning: %s\n", w.str().c_str());
     auto compiled = policy::compile(pol, 1);
     if (!compiled.compiled)
         return fail_policy(compiled.errors);

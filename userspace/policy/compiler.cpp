@@ -287,7 +287,7 @@ std::unique_ptr<Resolver> system_resolver()
     return std::make_unique<SystemResolver>();
 }
 
-Diagnostics resolve_hosts(Policy& p, Resolver& r)
+Diagnostics resolve_hosts(Policy& p, Resolver& r, Diagnostics* warnings)
 {
     Diagnostics errs;
     for (auto& rule : p.network.rules) {
@@ -295,11 +295,21 @@ Diagnostics resolve_hosts(Policy& p, Resolver& r)
             continue;
         std::string why;
         rule.resolved = r.resolve(rule.host, why);
-        if (rule.resolved.empty())
-            errs.push_back({.file = p.file, .line = rule.pos.line, .column = rule.pos.column,
-                            .message = "host '" + rule.host + "' does not resolve (" +
-                                       (why.empty() ? "no addresses" : why) +
-                                       "); expected a resolvable name, or use cidr:"});
+        if (!rule.resolved.empty())
+            continue;
+        const bool allows = rule.action == Action::Allow || rule.action == Action::Audit;
+        Diagnostic d{.file = p.file, .line = rule.pos.line, .column = rule.pos.column,
+                     .message = "host '" + rule.host + "' does not resolve (" +
+                                (why.empty() ? "no addresses" : why) + ")"};
+        if (allows) {
+            d.message += "; this allow rule allows nothing until it resolves";
+            if (warnings)
+                warnings->push_back(d);
+        } else {
+            d.message += "; a deny or kill rule must resolve, or it would deny nothing: fix the "
+                         "name or use cidr:";
+            errs.push_back(d);
+        }
     }
     return errs;
 }

@@ -47,8 +47,9 @@ public:
 };
 std::unique_ptr<Resolver> system_resolver();
 
-/// Fills NetRule::resolved for every host rule; a host that does not resolve is an error (a
-/// policy is applied whole or not at all).
-Diagnostics resolve_hosts(Policy& p, Resolver& r);
+/// Fills NetRule::resolved for every host rule. A host that does not resolve fails closed: on an
+/// allow or audit rule it allows nothing, which is reported in `warnings`; on a deny or kill rule
+/// it would deny nothing, so it is an error (returned), and the policy is not applied.
+Diagnostics resolve_hosts(Policy& p, Resolver& r, Diagnostics* warnings = nullptr);
 
 } // namespace cordon::policy

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: Apache-2.0
+// Overhead of cordon on the three hot operations an agent makes: open+close, connect to a local
+// listener, fork+exec of /bin/true. Each is measured in three configurations, interleaved in one
+// run so that machine noise hits all of them alike:
+//   absent    no cordon programs loaded
+//   loaded    cordon loaded (the backend this kernel runs), the process in no agent
+//   agent     the process is an agent whose policy has 1,000 path and 1,000 network rules
+// Prints medians over the repetitions and their ratios to "absent" as Markdown, plus each
+// program's average run time from the kernel's BPF statistics (kernel.bpf_stats_enabled).
+// A benchmark, not a test: it asserts nothing. Run as root: bench/run.sh.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fmt/format.h>
+
+#include "agents/cgroup.h"
+#include "bpf/features.h"
+#include "bpf/guard.h"
+#include "policy/compiler.h"
+#include "policy/parser.h"
+
+namespace fs = std::filesystem;
+using namespace cordon;
+
+namespace {
+
+constexpr int kReps = 7;
+constexpr int kOpens = 20000;
+constexpr int kConnects = 2000;
+constexpr int kExecs = 300;
+
+double now_ns()
+{
+    return std::chrono::duration<double, std::nano>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+double bench_open(const fs::path& file)
+{
+    const double t0 = now_ns();
+    for (int i = 0; i < kOpens; ++i)
+        ::close(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    return (now_ns() - t0) / kOpens;
+}
+
+double bench_connect(std::uint16_t port)
+{
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const double t0 = now_ns();
+    for (int i = 0; i < kConnects; ++i) {
+        const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
+            std::perror("connect");
+        ::close(s);
+    }
+    return (now_ns() - t0) / kConnects;
+}
+
+double bench_exec()
+{
+    const double t0 = now_ns();
+    for (int i = 0; i < kExecs; ++i) {
+        const pid_t p = ::fork();
+        if (p == 0) {
+            char* const argv[] = {const_cast<char*>("true"), nullptr};
+            ::execv("/bin/true", argv);
+            ::_exit(127);
+        }
+        ::waitpid(p, nullptr, 0);
+    }
+    return (now_ns() - t0) / kExecs;
+}
+
+// Runs one measurement in a child (which joins `cgroup` first, if given); returns ns per op.
+double measure(const std::optional<fs::path>& cgroup, int op, const fs::path& file,
+               std::uint16_t port)
+{
+    int p[2];
+    if (::pipe(p) != 0)
+        return -1;
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        if (cgroup)
+            std::ofstream(*cgroup / "cgroup.procs") << ::getpid() << std::flush;
+        const double r = op == 0 ? bench_open(file) : op == 1 ? bench_connect(port) : bench_exec();
+        (void)!::write(p[1], &r, sizeof(r));
+        ::_exit(0);
+    }
+    double r = -1;
+    (void)!::read(p[0], &r, sizeof(r));
+    ::waitpid(pid, nullptr, 0);
+    ::close(p[0]);
+    ::close(p[1]);
+    return r;
+}
+
+double median(std::vector<double> v)
+{
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+std::string bench_policy(const fs::path& ws)
+{
+    std::string y = "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: bench\n"
+                    "spec:\n  exec:\n    default: deny\n    rules:\n"
+                    "      - {path: /usr/bin/, action: allow}\n";
+    for (int i = 0; i < 499; ++i)
+        y += fmt::format("      - {{path: /opt/bench/tool{}, action: allow}}\n", i);
+    y += "  files:\n    default: allow\n    rules:\n";
+    y += fmt::format("      - {{path: \"{}/\", access: [read, write], action: allow}}\n", ws.string());
+    for (int i = 0; i < 500; ++i)
+        y += fmt::format("      - {{path: /srv/bench/dir{}/, access: [write], action: deny}}\n", i);
+    y += "  network:\n    default: deny\n    rules:\n"
+         "      - {cidr: 127.0.0.0/8, action: allow}\n";
+    for (int i = 0; i < 999; ++i)
+        y += fmt::format("      - {{cidr: 10.{}.{}.0/24, ports: [443], protocol: tcp, action: allow}}\n",
+                         i / 256, i % 256);
+    return y;
+}
+
+struct ProgStat {
+    std::uint64_t run_ns = 0, runs = 0;
+};
+
+std::map<std::string, ProgStat> prog_stats()
+{
+    std::map<std::string, ProgStat> out;
+    for (std::uint32_t id = 0; bpf_prog_get_next_id(id, &id) == 0;) {
+        const int fd = bpf_prog_get_fd_by_id(id);
+        bpf_prog_info info{};
+        std::uint32_t len = sizeof(info);
+        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+            const std::string n = info.name;
+            for (const char* prefix : {"net_guard", "exec_guard", "file_guard", "tamper_guard"})
+                if (n.rfind(prefix, 0) == 0) {
+                    out[n].run_ns += info.run_time_ns;
+                    out[n].runs += info.run_cnt;
+                }
+        }
+        if (fd >= 0)
+            ::close(fd);
+    }
+    return out;
+}
+
+} // namespace
+
+int main()
+{
+    // The probes' expected refusals (an LSM program on a kernel without the BPF LSM) are noise here.
+    libbpf_set_print([](enum libbpf_print_level, const char*, va_list) { return 0; });
+    bpf::Features features(bpf::kernel_probe_source());
+    const auto backend = bpf::choose_backend(features);
+    if (backend == CORDON_BACKEND_NONE) {
+        std::fprintf(stderr, "no backend on this kernel; see cordon doctor\n");
+        return 1;
+    }
+    char tmpl[] = "/tmp/cordon-bench-XXXXXX";
+    const fs::path ws = ::mkdtemp(tmpl);
+    const fs::path file = ws / "file";
+    std::ofstream(file) << "data";
+
+    // A listener that accepts and closes, so the connect loop never fills the backlog.
+    const int ls = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof(a);
+    ::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    ::listen(ls, 4096);
+    ::getsockname(ls, reinterpret_cast<sockaddr*>(&a), &alen);
+    const std::uint16_t port = ntohs(a.sin_port);
+    std::thread([ls] {
+        for (;;) {
+            const int c = ::accept(ls, nullptr, nullptr);
+            if (c < 0)
+                return;
+            ::close(c);
+        }
+    }).detach();
+
+    const policy::Context ctx{.home = "/root", .workspace = ws.string(), .user = "root"};
+    auto parsed = policy::parse_policy(bench_policy(ws), "bench.yaml", ctx);
+    auto compiled = policy::compile(*parsed.policy, 1);
+    const auto mount = agents::cgroup2_mount();
+    auto cg = agents::Cgroup::create(mount, "bench-" + std::to_string(::getpid()));
+
+    const char* ops[] = {"open+close", "connect (loopback)", "fork+exec /bin/true"};
+    const char* configs[] = {"absent", "loaded, not an agent", "agent, 1,000+1,000 rules"};
+    std::vector<double> samples[3][3]; // [op][config]
+    std::string old_stats;
+    std::ifstream("/proc/sys/kernel/bpf_stats_enabled") >> old_stats;
+    std::map<std::string, ProgStat> stats;
+
+    for (int rep = 0; rep < kReps; ++rep) {
+        for (int op = 0; op < 3; ++op)
+            samples[op][0].push_back(measure(std::nullopt, op, file, port));
+        {
+            bpf::Guard guard({.backend = backend,
+                              .agent_level = cg.level(),
+                              .net_attach_cgroup = mount.mount_point / agents::kSubtree});
+            guard.load_policy(*compiled.compiled);
+            cordon_agent_state st{};
+            st.agent_id = 1;
+            st.policy_id = 1;
+            st.score = 1000;
+            guard.set_agent(cg.id(), st);
+            for (int op = 0; op < 3; ++op)
+                samples[op][1].push_back(measure(std::nullopt, op, file, port));
+            std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << "1";
+            for (int op = 0; op < 3; ++op)
+                samples[op][2].push_back(measure(cg.path(), op, file, port));
+            std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << old_stats;
+            for (const auto& [n, s] : prog_stats()) {
+                stats[n].run_ns += s.run_ns;
+                stats[n].runs += s.runs;
+            }
+        }
+    }
+
+    std::printf("Backend: %s; %d repetitions; medians per operation.\n\n",
+                std::string(bpf::backend_name(backend)).c_str(), kReps);
+    std::printf("| operation | %s | %s | %s | ratio loaded | ratio agent |\n", configs[0],
+                configs[1], configs[2]);
+    std::printf("|---|---|---|---|---|---|\n");
+    for (int op = 0; op < 3; ++op) {
+        const double m0 = median(samples[op][0]), m1 = median(samples[op][1]),
+                     m2 = median(samples[op][2]);
+        std::printf("| %s | %.0f ns | %.0f ns | %.0f ns | %.3f | %.3f |\n", ops[op], m0, m1, m2,
+                    m1 / m0, m2 / m0);
+    }
+    std::printf("\nBPF program run time while the agent ran (kernel.bpf_stats_enabled):\n\n");
+    std::printf("| program | runs | average ns |\n|---|---|---|\n");
+    for (const auto& [n, s] : stats)
+        if (s.runs)
+            std::printf("| %s | %llu | %.0f |\n", n.c_str(),
+                        static_cast<unsigned long long>(s.runs),
+                        static_cast<double>(s.run_ns) / static_cast<double>(s.runs));
+    ::close(ls);
+    fs::remove_all(ws);
+    return 0;
+}
