@@ -223,6 +223,16 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
         ::pause();
         return 0;
     });
+    // Runs however the test ends (an ASSERT returns early): no process or file is left behind.
+    struct Cleanup {
+        const Env& env;
+        ~Cleanup()
+        {
+            ::kill(env.victim, SIGKILL);
+            wait_exit(env.victim);
+            fs::remove_all(env.ws);
+        }
+    } cleanup{env};
 
     std::string yaml = kPolicy;
     if (c.audit_mode)
@@ -298,9 +308,6 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
             }
         }
     }
-    ::kill(env.victim, SIGKILL);
-    wait_exit(env.victim);
-    fs::remove_all(env.ws);
 }
 
 const Case kCases[] = {

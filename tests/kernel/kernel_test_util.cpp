@@ -56,16 +56,28 @@ cordon_agent_state agent_state(std::uint32_t agent_id, bool killed)
 
 pid_t spawn_in(const std::optional<std::string>& cgroup_dir, const std::function<int()>& fn)
 {
+    // The parent returns only once the child is in its cgroup, so that a test never races a
+    // child that is still on its way in (and a cgroup is never removed under a joining child).
+    int ready[2];
+    if (::pipe(ready) != 0)
+        return -1;
     std::fflush(nullptr);
     const pid_t pid = ::fork();
-    if (pid != 0)
+    if (pid != 0) {
+        ::close(ready[1]);
+        char c;
+        (void)!::read(ready[0], &c, 1);
+        ::close(ready[0]);
         return pid;
+    }
+    ::close(ready[0]);
     if (cgroup_dir) {
         std::ofstream procs(*cgroup_dir + "/cgroup.procs");
         procs << ::getpid() << std::flush;
         if (!procs)
             ::_exit(kChildSetupFailed);
     }
+    ::close(ready[1]);
     ::_exit(fn());
 }
 

@@ -202,13 +202,23 @@ void Cgroup::remove()
         return;
     using namespace std::chrono;
     const auto deadline = steady_clock::now() + seconds(10);
-    while (populated(path_)) {
-        kill();
+    for (;;) {
+        // A process may still be joining (it raced the check): kill and retry until empty.
+        if (populated(path_))
+            kill();
+        else {
+            try {
+                remove_tree(path_);
+                break;
+            } catch (const Error&) {
+                if (steady_clock::now() > deadline)
+                    throw;
+            }
+        }
         if (steady_clock::now() > deadline)
             throw Error("cgroup " + path_.string() + " still has processes 10 s after SIGKILL");
         std::this_thread::sleep_for(milliseconds(5));
     }
-    remove_tree(path_);
     path_.clear();
 }
 
