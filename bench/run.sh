@@ -16,5 +16,23 @@ out=$("$build/bench/cordon_bench")
   echo "Targets: loaded <= 1.03; agent <= 1.10 for open and connect, <= 1.05 for exec."
   echo
   echo "$out"
+  cat <<'TXT'
+
+## Reading the numbers
+
+- The machine this was measured on is a 2-core VM with noisy neighbours: the same binary's
+  "absent" figures move by 10-30% between runs, and a ratio below 1.0 is noise. Compare ratios
+  within one run only.
+- compat, "loaded, not an agent", open+close: compat decides opens at the exit of the
+  open-family syscalls, through the `sys_exit` tracepoint. Attaching to it puts every syscall of
+  every task on the kernel's slower syscall-exit path, and the program runs (a syscall-number
+  compare) on each. That cost is paid by the whole host while cordon runs on compat; it is the
+  price of deciding opens without the BPF LSM. The lsm backend has no such hook.
+- agent, open+close: the file actually opened is resolved to its path in the kernel (a walk from
+  the dentry to the root, then a longest-prefix lookup per access class); that walk is most of
+  the `file_guard` and `exec_guard` run time above.
+- connect: the sock_addr programs run only for processes in cordon's cgroup subtree, so a host
+  process pays nothing; an agent pays one LPM lookup.
+TXT
 } > "$top/docs/benchmarks.md"
 echo "$out"
