@@ -84,11 +84,12 @@ protected:
     void TearDown() override { fs::remove_all(dir_); }
 
     // A policy where the usual tools run; reading `secret` is denied and `key` kills.
-    fs::path policy(const std::string& name, bool deny_secret = true) const
+    fs::path policy(const std::string& name, bool deny_secret = true, bool trace_all = false) const
     {
         const fs::path p = dir_ / (name + ".yaml");
         std::ofstream(p) << "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: " << name
-                         << "\nspec:\n  exec:\n    default: deny\n    rules:\n"
+                         << "\nspec:\n" << (trace_all ? "  trace: all\n" : "")
+                         << "  exec:\n    default: deny\n    rules:\n"
                             "      - {path: /usr/bin/, action: allow}\n"
                             "      - {path: /bin/, action: allow}\n"
                             "      - {path: /usr/bin/cmp, action: deny}\n"
@@ -175,6 +176,27 @@ TEST_F(RunTest, ReportsADenialOnStderrAndAsJson)
     EXPECT_EQ(j.at("backend"), bpf::backend_name(backend_));
     for (const char* k : {"ts_ns", "agent", "pid", "tgid", "ppid", "uid", "rule_id", "task_id"})
         EXPECT_TRUE(j.contains(k)) << k;
+}
+
+TEST_F(RunTest, TraceAllRecordsAllowedAccessesInTheEventsFile)
+{
+    const auto events = dir_ / "events.jsonl";
+    const auto o = run({"run", "--policy", policy("trace", true, true), "--events", events, "--",
+                        "/bin/sh", "-c", "cat " + (dir_ / "plain").string() + " >/dev/null"});
+    EXPECT_EQ(o.status, 0) << o.err;
+    bool exec_allowed = false, read_allowed = false;
+    std::istringstream lines(slurp(events));
+    for (std::string line; std::getline(lines, line);) {
+        const auto j = nlohmann::json::parse(line);
+        if (j.at("verdict") != "allow")
+            continue;
+        exec_allowed |= j.at("hook") == "exec";
+        read_allowed |= j.at("hook") == "open" && j.value("path", "") == (dir_ / "plain").string();
+    }
+    EXPECT_TRUE(exec_allowed);
+    EXPECT_TRUE(read_allowed);
+    // The terminal shows only what needs attention.
+    EXPECT_EQ(o.err.find("cordon: allow"), std::string::npos) << o.err;
 }
 
 TEST_F(RunTest, KillRuleEndsEveryProcessOfTheAgent)
