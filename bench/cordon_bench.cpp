@@ -34,6 +34,7 @@
 #include "agents/cgroup.h"
 #include "bpf/features.h"
 #include "bpf/guard.h"
+#include "bpf/introspect.h"
 #include "policy/compiler.h"
 #include "policy/parser.h"
 
@@ -153,21 +154,11 @@ struct ProgStat {
 std::map<std::string, ProgStat> prog_stats()
 {
     std::map<std::string, ProgStat> out;
-    for (std::uint32_t id = 0; bpf_prog_get_next_id(id, &id) == 0;) {
-        const int fd = bpf_prog_get_fd_by_id(id);
-        bpf_prog_info info{};
-        std::uint32_t len = sizeof(info);
-        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
-            const std::string n = info.name;
-            for (const char* prefix : {"net_guard", "exec_guard", "file_guard", "tamper_guard"})
-                if (n.rfind(prefix, 0) == 0) {
-                    out[n].run_ns += info.run_time_ns;
-                    out[n].runs += info.run_cnt;
-                }
+    for (const auto& o : bpf::loaded_cordon_objects())
+        if (!o.is_map) {
+            out[o.name].run_ns += o.run_ns;
+            out[o.name].runs += o.run_cnt;
         }
-        if (fd >= 0)
-            ::close(fd);
-    }
     return out;
 }
 

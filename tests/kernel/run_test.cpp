@@ -21,6 +21,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "bpf/introspect.h"
 #include "kernel_test_util.h"
 
 namespace cordon::testing {
@@ -234,29 +235,8 @@ TEST_F(RunTest, TwoAgentsWithDifferentPoliciesDoNotInterfere)
 std::vector<std::string> cordon_objects()
 {
     std::vector<std::string> found;
-    for (std::uint32_t id = 0; bpf_prog_get_next_id(id, &id) == 0;) {
-        const int fd = bpf_prog_get_fd_by_id(id);
-        bpf_prog_info info{};
-        std::uint32_t len = sizeof(info);
-        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
-            const std::string n = info.name;
-            for (const char* prefix : {"net_guard_", "exec_guard_", "file_guard_", "tamper_guard"})
-                if (n.rfind(prefix, 0) == 0)
-                    found.push_back("prog " + n);
-        }
-        if (fd >= 0)
-            ::close(fd);
-    }
-    for (std::uint32_t id = 0; bpf_map_get_next_id(id, &id) == 0;) {
-        const int fd = bpf_map_get_fd_by_id(id);
-        bpf_map_info info{};
-        std::uint32_t len = sizeof(info);
-        if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
-            std::string(info.name).rfind("cordon_", 0) == 0)
-            found.push_back(std::string("map ") + info.name);
-        if (fd >= 0)
-            ::close(fd);
-    }
+    for (const auto& o : bpf::loaded_cordon_objects())
+        found.push_back((o.is_map ? "map " : "prog ") + o.name);
     return found;
 }
 

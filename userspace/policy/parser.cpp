@@ -635,18 +635,7 @@ private:
             } else {
                 ok = false;
             }
-            if (auto* an = required(rk, r, "action", where, "allow, deny, audit or kill")) {
-                auto a = action(*an, "action");
-                ok &= a.has_value();
-                if (a)
-                    rule.action = *a;
-            } else {
-                ok = false;
-            }
-            if (auto* tn = optional(rk, "tier")) {
-                ok &= tier_ref(*tn, rule.tier, rule.action);
-                rule.tier_pos = pos_of(*tn);
-            }
+            ok &= action_and_tier(rk, r, where, rule);
             if (files) {
                 if (auto* ac = optional(rk, "access"))
                     ok &= access(*ac, rule.access);
@@ -680,6 +669,26 @@ private:
                 continue;
             out.rules.push_back(std::move(rule));
         }
+    }
+
+    // A rule's `action` (required) and `tier` (optional, allow and audit only).
+    template <typename Map, typename Rule>
+    bool action_and_tier(const Map& rk, const YAML::Node& r, const std::string& where, Rule& rule)
+    {
+        bool ok = true;
+        if (auto* an = required(rk, r, "action", where, "allow, deny, audit or kill")) {
+            auto a = action(*an, "action");
+            ok &= a.has_value();
+            if (a)
+                rule.action = *a;
+        } else {
+            ok = false;
+        }
+        if (auto* tn = optional(rk, "tier")) {
+            ok &= tier_ref(*tn, rule.tier, rule.action);
+            rule.tier_pos = pos_of(*tn);
+        }
+        return ok;
     }
 
     bool access(const YAML::Node& n, std::uint8_t& out)
@@ -802,18 +811,7 @@ private:
                 if (v)
                     rule.protocols = *v;
             }
-            if (auto* an = required(rk, r, "action", where, "allow, deny, audit or kill")) {
-                auto a = action(*an, "action");
-                ok &= a.has_value();
-                if (a)
-                    rule.action = *a;
-            } else {
-                ok = false;
-            }
-            if (auto* tn = optional(rk, "tier")) {
-                ok &= tier_ref(*tn, rule.tier, rule.action);
-                rule.tier_pos = pos_of(*tn);
-            }
+            ok &= action_and_tier(rk, r, where, rule);
             rule.id = add_source(where, rule.pos);
             if (ok)
                 net.rules.push_back(std::move(rule));
