@@ -691,7 +691,9 @@ private:
         return ok;
     }
 
-    bool access(const YAML::Node& n, std::uint8_t& out)
+    // A single value or a non-empty list of them; reports `expected` (with what was found).
+    std::optional<std::vector<YAML::Node>> one_or_list(const YAML::Node& n,
+                                                       const std::string& expected)
     {
         std::vector<YAML::Node> items;
         if (n.IsScalar()) {
@@ -700,12 +702,20 @@ private:
             for (const auto& item : n)
                 items.push_back(item);
         } else {
-            error(n, "access must be a list of read and write; found " + kind_of(n));
-            return false;
+            error(n, expected + "; found " + kind_of(n));
+            return std::nullopt;
         }
+        return items;
+    }
+
+    bool access(const YAML::Node& n, std::uint8_t& out)
+    {
+        const auto items = one_or_list(n, "access must be a list of read and write");
+        if (!items)
+            return false;
         out = 0;
         bool ok = true;
-        for (const auto& item : items) {
+        for (const auto& item : *items) {
             auto a = word<std::uint8_t>(item, "access", {{"read", kRead}, {"write", kWrite}});
             if (a)
                 out |= *a;
@@ -717,19 +727,12 @@ private:
 
     bool ports(const YAML::Node& n, std::vector<PortRange>& out)
     {
-        std::vector<YAML::Node> items;
-        if (n.IsScalar()) {
-            items.push_back(n);
-        } else if (n.IsSequence() && n.size() > 0) {
-            for (const auto& item : n)
-                items.push_back(item);
-        } else {
-            error(n, "ports must be a list of ports (443) and ranges (\"8000-8999\"); found " +
-                         kind_of(n));
+        const auto items =
+            one_or_list(n, "ports must be a list of ports (443) and ranges (\"8000-8999\")");
+        if (!items)
             return false;
-        }
         bool ok = true;
-        for (const auto& item : items) {
+        for (const auto& item : *items) {
             auto s = scalar(item, "port");
             if (!s) {
                 ok = false;
