@@ -480,3 +480,52 @@ INSTANTIATE_TEST_SUITE_P(
 
 } // namespace
 } // namespace cordon::testing
+
+namespace cordon::testing {
+namespace {
+
+// Nothing the kernel decided is lost silently: with `trace: all` every decision is reported, so
+// when the ring buffer overflows, the events read plus the drops counted must equal the
+// decisions counted.
+class RingBufferTest : public ::testing::TestWithParam<cordon_backend> {};
+
+TEST_P(RingBufferTest, DropsAreCountedExactly)
+{
+    const auto backend = GetParam();
+    if (skip_unless_backend(backend))
+        GTEST_SKIP() << "this kernel cannot run the " << bpf::backend_name(backend)
+                     << " backend; the VM tier runs it";
+    char tmpl[] = "/tmp/cordon-kt-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const fs::path ws = tmpl;
+    std::ofstream(ws / "f") << "x";
+    std::string yaml = kPolicy;
+    yaml.replace(yaml.find("spec:\n"), 6, "spec:\n  trace: all\n");
+    const policy::Context ctx{.home = "/root", .workspace = ws.string(), .user = "root"};
+    {
+        TestAgent agent(backend, yaml, ctx);
+        // 4 MiB / 352-byte records hold about 11,900 events: 20,000 opens must overflow.
+        constexpr int kOpens = 20000;
+        const pid_t pid = spawn_in(agent.cg.path().string(), [&] {
+            for (int i = 0; i < kOpens; ++i)
+                ::close(::open((ws / "f").c_str(), O_RDONLY | O_CLOEXEC));
+            return 0;
+        });
+        EXPECT_EQ(wait_exit(pid), exited(0));
+        const auto events = drain_events(agent.guard);
+        const auto n = agent.guard.counters();
+        const std::uint64_t decisions = n[CORDON_CNT_ALLOW] + n[CORDON_CNT_DENY] +
+                                        n[CORDON_CNT_AUDIT] + n[CORDON_CNT_KILL];
+        EXPECT_GE(decisions, static_cast<std::uint64_t>(kOpens));
+        EXPECT_GT(n[CORDON_CNT_RINGBUF_DROPS], 0u);
+        EXPECT_EQ(events.size() + n[CORDON_CNT_RINGBUF_DROPS], decisions);
+    }
+    fs::remove_all(ws);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RingBufferTest,
+                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+                         [](const auto& tp) { return std::string(bpf::backend_name(tp.param)); });
+
+} // namespace
+} // namespace cordon::testing
