@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bpf/features.h"
 
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -76,12 +77,30 @@ ProbeResult trial_program(struct bpf_program* (*pick)(probe_bpf*), int attach_cg
     return {true, "loaded and attached " + std::string(bpf_program__name(wanted))};
 }
 
+// Removes empty doctor-<pid> cgroups whose process is gone (a probe killed mid-way). Only
+// cordon's own naming in cordon's own subtree is touched, and rmdir refuses non-empty cgroups.
+void remove_stale_probe_cgroups(const agents::Cgroup2Mount& m)
+{
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(m.mount_point / agents::kSubtree, ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("doctor-", 0) != 0 || !e.is_directory(ec))
+            continue;
+        const std::string pid = name.substr(7);
+        if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        if (::kill(std::stoi(pid), 0) != 0 && errno == ESRCH)
+            ::rmdir(e.path().c_str());
+    }
+}
+
 // A throwaway cgroup in cordon's subtree, for the probes that need a non-root cgroup.
 std::optional<agents::Cgroup> probe_cgroup(std::string& why)
 {
     try {
-        return agents::Cgroup::create(agents::cgroup2_mount(),
-                                      "doctor-" + std::to_string(::getpid()));
+        const auto mount = agents::cgroup2_mount();
+        remove_stale_probe_cgroups(mount);
+        return agents::Cgroup::create(mount, "doctor-" + std::to_string(::getpid()));
     } catch (const Error& e) {
         why = e.what();
         return std::nullopt;
