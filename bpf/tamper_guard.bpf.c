@@ -8,6 +8,7 @@
  *   lsm/file_open              opening a cgroupfs or bpffs file for writing (escaping the agent
  *                              cgroup, freezing or killing others, pinning objects)
  *   lsm/sb_mount, lsm/move_mount   mounts, which could lay an allowed path over a denied one
+ *   lsm/sb_pivotroot           a new root would shorten every path the rules match against
  * The compat backend has no such hooks: there agents must run as an unprivileged user (--user).
  *
  * Missing entries: non-agents are never affected.
@@ -112,6 +113,20 @@ int BPF_PROG(tamper_guard_sb_mount, const char *dev_name, const struct path *pat
 
 SEC("lsm/move_mount")
 int BPF_PROG(tamper_guard_move_mount, const struct path *from_path, const struct path *to_path,
+	     int ret)
+{
+	struct cordon_ctx c;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	cordon_deny_tamper(&c);
+	return -EPERM;
+}
+
+SEC("lsm/sb_pivotroot")
+int BPF_PROG(tamper_guard_sb_pivotroot, const struct path *old_path, const struct path *new_path,
 	     int ret)
 {
 	struct cordon_ctx c;

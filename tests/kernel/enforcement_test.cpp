@@ -468,6 +468,11 @@ const Case kCases[] = {
     {.name = "TamperMount", .where = Where::Agent,
      .action = [](const Env& e) { return result(::mount("none", (e.ws / "mnt").c_str(), "tmpfs", 0, nullptr)); },
      .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_TAMPER, .event_path = nullptr, .rule_marker = nullptr},
+    {.name = "TamperPivotRoot", .where = Where::Agent,
+     .action = [](const Env& e) {
+         return result(static_cast<int>(::syscall(SYS_pivot_root, e.ws.c_str(), (e.ws / "mnt").c_str())));
+     },
+     .expect = Expect::LsmOnly, .event_hook = CORDON_HOOK_TAMPER, .event_path = nullptr, .rule_marker = nullptr},
 };
 
 INSTANTIATE_TEST_SUITE_P(

@@ -24,7 +24,7 @@ BackendPromise backend_promise(cordon_backend b)
                     "kill switch: every process of a killed agent, forks included, is refused "
                     "from that instant",
                     "tamper: agents cannot call bpf(), ptrace outside their agent, signal "
-                    "cordon, write cgroupfs or bpffs, or mount",
+                    "cordon, write cgroupfs or bpffs, mount, or pivot_root",
                 },
             .limits =
                 {
