@@ -20,17 +20,23 @@
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #define BPF_FS_MAGIC 0xcafe4a11
 
-SEC("lsm/bpf")
-int BPF_PROG(tamper_guard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int ret)
+/* -EPERM (reported) when the current task is an agent; 0 for everyone else. */
+static __always_inline int deny_if_agent(void)
 {
 	struct cordon_ctx c;
 
-	if (ret)
-		return ret;
 	if (!cordon_enter(&c))
 		return 0;
 	cordon_deny_tamper(&c);
 	return -EPERM;
+}
+
+SEC("lsm/bpf")
+int BPF_PROG(tamper_guard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_if_agent();
 }
 
 /* The id of a task's ancestor cgroup at agent_level (its agent), or 0. */
@@ -64,7 +70,6 @@ SEC("lsm/task_kill")
 int BPF_PROG(tamper_guard_task_kill, struct task_struct *p, struct kernel_siginfo *info, int sig,
 	     const struct cred *cred, int ret)
 {
-	struct cordon_ctx c;
 	__u32 tgid;
 
 	if (ret)
@@ -72,16 +77,12 @@ int BPF_PROG(tamper_guard_task_kill, struct task_struct *p, struct kernel_siginf
 	tgid = BPF_CORE_READ(p, tgid);
 	if (!bpf_map_lookup_elem(&cordon_protected, &tgid))
 		return 0;
-	if (!cordon_enter(&c))
-		return 0;
-	cordon_deny_tamper(&c);
-	return -EPERM;
+	return deny_if_agent();
 }
 
 SEC("lsm/file_open")
 int BPF_PROG(tamper_guard_file_open, struct file *file, int ret)
 {
-	struct cordon_ctx c;
 	unsigned long magic;
 
 	if (ret)
@@ -91,50 +92,32 @@ int BPF_PROG(tamper_guard_file_open, struct file *file, int ret)
 	magic = BPF_CORE_READ(file, f_path.dentry, d_sb, s_magic);
 	if (magic != CGROUP2_SUPER_MAGIC && magic != CGROUP_SUPER_MAGIC && magic != BPF_FS_MAGIC)
 		return 0;
-	if (!cordon_enter(&c))
-		return 0;
-	cordon_deny_tamper(&c);
-	return -EPERM;
+	return deny_if_agent();
 }
 
 SEC("lsm/sb_mount")
 int BPF_PROG(tamper_guard_sb_mount, const char *dev_name, const struct path *path,
 	     const char *type, unsigned long flags, void *data, int ret)
 {
-	struct cordon_ctx c;
-
 	if (ret)
 		return ret;
-	if (!cordon_enter(&c))
-		return 0;
-	cordon_deny_tamper(&c);
-	return -EPERM;
+	return deny_if_agent();
 }
 
 SEC("lsm/move_mount")
 int BPF_PROG(tamper_guard_move_mount, const struct path *from_path, const struct path *to_path,
 	     int ret)
 {
-	struct cordon_ctx c;
-
 	if (ret)
 		return ret;
-	if (!cordon_enter(&c))
-		return 0;
-	cordon_deny_tamper(&c);
-	return -EPERM;
+	return deny_if_agent();
 }
 
 SEC("lsm/sb_pivotroot")
 int BPF_PROG(tamper_guard_sb_pivotroot, const struct path *old_path, const struct path *new_path,
 	     int ret)
 {
-	struct cordon_ctx c;
-
 	if (ret)
 		return ret;
-	if (!cordon_enter(&c))
-		return 0;
-	cordon_deny_tamper(&c);
-	return -EPERM;
+	return deny_if_agent();
 }
