@@ -223,11 +223,7 @@ int main()
                               .agent_level = cg.level(),
                               .net_attach_cgroup = mount.mount_point / agents::kSubtree});
             guard.load_policy(*compiled.compiled);
-            cordon_agent_state st{};
-            st.agent_id = 1;
-            st.policy_id = 1;
-            st.score = 1000;
-            guard.set_agent(cg.id(), st);
+            guard.set_agent(cg.id(), policy::agent_state_for(*parsed.policy, *compiled.compiled, 1));
             for (int op = 0; op < 3; ++op)
                 samples[op][1].push_back(measure(std::nullopt, op, file, port));
             std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << "1";

@@ -278,28 +278,28 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
         const auto events = drain_events(agent.guard);
         if (c.event_hook == CORDON_HOOK_NONE) {
             EXPECT_TRUE(events.empty()) << events.size() << " unexpected events, first: hook "
-                                        << (events.empty() ? 0 : events[0].header.hook) << " "
+                                        << (events.empty() ? 0 : events[0].header().hook) << " "
                                         << (events.empty() ? "" : events[0].body.path);
         } else {
             ASSERT_FALSE(events.empty()) << "no event recorded";
             const auto& e = events[0];
-            EXPECT_EQ(e.header.hook, backend == CORDON_BACKEND_COMPAT && c.compat_hook
+            EXPECT_EQ(e.header().hook, backend == CORDON_BACKEND_COMPAT && c.compat_hook
                                          ? c.compat_hook
                                          : c.event_hook);
             const std::uint8_t want_verdict = c.audit_mode               ? CORDON_VERDICT_AUDIT
                                               : c.expect == Expect::Killed ? CORDON_VERDICT_KILL
                                                                            : CORDON_VERDICT_DENY;
-            EXPECT_EQ(e.header.verdict, want_verdict);
-            EXPECT_EQ(e.header.backend, backend);
-            EXPECT_EQ(e.header.cgroup_id, agent.cg.id());
+            EXPECT_EQ(e.header().verdict, want_verdict);
+            EXPECT_EQ(e.header().backend, backend);
+            EXPECT_EQ(e.header().cgroup_id, agent.cg.id());
             if (c.event_path) {
                 const std::string p = c.event_path[0] == '/' ? std::string(c.event_path)
                                                              : (env.ws / c.event_path).string();
                 EXPECT_EQ(std::string(e.body.path), p);
             }
             if (c.rule_marker) {
-                EXPECT_EQ(agent.line_of(e.header.rule_id), line_containing(yaml, c.rule_marker))
-                    << "rule id " << e.header.rule_id;
+                EXPECT_EQ(agent.line_of(e.header().rule_id), line_containing(yaml, c.rule_marker))
+                    << "rule id " << e.header().rule_id;
             }
             if (c.expect == Expect::Killed) {
                 const auto st = agent.guard.agent(agent.cg.id());

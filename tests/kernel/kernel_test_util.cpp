@@ -117,11 +117,7 @@ TestAgent::TestAgent(cordon_backend backend, const std::string& policy_yaml,
     if (!c.compiled)
         throw Error("test policy does not compile: " + c.errors.at(0).str());
     guard.load_policy(*c.compiled);
-    cordon_agent_state s = agent_state(5, false);
-    s.policy_id = 1;
-    s.score = policy.trust.initial;
-    s.mode = policy.mode == policy::Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
-    guard.set_agent(cg.id(), s);
+    guard.set_agent(cg.id(), policy::agent_state_for(policy, *c.compiled, 5));
 }
 
 int TestAgent::line_of(std::uint32_t rule_id) const

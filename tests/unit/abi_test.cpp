@@ -71,7 +71,7 @@ TEST_P(DecodeTest, AcceptsOnlyConsistentRecords)
     const auto e = events::decode(bytes);
     EXPECT_EQ(e.has_value(), GetParam().ok);
     if (e) {
-        EXPECT_EQ(e->header.hook, CORDON_HOOK_EXEC);
+        EXPECT_EQ(e->header().hook, CORDON_HOOK_EXEC);
     }
 }
 

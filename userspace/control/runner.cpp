@@ -192,13 +192,13 @@ public:
             const auto& r = policy_.rules[id];
             return fmt::format("{}:{}", policy_.file, r.pos.line);
         };
-        if (e.header.verdict != CORDON_VERDICT_ALLOW)
+        if (e.header().verdict != CORDON_VERDICT_ALLOW)
             std::fprintf(stderr, "cordon: %s\n", events::event_line(e, namer).c_str());
         if (out_) {
             std::fprintf(out_, "%s\n", events::event_json(e, namer, agent_).c_str());
             std::fflush(out_);
         }
-        if (e.header.verdict == CORDON_VERDICT_KILL)
+        if (e.header().verdict == CORDON_VERDICT_KILL)
             kill_requested = true;
     }
 
@@ -263,12 +263,7 @@ int run_guarded(const RunOptions& o)
                       .agent_level = cg.level(),
                       .net_attach_cgroup = mount.mount_point / agents::kSubtree});
     guard.load_policy(*compiled.compiled);
-    cordon_agent_state state{};
-    state.agent_id = 1;
-    state.policy_id = compiled.compiled->policy_id;
-    state.score = pol.trust.initial;
-    state.mode = pol.mode == policy::Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
-    guard.set_agent(cg.id(), state);
+    guard.set_agent(cg.id(), policy::agent_state_for(pol, *compiled.compiled, 1));
     guard.protect_process(static_cast<std::uint32_t>(::getpid()));
 
     int keepalive = -1;

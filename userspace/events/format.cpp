@@ -59,7 +59,7 @@ std::string address(const cordon_event& b)
 std::string object_text(const Event& e)
 {
     const auto& b = e.body;
-    if (is_net(e.header.hook))
+    if (is_net(e.header().hook))
         return fmt::format(fmt::runtime(b.family == 6 ? "[{}]:{}/{}" : "{}:{}/{}"), address(b),
                            b.port, b.protocol == CORDON_PROTO_UDP ? "udp" : "tcp");
     if (b.path[0])
@@ -69,7 +69,7 @@ std::string object_text(const Event& e)
 
 std::string event_line(const Event& e, const RuleNamer& rule)
 {
-    const auto& h = e.header;
+    const auto& h = e.header();
     std::string what = std::string(hook_name(h.hook));
     if (h.hook == CORDON_HOOK_FILE_OPEN)
         what += e.body.access == (CORDON_ACCESS_READ | CORDON_ACCESS_WRITE) ? " read+write"
@@ -85,7 +85,7 @@ std::string event_line(const Event& e, const RuleNamer& rule)
 
 std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name)
 {
-    const auto& h = e.header;
+    const auto& h = e.header();
     nlohmann::json j = {{"ts_ns", h.ts_ns},
                         {"agent", agent_name},
                         {"agent_id", h.agent_id},

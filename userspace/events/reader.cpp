@@ -14,12 +14,13 @@ namespace cordon::events {
 std::optional<Event> decode(std::span<const std::uint8_t> record)
 {
     Event e;
-    if (record.size() < sizeof(e.header))
+    cordon_event_header h{};
+    if (record.size() < sizeof(h))
         return std::nullopt;
-    std::memcpy(&e.header, record.data(), sizeof(e.header));
-    if (e.header.size < sizeof(e.header) || e.header.size > record.size())
+    std::memcpy(&h, record.data(), sizeof(h));
+    if (h.size < sizeof(h) || h.size > record.size())
         return std::nullopt;
-    std::memcpy(&e.body, record.data(), std::min<size_t>(e.header.size, sizeof(e.body)));
+    std::memcpy(&e.body, record.data(), std::min<size_t>(h.size, sizeof(e.body)));
     e.body.path[sizeof(e.body.path) - 1] = 0; // the kernel terminates it; never trust that here
     return e;
 }

@@ -15,8 +15,8 @@ namespace cordon::events {
 
 /// One decoded decision record (struct cordon_event; older, shorter records are zero-filled).
 struct Event {
-    cordon_event_header header{};
     cordon_event body{}; ///< the full record, header included
+    const cordon_event_header& header() const { return body.h; }
 };
 
 /// Checks a raw record and copies it out; nullopt when it is too short or claims a size larger

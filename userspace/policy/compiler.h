@@ -35,6 +35,10 @@ struct CompileResult {
 /// name the lines involved.
 CompileResult compile(const Policy& p, std::uint32_t policy_id);
 
+/// The cordon_agents entry of a new agent running this compiled policy: its score starts at the
+/// policy's initial trust, its mode is the policy's.
+cordon_agent_state agent_state_for(const Policy& p, const CompiledPolicy& c, std::uint32_t agent_id);
+
 /// Every byte the compiled policy writes into maps, in order; equal outputs mean equal maps.
 std::vector<std::uint8_t> serialize(const CompiledPolicy& c);
 
