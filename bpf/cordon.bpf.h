@@ -196,14 +196,23 @@ static __always_inline __u8 cordon_verdict(const struct cordon_ctx *c,
 	return v;
 }
 
+/*
+ * Lowers the score atomically: a compare-and-swap loop, so that two denials on two CPUs both
+ * count. The bound keeps the verifier happy; losing 8 races in a row needs 8 other penalties
+ * landing in between, each of which lowered the score anyway.
+ */
 static __always_inline void cordon_penalize(struct cordon_agent_state *agent, __u32 penalty)
 {
-	__u32 score = agent->score;
+	__u32 old, new;
 
 	if (!penalty)
 		return;
-	/* Racing penalties may both read the old score; the lower write wins, never below 0. */
-	agent->score = score > penalty ? score - penalty : 0;
+	for (int i = 0; i < 8; i++) {
+		old = *(volatile __u32 *)&agent->score;
+		new = old > penalty ? old - penalty : 0;
+		if (old == new || __sync_val_compare_and_swap(&agent->score, old, new) == old)
+			return;
+	}
 }
 
 /*

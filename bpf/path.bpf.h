@@ -8,18 +8,33 @@
  *
  * The walk goes from the dentry to the root of its mount namespace, crossing mount points, and
  * writes the path root-first into the rule key. Only the first CORDON_PATH_KEY_BYTES bytes are
- * kept: enough to decide every rule cordon accepts (see abi.h). A path deeper than
- * CORDON_PATH_DEPTH components cannot be resolved and is denied for agents (fail closed).
+ * kept: enough to decide every rule cordon accepts (see abi.h).
  *
- * Scratch memory: per-CPU slots with a nesting counter, because a BPF program can be preempted
- * by another task's program on the same CPU. When all slots are busy the decision fails closed.
+ * A path is trusted only when the walk reaches the root mount of the current task's mount
+ * namespace through connected dentries and attached mounts. Anything else is unresolvable and
+ * denied for agents (fail closed), and counted in CORDON_CNT_PATH_FAILED:
+ *   - a detached mount (open_tree(OPEN_TREE_CLONE), a lazily unmounted tree): its top mount is
+ *     its own parent but is not the namespace root, so "/x" inside it is not the real "/x";
+ *   - a mount of another namespace (reached through /proc/PID/root) or a kernel-internal one
+ *     (memfd, which would otherwise let a file with no name be executed);
+ *   - a disconnected dentry (open_by_handle_at after eviction): its own parent, but not the
+ *     root of its mount, so the walk cannot know the directories above it;
+ *   - a path deeper than CORDON_PATH_DEPTH components.
+ * Pipes and sockets reopened through /proc/self/fd have no name in any tree and give nothing the
+ * process did not already hold; they are not path-decided (see cordon_pathless).
+ *
+ * Scratch memory: per-CPU slots, each claimed with a compare-and-swap on its own busy flag,
+ * because a BPF program can be preempted by another task's program on the same CPU and release
+ * out of order. When all slots are busy the decision fails closed.
  */
 #pragma once
 
 #include "cordon.bpf.h"
 
 #define CORDON_PATH_DEPTH 64 /* components; a power of two (used as a mask) */
-#define CORDON_SCRATCH_SLOTS 4
+#define CORDON_SCRATCH_SLOTS 4 /* nesting depth on one CPU: task, softirq, preemption, spare */
+#define PIPEFS_MAGIC 0x50495045
+#define SOCKFS_MAGIC 0x534F434B
 
 struct cordon_scratch {
 	struct cordon_path_key key;
@@ -32,10 +47,11 @@ struct cordon_scratch {
 	 */
 	__u64 dentry;
 	__u64 mnt;
+	__u64 ns_root; /* root mount of the current task's mount namespace */
 	__u32 n;    /* components collected, leaf first */
 	__u32 off;  /* bytes written to key.path */
-	__u32 done; /* reached the root */
-	__u32 _pad;
+	__u32 done; /* reached the namespace root through attached mounts */
+	__u32 busy; /* slot claimed (cmpxchg 0 -> 1) */
 };
 
 struct {
@@ -45,35 +61,22 @@ struct {
 	__type(value, struct cordon_scratch);
 } cordon_scratch SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} cordon_scratch_nest SEC(".maps");
-
+/* A free slot of this CPU, claimed; NULL when every slot is in use. */
 static __always_inline struct cordon_scratch *cordon_scratch_get(void)
 {
-	__u32 zero = 0, slot;
-	__u32 *nest = bpf_map_lookup_elem(&cordon_scratch_nest, &zero);
+	struct cordon_scratch *s;
 
-	if (!nest)
-		return NULL;
-	slot = __sync_fetch_and_add(nest, 1);
-	if (slot >= CORDON_SCRATCH_SLOTS) {
-		__sync_fetch_and_sub(nest, 1);
-		return NULL;
+	for (__u32 i = 0; i < CORDON_SCRATCH_SLOTS; i++) {
+		s = bpf_map_lookup_elem(&cordon_scratch, &i);
+		if (s && __sync_val_compare_and_swap(&s->busy, 0, 1) == 0)
+			return s;
 	}
-	return bpf_map_lookup_elem(&cordon_scratch, &slot);
+	return NULL;
 }
 
-static __always_inline void cordon_scratch_put(void)
+static __always_inline void cordon_scratch_put(struct cordon_scratch *s)
 {
-	__u32 zero = 0;
-	__u32 *nest = bpf_map_lookup_elem(&cordon_scratch_nest, &zero);
-
-	if (nest)
-		__sync_fetch_and_sub(nest, 1);
+	__sync_lock_test_and_set(&s->busy, 0);
 }
 
 /* bpf_loop() context: the scratch slot holding the walk state. */
@@ -92,9 +95,12 @@ static long cordon_walk_up(__u32 i, void *arg)
 	mnt_root = BPF_CORE_READ(mnt, mnt.mnt_root);
 	parent = BPF_CORE_READ(dentry, d_parent);
 	if (dentry == mnt_root || dentry == parent) {
+		if (dentry != mnt_root)
+			return 1; /* disconnected dentry: unresolvable */
 		mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-		if (dentry != mnt_root || mnt == mnt_parent) {
-			s->done = 1; /* root of the namespace (or of a detached tree) */
+		if (mnt == mnt_parent) {
+			/* The top of a tree: trusted only if it is this namespace's root. */
+			s->done = (__u64)mnt == s->ns_root;
 			return 1;
 		}
 		s->dentry = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
@@ -134,7 +140,7 @@ static long cordon_walk_write(__u32 j, void *arg)
 
 /*
  * Writes the path of (dentry, vfsmount) into s->key.path and sets s->len. Returns 0, or -1 when
- * the path is deeper than CORDON_PATH_DEPTH.
+ * the path is unresolvable (see the top of this file).
  */
 static __always_inline int cordon_resolve(struct cordon_scratch *s, struct dentry *dentry,
 					  struct vfsmount *vfsmnt)
@@ -142,6 +148,11 @@ static __always_inline int cordon_resolve(struct cordon_scratch *s, struct dentr
 	struct cordon_walk w = { .s = s };
 	__u32 off;
 
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	s->ns_root = (__u64)BPF_CORE_READ(task, nsproxy, mnt_ns, root);
+	if (!s->ns_root)
+		return -1; /* an exiting task has no namespace: nothing to resolve against */
 	s->dentry = (__u64)dentry;
 	s->mnt = (__u64)((void *)vfsmnt - bpf_core_field_offset(struct mount, mnt));
 	s->n = 0;
@@ -161,6 +172,17 @@ static __always_inline int cordon_resolve(struct cordon_scratch *s, struct dentr
 		s->key.path[off & 0xff] = 0;
 	s->len = off;
 	return 0;
+}
+
+/*
+ * Pipes and sockets: reopening one through /proc/self/fd/N (bash's <(...) and >(...)) reaches an
+ * object the process already holds, which has no name in any directory tree.
+ */
+static __always_inline bool cordon_pathless(struct dentry *dentry)
+{
+	unsigned long magic = BPF_CORE_READ(dentry, d_sb, s_magic);
+
+	return magic == PIPEFS_MAGIC || magic == SOCKFS_MAGIC;
 }
 
 /* The rule for the path in s (already resolved) in one class, or the class default. */
@@ -208,6 +230,8 @@ static __always_inline __u8 cordon_check_path(const struct cordon_ctx *c, __u32 
 	struct cordon_event *e;
 	__u8 verdict, v2;
 
+	if (cordon_pathless(dentry))
+		return CORDON_VERDICT_ALLOW;
 	s = cordon_scratch_get();
 	if (!s) {
 		cordon_count(CORDON_CNT_PATH_FAILED);
@@ -217,6 +241,7 @@ static __always_inline __u8 cordon_check_path(const struct cordon_ctx *c, __u32 
 	}
 	if (cordon_resolve(s, dentry, mnt) < 0) {
 		cordon_count(CORDON_CNT_PATH_FAILED);
+		__builtin_memcpy(s->key.path, CORDON_UNRESOLVABLE, sizeof(CORDON_UNRESOLVABLE));
 		hit.action = CORDON_ACTION_DENY; /* fail closed: unresolvable path */
 		verdict = cordon_verdict(c, &hit);
 	} else if (access == 0) {
@@ -248,6 +273,6 @@ static __always_inline __u8 cordon_check_path(const struct cordon_ctx *c, __u32 
 			bpf_ringbuf_submit(e, 0);
 		}
 	}
-	cordon_scratch_put();
+	cordon_scratch_put(s);
 	return verdict;
 }

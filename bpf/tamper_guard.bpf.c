@@ -9,6 +9,8 @@
  *                              cgroup, freezing or killing others, pinning objects)
  *   lsm/sb_mount, lsm/move_mount   mounts, which could lay an allowed path over a denied one
  *   lsm/sb_pivotroot           a new root would shorten every path the rules match against
+ *   lsm/userns_create          a user namespace, in which an unprivileged agent could make
+ *                              mounts that lay an allowed name over a denied tree
  * The compat backend has no such hooks: there agents must run as an unprivileged user (--user).
  *
  * Missing entries: non-agents are never affected.
@@ -116,6 +118,14 @@ int BPF_PROG(tamper_guard_move_mount, const struct path *from_path, const struct
 SEC("lsm/sb_pivotroot")
 int BPF_PROG(tamper_guard_sb_pivotroot, const struct path *old_path, const struct path *new_path,
 	     int ret)
+{
+	if (ret)
+		return ret;
+	return deny_if_agent();
+}
+
+SEC("lsm/userns_create")
+int BPF_PROG(tamper_guard_userns_create, const struct cred *cred, int ret)
 {
 	if (ret)
 		return ret;

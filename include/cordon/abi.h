@@ -50,6 +50,7 @@ enum cordon_hook {
 	CORDON_HOOK_FILE_LINK = 10,  /**< hard link (both names are decided as writes) */
 	CORDON_HOOK_FILE_TRUNCATE = 11, /**< truncate(2), ftruncate(2), O_TRUNC */
 	CORDON_HOOK_TAMPER = 12,     /**< bpf(), ptrace, signal to cordon, cgroupfs/bpffs write, mount */
+	CORDON_HOOK_SOCKET = 13,     /**< creation of a raw or ICMP echo socket */
 	CORDON_HOOK_MAX,
 };
 
@@ -99,6 +100,9 @@ enum cordon_access {
 	CORDON_ACCESS_READ = 1u << 0,
 	CORDON_ACCESS_WRITE = 1u << 1,
 };
+
+/* The path an event carries when the kernel could not resolve one (see bpf/path.bpf.h). */
+#define CORDON_UNRESOLVABLE "(unresolvable)"
 
 /* Path bytes an event carries; longer paths are cut (the decision used the full key). */
 #define CORDON_EVENT_PATH 256
@@ -247,7 +251,8 @@ struct cordon_policy {
 	__u8 ntiers;         /**< used entries of tier_min_score (>= 1) */
 	__u16 penalty_deny;  /**< score lost per denial */
 	__u16 penalty_kill;  /**< score lost per kill-rule hit */
-	__u16 _pad0;         /**< zero */
+	__u8 raw_sockets;    /**< enum cordon_action for raw, ICMP echo and packet sockets */
+	__u8 _pad0;          /**< zero */
 	__u32 exec_default_rule_id; /**< rule table entry of exec.default (names its line) */
 	__u32 file_default_rule_id; /**< rule table entry of files.default */
 	__u32 net_default_rule_id;  /**< rule table entry of network.default */
@@ -262,8 +267,8 @@ struct cordon_event {
 	struct cordon_event_header h;
 	__u8 addr[16];  /**< network hooks: destination address (IPv4 in addr[0..3]) */
 	__u16 port;     /**< network hooks: destination port, host order */
-	__u8 family;    /**< network hooks: 4 or 6 */
-	__u8 protocol;  /**< network hooks: enum cordon_net_proto bit */
+	__u8 family;    /**< network and socket hooks: 4 or 6 */
+	__u8 protocol;  /**< network hooks: enum cordon_net_proto bit; socket hook: IP protocol */
 	__u8 access;    /**< file hooks: enum cordon_access bits decided */
 	__u8 _pad0[3];  /**< zero */
 	char path[CORDON_EVENT_PATH]; /**< exec/file hooks: resolved path, NUL-terminated */
