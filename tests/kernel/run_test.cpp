@@ -32,8 +32,32 @@ using namespace std::chrono_literals;
 
 struct Output {
     int status = -1; // exit code, or 128+signal
-    std::string out, err;
+    std::string out;
+    std::string err; // with every "cordon[TAG]: " of this run's tag written "cordon: "
+    std::string raw_err;
+    std::string tag; // the run's tag, from the line that announces it
 };
+
+// The tag cordon announces ("... cordon's lines carry this tag [TAG]"), or "".
+std::string announced_tag(const std::string& err)
+{
+    const std::string marker = "cordon's lines carry this tag [";
+    const auto at = err.find(marker);
+    if (at == std::string::npos)
+        return "";
+    const auto start = at + marker.size();
+    return err.substr(start, err.find(']', start) - start);
+}
+
+// Lines from cordon carry "cordon[TAG]: "; the tests compare what follows "cordon: ".
+std::string untag(const std::string& err, const std::string& tag)
+{
+    std::string out = err;
+    const std::string from = "cordon[" + tag + "]: ";
+    for (size_t at; !tag.empty() && (at = out.find(from)) != std::string::npos;)
+        out.replace(at, from.size(), "cordon: ");
+    return out;
+}
 
 // Starts `cordon ARGS...` with stdout and stderr captured into files.
 pid_t start_cordon(const std::vector<std::string>& args, const fs::path& out, const fs::path& err)
@@ -110,7 +134,9 @@ protected:
         Output o;
         o.status = status_of(wait_exit(pid));
         o.out = slurp(dir_ / "out");
-        o.err = slurp(dir_ / "err");
+        o.raw_err = slurp(dir_ / "err");
+        o.tag = announced_tag(o.raw_err);
+        o.err = untag(o.raw_err, o.tag);
         return o;
     }
 

@@ -3,11 +3,15 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +24,7 @@
 #include <fmt/format.h>
 
 #include "agents/cgroup.h"
+#include "agents/seccomp.h"
 #include "bpf/features.h"
 #include "bpf/guard.h"
 #include "common/error.h"
@@ -118,8 +123,24 @@ Identity lookup_user(const std::string& user)
             pw->pw_shell && *pw->pw_shell ? pw->pw_shell : "/bin/sh"};
 }
 
-// In the child: join the agent, become the user, exec. Reports an errno on `err_fd` on failure.
-[[noreturn]] void child_exec(const agents::Cgroup& cg, const std::optional<Identity>& who,
+// Stages of child_exec, reported with an errno on failure.
+enum ChildStage { kJoin = 1, kSession, kSeccomp, kUser, kWorkdir, kFds, kExec, kStages };
+constexpr const char* kStageText[kStages] = {
+    "",
+    "join the agent cgroup",
+    "start a new session",
+    "install the seccomp layer",
+    "switch to the user",
+    "enter the workspace",
+    "mark inherited descriptors close-on-exec",
+    "execute",
+};
+
+// In the child: join the agent, leave cordon's session, install the seccomp layer, become the
+// user, close every inherited descriptor but 0-2, exec. Reports (stage, errno) on `err_fd` on
+// failure, and never runs the command then (fail closed).
+[[noreturn]] void child_exec(const agents::Cgroup& cg, const agents::SeccompLayer& seccomp,
+                             const std::optional<Identity>& who,
                              const std::optional<std::string>& workdir,
                              const std::vector<std::string>& command, int err_fd)
 {
@@ -135,14 +156,23 @@ Identity lookup_user(const std::string& user)
     {
         const int fd = ::open((cg.path() / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
         if (fd < 0 || ::write(fd, "0", 1) != 1)
-            fail(1);
+            fail(kJoin);
         ::close(fd);
+    }
+    // Its own session: no controlling terminal, so it cannot inject input into cordon's
+    // terminal (TIOCSTI) or stop cordon with job-control signals.
+    if (::setsid() < 0)
+        fail(kSession);
+    // Before the user switch: without no_new_privs, loading a filter needs CAP_SYS_ADMIN.
+    if (int err = seccomp.install(); err != 0) {
+        errno = err;
+        fail(kSeccomp);
     }
     if (who) {
         // As `sudo -u`: the user's groups, gid, uid, and a reset environment.
         if (::initgroups(who->name.c_str(), who->gid) != 0 || ::setgid(who->gid) != 0 ||
             ::setuid(who->uid) != 0)
-            fail(2);
+            fail(kUser);
         const char* term = std::getenv("TERM");
         const std::string keep_term = term ? term : "";
         ::clearenv();
@@ -155,23 +185,73 @@ Identity lookup_user(const std::string& user)
             ::setenv("TERM", keep_term.c_str(), 1);
     }
     if (workdir && ::chdir(workdir->c_str()) != 0)
-        fail(3);
+        fail(kWorkdir);
+    // Nothing of cordon's reaches the agent: not the events file, not a BPF object, not a pipe.
+    if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+        fail(kFds);
     std::vector<char*> argv;
     for (const auto& a : command)
         argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     ::execvp(argv[0], argv.data());
-    fail(4);
+    fail(kExec);
     ::_exit(127); // fail() does not return; this tells the compiler
 }
 
+// cordon's lines on its stderr while an agent runs. The agent shares that stderr, so two things
+// hold here: a line never blocks cordon (the agent may stop the terminal with tcflow(TCOOFF) or
+// fill a pipe), and the agent cannot pass its own lines off as cordon's.
+//  - A terminal or pipe is written through a second open file description (reopened through
+//    /proc, so O_NONBLOCK is ours alone), a socket with MSG_DONTWAIT; a line that would block is
+//    dropped and counted, and the count is reported at the end. The --events file has every
+//    event regardless. A regular file never blocks and keeps the one shared offset.
+//  - Every line carries a tag drawn at random for this run, printed before the agent starts.
+//    An agent cannot read back what was written to a terminal, so it cannot learn the tag.
+class Terminal {
+public:
+    Terminal() : tag_(random_suffix())
+    {
+        struct stat st {};
+        if (::fstat(2, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)))
+            fd_ = ::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        socket_ = S_ISSOCK(st.st_mode);
+        if (fd_ < 0)
+            fd_ = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
+    }
+    ~Terminal()
+    {
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
+    Terminal(const Terminal&) = delete;
+    Terminal& operator=(const Terminal&) = delete;
+
+    void line(const std::string& text)
+    {
+        const std::string l = "cordon[" + tag_ + "]: " + text + "\n";
+        const ssize_t n = socket_ ? ::send(fd_, l.data(), l.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
+                                  : ::write(fd_, l.data(), l.size());
+        if (n != static_cast<ssize_t>(l.size()))
+            ++dropped_;
+    }
+    const std::string& tag() const { return tag_; }
+    std::uint64_t dropped() const { return dropped_; }
+
+private:
+    std::string tag_;
+    int fd_ = -1;
+    bool socket_ = false;
+    std::uint64_t dropped_ = 0;
+};
+
 class EventSink {
 public:
-    EventSink(const policy::Policy& p, std::string agent, const std::optional<std::string>& file)
-        : policy_(p), agent_(std::move(agent))
+    EventSink(const policy::Policy& p, std::string agent, const std::optional<std::string>& file,
+              Terminal& term)
+        : policy_(p), agent_(std::move(agent)), term_(term)
     {
         if (file) {
-            out_ = std::fopen(file->c_str(), "a");
+            out_ = std::fopen(file->c_str(), "ae"); // close-on-exec: never the agent's
             if (!out_)
                 throw Error("cannot open --events file " + *file + ": " + errno_text(errno));
         }
@@ -193,7 +273,7 @@ public:
             return fmt::format("{}:{}", policy_.file, r.pos.line);
         };
         if (e.header().verdict != CORDON_VERDICT_ALLOW)
-            std::fprintf(stderr, "cordon: %s\n", events::event_line(e, namer).c_str());
+            term_.line(events::event_line(e, namer));
         if (out_) {
             std::fprintf(out_, "%s\n", events::event_json(e, namer, agent_).c_str());
             std::fflush(out_);
@@ -207,6 +287,7 @@ public:
 private:
     const policy::Policy& policy_;
     std::string agent_;
+    Terminal& term_;
     FILE* out_ = nullptr;
 };
 
@@ -270,11 +351,16 @@ int run_guarded(const RunOptions& o)
     const pid_t guardian = start_guardian(cg.path(), keepalive);
     guard.protect_process(static_cast<std::uint32_t>(guardian));
 
-    EventSink sink(pol, name, o.events_file);
+    const agents::SeccompLayer seccomp(pol, backend);
+    Terminal term;
+    EventSink sink(pol, name, o.events_file, term);
     events::Reader reader(guard.events_fd(), [&sink](const events::Event& e) { sink(e); });
     if (backend == CORDON_BACKEND_COMPAT && !who)
-        std::fprintf(stderr, "cordon: warning: the compat backend has no tamper protection; "
-                             "run the agent with --user so it cannot unload its guard\n");
+        term.line("warning: the compat backend has no tamper protection; run the agent with "
+                  "--user so it cannot unload its guard");
+    term.line(fmt::format("guarding agent {} on the {} backend; cordon's lines carry this tag "
+                          "[{}]",
+                          name, backend == CORDON_BACKEND_LSM ? "lsm" : "compat", term.tag()));
 
     // 3. CMD, in the cgroup. Signals arrive through a signalfd so the loop sees them in order.
     sigset_t mask;
@@ -293,38 +379,49 @@ int run_guarded(const RunOptions& o)
     if (child < 0)
         throw Error("cannot start the command: " + errno_text(errno));
     if (child == 0)
-        child_exec(cg, who, o.workspace ? std::optional<std::string>(*ctx.workspace) : std::nullopt,
+        child_exec(cg, seccomp, who,
+                   o.workspace ? std::optional<std::string>(*ctx.workspace) : std::nullopt,
                    o.command, errpipe[1]);
     ::close(errpipe[1]);
     int child_err[2] = {0, 0};
     const bool exec_failed = ::read(errpipe[0], child_err, sizeof(child_err)) == sizeof(child_err);
     ::close(errpipe[0]);
     if (exec_failed) {
-        static const char* stage[] = {"", "join the agent cgroup", "switch to the user",
-                                      "enter the workspace", "execute"};
-        std::fprintf(stderr, "cordon: cannot %s for %s: %s\n", stage[child_err[0] >= 1 && child_err[0] <= 4 ? child_err[0] : 4],
-                     o.command[0].c_str(), errno_text(child_err[1]).c_str());
+        const int st = child_err[0] >= 1 && child_err[0] < kStages ? child_err[0] : kExec;
+        term.line(fmt::format("cannot {} for {}: {}", kStageText[st], o.command[0],
+                              errno_text(child_err[1])));
     }
 
-    // 4. Until CMD ends: events, kill verdicts, signals.
+    // 4. Until CMD ends: events, kill verdicts, signals. A kill verdict is carried out from the
+    // agent's kill flag in the kernel, polled here, so it does not depend on its event being
+    // read: an agent that floods the ring buffer (the KILL record among those lost) still dies.
+    // Nothing in this loop waits on the agent: terminal lines never block (see Terminal).
+    constexpr int kKillPollMs = 10;
     int status = 0;
     bool done = false;
+    bool killed = false;
+    const auto kill_if_flagged = [&] {
+        if (killed)
+            return;
+        const auto st = guard.agent(cg.id());
+        if (sink.kill_requested || !st || (st->flags & CORDON_AGENT_F_KILLED)) {
+            cg.kill(); // the kernel already refuses every access; empty the cgroup now
+            killed = true;
+        }
+    };
     pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
                      {.fd = reader.fd(), .events = POLLIN, .revents = 0}};
     while (!done) {
-        if (::poll(fds, 2, -1) < 0 && errno != EINTR)
+        if (::poll(fds, 2, kKillPollMs) < 0 && errno != EINTR)
             throw Error("waiting for events failed: " + errno_text(errno));
+        kill_if_flagged();
         reader.drain();
-        if (sink.kill_requested) {
-            cg.kill(); // the kernel already refuses every access; empty the cgroup now
-            sink.kill_requested = false;
-        }
+        kill_if_flagged();
         signalfd_siginfo si{};
         while (fds[0].revents && ::read(sfd, &si, sizeof(si)) == sizeof(si)) {
             if (si.ssi_signo == SIGCHLD)
                 break;
-            std::fprintf(stderr, "cordon: %s: stopping agent %s\n", strsignal(si.ssi_signo),
-                         name.c_str());
+            term.line(fmt::format("{}: stopping agent {}", strsignal(si.ssi_signo), name));
             cg.kill();
             break;
         }
@@ -339,17 +436,19 @@ int run_guarded(const RunOptions& o)
     cg.kill();
     reader.drain();
     const auto counters = guard.counters();
-    if (counters[CORDON_CNT_RINGBUF_DROPS] > 0)
-        std::fprintf(stderr, "cordon: warning: %llu events were lost because the ring buffer was "
-                             "full (decisions were still enforced)\n",
-                     static_cast<unsigned long long>(counters[CORDON_CNT_RINGBUF_DROPS]));
-    if (reader.malformed() > 0)
-        std::fprintf(stderr, "cordon: warning: %llu malformed event records were dropped\n",
-                     static_cast<unsigned long long>(reader.malformed()));
-    if (counters[CORDON_CNT_PATH_FAILED] > 0)
-        std::fprintf(stderr, "cordon: warning: %llu accesses were denied because their path could "
-                             "not be resolved\n",
-                     static_cast<unsigned long long>(counters[CORDON_CNT_PATH_FAILED]));
+    // The agent is gone: these lines may block again, so that none of them is lost.
+    const auto report = [&](std::uint64_t n, const char* what) {
+        if (n > 0)
+            std::fprintf(stderr, "cordon[%s]: warning: %llu %s\n", term.tag().c_str(),
+                         static_cast<unsigned long long>(n), what);
+    };
+    report(counters[CORDON_CNT_RINGBUF_DROPS],
+           "events were lost because the ring buffer was full (decisions were still enforced)");
+    report(reader.malformed(), "malformed event records were dropped");
+    report(counters[CORDON_CNT_PATH_FAILED],
+           "accesses were denied because their path could not be resolved");
+    report(term.dropped(), "lines were not shown because the terminal did not take them in time "
+                           "(the --events file has every event)");
     cg.remove();
     ::close(keepalive); // the guardian finds the cgroup gone and exits
     ::waitpid(guardian, nullptr, 0);

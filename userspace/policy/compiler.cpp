@@ -73,6 +73,7 @@ private:
         s.exec_default = static_cast<__u8>(p_.exec.default_action);
         s.file_default = static_cast<__u8>(p_.files.default_action);
         s.net_default = static_cast<__u8>(p_.network.default_action);
+        s.raw_sockets = static_cast<__u8>(p_.raw_sockets);
         s.mode = p_.mode == Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
         s.trace_all = p_.trace == Trace::All ? 1 : 0;
         s.ntiers = static_cast<__u8>(p_.trust.tiers.size());

@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 
+#include <iterator>
+
 namespace cordon::policy {
 
 std::string_view action_name(Action a)
@@ -33,6 +35,31 @@ std::string protocol_names(std::uint8_t protos)
     if (protos == kAnyProtocol)
         return "tcp, udp";
     return protos & kUdp ? "udp" : "tcp";
+}
+
+std::span<const SideDoorInfo> side_doors()
+{
+    static constexpr SideDoorInfo kDoors[] = {
+        {SideDoor::Namespaces, "namespaces",
+         "unshare, setns, clone with any CLONE_NEW* flag (clone3 answers ENOSYS)", true, false},
+        {SideDoor::Mount, "mount",
+         "mount, umount2, open_tree, move_mount, fsopen, fsconfig, fsmount, fspick, "
+         "mount_setattr, pivot_root",
+         true, false},
+        {SideDoor::Bpf, "bpf", "bpf", true, false},
+        {SideDoor::Perf, "perf", "perf_event_open", true, false},
+        {SideDoor::FileHandles, "file_handles", "open_by_handle_at", true, false},
+        {SideDoor::ForeignAbi, "foreign_abi", "every ia32 (int $0x80) and x32 system call", true,
+         false},
+        {SideDoor::IoUring, "io_uring", "io_uring_setup, io_uring_enter, io_uring_register", true,
+         true},
+        {SideDoor::FdSharing, "fd_sharing",
+         "pidfd_getfd, clone with CLONE_FILES but not CLONE_THREAD", true, true},
+        {SideDoor::Modules, "modules",
+         "init_module, finit_module, delete_module, kexec_load, kexec_file_load", false, false},
+    };
+    static_assert(std::size(kDoors) == static_cast<size_t>(SideDoor::kCount));
+    return kDoors;
 }
 
 std::string cidr_text(const Cidr& c)

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,38 @@ struct Trust {
     std::uint32_t recovery_per_minute = 0;
 };
 
+/// Side doors that the seccomp layer closes in every process of an agent (docs/policy.md,
+/// "hardening"). A policy may reopen the relaxable ones by name in spec.hardening.allow.
+enum class SideDoor : std::uint8_t {
+    Namespaces,  ///< creating or entering namespaces (unshare, clone flags, setns)
+    Mount,       ///< the mount API
+    Bpf,         ///< bpf()
+    Perf,        ///< perf_event_open()
+    FileHandles, ///< open_by_handle_at()
+    ForeignAbi,  ///< the ia32 and x32 system-call tables
+    IoUring,     ///< io_uring (compat backend: its opens pass no hook cordon has there)
+    FdSharing,   ///< pidfd_getfd, clone(CLONE_FILES) without CLONE_THREAD (compat backend)
+    Modules,     ///< module and kexec loading: never relaxable
+    kCount,
+};
+
+struct SideDoorInfo {
+    SideDoor door;
+    std::string_view name;     ///< the word in spec.hardening.allow
+    std::string_view syscalls; ///< what is refused, for `policy show` and docs
+    bool relaxable;
+    bool compat_only;          ///< refused only when the compat backend enforces
+};
+/// Every side door, in SideDoor order.
+std::span<const SideDoorInfo> side_doors();
+
+struct Hardening {
+    bool no_new_privs = true;  ///< setuid/file capabilities do not raise privileges in the agent
+    std::uint32_t reopened = 0; ///< bits (1 << SideDoor) the policy allows
+    SourcePos pos;
+    bool allows(SideDoor d) const { return reopened & (1u << static_cast<unsigned>(d)); }
+};
+
 /// The values ${HOME}, ${WORKSPACE} and ${USER} take in one run.
 struct Context {
     std::optional<std::string> home;
@@ -112,7 +145,10 @@ struct Policy {
     RuleClass<PathRule> exec;
     RuleClass<PathRule> files;
     RuleClass<NetRule> network;
+    /// Raw sockets, ICMP echo ("ping") sockets and packet sockets, which bypass address rules.
+    Action raw_sockets = Action::Deny;
     std::uint32_t refresh_seconds = 300; ///< how often host rules are resolved again
+    Hardening hardening;
     Trust trust;
     std::vector<RuleSource> rules; ///< index = rule id; entry 0 is unused (id 0 = none)
 };

@@ -500,7 +500,8 @@ private:
     {
         if (!expect_map(n, "spec"))
             return;
-        const auto k = keys(n, "spec", {"mode", "trace", "trust", "exec", "files", "network"});
+        const auto k = keys(n, "spec", {"mode", "trace", "trust", "exec", "files", "network",
+                                        "hardening"});
         if (auto* m = optional(k, "mode"))
             if (auto v = word<Mode>(*m, "mode", {{"enforce", Mode::Enforce}, {"audit", Mode::Audit}}))
                 p_.mode = *v;
@@ -510,6 +511,8 @@ private:
         // Trust first: rules name its tiers.
         if (auto* t = optional(k, "trust"))
             parse_trust(*t);
+        if (auto* h = optional(k, "hardening"))
+            parse_hardening(*h);
         // Every class states its default: a missing one is an error, never a silent allow.
         const std::string cls = "a mapping with 'default' (allow, deny, audit or kill) and 'rules'";
         if (auto* e = required(k, n, "exec", "spec", cls))
@@ -520,6 +523,41 @@ private:
             parse_network(*w);
         resolve_tiers();
         check_limits();
+    }
+
+    void parse_hardening(const YAML::Node& n)
+    {
+        if (!expect_map(n, "spec.hardening"))
+            return;
+        auto& h = p_.hardening;
+        h.pos = pos_of(n);
+        const auto k = keys(n, "spec.hardening", {"no_new_privs", "allow"});
+        if (auto* v = optional(k, "no_new_privs"))
+            if (auto b = word<bool>(*v, "hardening.no_new_privs", {{"true", true}, {"false", false}}))
+                h.no_new_privs = *b;
+        auto* a = optional(k, "allow");
+        if (!a)
+            return;
+        std::vector<std::pair<std::string_view, SideDoor>> relaxable;
+        std::vector<std::string_view> names;
+        for (const auto& d : side_doors())
+            if (d.relaxable) {
+                relaxable.emplace_back(d.name, d.door);
+                names.push_back(d.name);
+            }
+        const auto items =
+            one_or_list(*a, "hardening.allow must be a list of " + quote_list(names));
+        if (!items)
+            return;
+        for (const auto& item : *items) {
+            if (item.IsScalar() && item.Scalar() == "modules") {
+                error(item, "hardening.allow cannot reopen 'modules': an agent never loads kernel "
+                            "code; expected " + quote_list(names));
+                continue;
+            }
+            if (auto d = word<SideDoor>(item, "hardening item", relaxable))
+                h.reopened |= 1u << static_cast<unsigned>(*d);
+        }
     }
 
     void parse_trust(const YAML::Node& n)
@@ -757,8 +795,11 @@ private:
         if (!expect_map(n, "network"))
             return;
         auto& net = p_.network;
-        const auto k = keys(n, "network", {"default", "rules", "refresh"});
+        const auto k = keys(n, "network", {"default", "rules", "refresh", "raw_sockets"});
         parse_default(k, n, "network", net.default_action, net.default_rule_id, net.default_pos);
+        if (auto* r = optional(k, "raw_sockets"))
+            if (auto v = action(*r, "network.raw_sockets action"))
+                p_.raw_sockets = *v;
         if (auto* r = optional(k, "refresh"))
             if (auto x = number(*r, "network.refresh (seconds)", 10, 86400))
                 p_.refresh_seconds = *x;

@@ -72,6 +72,17 @@ nlohmann::json path_rules_json(const RuleClass<PathRule>& rc, bool files)
             {"rules", rules}};
 }
 
+nlohmann::json hardening_json(const Hardening& h)
+{
+    nlohmann::json doors = nlohmann::json::array();
+    for (const auto& d : side_doors())
+        doors.push_back({{"name", d.name},
+                         {"refused", !h.allows(d.door)},
+                         {"syscalls", d.syscalls},
+                         {"compat_only", d.compat_only}});
+    return {{"no_new_privs", h.no_new_privs}, {"side_doors", doors}};
+}
+
 } // namespace
 
 std::string show_text(const Policy& p)
@@ -89,9 +100,15 @@ std::string show_text(const Policy& p)
     } else {
         out += "trust: none (one tier, no scoring)\n";
     }
+    out += fmt::format("hardening (seccomp, in every process of the agent): no_new_privs {}\n",
+                       p.hardening.no_new_privs ? "on" : "off");
+    for (const auto& d : side_doors())
+        out += fmt::format("  {:<8} {:<13} {}{}\n", p.hardening.allows(d.door) ? "allowed" : "refused",
+                           d.name, d.syscalls, d.compat_only ? " (compat backend only)" : "");
     out += "\n" + header("exec", p.exec) + path_rules_text(p, p.exec, false);
     out += "\n" + header("files", p.files) + path_rules_text(p, p.files, true);
     out += "\n" + header("network", p.network);
+    out += fmt::format("  raw, ICMP echo and packet sockets: {}\n", action_name(p.raw_sockets));
     for (const auto& r : p.network.rules) {
         std::string what = r.cidr ? cidr_text(*r.cidr) : r.host;
         out += fmt::format("  line {:<5} {:<6} {:<40} ports {}  {}{}\n", r.pos.line,
@@ -148,12 +165,14 @@ std::string show_json(const Policy& p)
           {"tiers", tiers},
           {"penalties", {{"deny", p.trust.penalty_deny}, {"kill", p.trust.penalty_kill}}},
           {"recovery_per_minute", p.trust.recovery_per_minute}}},
+        {"hardening", hardening_json(p.hardening)},
         {"exec", path_rules_json(p.exec, false)},
         {"files", path_rules_json(p.files, true)},
         {"network",
          {{"default", action_name(p.network.default_action)},
           {"default_source", pos_json(p.network.default_pos)},
           {"refresh_seconds", p.refresh_seconds},
+          {"raw_sockets", action_name(p.raw_sockets)},
           {"rules", net}}},
     };
     return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

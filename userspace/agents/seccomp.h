@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+// The seccomp layer: a filter installed in an agent's first process before its command runs,
+// inherited by every descendant and impossible to remove, that refuses the side doors listed in
+// policy::side_doors() (docs/policy.md, "hardening"). It is the second wall on every backend:
+// what the BPF programs cannot see on a backend (compat: mounts, io_uring, ia32 opens) must not
+// be reachable at all, and what they can see is refused twice.
+#pragma once
+
+#include <linux/filter.h>
+
+#include <vector>
+
+#include <cordon/abi.h>
+
+#include "policy/model.h"
+
+namespace cordon::agents {
+
+/// A compiled filter, built in the controller (where allocating and throwing are fine) and
+/// installed in the child after fork with nothing but system calls.
+class SeccompLayer {
+public:
+    /// Builds the filter for a policy on a backend; throws Error if libseccomp refuses.
+    SeccompLayer(const policy::Policy& p, cordon_backend backend);
+
+    /// In the calling process: sets no_new_privs if the policy asks, then loads the filter.
+    /// Async-signal-safe. Returns 0, or an errno (the caller must not run the agent then: fail
+    /// closed). Without no_new_privs the caller needs CAP_SYS_ADMIN, so call it before dropping
+    /// privileges.
+    int install() const;
+
+    /// Number of BPF instructions (for tests and `cordon doctor`).
+    size_t size() const { return prog_.size(); }
+
+private:
+    std::vector<sock_filter> prog_;
+    bool no_new_privs_ = true;
+};
+
+} // namespace cordon::agents
