@@ -241,6 +241,82 @@ TEST_F(RunTest, KillRuleEndsEveryProcessOfTheAgent)
     EXPECT_TRUE(processes_with("sleep " + marker).empty());
 }
 
+// A kill verdict must not wait on cordon writing its report: here the agent fills the pipe that
+// is cordon's (and its own) stderr, which nobody reads, and then hits a kill rule. A cordon that
+// blocks on that pipe never empties the cgroup; this one drops the line, counts it, and kills
+// from the agent's kill flag.
+TEST_F(RunTest, KillRuleIsCarriedOutWhileCordonsStderrIsStalled)
+{
+    const std::string marker = "1003." + std::to_string(::getpid());
+    int err[2];
+    ASSERT_EQ(::pipe2(err, O_CLOEXEC), 0);
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        const int o = ::open((dir_ / "out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(o, 1);
+        ::dup2(err[1], 2);
+        const std::string cmd = "yes stall >&2 & sleep " + marker + " & sleep 0.5; cat " +
+                                (dir_ / "key").string() + "; wait";
+        const char* argv[] = {CORDON_BINARY, "run", "--policy", nullptr, "--", "/bin/sh", "-c",
+                              cmd.c_str(), nullptr};
+        const std::string pol = policy("stall").string();
+        argv[3] = pol.c_str();
+        ::execv(argv[0], const_cast<char**>(argv));
+        ::_exit(126);
+    }
+    ::close(err[1]);
+    // The pipe is not read until the agent is gone: a blocked cordon would keep it alive.
+    const bool gone = wait_until([&] { return processes_with("sleep " + marker).empty(); }, 20s);
+    std::string text;
+    std::thread drain([&] {
+        char buf[65536];
+        for (ssize_t n; (n = ::read(err[0], buf, sizeof(buf))) > 0;)
+            text.append(buf, static_cast<size_t>(n));
+    });
+    if (!gone)
+        ::kill(pid, SIGKILL); // fail, but leave nothing behind
+    const int status = status_of(wait_exit(pid));
+    drain.join();
+    ::close(err[0]);
+    EXPECT_TRUE(gone) << "the agent outlived its kill rule while cordon's stderr was full";
+    EXPECT_EQ(status, 128 + SIGKILL);
+    EXPECT_NE(text.find("lines were not shown because the terminal did not take them"),
+              std::string::npos)
+        << text.substr(text.find("cordon[") == std::string::npos ? 0 : text.find("cordon["), 2000);
+}
+
+// The agent holds nothing of cordon's: not the events file (it could truncate its own trail),
+// not a BPF object, not cordon's signalfd or pipes.
+TEST_F(RunTest, AgentInheritsNoDescriptorOfCordon)
+{
+    const auto events = dir_ / "events.jsonl";
+    const auto o = run({"run", "--policy", policy("fds"), "--events", events, "--", "/bin/sh",
+                        "-c", "ls -l /proc/$$/fd/"});
+    EXPECT_EQ(o.status, 0) << o.err;
+    EXPECT_NE(o.out.find(" 0 -> "), std::string::npos) << o.out;
+    EXPECT_EQ(o.out.find(" 3 -> "), std::string::npos) << o.out;
+    EXPECT_EQ(o.out.find(events.string()), std::string::npos) << o.out;
+    EXPECT_EQ(o.out.find("anon_inode"), std::string::npos) << o.out;
+    EXPECT_EQ(o.out.find("pipe:"), std::string::npos) << o.out;
+}
+
+// The agent runs with no_new_privs (a setuid program cannot undo --user) and in a session of
+// its own (no controlling terminal: it cannot inject input into cordon's, or stop cordon).
+TEST_F(RunTest, AgentRunsWithNoNewPrivsInItsOwnSession)
+{
+    const auto o = run({"run", "--policy", policy("nnp"), "--", "/bin/sh", "-c",
+                        "grep NoNewPrivs /proc/self/status; echo \"$$ $(cut -d' ' -f6 /proc/$$/stat)\""});
+    EXPECT_EQ(o.status, 0) << o.err;
+    EXPECT_NE(o.out.find("NoNewPrivs:\t1"), std::string::npos) << o.out;
+    std::istringstream lines(o.out.substr(o.out.find('\n') + 1));
+    std::string pid, sid;
+    lines >> pid >> sid;
+    EXPECT_EQ(pid, sid) << "the agent's shell leads its own session";
+    EXPECT_NE(sid, std::to_string(::getsid(0)));
+    EXPECT_FALSE(o.tag.empty()) << "cordon announces the tag its lines carry: " << o.raw_err;
+}
+
 TEST_F(RunTest, TwoAgentsWithDifferentPoliciesDoNotInterfere)
 {
     const auto strict = policy("strict", true), lax = policy("lax", false);

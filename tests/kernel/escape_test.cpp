@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: Apache-2.0
+// The known ways around the guard, each as a hostile agent tries it. Every case first runs the
+// trick in an unguarded process (same user, no agent, no seccomp) and asserts that it works there,
+// so that a case can never pass because the trick failed for some other reason; then runs it in
+// an agent and asserts the exact outcome (errno or signal) and the event the kernel recorded.
+//
+// Two layers are tested apart, because each must hold on its own:
+//   Layer::Full     what `cordon run` installs: the BPF programs and the seccomp layer;
+//   Layer::Kernel   the BPF programs alone (an adopted agent, or a policy that reopens a side
+//                   door), which must still refuse through the fail-closed path walk.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <linux/perf_event.h>
+#include <linux/sched.h>
+#include <net/ethernet.h>
+#include <netinet/in.h>
+#include <netinet/ip_icmp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <linux/bpf.h>
+
+#include <gtest/gtest.h>
+
+#include "agents/seccomp.h"
+#include "kernel_test_util.h"
+
+namespace cordon::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uid_t kNobody = 65534;
+
+struct Env {
+    fs::path ws;
+};
+
+int result(long rc)
+{
+    return rc < 0 ? errno : 0;
+}
+
+// Reads one byte of `fd`; 0 on success, else the errno.
+int read_one(int fd)
+{
+    if (fd < 0)
+        return errno;
+    char c;
+    const ssize_t n = ::read(fd, &c, 1);
+    ::close(fd);
+    return n == 1 ? 0 : (n < 0 ? errno : EIO);
+}
+
+// Waits for a child made by a raw clone; 0 when it exited 0.
+int reap(long pid)
+{
+    if (pid < 0)
+        return errno;
+    if (pid == 0)
+        ::_exit(0);
+    int st = 0;
+    ::waitpid(static_cast<pid_t>(pid), &st, 0);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : ECHILD;
+}
+
+int send_to(int type, int protocol, const char* addr, const void* msg, size_t len)
+{
+    const int s = ::socket(AF_INET, type | SOCK_CLOEXEC, protocol);
+    if (s < 0)
+        return errno;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(9);
+    ::inet_pton(AF_INET, addr, &a.sin_addr);
+    const int r = result(::sendto(s, msg, len, 0, reinterpret_cast<sockaddr*>(&a), sizeof(a)));
+    ::close(s);
+    return r;
+}
+
+// An exec that works only if the kernel lets it: the child runs /usr/bin/true's image.
+int exec_fd_relative(int dirfd, const char* name, int flags)
+{
+    char* const argv[] = {const_cast<char*>("t"), nullptr};
+    char* const envp[] = {nullptr};
+    ::syscall(SYS_execveat, dirfd, name, argv, envp, flags);
+    return errno;
+}
+
+enum class Layer { Full, Kernel };
+
+// What the guard does to the trick on one backend.
+struct Outcome {
+    Exit exit;
+    cordon_hook event = CORDON_HOOK_NONE; ///< the first event of this hook must be recorded
+    const char* event_path = nullptr;     ///< relative to the workspace unless it starts with '/' or '('
+    const char* skip = nullptr;           ///< why this backend has no case (printed on skip)
+};
+
+struct Trick {
+    const char* name;
+    bool as_nobody;
+    Layer layer;
+    std::function<int(const Env&)> run; ///< 0 when the trick worked, else an errno
+    Exit unguarded;                     ///< what the trick does without cordon
+    Outcome lsm;
+    Outcome compat;
+    bool unresolvable = false;          ///< the decision counts an unresolvable path
+};
+void PrintTo(const Trick& t, std::ostream* os) { *os << t.name; }
+
+const char* const kPolicy = R"(apiVersion: cordon.dev/v1
+kind: AgentPolicy
+metadata:
+  name: escape-test
+spec:
+  exec:
+    default: deny
+    rules:
+      - {path: /usr/bin/, action: allow}
+  files:
+    default: allow
+    rules:
+      - {path: "${WORKSPACE}/deny/", access: [read, write], action: deny}
+  network:
+    default: deny
+    rules:
+      - {cidr: 127.0.0.1/32, action: allow}
+      - {cidr: 127.0.0.5/32, protocol: tcp, action: allow}
+)";
+
+void make_workspace(const fs::path& ws)
+{
+    fs::create_directories(ws / "deny");
+    fs::create_directories(ws / "public");
+    fs::create_directories(ws / "tree/usr/bin");
+    std::ofstream(ws / "deny/secret") << "secret";
+    fs::copy_file("/usr/bin/true", ws / "tree/usr/bin/x");
+    // Everyone may reach the workspace: some tricks run as nobody.
+    for (const auto& p : {ws, ws / "deny", ws / "public", ws / "deny/secret"})
+        fs::permissions(p, fs::perms::all, fs::perm_options::add);
+}
+
+const Exit kEperm = exited(EPERM);
+const Exit kKilled = killed_by(SIGKILL);
+const Exit kWorks = exited(0);
+
+// lsm refuses with EPERM; compat kills at the syscall's exit.
+Outcome lsm_denies(cordon_hook hook, const char* path = nullptr)
+{
+    return {.exit = kEperm, .event = hook, .event_path = path, .skip = nullptr};
+}
+Outcome compat_kills(cordon_hook hook, const char* path = nullptr)
+{
+    return {.exit = kKilled, .event = hook, .event_path = path, .skip = nullptr};
+}
+Outcome refused(int err = EPERM)
+{
+    return {.exit = exited(err), .event = CORDON_HOOK_NONE, .event_path = nullptr, .skip = nullptr};
+}
+Outcome runs()
+{
+    return {.exit = kWorks, .event = CORDON_HOOK_NONE, .event_path = nullptr, .skip = nullptr};
+}
+Outcome skipped(const char* why)
+{
+    return {.exit = kWorks, .event = CORDON_HOOK_NONE, .event_path = nullptr, .skip = why};
+}
+
+// The ICMP echo case needs nobody's group in net.ipv4.ping_group_range (many distributions
+// open it to every group); the test widens it for its duration and restores it.
+class PingGroupRange {
+public:
+    PingGroupRange()
+    {
+        std::ifstream("/proc/sys/net/ipv4/ping_group_range") >> lo_ >> hi_;
+        std::ofstream("/proc/sys/net/ipv4/ping_group_range") << "0 2147483647";
+    }
+    ~PingGroupRange() { std::ofstream("/proc/sys/net/ipv4/ping_group_range") << lo_ << " " << hi_; }
+
+private:
+    std::string lo_, hi_;
+};
+
+int ia32_open_hostname()
+{
+    // int $0x80 takes 32-bit pointers: the name must live below 4 GiB.
+    void* low = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    if (low == MAP_FAILED)
+        return errno;
+    std::strcpy(static_cast<char*>(low), "/etc/hostname");
+    long r;
+    asm volatile("int $0x80" : "=a"(r) : "a"(5L /* ia32 open */), "b"(low), "c"(O_RDONLY) : "memory");
+    if (r < 0)
+        return static_cast<int>(-r);
+    ::close(static_cast<int>(r));
+    return 0;
+}
+
+const Trick kTricks[] = {
+    // ---- path forging ------------------------------------------------------------------------
+    {.name = "UnshareUserAndMountNamespace", .as_nobody = true, .layer = Layer::Full,
+     .run = [](const Env&) { return result(::unshare(CLONE_NEWUSER | CLONE_NEWNS)); },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    {.name = "UserNamespaceRefusedByTheKernel", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env&) { return result(::unshare(CLONE_NEWUSER)); },
+     .unguarded = kWorks,
+     .lsm = {.exit = kEperm, .event = CORDON_HOOK_TAMPER, .event_path = nullptr, .skip = nullptr},
+     .compat = skipped("compat has no hook on namespace creation; the seccomp layer refuses it "
+                       "(UnshareUserAndMountNamespace)")},
+    {.name = "BindMountInsideUserNamespace", .as_nobody = true, .layer = Layer::Full,
+     .run = [](const Env& e) {
+         if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+             return errno;
+         if (::mount((e.ws / "deny").c_str(), (e.ws / "public").c_str(), nullptr, MS_BIND, nullptr))
+             return errno;
+         return read_one(::open((e.ws / "public/secret").c_str(), O_RDONLY | O_CLOEXEC));
+     },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    {.name = "OpenTreeCloneRefused", .as_nobody = false, .layer = Layer::Full,
+     .run = [](const Env& e) {
+         return result(::syscall(SYS_open_tree, AT_FDCWD, (e.ws / "deny").c_str(),
+                                 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+     },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    {.name = "ReadThroughDetachedTree", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         const long t = ::syscall(SYS_open_tree, AT_FDCWD, (e.ws / "deny").c_str(),
+                                  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+         if (t < 0)
+             return errno;
+         return read_one(::openat(static_cast<int>(t), "secret", O_RDONLY | O_CLOEXEC));
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_OPEN, CORDON_UNRESOLVABLE),
+     .compat = compat_kills(CORDON_HOOK_FILE_OPEN, CORDON_UNRESOLVABLE), .unresolvable = true},
+    {.name = "ExecThroughDetachedTree", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         // Decided as /usr/bin/x (allowed) by a walker that took the clone's root for "/".
+         const long t = ::syscall(SYS_open_tree, AT_FDCWD, (e.ws / "tree").c_str(),
+                                  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+         if (t < 0)
+             return errno;
+         return exec_fd_relative(static_cast<int>(t), "usr/bin/x", 0);
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_EXEC, CORDON_UNRESOLVABLE),
+     .compat = compat_kills(CORDON_HOOK_EXEC, CORDON_UNRESOLVABLE), .unresolvable = true},
+    {.name = "ExecOfMemfd", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env&) {
+         const int m = ::memfd_create("x", 0);
+         std::ifstream in("/usr/bin/true", std::ios::binary);
+         const std::string image((std::istreambuf_iterator<char>(in)), {});
+         if (m < 0 || ::write(m, image.data(), image.size()) != static_cast<ssize_t>(image.size()))
+             return EIO;
+         return exec_fd_relative(m, "", AT_EMPTY_PATH);
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_EXEC, CORDON_UNRESOLVABLE),
+     .compat = compat_kills(CORDON_HOOK_EXEC, CORDON_UNRESOLVABLE), .unresolvable = true},
+    {.name = "OpenByHandleRefused", .as_nobody = false, .layer = Layer::Full,
+     .run = [](const Env& e) {
+         struct {
+             file_handle h;
+             unsigned char bytes[MAX_HANDLE_SZ];
+         } fh{};
+         fh.h.handle_bytes = MAX_HANDLE_SZ;
+         int mount_id = 0;
+         if (::name_to_handle_at(AT_FDCWD, (e.ws / "deny/secret").c_str(), &fh.h, &mount_id, 0))
+             return errno;
+         const int dir = ::open(e.ws.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+         return read_one(::open_by_handle_at(dir, &fh.h, O_RDONLY | O_CLOEXEC));
+     },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    // ---- other doors to the same files (compat) ------------------------------------------------
+    {.name = "SharedDescriptorTableWithoutThread", .as_nobody = true, .layer = Layer::Full,
+     .run = [](const Env&) { return reap(::syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0)); },
+     .unguarded = kWorks, .lsm = runs(), .compat = refused()},
+    {.name = "PidfdGetfd", .as_nobody = true, .layer = Layer::Full,
+     .run = [](const Env&) {
+         const long pfd = ::syscall(SYS_pidfd_open, ::getpid(), 0);
+         if (pfd < 0)
+             return errno;
+         return result(::syscall(SYS_pidfd_getfd, pfd, 0, 0));
+     },
+     .unguarded = kWorks, .lsm = runs(), .compat = refused()},
+    {.name = "IoUringSetup", .as_nobody = true, .layer = Layer::Full,
+     .run = [](const Env&) {
+         io_uring_params p{};
+         return result(::syscall(SYS_io_uring_setup, 4, &p));
+     },
+     .unguarded = kWorks, .lsm = runs(), .compat = refused()},
+    {.name = "Ia32OpenThroughInt80", .as_nobody = true, .layer = Layer::Full,
+     .run = [](const Env&) { return ia32_open_hostname(); },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    {.name = "Clone3AnswersEnosys", .as_nobody = true, .layer = Layer::Full,
+     .run = [](const Env&) {
+         clone_args a{};
+         a.exit_signal = SIGCHLD;
+         return reap(::syscall(SYS_clone3, &a, sizeof(a)));
+     },
+     .unguarded = kWorks, .lsm = refused(ENOSYS), .compat = refused(ENOSYS)},
+    // ---- the kernel's own doors ------------------------------------------------------------
+    {.name = "BpfSyscall", .as_nobody = false, .layer = Layer::Full,
+     .run = [](const Env&) {
+         union bpf_attr attr {};
+         return result(::syscall(SYS_bpf, BPF_PROG_GET_NEXT_ID, &attr, sizeof(attr)));
+     },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    {.name = "PerfEventOpen", .as_nobody = false, .layer = Layer::Full,
+     .run = [](const Env&) {
+         perf_event_attr a{};
+         a.type = PERF_TYPE_SOFTWARE;
+         a.size = sizeof(a);
+         a.config = PERF_COUNT_SW_CPU_CLOCK;
+         return result(::syscall(SYS_perf_event_open, &a, 0, -1, -1, 0));
+     },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    {.name = "FinitModule", .as_nobody = false, .layer = Layer::Full,
+     // Unguarded, a bad descriptor shows that the call reaches the module loader.
+     .run = [](const Env&) { return result(::syscall(SYS_finit_module, -1, "", 0)); },
+     .unguarded = exited(EBADF), .lsm = refused(), .compat = refused()},
+    // ---- network -----------------------------------------------------------------------------
+    {.name = "PacketSocket", .as_nobody = false, .layer = Layer::Full,
+     .run = [](const Env&) {
+         const int s = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+         return s < 0 ? errno : (::close(s), 0);
+     },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    {.name = "RawSocket", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env&) {
+         const int s = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP);
+         return s < 0 ? errno : (::close(s), 0);
+     },
+     .unguarded = kWorks,
+     .lsm = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr},
+     .compat = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr}},
+    {.name = "IcmpEchoToDeniedAddress", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env&) {
+         icmphdr echo{};
+         echo.type = ICMP_ECHO;
+         return send_to(SOCK_DGRAM, IPPROTO_ICMP, "127.0.0.3", &echo, sizeof(echo));
+     },
+     .unguarded = kWorks,
+     .lsm = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr},
+     .compat = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr}},
+    {.name = "UdpLiteToTcpOnlyAddress", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env&) { return send_to(SOCK_DGRAM, IPPROTO_UDPLITE, "127.0.0.5", "x", 1); },
+     .unguarded = kWorks,
+     .lsm = {.exit = kEperm, .event = CORDON_HOOK_SENDMSG4, .event_path = nullptr, .skip = nullptr},
+     .compat = {.exit = kEperm, .event = CORDON_HOOK_SENDMSG4, .event_path = nullptr, .skip = nullptr}},
+};
+
+// Runs the trick in a child: in `cgroup` if given, with the seccomp layer if given, as nobody
+// if asked.
+Exit run_trick(const Trick& t, const Env& env, const std::optional<std::string>& cgroup,
+               const agents::SeccompLayer* seccomp)
+{
+    const pid_t pid = spawn_in(cgroup, [&] {
+        if (seccomp && seccomp->install() != 0)
+            return kChildSetupFailed;
+        if (t.as_nobody && (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0))
+            return kChildSetupFailed;
+        return t.run(env);
+    });
+    return wait_exit(pid);
+}
+
+class EscapeTest : public ::testing::TestWithParam<std::tuple<cordon_backend, Trick>> {};
+
+TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
+{
+    const auto& [backend, t] = GetParam();
+    const Outcome& want = backend == CORDON_BACKEND_LSM ? t.lsm : t.compat;
+    if (want.skip)
+        GTEST_SKIP() << want.skip;
+    if (skip_unless_backend(backend))
+        GTEST_SKIP() << "the kernel cannot run the " << bpf::backend_name(backend)
+                     << " backend; the VM tier runs it";
+
+    char tmpl[] = "/tmp/cordon-esc-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const Env env{.ws = tmpl};
+    struct Cleanup {
+        fs::path ws;
+        ~Cleanup() { fs::remove_all(ws); }
+    } cleanup{env.ws};
+    make_workspace(env.ws);
+    std::optional<PingGroupRange> ping;
+    if (std::string_view(t.name).find("Icmp") != std::string_view::npos)
+        ping.emplace();
+
+    // 1. Unguarded: the trick must work, or this case proves nothing.
+    const Exit bare = run_trick(t, env, std::nullopt, nullptr);
+    if (bare == exited(ENOSYS) && t.unguarded != exited(ENOSYS))
+        GTEST_SKIP() << "this kernel lacks the system call the trick needs (ENOSYS unguarded)";
+    ASSERT_EQ(bare, t.unguarded) << "the trick does not work on an unguarded process here";
+
+    // 2. Guarded.
+    const policy::Context ctx{.home = "/root", .workspace = env.ws.string(), .user = "root"};
+    TestAgent agent(backend, kPolicy, ctx);
+    std::optional<agents::SeccompLayer> seccomp;
+    if (t.layer == Layer::Full)
+        seccomp.emplace(agent.policy, backend);
+    const Exit got = run_trick(t, env, agent.cg.path().string(), seccomp ? &*seccomp : nullptr);
+    EXPECT_EQ(got, want.exit) << "got: " << describe(got);
+
+    const auto events = drain_events(agent.guard);
+    if (want.event == CORDON_HOOK_NONE) {
+        EXPECT_TRUE(events.empty()) << events.size() << " unexpected events, first hook "
+                                    << (events.empty() ? 0 : events[0].header().hook);
+    } else {
+        const events::Event* e = nullptr;
+        for (const auto& ev : events)
+            if (ev.header().hook == want.event) {
+                e = &ev;
+                break;
+            }
+        ASSERT_NE(e, nullptr) << "no event of hook " << want.event << " among " << events.size();
+        EXPECT_EQ(e->header().verdict, CORDON_VERDICT_DENY);
+        EXPECT_EQ(e->header().cgroup_id, agent.cg.id());
+        if (want.event_path) {
+            const std::string p = want.event_path[0] == '/' || want.event_path[0] == '('
+                                      ? std::string(want.event_path)
+                                      : (env.ws / want.event_path).string();
+            EXPECT_EQ(std::string(e->body.path), p);
+        }
+    }
+    if (t.unresolvable) {
+        EXPECT_GT(agent.guard.counters()[CORDON_CNT_PATH_FAILED], 0u);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Tricks, EscapeTest,
+    ::testing::Combine(::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+                       ::testing::ValuesIn(kTricks)),
+    [](const auto& tp) {
+        return std::string(bpf::backend_name(std::get<0>(tp.param))) + "_" + std::get<1>(tp.param).name;
+    });
+
+// Penalties are an atomic update: denials racing on both CPUs all count. With a racy
+// read-modify-write, some of them would be lost and the score would stay higher.
+class PenaltyTest : public ::testing::TestWithParam<cordon_backend> {};
+
+TEST_P(PenaltyTest, ConcurrentDenialsAllLowerTheScore)
+{
+    const auto backend = GetParam();
+    if (skip_unless_backend(backend))
+        GTEST_SKIP() << "the kernel cannot run this backend; the VM tier runs it";
+    std::string yaml = kPolicy;
+    yaml += "  trust:\n    initial: 1000\n    tiers:\n      - {name: only, min: 0}\n"
+            "    penalties: {deny: 1}\n";
+    const policy::Context ctx{.home = "/root", .workspace = "/tmp", .user = "root"};
+    TestAgent agent(backend, yaml, ctx);
+    constexpr int kProcs = 4, kEach = 240;
+    std::vector<pid_t> pids;
+    for (int i = 0; i < kProcs; ++i)
+        pids.push_back(spawn_in(agent.cg.path().string(), [] {
+            int denied = 0;
+            for (int j = 0; j < kEach; ++j)
+                denied += send_to(SOCK_DGRAM, 0, "127.0.0.3", "x", 1) == EPERM;
+            return denied == kEach ? 0 : 1;
+        }));
+    for (pid_t p : pids)
+        EXPECT_EQ(wait_exit(p), exited(0));
+    const auto st = agent.guard.agent(agent.cg.id());
+    ASSERT_TRUE(st.has_value());
+    EXPECT_EQ(st->score, 1000u - kProcs * kEach);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, PenaltyTest,
+                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+                         [](const auto& tp) { return std::string(bpf::backend_name(tp.param)); });
+
+} // namespace
+} // namespace cordon::testing
