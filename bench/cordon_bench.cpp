@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Overhead of cordon on the three hot operations an agent makes: open+close, connect to a local
-// listener, fork+exec of /bin/true. Each is measured in three configurations, interleaved in one
+// listener, fork+exec of /bin/true. Each is measured in four configurations, interleaved in one
 // run so that machine noise hits all of them alike:
 //   absent    no cordon programs loaded
 //   loaded    cordon loaded (the backend this kernel runs), the process in no agent
 //   agent     the process is an agent whose policy has 1,000 path and 1,000 network rules
+//   agent + seccomp   the same agent with the seccomp layer cordon run installs
 // Prints medians over the repetitions and their ratios to "absent" as Markdown, plus each
 // program's average run time from the kernel's BPF statistics (kernel.bpf_stats_enabled).
 // A benchmark, not a test: it asserts nothing. Run as root: bench/run.sh.
@@ -32,6 +33,7 @@
 #include <fmt/format.h>
 
 #include "agents/cgroup.h"
+#include "agents/seccomp.h"
 #include "bpf/features.h"
 #include "bpf/guard.h"
 #include "bpf/introspect.h"
@@ -94,9 +96,10 @@ double bench_exec()
     return (now_ns() - t0) / kExecs;
 }
 
-// Runs one measurement in a child (which joins `cgroup` first, if given); returns ns per op.
+// Runs one measurement in a child (which joins `cgroup` and installs `seccomp` first, if
+// given); returns ns per op.
 double measure(const std::optional<fs::path>& cgroup, int op, const fs::path& file,
-               std::uint16_t port)
+               std::uint16_t port, const agents::SeccompLayer* seccomp = nullptr)
 {
     int p[2];
     if (::pipe(p) != 0)
@@ -110,6 +113,8 @@ double measure(const std::optional<fs::path>& cgroup, int op, const fs::path& fi
         ::sched_setaffinity(0, sizeof(one), &one);
         if (cgroup)
             std::ofstream(*cgroup / "cgroup.procs") << ::getpid() << std::flush;
+        if (seccomp && seccomp->install() != 0)
+            ::_exit(1);
         const double r = op == 0 ? bench_open(file) : op == 1 ? bench_connect(port) : bench_exec();
         (void)!::write(p[1], &r, sizeof(r));
         ::_exit(0);
@@ -209,8 +214,10 @@ int main()
     auto cg = agents::Cgroup::create(mount, "bench-" + std::to_string(::getpid()));
 
     const char* ops[] = {"open+close", "connect (loopback)", "fork+exec /bin/true"};
-    const char* configs[] = {"absent", "loaded, not an agent", "agent, 1,000+1,000 rules"};
-    std::vector<double> samples[3][3]; // [op][config]
+    const char* configs[] = {"absent", "loaded, not an agent", "agent, 1,000+1,000 rules",
+                             "agent + seccomp layer"};
+    std::vector<double> samples[3][4]; // [op][config]
+    const agents::SeccompLayer seccomp(*parsed.policy, backend);
     std::string old_stats;
     std::ifstream("/proc/sys/kernel/bpf_stats_enabled") >> old_stats;
     std::map<std::string, ProgStat> stats;
@@ -230,6 +237,8 @@ int main()
             for (int op = 0; op < 3; ++op)
                 samples[op][2].push_back(measure(cg.path(), op, file, port));
             std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << old_stats;
+            for (int op = 0; op < 3; ++op)
+                samples[op][3].push_back(measure(cg.path(), op, file, port, &seccomp));
             for (const auto& [n, s] : prog_stats()) {
                 stats[n].run_ns += s.run_ns;
                 stats[n].runs += s.runs;
@@ -239,16 +248,19 @@ int main()
 
     std::printf("Backend: %s; %d repetitions; medians per operation.\n\n",
                 std::string(bpf::backend_name(backend)).c_str(), kReps);
-    std::printf("| operation | %s | %s | %s | ratio loaded (target) | ratio agent (target) |\n",
-                configs[0], configs[1], configs[2]);
-    std::printf("|---|---|---|---|---|---|\n");
+    std::printf("| operation | %s | %s | %s | %s | ratio loaded (target) | ratio agent (target) "
+                "| ratio agent + seccomp | seccomp layer's cost |\n",
+                configs[0], configs[1], configs[2], configs[3]);
+    std::printf("|---|---|---|---|---|---|---|---|---|\n");
     const double agent_target[] = {1.10, 1.10, 1.05};
     for (int op = 0; op < 3; ++op) {
         const double m0 = median(samples[op][0]), m1 = median(samples[op][1]),
-                     m2 = median(samples[op][2]);
-        std::printf("| %s | %.0f ns | %.0f ns | %.0f ns | %.3f (<= 1.03: %s) | %.3f (<= %.2f: %s) |\n",
-                    ops[op], m0, m1, m2, m1 / m0, m1 / m0 <= 1.03 ? "met" : "missed", m2 / m0,
-                    agent_target[op], m2 / m0 <= agent_target[op] ? "met" : "missed");
+                     m2 = median(samples[op][2]), m3 = median(samples[op][3]);
+        std::printf("| %s | %.0f ns | %.0f ns | %.0f ns | %.0f ns | %.3f (<= 1.03: %s) | %.3f (<= "
+                    "%.2f: %s) | %.3f | %.3f |\n",
+                    ops[op], m0, m1, m2, m3, m1 / m0, m1 / m0 <= 1.03 ? "met" : "missed", m2 / m0,
+                    agent_target[op], m2 / m0 <= agent_target[op] ? "met" : "missed", m3 / m0,
+                    m3 / m2);
     }
     std::printf("\nBPF program run time while the agent ran (kernel.bpf_stats_enabled):\n\n");
     std::printf("| program | runs | average ns |\n|---|---|---|\n");

@@ -31,6 +31,9 @@ out=$("$build/bench/cordon_bench")
 - agent, open+close: the file actually opened is resolved to its path in the kernel (a walk from
   the dentry to the root, then a longest-prefix lookup per access class); that walk is most of
   the `file_guard` and `exec_guard` run time above.
+- seccomp layer's cost: "agent + seccomp" over "agent", measured in the same run. The filter
+  runs on every system call of the agent (a few dozen BPF instructions: an architecture check,
+  then compares on the call number and, for clone, unshare and socket, an argument).
 - connect: the sock_addr programs run only for processes in cordon's cgroup subtree, so a host
   process pays nothing; an agent pays one LPM lookup.
 TXT

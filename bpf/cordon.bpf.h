@@ -29,6 +29,17 @@
 #define EPERM 1
 #define SIGKILL 9
 
+/*
+ * v & mask, with the mask kept: clang drops a mask that an earlier comparison makes redundant,
+ * and the verifier, which may not have kept that comparison's bound, then refuses the access.
+ */
+#define cordon_bound(v, mask)                                                                  \
+	({                                                                                     \
+		__u32 __v = (v);                                                               \
+		asm volatile("" : "+r"(__v));                                                  \
+		__v & (mask);                                                                  \
+	})
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* cgroup level of <cgroup2 root>/cordon/<agent>; 0 until the controller sets it (no agents). */
@@ -52,11 +63,13 @@ struct {
 
 /*
  * Path rules of every loaded policy. A policy compiles to at most 3 entries per source rule
- * (read, write and the implied directory entry), so 4 x 16,384 covers one policy at its limit.
+ * (read, write and the implied directory entry) plus guard entries for the directories above
+ * rule paths, which rules share; the compiler refuses a policy with more than
+ * CORDON_MAX_PATH_ENTRIES entries, and 8 x 16,384 leaves room for two policies at that limit.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4 * CORDON_MAX_PATH_RULES);
+	__uint(max_entries, 8 * CORDON_MAX_PATH_RULES);
 	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for LPM tries */
 	__type(key, struct cordon_path_key);
 	__type(value, struct cordon_path_value);
@@ -115,15 +128,32 @@ struct cordon_ctx {
 	struct cordon_agent_state *agent;
 	struct cordon_policy *policy; /* NULL: policy missing, every access is denied */
 	__u64 cgid;
+	__u32 tier; /* the agent's trust tier when the decision began */
 };
 
-/* True (and *c filled) when the current task is an agent. */
+static __always_inline __u32 cordon_tier(const struct cordon_agent_state *agent,
+					 const struct cordon_policy *policy)
+{
+	__u32 tier = 0;
+
+	for (int i = 1; i < CORDON_MAX_TIERS; i++)
+		if (i < policy->ntiers && agent->score >= policy->tier_min_score[i])
+			tier = i;
+	return tier;
+}
+
+/*
+ * True (and *c filled) when the current task is an agent. The tier is computed once here, not
+ * per verdict: a hook that decides several names (rename) would otherwise give the verifier one
+ * copy of the tier loop per verdict to explore.
+ */
 static __always_inline bool cordon_enter(struct cordon_ctx *c)
 {
 	c->agent = cordon_current_agent(&c->cgid);
 	if (!c->agent)
 		return false;
 	c->policy = bpf_map_lookup_elem(&cordon_policies, &c->agent->policy_id);
+	c->tier = c->policy ? cordon_tier(c->agent, c->policy) : 0;
 	return true;
 }
 
@@ -147,17 +177,6 @@ static __always_inline int cordon_severity(__u8 verdict)
 	default:
 		return 0;
 	}
-}
-
-static __always_inline __u32 cordon_tier(const struct cordon_agent_state *agent,
-					 const struct cordon_policy *policy)
-{
-	__u32 tier = 0;
-
-	for (int i = 1; i < CORDON_MAX_TIERS; i++)
-		if (i < policy->ntiers && agent->score >= policy->tier_min_score[i])
-			tier = i;
-	return tier;
 }
 
 /*
@@ -187,8 +206,7 @@ static __always_inline __u8 cordon_verdict(const struct cordon_ctx *c,
 		v = CORDON_VERDICT_DENY;
 	}
 	/* An allow below its minimum tier denies: it never falls back to the class default. */
-	if ((v == CORDON_VERDICT_ALLOW || v == CORDON_VERDICT_AUDIT) &&
-	    cordon_tier(c->agent, c->policy) < hit->min_tier)
+	if ((v == CORDON_VERDICT_ALLOW || v == CORDON_VERDICT_AUDIT) && c->tier < hit->min_tier)
 		v = CORDON_VERDICT_DENY;
 	if (c->policy->mode == CORDON_MODE_AUDIT &&
 	    (v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_KILL))
@@ -207,6 +225,7 @@ static __always_inline void cordon_penalize(struct cordon_agent_state *agent, __
 
 	if (!penalty)
 		return;
+#pragma clang loop unroll(full)
 	for (int i = 0; i < 8; i++) {
 		old = *(volatile __u32 *)&agent->score;
 		new = old > penalty ? old - penalty : 0;

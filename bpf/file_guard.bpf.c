@@ -8,9 +8,16 @@
  *   lsm/path_mknod         creation through open(O_CREAT), mknod           -> write
  *   lsm/path_mkdir, lsm/path_symlink                                       -> write
  *   lsm/path_unlink, lsm/path_rmdir                                        -> write
- *   lsm/path_rename        both the old and the new name                   -> write
- *   lsm/path_link          both the existing and the new name              -> write
+ *   lsm/path_rename        both the old and the new name                   -> write, and the
+ *                          new name may grant no right the old one lacks; a directory at or
+ *                          above a rule's path may not be renamed (cordon_check_rename)
+ *   lsm/path_link          both the existing and the new name              -> write, and the
+ *                          new name may grant no right the old one lacks
+ *   lsm/path_chmod, lsm/path_chown                                         -> write
  *   lsm/path_truncate      truncate(2), ftruncate(2), O_TRUNC              -> write
+ *   lsm/unix_stream_connect, lsm/unix_may_send   connect() to, or a datagram for, a Unix
+ *                          socket: a write to the socket's path (abstract sockets: the policy's
+ *                          network.unix_abstract)
  * compat backend:
  *   tp_btf/sys_exit        after open(), openat(), openat2(), creat() and open_by_handle_at()
  *                          succeed, the file behind the new descriptor is decided and a denial
@@ -18,6 +25,10 @@
  *                          open itself has happened: O_CREAT may have created the file and
  *                          O_TRUNC truncated it. unlink, rename, link, truncate(2) and io_uring
  *                          opens are not seen (docs/enforcement.md).
+ *   tp_btf/sys_exit        after connect() on a Unix socket succeeds, the peer is decided as
+ *                          above and a denial SIGKILLs the process before it can use the
+ *                          connection. Datagrams sent with an address and no connect() are not
+ *                          seen (docs/enforcement.md).
  *
  * Missing entries: a task whose cgroup is not an agent is allowed (see cordon.bpf.h).
  */
@@ -119,26 +130,57 @@ int BPF_PROG(file_guard_path_rmdir, const struct path *dir, struct dentry *dentr
 	return write_in_dir(CORDON_HOOK_FILE_UNLINK, dir, dentry);
 }
 
+#define RENAME_EXCHANGE (1 << 1)
+
+/* Both names of a rename are writes. */
 SEC("lsm/path_rename")
 int BPF_PROG(file_guard_path_rename, const struct path *old_dir, struct dentry *old_dentry,
 	     const struct path *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
 {
 	struct cordon_ctx c;
-	__u8 v;
 
 	if (ret)
 		return ret;
 	if (!cordon_enter(&c))
 		return 0;
-	v = cordon_check_path(&c, CORDON_HOOK_FILE_RENAME, old_dentry, BPF_CORE_READ(old_dir, mnt),
-			      CORDON_ACCESS_WRITE);
-	if (file_verdict_errno(v))
+	if (file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_RENAME, old_dentry,
+						 BPF_CORE_READ(old_dir, mnt), CORDON_ACCESS_WRITE)))
 		return -EPERM;
 	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_RENAME, new_dentry,
 						    BPF_CORE_READ(new_dir, mnt),
 						    CORDON_ACCESS_WRITE));
 }
 
+/*
+ * The object may gain no right by its new name, and a guarded directory stays where it is. A
+ * second program on the same hook (it runs after the one above and passes on its denial), so
+ * that each stays within what the verifier explores.
+ */
+SEC("lsm/path_rename")
+int BPF_PROG(file_guard_path_rename_rights, const struct path *old_dir, struct dentry *old_dentry,
+	     const struct path *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
+{
+	struct vfsmount *old_mnt, *new_mnt;
+	struct cordon_ctx c;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	old_mnt = BPF_CORE_READ(old_dir, mnt);
+	new_mnt = BPF_CORE_READ(new_dir, mnt);
+	if (file_verdict_errno(cordon_check_rename(&c, CORDON_HOOK_FILE_RENAME, old_dentry,
+						   old_mnt, new_dentry, new_mnt)))
+		return -EPERM;
+	/* An exchange moves the other object too. */
+	if (flags & RENAME_EXCHANGE)
+		return file_verdict_errno(cordon_check_rename(&c, CORDON_HOOK_FILE_RENAME,
+							      new_dentry, new_mnt, old_dentry,
+							      old_mnt));
+	return 0;
+}
+
+/* Both names of a hard link are writes. */
 SEC("lsm/path_link")
 int BPF_PROG(file_guard_path_link, struct dentry *old_dentry, const struct path *new_dir,
 	     struct dentry *new_dentry, int ret)
@@ -159,6 +201,52 @@ int BPF_PROG(file_guard_path_link, struct dentry *old_dentry, const struct path 
 		cordon_check_path(&c, CORDON_HOOK_FILE_LINK, new_dentry, mnt, CORDON_ACCESS_WRITE));
 }
 
+/* The new name may grant no right the old one lacks (second program: see rename). */
+SEC("lsm/path_link")
+int BPF_PROG(file_guard_path_link_rights, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry, int ret)
+{
+	struct cordon_ctx c;
+	struct vfsmount *mnt;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	mnt = BPF_CORE_READ(new_dir, mnt);
+	return file_verdict_errno(
+		cordon_check_rename(&c, CORDON_HOOK_FILE_LINK, old_dentry, mnt, new_dentry, mnt));
+}
+
+/* Metadata changes are writes: chmod (making a denied file executable, readable), chown. */
+static __always_inline int setattr_write(const struct path *path)
+{
+	struct cordon_ctx c;
+
+	if (!cordon_enter(&c))
+		return 0;
+	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_SETATTR,
+						    BPF_CORE_READ(path, dentry),
+						    BPF_CORE_READ(path, mnt), CORDON_ACCESS_WRITE));
+}
+
+SEC("lsm/path_chmod")
+int BPF_PROG(file_guard_path_chmod, const struct path *path, umode_t mode, int ret)
+{
+	if (ret)
+		return ret;
+	return setattr_write(path);
+}
+
+SEC("lsm/path_chown")
+int BPF_PROG(file_guard_path_chown, const struct path *path, unsigned long uid, unsigned long gid,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	return setattr_write(path);
+}
+
 SEC("lsm/path_truncate")
 int BPF_PROG(file_guard_path_truncate, const struct path *path, int ret)
 {
@@ -173,21 +261,84 @@ int BPF_PROG(file_guard_path_truncate, const struct path *path, int ret)
 						    BPF_CORE_READ(path, mnt), CORDON_ACCESS_WRITE));
 }
 
-/* x86_64 syscall numbers of the calls that return a new descriptor for a named file. */
+SEC("lsm/unix_stream_connect")
+int BPF_PROG(file_guard_unix_stream_connect, struct sock *sock, struct sock *other,
+	     struct sock *newsk, int ret)
+{
+	struct cordon_ctx c;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	return file_verdict_errno(cordon_check_unix(&c, CORDON_HOOK_UNIX_CONNECT, other));
+}
+
+SEC("lsm/unix_may_send")
+int BPF_PROG(file_guard_unix_may_send, struct socket *sock, struct socket *other, int ret)
+{
+	struct cordon_ctx c;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	return file_verdict_errno(
+		cordon_check_unix(&c, CORDON_HOOK_UNIX_SEND, BPF_CORE_READ(other, sk)));
+}
+
+/* x86_64 syscall numbers of the calls that return a new descriptor for a named file, and connect. */
+#define NR_connect 42
 #define NR_open 2
 #define NR_creat 85
 #define NR_openat 257
 #define NR_open_by_handle_at 304
 #define NR_openat2 437
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
+/* The file behind descriptor fd of the current task, or NULL. */
+static __always_inline struct file *current_fd_file(long fd)
 {
-	struct cordon_ctx c;
 	struct files_struct *files;
 	struct file **fd_array;
 	struct file *file = NULL;
 	struct fdtable *fdt;
+
+	files = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), files);
+	fdt = BPF_CORE_READ(files, fdt);
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fd_array = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&file, sizeof(file), &fd_array[fd]);
+	return file;
+}
+
+#define AF_UNIX 1
+
+/* compat: a connect() that succeeded; on a Unix socket, its peer is decided. */
+static __always_inline void compat_unix_connect(struct cordon_ctx *c, long fd)
+{
+	struct file *file = current_fd_file(fd);
+	struct socket *sock;
+	struct sock *sk, *peer;
+
+	if (!file)
+		return;
+	sock = BPF_CORE_READ(file, private_data);
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != AF_UNIX)
+		return;
+	peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+	if (!peer)
+		return;
+	if (cordon_check_unix(c, CORDON_HOOK_UNIX_CONNECT, peer) == CORDON_VERDICT_DENY)
+		bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct cordon_ctx c;
+	struct file *file;
 	__u8 v, access;
 	long nr;
 
@@ -196,16 +347,15 @@ int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	nr = BPF_CORE_READ(regs, orig_ax);
 	if (nr != NR_openat && nr != NR_open && nr != NR_creat && nr != NR_openat2 &&
-	    nr != NR_open_by_handle_at)
+	    nr != NR_open_by_handle_at && nr != NR_connect)
 		return 0;
 	if (!cordon_enter(&c))
 		return 0;
-	files = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), files);
-	fdt = BPF_CORE_READ(files, fdt);
-	if (ret >= BPF_CORE_READ(fdt, max_fds))
+	if (nr == NR_connect) {
+		compat_unix_connect(&c, BPF_CORE_READ(regs, di));
 		return 0;
-	fd_array = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&file, sizeof(file), &fd_array[ret]);
+	}
+	file = current_fd_file(ret);
 	if (!file) {
 		/* Another thread closed it already; the open happened: fail closed. */
 		cordon_count(CORDON_CNT_PATH_FAILED);

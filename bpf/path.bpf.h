@@ -61,17 +61,30 @@ struct {
 	__type(value, struct cordon_scratch);
 } cordon_scratch SEC(".maps");
 
-/* A free slot of this CPU, claimed; NULL when every slot is in use. */
+/* Slot i of this CPU if it was free (now claimed), else NULL. */
+static __always_inline struct cordon_scratch *cordon_scratch_claim(__u32 i)
+{
+	struct cordon_scratch *s = bpf_map_lookup_elem(&cordon_scratch, &i);
+
+	if (s && __sync_val_compare_and_swap(&s->busy, 0, 1) == 0)
+		return s;
+	return NULL;
+}
+
+/*
+ * A free slot of this CPU, claimed; NULL when every slot is in use. Written out rather than as
+ * a loop: 6.1's verifier takes the rolled loop for an infinite one. Four slots: a task's program,
+ * one preempting it, a softirq's and one spare (CORDON_SCRATCH_SLOTS).
+ */
 static __always_inline struct cordon_scratch *cordon_scratch_get(void)
 {
 	struct cordon_scratch *s;
 
-	for (__u32 i = 0; i < CORDON_SCRATCH_SLOTS; i++) {
-		s = bpf_map_lookup_elem(&cordon_scratch, &i);
-		if (s && __sync_val_compare_and_swap(&s->busy, 0, 1) == 0)
-			return s;
-	}
-	return NULL;
+	_Static_assert(CORDON_SCRATCH_SLOTS == 4, "cordon_scratch_get claims four slots");
+	if ((s = cordon_scratch_claim(0)) || (s = cordon_scratch_claim(1)) ||
+	    (s = cordon_scratch_claim(2)))
+		return s;
+	return cordon_scratch_claim(3);
 }
 
 static __always_inline void cordon_scratch_put(struct cordon_scratch *s)
@@ -185,12 +198,14 @@ static __always_inline bool cordon_pathless(struct dentry *dentry)
 	return magic == PIPEFS_MAGIC || magic == SOCKFS_MAGIC;
 }
 
-/* The rule for the path in s (already resolved) in one class, or the class default. */
-static __always_inline void cordon_path_rule(const struct cordon_ctx *c, struct cordon_scratch *s,
-					     __u8 cls, struct cordon_rule_hit *hit)
+/*
+ * The rule for the first `bytes` bytes of the path in s (already resolved) in one class, or the
+ * class default.
+ */
+static __always_inline void cordon_path_lookup(const struct cordon_ctx *c, struct cordon_scratch *s,
+					       __u8 cls, __u32 bytes, struct cordon_rule_hit *hit)
 {
 	struct cordon_path_value *v;
-	__u32 bytes = s->len + 1; /* with the NUL that marks the end for exact rules */
 
 	if (bytes > CORDON_PATH_KEY_BYTES)
 		bytes = CORDON_PATH_KEY_BYTES;
@@ -205,9 +220,9 @@ static __always_inline void cordon_path_rule(const struct cordon_ctx *c, struct 
 		return;
 	}
 	hit->min_tier = 0;
-	if (!c->policy) {
+	if (!c->policy || cls == CORDON_PATH_GUARD) {
 		hit->rule_id = 0;
-		hit->action = CORDON_ACTION_DENY;
+		hit->action = cls == CORDON_PATH_GUARD ? CORDON_ACTION_ALLOW : CORDON_ACTION_DENY;
 	} else if (cls == CORDON_PATH_EXEC) {
 		hit->rule_id = c->policy->exec_default_rule_id;
 		hit->action = c->policy->exec_default;
@@ -215,6 +230,13 @@ static __always_inline void cordon_path_rule(const struct cordon_ctx *c, struct 
 		hit->rule_id = c->policy->file_default_rule_id;
 		hit->action = c->policy->file_default;
 	}
+}
+
+/* The rule for the path in s (exact: with the NUL that marks the end for exact rules). */
+static __always_inline void cordon_path_rule(const struct cordon_ctx *c, struct cordon_scratch *s,
+					     __u8 cls, struct cordon_rule_hit *hit)
+{
+	cordon_path_lookup(c, s, cls, s->len + 1, hit);
 }
 
 /*
@@ -269,6 +291,171 @@ static __always_inline __u8 cordon_check_path(const struct cordon_ctx *c, __u32 
 		e = cordon_event_start(c, hook, verdict, hit.rule_id);
 		if (e) {
 			e->access = access;
+			bpf_probe_read_kernel_str(e->path, CORDON_PATH_KEY_BYTES, s->key.path);
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	cordon_scratch_put(s);
+	return verdict;
+}
+
+/*
+ * Decides a connection or datagram to the Unix socket `other`. A path-named socket is decided as
+ * a write to its path (the socket file actually bound, resolved like any other file), so that
+ * the files rules that protect a path also protect the service listening there. An abstract
+ * socket has no path: network.unix_abstract decides it, and the event names it "@name". An
+ * unnamed socket (socketpair) can only be reached by a process that was handed it: allowed.
+ */
+static __always_inline __u8 cordon_check_unix(const struct cordon_ctx *c, __u32 hook,
+					      struct sock *other)
+{
+	struct unix_sock *u = (struct unix_sock *)other;
+	struct dentry *dentry = BPF_CORE_READ(u, path.dentry);
+	struct unix_address *addr;
+	struct cordon_rule_hit hit = {};
+	struct cordon_event *e;
+	__u8 verdict;
+	__u32 n;
+	int len;
+
+	if (dentry)
+		return cordon_check_path(c, hook, dentry, BPF_CORE_READ(u, path.mnt),
+					 CORDON_ACCESS_WRITE);
+	addr = BPF_CORE_READ(u, addr);
+	if (!addr)
+		return CORDON_VERDICT_ALLOW;
+	hit.action = c->policy ? c->policy->unix_abstract : CORDON_ACTION_DENY;
+	verdict = cordon_verdict(c, &hit);
+	cordon_apply(c, verdict);
+	if (cordon_should_report(c, verdict)) {
+		e = cordon_event_start(c, hook, verdict, 0);
+		if (e) {
+			/* name[0] is a sockaddr_un: family, then '\0' and the name */
+			len = BPF_CORE_READ(addr, len) - (int)sizeof(__u16);
+			n = len > 0 && len < CORDON_EVENT_PATH ? (__u32)len : 1;
+			n &= CORDON_EVENT_PATH - 1;
+			bpf_probe_read_kernel(e->path, n, (void *)addr->name + sizeof(__u16));
+			e->path[0] = '@';
+			e->path[n] = 0;
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	return verdict;
+}
+
+/*
+ * Rights: bit (class - 1) for the object itself and bit (class + 2) for a directory's contents,
+ * set when the rule that decides that class lets the agent through at its tier. Mode and the
+ * kill flag are left out on purpose: they are the same for both names of a link or rename, and
+ * the final verdict applies them.
+ */
+struct cordon_rights_walk {
+	struct cordon_ctx c;       /* copied: the callback reads it from this frame */
+	struct cordon_scratch *s;
+	__u32 dir;                 /* also decide the contents of a directory */
+	__u32 rights;
+	__u32 grant_rule;          /* a rule that grants one of the rights, for the report */
+};
+
+/* bpf_loop() step i: class i % 3 + 1, as an object (i < 3) or as a directory's contents. */
+static long cordon_rights_step(__u32 i, void *arg)
+{
+	struct cordon_rights_walk *w = arg;
+	struct cordon_scratch *s = w->s;
+	struct cordon_rule_hit hit = {};
+	__u32 len = s->len, bytes = len + 1;
+	bool contents = i >= 3;
+
+	if (contents && !w->dir)
+		return 1;
+	if (contents && len > 1 && len < CORDON_PATH_KEY_BYTES)
+		s->key.path[cordon_bound(len, 0xff)] = '/'; /* "/a/b" -> "/a/b/" (without the NUL) */
+	else if (contents)
+		bytes = len; /* "/" itself, or a path cut at the key size */
+	cordon_path_lookup(&w->c, s, (__u8)(i % 3 + 1), bytes, &hit);
+	if (contents && len < CORDON_PATH_KEY_BYTES)
+		s->key.path[cordon_bound(len, 0xff)] = 0;
+	if ((hit.action == CORDON_ACTION_ALLOW || hit.action == CORDON_ACTION_AUDIT) &&
+	    hit.min_tier <= w->c.tier) {
+		w->rights |= 1u << (i & 7);
+		w->grant_rule = hit.rule_id;
+	}
+	return 0;
+}
+
+/* The rights the resolved path in s grants (see cordon_rights_walk). */
+static __always_inline __u32 cordon_rights(const struct cordon_ctx *c, struct cordon_scratch *s,
+					   bool dir, __u32 *grant_rule)
+{
+	struct cordon_rights_walk w = { .c = *c, .s = s, .dir = dir };
+
+	bpf_loop(6, cordon_rights_step, &w, 0);
+	*grant_rule = w.grant_rule;
+	return w.rights;
+}
+
+static __always_inline bool cordon_is_dir(struct dentry *dentry)
+{
+	return (BPF_CORE_READ(dentry, d_inode, i_mode) & 0170000) == 0040000; /* S_ISDIR */
+}
+
+/*
+ * Decides giving an object a second name (link) or a new one (rename): a name may never grant a
+ * right (exec, read, write) that the object's current name does not, for the object itself and,
+ * for a directory, for its contents. Renaming a guarded directory (one at or above a rule's path)
+ * is refused outright: it would carry what the rule protects to a name no rule covers. Both names
+ * are also decided as writes by the caller. Reports a denial with the new name (or, for a guarded
+ * directory, the old one) and the rule involved.
+ */
+static __always_inline __u8 cordon_check_rename(const struct cordon_ctx *c, __u32 hook,
+						struct dentry *old_dentry, struct vfsmount *old_mnt,
+						struct dentry *new_dentry, struct vfsmount *new_mnt)
+{
+	struct cordon_rule_hit hit = {};
+	struct cordon_scratch *s;
+	struct cordon_event *e;
+	__u32 old_rights, new_rights, grant = 0;
+	bool dir = cordon_is_dir(old_dentry);
+	__u8 verdict;
+
+	s = cordon_scratch_get();
+	if (!s) {
+		cordon_count(CORDON_CNT_PATH_FAILED);
+		verdict = CORDON_VERDICT_DENY; /* fail closed: no memory to decide in */
+		cordon_apply(c, verdict);
+		return verdict;
+	}
+	if (cordon_resolve(s, old_dentry, old_mnt) < 0)
+		goto unresolvable;
+	old_rights = cordon_rights(c, s, dir, &grant);
+	if (dir) {
+		cordon_path_rule(c, s, CORDON_PATH_GUARD, &hit);
+		if (hit.action == CORDON_ACTION_DENY)
+			goto deny; /* reported with the old name and the rule it would carry away */
+	}
+	if (cordon_resolve(s, new_dentry, new_mnt) < 0)
+		goto unresolvable;
+	new_rights = cordon_rights(c, s, dir, &grant);
+	if (!(new_rights & ~old_rights)) {
+		cordon_scratch_put(s);
+		return CORDON_VERDICT_ALLOW;
+	}
+	/* Reported with the new name and a rule that grants it a right the old name lacks. */
+	hit.rule_id = grant;
+	goto deny;
+unresolvable:
+	cordon_count(CORDON_CNT_PATH_FAILED);
+	__builtin_memcpy(s->key.path, CORDON_UNRESOLVABLE, sizeof(CORDON_UNRESOLVABLE));
+	hit.rule_id = 0;
+deny:
+	hit.action = CORDON_ACTION_DENY;
+	hit.min_tier = 0;
+	verdict = cordon_verdict(c, &hit);
+	cordon_apply(c, verdict);
+	if (cordon_should_report(c, verdict)) {
+		e = cordon_event_start(c, hook, verdict, hit.rule_id);
+		if (e) {
+			e->access = CORDON_ACCESS_WRITE;
 			bpf_probe_read_kernel_str(e->path, CORDON_PATH_KEY_BYTES, s->key.path);
 			bpf_ringbuf_submit(e, 0);
 		}

@@ -9,6 +9,8 @@
 # Environment:
 #   CORDON_VM_KERNEL_PKG  Debian package to boot (default: newest linux-image-6.1.0-*-cloud-amd64)
 #   CORDON_VM_TIMEOUT     seconds before the guest is stopped (default 600)
+#   CORDON_VM_FILTER      a --gtest_filter for a quick partial run while developing (default:
+#                         every test)
 #
 # The kernel package is fetched with `apt-get download` and unpacked with `dpkg -x` into
 # DIR/vm/cache; it is never installed on the host. QEMU exits 0 even when the guest fails, so the
@@ -23,6 +25,7 @@ die() { printf 'vm-test: error: %s\n' "$*" >&2; exit 1; }
 
 build_dir=""
 shell=0
+filter=${CORDON_VM_FILTER:-}
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir=$2; shift 2 ;;
@@ -118,7 +121,7 @@ cd /vmwork
 $cordon_bin doctor
 backend=\$($cordon_bin doctor --json | sed -n 's/^  "backend": "\(.*\)",\$/\1/p')
 # Streamed to the console as it runs, so that a hang shows where it is.
-( CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no; echo \$? > /vmwork/rc ) 2>&1 | tee /vmwork/tests.log
+( CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no ${filter:+--gtest_filter=$filter}; echo \$? > /vmwork/rc ) 2>&1 | tee /vmwork/tests.log
 rc=\$(cat /vmwork/rc)
 passed=\$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.\$/\1/p' /vmwork/tests.log)
 failed=\$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\?, listed below:\$/\1/p' /vmwork/tests.log)

@@ -51,6 +51,9 @@ enum cordon_hook {
 	CORDON_HOOK_FILE_TRUNCATE = 11, /**< truncate(2), ftruncate(2), O_TRUNC */
 	CORDON_HOOK_TAMPER = 12,     /**< bpf(), ptrace, signal to cordon, cgroupfs/bpffs write, mount */
 	CORDON_HOOK_SOCKET = 13,     /**< creation of a raw or ICMP echo socket */
+	CORDON_HOOK_UNIX_CONNECT = 14, /**< connect() to a Unix socket (a write to its path) */
+	CORDON_HOOK_UNIX_SEND = 15,  /**< a datagram to a Unix socket (a write to its path) */
+	CORDON_HOOK_FILE_SETATTR = 16, /**< chmod, chown (metadata changes are writes) */
 	CORDON_HOOK_MAX,
 };
 
@@ -156,6 +159,8 @@ CORDON_STATIC_ASSERT(sizeof(struct cordon_event_header) == 72, "cordon_event_hea
 /* Source limits of one policy (checked by the validator, sized into the maps). */
 #define CORDON_MAX_PATH_RULES 16384 /* exec + files rules of one policy */
 #define CORDON_MAX_NET_RULES 16384  /* network rules of one policy, after host resolution */
+/* Compiled path entries of one policy (rules, implied directories, guard entries). */
+#define CORDON_MAX_PATH_ENTRIES (4 * CORDON_MAX_PATH_RULES)
 #define CORDON_MAX_TIERS 8          /* trust tiers; a u8 index, 8 keeps the table one line */
 /* Port/protocol entries one network prefix carries, own and inherited (see docs/policy.md). */
 #define CORDON_NET_SLOTS 8
@@ -174,6 +179,8 @@ enum cordon_path_class {
 	CORDON_PATH_EXEC = 1,  /**< exec rules */
 	CORDON_PATH_READ = 2,  /**< files rules with access: read */
 	CORDON_PATH_WRITE = 3, /**< files rules with access: write (create, truncate, unlink, rename) */
+	/** Every directory above (or named by) a rule's path: renaming one moves what a rule protects. */
+	CORDON_PATH_GUARD = 4,
 	CORDON_PATH_CLASS_MAX,
 };
 
@@ -252,7 +259,7 @@ struct cordon_policy {
 	__u16 penalty_deny;  /**< score lost per denial */
 	__u16 penalty_kill;  /**< score lost per kill-rule hit */
 	__u8 raw_sockets;    /**< enum cordon_action for raw, ICMP echo and packet sockets */
-	__u8 _pad0;          /**< zero */
+	__u8 unix_abstract;  /**< enum cordon_action for abstract-namespace Unix sockets */
 	__u32 exec_default_rule_id; /**< rule table entry of exec.default (names its line) */
 	__u32 file_default_rule_id; /**< rule table entry of files.default */
 	__u32 net_default_rule_id;  /**< rule table entry of network.default */
@@ -271,6 +278,7 @@ struct cordon_event {
 	__u8 protocol;  /**< network hooks: enum cordon_net_proto bit; socket hook: IP protocol */
 	__u8 access;    /**< file hooks: enum cordon_access bits decided */
 	__u8 _pad0[3];  /**< zero */
-	char path[CORDON_EVENT_PATH]; /**< exec/file hooks: resolved path, NUL-terminated */
+	char path[CORDON_EVENT_PATH]; /**< exec/file/unix hooks: resolved path, NUL-terminated;
+					   an abstract Unix socket's name starts with '@' */
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_event) == 352, "cordon_event layout changed");

@@ -22,6 +22,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include <linux/bpf.h>
@@ -47,7 +49,53 @@ constexpr uid_t kNobody = 65534;
 
 struct Env {
     fs::path ws;
+    std::string abstract; // name of an abstract stream socket listening outside the agent
 };
+
+sockaddr_un unix_address(const std::string& name, socklen_t& len)
+{
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, name.data(), std::min(name.size(), sizeof(a.sun_path) - 1));
+    if (name[0] == '@')
+        a.sun_path[0] = 0;
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size() +
+                                 (name[0] == '@' ? 0 : 1));
+    return a;
+}
+
+// A Unix socket bound (and for streams, listening) by the test, outside any agent.
+struct UnixServer {
+    int fd = -1;
+    UnixServer(const std::string& name, int type)
+    {
+        socklen_t len;
+        const sockaddr_un a = unix_address(name, len);
+        fd = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+        if (::bind(fd, reinterpret_cast<const sockaddr*>(&a), len) != 0 ||
+            (type == SOCK_STREAM && ::listen(fd, 16) != 0))
+            throw std::runtime_error("cannot bind test socket " + name + ": " + strerror(errno));
+        if (name[0] != '@')
+            ::chmod(name.c_str(), 0777);
+    }
+    ~UnixServer() { ::close(fd); }
+    UnixServer(const UnixServer&) = delete;
+    UnixServer& operator=(const UnixServer&) = delete;
+};
+
+// connect() (streams) or sendto() (datagrams) to a Unix socket by name ("@x": abstract).
+int unix_reach(const std::string& name, int type)
+{
+    socklen_t len;
+    const sockaddr_un a = unix_address(name, len);
+    const int s = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    const auto* sa = reinterpret_cast<const sockaddr*>(&a);
+    const int r = type == SOCK_STREAM ? ::connect(s, sa, len)
+                                      : static_cast<int>(::sendto(s, "x", 1, 0, sa, len));
+    const int err = r < 0 ? errno : 0;
+    ::close(s);
+    return err;
+}
 
 int result(long rc)
 {
@@ -131,10 +179,13 @@ spec:
     default: deny
     rules:
       - {path: /usr/bin/, action: allow}
+      - {path: "${WORKSPACE}/run/", action: allow}
   files:
     default: allow
     rules:
       - {path: "${WORKSPACE}/deny/", access: [read, write], action: deny}
+      - {path: "${WORKSPACE}/outer/secret/", access: [read], action: deny}
+      - {path: "${WORKSPACE}/ro/", access: [write], action: deny}
   network:
     default: deny
     rules:
@@ -148,7 +199,15 @@ void make_workspace(const fs::path& ws)
     fs::create_directories(ws / "public");
     fs::create_directories(ws / "tree/usr/bin");
     std::ofstream(ws / "deny/secret") << "secret";
+    fs::create_symlink("../deny/sock", ws / "public/sock-link");
     fs::copy_file("/usr/bin/true", ws / "tree/usr/bin/x");
+    fs::create_directories(ws / "tools");
+    fs::create_directories(ws / "run");
+    fs::create_directories(ws / "outer/secret");
+    fs::create_directories(ws / "ro");
+    fs::copy_file("/usr/bin/true", ws / "tools/x");
+    std::ofstream(ws / "outer/secret/f") << "secret";
+    std::ofstream(ws / "ro/f") << "ro";
     // Everyone may reach the workspace: some tricks run as nobody.
     for (const auto& p : {ws, ws / "deny", ws / "public", ws / "deny/secret"})
         fs::permissions(p, fs::perms::all, fs::perm_options::add);
@@ -195,14 +254,14 @@ private:
     std::string lo_, hi_;
 };
 
-int ia32_open_hostname()
+int ia32_open_passwd()
 {
     // int $0x80 takes 32-bit pointers: the name must live below 4 GiB.
     void* low = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (low == MAP_FAILED)
         return errno;
-    std::strcpy(static_cast<char*>(low), "/etc/hostname");
+    std::strcpy(static_cast<char*>(low), "/etc/passwd");
     long r;
     asm volatile("int $0x80" : "=a"(r) : "a"(5L /* ia32 open */), "b"(low), "c"(O_RDONLY) : "memory");
     if (r < 0)
@@ -256,7 +315,8 @@ const Trick kTricks[] = {
              return errno;
          return exec_fd_relative(static_cast<int>(t), "usr/bin/x", 0);
      },
-     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_EXEC, CORDON_UNRESOLVABLE),
+     // lsm: the open of the file for execution is refused first (file_open).
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_OPEN, CORDON_UNRESOLVABLE),
      .compat = compat_kills(CORDON_HOOK_EXEC, CORDON_UNRESOLVABLE), .unresolvable = true},
     {.name = "ExecOfMemfd", .as_nobody = false, .layer = Layer::Kernel,
      .run = [](const Env&) {
@@ -267,7 +327,8 @@ const Trick kTricks[] = {
              return EIO;
          return exec_fd_relative(m, "", AT_EMPTY_PATH);
      },
-     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_EXEC, CORDON_UNRESOLVABLE),
+     // lsm: the open of the file for execution is refused first (file_open).
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_OPEN, CORDON_UNRESOLVABLE),
      .compat = compat_kills(CORDON_HOOK_EXEC, CORDON_UNRESOLVABLE), .unresolvable = true},
     {.name = "OpenByHandleRefused", .as_nobody = false, .layer = Layer::Full,
      .run = [](const Env& e) {
@@ -283,6 +344,57 @@ const Trick kTricks[] = {
          return read_one(::open_by_handle_at(dir, &fh.h, O_RDONLY | O_CLOEXEC));
      },
      .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    // ---- new names for old files (lsm: compat sees no link, rename or chmod) -----------------
+    {.name = "HardLinkOfExecDeniedBinaryIntoExecAllowedDirectory", .as_nobody = false,
+     .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         if (::link((e.ws / "tools/x").c_str(), (e.ws / "run/x").c_str()) != 0)
+             return errno;
+         return exec_fd_relative(AT_FDCWD, (e.ws / "run/x").c_str(), 0);
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_LINK, "run/x"),
+     .compat = skipped("compat has no hook that sees link(2) (docs/enforcement.md)")},
+    {.name = "RenameOfExecDeniedBinaryIntoExecAllowedDirectory", .as_nobody = false,
+     .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         if (::rename((e.ws / "tools/x").c_str(), (e.ws / "run/y").c_str()) != 0)
+             return errno;
+         return exec_fd_relative(AT_FDCWD, (e.ws / "run/y").c_str(), 0);
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_RENAME, "run/y"),
+     .compat = skipped("compat has no hook that sees rename(2) (docs/enforcement.md)")},
+    {.name = "RenameOfDirectoryOfExecDeniedBinariesUnderExecAllowedName", .as_nobody = false,
+     .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         if (::rename((e.ws / "tools").c_str(), (e.ws / "run/tools").c_str()) != 0)
+             return errno;
+         return exec_fd_relative(AT_FDCWD, (e.ws / "run/tools/x").c_str(), 0);
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_RENAME, "run/tools"),
+     .compat = skipped("compat has no hook that sees rename(2) (docs/enforcement.md)")},
+    {.name = "RenameOfParentOfProtectedDirectory", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         if (::rename((e.ws / "outer").c_str(), (e.ws / "moved").c_str()) != 0)
+             return errno;
+         return read_one(::open((e.ws / "moved/secret/f").c_str(), O_RDONLY | O_CLOEXEC));
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_RENAME, "outer"),
+     .compat = skipped("compat has no hook that sees rename(2) (docs/enforcement.md)")},
+    {.name = "RenameExchangeWithProtectedDirectory", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         return result(::renameat2(AT_FDCWD, (e.ws / "outer/secret").c_str(), AT_FDCWD,
+                                   (e.ws / "run").c_str(), RENAME_EXCHANGE));
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_RENAME, "outer/secret"),
+     .compat = skipped("compat has no hook that sees rename(2) (docs/enforcement.md)")},
+    {.name = "ChmodOfWriteDeniedFile", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return result(::chmod((e.ws / "ro/f").c_str(), 0777)); },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_SETATTR, "ro/f"),
+     .compat = skipped("compat has no hook that sees chmod(2) (docs/enforcement.md)")},
+    {.name = "ChownOfWriteDeniedFile", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return result(::chown((e.ws / "ro/f").c_str(), 1, 1)); },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_SETATTR, "ro/f"),
+     .compat = skipped("compat has no hook that sees chown(2) (docs/enforcement.md)")},
     // ---- other doors to the same files (compat) ------------------------------------------------
     {.name = "SharedDescriptorTableWithoutThread", .as_nobody = true, .layer = Layer::Full,
      .run = [](const Env&) { return reap(::syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0)); },
@@ -302,7 +414,7 @@ const Trick kTricks[] = {
      },
      .unguarded = kWorks, .lsm = runs(), .compat = refused()},
     {.name = "Ia32OpenThroughInt80", .as_nobody = true, .layer = Layer::Full,
-     .run = [](const Env&) { return ia32_open_hostname(); },
+     .run = [](const Env&) { return ia32_open_passwd(); },
      .unguarded = kWorks, .lsm = refused(), .compat = refused()},
     {.name = "Clone3AnswersEnosys", .as_nobody = true, .layer = Layer::Full,
      .run = [](const Env&) {
@@ -314,8 +426,10 @@ const Trick kTricks[] = {
     // ---- the kernel's own doors ------------------------------------------------------------
     {.name = "BpfSyscall", .as_nobody = false, .layer = Layer::Full,
      .run = [](const Env&) {
+         // ENOENT (no program loaded) also shows that the call reached bpf().
          union bpf_attr attr {};
-         return result(::syscall(SYS_bpf, BPF_PROG_GET_NEXT_ID, &attr, sizeof(attr)));
+         const int r = result(::syscall(SYS_bpf, BPF_PROG_GET_NEXT_ID, &attr, sizeof(attr)));
+         return r == ENOENT ? 0 : r;
      },
      .unguarded = kWorks, .lsm = refused(), .compat = refused()},
     {.name = "PerfEventOpen", .as_nobody = false, .layer = Layer::Full,
@@ -331,6 +445,24 @@ const Trick kTricks[] = {
      // Unguarded, a bad descriptor shows that the call reaches the module loader.
      .run = [](const Env&) { return result(::syscall(SYS_finit_module, -1, "", 0)); },
      .unguarded = exited(EBADF), .lsm = refused(), .compat = refused()},
+    // ---- Unix sockets: a host daemon's socket is code execution outside the cgroup ------------
+    {.name = "ConnectToUnixSocketInDeniedDirectory", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return unix_reach(e.ws / "deny/sock", SOCK_STREAM); },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_UNIX_CONNECT, "deny/sock"),
+     .compat = compat_kills(CORDON_HOOK_UNIX_CONNECT, "deny/sock")},
+    {.name = "ConnectToUnixSocketThroughSymlink", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return unix_reach(e.ws / "public/sock-link", SOCK_STREAM); },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_UNIX_CONNECT, "deny/sock"),
+     .compat = compat_kills(CORDON_HOOK_UNIX_CONNECT, "deny/sock")},
+    {.name = "ConnectToAbstractUnixSocket", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return unix_reach(e.abstract, SOCK_STREAM); },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_UNIX_CONNECT),
+     .compat = compat_kills(CORDON_HOOK_UNIX_CONNECT)},
+    {.name = "DatagramToUnixSocketInDeniedDirectory", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return unix_reach(e.ws / "deny/dgram", SOCK_DGRAM); },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_UNIX_SEND, "deny/dgram"),
+     .compat = skipped("compat sees connect() on Unix sockets, not datagrams sent with an "
+                       "address (docs/enforcement.md); the lsm backend decides them")},
     // ---- network -----------------------------------------------------------------------------
     {.name = "PacketSocket", .as_nobody = false, .layer = Layer::Full,
      .run = [](const Env&) {
@@ -391,23 +523,38 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
 
     char tmpl[] = "/tmp/cordon-esc-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    const Env env{.ws = tmpl};
+    const Env env{.ws = tmpl, .abstract = "@cordon-esc-" + std::to_string(::getpid())};
     struct Cleanup {
         fs::path ws;
         ~Cleanup() { fs::remove_all(ws); }
     } cleanup{env.ws};
-    make_workspace(env.ws);
     std::optional<PingGroupRange> ping;
     if (std::string_view(t.name).find("Icmp") != std::string_view::npos)
         ping.emplace();
+    // Each run gets the workspace as new: a trick may have moved or linked its files.
+    struct Servers {
+        UnixServer stream, dgram, abstract;
+    };
+    std::unique_ptr<Servers> servers;
+    const auto fresh_workspace = [&] {
+        servers.reset();
+        fs::remove_all(env.ws);
+        fs::create_directories(env.ws);
+        make_workspace(env.ws);
+        servers.reset(new Servers{.stream = {env.ws / "deny/sock", SOCK_STREAM},
+                                  .dgram = {env.ws / "deny/dgram", SOCK_DGRAM},
+                                  .abstract = {env.abstract, SOCK_STREAM}});
+    };
 
     // 1. Unguarded: the trick must work, or this case proves nothing.
+    fresh_workspace();
     const Exit bare = run_trick(t, env, std::nullopt, nullptr);
     if (bare == exited(ENOSYS) && t.unguarded != exited(ENOSYS))
         GTEST_SKIP() << "this kernel lacks the system call the trick needs (ENOSYS unguarded)";
     ASSERT_EQ(bare, t.unguarded) << "the trick does not work on an unguarded process here";
 
     // 2. Guarded.
+    fresh_workspace();
     const policy::Context ctx{.home = "/root", .workspace = env.ws.string(), .user = "root"};
     TestAgent agent(backend, kPolicy, ctx);
     std::optional<agents::SeccompLayer> seccomp;

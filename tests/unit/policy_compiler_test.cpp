@@ -89,8 +89,13 @@ TEST(Compiler, WritesExactKeysAndValues)
     EXPECT_EQ(s.recovery_per_minute, 3u);
     EXPECT_NE(s.exec_default_rule_id, 0u);
 
-    ASSERT_EQ(c.paths.size(), 1u);
-    const auto& [k, v] = c.paths[0];
+    // The rule, then the guard entries for the directories above it (/usr, /usr/bin).
+    ASSERT_EQ(c.paths.size(), 3u);
+    const auto rule = std::find_if(c.paths.begin(), c.paths.end(), [](const auto& e) {
+        return e.first.path_class == CORDON_PATH_EXEC;
+    });
+    ASSERT_NE(rule, c.paths.end());
+    const auto& [k, v] = *rule;
     EXPECT_EQ(k.policy_id, 42u);
     EXPECT_EQ(k.path_class, CORDON_PATH_EXEC);
     // policy id (4) + class (1) + "/usr/bin/git" (12) + NUL (1) = 18 bytes
@@ -107,6 +112,8 @@ TEST(Compiler, EveryRuleIdNamesItsSourceLine)
     ASSERT_TRUE(r.policy);
     const auto c = compile(*r.policy, 1).compiled.value();
     for (const auto& [k, v] : c.paths) {
+        if (k.path_class == CORDON_PATH_GUARD)
+            continue; // "/bin" is guarded by both rules; the first names it
         const auto& src = r.policy->rules.at(v.rule_id);
         const std::string path(reinterpret_cast<const char*>(k.path));
         EXPECT_EQ(src.pos.line, path == "/bin/a" ? 9 : 10) << path;
@@ -129,10 +136,25 @@ TEST(Compiler, IsDeterministic)
 TEST(Compiler, DirectoryRuleAlsoDecidesTheDirectoryItself)
 {
     const auto c = compile_ok(files_spec("      - {path: /srv/data/, access: [read], action: deny}\n"));
-    // /srv/data/ (below) and the implied /srv/data (the directory)
-    EXPECT_EQ(c.paths.size(), 2u);
+    // /srv/data/ (below), the implied /srv/data (the directory), guards for /srv and /srv/data
+    EXPECT_EQ(c.paths.size(), 4u);
     EXPECT_EQ(lookup_path(c, CORDON_PATH_READ, "/srv/data").value().action, CORDON_ACTION_DENY);
     EXPECT_FALSE(lookup_path(c, CORDON_PATH_READ, "/srv/database").has_value());
+}
+
+// Renaming a directory at or above a rule's path would carry what the rule protects to a name no
+// rule covers: each such directory gets a guard entry naming the rule; nothing else does.
+TEST(Compiler, GuardEntriesCoverEveryDirectoryAtOrAboveARulePath)
+{
+    const auto c = compile_ok(files_spec("      - {path: /a/b/secret/, access: [read], action: deny}\n"
+                                         "      - {path: /a/key, access: [read], action: deny}\n"));
+    for (const char* dir : {"/a", "/a/b", "/a/b/secret"}) {
+        const auto v = lookup_path(c, CORDON_PATH_GUARD, dir);
+        ASSERT_TRUE(v.has_value()) << dir;
+        EXPECT_EQ(v->action, CORDON_ACTION_DENY) << dir;
+    }
+    for (const char* other : {"/", "/a/key", "/a/c", "/a/b/secret/x", "/ab"})
+        EXPECT_FALSE(lookup_path(c, CORDON_PATH_GUARD, other).has_value()) << other;
 }
 
 // Longest match and ties, decided exactly as the kernel's LPM lookup would.
@@ -349,7 +371,7 @@ std::string many_rules_policy(size_t paths, size_t nets)
 TEST(Limits, TenThousandPathAndNetworkRulesCompile)
 {
     const auto c = compile_ok(many_rules_policy(10'000, 10'000));
-    EXPECT_EQ(c.paths.size(), 10'000u);
+    EXPECT_EQ(c.paths.size(), 10'000u + 1); // and one guard entry for /opt, which all share
     EXPECT_EQ(c.nets.size(), 10'000u);
 }
 

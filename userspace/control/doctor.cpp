@@ -17,14 +17,22 @@ BackendPromise backend_promise(cordon_backend b)
                 {
                     "exec: a denied execve() fails with EPERM; decided on the resolved file "
                     "(symlinks, relative paths and /proc/self/fd change nothing)",
-                    "files: denied opens, creations, unlinks, renames, hard links and truncations "
-                    "fail with EPERM before any effect",
+                    "paths: only a path that reaches the agent's mount namespace root through "
+                    "attached mounts is trusted; detached trees, other namespaces, memfds and "
+                    "disconnected file handles are denied",
+                    "files: denied opens, creations, unlinks, renames, hard links, truncations, "
+                    "chmod and chown fail with EPERM before any effect; a link or rename may give "
+                    "no name more rights, and directories above protected paths stay in place",
                     "network: a denied connect() or UDP sendmsg() (IPv4 and IPv6) fails with "
-                    "EPERM",
+                    "EPERM; raw and ICMP echo sockets are refused unless the policy allows them",
+                    "unix sockets: connecting or sending to one is a write to its path; abstract "
+                    "sockets follow network.unix_abstract",
+                    "seccomp layer: no namespaces, mount API, bpf(), perf, file handles, foreign "
+                    "ABIs or module loading, unless the policy reopens them",
                     "kill switch: every process of a killed agent, forks included, is refused "
-                    "from that instant",
+                    "from that instant; cordon kills from the kernel's flag, not from events",
                     "tamper: agents cannot call bpf(), ptrace outside their agent, signal "
-                    "cordon, write cgroupfs or bpffs, mount, or pivot_root",
+                    "cordon, write cgroupfs or bpffs, mount, pivot_root or create user namespaces",
                 },
             .limits =
                 {
@@ -32,6 +40,9 @@ BackendPromise backend_promise(cordon_backend b)
                     "the loader in exec rules and treat interpreters as exec-capable",
                     "hard links that existed before the agent started are other paths to the "
                     "same file (docs/enforcement.md)",
+                    "bind() and listen() are not decided: an agent can accept connections",
+                    "utimensat, setxattr and removexattr on write-denied files are not decided",
+                    "seccomp refusals are EPERM to the agent and are not recorded as events",
                 },
         };
     case CORDON_BACKEND_COMPAT:
@@ -41,18 +52,28 @@ BackendPromise backend_promise(cordon_backend b)
                     "exec: a denied program is SIGKILLed after the kernel loaded it and before "
                     "its first instruction runs",
                     "files: a process that opens a denied file is SIGKILLed before the open "
-                    "returns to user space",
+                    "returns to user space; unresolvable paths (detached trees, memfds, other "
+                    "namespaces) are denied",
+                    "unix sockets: a process whose connect() reached a socket it may not write "
+                    "is SIGKILLed before connect returns",
                     "network: a denied connect() or UDP sendmsg() (IPv4 and IPv6) fails with "
-                    "EPERM",
+                    "EPERM; raw and ICMP echo sockets are refused unless the policy allows them",
+                    "seccomp layer: no namespaces, mount API, bpf(), perf, file handles, foreign "
+                    "ABIs, io_uring, descriptor-table sharing or module loading, unless the "
+                    "policy reopens them",
                     "kill switch: every process of a killed agent, forks included, is refused "
-                    "from that instant",
+                    "from that instant; cordon kills from the kernel's flag, not from events",
                 },
             .limits =
                 {
                     "the open itself happens: O_CREAT may create and O_TRUNC truncate a file "
                     "before the process is killed",
-                    "unlink, rename, link, truncate(2) and io_uring opens are not seen, so a "
-                    "file can be moved to an allowed name",
+                    "unlink, rename, link, truncate(2), chmod and chown are not seen, so a file "
+                    "can be moved to an allowed name",
+                    "Unix datagrams sent with an address and no connect() are not seen",
+                    "threads of a process whose open is denied share its descriptors until "
+                    "SIGKILL lands",
+                    "bind() and listen() are not decided: an agent can accept connections",
                     "a denied exec is not an error return: the caller sees its child die of "
                     "SIGKILL",
                     "no tamper protection: an agent running as root can unload cordon's "

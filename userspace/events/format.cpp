@@ -25,6 +25,10 @@ std::string_view hook_name(std::uint16_t hook)
     case CORDON_HOOK_FILE_LINK: return "link";
     case CORDON_HOOK_FILE_TRUNCATE: return "truncate";
     case CORDON_HOOK_TAMPER: return "tamper";
+    case CORDON_HOOK_SOCKET: return "socket";
+    case CORDON_HOOK_UNIX_CONNECT: return "unix_connect";
+    case CORDON_HOOK_UNIX_SEND: return "unix_send";
+    case CORDON_HOOK_FILE_SETATTR: return "setattr";
     default: return "unknown";
     }
 }
@@ -62,9 +66,29 @@ std::string object_text(const Event& e)
     if (is_net(e.header().hook))
         return fmt::format(fmt::runtime(b.family == 6 ? "[{}]:{}/{}" : "{}:{}/{}"), address(b),
                            b.port, b.protocol == CORDON_PROTO_UDP ? "udp" : "tcp");
+    if (e.header().hook == CORDON_HOOK_SOCKET)
+        return fmt::format("raw/icmp ipv{} protocol {}", b.family, b.protocol);
     if (b.path[0])
         return b.path;
     return "";
+}
+
+std::string source_text(const Event& e, const RuleNamer& rule)
+{
+    const auto& h = e.header();
+    if (h.rule_id)
+        if (auto src = rule(h.rule_id); !src.empty())
+            return src;
+    // Decisions that no rule line makes.
+    if (h.hook == CORDON_HOOK_TAMPER)
+        return "tamper protection";
+    if (h.hook == CORDON_HOOK_SOCKET)
+        return "network.raw_sockets";
+    if (e.body.path[0] == '@')
+        return "network.unix_abstract";
+    if (std::string_view(e.body.path) == CORDON_UNRESOLVABLE)
+        return "path not resolvable in the agent's mount namespace";
+    return "agent killed";
 }
 
 std::string event_line(const Event& e, const RuleNamer& rule)
@@ -75,9 +99,7 @@ std::string event_line(const Event& e, const RuleNamer& rule)
         what += e.body.access == (CORDON_ACCESS_READ | CORDON_ACCESS_WRITE) ? " read+write"
                 : e.body.access & CORDON_ACCESS_WRITE                      ? " write"
                                                                            : " read";
-    std::string src = h.rule_id ? rule(h.rule_id) : "";
-    if (src.empty())
-        src = h.hook == CORDON_HOOK_TAMPER ? "tamper protection" : "agent killed";
+    const std::string src = source_text(e, rule);
     std::string obj = object_text(e);
     return fmt::format("{} {}{}{} ({}) pid {}", verdict_name(h.verdict), what,
                        obj.empty() ? "" : " ", obj, src, h.tgid);
@@ -99,12 +121,15 @@ std::string event_json(const Event& e, const RuleNamer& rule, std::string_view a
                         {"hook", hook_name(h.hook)},
                         {"verdict", verdict_name(h.verdict)},
                         {"rule_id", h.rule_id},
-                        {"rule", h.rule_id ? rule(h.rule_id) : ""},
+                        {"rule", source_text(e, rule)},
                         {"backend", h.backend == CORDON_BACKEND_LSM ? "lsm" : "compat"}};
     if (is_net(h.hook)) {
         j["address"] = address(e.body);
         j["port"] = e.body.port;
         j["protocol"] = e.body.protocol == CORDON_PROTO_UDP ? "udp" : "tcp";
+    } else if (h.hook == CORDON_HOOK_SOCKET) {
+        j["family"] = e.body.family;
+        j["ip_protocol"] = e.body.protocol;
     } else if (e.body.path[0]) {
         j["path"] = e.body.path;
         if (e.body.access)

@@ -17,6 +17,8 @@ std::string object_text(const Event& e);              ///< path, or address:port
 /// Names a rule id as "file:line" (or "" when unknown).
 using RuleNamer = std::function<std::string(std::uint32_t rule_id)>;
 
+/// What decided: the rule's "file:line", or the policy word or guard that decides without a rule.
+std::string source_text(const Event& e, const RuleNamer& rule);
 /// `deny exec /usr/bin/curl (policies/coding-agent.yaml:14) pid 4242`
 std::string event_line(const Event& e, const RuleNamer& rule);
 /// One JSON object, no newline.

@@ -49,7 +49,15 @@ public:
         path_class(p_.files, CORDON_PATH_READ, kRead);
         path_class(p_.files, CORDON_PATH_WRITE, kWrite);
         implied_dirs();
+        guarded_ancestors(p_.exec);
+        guarded_ancestors(p_.files);
         network();
+        if (path_entries_.size() > CORDON_MAX_PATH_ENTRIES)
+            error_at({.line = 1, .column = 1},
+                     "the policy compiles to " + std::to_string(path_entries_.size()) +
+                         " path entries (rules, their directories and the directories above "
+                         "them); expected at most " + std::to_string(CORDON_MAX_PATH_ENTRIES) +
+                         ": use fewer or shallower path rules");
         for (const auto& [key, value] : path_entries_) {
             cordon_path_key k{};
             std::memcpy(&k, key.data(), sizeof(k));
@@ -74,6 +82,7 @@ private:
         s.file_default = static_cast<__u8>(p_.files.default_action);
         s.net_default = static_cast<__u8>(p_.network.default_action);
         s.raw_sockets = static_cast<__u8>(p_.raw_sockets);
+        s.unix_abstract = static_cast<__u8>(p_.unix_abstract);
         s.mode = p_.mode == Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
         s.trace_all = p_.trace == Trace::All ? 1 : 0;
         s.ntiers = static_cast<__u8>(p_.trust.tiers.size());
@@ -123,6 +132,30 @@ private:
     {
         for (const auto& [cls, bytes, v] : implied_)
             path_entries_.emplace(bytes_of(path_key(out_.policy_id, cls, bytes)), v);
+    }
+
+    // Renaming a directory moves everything below it: "/a" renamed takes "/a/secret/" out of
+    // its rule's reach. Every directory above a rule's path, and a directory rule's own
+    // directory, gets a guard entry; the kernel refuses agents a rename of a guarded directory.
+    void guarded_ancestors(const RuleClass<PathRule>& rc)
+    {
+        for (const auto& r : rc.rules) {
+            const std::string dir = r.dir ? r.path.substr(0, r.path.size() - 1) : r.path;
+            for (size_t at = dir.find('/', 1); ; at = dir.find('/', at + 1)) {
+                const std::string anc = at == std::string::npos ? dir : dir.substr(0, at);
+                if (at == std::string::npos && !r.dir)
+                    break; // a file rule's own name is decided by its write rule
+                if (!anc.empty())
+                    path_entries_.emplace(
+                        bytes_of(path_key(out_.policy_id, CORDON_PATH_GUARD, anc + '\0')),
+                        cordon_path_value{.rule_id = r.id,
+                                          .action = static_cast<__u8>(Action::Deny),
+                                          .min_tier = 0,
+                                          ._pad0 = 0});
+                if (at == std::string::npos)
+                    break;
+            }
+        }
     }
 
     void network()

@@ -147,6 +147,8 @@ struct Policy {
     RuleClass<NetRule> network;
     /// Raw sockets, ICMP echo ("ping") sockets and packet sockets, which bypass address rules.
     Action raw_sockets = Action::Deny;
+    /// Abstract-namespace Unix sockets, which have no path for files rules to name.
+    Action unix_abstract = Action::Deny;
     std::uint32_t refresh_seconds = 300; ///< how often host rules are resolved again
     Hardening hardening;
     Trust trust;

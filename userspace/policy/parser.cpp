@@ -795,11 +795,15 @@ private:
         if (!expect_map(n, "network"))
             return;
         auto& net = p_.network;
-        const auto k = keys(n, "network", {"default", "rules", "refresh", "raw_sockets"});
+        const auto k = keys(n, "network",
+                            {"default", "rules", "refresh", "raw_sockets", "unix_abstract"});
         parse_default(k, n, "network", net.default_action, net.default_rule_id, net.default_pos);
         if (auto* r = optional(k, "raw_sockets"))
             if (auto v = action(*r, "network.raw_sockets action"))
                 p_.raw_sockets = *v;
+        if (auto* r = optional(k, "unix_abstract"))
+            if (auto v = action(*r, "network.unix_abstract action"))
+                p_.unix_abstract = *v;
         if (auto* r = optional(k, "refresh"))
             if (auto x = number(*r, "network.refresh (seconds)", 10, 86400))
                 p_.refresh_seconds = *x;

@@ -109,6 +109,9 @@ std::string show_text(const Policy& p)
     out += "\n" + header("files", p.files) + path_rules_text(p, p.files, true);
     out += "\n" + header("network", p.network);
     out += fmt::format("  raw, ICMP echo and packet sockets: {}\n", action_name(p.raw_sockets));
+    out += fmt::format("  abstract Unix sockets: {}; path-named Unix sockets: as a write to "
+                       "their path (files)\n",
+                       action_name(p.unix_abstract));
     for (const auto& r : p.network.rules) {
         std::string what = r.cidr ? cidr_text(*r.cidr) : r.host;
         out += fmt::format("  line {:<5} {:<6} {:<40} ports {}  {}{}\n", r.pos.line,
@@ -173,6 +176,7 @@ std::string show_json(const Policy& p)
           {"default_source", pos_json(p.network.default_pos)},
           {"refresh_seconds", p.refresh_seconds},
           {"raw_sockets", action_name(p.raw_sockets)},
+          {"unix_abstract", action_name(p.unix_abstract)},
           {"rules", net}}},
     };
     return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
