@@ -29,10 +29,13 @@
  *                          above and a denial SIGKILLs the process before it can use the
  *                          connection. Datagrams sent with an address and no connect() are not
  *                          seen (docs/enforcement.md).
+ *   tp_btf/sys_exit        after listen() succeeds, the socket's local address and port are
+ *                          decided by the inbound rules (net.bpf.h); a denial SIGKILLs.
  *
  * Missing entries: a task whose cgroup is not an agent is allowed (see cordon.bpf.h).
  */
 #include "path.bpf.h"
+#include "net.bpf.h"
 
 #define FMODE_READ 0x1
 #define FMODE_WRITE 0x2
@@ -287,8 +290,10 @@ int BPF_PROG(file_guard_unix_may_send, struct socket *sock, struct socket *other
 		cordon_check_unix(&c, CORDON_HOOK_UNIX_SEND, BPF_CORE_READ(other, sk)));
 }
 
-/* x86_64 syscall numbers of the calls that return a new descriptor for a named file, and connect. */
+/* x86_64 syscall numbers of the calls that return a new descriptor for a named file, connect and
+ * listen. */
 #define NR_connect 42
+#define NR_listen 50
 #define NR_open 2
 #define NR_creat 85
 #define NR_openat 257
@@ -334,6 +339,25 @@ static __always_inline void compat_unix_connect(struct cordon_ctx *c, long fd)
 		bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
 }
 
+/*
+ * compat: a listen() that succeeded is decided by the inbound rules on the socket's address (now
+ * bound: an unbound socket was given the wildcard address and a port); a denial SIGKILLs the
+ * process before it can accept anything.
+ */
+static __always_inline void compat_listen(struct cordon_ctx *c, long fd)
+{
+	struct file *file = current_fd_file(fd);
+	struct socket *sock;
+	struct sock *sk;
+
+	if (!file)
+		return;
+	sock = BPF_CORE_READ(file, private_data);
+	sk = BPF_CORE_READ(sock, sk);
+	if (sk && net_refused(net_decide_listen(c, sk)))
+		bpf_send_signal(SIGKILL);
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -347,12 +371,16 @@ int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	nr = BPF_CORE_READ(regs, orig_ax);
 	if (nr != NR_openat && nr != NR_open && nr != NR_creat && nr != NR_openat2 &&
-	    nr != NR_open_by_handle_at && nr != NR_connect)
+	    nr != NR_open_by_handle_at && nr != NR_connect && nr != NR_listen)
 		return 0;
 	if (!cordon_enter(&c))
 		return 0;
 	if (nr == NR_connect) {
 		compat_unix_connect(&c, BPF_CORE_READ(regs, di));
+		return 0;
+	}
+	if (nr == NR_listen) {
+		compat_listen(&c, BPF_CORE_READ(regs, di));
 		return 0;
 	}
 	file = current_fd_file(ret);

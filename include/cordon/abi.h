@@ -54,6 +54,8 @@ enum cordon_hook {
 	CORDON_HOOK_UNIX_CONNECT = 14, /**< connect() to a Unix socket (a write to its path) */
 	CORDON_HOOK_UNIX_SEND = 15,  /**< a datagram to a Unix socket (a write to its path) */
 	CORDON_HOOK_FILE_SETATTR = 16, /**< chmod, chown (metadata changes are writes) */
+	CORDON_HOOK_LISTEN = 17,     /**< listen() on a TCP socket, by its local address and port */
+	CORDON_HOOK_BIND = 18,       /**< bind() of a UDP socket, by the local address and port */
 	CORDON_HOOK_MAX,
 };
 
@@ -212,6 +214,10 @@ struct cordon_path_value {
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_path_value) == 8, "cordon_path_value layout changed");
 
+/* Set in cordon_net_key.family for network.inbound rules (local addresses an agent may listen
+ * or bind on), which share the trie with the outbound rules. */
+#define CORDON_NET_INBOUND 0x80
+
 /**
  * Key of the cordon_net_rules LPM trie. prefixlen counts bits from policy_id on: 40 + the CIDR
  * length. IPv4 addresses fill addr[0..3]; family keeps an IPv6 ::/0 rule from covering IPv4.
@@ -219,7 +225,7 @@ CORDON_STATIC_ASSERT(sizeof(struct cordon_path_value) == 8, "cordon_path_value l
 struct cordon_net_key {
 	__u32 prefixlen; /**< 40 + CIDR prefix length */
 	__u32 policy_id; /**< compiled policy this rule belongs to */
-	__u8 family;     /**< 4 or 6 */
+	__u8 family;     /**< 4 or 6, | CORDON_NET_INBOUND for inbound rules */
 	__u8 addr[16];   /**< network address, big-endian, zero beyond the prefix */
 	__u8 _pad0[3];   /**< zero; not part of any prefix */
 };
@@ -266,8 +272,11 @@ struct cordon_policy {
 	__u32 initial_score;        /**< score a new agent starts with (0..1000) */
 	__u32 recovery_per_minute;  /**< points regained per minute without denials (userspace) */
 	__u32 tier_min_score[CORDON_MAX_TIERS]; /**< ascending; tier i holds scores >= [i] */
+	__u32 inbound_default_rule_id; /**< rule table entry of network.inbound.default */
+	__u8 inbound_default;       /**< enum cordon_action when no inbound rule matches */
+	__u8 _pad1[3];              /**< zero */
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_policy) == 64, "cordon_policy layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_policy) == 72, "cordon_policy layout changed");
 
 /** A full decision record: the header, then what was accessed. */
 struct cordon_event {

@@ -139,6 +139,41 @@ int send_to(int type, int protocol, const char* addr, const void* msg, size_t le
     return r;
 }
 
+// A TCP socket that listens, bound first to `addr` (IPv4 or IPv6 text) unless addr is null.
+int listen_on(int family, const char* addr)
+{
+    const int s = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (addr && family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        a->sin_family = AF_INET;
+        ::inet_pton(AF_INET, addr, &a->sin_addr);
+        len = sizeof(*a);
+    } else if (addr) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        a->sin6_family = AF_INET6;
+        ::inet_pton(AF_INET6, addr, &a->sin6_addr);
+        len = sizeof(*a);
+    }
+    if (addr && ::bind(s, reinterpret_cast<sockaddr*>(&ss), len) != 0)
+        return errno;
+    const int r = result(::listen(s, 4));
+    ::close(s);
+    return r;
+}
+
+int udp_bind(const char* addr)
+{
+    const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    ::inet_pton(AF_INET, addr, &a.sin_addr);
+    const int r = result(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)));
+    ::close(s);
+    return r;
+}
+
 // An exec that works only if the kernel lets it: the child runs /usr/bin/true's image.
 int exec_fd_relative(int dirfd, const char* name, int flags)
 {
@@ -487,6 +522,30 @@ const Trick kTricks[] = {
      .unguarded = kWorks,
      .lsm = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr},
      .compat = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr}},
+    // ---- inbound: without network.inbound, an agent listens and binds on loopback only --------
+    {.name = "ListenOnWildcardAddress", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env&) { return listen_on(AF_INET, "0.0.0.0"); },
+     .unguarded = kWorks,
+     .lsm = {.exit = kEperm, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr},
+     .compat = {.exit = kKilled, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr}},
+    {.name = "ListenOnIpv6WildcardAddress", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env&) { return listen_on(AF_INET6, "::"); },
+     .unguarded = kWorks,
+     .lsm = {.exit = kEperm, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr},
+     .compat = {.exit = kKilled, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr}},
+    {.name = "ListenWithoutBindListensEverywhere", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env&) { return listen_on(AF_INET, nullptr); },
+     .unguarded = kWorks,
+     .lsm = {.exit = kEperm, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr},
+     .compat = {.exit = kKilled, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr}},
+    {.name = "ListenOnLoopbackIsAllowed", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env&) { return listen_on(AF_INET, "127.0.0.1"); },
+     .unguarded = kWorks, .lsm = runs(), .compat = runs()},
+    {.name = "UdpBindOnWildcardAddress", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env&) { return udp_bind("0.0.0.0"); },
+     .unguarded = kWorks,
+     .lsm = {.exit = kEperm, .event = CORDON_HOOK_BIND, .event_path = nullptr, .skip = nullptr},
+     .compat = {.exit = kEperm, .event = CORDON_HOOK_BIND, .event_path = nullptr, .skip = nullptr}},
     {.name = "UdpLiteToTcpOnlyAddress", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env&) { return send_to(SOCK_DGRAM, IPPROTO_UDPLITE, "127.0.0.5", "x", 1); },
      .unguarded = kWorks,

@@ -142,6 +142,14 @@ TEST(Compiler, DirectoryRuleAlsoDecidesTheDirectoryItself)
     EXPECT_FALSE(lookup_path(c, CORDON_PATH_READ, "/srv/database").has_value());
 }
 
+// Entries of the outbound network rules (inbound ones carry CORDON_NET_INBOUND).
+size_t outbound(const CompiledPolicy& c)
+{
+    return static_cast<size_t>(std::count_if(c.nets.begin(), c.nets.end(), [](const auto& e) {
+        return !(e.first.family & CORDON_NET_INBOUND);
+    }));
+}
+
 // Renaming a directory at or above a rule's path would carry what the rule protects to a name no
 // rule covers: each such directory gets a guard entry naming the rule; nothing else does.
 TEST(Compiler, GuardEntriesCoverEveryDirectoryAtOrAboveARulePath)
@@ -318,13 +326,40 @@ TEST(Compiler, HostRulesCompileToTheirResolvedAddresses)
     FakeResolver resolver;
     EXPECT_TRUE(resolve_hosts(*r.policy, resolver).empty());
     const auto c = compile(*r.policy, 1).compiled.value();
-    ASSERT_EQ(c.nets.size(), 2u);
+    ASSERT_EQ(outbound(c), 2u);
     std::string why;
     const auto v4 = parse_cidr("192.0.2.10", why).value();
     const auto v6 = parse_cidr("2001:db8::10", why).value();
     EXPECT_EQ(lookup_net(c, 4, v4.addr, 443, kTcp).value().action, CORDON_ACTION_ALLOW);
     EXPECT_EQ(lookup_net(c, 6, v6.addr, 443, kTcp).value().action, CORDON_ACTION_ALLOW);
     EXPECT_FALSE(lookup_net(c, 4, v4.addr, 80, kTcp).has_value());
+}
+
+// Inbound rules (where an agent may listen or bind) live beside the outbound ones, marked, and
+// never decide a connection; without network.inbound only loopback is allowed.
+TEST(Compiler, InboundRulesAreKeptApartAndDefaultToLoopback)
+{
+    std::string why;
+    const auto lo = parse_cidr("127.0.0.1", why).value();
+    const auto any = parse_cidr("0.0.0.0", why).value();
+    const auto lo6 = parse_cidr("::1", why).value();
+    const auto implied = compile_ok(net_spec("      - {cidr: 0.0.0.0/0, action: allow}\n"));
+    EXPECT_EQ(lookup_net(implied, 4 | CORDON_NET_INBOUND, lo.addr, 8080, kTcp).value().action,
+              CORDON_ACTION_ALLOW);
+    EXPECT_EQ(lookup_net(implied, 6 | CORDON_NET_INBOUND, lo6.addr, 8080, kTcp).value().action,
+              CORDON_ACTION_ALLOW);
+    EXPECT_FALSE(lookup_net(implied, 4 | CORDON_NET_INBOUND, any.addr, 8080, kTcp).has_value());
+    EXPECT_EQ(implied.settings.inbound_default, CORDON_ACTION_DENY);
+
+    const auto c = compile_ok(with_spec(
+        "  exec:\n    default: deny\n  files:\n    default: allow\n  network:\n"
+        "    default: deny\n    inbound:\n      default: audit\n      rules:\n"
+        "        - {cidr: 0.0.0.0/32, ports: [8000-8999], protocol: tcp, action: allow}\n"));
+    EXPECT_EQ(c.settings.inbound_default, CORDON_ACTION_AUDIT);
+    EXPECT_EQ(lookup_net(c, 4 | CORDON_NET_INBOUND, any.addr, 8080, kTcp).value().action,
+              CORDON_ACTION_ALLOW);
+    EXPECT_FALSE(lookup_net(c, 4 | CORDON_NET_INBOUND, lo.addr, 8080, kTcp).has_value());
+    EXPECT_FALSE(lookup_net(c, 4, any.addr, 8080, kTcp).has_value()) << "not an outbound rule";
 }
 
 TEST(Compiler, UnresolvableHostOnAnAllowRuleAllowsNothingAndWarns)
@@ -338,7 +373,7 @@ TEST(Compiler, UnresolvableHostOnAnAllowRuleAllowsNothingAndWarns)
     EXPECT_EQ(warnings[0].str(), "p.yaml:13:16: host 'nowhere.invalid' does not resolve (Name or "
                                  "service not known); this allow rule allows nothing until it "
                                  "resolves");
-    EXPECT_TRUE(compile(*r.policy, 1).compiled.value().nets.empty());
+    EXPECT_EQ(outbound(compile(*r.policy, 1).compiled.value()), 0u);
 }
 
 TEST(Compiler, UnresolvableHostOnADenyRuleIsAnError)
@@ -372,7 +407,7 @@ TEST(Limits, TenThousandPathAndNetworkRulesCompile)
 {
     const auto c = compile_ok(many_rules_policy(10'000, 10'000));
     EXPECT_EQ(c.paths.size(), 10'000u + 1); // and one guard entry for /opt, which all share
-    EXPECT_EQ(c.nets.size(), 10'000u);
+    EXPECT_EQ(outbound(c), 10'000u);
 }
 
 TEST(Limits, OneRuleOverTheLimitIsRefusedWhole)

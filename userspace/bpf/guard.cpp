@@ -123,6 +123,11 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     {
         bpf_program__set_autoload(p, is_lsm(p) == lsm);
     }
+    bpf_object__for_each_program(p, d.net.object())
+    {
+        if (is_lsm(p))
+            bpf_program__set_autoload(p, lsm);
+    }
     if (lsm) {
         d.tamper.emplace(Skeleton<tamper_guard_bpf>::open());
         d.configure(*d.tamper, opts);

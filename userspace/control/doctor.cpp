@@ -25,6 +25,8 @@ BackendPromise backend_promise(cordon_backend b)
                     "no name more rights, and directories above protected paths stay in place",
                     "network: a denied connect() or UDP sendmsg() (IPv4 and IPv6) fails with "
                     "EPERM; raw and ICMP echo sockets are refused unless the policy allows them",
+                    "inbound: listen() and UDP bind() outside network.inbound (default: "
+                    "loopback) fail with EPERM",
                     "unix sockets: connecting or sending to one is a write to its path; abstract "
                     "sockets follow network.unix_abstract",
                     "seccomp layer: no namespaces, mount API, bpf(), perf, file handles, foreign "
@@ -40,7 +42,8 @@ BackendPromise backend_promise(cordon_backend b)
                     "the loader in exec rules and treat interpreters as exec-capable",
                     "hard links that existed before the agent started are other paths to the "
                     "same file (docs/enforcement.md)",
-                    "bind() and listen() are not decided: an agent can accept connections",
+                    "a UDP socket that sends without bind() receives on a kernel-chosen port "
+                    "with no inbound decision",
                     "utimensat, setxattr and removexattr on write-denied files are not decided",
                     "seccomp refusals are EPERM to the agent and are not recorded as events",
                 },
@@ -56,6 +59,8 @@ BackendPromise backend_promise(cordon_backend b)
                     "namespaces) are denied",
                     "unix sockets: a process whose connect() reached a socket it may not write "
                     "is SIGKILLed before connect returns",
+                    "inbound: UDP bind() outside network.inbound fails with EPERM; a process "
+                    "whose listen() is outside it is SIGKILLed before listen returns",
                     "network: a denied connect() or UDP sendmsg() (IPv4 and IPv6) fails with "
                     "EPERM; raw and ICMP echo sockets are refused unless the policy allows them",
                     "seccomp layer: no namespaces, mount API, bpf(), perf, file handles, foreign "
@@ -73,7 +78,8 @@ BackendPromise backend_promise(cordon_backend b)
                     "Unix datagrams sent with an address and no connect() are not seen",
                     "threads of a process whose open is denied share its descriptors until "
                     "SIGKILL lands",
-                    "bind() and listen() are not decided: an agent can accept connections",
+                    "a denied listen() has listened for the instant before SIGKILL; a UDP socket "
+                    "that sends without bind() receives on a kernel-chosen port",
                     "a denied exec is not an error return: the caller sees its child die of "
                     "SIGKILL",
                     "no tamper protection: an agent running as root can unload cordon's "

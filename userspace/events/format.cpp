@@ -29,6 +29,8 @@ std::string_view hook_name(std::uint16_t hook)
     case CORDON_HOOK_UNIX_CONNECT: return "unix_connect";
     case CORDON_HOOK_UNIX_SEND: return "unix_send";
     case CORDON_HOOK_FILE_SETATTR: return "setattr";
+    case CORDON_HOOK_LISTEN: return "listen";
+    case CORDON_HOOK_BIND: return "bind";
     default: return "unknown";
     }
 }
@@ -48,7 +50,8 @@ namespace {
 
 bool is_net(std::uint16_t hook)
 {
-    return hook >= CORDON_HOOK_CONNECT4 && hook <= CORDON_HOOK_SENDMSG6;
+    return (hook >= CORDON_HOOK_CONNECT4 && hook <= CORDON_HOOK_SENDMSG6) ||
+           hook == CORDON_HOOK_LISTEN || hook == CORDON_HOOK_BIND;
 }
 
 std::string address(const cordon_event& b)

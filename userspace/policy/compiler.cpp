@@ -51,7 +51,11 @@ public:
         implied_dirs();
         guarded_ancestors(p_.exec);
         guarded_ancestors(p_.files);
-        network();
+        network(p_.network, 0);
+        network(p_.inbound, CORDON_NET_INBOUND);
+        std::sort(out_.nets.begin(), out_.nets.end(), [](const auto& a, const auto& b) {
+            return std::memcmp(&a.first, &b.first, sizeof(a.first)) < 0;
+        });
         if (path_entries_.size() > CORDON_MAX_PATH_ENTRIES)
             error_at({.line = 1, .column = 1},
                      "the policy compiles to " + std::to_string(path_entries_.size()) +
@@ -91,6 +95,8 @@ private:
         s.exec_default_rule_id = p_.exec.default_rule_id;
         s.file_default_rule_id = p_.files.default_rule_id;
         s.net_default_rule_id = p_.network.default_rule_id;
+        s.inbound_default = static_cast<__u8>(p_.inbound.default_action);
+        s.inbound_default_rule_id = p_.inbound.default_rule_id;
         s.initial_score = p_.trust.initial;
         s.recovery_per_minute = p_.trust.recovery_per_minute;
         for (size_t i = 0; i < p_.trust.tiers.size() && i < CORDON_MAX_TIERS; ++i)
@@ -158,10 +164,11 @@ private:
         }
     }
 
-    void network()
+    // One rule class into the network trie; inbound rules carry CORDON_NET_INBOUND in family.
+    void network(const RuleClass<NetRule>& rc, std::uint8_t family_flag)
     {
         std::map<GroupKey, std::vector<SlotSource>> groups;
-        for (const auto& r : p_.network.rules) {
+        for (const auto& r : rc.rules) {
             std::vector<Cidr> cidrs = r.cidr ? std::vector<Cidr>{*r.cidr} : r.resolved;
             const std::vector<PortRange> ports =
                 r.ports.empty() ? std::vector<PortRange>{{.lo = 0, .hi = 65535}} : r.ports;
@@ -208,7 +215,7 @@ private:
             cordon_net_key k{};
             k.prefixlen = static_cast<__u32>(40 + prefix);
             k.policy_id = out_.policy_id;
-            k.family = static_cast<__u8>(family);
+            k.family = static_cast<__u8>(family | family_flag);
             std::memcpy(k.addr, addr.data(), family == 4 ? 4 : 16);
             cordon_net_value v{};
             v.nslots = static_cast<__u32>(all.size());
@@ -216,9 +223,6 @@ private:
                 v.slots[i] = all[i].slot;
             out_.nets.emplace_back(k, v);
         }
-        std::sort(out_.nets.begin(), out_.nets.end(), [](const auto& a, const auto& b) {
-            return std::memcmp(&a.first, &b.first, sizeof(a.first)) < 0;
-        });
     }
 
     // Two entries on one prefix that overlap in ports and protocol, are equally narrow, and

@@ -61,8 +61,9 @@ std::optional<cordon_net_slot> lookup_net(const CompiledPolicy& c, int family,
     cordon_net_key probe{};
     probe.policy_id = c.policy_id;
     probe.family = static_cast<__u8>(family);
-    std::memcpy(probe.addr, addr.data(), family == 4 ? 4 : 16);
-    probe.prefixlen = 40 + (family == 4 ? 32 : 128);
+    const bool v4 = (family & ~CORDON_NET_INBOUND) == 4;
+    std::memcpy(probe.addr, addr.data(), v4 ? 4 : 16);
+    probe.prefixlen = 40 + (v4 ? 32 : 128);
     const auto* v = longest_match(c.nets, probe);
     if (!v)
         return std::nullopt;

@@ -145,6 +145,10 @@ struct Policy {
     RuleClass<PathRule> exec;
     RuleClass<PathRule> files;
     RuleClass<NetRule> network;
+    /// Where an agent may listen (TCP) or bind (UDP): local addresses and ports. Without a
+    /// network.inbound section: loopback only (implied rules, shown by `policy show`).
+    RuleClass<NetRule> inbound;
+    bool inbound_implied = true;
     /// Raw sockets, ICMP echo ("ping") sockets and packet sockets, which bypass address rules.
     Action raw_sockets = Action::Deny;
     /// Abstract-namespace Unix sockets, which have no path for files rules to name.

@@ -447,6 +447,8 @@ private:
             resolve(r);
         for (auto& r : p_.network.rules)
             resolve(r);
+        for (auto& r : p_.inbound.rules)
+            resolve(r);
     }
 
     // ---- sections ---------------------------------------------------------------------------
@@ -795,8 +797,8 @@ private:
         if (!expect_map(n, "network"))
             return;
         auto& net = p_.network;
-        const auto k = keys(n, "network",
-                            {"default", "rules", "refresh", "raw_sockets", "unix_abstract"});
+        const auto k = keys(n, "network", {"default", "rules", "refresh", "raw_sockets",
+                                           "unix_abstract", "inbound"});
         parse_default(k, n, "network", net.default_action, net.default_rule_id, net.default_pos);
         if (auto* r = optional(k, "raw_sockets"))
             if (auto v = action(*r, "network.raw_sockets action"))
@@ -807,12 +809,56 @@ private:
         if (auto* r = optional(k, "refresh"))
             if (auto x = number(*r, "network.refresh (seconds)", 10, 86400))
                 p_.refresh_seconds = *x;
-        auto* rules = optional(k, "rules");
-        if (!rules || rules->IsNull() || !expect_seq(*rules, "network.rules"))
+        if (auto* rules = optional(k, "rules"); rules && !rules->IsNull())
+            parse_net_rules(*rules, "network.rules", net, true);
+        if (auto* in = optional(k, "inbound"))
+            parse_inbound(*in);
+        else
+            imply_inbound(pos_of(n));
+    }
+
+    // Without network.inbound an agent may listen on loopback only.
+    void imply_inbound(SourcePos pos)
+    {
+        auto& in = p_.inbound;
+        in.default_action = Action::Deny;
+        in.default_pos = pos;
+        in.default_rule_id = add_source("network.inbound.default (implied)", pos);
+        for (const char* c : {"127.0.0.0/8", "::1/128"}) {
+            std::string why;
+            NetRule r;
+            r.cidr = parse_cidr(c, why);
+            r.action = Action::Allow;
+            r.pos = pos;
+            r.id = add_source("network.inbound (implied)", pos);
+            in.rules.push_back(std::move(r));
+        }
+        p_.inbound_implied = true;
+    }
+
+    void parse_inbound(const YAML::Node& n)
+    {
+        if (!expect_map(n, "network.inbound"))
             return;
-        for (size_t i = 0; i < rules->size(); ++i) {
-            const YAML::Node r = (*rules)[i];
-            const std::string where = "network.rules[" + std::to_string(i) + "]";
+        p_.inbound_implied = false;
+        auto& in = p_.inbound;
+        const auto k = keys(n, "network.inbound", {"default", "rules"});
+        parse_default(k, n, "network.inbound", in.default_action, in.default_rule_id,
+                      in.default_pos);
+        if (auto* rules = optional(k, "rules"); rules && !rules->IsNull())
+            parse_net_rules(*rules, "network.inbound.rules", in, false);
+    }
+
+    // Rules of network.rules (hosts allowed: remote names) or network.inbound.rules (local
+    // addresses: cidr only).
+    void parse_net_rules(const YAML::Node& rules, const std::string& list, RuleClass<NetRule>& out,
+                         bool hosts)
+    {
+        if (!expect_seq(rules, list))
+            return;
+        for (size_t i = 0; i < rules.size(); ++i) {
+            const YAML::Node r = rules[i];
+            const std::string where = list + "[" + std::to_string(i) + "]";
             if (!expect_map(r, where))
                 continue;
             const auto rk = keys(r, where, {"cidr", "host", "ports", "protocol", "action", "tier"});
@@ -821,7 +867,11 @@ private:
             bool ok = true;
             auto* cidr = optional(rk, "cidr");
             auto* host = optional(rk, "host");
-            if ((cidr != nullptr) == (host != nullptr)) {
+            if (host && !hosts) {
+                error(*host, where + " names a host; inbound rules name local addresses: "
+                                     "expected cidr");
+                ok = false;
+            } else if ((cidr != nullptr) == (host != nullptr)) {
                 error(r, where + (cidr ? " has both cidr and host" : " has neither cidr nor host") +
                              "; expected exactly one of them");
                 ok = false;
@@ -862,7 +912,7 @@ private:
             ok &= action_and_tier(rk, r, where, rule);
             rule.id = add_source(where, rule.pos);
             if (ok)
-                net.rules.push_back(std::move(rule));
+                out.rules.push_back(std::move(rule));
         }
     }
 
@@ -873,8 +923,11 @@ private:
             error_at({}, "the policy has " + std::to_string(paths) +
                              " exec and files rules; expected at most " +
                              std::to_string(CORDON_MAX_PATH_RULES));
-        if (p_.network.rules.size() > CORDON_MAX_NET_RULES)
-            error_at({}, "the policy has " + std::to_string(p_.network.rules.size()) +
+        // Implied inbound rules (loopback) are not the author's and do not count.
+        const size_t nets =
+            p_.network.rules.size() + (p_.inbound_implied ? 0 : p_.inbound.rules.size());
+        if (nets > CORDON_MAX_NET_RULES)
+            error_at({}, "the policy has " + std::to_string(nets) +
                              " network rules; expected at most " +
                              std::to_string(CORDON_MAX_NET_RULES));
     }

@@ -83,6 +83,21 @@ nlohmann::json hardening_json(const Hardening& h)
     return {{"no_new_privs", h.no_new_privs}, {"side_doors", doors}};
 }
 
+nlohmann::json inbound_json(const Policy& p)
+{
+    nlohmann::json rules = nlohmann::json::array();
+    for (const auto& r : p.inbound.rules)
+        rules.push_back({{"id", r.id},
+                         {"source", pos_json(r.pos)},
+                         {"cidr", cidr_text(*r.cidr)},
+                         {"ports", ports_text(r.ports)},
+                         {"protocol", protocol_names(r.protocols)},
+                         {"action", action_name(r.action)}});
+    return {{"default", action_name(p.inbound.default_action)},
+            {"implied", p.inbound_implied},
+            {"rules", rules}};
+}
+
 } // namespace
 
 std::string show_text(const Policy& p)
@@ -128,6 +143,13 @@ std::string show_text(const Policy& p)
     if (std::any_of(p.network.rules.begin(), p.network.rules.end(),
                     [](const auto& r) { return !r.host.empty(); }))
         out += fmt::format("  host names are resolved again every {}s\n", p.refresh_seconds);
+    out += fmt::format("\ninbound: listen (tcp) and bind (udp), default {}{}\n",
+                       action_name(p.inbound.default_action),
+                       p.inbound_implied ? " (implied: the policy has no network.inbound)" : "");
+    for (const auto& r : p.inbound.rules)
+        out += fmt::format("  line {:<5} {:<6} {:<40} ports {}  {}{}\n", r.pos.line,
+                           action_name(r.action), cidr_text(*r.cidr), ports_text(r.ports),
+                           protocol_names(r.protocols), tier_text(p, r.tier));
     return out;
 }
 
@@ -177,6 +199,7 @@ std::string show_json(const Policy& p)
           {"refresh_seconds", p.refresh_seconds},
           {"raw_sockets", action_name(p.raw_sockets)},
           {"unix_abstract", action_name(p.unix_abstract)},
+          {"inbound", inbound_json(p)},
           {"rules", net}}},
     };
     return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The network decision, shared by net_guard (sock_addr, sock_create, listen) and file_guard
+ * (compat: listen() at its syscall exit): longest-prefix match on (policy, family, address) in
+ * cordon_net_rules, outbound rules or inbound ones (family | CORDON_NET_INBOUND); the entry's
+ * slots (own rules first, then those of covering prefixes) are tried in order and the first
+ * that matches the port and protocol decides; none matching means the class default.
+ */
+#pragma once
+
+#include "cordon.bpf.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_UDPLITE 136
+#define IPPROTO_MPTCP 262
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define SOCK_RAW 3
+
+static __always_inline __u16 ntoh16(__u16 v)
+{
+	return (v >> 8) | (v << 8);
+}
+
+/* The rule protocol class of an IP protocol; 0 for protocols no rule can name. */
+static __always_inline __u8 net_proto_class(__u32 protocol)
+{
+	switch (protocol) {
+	case IPPROTO_TCP:
+	case IPPROTO_MPTCP:
+		return CORDON_PROTO_TCP;
+	case IPPROTO_UDP:
+	case IPPROTO_UDPLITE:
+		return CORDON_PROTO_UDP;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Fills key->family and key->addr from an IPv4 address or the four words of an IPv6 one (network
+ * order). An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is decided as the IPv4 address it is.
+ */
+static __always_inline void net_key_addr(struct cordon_net_key *key, bool v6, __u32 ip4,
+					 __u32 w0, __u32 w1, __u32 w2, __u32 w3)
+{
+	if (!v6) {
+		key->family = 4;
+		__builtin_memcpy(key->addr, &ip4, 4);
+	} else if (w0 == 0 && w1 == 0 && w2 == 0xffff0000) { /* ::ffff:0:0/96, network order */
+		key->family = 4;
+		__builtin_memcpy(key->addr, &w3, 4);
+	} else {
+		key->family = 6;
+		__builtin_memcpy(key->addr, &w0, 4);
+		__builtin_memcpy(key->addr + 4, &w1, 4);
+		__builtin_memcpy(key->addr + 8, &w2, 4);
+		__builtin_memcpy(key->addr + 12, &w3, 4);
+	}
+}
+
+/*
+ * Decides (key's address, port, proto) for an agent, outbound or inbound, reports it with
+ * `hook`, and applies the side effects (no signal: see cordon_apply_ex). Returns the verdict.
+ */
+static __always_inline __u8 net_decide_key(const struct cordon_ctx *c, struct cordon_net_key *key,
+					   __u16 port, __u8 proto, bool inbound, __u32 hook)
+{
+	struct cordon_rule_hit hit = {};
+	struct cordon_net_value *entry;
+	struct cordon_event *e;
+	__u8 family = key->family, verdict;
+
+	key->policy_id = c->agent->policy_id;
+	key->prefixlen = 40 + (family == 4 ? 32 : 128);
+	if (inbound)
+		key->family |= CORDON_NET_INBOUND;
+	if (inbound) {
+		hit.action = c->policy ? c->policy->inbound_default : CORDON_ACTION_DENY;
+		hit.rule_id = c->policy ? c->policy->inbound_default_rule_id : 0;
+	} else {
+		hit.action = c->policy ? c->policy->net_default : CORDON_ACTION_DENY;
+		hit.rule_id = c->policy ? c->policy->net_default_rule_id : 0;
+	}
+	entry = bpf_map_lookup_elem(&cordon_net_rules, key);
+	if (!proto) {
+		hit.action = CORDON_ACTION_DENY; /* fail closed: a protocol no rule names */
+		hit.rule_id = 0;
+	} else if (entry) {
+		for (int i = 0; i < CORDON_NET_SLOTS; i++) {
+			struct cordon_net_slot *s = &entry->slots[i];
+
+			if (i >= entry->nslots)
+				break;
+			if (port >= s->port_lo && port <= s->port_hi && (s->protocols & proto)) {
+				hit.action = s->action;
+				hit.rule_id = s->rule_id;
+				hit.min_tier = s->min_tier;
+				break;
+			}
+		}
+	}
+	verdict = cordon_verdict(c, &hit);
+	cordon_apply_ex(c, verdict, false); /* no bpf_send_signal in sock_addr programs on 6.1 */
+	if (cordon_should_report(c, verdict)) {
+		e = cordon_event_start(c, hook, verdict, hit.rule_id);
+		if (e) {
+			__builtin_memcpy(e->addr, key->addr, sizeof(e->addr));
+			e->port = port;
+			e->family = family;
+			e->protocol = proto;
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	return verdict;
+}
+
+static __always_inline bool net_refused(__u8 verdict)
+{
+	return verdict == CORDON_VERDICT_DENY || verdict == CORDON_VERDICT_KILL;
+}
+
+/*
+ * listen() on an inet socket: decided by the inbound rules on its local address and port. A
+ * socket that was never bound listens on every address: it is decided as the wildcard address,
+ * port 0 (the kernel picks the port after this hook).
+ */
+static __always_inline __u8 net_decide_listen(const struct cordon_ctx *c, struct sock *sk)
+{
+	struct cordon_net_key key = {};
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u32 w[4] = {};
+
+	if (family != AF_INET && family != AF_INET6)
+		return CORDON_VERDICT_ALLOW; /* Unix sockets: reaching them is decided at connect */
+	if (family == AF_INET6)
+		BPF_CORE_READ_INTO(&w, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
+	net_key_addr(&key, family == AF_INET6, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr), w[0],
+		     w[1], w[2], w[3]);
+	return net_decide_key(c, &key, BPF_CORE_READ(sk, __sk_common.skc_num),
+			      net_proto_class(BPF_CORE_READ(sk, sk_protocol)), true,
+			      CORDON_HOOK_LISTEN);
+}
