@@ -256,6 +256,18 @@ static __always_inline void cordon_apply_ex(const struct cordon_ctx *c, __u8 ver
 	}
 }
 
+/*
+ * compat: a denial carried out at a syscall's exit, after the kernel changed an object that other
+ * processes may share (a connected or listening socket that a forked child also holds). Killing
+ * the caller does not take the object from them, so the whole agent is marked killed (every hook
+ * refuses it from this instant) and cordon empties its cgroup. Fails closed.
+ */
+static __always_inline void cordon_kill_agent(const struct cordon_ctx *c)
+{
+	__sync_fetch_and_or(&c->agent->flags, CORDON_AGENT_F_KILLED);
+	bpf_send_signal(SIGKILL);
+}
+
 static __always_inline void cordon_apply(const struct cordon_ctx *c, __u8 verdict)
 {
 	cordon_apply_ex(c, verdict, true);

@@ -26,11 +26,14 @@
  *                          O_TRUNC truncated it. unlink, rename, link, truncate(2) and io_uring
  *                          opens are not seen (docs/enforcement.md).
  *   tp_btf/sys_exit        after connect() on a Unix socket succeeds, the peer is decided as
- *                          above and a denial SIGKILLs the process before it can use the
- *                          connection. Datagrams sent with an address and no connect() are not
- *                          seen (docs/enforcement.md).
+ *                          above. The connection exists by then and a forked child may share
+ *                          the socket, so a denial kills the whole agent (cordon_kill_agent).
+ *                          Datagrams sent with an address and no connect() are not seen
+ *                          (docs/enforcement.md).
  *   tp_btf/sys_exit        after listen() succeeds, the socket's local address and port are
- *                          decided by the inbound rules (net.bpf.h); a denial SIGKILLs.
+ *                          decided by the inbound rules (net.bpf.h); a denial kills the whole
+ *                          agent, as for connect. (net_guard refuses TCP binds outside the
+ *                          rules beforehand, so only a listen without bind gets here.)
  *
  * Missing entries: a task whose cgroup is not an agent is allowed (see cordon.bpf.h).
  */
@@ -135,32 +138,14 @@ int BPF_PROG(file_guard_path_rmdir, const struct path *dir, struct dentry *dentr
 
 #define RENAME_EXCHANGE (1 << 1)
 
-/* Both names of a rename are writes. */
-SEC("lsm/path_rename")
-int BPF_PROG(file_guard_path_rename, const struct path *old_dir, struct dentry *old_dentry,
-	     const struct path *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
-{
-	struct cordon_ctx c;
-
-	if (ret)
-		return ret;
-	if (!cordon_enter(&c))
-		return 0;
-	if (file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_RENAME, old_dentry,
-						 BPF_CORE_READ(old_dir, mnt), CORDON_ACCESS_WRITE)))
-		return -EPERM;
-	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_RENAME, new_dentry,
-						    BPF_CORE_READ(new_dir, mnt),
-						    CORDON_ACCESS_WRITE));
-}
-
 /*
- * The object may gain no right by its new name, and a guarded directory stays where it is. A
- * second program on the same hook (it runs after the one above and passes on its denial), so
- * that each stays within what the verifier explores.
+ * Both names of a rename are writes, the object may gain no right by its new name, and a guarded
+ * directory stays where it is (cordon_check_rename). One program, so that the write check, the
+ * most direct reason, is the one reported: programs on one hook run in an order the kernel
+ * chooses.
  */
 SEC("lsm/path_rename")
-int BPF_PROG(file_guard_path_rename_rights, const struct path *old_dir, struct dentry *old_dentry,
+int BPF_PROG(file_guard_path_rename, const struct path *old_dir, struct dentry *old_dentry,
 	     const struct path *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
 {
 	struct vfsmount *old_mnt, *new_mnt;
@@ -172,7 +157,11 @@ int BPF_PROG(file_guard_path_rename_rights, const struct path *old_dir, struct d
 		return 0;
 	old_mnt = BPF_CORE_READ(old_dir, mnt);
 	new_mnt = BPF_CORE_READ(new_dir, mnt);
-	if (file_verdict_errno(cordon_check_rename(&c, CORDON_HOOK_FILE_RENAME, old_dentry,
+	if (file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_RENAME, old_dentry, old_mnt,
+						 CORDON_ACCESS_WRITE)) ||
+	    file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_RENAME, new_dentry, new_mnt,
+						 CORDON_ACCESS_WRITE)) ||
+	    file_verdict_errno(cordon_check_rename(&c, CORDON_HOOK_FILE_RENAME, old_dentry,
 						   old_mnt, new_dentry, new_mnt)))
 		return -EPERM;
 	/* An exchange moves the other object too. */
@@ -183,7 +172,7 @@ int BPF_PROG(file_guard_path_rename_rights, const struct path *old_dir, struct d
 	return 0;
 }
 
-/* Both names of a hard link are writes. */
+/* Both names of a hard link are writes, and the new name may grant no right the old lacks. */
 SEC("lsm/path_link")
 int BPF_PROG(file_guard_path_link, struct dentry *old_dentry, const struct path *new_dir,
 	     struct dentry *new_dentry, int ret)
@@ -198,25 +187,10 @@ int BPF_PROG(file_guard_path_link, struct dentry *old_dentry, const struct path 
 	/* A hard link stays on one mount, so the new directory's mount is the old name's too. */
 	mnt = BPF_CORE_READ(new_dir, mnt);
 	if (file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_LINK, old_dentry, mnt,
+						 CORDON_ACCESS_WRITE)) ||
+	    file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_LINK, new_dentry, mnt,
 						 CORDON_ACCESS_WRITE)))
 		return -EPERM;
-	return file_verdict_errno(
-		cordon_check_path(&c, CORDON_HOOK_FILE_LINK, new_dentry, mnt, CORDON_ACCESS_WRITE));
-}
-
-/* The new name may grant no right the old one lacks (second program: see rename). */
-SEC("lsm/path_link")
-int BPF_PROG(file_guard_path_link_rights, struct dentry *old_dentry, const struct path *new_dir,
-	     struct dentry *new_dentry, int ret)
-{
-	struct cordon_ctx c;
-	struct vfsmount *mnt;
-
-	if (ret)
-		return ret;
-	if (!cordon_enter(&c))
-		return 0;
-	mnt = BPF_CORE_READ(new_dir, mnt);
 	return file_verdict_errno(
 		cordon_check_rename(&c, CORDON_HOOK_FILE_LINK, old_dentry, mnt, new_dentry, mnt));
 }
@@ -336,13 +310,13 @@ static __always_inline void compat_unix_connect(struct cordon_ctx *c, long fd)
 	if (!peer)
 		return;
 	if (cordon_check_unix(c, CORDON_HOOK_UNIX_CONNECT, peer) == CORDON_VERDICT_DENY)
-		bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
+		cordon_kill_agent(c); /* the connection exists: see cordon_kill_agent */
 }
 
 /*
  * compat: a listen() that succeeded is decided by the inbound rules on the socket's address (now
- * bound: an unbound socket was given the wildcard address and a port); a denial SIGKILLs the
- * process before it can accept anything.
+ * bound: an unbound socket was given the wildcard address and a port); a denial kills the agent
+ * before the caller can accept anything (a child sharing the socket could: cordon_kill_agent).
  */
 static __always_inline void compat_listen(struct cordon_ctx *c, long fd)
 {
@@ -355,7 +329,7 @@ static __always_inline void compat_listen(struct cordon_ctx *c, long fd)
 	sock = BPF_CORE_READ(file, private_data);
 	sk = BPF_CORE_READ(sock, sk);
 	if (sk && net_refused(net_decide_listen(c, sk)))
-		bpf_send_signal(SIGKILL);
+		cordon_kill_agent(c); /* the socket listens: see cordon_kill_agent */
 }
 
 SEC("tp_btf/sys_exit")

@@ -13,8 +13,9 @@
  *                                      EPERM unless network.raw_sockets allows them. Packet
  *                                      sockets (AF_PACKET) never reach this hook; the seccomp
  *                                      layer refuses them.
- *   cgroup/bind4, cgroup/bind6         bind() of a UDP socket: network.inbound decides the local
- *                                      address and port; EPERM on denial.
+ *   cgroup/bind4, cgroup/bind6         bind() of a UDP socket (and, on compat, of a TCP one):
+ *                                      network.inbound decides the local address and port;
+ *                                      EPERM on denial.
  *   lsm/socket_listen (lsm backend)    listen() on a TCP socket: network.inbound decides its
  *                                      local address and port (unbound: the wildcard); EPERM.
  *                                      On compat, file_guard decides listen() at its exit.
@@ -61,14 +62,16 @@ static __always_inline int net_decide(struct bpf_sock_addr *ctx, __u32 hook, boo
 
 /*
  * bind() of a UDP socket: it receives datagrams from anyone on that address and port, so the
- * inbound rules decide. TCP is decided at listen(), where it starts accepting connections.
+ * inbound rules decide. TCP is decided at listen(), where it starts accepting connections, on
+ * lsm; compat can decide listen() only at its exit, so there TCP binds are decided here too,
+ * before anything happens, and only a listen() without bind is left to the exit hook.
  */
 static __always_inline int net_decide_bind(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct cordon_net_key key = {};
 	struct cordon_ctx c;
 
-	if (ctx->type != SOCK_DGRAM)
+	if (ctx->type != SOCK_DGRAM && !(ctx->type == SOCK_STREAM && backend_id == CORDON_BACKEND_COMPAT))
 		return 1;
 	if (!cordon_enter(&c))
 		return 1;

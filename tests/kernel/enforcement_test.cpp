@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -194,7 +195,33 @@ struct Listener {
 // Exit code of a child whose grandchild died of SIGKILL.
 constexpr int kGrandchildKilled = 200;
 
-class EnforcementTest : public ::testing::TestWithParam<std::tuple<cordon_backend, Case>> {};
+// One loaded program set per backend and mode for the whole table (loading and verifying takes
+// seconds under the VM tier's emulated CPU); each case gets an agent of its own (a new cgroup and
+// map entry) and a fresh workspace, always at the same path, so each policy is loaded once.
+class EnforcementTest : public ::testing::TestWithParam<std::tuple<cordon_backend, Case>> {
+protected:
+    static void TearDownTestSuite() { loaded_.clear(); }
+
+    static const fs::path& workspace()
+    {
+        static const fs::path ws = "/tmp/cordon-kt-" + std::to_string(::getpid());
+        return ws;
+    }
+
+    static TestAgent& loaded(cordon_backend backend, const std::string& yaml, bool audit)
+    {
+        auto& a = loaded_[{backend, audit}];
+        if (!a) {
+            const policy::Context ctx{.home = "/root", .workspace = workspace().string(),
+                                      .user = "root"};
+            a = std::make_unique<TestAgent>(backend, yaml, ctx);
+        }
+        return *a;
+    }
+
+private:
+    static inline std::map<std::pair<cordon_backend, bool>, std::unique_ptr<TestAgent>> loaded_;
+};
 
 TEST_P(EnforcementTest, DecidesAsThePolicySays)
 {
@@ -210,10 +237,9 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
                         "operation (no BPF LSM, no trampolines); documented in "
                         "docs/enforcement.md and `cordon doctor`, and covered by the lsm backend";
 
-    char tmpl[] = "/tmp/cordon-kt-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
     Env env;
-    env.ws = tmpl;
+    env.ws = workspace();
+    fs::remove_all(env.ws);
     make_workspace(env.ws);
     Listener l4(AF_INET), l6(AF_INET6);
     env.port4 = l4.port;
@@ -237,10 +263,32 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
     std::string yaml = kPolicy;
     if (c.audit_mode)
         yaml.replace(yaml.find("spec:\n"), 6, "spec:\n  mode: audit\n");
-    const policy::Context ctx{.home = "/root", .workspace = env.ws.string(), .user = "root"};
     {
-        TestAgent agent(backend, yaml, ctx);
+        TestAgent& shared = loaded(backend, yaml, c.audit_mode);
+        // This case's agent: a new cgroup and map entry under the loaded programs.
+        auto cg = make_test_cgroup();
+        const auto compiled = policy::compile(shared.policy, 1);
+        ASSERT_TRUE(compiled.compiled.has_value());
+        shared.guard.set_agent(cg.id(),
+                               policy::agent_state_for(shared.policy, *compiled.compiled, 5));
+        struct Leave {
+            bpf::Guard& guard;
+            std::uint64_t id;
+            ~Leave() { guard.remove_agent(id); }
+        } leave{shared.guard, cg.id()};
+        struct Agent {
+            bpf::Guard& guard;
+            agents::Cgroup& cg;
+            const TestAgent& shared;
+            int line_of(std::uint32_t rule_id) const { return shared.line_of(rule_id); }
+        } agent{shared.guard, cg, shared};
+        drain_events(agent.guard); // what earlier cases left behind
         agent.guard.protect_process(static_cast<std::uint32_t>(env.victim));
+        struct Unprotect {
+            bpf::Guard& guard;
+            pid_t pid;
+            ~Unprotect() { guard.unprotect_process(static_cast<std::uint32_t>(pid)); }
+        } unprotect{agent.guard, env.victim};
 
         std::optional<std::string> dir;
         if (c.where != Where::Outside)

@@ -30,6 +30,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <thread>
 
@@ -174,6 +175,21 @@ int udp_bind(const char* addr)
     return r;
 }
 
+// A child that holds a copy of the socket the parent then connects or listens with: the object
+// outlives the parent. The child waits to be killed; the parent reports its own result.
+template <typename Fn> int with_sharing_child(int sock, Fn&& use)
+{
+    const pid_t child = ::fork();
+    if (child == 0) {
+        ::pause();
+        ::_exit(0);
+    }
+    const int r = use(sock);
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    return r;
+}
+
 // An exec that works only if the kernel lets it: the child runs /usr/bin/true's image.
 int exec_fd_relative(int dirfd, const char* name, int flags)
 {
@@ -202,6 +218,9 @@ struct Trick {
     Outcome lsm;
     Outcome compat;
     bool unresolvable = false;          ///< the decision counts an unresolvable path
+    /// compat: the kernel marks the whole agent killed (a denial at a syscall's exit that a
+    /// forked child could otherwise outlive), so that cordon empties its cgroup.
+    bool compat_kills_agent = false;
 };
 void PrintTo(const Trick& t, std::ostream* os) { *os << t.name; }
 
@@ -484,15 +503,26 @@ const Trick kTricks[] = {
     {.name = "ConnectToUnixSocketInDeniedDirectory", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env& e) { return unix_reach(e.ws / "deny/sock", SOCK_STREAM); },
      .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_UNIX_CONNECT, "deny/sock"),
-     .compat = compat_kills(CORDON_HOOK_UNIX_CONNECT, "deny/sock")},
+     .compat = compat_kills(CORDON_HOOK_UNIX_CONNECT, "deny/sock"), .compat_kills_agent = true},
+    {.name = "UnixConnectionSharedWithForkedChild", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+         return with_sharing_child(s, [&](int fd) {
+             socklen_t len;
+             const sockaddr_un a = unix_address(e.ws / "deny/sock", len);
+             return result(::connect(fd, reinterpret_cast<const sockaddr*>(&a), len));
+         });
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_UNIX_CONNECT, "deny/sock"),
+     .compat = compat_kills(CORDON_HOOK_UNIX_CONNECT, "deny/sock"), .compat_kills_agent = true},
     {.name = "ConnectToUnixSocketThroughSymlink", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env& e) { return unix_reach(e.ws / "public/sock-link", SOCK_STREAM); },
      .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_UNIX_CONNECT, "deny/sock"),
-     .compat = compat_kills(CORDON_HOOK_UNIX_CONNECT, "deny/sock")},
+     .compat = compat_kills(CORDON_HOOK_UNIX_CONNECT, "deny/sock"), .compat_kills_agent = true},
     {.name = "ConnectToAbstractUnixSocket", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env& e) { return unix_reach(e.abstract, SOCK_STREAM); },
      .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_UNIX_CONNECT),
-     .compat = compat_kills(CORDON_HOOK_UNIX_CONNECT)},
+     .compat = compat_kills(CORDON_HOOK_UNIX_CONNECT), .compat_kills_agent = true},
     {.name = "DatagramToUnixSocketInDeniedDirectory", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env& e) { return unix_reach(e.ws / "deny/dgram", SOCK_DGRAM); },
      .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_UNIX_SEND, "deny/dgram"),
@@ -523,21 +553,32 @@ const Trick kTricks[] = {
      .lsm = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr},
      .compat = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr}},
     // ---- inbound: without network.inbound, an agent listens and binds on loopback only --------
+    // compat decides TCP binds up front (EPERM); lsm decides at listen().
     {.name = "ListenOnWildcardAddress", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env&) { return listen_on(AF_INET, "0.0.0.0"); },
      .unguarded = kWorks,
      .lsm = {.exit = kEperm, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr},
-     .compat = {.exit = kKilled, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr}},
+     .compat = {.exit = kEperm, .event = CORDON_HOOK_BIND, .event_path = nullptr, .skip = nullptr}},
     {.name = "ListenOnIpv6WildcardAddress", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env&) { return listen_on(AF_INET6, "::"); },
      .unguarded = kWorks,
      .lsm = {.exit = kEperm, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr},
-     .compat = {.exit = kKilled, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr}},
+     .compat = {.exit = kEperm, .event = CORDON_HOOK_BIND, .event_path = nullptr, .skip = nullptr}},
     {.name = "ListenWithoutBindListensEverywhere", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env&) { return listen_on(AF_INET, nullptr); },
      .unguarded = kWorks,
      .lsm = {.exit = kEperm, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr},
-     .compat = {.exit = kKilled, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr}},
+     .compat = {.exit = kKilled, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr},
+     .compat_kills_agent = true},
+    {.name = "ListeningSocketSharedWithForkedChild", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env&) {
+         const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+         return with_sharing_child(s, [](int fd) { return result(::listen(fd, 4)); });
+     },
+     .unguarded = kWorks,
+     .lsm = {.exit = kEperm, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr},
+     .compat = {.exit = kKilled, .event = CORDON_HOOK_LISTEN, .event_path = nullptr, .skip = nullptr},
+     .compat_kills_agent = true},
     {.name = "ListenOnLoopbackIsAllowed", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env&) { return listen_on(AF_INET, "127.0.0.1"); },
      .unguarded = kWorks, .lsm = runs(), .compat = runs()},
@@ -568,7 +609,35 @@ Exit run_trick(const Trick& t, const Env& env, const std::optional<std::string>&
     return wait_exit(pid);
 }
 
-class EscapeTest : public ::testing::TestWithParam<std::tuple<cordon_backend, Trick>> {};
+// One loaded program set per backend for the whole suite: loading and verifying the programs
+// takes seconds under the VM tier's emulated CPU, and the suite has dozens of cases. Each case
+// still gets an agent of its own (a new cgroup and map entry) and a fresh workspace, always at
+// the same path, so that the policy is compiled and loaded once.
+class EscapeTest : public ::testing::TestWithParam<std::tuple<cordon_backend, Trick>> {
+protected:
+    static void TearDownTestSuite() { loaded_.clear(); }
+
+    static const fs::path& workspace()
+    {
+        static const fs::path ws = "/tmp/cordon-esc-" + std::to_string(::getpid());
+        return ws;
+    }
+
+    static TestAgent& loaded(cordon_backend backend)
+    {
+        auto& a = loaded_[backend];
+        if (!a) {
+            fs::create_directories(workspace());
+            const policy::Context ctx{.home = "/root", .workspace = workspace().string(),
+                                      .user = "root"};
+            a = std::make_unique<TestAgent>(backend, kPolicy, ctx);
+        }
+        return *a;
+    }
+
+private:
+    static inline std::map<cordon_backend, std::unique_ptr<TestAgent>> loaded_;
+};
 
 TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
 {
@@ -580,9 +649,8 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
         GTEST_SKIP() << "the kernel cannot run the " << bpf::backend_name(backend)
                      << " backend; the VM tier runs it";
 
-    char tmpl[] = "/tmp/cordon-esc-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    const Env env{.ws = tmpl, .abstract = "@cordon-esc-" + std::to_string(::getpid())};
+    TestAgent& shared = loaded(backend);
+    const Env env{.ws = workspace(), .abstract = "@cordon-esc-" + std::to_string(::getpid())};
     struct Cleanup {
         fs::path ws;
         ~Cleanup() { fs::remove_all(ws); }
@@ -612,17 +680,26 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
         GTEST_SKIP() << "this kernel lacks the system call the trick needs (ENOSYS unguarded)";
     ASSERT_EQ(bare, t.unguarded) << "the trick does not work on an unguarded process here";
 
-    // 2. Guarded.
+    // 2. Guarded, as a new agent of the loaded programs.
     fresh_workspace();
-    const policy::Context ctx{.home = "/root", .workspace = env.ws.string(), .user = "root"};
-    TestAgent agent(backend, kPolicy, ctx);
+    const auto compiled = policy::compile(shared.policy, 1);
+    ASSERT_TRUE(compiled.compiled.has_value());
+    auto cg = make_test_cgroup();
+    shared.guard.set_agent(cg.id(), policy::agent_state_for(shared.policy, *compiled.compiled, 7));
+    struct Leave {
+        bpf::Guard& guard;
+        std::uint64_t id;
+        ~Leave() { guard.remove_agent(id); }
+    } leave{shared.guard, cg.id()};
+    drain_events(shared.guard); // what earlier cases left behind
+    const auto unresolvable_before = shared.guard.counters()[CORDON_CNT_PATH_FAILED];
     std::optional<agents::SeccompLayer> seccomp;
     if (t.layer == Layer::Full)
-        seccomp.emplace(agent.policy, backend);
-    const Exit got = run_trick(t, env, agent.cg.path().string(), seccomp ? &*seccomp : nullptr);
+        seccomp.emplace(shared.policy, backend);
+    const Exit got = run_trick(t, env, cg.path().string(), seccomp ? &*seccomp : nullptr);
     EXPECT_EQ(got, want.exit) << "got: " << describe(got);
 
-    const auto events = drain_events(agent.guard);
+    const auto events = drain_events(shared.guard);
     if (want.event == CORDON_HOOK_NONE) {
         EXPECT_TRUE(events.empty()) << events.size() << " unexpected events, first hook "
                                     << (events.empty() ? 0 : events[0].header().hook);
@@ -635,7 +712,7 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
             }
         ASSERT_NE(e, nullptr) << "no event of hook " << want.event << " among " << events.size();
         EXPECT_EQ(e->header().verdict, CORDON_VERDICT_DENY);
-        EXPECT_EQ(e->header().cgroup_id, agent.cg.id());
+        EXPECT_EQ(e->header().cgroup_id, cg.id());
         if (want.event_path) {
             const std::string p = want.event_path[0] == '/' || want.event_path[0] == '('
                                       ? std::string(want.event_path)
@@ -643,8 +720,14 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
             EXPECT_EQ(std::string(e->body.path), p);
         }
     }
+    if (backend == CORDON_BACKEND_COMPAT) {
+        const auto st = shared.guard.agent(cg.id());
+        ASSERT_TRUE(st.has_value());
+        EXPECT_EQ((st->flags & CORDON_AGENT_F_KILLED) != 0, t.compat_kills_agent)
+            << "the agent's kill flag";
+    }
     if (t.unresolvable) {
-        EXPECT_GT(agent.guard.counters()[CORDON_CNT_PATH_FAILED], 0u);
+        EXPECT_GT(shared.guard.counters()[CORDON_CNT_PATH_FAILED], unresolvable_before);
     }
 }
 

@@ -160,6 +160,10 @@ std::vector<pid_t> processes_with(const std::string& marker)
     return out;
 }
 
+// How long cordon may take to start an agent: loading and verifying its programs takes seconds
+// under the VM tier's emulated CPU.
+constexpr auto kStartLimit = 60s;
+
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s)
 {
     const auto end = std::chrono::steady_clock::now() + limit;
@@ -372,7 +376,7 @@ TEST_F(RunTest, ACrashOfCordonKillsTheAgentAndRemovesItsCgroup)
     const pid_t c = start_cordon({"run", "--policy", policy("crash"), "--name", name, "--",
                                   "/bin/sh", "-c", "sleep " + marker + "; true"},
                                  dir_ / "out", dir_ / "err");
-    ASSERT_TRUE(wait_until([&] { return fs::exists(cg) && populated(cg); })) << slurp(dir_ / "err");
+    ASSERT_TRUE(wait_until([&] { return fs::exists(cg) && populated(cg); }, kStartLimit)) << slurp(dir_ / "err");
     ASSERT_EQ(::kill(c, SIGKILL), 0);
     wait_exit(c);
     // The guardian notices that cordon is gone: the agent dies with its guard.
@@ -387,7 +391,7 @@ TEST_F(RunTest, SigtermStopsTheAgentAndCleansUp)
     const pid_t c = start_cordon({"run", "--policy", policy("term"), "--name", name, "--",
                                   "/bin/sh", "-c", "sleep 1003; true"},
                                  dir_ / "out", dir_ / "err");
-    ASSERT_TRUE(wait_until([&] { return fs::exists(cg) && populated(cg); }));
+    ASSERT_TRUE(wait_until([&] { return fs::exists(cg) && populated(cg); }, kStartLimit));
     ASSERT_EQ(::kill(c, SIGTERM), 0);
     EXPECT_EQ(status_of(wait_exit(c)), 128 + SIGKILL) << slurp(dir_ / "err");
     EXPECT_FALSE(fs::exists(cg));

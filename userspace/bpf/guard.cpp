@@ -227,6 +227,11 @@ void Guard::protect_process(std::uint32_t tgid)
         throw Error("cannot protect process " + std::to_string(tgid) + ": " + errno_text(errno));
 }
 
+void Guard::unprotect_process(std::uint32_t tgid)
+{
+    bpf_map__delete_elem(impl_->net->maps.cordon_protected, &tgid, sizeof(tgid), 0);
+}
+
 std::array<std::uint64_t, CORDON_CNT_MAX> Guard::counters() const
 {
     std::array<std::uint64_t, CORDON_CNT_MAX> sum{};

@@ -42,6 +42,8 @@ public:
 
     /// Marks a process of cordon itself, which agents may not signal (lsm backend).
     void protect_process(std::uint32_t tgid);
+    /// Forgets a protected process (it has exited); nothing if it was not protected.
+    void unprotect_process(std::uint32_t tgid);
 
     /// Per-CPU counters summed over CPUs, indexed by enum cordon_counter.
     std::array<std::uint64_t, CORDON_CNT_MAX> counters() const;
