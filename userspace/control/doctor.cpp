@@ -57,10 +57,10 @@ BackendPromise backend_promise(cordon_backend b)
                     "files: a process that opens a denied file is SIGKILLed before the open "
                     "returns to user space; unresolvable paths (detached trees, memfds, other "
                     "namespaces) are denied",
-                    "unix sockets: a process whose connect() reached a socket it may not write "
-                    "is SIGKILLed before connect returns",
-                    "inbound: UDP bind() outside network.inbound fails with EPERM; a process "
-                    "whose listen() is outside it is SIGKILLed before listen returns",
+                    "unix sockets: a connect() to a socket the agent may not write kills the "
+                    "whole agent before connect returns",
+                    "inbound: TCP and UDP bind() outside network.inbound fail with EPERM; a "
+                    "listen() without bind outside it kills the whole agent",
                     "network: a denied connect() or UDP sendmsg() (IPv4 and IPv6) fails with "
                     "EPERM; raw and ICMP echo sockets are refused unless the policy allows them",
                     "seccomp layer: no namespaces, mount API, bpf(), perf, file handles, foreign "
@@ -78,8 +78,10 @@ BackendPromise backend_promise(cordon_backend b)
                     "Unix datagrams sent with an address and no connect() are not seen",
                     "threads of a process whose open is denied share its descriptors until "
                     "SIGKILL lands",
-                    "a denied listen() has listened for the instant before SIGKILL; a UDP socket "
-                    "that sends without bind() receives on a kernel-chosen port",
+                    "a denied Unix connect() or unbound listen() happened: a forked child that "
+                    "shares the socket can use it for the ~10 ms until cordon empties the cgroup",
+                    "a script is decided by its interpreter, not by its own path",
+                    "a UDP socket that sends without bind() receives on a kernel-chosen port",
                     "a denied exec is not an error return: the caller sees its child die of "
                     "SIGKILL",
                     "no tamper protection: an agent running as root can unload cordon's "
