@@ -40,6 +40,7 @@
 
 #include "agents/seccomp.h"
 #include "kernel_test_util.h"
+#include "policy/parser.h"
 
 namespace cordon::testing {
 namespace {
@@ -738,6 +739,38 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& tp) {
         return std::string(bpf::backend_name(std::get<0>(tp.param))) + "_" + std::get<1>(tp.param).name;
     });
+
+// A side door the policy reopens is open, and only that one: the filter is built from the policy.
+TEST(SeccompLayerTest, ReopensExactlyTheSideDoorsThePolicyNames)
+{
+    const auto layer_for = [](const std::string& hardening) {
+        std::string yaml = kPolicy;
+        yaml.replace(yaml.find("spec:\n"), 6, "spec:\n" + hardening);
+        const policy::Context ctx{.home = "/root", .workspace = "/tmp", .user = "root"};
+        auto r = policy::parse_policy(yaml, "t.yaml", ctx);
+        EXPECT_TRUE(r.policy.has_value());
+        return agents::SeccompLayer(*r.policy, CORDON_BACKEND_COMPAT);
+    };
+    const auto try_under = [](const agents::SeccompLayer& layer, const std::function<int()>& fn) {
+        return wait_exit(spawn_in(std::nullopt, [&] {
+            if (layer.install() != 0)
+                return kChildSetupFailed;
+            if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0)
+                return kChildSetupFailed;
+            return fn();
+        }));
+    };
+    const auto userns = [] { return result(::unshare(CLONE_NEWUSER)); };
+    const auto uring = [] {
+        io_uring_params p{};
+        return result(::syscall(SYS_io_uring_setup, 4, &p));
+    };
+    const auto strict = layer_for("");
+    const auto relaxed = layer_for("  hardening:\n    allow: [namespaces]\n");
+    EXPECT_EQ(try_under(strict, userns), exited(EPERM));
+    EXPECT_EQ(try_under(relaxed, userns), exited(0));
+    EXPECT_EQ(try_under(relaxed, uring), exited(EPERM)) << "io_uring stays refused";
+}
 
 // Penalties are an atomic update: denials racing on both CPUs all count. With a racy
 // read-modify-write, some of them would be lost and the score would stay higher.

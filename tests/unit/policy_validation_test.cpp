@@ -31,6 +31,24 @@ const std::string kClasses =
 
 const ErrorCase kErrorCases[] = {
     {.name = "MinimalPolicyIsValid", .text = minimal(), .want = {}},
+    {.name = "HardeningReopensNamedSideDoors",
+     .text = minimal("  hardening:\n    no_new_privs: false\n    allow: [io_uring, namespaces]\n"),
+     .want = {}},
+    {.name = "HardeningCannotReopenModules",
+     .text = minimal("  hardening:\n    allow: [modules]\n"),
+     .want = {"p.yaml:7:13: hardening.allow cannot reopen 'modules': an agent never loads kernel "
+              "code; expected namespaces, mount, bpf, perf, file_handles, foreign_abi, io_uring or "
+              "fd_sharing"}},
+    {.name = "HardeningUnknownItemWithHint",
+     .text = minimal("  hardening:\n    allow: io_uringg\n"),
+     .want = {"p.yaml:7:12: unknown hardening item 'io_uringg'; did you mean 'io_uring'? expected "
+              "namespaces, mount, bpf, perf, file_handles, foreign_abi, io_uring or fd_sharing"}},
+    {.name = "InboundRulesNameNoHosts",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n  network:\n"
+                       "    default: deny\n    inbound:\n      default: deny\n      rules:\n"
+                       "        - {host: example.com, action: allow}\n"),
+     .want = {"p.yaml:15:18: network.inbound.rules[0] names a host; inbound rules name local "
+              "addresses: expected cidr"}},
     {.name = "EmptyText", .text = "",
      .want = {"p.yaml: the policy is empty; expected a mapping with apiVersion, kind, metadata and "
               "spec (see policies/ for examples)"}},
