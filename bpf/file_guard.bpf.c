@@ -14,6 +14,9 @@
  *   lsm/path_link          both the existing and the new name              -> write, and the
  *                          new name may grant no right the old one lacks
  *   lsm/path_chmod, lsm/path_chown                                         -> write
+ *   lsm/inode_setattr (timestamps, mode, owner), lsm/inode_setxattr, inode_removexattr,
+ *   inode_set_acl, inode_remove_acl (6.2+)  -> write, decided by every name the file has
+ *                          through its filesystem's mounts (cordon_check_inode_write)
  *   lsm/path_truncate      truncate(2), ftruncate(2), O_TRUNC              -> write
  *   lsm/unix_stream_connect, lsm/unix_may_send   connect() to, or a datagram for, a Unix
  *                          socket: a write to the socket's path (abstract sockets: the policy's
@@ -262,6 +265,91 @@ int BPF_PROG(file_guard_unix_may_send, struct socket *sock, struct socket *other
 		return 0;
 	return file_verdict_errno(
 		cordon_check_unix(&c, CORDON_HOOK_UNIX_SEND, BPF_CORE_READ(other, sk)));
+}
+
+/*
+ * Arguments of inode_setattr on this kernel: (dentry, attr) up to 6.2, (idmap, dentry, attr)
+ * since. Set by the controller from the kernel's BTF before load.
+ */
+const volatile __u32 inode_setattr_nargs = 2;
+
+#define ATTR_MODE (1 << 0)
+#define ATTR_UID (1 << 1)
+#define ATTR_GID (1 << 2)
+#define ATTR_ATIME (1 << 4)
+#define ATTR_MTIME (1 << 5)
+#define ATTR_ATIME_SET (1 << 7)
+#define ATTR_MTIME_SET (1 << 8)
+#define ATTR_TIMES_SET (1 << 16)
+#define ATTR_DECIDED                                                                       \
+	(ATTR_MODE | ATTR_UID | ATTR_GID | ATTR_ATIME | ATTR_MTIME | ATTR_ATIME_SET |      \
+	 ATTR_MTIME_SET | ATTR_TIMES_SET)
+
+/* A write to a file handed over without its mount, for agents. */
+static __always_inline int inode_write(struct dentry *dentry)
+{
+	struct cordon_ctx c;
+
+	if (!cordon_enter(&c))
+		return 0;
+	return file_verdict_errno(cordon_check_inode_write(&c, CORDON_HOOK_FILE_SETATTR, dentry));
+}
+
+/*
+ * Timestamps (utimensat, futimens), and mode and owner however they are changed: a write of the
+ * file. The hook has no mount; cordon_check_inode_write decides by the file's names.
+ */
+SEC("lsm/inode_setattr")
+int file_guard_inode_setattr(unsigned long long *ctx)
+{
+	bool idmap = inode_setattr_nargs == 3;
+	struct dentry *dentry = (void *)(idmap ? ctx[1] : ctx[0]);
+	struct iattr *attr = (void *)(idmap ? ctx[2] : ctx[1]);
+	int ret = (int)(idmap ? ctx[3] : ctx[2]);
+
+	if (ret)
+		return ret;
+	if (!(BPF_CORE_READ(attr, ia_valid) & ATTR_DECIDED))
+		return 0; /* size alone (truncate: path_truncate) or clearing setuid bits on write */
+	return inode_write(dentry);
+}
+
+/* Extended attributes (and, up to 6.1, POSIX ACLs, which are xattrs there): writes. */
+SEC("lsm/inode_setxattr")
+int BPF_PROG(file_guard_inode_setxattr, void *idmap, struct dentry *dentry, const char *name,
+	     const void *value, size_t size, int flags, int ret)
+{
+	if (ret)
+		return ret;
+	return inode_write(dentry);
+}
+
+SEC("lsm/inode_removexattr")
+int BPF_PROG(file_guard_inode_removexattr, void *idmap, struct dentry *dentry, const char *name,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	return inode_write(dentry);
+}
+
+/* POSIX ACLs since 6.2 (no longer through setxattr); loaded only where the kernel has them. */
+SEC("lsm/inode_set_acl")
+int BPF_PROG(file_guard_inode_set_acl, void *idmap, struct dentry *dentry, const char *acl_name,
+	     void *kacl, int ret)
+{
+	if (ret)
+		return ret;
+	return inode_write(dentry);
+}
+
+SEC("lsm/inode_remove_acl")
+int BPF_PROG(file_guard_inode_remove_acl, void *idmap, struct dentry *dentry,
+	     const char *acl_name, int ret)
+{
+	if (ret)
+		return ret;
+	return inode_write(dentry);
 }
 
 /* x86_64 syscall numbers of the calls that return a new descriptor for a named file, connect and

@@ -46,7 +46,8 @@ static __always_inline void net_ctx_addr(struct bpf_sock_addr *ctx, struct cordo
 		net_key_addr(key, false, ctx->user_ip4, 0, 0, 0, 0);
 }
 
-static __always_inline int net_decide(struct bpf_sock_addr *ctx, __u32 hook, bool v6)
+/* Decides a sock_addr context against the outbound or the inbound rules: 1 lets it through. */
+static __always_inline int net_decide(struct bpf_sock_addr *ctx, __u32 hook, bool v6, bool inbound)
 {
 	struct cordon_net_key key = {};
 	struct cordon_ctx c;
@@ -55,7 +56,7 @@ static __always_inline int net_decide(struct bpf_sock_addr *ctx, __u32 hook, boo
 		return 1;
 	net_ctx_addr(ctx, &key, v6);
 	return net_refused(net_decide_key(&c, &key, ntoh16((__u16)ctx->user_port),
-					  net_proto_class(ctx->protocol), false, hook))
+					  net_proto_class(ctx->protocol), inbound, hook))
 		       ? 0
 		       : 1;
 }
@@ -68,42 +69,33 @@ static __always_inline int net_decide(struct bpf_sock_addr *ctx, __u32 hook, boo
  */
 static __always_inline int net_decide_bind(struct bpf_sock_addr *ctx, bool v6)
 {
-	struct cordon_net_key key = {};
-	struct cordon_ctx c;
-
 	if (ctx->type != SOCK_DGRAM && !(ctx->type == SOCK_STREAM && backend_id == CORDON_BACKEND_COMPAT))
 		return 1;
-	if (!cordon_enter(&c))
-		return 1;
-	net_ctx_addr(ctx, &key, v6);
-	return net_refused(net_decide_key(&c, &key, ntoh16((__u16)ctx->user_port),
-					  net_proto_class(ctx->protocol), true, CORDON_HOOK_BIND))
-		       ? 0
-		       : 1;
+	return net_decide(ctx, CORDON_HOOK_BIND, v6, true);
 }
 
 SEC("cgroup/connect4")
 int net_guard_connect4(struct bpf_sock_addr *ctx)
 {
-	return net_decide(ctx, CORDON_HOOK_CONNECT4, false);
+	return net_decide(ctx, CORDON_HOOK_CONNECT4, false, false);
 }
 
 SEC("cgroup/connect6")
 int net_guard_connect6(struct bpf_sock_addr *ctx)
 {
-	return net_decide(ctx, CORDON_HOOK_CONNECT6, true);
+	return net_decide(ctx, CORDON_HOOK_CONNECT6, true, false);
 }
 
 SEC("cgroup/sendmsg4")
 int net_guard_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return net_decide(ctx, CORDON_HOOK_SENDMSG4, false);
+	return net_decide(ctx, CORDON_HOOK_SENDMSG4, false, false);
 }
 
 SEC("cgroup/sendmsg6")
 int net_guard_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return net_decide(ctx, CORDON_HOOK_SENDMSG6, true);
+	return net_decide(ctx, CORDON_HOOK_SENDMSG6, true, false);
 }
 
 SEC("cgroup/sock_create")

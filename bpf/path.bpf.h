@@ -239,6 +239,44 @@ static __always_inline void cordon_path_rule(const struct cordon_ctx *c, struct 
 	cordon_path_lookup(c, s, cls, s->len + 1, hit);
 }
 
+/* No scratch memory to decide in: denied (fail closed) and counted. */
+static __always_inline __u8 cordon_no_scratch(const struct cordon_ctx *c)
+{
+	cordon_count(CORDON_CNT_PATH_FAILED);
+	cordon_apply(c, CORDON_VERDICT_DENY);
+	return CORDON_VERDICT_DENY;
+}
+
+/* The path in s could not be resolved: counted, and named so in the event; the caller denies. */
+static __always_inline void cordon_unresolvable(struct cordon_scratch *s, struct cordon_rule_hit *hit)
+{
+	cordon_count(CORDON_CNT_PATH_FAILED);
+	__builtin_memcpy(s->key.path, CORDON_UNRESOLVABLE, sizeof(CORDON_UNRESOLVABLE));
+	hit->action = CORDON_ACTION_DENY; /* fail closed */
+	hit->rule_id = 0;
+	hit->min_tier = 0;
+}
+
+/* Applies a path decision, reports it with the path in s, releases s. Returns the verdict. */
+static __always_inline __u8 cordon_path_done(const struct cordon_ctx *c, __u32 hook,
+					     struct cordon_scratch *s, __u8 verdict, __u32 rule_id,
+					     __u8 access)
+{
+	struct cordon_event *e;
+
+	cordon_apply(c, verdict);
+	if (cordon_should_report(c, verdict)) {
+		e = cordon_event_start(c, hook, verdict, rule_id);
+		if (e) {
+			e->access = access;
+			bpf_probe_read_kernel_str(e->path, CORDON_PATH_KEY_BYTES, s->key.path);
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	cordon_scratch_put(s);
+	return verdict;
+}
+
 /*
  * Decides an access to (dentry, mnt) by an agent: exec (access 0) or file access bits. Reports
  * the decision with its path and applies the side effects. Returns the verdict.
@@ -249,22 +287,15 @@ static __always_inline __u8 cordon_check_path(const struct cordon_ctx *c, __u32 
 {
 	struct cordon_rule_hit hit = {}, other = {};
 	struct cordon_scratch *s;
-	struct cordon_event *e;
 	__u8 verdict, v2;
 
 	if (cordon_pathless(dentry))
 		return CORDON_VERDICT_ALLOW;
 	s = cordon_scratch_get();
-	if (!s) {
-		cordon_count(CORDON_CNT_PATH_FAILED);
-		verdict = CORDON_VERDICT_DENY; /* fail closed: no memory to decide in */
-		cordon_apply(c, verdict);
-		return verdict;
-	}
+	if (!s)
+		return cordon_no_scratch(c);
 	if (cordon_resolve(s, dentry, mnt) < 0) {
-		cordon_count(CORDON_CNT_PATH_FAILED);
-		__builtin_memcpy(s->key.path, CORDON_UNRESOLVABLE, sizeof(CORDON_UNRESOLVABLE));
-		hit.action = CORDON_ACTION_DENY; /* fail closed: unresolvable path */
+		cordon_unresolvable(s, &hit);
 		verdict = cordon_verdict(c, &hit);
 	} else if (access == 0) {
 		cordon_path_rule(c, s, CORDON_PATH_EXEC, &hit);
@@ -286,17 +317,7 @@ static __always_inline __u8 cordon_check_path(const struct cordon_ctx *c, __u32 
 			}
 		}
 	}
-	cordon_apply(c, verdict);
-	if (cordon_should_report(c, verdict)) {
-		e = cordon_event_start(c, hook, verdict, hit.rule_id);
-		if (e) {
-			e->access = access;
-			bpf_probe_read_kernel_str(e->path, CORDON_PATH_KEY_BYTES, s->key.path);
-			bpf_ringbuf_submit(e, 0);
-		}
-	}
-	cordon_scratch_put(s);
-	return verdict;
+	return cordon_path_done(c, hook, s, verdict, hit.rule_id, access);
 }
 
 /*
@@ -413,18 +434,12 @@ static __always_inline __u8 cordon_check_rename(const struct cordon_ctx *c, __u3
 {
 	struct cordon_rule_hit hit = {};
 	struct cordon_scratch *s;
-	struct cordon_event *e;
 	__u32 old_rights, new_rights, grant = 0;
 	bool dir = cordon_is_dir(old_dentry);
-	__u8 verdict;
 
 	s = cordon_scratch_get();
-	if (!s) {
-		cordon_count(CORDON_CNT_PATH_FAILED);
-		verdict = CORDON_VERDICT_DENY; /* fail closed: no memory to decide in */
-		cordon_apply(c, verdict);
-		return verdict;
-	}
+	if (!s)
+		return cordon_no_scratch(c);
 	if (cordon_resolve(s, old_dentry, old_mnt) < 0)
 		goto unresolvable;
 	old_rights = cordon_rights(c, s, dir, &grant);
@@ -444,22 +459,121 @@ static __always_inline __u8 cordon_check_rename(const struct cordon_ctx *c, __u3
 	hit.rule_id = grant;
 	goto deny;
 unresolvable:
-	cordon_count(CORDON_CNT_PATH_FAILED);
-	__builtin_memcpy(s->key.path, CORDON_UNRESOLVABLE, sizeof(CORDON_UNRESOLVABLE));
-	hit.rule_id = 0;
+	cordon_unresolvable(s, &hit);
 deny:
 	hit.action = CORDON_ACTION_DENY;
 	hit.min_tier = 0;
-	verdict = cordon_verdict(c, &hit);
-	cordon_apply(c, verdict);
-	if (cordon_should_report(c, verdict)) {
-		e = cordon_event_start(c, hook, verdict, hit.rule_id);
-		if (e) {
-			e->access = CORDON_ACCESS_WRITE;
-			bpf_probe_read_kernel_str(e->path, CORDON_PATH_KEY_BYTES, s->key.path);
-			bpf_ringbuf_submit(e, 0);
-		}
+	return cordon_path_done(c, hook, s, cordon_verdict(c, &hit), hit.rule_id,
+				CORDON_ACCESS_WRITE);
+}
+
+/*
+ * The mounts of a filesystem, as the kernel links them: a list_head through mount.mnt_instance
+ * up to 6.11, a NULL-terminated chain through mount.mnt_next_for_sb since (commit "fs: use
+ * a singly linked list for sb->s_mounts"). CO-RE picks the layout the running kernel has.
+ */
+struct super_block___listhead {
+	struct list_head s_mounts;
+} __attribute__((preserve_access_index));
+struct mount___listhead {
+	struct list_head mnt_instance;
+} __attribute__((preserve_access_index));
+struct super_block___chain {
+	struct mount *s_mounts;
+} __attribute__((preserve_access_index));
+struct mount___chain {
+	struct mount *mnt_next_for_sb;
+} __attribute__((preserve_access_index));
+
+static __always_inline bool cordon_lets_through(__u8 verdict)
+{
+	return verdict == CORDON_VERDICT_ALLOW || verdict == CORDON_VERDICT_AUDIT;
+}
+
+/* The first mount of dentry's filesystem, or NULL; *end is what marks the end of the list. */
+static __always_inline struct mount *cordon_sb_first_mount(struct dentry *dentry, void **end)
+{
+	struct super_block *sb = BPF_CORE_READ(dentry, d_sb);
+	void *pos;
+
+	if (bpf_core_field_exists(struct mount___chain, mnt_next_for_sb)) {
+		*end = NULL;
+		return BPF_CORE_READ((struct super_block___chain *)sb, s_mounts);
 	}
-	cordon_scratch_put(s);
-	return verdict;
+	*end = (void *)sb + bpf_core_field_offset(struct super_block___listhead, s_mounts);
+	pos = BPF_CORE_READ((struct super_block___listhead *)sb, s_mounts.next);
+	if (!pos || pos == *end)
+		return NULL;
+	return pos - bpf_core_field_offset(struct mount___listhead, mnt_instance);
+}
+
+static __always_inline struct mount *cordon_sb_next_mount(struct mount *m, void *end)
+{
+	void *pos;
+
+	if (bpf_core_field_exists(struct mount___chain, mnt_next_for_sb))
+		return BPF_CORE_READ((struct mount___chain *)m, mnt_next_for_sb);
+	pos = BPF_CORE_READ((struct mount___listhead *)m, mnt_instance.next);
+	if (!pos || pos == end)
+		return NULL;
+	return pos - bpf_core_field_offset(struct mount___listhead, mnt_instance);
+}
+
+/* Decides a write by one name of the file: through mount m. 1: named (verdict set), 0: not. */
+static __always_inline int cordon_name_write(const struct cordon_ctx *c, struct cordon_scratch *s,
+					     struct dentry *dentry, struct mount *m,
+					     struct cordon_rule_hit *hit, __u8 *verdict)
+{
+	if (!m || cordon_resolve(s, dentry, (void *)m + bpf_core_field_offset(struct mount, mnt)) < 0)
+		return 0;
+	cordon_path_rule(c, s, CORDON_PATH_WRITE, hit);
+	*verdict = cordon_verdict(c, hit);
+	return 1;
+}
+
+/*
+ * Decides a write to a file that a hook hands over without its mount (utimensat, setxattr,
+ * removexattr, ACLs: the kernel passes only the dentry there). The file is decided by every
+ * name it has through the first CORDON_NAME_MOUNTS mounts of its filesystem that are attached in
+ * the agent's namespace: denied if any name denies, and unresolvable (denied, counted) if it has
+ * none there. A filesystem mounted more often than that (bind mounts) is decided by the names
+ * found; the agent cannot add mounts (tamper protection, seccomp layer).
+ */
+#define CORDON_NAME_MOUNTS 4
+static __always_inline __u8 cordon_check_inode_write(const struct cordon_ctx *c, __u32 hook,
+						     struct dentry *dentry)
+{
+	struct cordon_rule_hit hit = {};
+	struct cordon_scratch *s;
+	struct mount *m;
+	void *end = NULL;
+	__u8 verdict = CORDON_VERDICT_ALLOW;
+	int named = 0;
+
+	if (cordon_pathless(dentry))
+		return CORDON_VERDICT_ALLOW;
+	s = cordon_scratch_get();
+	if (!s)
+		return cordon_no_scratch(c);
+	/* Written out, not a loop: see cordon_scratch_get. Stops at the first name that denies. */
+	_Static_assert(CORDON_NAME_MOUNTS == 4, "cordon_check_inode_write tries four mounts");
+	m = cordon_sb_first_mount(dentry, &end);
+	named += cordon_name_write(c, s, dentry, m, &hit, &verdict);
+	if (m && cordon_lets_through(verdict)) {
+		m = cordon_sb_next_mount(m, end);
+		named += cordon_name_write(c, s, dentry, m, &hit, &verdict);
+	}
+	if (m && cordon_lets_through(verdict)) {
+		m = cordon_sb_next_mount(m, end);
+		named += cordon_name_write(c, s, dentry, m, &hit, &verdict);
+	}
+	if (m && cordon_lets_through(verdict)) {
+		m = cordon_sb_next_mount(m, end);
+		named += cordon_name_write(c, s, dentry, m, &hit, &verdict);
+	}
+	if (!named) {
+		cordon_unresolvable(s, &hit); /* no name in the agent's namespace */
+		verdict = cordon_verdict(c, &hit);
+	}
+	return cordon_path_done(c, hook, s, verdict, hit.rule_id, CORDON_ACCESS_WRITE);
 }

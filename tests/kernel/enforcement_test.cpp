@@ -195,9 +195,8 @@ struct Listener {
 // Exit code of a child whose grandchild died of SIGKILL.
 constexpr int kGrandchildKilled = 200;
 
-// One loaded program set per backend and mode for the whole table (loading and verifying takes
-// seconds under the VM tier's emulated CPU); each case gets an agent of its own (a new cgroup and
-// map entry) and a fresh workspace, always at the same path, so each policy is loaded once.
+// One loaded program set per backend and mode for the whole table (see LoadedGuards); each case
+// gets an agent of its own and a fresh workspace, always at the same path.
 class EnforcementTest : public ::testing::TestWithParam<std::tuple<cordon_backend, Case>> {
 protected:
     static void TearDownTestSuite() { loaded_.clear(); }
@@ -208,19 +207,15 @@ protected:
         return ws;
     }
 
-    static TestAgent& loaded(cordon_backend backend, const std::string& yaml, bool audit)
+    static TestAgent& loaded(cordon_backend backend, const std::string& yaml)
     {
-        auto& a = loaded_[{backend, audit}];
-        if (!a) {
-            const policy::Context ctx{.home = "/root", .workspace = workspace().string(),
-                                      .user = "root"};
-            a = std::make_unique<TestAgent>(backend, yaml, ctx);
-        }
-        return *a;
+        const policy::Context ctx{.home = "/root", .workspace = workspace().string(),
+                                  .user = "root"};
+        return loaded_.get(backend, yaml, ctx);
     }
 
 private:
-    static inline std::map<std::pair<cordon_backend, bool>, std::unique_ptr<TestAgent>> loaded_;
+    static inline LoadedGuards loaded_;
 };
 
 TEST_P(EnforcementTest, DecidesAsThePolicySays)
@@ -264,25 +259,7 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
     if (c.audit_mode)
         yaml.replace(yaml.find("spec:\n"), 6, "spec:\n  mode: audit\n");
     {
-        TestAgent& shared = loaded(backend, yaml, c.audit_mode);
-        // This case's agent: a new cgroup and map entry under the loaded programs.
-        auto cg = make_test_cgroup();
-        const auto compiled = policy::compile(shared.policy, 1);
-        ASSERT_TRUE(compiled.compiled.has_value());
-        shared.guard.set_agent(cg.id(),
-                               policy::agent_state_for(shared.policy, *compiled.compiled, 5));
-        struct Leave {
-            bpf::Guard& guard;
-            std::uint64_t id;
-            ~Leave() { guard.remove_agent(id); }
-        } leave{shared.guard, cg.id()};
-        struct Agent {
-            bpf::Guard& guard;
-            agents::Cgroup& cg;
-            const TestAgent& shared;
-            int line_of(std::uint32_t rule_id) const { return shared.line_of(rule_id); }
-        } agent{shared.guard, cg, shared};
-        drain_events(agent.guard); // what earlier cases left behind
+        CaseAgent agent(loaded(backend, yaml));
         agent.guard.protect_process(static_cast<std::uint32_t>(env.victim));
         struct Unprotect {
             bpf::Guard& guard;

@@ -23,7 +23,9 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -450,6 +452,30 @@ const Trick kTricks[] = {
      .run = [](const Env& e) { return result(::chown((e.ws / "ro/f").c_str(), 1, 1)); },
      .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_SETATTR, "ro/f"),
      .compat = skipped("compat has no hook that sees chown(2) (docs/enforcement.md)")},
+    {.name = "UtimensatOfWriteDeniedFile", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         return result(::utimensat(AT_FDCWD, (e.ws / "ro/f").c_str(), nullptr, 0));
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_SETATTR, "ro/f"),
+     .compat = skipped("compat has no hook that sees utimensat(2) (docs/enforcement.md)")},
+    {.name = "FutimensThroughReadOnlyDescriptor", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         const int fd = ::open((e.ws / "ro/f").c_str(), O_RDONLY | O_CLOEXEC);
+         return fd < 0 ? errno : result(::futimens(fd, nullptr));
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_SETATTR, "ro/f"),
+     .compat = skipped("compat has no hook that sees futimens(3) (docs/enforcement.md)")},
+    {.name = "SetxattrOfWriteDeniedFile", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         return result(::setxattr((e.ws / "ro/f").c_str(), "trusted.cordon", "1", 1, 0));
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_SETATTR, "ro/f"),
+     .compat = skipped("compat has no hook that sees setxattr(2) (docs/enforcement.md)")},
+    {.name = "TouchOfWritableFileIsAllowed", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         return result(::utimensat(AT_FDCWD, (e.ws / "tools/x").c_str(), nullptr, 0));
+     },
+     .unguarded = kWorks, .lsm = runs(), .compat = runs()},
     // ---- other doors to the same files (compat) ------------------------------------------------
     {.name = "SharedDescriptorTableWithoutThread", .as_nobody = true, .layer = Layer::Full,
      .run = [](const Env&) { return reap(::syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0)); },
@@ -610,10 +636,8 @@ Exit run_trick(const Trick& t, const Env& env, const std::optional<std::string>&
     return wait_exit(pid);
 }
 
-// One loaded program set per backend for the whole suite: loading and verifying the programs
-// takes seconds under the VM tier's emulated CPU, and the suite has dozens of cases. Each case
-// still gets an agent of its own (a new cgroup and map entry) and a fresh workspace, always at
-// the same path, so that the policy is compiled and loaded once.
+// One loaded program set per backend for the whole suite (see LoadedGuards); each case gets an
+// agent of its own and a fresh workspace, always at the same path.
 class EscapeTest : public ::testing::TestWithParam<std::tuple<cordon_backend, Trick>> {
 protected:
     static void TearDownTestSuite() { loaded_.clear(); }
@@ -626,18 +650,13 @@ protected:
 
     static TestAgent& loaded(cordon_backend backend)
     {
-        auto& a = loaded_[backend];
-        if (!a) {
-            fs::create_directories(workspace());
-            const policy::Context ctx{.home = "/root", .workspace = workspace().string(),
-                                      .user = "root"};
-            a = std::make_unique<TestAgent>(backend, kPolicy, ctx);
-        }
-        return *a;
+        const policy::Context ctx{.home = "/root", .workspace = workspace().string(),
+                                  .user = "root"};
+        return loaded_.get(backend, kPolicy, ctx);
     }
 
 private:
-    static inline std::map<cordon_backend, std::unique_ptr<TestAgent>> loaded_;
+    static inline LoadedGuards loaded_;
 };
 
 TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
@@ -683,21 +702,12 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
 
     // 2. Guarded, as a new agent of the loaded programs.
     fresh_workspace();
-    const auto compiled = policy::compile(shared.policy, 1);
-    ASSERT_TRUE(compiled.compiled.has_value());
-    auto cg = make_test_cgroup();
-    shared.guard.set_agent(cg.id(), policy::agent_state_for(shared.policy, *compiled.compiled, 7));
-    struct Leave {
-        bpf::Guard& guard;
-        std::uint64_t id;
-        ~Leave() { guard.remove_agent(id); }
-    } leave{shared.guard, cg.id()};
-    drain_events(shared.guard); // what earlier cases left behind
+    CaseAgent agent(shared);
     const auto unresolvable_before = shared.guard.counters()[CORDON_CNT_PATH_FAILED];
     std::optional<agents::SeccompLayer> seccomp;
     if (t.layer == Layer::Full)
         seccomp.emplace(shared.policy, backend);
-    const Exit got = run_trick(t, env, cg.path().string(), seccomp ? &*seccomp : nullptr);
+    const Exit got = run_trick(t, env, agent.cg.path().string(), seccomp ? &*seccomp : nullptr);
     EXPECT_EQ(got, want.exit) << "got: " << describe(got);
 
     const auto events = drain_events(shared.guard);
@@ -713,7 +723,7 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
             }
         ASSERT_NE(e, nullptr) << "no event of hook " << want.event << " among " << events.size();
         EXPECT_EQ(e->header().verdict, CORDON_VERDICT_DENY);
-        EXPECT_EQ(e->header().cgroup_id, cg.id());
+        EXPECT_EQ(e->header().cgroup_id, agent.cg.id());
         if (want.event_path) {
             const std::string p = want.event_path[0] == '/' || want.event_path[0] == '('
                                       ? std::string(want.event_path)
@@ -722,7 +732,7 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
         }
     }
     if (backend == CORDON_BACKEND_COMPAT) {
-        const auto st = shared.guard.agent(cg.id());
+        const auto st = shared.guard.agent(agent.cg.id());
         ASSERT_TRUE(st.has_value());
         EXPECT_EQ((st->flags & CORDON_AGENT_F_KILLED) != 0, t.compat_kills_agent)
             << "the agent's kill flag";

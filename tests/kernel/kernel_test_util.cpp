@@ -120,6 +120,29 @@ TestAgent::TestAgent(cordon_backend backend, const std::string& policy_yaml,
     guard.set_agent(cg.id(), policy::agent_state_for(policy, *c.compiled, 5));
 }
 
+TestAgent& LoadedGuards::get(cordon_backend backend, const std::string& policy_yaml,
+                             const policy::Context& ctx)
+{
+    auto& a = loaded_[{backend, policy_yaml}];
+    if (!a)
+        a = std::make_unique<TestAgent>(backend, policy_yaml, ctx);
+    return *a;
+}
+
+CaseAgent::CaseAgent(TestAgent& shared) : guard(shared.guard), cg(make_test_cgroup()), shared_(shared)
+{
+    const auto c = policy::compile(shared.policy, 1);
+    if (!c.compiled)
+        throw Error("test policy does not compile: " + c.errors.at(0).str());
+    guard.set_agent(cg.id(), policy::agent_state_for(shared.policy, *c.compiled, 7));
+    drain_events(guard);
+}
+
+CaseAgent::~CaseAgent()
+{
+    guard.remove_agent(cg.id());
+}
+
 int TestAgent::line_of(std::uint32_t rule_id) const
 {
     return rule_id < policy.rules.size() ? policy.rules[rule_id].pos.line : -1;

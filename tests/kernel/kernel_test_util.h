@@ -6,6 +6,8 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
+#include <memory>
 #include <ostream>
 #include <optional>
 #include <string>
@@ -62,6 +64,35 @@ struct TestAgent {
     policy::Policy policy;
     /// The source line of a rule id (0 for none).
     int line_of(std::uint32_t rule_id) const;
+};
+
+/// Program sets loaded once per (backend, policy) and shared by the cases of a table: loading and
+/// verifying takes seconds under the VM tier's emulated CPU. clear() unloads them all.
+class LoadedGuards {
+public:
+    TestAgent& get(cordon_backend backend, const std::string& policy_yaml,
+                   const policy::Context& ctx);
+    void clear() { loaded_.clear(); }
+
+private:
+    std::map<std::pair<cordon_backend, std::string>, std::unique_ptr<TestAgent>> loaded_;
+};
+
+/// One case's agent under a shared program set: a cgroup and map entry of its own, removed on
+/// destruction. Events that earlier cases left in the ring buffer are discarded first.
+class CaseAgent {
+public:
+    explicit CaseAgent(TestAgent& shared);
+    ~CaseAgent();
+    CaseAgent(const CaseAgent&) = delete;
+    CaseAgent& operator=(const CaseAgent&) = delete;
+    int line_of(std::uint32_t rule_id) const { return shared_.line_of(rule_id); }
+
+    bpf::Guard& guard;
+    agents::Cgroup cg;
+
+private:
+    TestAgent& shared_;
 };
 
 /// Skips the current test when the kernel cannot run `backend`, printing the kernel's reason.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "bpf/skeleton.h"
@@ -23,6 +24,23 @@ CORDON_SKELETON_OPS(exec_guard_bpf);
 CORDON_SKELETON_OPS(file_guard_bpf);
 CORDON_SKELETON_OPS(net_guard_bpf);
 CORDON_SKELETON_OPS(tamper_guard_bpf);
+
+unsigned lsm_hook_args(const char* hook, unsigned missing)
+{
+    struct btf* vmlinux = btf__load_vmlinux_btf();
+    if (!vmlinux)
+        return missing;
+    unsigned n = missing;
+    const int id = btf__find_by_name_kind(vmlinux, (std::string("bpf_lsm_") + hook).c_str(),
+                                          BTF_KIND_FUNC);
+    if (id > 0) {
+        const struct btf_type* fn = btf__type_by_id(vmlinux, static_cast<__u32>(id));
+        const struct btf_type* proto = btf__type_by_id(vmlinux, fn->type);
+        n = proto ? btf_vlen(proto) : missing;
+    }
+    btf__free(vmlinux);
+    return n;
+}
 
 namespace {
 
@@ -127,6 +145,14 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     {
         if (is_lsm(p))
             bpf_program__set_autoload(p, lsm);
+    }
+    if (lsm) {
+        // Hooks whose arguments or existence differ between kernels, read from the kernel's BTF.
+        d.file->rodata->inode_setattr_nargs = lsm_hook_args("inode_setattr", 2);
+        for (auto* acl : {d.file->progs.file_guard_inode_set_acl,
+                          d.file->progs.file_guard_inode_remove_acl})
+            if (lsm_hook_args(bpf_program__section_name(acl) + 4, 0) == 0)
+                bpf_program__set_autoload(acl, false); // before 6.2 ACLs are xattrs
     }
     if (lsm) {
         d.tamper.emplace(Skeleton<tamper_guard_bpf>::open());

@@ -20,6 +20,10 @@ struct GuardOptions {
     std::filesystem::path net_attach_cgroup; ///< where sock_addr programs attach (<root>/cordon)
 };
 
+/// The number of arguments of LSM hook `hook` ("inode_setattr") on the running kernel, read from
+/// bpf_lsm_<hook> in its BTF, or `missing` when the kernel has no such hook.
+unsigned lsm_hook_args(const char* hook, unsigned missing);
+
 /// Owns the exec_guard, file_guard, net_guard and (lsm) tamper_guard skeletons. Construction opens, configures, loads and
 /// attaches both (and throws Error naming the refused program and the fix); destruction detaches
 /// and unloads everything, so no program, link or map outlives the Guard.

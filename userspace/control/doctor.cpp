@@ -21,8 +21,9 @@ BackendPromise backend_promise(cordon_backend b)
                     "attached mounts is trusted; detached trees, other namespaces, memfds and "
                     "disconnected file handles are denied",
                     "files: denied opens, creations, unlinks, renames, hard links, truncations, "
-                    "chmod and chown fail with EPERM before any effect; a link or rename may give "
-                    "no name more rights, and directories above protected paths stay in place",
+                    "chmod, chown, timestamps, xattrs and ACLs fail with EPERM before any effect; "
+                    "a link or rename may give no name more rights, and directories above "
+                    "protected paths stay in place",
                     "network: a denied connect() or UDP sendmsg() (IPv4 and IPv6) fails with "
                     "EPERM; raw and ICMP echo sockets are refused unless the policy allows them",
                     "inbound: listen() and UDP bind() outside network.inbound (default: "
@@ -44,7 +45,6 @@ BackendPromise backend_promise(cordon_backend b)
                     "same file (docs/enforcement.md)",
                     "a UDP socket that sends without bind() receives on a kernel-chosen port "
                     "with no inbound decision",
-                    "utimensat, setxattr and removexattr on write-denied files are not decided",
                     "seccomp refusals are EPERM to the agent and are not recorded as events",
                 },
         };
@@ -73,8 +73,8 @@ BackendPromise backend_promise(cordon_backend b)
                 {
                     "the open itself happens: O_CREAT may create and O_TRUNC truncate a file "
                     "before the process is killed",
-                    "unlink, rename, link, truncate(2), chmod and chown are not seen, so a file "
-                    "can be moved to an allowed name",
+                    "unlink, rename, link, truncate(2), chmod, chown, timestamps and xattrs are "
+                    "not seen, so a file can be moved to an allowed name",
                     "Unix datagrams sent with an address and no connect() are not seen",
                     "threads of a process whose open is denied share its descriptors until "
                     "SIGKILL lands",
