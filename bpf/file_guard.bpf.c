@@ -267,12 +267,6 @@ int BPF_PROG(file_guard_unix_may_send, struct socket *sock, struct socket *other
 		cordon_check_unix(&c, CORDON_HOOK_UNIX_SEND, BPF_CORE_READ(other, sk)));
 }
 
-/*
- * Arguments of inode_setattr on this kernel: (dentry, attr) up to 6.2, (idmap, dentry, attr)
- * since. Set by the controller from the kernel's BTF before load.
- */
-const volatile __u32 inode_setattr_nargs = 2;
-
 #define ATTR_MODE (1 << 0)
 #define ATTR_UID (1 << 1)
 #define ATTR_GID (1 << 2)
@@ -299,19 +293,32 @@ static __always_inline int inode_write(struct dentry *dentry)
  * Timestamps (utimensat, futimens), and mode and owner however they are changed: a write of the
  * file. The hook has no mount; cordon_check_inode_write decides by the file's names.
  */
-SEC("lsm/inode_setattr")
-int file_guard_inode_setattr(unsigned long long *ctx)
+static __always_inline int inode_setattr_write(struct dentry *dentry, struct iattr *attr)
 {
-	bool idmap = inode_setattr_nargs == 3;
-	struct dentry *dentry = (void *)(idmap ? ctx[1] : ctx[0]);
-	struct iattr *attr = (void *)(idmap ? ctx[2] : ctx[1]);
-	int ret = (int)(idmap ? ctx[3] : ctx[2]);
-
-	if (ret)
-		return ret;
 	if (!(BPF_CORE_READ(attr, ia_valid) & ATTR_DECIDED))
 		return 0; /* size alone (truncate: path_truncate) or clearing setuid bits on write */
 	return inode_write(dentry);
+}
+
+/*
+ * inode_setattr takes (dentry, attr) up to 6.2 and (idmap, dentry, attr) since: one program for
+ * each, and the controller loads the one that matches the kernel's BTF.
+ */
+SEC("lsm/inode_setattr")
+int BPF_PROG(file_guard_inode_setattr, struct dentry *dentry, struct iattr *attr, int ret)
+{
+	if (ret)
+		return ret;
+	return inode_setattr_write(dentry, attr);
+}
+
+SEC("lsm/inode_setattr")
+int BPF_PROG(file_guard_inode_setattr_idmap, void *idmap, struct dentry *dentry,
+	     struct iattr *attr, int ret)
+{
+	if (ret)
+		return ret;
+	return inode_setattr_write(dentry, attr);
 }
 
 /* Extended attributes (and, up to 6.1, POSIX ACLs, which are xattrs there): writes. */

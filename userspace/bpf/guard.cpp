@@ -148,7 +148,9 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     }
     if (lsm) {
         // Hooks whose arguments or existence differ between kernels, read from the kernel's BTF.
-        d.file->rodata->inode_setattr_nargs = lsm_hook_args("inode_setattr", 2);
+        const bool idmap = lsm_hook_args("inode_setattr", 2) == 3;
+        bpf_program__set_autoload(d.file->progs.file_guard_inode_setattr, !idmap);
+        bpf_program__set_autoload(d.file->progs.file_guard_inode_setattr_idmap, idmap);
         for (auto* acl : {d.file->progs.file_guard_inode_set_acl,
                           d.file->progs.file_guard_inode_remove_acl})
             if (lsm_hook_args(bpf_program__section_name(acl) + 4, 0) == 0)
