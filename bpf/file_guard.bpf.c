@@ -388,22 +388,47 @@ static __always_inline struct file *current_fd_file(long fd)
 
 #define AF_UNIX 1
 
-/* compat: a connect() that succeeded; on a Unix socket, its peer is decided. */
-static __always_inline void compat_unix_connect(struct cordon_ctx *c, long fd)
+#define S_IFMT 0170000
+#define S_IFSOCK 0140000
+#define TCP_LISTEN 10
+
+/*
+ * compat: the socket behind descriptor fd after a connect() or listen() on it succeeded, or NULL
+ * when the descriptor no longer holds a socket: another thread of the agent swapped or closed it
+ * during the call (dup2 onto the number), so this hook cannot see the socket the call used. The
+ * caller fails closed on NULL. A swap to another socket of the same kind is not detectable here
+ * (docs/enforcement.md).
+ */
+static __always_inline struct sock *compat_fd_sock(long fd)
 {
 	struct file *file = current_fd_file(fd);
 	struct socket *sock;
-	struct sock *sk, *peer;
 
-	if (!file)
-		return;
+	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
 	sock = BPF_CORE_READ(file, private_data);
-	sk = BPF_CORE_READ(sock, sk);
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != AF_UNIX)
+	return BPF_CORE_READ(sock, sk);
+}
+
+/* compat: a connect() that succeeded; on a Unix socket, its peer is decided. */
+static __always_inline void compat_unix_connect(struct cordon_ctx *c, long fd)
+{
+	struct sock *sk = compat_fd_sock(fd), *peer;
+
+	if (!sk) {
+		cordon_count(CORDON_CNT_PATH_FAILED);
+		cordon_kill_agent(c); /* fail closed: the connected socket cannot be found */
 		return;
+	}
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) != AF_UNIX)
+		return; /* inet: decided before the call by the cgroup connect hooks */
 	peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
-	if (!peer)
+	if (!peer) {
+		/* A successful Unix connect always leaves a peer: the descriptor was swapped. */
+		cordon_count(CORDON_CNT_PATH_FAILED);
+		cordon_kill_agent(c);
 		return;
+	}
 	if (cordon_check_unix(c, CORDON_HOOK_UNIX_CONNECT, peer) == CORDON_VERDICT_DENY)
 		cordon_kill_agent(c); /* the connection exists: see cordon_kill_agent */
 }
@@ -412,19 +437,25 @@ static __always_inline void compat_unix_connect(struct cordon_ctx *c, long fd)
  * compat: a listen() that succeeded is decided by the inbound rules on the socket's address (now
  * bound: an unbound socket was given the wildcard address and a port); a denial kills the agent
  * before the caller can accept anything (a child sharing the socket could: cordon_kill_agent).
+ * A descriptor that no longer holds a listening socket was swapped during the call: fail closed.
  */
 static __always_inline void compat_listen(struct cordon_ctx *c, long fd)
 {
-	struct file *file = current_fd_file(fd);
-	struct socket *sock;
-	struct sock *sk;
+	struct sock *sk = compat_fd_sock(fd);
+	__u16 family;
 
-	if (!file)
-		return;
-	sock = BPF_CORE_READ(file, private_data);
-	sk = BPF_CORE_READ(sock, sk);
-	if (sk && net_refused(net_decide_listen(c, sk)))
-		cordon_kill_agent(c); /* the socket listens: see cordon_kill_agent */
+	if (sk) {
+		family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		if (family == AF_UNIX)
+			return; /* reaching a Unix socket is decided at connect */
+		if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN) {
+			if (net_refused(net_decide_listen(c, sk)))
+				cordon_kill_agent(c); /* the socket listens: see cordon_kill_agent */
+			return;
+		}
+	}
+	cordon_count(CORDON_CNT_PATH_FAILED);
+	cordon_kill_agent(c);
 }
 
 SEC("tp_btf/sys_exit")

@@ -80,6 +80,9 @@ BackendPromise backend_promise(cordon_backend b)
                     "SIGKILL lands",
                     "a denied Unix connect() or unbound listen() happened: a forked child that "
                     "shares the socket can use it for the ~10 ms until cordon empties the cgroup",
+                    "a socket passed with SCM_RIGHTS before a denied connect()/listen() stays "
+                    "usable by its receiver, and a thread swapping descriptors during the call "
+                    "can hide it from the exit hook: use lsm where agents may reach host sockets",
                     "a script is decided by its interpreter, not by its own path",
                     "a UDP socket that sends without bind() receives on a kernel-chosen port",
                     "a denied exec is not an error return: the caller sees its child die of "
