@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -522,6 +523,20 @@ const Trick kTricks[] = {
          return result(::syscall(SYS_perf_event_open, &a, 0, -1, -1, 0));
      },
      .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    // ---- capabilities a root agent never needs (dropped at launch) --------------------------
+    {.name = "RawPortAccessAsRoot", .as_nobody = false, .layer = Layer::Full,
+     // ioperm only grants the port; nothing is read or written.
+     .run = [](const Env&) { return result(::syscall(SYS_ioperm, 0x80, 1, 1)); },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    {.name = "DeviceNodeAsRoot", .as_nobody = false, .layer = Layer::Full,
+     .run = [](const Env& e) {
+         return result(::mknod((e.ws / "public/mem").c_str(), S_IFCHR | 0600, makedev(1, 1)));
+     },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    {.name = "SwapoffAsRoot", .as_nobody = false, .layer = Layer::Full,
+     // Unguarded, ENOENT shows the call got past its CAP_SYS_ADMIN check; nothing is swapped.
+     .run = [](const Env& e) { return result(::syscall(SYS_swapoff, (e.ws / "none").c_str())); },
+     .unguarded = exited(ENOENT), .lsm = refused(), .compat = refused()},
     {.name = "FinitModule", .as_nobody = false, .layer = Layer::Full,
      // Unguarded, a bad descriptor shows that the call reaches the module loader.
      .run = [](const Env&) { return result(::syscall(SYS_finit_module, -1, "", 0)); },
@@ -627,7 +642,8 @@ Exit run_trick(const Trick& t, const Env& env, const std::optional<std::string>&
                const agents::SeccompLayer* seccomp)
 {
     const pid_t pid = spawn_in(cgroup, [&] {
-        if (seccomp && seccomp->install() != 0)
+        // Layer::Full is what cordon run installs: the seccomp layer, then the capability drop.
+        if (seccomp && (seccomp->install() != 0 || agents::drop_capabilities(false) != 0))
             return kChildSetupFailed;
         if (t.as_nobody && (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0))
             return kChildSetupFailed;

@@ -2,6 +2,7 @@
 #include "agents/seccomp.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -145,6 +146,31 @@ SeccompLayer::SeccompLayer(const policy::Policy& p, cordon_backend backend)
     prog_.resize(static_cast<size_t>(bytes) / sizeof(sock_filter));
     if (::pread(fd, prog_.data(), static_cast<size_t>(bytes), 0) != bytes)
         throw Error("cannot build the seccomp layer: reading the program: " + errno_text(errno));
+}
+
+int drop_capabilities(bool raw_sockets)
+{
+    __user_cap_header_struct head{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    __user_cap_data_struct data[2]{};
+    if (::syscall(SYS_capget, &head, data) != 0)
+        return errno;
+    for (const auto& d : policy::dropped_capabilities()) {
+        if (raw_sockets && d.kept_for_raw_sockets)
+            continue;
+        // EINVAL: a capability this kernel does not know is one the agent cannot have.
+        if (::prctl(PR_CAPBSET_DROP, d.cap, 0, 0, 0) != 0 && errno != EINVAL)
+            return errno;
+        const std::uint32_t bit = 1u << (d.cap % 32);
+        auto& word = data[d.cap / 32];
+        word.effective &= ~bit;
+        word.permitted &= ~bit;
+        word.inheritable &= ~bit;
+    }
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        return errno;
+    if (::syscall(SYS_capset, &head, data) != 0)
+        return errno;
+    return 0;
 }
 
 int SeccompLayer::install() const

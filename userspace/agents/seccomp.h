@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The seccomp layer: a filter installed in an agent's first process before its command runs,
+// The launch-time hardening of an agent. The seccomp layer: a filter installed in an agent's first process before its command runs,
 // inherited by every descendant and impossible to remove, that refuses the side doors listed in
 // policy::side_doors() (docs/policy.md, "hardening"). It is the second wall on every backend:
 // what the BPF programs cannot see on a backend (compat: mounts, io_uring, ia32 opens) must not
@@ -15,6 +15,11 @@
 #include "policy/model.h"
 
 namespace cordon::agents {
+
+/// Removes the capabilities of policy::dropped_capabilities() from the calling process's bounding,
+/// ambient, inheritable, permitted and effective sets (CAP_NET_RAW stays when `raw_sockets`).
+/// Async-signal-safe. Returns 0 or an errno: the caller must not run the agent then.
+int drop_capabilities(bool raw_sockets);
 
 /// A compiled filter, built in the controller (where allocating and throwing are fine) and
 /// installed in the child after fork with nothing but system calls.

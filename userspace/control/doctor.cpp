@@ -31,7 +31,9 @@ BackendPromise backend_promise(cordon_backend b)
                     "unix sockets: connecting or sending to one is a write to its path; abstract "
                     "sockets follow network.unix_abstract",
                     "seccomp layer: no namespaces, mount API, bpf(), perf, file handles, foreign "
-                    "ABIs or module loading, unless the policy reopens them",
+                    "ABIs or module loading, unless the policy reopens them; root agents lose "
+                    "CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_SYS_MODULE, CAP_MKNOD, CAP_NET_ADMIN and "
+                    "the other capabilities docs/enforcement.md lists",
                     "kill switch: every process of a killed agent, forks included, is refused "
                     "from that instant; cordon kills from the kernel's flag, not from events",
                     "tamper: agents cannot call bpf(), ptrace outside their agent, signal "
@@ -65,7 +67,8 @@ BackendPromise backend_promise(cordon_backend b)
                     "EPERM; raw and ICMP echo sockets are refused unless the policy allows them",
                     "seccomp layer: no namespaces, mount API, bpf(), perf, file handles, foreign "
                     "ABIs, io_uring, descriptor-table sharing or module loading, unless the "
-                    "policy reopens them",
+                    "policy reopens them; root agents lose the capabilities docs/enforcement.md "
+                    "lists (CAP_SYS_ADMIN, CAP_SYS_RAWIO, CAP_MKNOD, ...)",
                     "kill switch: every process of a killed agent, forks included, is refused "
                     "from that instant; cordon kills from the kernel's flag, not from events",
                 },

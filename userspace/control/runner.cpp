@@ -124,12 +124,13 @@ Identity lookup_user(const std::string& user)
 }
 
 // Stages of child_exec, reported with an errno on failure.
-enum ChildStage { kJoin = 1, kSession, kSeccomp, kUser, kWorkdir, kFds, kExec, kStages };
+enum ChildStage { kJoin = 1, kSession, kSeccomp, kCaps, kUser, kWorkdir, kFds, kExec, kStages };
 constexpr const char* kStageText[kStages] = {
     "",
     "join the agent cgroup",
     "start a new session",
     "install the seccomp layer",
+    "drop capabilities",
     "switch to the user",
     "enter the workspace",
     "mark inherited descriptors close-on-exec",
@@ -140,7 +141,7 @@ constexpr const char* kStageText[kStages] = {
 // user, close every inherited descriptor but 0-2, exec. Reports (stage, errno) on `err_fd` on
 // failure, and never runs the command then (fail closed).
 [[noreturn]] void child_exec(const agents::Cgroup& cg, const agents::SeccompLayer& seccomp,
-                             const std::optional<Identity>& who,
+                             bool raw_sockets, const std::optional<Identity>& who,
                              const std::optional<std::string>& workdir,
                              const std::vector<std::string>& command, int err_fd)
 {
@@ -163,10 +164,16 @@ constexpr const char* kStageText[kStages] = {
     // terminal (TIOCSTI) or stop cordon with job-control signals.
     if (::setsid() < 0)
         fail(kSession);
-    // Before the user switch: without no_new_privs, loading a filter needs CAP_SYS_ADMIN.
+    // Before the capabilities go and before the user switch: without no_new_privs, loading a
+    // filter needs CAP_SYS_ADMIN. The filter leaves prctl and capset alone.
     if (int err = seccomp.install(); err != 0) {
         errno = err;
         fail(kSeccomp);
+    }
+    // An agent run as root keeps only the capabilities ordinary work needs (docs/enforcement.md).
+    if (int err = agents::drop_capabilities(raw_sockets); err != 0) {
+        errno = err;
+        fail(kCaps);
     }
     if (who) {
         // As `sudo -u`: the user's groups, gid, uid, and a reset environment.
@@ -379,7 +386,9 @@ int run_guarded(const RunOptions& o)
     if (child < 0)
         throw Error("cannot start the command: " + errno_text(errno));
     if (child == 0)
-        child_exec(cg, seccomp, who,
+        child_exec(cg, seccomp,
+                   pol.raw_sockets != policy::Action::Deny && pol.raw_sockets != policy::Action::Kill,
+                   who,
                    o.workspace ? std::optional<std::string>(*ctx.workspace) : std::nullopt,
                    o.command, errpipe[1]);
     ::close(errpipe[1]);

@@ -62,6 +62,38 @@ std::span<const SideDoorInfo> side_doors()
     return kDoors;
 }
 
+std::span<const DroppedCapability> dropped_capabilities()
+{
+    // Numbers from linux/capability.h, spelled out so that policy/ needs no kernel headers.
+    static constexpr DroppedCapability kDropped[] = {
+        {12, "CAP_NET_ADMIN", "interfaces, routes, firewall", false},
+        {13, "CAP_NET_RAW", "raw and packet sockets", true},
+        {16, "CAP_SYS_MODULE", "kernel modules", false},
+        {17, "CAP_SYS_RAWIO", "I/O ports, /dev/mem, /proc/kcore", false},
+        {19, "CAP_SYS_PTRACE", "tracing other users' processes", false},
+        {20, "CAP_SYS_PACCT", "process accounting", false},
+        {21, "CAP_SYS_ADMIN", "mounts, namespaces, swap, most kernel knobs", false},
+        {22, "CAP_SYS_BOOT", "reboot, kexec", false},
+        {24, "CAP_SYS_RESOURCE", "resource limits, oom_score_adj below zero", false},
+        {25, "CAP_SYS_TIME", "the system clock", false},
+        {26, "CAP_SYS_TTY_CONFIG", "vhangup of terminals", false},
+        {27, "CAP_MKNOD", "device nodes (raw disks)", false},
+        {29, "CAP_AUDIT_WRITE", "the audit log", false},
+        {30, "CAP_AUDIT_CONTROL", "audit rules", false},
+        {31, "CAP_SETFCAP", "file capabilities", false},
+        {32, "CAP_MAC_OVERRIDE", "bypassing mandatory access control", false},
+        {33, "CAP_MAC_ADMIN", "mandatory access control policy", false},
+        {34, "CAP_SYSLOG", "the kernel log", false},
+        {35, "CAP_WAKE_ALARM", "wake-up alarms", false},
+        {36, "CAP_BLOCK_SUSPEND", "blocking suspend", false},
+        {37, "CAP_AUDIT_READ", "reading the audit log", false},
+        {38, "CAP_PERFMON", "performance monitoring", false},
+        {39, "CAP_BPF", "BPF programs and maps", false},
+        {40, "CAP_CHECKPOINT_RESTORE", "checkpoint/restore", false},
+    };
+    return kDropped;
+}
+
 std::string cidr_text(const Cidr& c)
 {
     char buf[INET6_ADDRSTRLEN] = {};

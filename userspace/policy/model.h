@@ -121,6 +121,17 @@ struct SideDoorInfo {
 /// Every side door, in SideDoor order.
 std::span<const SideDoorInfo> side_doors();
 
+/// A capability the launcher removes from every agent (all five sets, bounding included), so
+/// that an agent run as root cannot use it. Names as capabilities(7) spells them.
+struct DroppedCapability {
+    int cap;
+    std::string_view name;
+    std::string_view why;
+    bool kept_for_raw_sockets; ///< kept when network.raw_sockets allows raw sockets
+};
+/// Every capability dropped at launch (docs/enforcement.md).
+std::span<const DroppedCapability> dropped_capabilities();
+
 struct Hardening {
     bool no_new_privs = true;  ///< setuid/file capabilities do not raise privileges in the agent
     std::uint32_t reopened = 0; ///< bits (1 << SideDoor) the policy allows

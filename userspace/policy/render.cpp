@@ -80,7 +80,12 @@ nlohmann::json hardening_json(const Hardening& h)
                          {"refused", !h.allows(d.door)},
                          {"syscalls", d.syscalls},
                          {"compat_only", d.compat_only}});
-    return {{"no_new_privs", h.no_new_privs}, {"side_doors", doors}};
+    nlohmann::json caps = nlohmann::json::array();
+    for (const auto& d : dropped_capabilities())
+        caps.push_back({{"name", d.name}, {"why", d.why},
+                        {"kept_when_raw_sockets_allowed", d.kept_for_raw_sockets}});
+    return {{"no_new_privs", h.no_new_privs}, {"side_doors", doors},
+            {"dropped_capabilities", caps}};
 }
 
 nlohmann::json inbound_json(const Policy& p)
@@ -120,6 +125,12 @@ std::string show_text(const Policy& p)
     for (const auto& d : side_doors())
         out += fmt::format("  {:<8} {:<13} {}{}\n", p.hardening.allows(d.door) ? "allowed" : "refused",
                            d.name, d.syscalls, d.compat_only ? " (compat backend only)" : "");
+    std::string caps;
+    const bool raw = p.raw_sockets != Action::Deny && p.raw_sockets != Action::Kill;
+    for (const auto& d : dropped_capabilities())
+        if (!(raw && d.kept_for_raw_sockets))
+            caps += (caps.empty() ? "" : ", ") + std::string(d.name.substr(4));
+    out += fmt::format("capabilities removed from every process of the agent: {}\n", caps);
     out += "\n" + header("exec", p.exec) + path_rules_text(p, p.exec, false);
     out += "\n" + header("files", p.files) + path_rules_text(p, p.files, true);
     out += "\n" + header("network", p.network);
