@@ -214,6 +214,12 @@ static __always_inline __u8 cordon_verdict(const struct cordon_ctx *c,
 	return v;
 }
 
+/* True when a verdict refuses the access (deny or kill); allow and audit let it through. */
+static __always_inline bool cordon_refused(__u8 verdict)
+{
+	return verdict == CORDON_VERDICT_DENY || verdict == CORDON_VERDICT_KILL;
+}
+
 /*
  * Lowers the score atomically: a compare-and-swap loop, so that two denials on two CPUs both
  * count. The bound keeps the verifier happy; losing 8 races in a row needs 8 other penalties

@@ -29,7 +29,7 @@ int BPF_PROG(exec_guard_bprm_check, struct linux_binprm *bprm, int ret)
 	file = BPF_CORE_READ(bprm, file);
 	v = cordon_check_path(&c, CORDON_HOOK_EXEC, BPF_CORE_READ(file, f_path.dentry),
 			      BPF_CORE_READ(file, f_path.mnt), 0);
-	return v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_KILL ? -EPERM : 0;
+	return cordon_refused(v) ? -EPERM : 0;
 }
 
 SEC("tp_btf/sched_process_exec")

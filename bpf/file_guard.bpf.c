@@ -50,7 +50,7 @@
 
 static __always_inline int file_verdict_errno(__u8 v)
 {
-	return v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_KILL ? -EPERM : 0;
+	return cordon_refused(v) ? -EPERM : 0;
 }
 
 static __always_inline __u8 open_access(struct file *file)
@@ -449,7 +449,7 @@ static __always_inline void compat_listen(struct cordon_ctx *c, long fd)
 		if (family == AF_UNIX)
 			return; /* reaching a Unix socket is decided at connect */
 		if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN) {
-			if (net_refused(net_decide_listen(c, sk)))
+			if (cordon_refused(net_decide_listen(c, sk)))
 				cordon_kill_agent(c); /* the socket listens: see cordon_kill_agent */
 			return;
 		}

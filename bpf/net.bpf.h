@@ -78,9 +78,8 @@ static __always_inline __u8 net_decide_key(const struct cordon_ctx *c, struct co
 
 	key->policy_id = c->agent->policy_id;
 	key->prefixlen = 40 + (family == 4 ? 32 : 128);
-	if (inbound)
-		key->family |= CORDON_NET_INBOUND;
 	if (inbound) {
+		key->family |= CORDON_NET_INBOUND;
 		hit.action = c->policy ? c->policy->inbound_default : CORDON_ACTION_DENY;
 		hit.rule_id = c->policy ? c->policy->inbound_default_rule_id : 0;
 	} else {
@@ -118,11 +117,6 @@ static __always_inline __u8 net_decide_key(const struct cordon_ctx *c, struct co
 		}
 	}
 	return verdict;
-}
-
-static __always_inline bool net_refused(__u8 verdict)
-{
-	return verdict == CORDON_VERDICT_DENY || verdict == CORDON_VERDICT_KILL;
 }
 
 /*

@@ -55,10 +55,8 @@ static __always_inline int net_decide(struct bpf_sock_addr *ctx, __u32 hook, boo
 	if (!cordon_enter(&c))
 		return 1;
 	net_ctx_addr(ctx, &key, v6);
-	return net_refused(net_decide_key(&c, &key, ntoh16((__u16)ctx->user_port),
-					  net_proto_class(ctx->protocol), inbound, hook))
-		       ? 0
-		       : 1;
+	return !cordon_refused(net_decide_key(&c, &key, ntoh16((__u16)ctx->user_port),
+					      net_proto_class(ctx->protocol), inbound, hook));
 }
 
 /*
@@ -123,7 +121,7 @@ int net_guard_sock_create(struct bpf_sock *sk)
 			bpf_ringbuf_submit(e, 0);
 		}
 	}
-	return verdict == CORDON_VERDICT_DENY || verdict == CORDON_VERDICT_KILL ? 0 : 1;
+	return !cordon_refused(verdict);
 }
 
 SEC("cgroup/bind4")
@@ -147,5 +145,5 @@ int BPF_PROG(net_guard_socket_listen, struct socket *sock, int backlog, int ret)
 		return ret;
 	if (!cordon_enter(&c))
 		return 0;
-	return net_refused(net_decide_listen(&c, BPF_CORE_READ(sock, sk))) ? -EPERM : 0;
+	return cordon_refused(net_decide_listen(&c, BPF_CORE_READ(sock, sk))) ? -EPERM : 0;
 }

@@ -485,11 +485,6 @@ struct mount___chain {
 	struct mount *mnt_next_for_sb;
 } __attribute__((preserve_access_index));
 
-static __always_inline bool cordon_lets_through(__u8 verdict)
-{
-	return verdict == CORDON_VERDICT_ALLOW || verdict == CORDON_VERDICT_AUDIT;
-}
-
 /* The first mount of dentry's filesystem, or NULL; *end is what marks the end of the list. */
 static __always_inline struct mount *cordon_sb_first_mount(struct dentry *dentry, void **end)
 {
@@ -559,15 +554,15 @@ static __always_inline __u8 cordon_check_inode_write(const struct cordon_ctx *c,
 	_Static_assert(CORDON_NAME_MOUNTS == 4, "cordon_check_inode_write tries four mounts");
 	m = cordon_sb_first_mount(dentry, &end);
 	named += cordon_name_write(c, s, dentry, m, &hit, &verdict);
-	if (m && cordon_lets_through(verdict)) {
+	if (m && !cordon_refused(verdict)) {
 		m = cordon_sb_next_mount(m, end);
 		named += cordon_name_write(c, s, dentry, m, &hit, &verdict);
 	}
-	if (m && cordon_lets_through(verdict)) {
+	if (m && !cordon_refused(verdict)) {
 		m = cordon_sb_next_mount(m, end);
 		named += cordon_name_write(c, s, dentry, m, &hit, &verdict);
 	}
-	if (m && cordon_lets_through(verdict)) {
+	if (m && !cordon_refused(verdict)) {
 		m = cordon_sb_next_mount(m, end);
 		named += cordon_name_write(c, s, dentry, m, &hit, &verdict);
 	}

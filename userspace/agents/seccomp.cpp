@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <memory>
 #include <string>
 
 #include <seccomp.h>
@@ -123,7 +122,7 @@ SeccompLayer::SeccompLayer(const policy::Policy& p, cordon_backend backend)
     for (const char* n : {"init_module", "finit_module", "delete_module", "kexec_load",
                           "kexec_file_load"})
         refuse(c.ctx, n);
-    const bool raw = p.raw_sockets != policy::Action::Deny && p.raw_sockets != policy::Action::Kill;
+    const bool raw = policy::raw_sockets_allowed(p);
     for (int family = 0; family < AF_MAX; ++family)
         if (!family_allowed(family, raw))
             refuse(c.ctx, "socket", SCMP_ACT_ERRNO(EPERM),
@@ -134,10 +133,10 @@ SeccompLayer::SeccompLayer(const policy::Policy& p, cordon_backend backend)
     const int fd = ::memfd_create("cordon-seccomp", MFD_CLOEXEC);
     if (fd < 0)
         throw Error("cannot build the seccomp layer: memfd_create: " + errno_text(errno));
-    std::unique_ptr<int, void (*)(int*)> closer(new int(fd), [](int* f) {
-        ::close(*f);
-        delete f;
-    });
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
     check(seccomp_export_bpf(c.ctx, fd), "export");
     const off_t bytes = ::lseek(fd, 0, SEEK_END);
     if (bytes <= 0 || bytes % sizeof(sock_filter) != 0)

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// The launch-time hardening of an agent. The seccomp layer: a filter installed in an agent's first process before its command runs,
-// inherited by every descendant and impossible to remove, that refuses the side doors listed in
-// policy::side_doors() (docs/policy.md, "hardening"). It is the second wall on every backend:
+// The launch-time hardening of an agent: the capabilities it loses, and the seccomp layer, a
+// filter installed in its first process before its command runs, inherited by every descendant
+// and impossible to remove, that refuses the side doors listed in policy::side_doors()
+// (docs/policy.md, "hardening"). It is the second wall on every backend:
 // what the BPF programs cannot see on a backend (compat: mounts, io_uring, ia32 opens) must not
 // be reachable at all, and what they can see is refused twice.
 #pragma once
@@ -33,9 +34,6 @@ public:
     /// closed). Without no_new_privs the caller needs CAP_SYS_ADMIN, so call it before dropping
     /// privileges.
     int install() const;
-
-    /// Number of BPF instructions (for tests and `cordon doctor`).
-    size_t size() const { return prog_.size(); }
 
 private:
     std::vector<sock_filter> prog_;

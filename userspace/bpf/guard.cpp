@@ -27,19 +27,17 @@ CORDON_SKELETON_OPS(tamper_guard_bpf);
 
 unsigned lsm_hook_args(const char* hook, unsigned missing)
 {
-    struct btf* vmlinux = btf__load_vmlinux_btf();
+    // The kernel's BTF is megabytes: parsed once per process, and kept (it does not change).
+    static struct btf* const vmlinux = btf__load_vmlinux_btf();
     if (!vmlinux)
         return missing;
-    unsigned n = missing;
     const int id = btf__find_by_name_kind(vmlinux, (std::string("bpf_lsm_") + hook).c_str(),
                                           BTF_KIND_FUNC);
-    if (id > 0) {
-        const struct btf_type* fn = btf__type_by_id(vmlinux, static_cast<__u32>(id));
-        const struct btf_type* proto = btf__type_by_id(vmlinux, fn->type);
-        n = proto ? btf_vlen(proto) : missing;
-    }
-    btf__free(vmlinux);
-    return n;
+    if (id <= 0)
+        return missing;
+    const struct btf_type* fn = btf__type_by_id(vmlinux, static_cast<__u32>(id));
+    const struct btf_type* proto = btf__type_by_id(vmlinux, fn->type);
+    return proto ? btf_vlen(proto) : missing;
 }
 
 namespace {

@@ -386,9 +386,7 @@ int run_guarded(const RunOptions& o)
     if (child < 0)
         throw Error("cannot start the command: " + errno_text(errno));
     if (child == 0)
-        child_exec(cg, seccomp,
-                   pol.raw_sockets != policy::Action::Deny && pol.raw_sockets != policy::Action::Kill,
-                   who,
+        child_exec(cg, seccomp, policy::raw_sockets_allowed(pol), who,
                    o.workspace ? std::optional<std::string>(*ctx.workspace) : std::nullopt,
                    o.command, errpipe[1]);
     ::close(errpipe[1]);

@@ -18,6 +18,11 @@ std::string_view action_name(Action a)
     return "?";
 }
 
+bool raw_sockets_allowed(const Policy& p)
+{
+    return p.raw_sockets == Action::Allow || p.raw_sockets == Action::Audit;
+}
+
 std::string_view mode_name(Mode m)
 {
     return m == Mode::Audit ? "audit" : "enforce";

@@ -170,6 +170,9 @@ struct Policy {
     std::vector<RuleSource> rules; ///< index = rule id; entry 0 is unused (id 0 = none)
 };
 
+/// Whether the policy lets the agent create raw, ICMP echo and packet sockets (allow or audit).
+bool raw_sockets_allowed(const Policy& p);
+
 std::string_view action_name(Action a);
 std::string_view mode_name(Mode m);
 std::string access_names(std::uint8_t access);   ///< "read", "write" or "read, write"

@@ -126,7 +126,7 @@ std::string show_text(const Policy& p)
         out += fmt::format("  {:<8} {:<13} {}{}\n", p.hardening.allows(d.door) ? "allowed" : "refused",
                            d.name, d.syscalls, d.compat_only ? " (compat backend only)" : "");
     std::string caps;
-    const bool raw = p.raw_sockets != Action::Deny && p.raw_sockets != Action::Kill;
+    const bool raw = raw_sockets_allowed(p);
     for (const auto& d : dropped_capabilities())
         if (!(raw && d.kept_for_raw_sockets))
             caps += (caps.empty() ? "" : ", ") + std::string(d.name.substr(4));
