@@ -326,18 +326,25 @@ static __always_inline struct cordon_event *cordon_event_start(const struct cord
 }
 
 /*
- * Tamper protection (bpf(), ptrace of others, signals to cordon, cgroupfs/bpffs writes, mounts):
- * always denied for agents, in audit mode too, because audit mode must not let an agent switch
- * its guard off.
+ * Tamper protection (docs/enforcement.md, "What a root agent can and cannot do"): always denied
+ * for agents, in audit mode too, because audit mode must not let an agent switch its guard off.
+ * The event's path field names what was attempted, in parentheses ("(bpf)"), or the resolved
+ * path of the file involved.
  */
-static __always_inline __u8 cordon_deny_tamper(const struct cordon_ctx *c)
+static __always_inline struct cordon_event *cordon_tamper_start(const struct cordon_ctx *c)
 {
-	struct cordon_event *e;
-	__u8 verdict = CORDON_VERDICT_DENY;
-
-	cordon_apply(c, verdict);
-	e = cordon_event_start(c, CORDON_HOOK_TAMPER, verdict, 0);
-	if (e)
-		bpf_ringbuf_submit(e, 0);
-	return verdict;
+	cordon_apply(c, CORDON_VERDICT_DENY);
+	return cordon_event_start(c, CORDON_HOOK_TAMPER, CORDON_VERDICT_DENY, 0);
 }
+
+/* Denies and reports; `what` is a string literal of at most CORDON_EVENT_PATH bytes. */
+#define cordon_deny_tamper(c, what)                                                            \
+	({                                                                                     \
+		struct cordon_event *__e = cordon_tamper_start(c);                             \
+		_Static_assert(sizeof(what) <= CORDON_EVENT_PATH, "tamper label too long");   \
+		if (__e) {                                                                     \
+			__builtin_memcpy(__e->path, what, sizeof(what));                       \
+			bpf_ringbuf_submit(__e, 0);                                            \
+		}                                                                              \
+		CORDON_VERDICT_DENY;                                                           \
+	})

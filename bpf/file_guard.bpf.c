@@ -17,7 +17,8 @@
  *   lsm/inode_setattr (timestamps, mode, owner), lsm/inode_setxattr, inode_removexattr,
  *   inode_set_acl, inode_remove_acl (6.2+)  -> write, decided by every name the file has
  *                          through its filesystem's mounts (cordon_check_inode_write)
- *   lsm/path_truncate      truncate(2), ftruncate(2), O_TRUNC              -> write
+ *   lsm/path_truncate      truncate(2), O_TRUNC, and before 6.2 ftruncate(2) -> write
+ *   lsm/file_truncate      ftruncate(2) from 6.2 on                        -> write
  *   lsm/unix_stream_connect, lsm/unix_may_send   connect() to, or a datagram for, a Unix
  *                          socket: a write to the socket's path (abstract sockets: the policy's
  *                          network.unix_abstract)
@@ -227,18 +228,32 @@ int BPF_PROG(file_guard_path_chown, const struct path *path, unsigned long uid, 
 	return setattr_write(path);
 }
 
-SEC("lsm/path_truncate")
-int BPF_PROG(file_guard_path_truncate, const struct path *path, int ret)
+static __always_inline int truncate_write(const struct path *path)
 {
 	struct cordon_ctx c;
 
-	if (ret)
-		return ret;
 	if (!cordon_enter(&c))
 		return 0;
 	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_TRUNCATE,
 						    BPF_CORE_READ(path, dentry),
 						    BPF_CORE_READ(path, mnt), CORDON_ACCESS_WRITE));
+}
+
+SEC("lsm/path_truncate")
+int BPF_PROG(file_guard_path_truncate, const struct path *path, int ret)
+{
+	return ret ? ret : truncate_write(path);
+}
+
+/*
+ * From 6.2 on, ftruncate(2) is checked here and no longer by path_truncate: a descriptor opened
+ * for writing before the rules applied (inherited, passed over a socket) must still not shorten
+ * a write-denied file. Loaded only where the kernel has the hook.
+ */
+SEC("lsm/file_truncate")
+int BPF_PROG(file_guard_file_truncate, struct file *file, int ret)
+{
+	return ret ? ret : truncate_write(&file->f_path);
 }
 
 SEC("lsm/unix_stream_connect")

@@ -147,3 +147,43 @@ int BPF_PROG(net_guard_socket_listen, struct socket *sock, int backlog, int ret)
 		return 0;
 	return cordon_refused(net_decide_listen(&c, BPF_CORE_READ(sock, sk))) ? -EPERM : 0;
 }
+
+#define AF_UNIX 1
+#define AF_NETLINK 16
+#define AF_PACKET 17
+
+/*
+ * lsm backend: sockets of address families other than inet and inet6 never reach
+ * cgroup/sock_create. Unix and netlink sockets are ordinary work; a packet socket is decided by
+ * network.raw_sockets, like a raw one (it sends frames that no connect or sendmsg hook sees);
+ * every other family is denied (fail closed). The seccomp layer refuses the same families
+ * before they get here; this keeps them refused for an agent without it.
+ */
+SEC("lsm/socket_create")
+int BPF_PROG(net_guard_socket_create, int family, int type, int protocol, int kern, int ret)
+{
+	struct cordon_rule_hit hit = {};
+	struct cordon_event *e;
+	struct cordon_ctx c;
+	__u8 verdict;
+
+	if (ret || kern)
+		return ret;
+	if (family == AF_UNIX || family == AF_INET || family == AF_INET6 || family == AF_NETLINK)
+		return 0;
+	if (!cordon_enter(&c))
+		return 0;
+	hit.action = family == AF_PACKET && c.policy ? c.policy->raw_sockets : CORDON_ACTION_DENY;
+	verdict = cordon_verdict(&c, &hit);
+	cordon_apply(&c, verdict);
+	if (cordon_should_report(&c, verdict)) {
+		e = cordon_event_start(&c, CORDON_HOOK_SOCKET, verdict, 0);
+		if (e) {
+			e->family = 0; /* not inet: the address family is in port */
+			e->port = (__u16)family;
+			e->protocol = (__u8)protocol;
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	return cordon_refused(verdict) ? -EPERM : 0;
+}

@@ -277,6 +277,20 @@ static __always_inline __u8 cordon_path_done(const struct cordon_ctx *c, __u32 h
 	return verdict;
 }
 
+/* Tamper protection's denial of a file object, reported with its resolved path. */
+static __always_inline __u8 cordon_deny_tamper_path(const struct cordon_ctx *c,
+						    struct dentry *dentry, struct vfsmount *mnt)
+{
+	struct cordon_rule_hit hit = {};
+	struct cordon_scratch *s = cordon_scratch_get();
+
+	if (!s)
+		return cordon_no_scratch(c);
+	if (cordon_resolve(s, dentry, mnt) < 0)
+		cordon_unresolvable(s, &hit);
+	return cordon_path_done(c, CORDON_HOOK_TAMPER, s, CORDON_VERDICT_DENY, 0, 0);
+}
+
 /*
  * Decides an access to (dentry, mnt) by an agent: exec (access 0) or file access bits. Reports
  * the decision with its path and applies the side effects. Returns the verdict.

@@ -1,44 +1,118 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * tamper_guard (lsm backend only): keeps agents from switching their guard off. Every hook here
- * denies with EPERM for agent processes, in audit mode too, and reports CORDON_HOOK_TAMPER:
- *   lsm/bpf                    any bpf() call (loading, detaching, reading or writing maps)
- *   lsm/ptrace_access_check    ptrace of a process outside the agent's own cgroup subtree
- *   lsm/task_kill              signals to cordon's own processes (cordon_protected)
- *   lsm/file_open              opening a cgroupfs or bpffs file for writing (escaping the agent
- *                              cgroup, freezing or killing others, pinning objects)
- *   lsm/sb_mount, lsm/move_mount   mounts, which could lay an allowed path over a denied one
- *   lsm/sb_pivotroot           a new root would shorten every path the rules match against
- *   lsm/userns_create          a user namespace, in which an unprivileged agent could make
- *                              mounts that lay an allowed name over a denied tree
- * The compat backend has no such hooks: there agents must run as an unprivileged user (--user).
+ * tamper_guard (lsm backend only): keeps agents, root agents included, from switching their guard
+ * off or reaching around it through the kernel itself. Every hook here denies with EPERM for
+ * agent processes, in audit mode too, whatever the policy says, and reports CORDON_HOOK_TAMPER
+ * with what was attempted (docs/enforcement.md, "What a root agent can and cannot do"):
  *
- * Missing entries: non-agents are never affected.
+ *   lsm/bpf                     any bpf() call (loading, detaching, reading or writing maps)
+ *   lsm/ptrace_access_check     ptrace, /proc/PID/mem, process_vm_* of a process outside the
+ *                               agent's own cgroup subtree
+ *   lsm/task_kill               signals to cordon's own processes (cordon_protected)
+ *   lsm/file_send_sigiotask     SIGIO/SIGURG (any signal chosen with F_SETSIG) to cordon's own
+ *                               processes, whoever triggers it: that signal passes no task_kill
+ *   lsm/task_setnice, task_setioprio, task_setscheduler, task_movememory
+ *                               changing how a process outside the agent is scheduled or where
+ *                               its memory lives (stalling the guard)
+ *   lsm/task_prlimit            changing another process's resource limits (RLIMIT_CPU ends a
+ *                               process with SIGKILL, again past task_kill)
+ *   lsm/task_alloc              clone3(CLONE_INTO_CGROUP): a child born outside the agent
+ *   lsm/capable                 a capability of the policy's refused_caps, checked against the
+ *                               initial user namespace (the launch-time drop list, enforced
+ *                               again for agents cordon did not start)
+ *   lsm/kernel_read_file, lsm/kernel_load_data, lsm/kernel_module_request
+ *                               loading modules, firmware, kexec images or policies, and the
+ *                               module autoload that runs kernel.modprobe as root
+ *   lsm/file_open               a write-open of a kernel knob: procfs (except the agent's own
+ *                               processes' entries), sysfs, debugfs, tracefs, securityfs,
+ *                               configfs, cgroupfs, bpffs, binfmt_misc, pstore, efivarfs, ...;
+ *                               any open of a block device or of a character device other than
+ *                               null, zero, full, random, urandom and terminals
+ *   lsm/path_mknod, path_mkdir, path_symlink, path_link, path_unlink, path_rmdir, path_rename,
+ *   path_chmod, path_chown, path_truncate   the same kernel filesystems' names and modes
+ *   lsm/sb_mount, lsm/move_mount   mounts, which could lay an allowed path over a denied one
+ *   lsm/sb_pivotroot            a new root would shorten every path the rules match against
+ *   lsm/userns_create           a user namespace, in which an unprivileged agent could make
+ *                               mounts that lay an allowed name over a denied tree
+ * The compat backend has no such hooks: there agents must run as an unprivileged user (--user),
+ * and the launch-time capability drop and seccomp layer are the only walls.
+ *
+ * Missing entries: non-agents are never affected, except that no SIGIO ever reaches a protected
+ * process. An agent whose policy is missing is refused every capability (fail closed).
  */
-#include "cordon.bpf.h"
+#include "path.bpf.h"
 
 #define FMODE_WRITE 0x2
-#define CGROUP_SUPER_MAGIC 0x27e0eb
-#define CGROUP2_SUPER_MAGIC 0x63677270
-#define BPF_FS_MAGIC 0xcafe4a11
+#define S_IFMT 00170000
+#define S_IFBLK 0060000
+#define S_IFCHR 0020000
+#define CAP_OPT_NOAUDIT (1 << 1)
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#define LSM_PRLIMIT_WRITE 2
 
-/* -EPERM (reported) when the current task is an agent; 0 for everyone else. */
-static __always_inline int deny_if_agent(void)
+#define PROC_SUPER_MAGIC 0x9fa0
+
+/*
+ * Filesystems whose files are the kernel's own knobs and objects. An agent reads them (sysfs,
+ * procfs) but never writes, creates, removes or renames anything in them; procfs entries of the
+ * agent's own processes are the one exception (proc_entry_of_agent).
+ */
+static __always_inline bool kernel_object_fs(unsigned long magic)
 {
-	struct cordon_ctx c;
-
-	if (!cordon_enter(&c))
-		return 0;
-	cordon_deny_tamper(&c);
-	return -EPERM;
+	switch (magic) {
+	case PROC_SUPER_MAGIC:
+	case 0x62656572: /* sysfs */
+	case 0x27e0eb:   /* cgroup v1 */
+	case 0x63677270: /* cgroup v2 */
+	case 0xcafe4a11: /* bpffs */
+	case 0x64626720: /* debugfs */
+	case 0x74726163: /* tracefs */
+	case 0x73636673: /* securityfs */
+	case 0x62656570: /* configfs */
+	case 0x42494e4d: /* binfmt_misc: an interpreter registered there runs for every exec */
+	case 0x6165676c: /* pstore */
+	case 0xde5e81e4: /* efivarfs */
+	case 0xf97cff8c: /* selinuxfs */
+	case 0x43415d53: /* smackfs */
+	case 0x65735543: /* fusectl */
+		return true;
+	}
+	return false;
 }
+
+/*
+ * Character devices an agent may open: null, zero, full, random, urandom (major 1), virtual
+ * consoles and serial lines (4), tty, console, ptmx (5) and pseudo-terminals (136-143). Every
+ * other device (raw memory and ports, input injection, watchdogs, disks) is refused; block
+ * devices always are: reading a disk reads every file around the rules.
+ */
+static __always_inline bool device_allowed(__u32 rdev)
+{
+	__u32 major = rdev >> 20, minor = rdev & 0xfffff;
+
+	if (major == 1)
+		return minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9;
+	return major == 4 || major == 5 || (major >= 136 && major <= 143);
+}
+
+/* -EPERM (reported as `what`) when the current task is an agent; 0 for everyone else. */
+#define deny_if_agent(what)                                                                    \
+	({                                                                                     \
+		struct cordon_ctx __c;                                                         \
+		int __r = 0;                                                                   \
+		if (cordon_enter(&__c)) {                                                      \
+			(void)cordon_deny_tamper(&__c, what);                                  \
+			__r = -EPERM;                                                          \
+		}                                                                              \
+		__r;                                                                           \
+	})
 
 SEC("lsm/bpf")
 int BPF_PROG(tamper_guard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int ret)
 {
 	if (ret)
 		return ret;
-	return deny_if_agent();
+	return deny_if_agent("(bpf)");
 }
 
 /* The id of a task's ancestor cgroup at agent_level (its agent), or 0. */
@@ -53,19 +127,25 @@ static __always_inline __u64 task_agent_cgroup(struct task_struct *t)
 	return anc ? BPF_CORE_READ(anc, kn, id) : 0;
 }
 
+/* -EPERM (reported as `what`) when an agent acts on a task outside its own cgroup subtree. */
+#define deny_outside_agent(task, what)                                                         \
+	({                                                                                     \
+		struct cordon_ctx __c;                                                         \
+		int __r = 0;                                                                   \
+		if (cordon_enter(&__c) && task_agent_cgroup(task) != __c.cgid) {               \
+			(void)cordon_deny_tamper(&__c, what);                                  \
+			__r = -EPERM;                                                          \
+		}                                                                              \
+		__r;                                                                           \
+	})
+
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(tamper_guard_ptrace, struct task_struct *child, unsigned int mode, int ret)
 {
-	struct cordon_ctx c;
-
 	if (ret)
 		return ret;
-	if (!cordon_enter(&c))
-		return 0;
-	if (task_agent_cgroup(child) == c.cgid)
-		return 0; /* debugging its own processes is the agent's business */
-	cordon_deny_tamper(&c);
-	return -EPERM;
+	/* debugging its own processes is the agent's business */
+	return deny_outside_agent(child, "(ptrace)");
 }
 
 SEC("lsm/task_kill")
@@ -79,22 +159,277 @@ int BPF_PROG(tamper_guard_task_kill, struct task_struct *p, struct kernel_siginf
 	tgid = BPF_CORE_READ(p, tgid);
 	if (!bpf_map_lookup_elem(&cordon_protected, &tgid))
 		return 0;
-	return deny_if_agent();
+	return deny_if_agent("(signal to cordon)");
+}
+
+/*
+ * fcntl(F_SETOWN) + F_SETSIG can turn I/O readiness into any signal for any process. The signal
+ * is sent from whatever context makes the descriptor ready (another process writing to a pipe, a
+ * softirq receiving a packet), so the decision cannot rest on who the current task is: cordon's
+ * processes never use SIGIO, and none reaches them (fails closed for everyone).
+ */
+SEC("lsm/file_send_sigiotask")
+int BPF_PROG(tamper_guard_sigio, struct task_struct *tsk, struct fown_struct *fown, int sig,
+	     int ret)
+{
+	__u32 tgid;
+
+	if (ret)
+		return ret;
+	tgid = BPF_CORE_READ(tsk, tgid);
+	if (!bpf_map_lookup_elem(&cordon_protected, &tgid))
+		return 0;
+	(void)deny_if_agent("(sigio to cordon)");
+	return -EPERM;
+}
+
+SEC("lsm/task_setnice")
+int BPF_PROG(tamper_guard_setnice, struct task_struct *p, int nice, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_outside_agent(p, "(nice of another process)");
+}
+
+SEC("lsm/task_setioprio")
+int BPF_PROG(tamper_guard_setioprio, struct task_struct *p, int ioprio, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_outside_agent(p, "(ioprio of another process)");
+}
+
+SEC("lsm/task_setscheduler")
+int BPF_PROG(tamper_guard_setscheduler, struct task_struct *p, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_outside_agent(p, "(scheduling of another process)");
+}
+
+SEC("lsm/task_movememory")
+int BPF_PROG(tamper_guard_movememory, struct task_struct *p, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_outside_agent(p, "(memory of another process)");
+}
+
+/*
+ * The hook names the target by its credentials only, so an agent may change no other process's
+ * limits, its own children's included (fails closed); reading them, and setting its own, is
+ * allowed (the kernel does not call this hook for a process's own limits).
+ */
+SEC("lsm/task_prlimit")
+int BPF_PROG(tamper_guard_prlimit, const struct cred *cred, const struct cred *tcred,
+	     unsigned int flags, int ret)
+{
+	if (ret)
+		return ret;
+	if (!(flags & LSM_PRLIMIT_WRITE))
+		return 0;
+	return deny_if_agent("(limits of another process)");
+}
+
+SEC("lsm/task_alloc")
+int BPF_PROG(tamper_guard_task_alloc, struct task_struct *task, unsigned long clone_flags,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	if (!(clone_flags & CLONE_INTO_CGROUP))
+		return 0;
+	return deny_if_agent("(clone into another cgroup)");
+}
+
+/*
+ * A capability checked against a user namespace the agent made itself gives power over that
+ * namespace only; against the initial one (level 0) it is power over the host. Checks the
+ * kernel makes only to choose a behaviour (CAP_OPT_NOAUDIT) are refused without a report or a
+ * penalty, so that probing kernels do not flood the log or lower a root agent's score.
+ */
+SEC("lsm/capable")
+int BPF_PROG(tamper_guard_capable, const struct cred *cred, struct user_namespace *ns, int cap,
+	     unsigned int opts, int ret)
+{
+	struct cordon_event *e;
+	struct cordon_ctx c;
+	__u64 refused;
+
+	if (ret)
+		return ret;
+	if (cap < 0 || cap > 63 || BPF_CORE_READ(ns, level) != 0)
+		return 0;
+	if (!cordon_enter(&c))
+		return 0;
+	refused = c.policy ? c.policy->refused_caps : ~0ULL; /* missing policy: fail closed */
+	if (!((refused >> cap) & 1))
+		return 0;
+	if (opts & CAP_OPT_NOAUDIT) {
+		cordon_count(CORDON_VERDICT_DENY);
+		return -EPERM;
+	}
+	e = cordon_tamper_start(&c);
+	if (e) {
+		__builtin_memcpy(e->path, "(capability NN)", sizeof("(capability NN)"));
+		e->path[12] = '0' + (__u32)cap / 10;
+		e->path[13] = '0' + (__u32)cap % 10;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return -EPERM;
+}
+
+SEC("lsm/kernel_read_file")
+int BPF_PROG(tamper_guard_kernel_read_file, struct file *file, int id, bool contents, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_if_agent("(kernel file load)");
+}
+
+SEC("lsm/kernel_load_data")
+int BPF_PROG(tamper_guard_kernel_load_data, int id, bool contents, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_if_agent("(kernel data load)");
+}
+
+SEC("lsm/kernel_module_request")
+int BPF_PROG(tamper_guard_module_request, char *kmod_name, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_if_agent("(module autoload)");
+}
+
+/*
+ * Whether a procfs inode is an entry of a process of the agent (/proc/self/..., /proc/PID/...
+ * of its own processes): the task of the entry's pid, looked up the way the kernel's
+ * pid_task() does. Kernel-wide entries (/proc/sys, /proc/sysrq-trigger, ...) have no pid.
+ */
+static __always_inline bool proc_entry_of_agent(const struct cordon_ctx *c, struct inode *inode)
+{
+	struct proc_inode *pi = (void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode);
+	struct pid *pid = BPF_CORE_READ(pi, pid);
+	struct hlist_node *first;
+
+	if (!pid)
+		return false;
+	first = BPF_CORE_READ(pid, tasks[PIDTYPE_PID].first);
+	if (!first)
+		return false; /* the process is gone */
+	return task_agent_cgroup((void *)first - bpf_core_field_offset(struct task_struct,
+								      pid_links)) == c->cgid;
 }
 
 SEC("lsm/file_open")
 int BPF_PROG(tamper_guard_file_open, struct file *file, int ret)
 {
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	__u32 fmt = BPF_CORE_READ(inode, i_mode) & S_IFMT;
+	struct cordon_ctx c;
 	unsigned long magic;
 
 	if (ret)
 		return ret;
-	if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
+	if (fmt == S_IFBLK || (fmt == S_IFCHR && !device_allowed(BPF_CORE_READ(inode, i_rdev)))) {
+		if (!cordon_enter(&c))
+			return 0;
+	} else {
+		if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
+			return 0;
+		magic = BPF_CORE_READ(inode, i_sb, s_magic);
+		if (!kernel_object_fs(magic) || !cordon_enter(&c))
+			return 0;
+		if (magic == PROC_SUPER_MAGIC && proc_entry_of_agent(&c, inode))
+			return 0;
+	}
+	cordon_deny_tamper_path(&c, BPF_CORE_READ(file, f_path.dentry),
+				BPF_CORE_READ(file, f_path.mnt));
+	return -EPERM;
+}
+
+/* -EPERM when an agent changes a name or mode in a kernel filesystem (reported with its path). */
+static __always_inline int kernel_fs_change(struct dentry *dentry, struct vfsmount *mnt)
+{
+	struct cordon_ctx c;
+
+	if (!kernel_object_fs(BPF_CORE_READ(dentry, d_sb, s_magic)) || !cordon_enter(&c))
 		return 0;
-	magic = BPF_CORE_READ(file, f_path.dentry, d_sb, s_magic);
-	if (magic != CGROUP2_SUPER_MAGIC && magic != CGROUP_SUPER_MAGIC && magic != BPF_FS_MAGIC)
-		return 0;
-	return deny_if_agent();
+	cordon_deny_tamper_path(&c, dentry, mnt);
+	return -EPERM;
+}
+
+SEC("lsm/path_mknod")
+int BPF_PROG(tamper_guard_path_mknod, const struct path *dir, struct dentry *dentry,
+	     umode_t mode, unsigned int dev, int ret)
+{
+	return ret ? ret : kernel_fs_change(dentry, BPF_CORE_READ(dir, mnt));
+}
+
+SEC("lsm/path_mkdir")
+int BPF_PROG(tamper_guard_path_mkdir, const struct path *dir, struct dentry *dentry,
+	     umode_t mode, int ret)
+{
+	return ret ? ret : kernel_fs_change(dentry, BPF_CORE_READ(dir, mnt));
+}
+
+SEC("lsm/path_symlink")
+int BPF_PROG(tamper_guard_path_symlink, const struct path *dir, struct dentry *dentry,
+	     const char *old_name, int ret)
+{
+	return ret ? ret : kernel_fs_change(dentry, BPF_CORE_READ(dir, mnt));
+}
+
+SEC("lsm/path_unlink")
+int BPF_PROG(tamper_guard_path_unlink, const struct path *dir, struct dentry *dentry, int ret)
+{
+	return ret ? ret : kernel_fs_change(dentry, BPF_CORE_READ(dir, mnt));
+}
+
+SEC("lsm/path_rmdir")
+int BPF_PROG(tamper_guard_path_rmdir, const struct path *dir, struct dentry *dentry, int ret)
+{
+	return ret ? ret : kernel_fs_change(dentry, BPF_CORE_READ(dir, mnt));
+}
+
+SEC("lsm/path_link")
+int BPF_PROG(tamper_guard_path_link, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry, int ret)
+{
+	return ret ? ret : kernel_fs_change(new_dentry, BPF_CORE_READ(new_dir, mnt));
+}
+
+SEC("lsm/path_rename")
+int BPF_PROG(tamper_guard_path_rename, const struct path *old_dir, struct dentry *old_dentry,
+	     const struct path *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
+{
+	if (ret)
+		return ret;
+	/* Both ends: a rename cannot cross filesystems, but checking both costs nothing. */
+	if (kernel_fs_change(old_dentry, BPF_CORE_READ(old_dir, mnt)))
+		return -EPERM;
+	return kernel_fs_change(new_dentry, BPF_CORE_READ(new_dir, mnt));
+}
+
+SEC("lsm/path_chmod")
+int BPF_PROG(tamper_guard_path_chmod, const struct path *path, umode_t mode, int ret)
+{
+	return ret ? ret : kernel_fs_change(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+}
+
+SEC("lsm/path_chown")
+int BPF_PROG(tamper_guard_path_chown, const struct path *path, unsigned long uid,
+	     unsigned long gid, int ret)
+{
+	return ret ? ret : kernel_fs_change(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+}
+
+SEC("lsm/path_truncate")
+int BPF_PROG(tamper_guard_path_truncate, const struct path *path, int ret)
+{
+	return ret ? ret : kernel_fs_change(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
 }
 
 SEC("lsm/sb_mount")
@@ -103,7 +438,7 @@ int BPF_PROG(tamper_guard_sb_mount, const char *dev_name, const struct path *pat
 {
 	if (ret)
 		return ret;
-	return deny_if_agent();
+	return deny_if_agent("(mount)");
 }
 
 SEC("lsm/move_mount")
@@ -112,7 +447,7 @@ int BPF_PROG(tamper_guard_move_mount, const struct path *from_path, const struct
 {
 	if (ret)
 		return ret;
-	return deny_if_agent();
+	return deny_if_agent("(move_mount)");
 }
 
 SEC("lsm/sb_pivotroot")
@@ -121,7 +456,7 @@ int BPF_PROG(tamper_guard_sb_pivotroot, const struct path *old_path, const struc
 {
 	if (ret)
 		return ret;
-	return deny_if_agent();
+	return deny_if_agent("(pivot_root)");
 }
 
 SEC("lsm/userns_create")
@@ -129,5 +464,5 @@ int BPF_PROG(tamper_guard_userns_create, const struct cred *cred, int ret)
 {
 	if (ret)
 		return ret;
-	return deny_if_agent();
+	return deny_if_agent("(user namespace)");
 }

@@ -136,7 +136,12 @@ say "initramfs $(du -h "$vm_dir/initramfs.cpio.gz" | cut -f1), kernel $pkg"
 # --- boot -----------------------------------------------------------------------------------
 log=$vm_dir/console.log
 timeout_s=${CORDON_VM_TIMEOUT:-600}
+# A small disk (NVMe is built into the cloud kernel): the tests prove that an agent cannot read
+# a raw block device.
+printf 'cordon-disk-secret\n' > "$vm_dir/disk.img"
+truncate -s 1M "$vm_dir/disk.img"
 qemu_args=(-machine q35 -cpu max -smp 1 -m 1024 -nographic -no-reboot
+           -drive "file=$vm_dir/disk.img,if=none,id=disk0,format=raw" -device nvme,drive=disk0,serial=cordon
            -kernel "$vmlinuz" -initrd "$vm_dir/initramfs.cpio.gz"
            -append "console=ttyS0 panic=-1 oops=panic loglevel=4")
 if [ $shell = 1 ]; then

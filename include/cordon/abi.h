@@ -275,15 +275,21 @@ struct cordon_policy {
 	__u32 inbound_default_rule_id; /**< rule table entry of network.inbound.default */
 	__u8 inbound_default;       /**< enum cordon_action when no inbound rule matches */
 	__u8 _pad1[3];              /**< zero */
+	/** Capabilities (bit = CAP_* number) an agent may never use against the initial user
+	 *  namespace, whatever it runs as: the launch-time drop list, enforced again in the kernel
+	 *  (lsm backend, tamper_guard lsm/capable). */
+	__u64 refused_caps;
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_policy) == 72, "cordon_policy layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_policy) == 80, "cordon_policy layout changed");
 
 /** A full decision record: the header, then what was accessed. */
 struct cordon_event {
 	struct cordon_event_header h;
 	__u8 addr[16];  /**< network hooks: destination address (IPv4 in addr[0..3]) */
-	__u16 port;     /**< network hooks: destination port, host order */
-	__u8 family;    /**< network and socket hooks: 4 or 6 */
+	__u16 port;     /**< network hooks: destination port, host order; socket hook with
+			     family 0: the AF_* number of a socket outside inet and inet6 */
+	__u8 family;    /**< network hooks and raw/ICMP sockets: 4 or 6; socket hook: 0 for
+			     another address family (in port) */
 	__u8 protocol;  /**< network hooks: enum cordon_net_proto bit; socket hook: IP protocol */
 	__u8 access;    /**< file hooks: enum cordon_access bits decided */
 	__u8 _pad0[3];  /**< zero */

@@ -19,6 +19,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -55,7 +56,85 @@ constexpr uid_t kNobody = 65534;
 struct Env {
     fs::path ws;
     std::string abstract; // name of an abstract stream socket listening outside the agent
+    pid_t victim = -1;    // a process outside the agent; protected like cordon's when guarded
+    fs::path foreign;     // a cgroup outside the agent
+    int rw_fd = -1;       // ws/ro/f opened for writing outside the agent, inherited
+    fs::path disk;        // a block device of this machine (empty: none)
+    fs::path bpffs_dir;   // a directory the test made in bpffs
+    int detached_deny = -1; // open_tree(OPEN_TREE_CLONE) of ws/deny, made outside the agent
+    int detached_tree = -1; // the same of ws/tree
 };
+
+// A detached copy of the tree at `dir` (open_tree(OPEN_TREE_CLONE)), or -1.
+int detached_clone(const fs::path& dir)
+{
+    return static_cast<int>(
+        ::syscall(SYS_open_tree, AT_FDCWD, dir.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+}
+
+int result(long rc)
+{
+    return rc < 0 ? errno : 0;
+}
+
+// The first whole disk of this machine, as a device path ("/dev/nvme0n1"), or empty.
+fs::path first_disk()
+{
+    std::error_code ec;
+    for (const auto& d : fs::directory_iterator("/sys/block", ec)) {
+        const std::string name = d.path().filename();
+        if (!name.starts_with("loop") && !name.starts_with("ram") && fs::exists("/dev/" + name))
+            return "/dev/" + name;
+    }
+    return {};
+}
+
+// Rewrites a kernel knob with the value it already has: the write happens, nothing changes.
+int rewrite_knob(const char* path)
+{
+    std::string value;
+    std::getline(std::ifstream(path), value);
+    const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    value += "\n";
+    const int r = result(::write(fd, value.data(), value.size()));
+    ::close(fd);
+    return r;
+}
+
+int write_text(const std::string& path, const std::string& text)
+{
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    const int r = result(::write(fd, text.data(), text.size()));
+    ::close(fd);
+    return r;
+}
+
+// 0 once `pid` has died (a zombie of its parent), EPERM if it is still alive after 1 s.
+int died(pid_t pid)
+{
+    for (int i = 0; i < 200; ++i) {
+        std::string stat;
+        std::getline(std::ifstream("/proc/" + std::to_string(pid) + "/stat"), stat);
+        const auto close = stat.rfind(')');
+        if (close == std::string::npos || stat.substr(close + 2, 1) == "Z")
+            return 0;
+        ::usleep(5000);
+    }
+    return EPERM;
+}
+
+// mkdir, then rmdir again when it worked: 0 when the directory could be made.
+int make_and_remove_dir(const fs::path& dir)
+{
+    if (::mkdir(dir.c_str(), 0700) != 0)
+        return errno;
+    ::rmdir(dir.c_str());
+    return 0;
+}
 
 sockaddr_un unix_address(const std::string& name, socklen_t& len)
 {
@@ -100,11 +179,6 @@ int unix_reach(const std::string& name, int type)
     const int err = r < 0 ? errno : 0;
     ::close(s);
     return err;
-}
-
-int result(long rc)
-{
-    return rc < 0 ? errno : 0;
 }
 
 // Reads one byte of `fd`; 0 on success, else the errno.
@@ -266,6 +340,8 @@ void make_workspace(const fs::path& ws)
     fs::copy_file("/usr/bin/true", ws / "tools/x");
     std::ofstream(ws / "outer/secret/f") << "secret";
     std::ofstream(ws / "ro/f") << "ro";
+    // /dev/mem, made by the test (root) where the agent can reach it by path.
+    ::mknod((ws / "public/memdev").c_str(), S_IFCHR | 0600, makedev(1, 1));
     // Everyone may reach the workspace: some tricks run as nobody.
     for (const auto& p : {ws, ws / "deny", ws / "public", ws / "deny/secret"})
         fs::permissions(p, fs::perms::all, fs::perm_options::add);
@@ -296,6 +372,14 @@ Outcome skipped(const char* why)
 {
     return {.exit = kWorks, .event = CORDON_HOOK_NONE, .event_path = nullptr, .skip = why};
 }
+// lsm's tamper protection refuses with EPERM and reports what was attempted (or its path).
+Outcome tamper(const char* what)
+{
+    return {.exit = kEperm, .event = CORDON_HOOK_TAMPER, .event_path = what, .skip = nullptr};
+}
+constexpr const char* kCompatNoTamper =
+    "compat has no tamper protection: there an agent must run as another user (--user), and "
+    "cordon run's capability drop and seccomp layer are the only walls (docs/enforcement.md)";
 
 // The ICMP echo case needs nobody's group in net.ipv4.ping_group_range (many distributions
 // open it to every group); the test widens it for its duration and restores it.
@@ -310,6 +394,52 @@ public:
 
 private:
     std::string lo_, hi_;
+};
+
+// kernel.modprobe pointed, for the test's duration, at a script that leaves a mark: the proof
+// that a module request reached the usermode helper, which runs as root in the root cgroup.
+class ModprobeHelper {
+public:
+    explicit ModprobeHelper(const fs::path& ws) : script_("/tmp/cordon-esc-modprobe.sh")
+    {
+        std::getline(std::ifstream(kKnob), saved_);
+        std::ofstream(script_) << "#!/bin/sh\ntouch " << (ws / "modprobe-ran").string() << "\n";
+        fs::permissions(script_, fs::perms::owner_all);
+        std::ofstream(kKnob) << script_.string();
+    }
+    ~ModprobeHelper()
+    {
+        std::ofstream(kKnob) << saved_;
+        fs::remove(script_);
+    }
+
+private:
+    static constexpr const char* kKnob = "/proc/sys/kernel/modprobe";
+    fs::path script_;
+    std::string saved_;
+};
+
+// A sleeping child of the test, outside any agent.
+struct Victim {
+    pid_t pid = -1;
+    Victim() { restart(); }
+    ~Victim() { stop(); }
+    void stop()
+    {
+        if (pid > 0) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+        }
+    }
+    void restart()
+    {
+        stop();
+        pid = spawn_in(std::nullopt, [] {
+            for (;;)
+                ::pause();
+            return 0;
+        });
+    }
 };
 
 int ia32_open_passwd()
@@ -354,24 +484,18 @@ const Trick kTricks[] = {
                                  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
      },
      .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    // The detached trees are made outside the agent and handed to it (open_tree itself needs
+    // CAP_SYS_ADMIN, which lsm refuses a root agent): the walk must still fail closed.
     {.name = "ReadThroughDetachedTree", .as_nobody = false, .layer = Layer::Kernel,
      .run = [](const Env& e) {
-         const long t = ::syscall(SYS_open_tree, AT_FDCWD, (e.ws / "deny").c_str(),
-                                  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-         if (t < 0)
-             return errno;
-         return read_one(::openat(static_cast<int>(t), "secret", O_RDONLY | O_CLOEXEC));
+         return read_one(::openat(e.detached_deny, "secret", O_RDONLY | O_CLOEXEC));
      },
      .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_OPEN, CORDON_UNRESOLVABLE),
      .compat = compat_kills(CORDON_HOOK_FILE_OPEN, CORDON_UNRESOLVABLE), .unresolvable = true},
     {.name = "ExecThroughDetachedTree", .as_nobody = false, .layer = Layer::Kernel,
      .run = [](const Env& e) {
          // Decided as /usr/bin/x (allowed) by a walker that took the clone's root for "/".
-         const long t = ::syscall(SYS_open_tree, AT_FDCWD, (e.ws / "tree").c_str(),
-                                  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-         if (t < 0)
-             return errno;
-         return exec_fd_relative(static_cast<int>(t), "usr/bin/x", 0);
+         return exec_fd_relative(e.detached_tree, "usr/bin/x", 0);
      },
      // lsm: the open of the file for execution is refused first (file_open).
      .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_OPEN, CORDON_UNRESOLVABLE),
@@ -470,6 +594,17 @@ const Trick kTricks[] = {
      .run = [](const Env& e) {
          return result(::setxattr((e.ws / "ro/f").c_str(), "trusted.cordon", "1", 1, 0));
      },
+     // trusted.* needs CAP_SYS_ADMIN, which lsm refuses a root agent before any file rule.
+     .unguarded = kWorks, .lsm = tamper("(capability 21)"),
+     .compat = skipped("compat has no hook that sees setxattr(2) (docs/enforcement.md)")},
+    {.name = "PosixAclOfWriteDeniedFile", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         // version 2; user::rw-, group::r--, other::r-- (the file's mode, as an ACL).
+         const std::uint32_t acl[] = {2, 0x00060001, 0xffffffff, 0x00040004,
+                                      0xffffffff, 0x00040020, 0xffffffff};
+         return result(::setxattr((e.ws / "ro/f").c_str(), "system.posix_acl_access", acl,
+                                  sizeof(acl), 0));
+     },
      .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_SETATTR, "ro/f"),
      .compat = skipped("compat has no hook that sees setxattr(2) (docs/enforcement.md)")},
     {.name = "TouchOfWritableFileIsAllowed", .as_nobody = false, .layer = Layer::Kernel,
@@ -541,6 +676,137 @@ const Trick kTricks[] = {
      // Unguarded, a bad descriptor shows that the call reaches the module loader.
      .run = [](const Env&) { return result(::syscall(SYS_finit_module, -1, "", 0)); },
      .unguarded = exited(EBADF), .lsm = refused(), .compat = refused()},
+    // ---- a root agent against the kernel and its guard (lsm: tamper_guard) ---------------------
+    // Layer::Kernel on purpose: no capability drop and no seccomp layer, as for an agent that
+    // cordon did not start. The kernel alone must refuse.
+    {.name = "CloneIntoForeignCgroup", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         const int fd = ::open(e.foreign.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+         if (fd < 0)
+             return errno;
+         clone_args a{};
+         a.flags = CLONE_INTO_CGROUP;
+         a.exit_signal = SIGCHLD;
+         a.cgroup = static_cast<__u64>(fd);
+         return reap(::syscall(SYS_clone3, &a, sizeof(a)));
+     },
+     .unguarded = kWorks, .lsm = tamper("(clone into another cgroup)"),
+     .compat = skipped(kCompatNoTamper)},
+    {.name = "SigioKillsProtectedProcess", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         int p[2];
+         if (::pipe2(p, O_CLOEXEC) != 0)
+             return errno;
+         if (::fcntl(p[0], F_SETOWN, e.victim) != 0 || ::fcntl(p[0], F_SETSIG, SIGKILL) != 0 ||
+             ::fcntl(p[0], F_SETFL, O_ASYNC) != 0)
+             return errno;
+         (void)!::write(p[1], "x", 1); // readiness of p[0]: the "SIGIO" goes to the owner
+         return died(e.victim);
+     },
+     .unguarded = kWorks, .lsm = tamper("(sigio to cordon)"), .compat = skipped(kCompatNoTamper)},
+    {.name = "RaiseOomScoreOfProtectedProcess", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         return write_text("/proc/" + std::to_string(e.victim) + "/oom_score_adj", "1000");
+     },
+     .unguarded = kWorks, .lsm = tamper(nullptr), .compat = skipped(kCompatNoTamper)},
+    {.name = "OwnOomScoreIsWritable", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env&) { return write_text("/proc/self/oom_score_adj", "500"); },
+     .unguarded = kWorks, .lsm = runs(), .compat = runs()},
+    {.name = "RenicingProtectedProcess", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return result(::setpriority(PRIO_PROCESS, e.victim, 19)); },
+     .unguarded = kWorks, .lsm = tamper("(nice of another process)"),
+     .compat = skipped(kCompatNoTamper)},
+    {.name = "PinningProtectedProcessToOneCpu", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         cpu_set_t one;
+         CPU_ZERO(&one);
+         CPU_SET(0, &one);
+         return result(::sched_setaffinity(e.victim, sizeof(one), &one));
+     },
+     .unguarded = kWorks, .lsm = tamper("(scheduling of another process)"),
+     .compat = skipped(kCompatNoTamper)},
+    {.name = "CpuLimitOfProtectedProcess", .as_nobody = false, .layer = Layer::Kernel,
+     // RLIMIT_CPU ends a process with SIGKILL once it has run that long: a kill past task_kill.
+     .run = [](const Env& e) {
+         const rlimit one{.rlim_cur = 1, .rlim_max = 1};
+         return result(::prlimit(e.victim, RLIMIT_CPU, &one, nullptr));
+     },
+     .unguarded = kWorks, .lsm = tamper("(limits of another process)"),
+     .compat = skipped(kCompatNoTamper)},
+    {.name = "WriteFtraceEnabled", .as_nobody = false, .layer = Layer::Kernel,
+     // 0 there detaches every trampoline, and with them every LSM program.
+     .run = [](const Env&) { return rewrite_knob("/proc/sys/kernel/ftrace_enabled"); },
+     .unguarded = kWorks, .lsm = tamper("/proc/sys/kernel/ftrace_enabled"),
+     .compat = skipped(kCompatNoTamper)},
+    {.name = "WriteCorePattern", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env&) { return rewrite_knob("/proc/sys/kernel/core_pattern"); },
+     .unguarded = kWorks, .lsm = tamper("/proc/sys/kernel/core_pattern"),
+     .compat = skipped(kCompatNoTamper)},
+    {.name = "WriteModprobePath", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env&) { return rewrite_knob("/proc/sys/kernel/modprobe"); },
+     .unguarded = kWorks, .lsm = tamper("/proc/sys/kernel/modprobe"),
+     .compat = skipped(kCompatNoTamper)},
+    {.name = "SysrqTrigger", .as_nobody = false, .layer = Layer::Kernel,
+     // 'h' only prints the help; 'f' would start the OOM killer.
+     .run = [](const Env&) { return write_text("/proc/sysrq-trigger", "h"); },
+     .unguarded = kWorks, .lsm = tamper("/proc/sysrq-trigger"),
+     .compat = skipped(kCompatNoTamper)},
+    {.name = "ModuleAutoloadRunsTheHelper", .as_nobody = false, .layer = Layer::Kernel,
+     // An unregistered netlink protocol makes the kernel request its module (ModprobeHelper).
+     .run = [](const Env& e) {
+         const int s = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 31);
+         if (s >= 0)
+             ::close(s);
+         return fs::exists(e.ws / "modprobe-ran") ? 0 : EPERM;
+     },
+     .unguarded = kWorks, .lsm = tamper("(module autoload)"), .compat = skipped(kCompatNoTamper)},
+    {.name = "FinitModuleRefusedByTheKernel", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env&) { return result(::syscall(SYS_finit_module, -1, "", 0)); },
+     .unguarded = exited(EBADF), .lsm = tamper("(capability 16)"),
+     .compat = skipped(kCompatNoTamper)},
+    {.name = "ReadKcore", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env&) { return read_one(::open("/proc/kcore", O_RDONLY | O_CLOEXEC)); },
+     .unguarded = kWorks, .lsm = tamper("(capability 17)"), .compat = skipped(kCompatNoTamper)},
+    {.name = "OpenKernelMemoryDevice", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         return read_one(::open((e.ws / "public/memdev").c_str(), O_RDONLY | O_CLOEXEC));
+     },
+     .unguarded = kWorks, .lsm = tamper("public/memdev"), .compat = skipped(kCompatNoTamper)},
+    {.name = "ReadRawDisk", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return read_one(::open(e.disk.c_str(), O_RDONLY | O_CLOEXEC)); },
+     .unguarded = kWorks, .lsm = tamper(nullptr), .compat = skipped(kCompatNoTamper)},
+    {.name = "MkdirInCgroupfs", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return make_and_remove_dir(e.foreign / "sub"); },
+     .unguarded = kWorks, .lsm = tamper(nullptr), .compat = skipped(kCompatNoTamper)},
+    {.name = "MkdirInBpffs", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return make_and_remove_dir(e.bpffs_dir.string() + "-new"); },
+     .unguarded = kWorks, .lsm = tamper(nullptr), .compat = skipped(kCompatNoTamper)},
+    {.name = "RenameInBpffs", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         const std::string moved = e.bpffs_dir.string() + "-moved";
+         if (::rename(e.bpffs_dir.c_str(), moved.c_str()) != 0)
+             return errno;
+         ::rename(moved.c_str(), e.bpffs_dir.c_str());
+         return 0;
+     },
+     .unguarded = kWorks, .lsm = tamper(nullptr), .compat = skipped(kCompatNoTamper)},
+    {.name = "RemoveDirectoryInBpffs", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) { return result(::rmdir(e.bpffs_dir.c_str())); },
+     .unguarded = kWorks, .lsm = tamper(nullptr), .compat = skipped(kCompatNoTamper)},
+    {.name = "FtruncateThroughInheritedDescriptor", .as_nobody = false, .layer = Layer::Kernel,
+     // ws/ro/f opened for writing outside the agent: no open to refuse, only the truncation.
+     .run = [](const Env& e) { return result(::ftruncate(e.rw_fd, 0)); },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_TRUNCATE, "ro/f"),
+     .compat = skipped("compat has no hook that sees ftruncate(2) (docs/enforcement.md)")},
+    {.name = "PacketSocketRefusedByTheKernel", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env&) {
+         const int s = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+         return s < 0 ? errno : (::close(s), 0);
+     },
+     .unguarded = kWorks,
+     .lsm = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr},
+     .compat = skipped("compat's cgroup/sock_create sees inet sockets only; the seccomp layer "
+                       "refuses packet sockets (PacketSocket)")},
     // ---- Unix sockets: a host daemon's socket is code execution outside the cgroup ------------
     {.name = "ConnectToUnixSocketInDeniedDirectory", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env& e) { return unix_reach(e.ws / "deny/sock", SOCK_STREAM); },
@@ -582,8 +848,8 @@ const Trick kTricks[] = {
          const int s = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP);
          return s < 0 ? errno : (::close(s), 0);
      },
-     .unguarded = kWorks,
-     .lsm = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr},
+     // lsm refuses a root agent CAP_NET_RAW first; compat's cgroup/sock_create refuses the socket.
+     .unguarded = kWorks, .lsm = tamper("(capability 13)"),
      .compat = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr}},
     {.name = "IcmpEchoToDeniedAddress", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env&) {
@@ -639,11 +905,11 @@ const Trick kTricks[] = {
 // Runs the trick in a child: in `cgroup` if given, with the seccomp layer if given, as nobody
 // if asked.
 Exit run_trick(const Trick& t, const Env& env, const std::optional<std::string>& cgroup,
-               const agents::SeccompLayer* seccomp)
+               const agents::SeccompLayer* seccomp, std::uint64_t refused_caps = 0)
 {
     const pid_t pid = spawn_in(cgroup, [&] {
         // Layer::Full is what cordon run installs: the seccomp layer, then the capability drop.
-        if (seccomp && (seccomp->install() != 0 || agents::drop_capabilities(false) != 0))
+        if (seccomp && (seccomp->install() != 0 || agents::drop_capabilities(refused_caps) != 0))
             return kChildSetupFailed;
         if (t.as_nobody && (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0))
             return kChildSetupFailed;
@@ -686,14 +952,30 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
                      << " backend; the VM tier runs it";
 
     TestAgent& shared = loaded(backend);
-    const Env env{.ws = workspace(), .abstract = "@cordon-esc-" + std::to_string(::getpid())};
+    const agents::Cgroup foreign = make_test_cgroup();
+    Env env{.ws = workspace(), .abstract = "@cordon-esc-" + std::to_string(::getpid()),
+            .foreign = foreign.path(), .disk = first_disk(),
+            .bpffs_dir = "/sys/fs/bpf/cordon-esc-" + std::to_string(::getpid())};
     struct Cleanup {
-        fs::path ws;
-        ~Cleanup() { fs::remove_all(ws); }
-    } cleanup{env.ws};
+        Env& env;
+        ~Cleanup()
+        {
+            for (int fd : {env.rw_fd, env.detached_deny, env.detached_tree})
+                if (fd >= 0)
+                    ::close(fd);
+            fs::remove_all(env.ws);
+            ::rmdir(env.bpffs_dir.c_str());
+        }
+    } cleanup{env};
     std::optional<PingGroupRange> ping;
     if (std::string_view(t.name).find("Icmp") != std::string_view::npos)
         ping.emplace();
+    std::optional<ModprobeHelper> modprobe;
+    if (std::string_view(t.name).find("Autoload") != std::string_view::npos)
+        modprobe.emplace(env.ws);
+    // A process outside the agent for tricks against other processes (cordon's, in the attack).
+    Victim victim;
+    env.victim = victim.pid;
     // Each run gets the workspace as new: a trick may have moved or linked its files.
     struct Servers {
         UnixServer stream, dgram, abstract;
@@ -701,9 +983,17 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
     std::unique_ptr<Servers> servers;
     const auto fresh_workspace = [&] {
         servers.reset();
+        for (int fd : {env.rw_fd, env.detached_deny, env.detached_tree})
+            if (fd >= 0)
+                ::close(fd);
         fs::remove_all(env.ws);
         fs::create_directories(env.ws);
         make_workspace(env.ws);
+        env.rw_fd = ::open((env.ws / "ro/f").c_str(), O_RDWR | O_CLOEXEC);
+        env.detached_deny = detached_clone(env.ws / "deny");
+        env.detached_tree = detached_clone(env.ws / "tree");
+        ::rmdir((env.bpffs_dir.string() + "-moved").c_str());
+        ::mkdir(env.bpffs_dir.c_str(), 0700); // EEXIST when a trick left it
         servers.reset(new Servers{.stream = {env.ws / "deny/sock", SOCK_STREAM},
                                   .dgram = {env.ws / "deny/dgram", SOCK_DGRAM},
                                   .abstract = {env.abstract, SOCK_STREAM}});
@@ -716,14 +1006,23 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
         GTEST_SKIP() << "this kernel lacks the system call the trick needs (ENOSYS unguarded)";
     ASSERT_EQ(bare, t.unguarded) << "the trick does not work on an unguarded process here";
 
-    // 2. Guarded, as a new agent of the loaded programs.
+    // 2. Guarded, as a new agent of the loaded programs; the victim is protected like cordon.
     fresh_workspace();
+    victim.restart();
+    env.victim = victim.pid;
+    shared.guard.protect_process(static_cast<std::uint32_t>(victim.pid));
+    struct Unprotect {
+        bpf::Guard& g;
+        pid_t pid;
+        ~Unprotect() { g.unprotect_process(static_cast<std::uint32_t>(pid)); }
+    } unprotect{shared.guard, victim.pid};
     CaseAgent agent(shared);
     const auto unresolvable_before = shared.guard.counters()[CORDON_CNT_PATH_FAILED];
     std::optional<agents::SeccompLayer> seccomp;
     if (t.layer == Layer::Full)
         seccomp.emplace(shared.policy, backend);
-    const Exit got = run_trick(t, env, agent.cg.path().string(), seccomp ? &*seccomp : nullptr);
+    const Exit got = run_trick(t, env, agent.cg.path().string(), seccomp ? &*seccomp : nullptr,
+                               policy::refused_capabilities(shared.policy));
     EXPECT_EQ(got, want.exit) << "got: " << describe(got);
 
     const auto events = drain_events(shared.guard);
@@ -756,6 +1055,12 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
     if (t.unresolvable) {
         EXPECT_GT(shared.guard.counters()[CORDON_CNT_PATH_FAILED], unresolvable_before);
     }
+    // 3. Whatever the trick did, the guard still enforces: the agent cannot read the secret.
+    const Exit after = wait_exit(spawn_in(agent.cg.path().string(), [&] {
+        return read_one(::open((env.ws / "deny/secret").c_str(), O_RDONLY | O_CLOEXEC));
+    }));
+    EXPECT_EQ(after, backend == CORDON_BACKEND_LSM ? kEperm : kKilled)
+        << "the guard no longer enforces after the trick: " << describe(after);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstring>
 
+#include <bit>
+
 #include <gtest/gtest.h>
 
 #include "policy/lookup.h"
@@ -420,6 +422,22 @@ TEST(Limits, OneRuleOverTheLimitIsRefusedWhole)
     EXPECT_EQ(got, (std::vector<std::string>{
                        "p.yaml: the policy has 16385 exec and files rules; expected at most 16384",
                        "p.yaml: the policy has 16385 network rules; expected at most 16384"}));
+}
+
+// The kernel refuses exactly what cordon run drops at launch (one list, two walls).
+TEST(Compiler, RefusedCapabilitiesAreTheLaunchDropList)
+{
+    constexpr auto bit = [](int cap) { return std::uint64_t{1} << cap; };
+    const auto strict = compile_ok(net_spec("      - {cidr: 0.0.0.0/0, action: allow}\n"));
+    EXPECT_NE(strict.settings.refused_caps & bit(21), 0u) << "CAP_SYS_ADMIN";
+    EXPECT_NE(strict.settings.refused_caps & bit(13), 0u) << "CAP_NET_RAW";
+    EXPECT_EQ(strict.settings.refused_caps & bit(0), 0u) << "CAP_CHOWN is ordinary work";
+    EXPECT_EQ(std::popcount(strict.settings.refused_caps), std::ssize(dropped_capabilities()));
+
+    const auto raw = compile_ok(with_spec(
+        "  exec:\n    default: deny\n  files:\n    default: allow\n  network:\n"
+        "    default: deny\n    raw_sockets: allow\n"));
+    EXPECT_EQ(raw.settings.refused_caps, strict.settings.refused_caps & ~bit(13));
 }
 
 } // namespace

@@ -147,20 +147,20 @@ SeccompLayer::SeccompLayer(const policy::Policy& p, cordon_backend backend)
         throw Error("cannot build the seccomp layer: reading the program: " + errno_text(errno));
 }
 
-int drop_capabilities(bool raw_sockets)
+int drop_capabilities(std::uint64_t caps)
 {
     __user_cap_header_struct head{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
     __user_cap_data_struct data[2]{};
     if (::syscall(SYS_capget, &head, data) != 0)
         return errno;
-    for (const auto& d : policy::dropped_capabilities()) {
-        if (raw_sockets && d.kept_for_raw_sockets)
+    for (int cap = 0; cap < 64; ++cap) {
+        if (!(caps & (std::uint64_t{1} << cap)))
             continue;
         // EINVAL: a capability this kernel does not know is one the agent cannot have.
-        if (::prctl(PR_CAPBSET_DROP, d.cap, 0, 0, 0) != 0 && errno != EINVAL)
+        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
             return errno;
-        const std::uint32_t bit = 1u << (d.cap % 32);
-        auto& word = data[d.cap / 32];
+        const std::uint32_t bit = 1u << (cap % 32);
+        auto& word = data[cap / 32];
         word.effective &= ~bit;
         word.permitted &= ~bit;
         word.inheritable &= ~bit;

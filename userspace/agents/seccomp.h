@@ -17,10 +17,10 @@
 
 namespace cordon::agents {
 
-/// Removes the capabilities of policy::dropped_capabilities() from the calling process's bounding,
-/// ambient, inheritable, permitted and effective sets (CAP_NET_RAW stays when `raw_sockets`).
-/// Async-signal-safe. Returns 0 or an errno: the caller must not run the agent then.
-int drop_capabilities(bool raw_sockets);
+/// Removes the capabilities in `caps` (bit = CAP_* number; policy::refused_capabilities()) from
+/// the calling process's bounding, inheritable, permitted and effective sets, and clears the
+/// ambient set. Async-signal-safe. Returns 0 or an errno: the caller must not run the agent then.
+int drop_capabilities(std::uint64_t caps);
 
 /// A compiled filter, built in the controller (where allocating and throwing are fine) and
 /// installed in the child after fork with nothing but system calls.

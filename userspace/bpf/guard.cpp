@@ -149,10 +149,12 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
         const bool idmap = lsm_hook_args("inode_setattr", 2) == 3;
         bpf_program__set_autoload(d.file->progs.file_guard_inode_setattr, !idmap);
         bpf_program__set_autoload(d.file->progs.file_guard_inode_setattr_idmap, idmap);
-        for (auto* acl : {d.file->progs.file_guard_inode_set_acl,
-                          d.file->progs.file_guard_inode_remove_acl})
-            if (lsm_hook_args(bpf_program__section_name(acl) + 4, 0) == 0)
-                bpf_program__set_autoload(acl, false); // before 6.2 ACLs are xattrs
+        // Hooks added in 6.2: before it, ACLs are xattrs and ftruncate is a path_truncate.
+        for (auto* late : {d.file->progs.file_guard_inode_set_acl,
+                           d.file->progs.file_guard_inode_remove_acl,
+                           d.file->progs.file_guard_file_truncate})
+            if (lsm_hook_args(bpf_program__section_name(late) + 4, 0) == 0)
+                bpf_program__set_autoload(late, false);
     }
     if (lsm) {
         d.tamper.emplace(Skeleton<tamper_guard_bpf>::open());

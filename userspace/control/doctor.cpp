@@ -38,6 +38,12 @@ BackendPromise backend_promise(cordon_backend b)
                     "from that instant; cordon kills from the kernel's flag, not from events",
                     "tamper: agents cannot call bpf(), ptrace outside their agent, signal "
                     "cordon, write cgroupfs or bpffs, mount, pivot_root or create user namespaces",
+                    "root agents: refused in the kernel whatever the policy: the capabilities "
+                    "cordon drops at launch, writes to /proc/sys, sysrq-trigger and other "
+                    "processes' /proc entries, sysfs, debugfs, tracefs and other kernel "
+                    "filesystems, module loading and autoload, disks and devices other than "
+                    "null/zero/random/terminals, clone3 into another cgroup, and killing or "
+                    "stalling cordon (signals, SIGIO, RLIMIT_CPU, nice, affinity, OOM score)",
                 },
             .limits =
                 {
@@ -48,6 +54,8 @@ BackendPromise backend_promise(cordon_backend b)
                     "a UDP socket that sends without bind() receives on a kernel-chosen port "
                     "with no inbound decision",
                     "seccomp refusals are EPERM to the agent and are not recorded as events",
+                    "root agents: a device outside the short list (GPU, /dev/kvm, /dev/fuse) "
+                    "cannot be allowed, and no agent may change another process's limits",
                 },
         };
     case CORDON_BACKEND_COMPAT:
@@ -90,8 +98,10 @@ BackendPromise backend_promise(cordon_backend b)
                     "a UDP socket that sends without bind() receives on a kernel-chosen port",
                     "a denied exec is not an error return: the caller sees its child die of "
                     "SIGKILL",
-                    "no tamper protection: an agent running as root can unload cordon's "
-                    "programs or leave its cgroup; run agents with --user",
+                    "no tamper protection: a root agent can leave its cgroup, write kernel knobs "
+                    "(/proc/sys: ftrace_enabled, core_pattern, modprobe), read disks and signal "
+                    "cordon; bpf(), mounts and module loading are refused only by the seccomp "
+                    "layer and the capability drop; run agents with --user",
                 },
         };
     default:

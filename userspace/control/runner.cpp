@@ -108,6 +108,41 @@ pid_t start_guardian(const std::filesystem::path& cgroup, int& keepalive_fd)
     return pid;
 }
 
+// cordon and its guardian are never the OOM killer's choice: an agent that exhausts memory must
+// not end its guard that way (that kill passes no LSM hook). Returns the value cordon had, which
+// the agent gets back (restore_oom_score), or nothing when cordon lacks CAP_SYS_RESOURCE (some
+// containers): then the agent's score stays as it was, and the run goes on with a warning,
+// because the guardian and cordon still end the agent if either of them is killed.
+std::optional<std::string> shield_from_oom()
+{
+    std::string previous;
+    std::ifstream("/proc/self/oom_score_adj") >> previous;
+    const int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    const bool ok = fd >= 0 && ::write(fd, "-1000", 5) == 5;
+    if (fd >= 0)
+        ::close(fd);
+    if (!ok || previous.empty())
+        return std::nullopt;
+    return previous;
+}
+
+// In the agent's first process, before its capabilities go: the OOM score cordon had, so that
+// the agent is not shielded too; with CAP_SYS_RESOURCE still held, this also raises the floor
+// an agent could later lower its score to. Async-signal-safe. Returns 0 or an errno.
+int restore_oom_score(const std::optional<std::string>& saved)
+{
+    if (!saved)
+        return 0;
+    const std::string& value = *saved;
+    const int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    const bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+    const int err = errno;
+    ::close(fd);
+    return ok ? 0 : err;
+}
+
 struct Identity {
     uid_t uid;
     gid_t gid;
@@ -124,11 +159,14 @@ Identity lookup_user(const std::string& user)
 }
 
 // Stages of child_exec, reported with an errno on failure.
-enum ChildStage { kJoin = 1, kSession, kSeccomp, kCaps, kUser, kWorkdir, kFds, kExec, kStages };
+enum ChildStage {
+    kJoin = 1, kSession, kOom, kSeccomp, kCaps, kUser, kWorkdir, kFds, kExec, kStages
+};
 constexpr const char* kStageText[kStages] = {
     "",
     "join the agent cgroup",
     "start a new session",
+    "restore its OOM score",
     "install the seccomp layer",
     "drop capabilities",
     "switch to the user",
@@ -141,7 +179,9 @@ constexpr const char* kStageText[kStages] = {
 // user, close every inherited descriptor but 0-2, exec. Reports (stage, errno) on `err_fd` on
 // failure, and never runs the command then (fail closed).
 [[noreturn]] void child_exec(const agents::Cgroup& cg, const agents::SeccompLayer& seccomp,
-                             bool raw_sockets, const std::optional<Identity>& who,
+                             std::uint64_t refused_caps,
+                             const std::optional<std::string>& oom_score,
+                             const std::optional<Identity>& who,
                              const std::optional<std::string>& workdir,
                              const std::vector<std::string>& command, int err_fd)
 {
@@ -164,6 +204,10 @@ constexpr const char* kStageText[kStages] = {
     // terminal (TIOCSTI) or stop cordon with job-control signals.
     if (::setsid() < 0)
         fail(kSession);
+    if (int err = restore_oom_score(oom_score); err != 0) {
+        errno = err;
+        fail(kOom);
+    }
     // Before the capabilities go and before the user switch: without no_new_privs, loading a
     // filter needs CAP_SYS_ADMIN. The filter leaves prctl and capset alone.
     if (int err = seccomp.install(); err != 0) {
@@ -171,7 +215,7 @@ constexpr const char* kStageText[kStages] = {
         fail(kSeccomp);
     }
     // An agent run as root keeps only the capabilities ordinary work needs (docs/enforcement.md).
-    if (int err = agents::drop_capabilities(raw_sockets); err != 0) {
+    if (int err = agents::drop_capabilities(refused_caps); err != 0) {
         errno = err;
         fail(kCaps);
     }
@@ -353,9 +397,10 @@ int run_guarded(const RunOptions& o)
     guard.load_policy(*compiled.compiled);
     guard.set_agent(cg.id(), policy::agent_state_for(pol, *compiled.compiled, 1));
     guard.protect_process(static_cast<std::uint32_t>(::getpid()));
+    const auto oom_score = shield_from_oom(); // the guardian inherits the shield
 
     int keepalive = -1;
-    const pid_t guardian = start_guardian(cg.path(), keepalive);
+    pid_t guardian = start_guardian(cg.path(), keepalive);
     guard.protect_process(static_cast<std::uint32_t>(guardian));
 
     const agents::SeccompLayer seccomp(pol, backend);
@@ -365,6 +410,9 @@ int run_guarded(const RunOptions& o)
     if (backend == CORDON_BACKEND_COMPAT && !who)
         term.line("warning: the compat backend has no tamper protection; run the agent with "
                   "--user so it cannot unload its guard");
+    if (!oom_score)
+        term.line("warning: cannot shield cordon from the OOM killer (no CAP_SYS_RESOURCE); if "
+                  "it or its guardian is killed, the agent is killed too");
     term.line(fmt::format("guarding agent {} on the {} backend; cordon's lines carry this tag "
                           "[{}]",
                           name, backend == CORDON_BACKEND_LSM ? "lsm" : "compat", term.tag()));
@@ -386,7 +434,7 @@ int run_guarded(const RunOptions& o)
     if (child < 0)
         throw Error("cannot start the command: " + errno_text(errno));
     if (child == 0)
-        child_exec(cg, seccomp, policy::raw_sockets_allowed(pol), who,
+        child_exec(cg, seccomp, compiled.compiled->settings.refused_caps, oom_score, who,
                    o.workspace ? std::optional<std::string>(*ctx.workspace) : std::nullopt,
                    o.command, errpipe[1]);
     ::close(errpipe[1]);
@@ -437,6 +485,15 @@ int run_guarded(const RunOptions& o)
             status = st;
             done = true;
         }
+        // Either of cordon and its guardian outlives the other only to end the agent.
+        if (guardian > 0 && ::waitpid(guardian, &st, WNOHANG) == guardian) {
+            guardian = -1;
+            if (!done) {
+                term.line(fmt::format("the guardian died (status {}); stopping agent {}",
+                                      exit_status(st), name));
+                cg.kill();
+            }
+        }
     }
 
     // 5. CMD is gone: the agent ends with it. Report, then remove everything.
@@ -458,7 +515,8 @@ int run_guarded(const RunOptions& o)
                            "(the --events file has every event)");
     cg.remove();
     ::close(keepalive); // the guardian finds the cgroup gone and exits
-    ::waitpid(guardian, nullptr, 0);
+    if (guardian > 0)
+        ::waitpid(guardian, nullptr, 0);
     ::close(sfd);
     return exec_failed ? 127 : exit_status(status);
 }

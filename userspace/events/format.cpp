@@ -3,10 +3,13 @@
 
 #include <arpa/inet.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "policy/model.h"
 
 namespace cordon::events {
 
@@ -70,7 +73,16 @@ std::string object_text(const Event& e)
         return fmt::format(fmt::runtime(b.family == 6 ? "[{}]:{}/{}" : "{}:{}/{}"), address(b),
                            b.port, b.protocol == CORDON_PROTO_UDP ? "udp" : "tcp");
     if (e.header().hook == CORDON_HOOK_SOCKET)
-        return fmt::format("raw/icmp ipv{} protocol {}", b.family, b.protocol);
+        return b.family ? fmt::format("raw/icmp ipv{} protocol {}", b.family, b.protocol)
+                        : fmt::format("socket family {} protocol {}", b.port, b.protocol);
+    if (e.header().hook == CORDON_HOOK_TAMPER) {
+        // "(capability 21)" from the kernel: named here, where the table is.
+        int cap = -1;
+        if (std::sscanf(b.path, "(capability %d)", &cap) == 1)
+            for (const auto& d : policy::dropped_capabilities())
+                if (d.cap == cap)
+                    return fmt::format("(capability {} {})", cap, d.name);
+    }
     if (b.path[0])
         return b.path;
     return "";
@@ -86,7 +98,9 @@ std::string source_text(const Event& e, const RuleNamer& rule)
     if (h.hook == CORDON_HOOK_TAMPER)
         return "tamper protection";
     if (h.hook == CORDON_HOOK_SOCKET)
-        return "network.raw_sockets";
+        return e.body.family || e.body.port == 17 /* AF_PACKET */
+                   ? "network.raw_sockets"
+                   : "address family never allowed";
     if (e.body.path[0] == '@')
         return "network.unix_abstract";
     if (std::string_view(e.body.path) == CORDON_UNRESOLVABLE)
@@ -131,8 +145,13 @@ std::string event_json(const Event& e, const RuleNamer& rule, std::string_view a
         j["port"] = e.body.port;
         j["protocol"] = e.body.protocol == CORDON_PROTO_UDP ? "udp" : "tcp";
     } else if (h.hook == CORDON_HOOK_SOCKET) {
-        j["family"] = e.body.family;
-        j["ip_protocol"] = e.body.protocol;
+        if (e.body.family) {
+            j["family"] = e.body.family;
+            j["ip_protocol"] = e.body.protocol;
+        } else {
+            j["address_family"] = e.body.port;
+            j["protocol"] = e.body.protocol;
+        }
     } else if (e.body.path[0]) {
         j["path"] = e.body.path;
         if (e.body.access)

@@ -23,6 +23,16 @@ bool raw_sockets_allowed(const Policy& p)
     return p.raw_sockets == Action::Allow || p.raw_sockets == Action::Audit;
 }
 
+std::uint64_t refused_capabilities(const Policy& p)
+{
+    const bool raw = raw_sockets_allowed(p);
+    std::uint64_t mask = 0;
+    for (const auto& d : dropped_capabilities())
+        if (!(raw && d.kept_for_raw_sockets))
+            mask |= std::uint64_t{1} << d.cap;
+    return mask;
+}
+
 std::string_view mode_name(Mode m)
 {
     return m == Mode::Audit ? "audit" : "enforce";

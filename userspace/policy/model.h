@@ -172,6 +172,9 @@ struct Policy {
 
 /// Whether the policy lets the agent create raw, ICMP echo and packet sockets (allow or audit).
 bool raw_sockets_allowed(const Policy& p);
+/// The capabilities of dropped_capabilities() that this policy's agents lose (bit = CAP_*
+/// number): dropped at launch and refused again in the kernel (cordon_policy.refused_caps).
+std::uint64_t refused_capabilities(const Policy& p);
 
 std::string_view action_name(Action a);
 std::string_view mode_name(Mode m);

@@ -126,9 +126,9 @@ std::string show_text(const Policy& p)
         out += fmt::format("  {:<8} {:<13} {}{}\n", p.hardening.allows(d.door) ? "allowed" : "refused",
                            d.name, d.syscalls, d.compat_only ? " (compat backend only)" : "");
     std::string caps;
-    const bool raw = raw_sockets_allowed(p);
+    const std::uint64_t refused = refused_capabilities(p);
     for (const auto& d : dropped_capabilities())
-        if (!(raw && d.kept_for_raw_sockets))
+        if (refused & (std::uint64_t{1} << d.cap))
             caps += (caps.empty() ? "" : ", ") + std::string(d.name.substr(4));
     out += fmt::format("capabilities removed from every process of the agent: {}\n", caps);
     out += "\n" + header("exec", p.exec) + path_rules_text(p, p.exec, false);
