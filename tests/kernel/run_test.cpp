@@ -419,5 +419,83 @@ TEST_F(RunTest, InvalidPolicyChangesNothingAndExits125)
     EXPECT_FALSE(fs::exists(cgroup2().mount_point / "cordon" / name));
 }
 
+// Ordinary work as root under a policy shaped like the shipped coding-agent one: what tamper
+// protection refuses a root agent (capabilities, kernel knobs, devices) must not get in the way of
+// a build that writes its workspace, compiles (where a compiler is installed), runs its tests and
+// uses the usual corners of /proc, /dev and /tmp.
+TEST_F(RunTest, RootBuildInTheWorkspaceSeesNoDenial)
+{
+    const fs::path ws = dir_ / "ws";
+    fs::create_directories(ws);
+    const fs::path p = dir_ / "build.yaml";
+    std::ofstream(p) << "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: build\n"
+                        "spec:\n  exec:\n    default: deny\n    rules:\n"
+                        "      - {path: /usr/bin/, action: allow}\n"
+                        "      - {path: /bin/, action: allow}\n"
+                        "      - {path: /usr/lib/, action: allow}\n"
+                        "      - {path: /usr/libexec/, action: allow}\n"
+                        "      - {path: \"${WORKSPACE}/\", action: allow}\n"
+                        "  files:\n    default: allow\n    rules:\n"
+                        "      - {path: /, access: [write], action: deny}\n"
+                        "      - {path: \"${WORKSPACE}/\", access: [read, write], action: allow}\n"
+                        "      - {path: /tmp/, access: [read, write], action: allow}\n"
+                        "      - {path: /dev/, access: [read, write], action: allow}\n"
+                        "  network:\n    default: deny\n    rules:\n"
+                        "      - {cidr: 127.0.0.0/8, action: allow}\n";
+    const std::string script = R"(set -e
+mkdir -p src build
+printf 'int main(void) { return 0; }\n' > src/main.c
+if command -v cc >/dev/null 2>&1; then cc -O2 -o build/main src/main.c; ./build/main; fi
+printf 'x\n' > build/log; cat build/log >/dev/null; ls -la build >/dev/null
+mv build/log build/log.1; ln -s log.1 build/latest; rm build/latest; : > build/log.1
+chmod 755 build; touch build/stamp; mkdir build/d; rmdir build/d
+cat /proc/self/status /proc/cpuinfo /proc/meminfo >/dev/null; ls /proc/self/fd >/dev/null
+ulimit -n 512; nice -n 5 true
+cat /dev/null; echo x > /dev/null; head -c 8 /dev/urandom >/dev/null
+t=/tmp/cordon-build-$$; mkdir -p $t; echo t > $t/t; rm -r $t
+sleep 0 & wait
+echo done)";
+    const auto o = run({"run", "--policy", p, "--workspace", ws, "--", "/bin/sh", "-c",
+                        "cd \"$0\" && " + std::string(script), ws});
+    EXPECT_EQ(o.status, 0) << o.err;
+    EXPECT_EQ(o.out, "done\n") << o.err;
+    for (const char* verdict : {"cordon: deny ", "cordon: kill ", "cordon: audit "})
+        EXPECT_EQ(o.err.find(verdict), std::string::npos) << o.err;
+}
+
+// cordon and its guardian are shielded from the OOM killer where cordon may lower its score;
+// the agent gets the score cordon had, never the shield. Elsewhere cordon says it cannot.
+TEST_F(RunTest, CordonIsShieldedFromTheOomKillerAndTheAgentIsNot)
+{
+    std::string mine;
+    std::ifstream("/proc/self/oom_score_adj") >> mine;
+    const auto o = run({"run", "--policy", policy("oom"), "--", "/bin/sh", "-c",
+                        "cat /proc/self/oom_score_adj /proc/$PPID/oom_score_adj"});
+    ASSERT_EQ(o.status, 0) << o.err;
+    const bool shielded = o.err.find("cannot shield cordon from the OOM killer") == std::string::npos;
+    EXPECT_EQ(o.out, mine + "\n" + (shielded ? "-1000" : mine) + "\n") << o.err;
+    // Where this test (root) holds CAP_SYS_RESOURCE, cordon must have shielded itself.
+    std::ifstream status("/proc/self/status");
+    std::uint64_t effective = 0;
+    for (std::string line; std::getline(status, line);)
+        if (line.starts_with("CapEff:"))
+            effective = std::stoull(line.substr(7), nullptr, 16);
+    EXPECT_EQ(shielded, (effective >> 24 & 1) != 0) << "CAP_SYS_RESOURCE";
+}
+
+// A root agent on compat has no tamper protection in the kernel: cordon says so unless --user.
+TEST_F(RunTest, CompatWarnsWhenTheAgentRunsAsRoot)
+{
+    const std::string warning = "the compat backend has no tamper protection";
+    const auto as_root = run({"run", "--policy", policy("root"), "--", "/bin/true"});
+    ASSERT_EQ(as_root.status, 0) << as_root.err;
+    EXPECT_EQ(as_root.err.find(warning) != std::string::npos, backend_ == CORDON_BACKEND_COMPAT)
+        << as_root.err;
+    const auto as_user = run({"run", "--policy", policy("user"), "--user", "nobody", "--",
+                              "/bin/true"});
+    ASSERT_EQ(as_user.status, 0) << as_user.err;
+    EXPECT_EQ(as_user.err.find(warning), std::string::npos) << as_user.err;
+}
+
 } // namespace
 } // namespace cordon::testing
