@@ -497,5 +497,33 @@ TEST_F(RunTest, CompatWarnsWhenTheAgentRunsAsRoot)
     EXPECT_EQ(as_user.err.find(warning), std::string::npos) << as_user.err;
 }
 
+// Whoever holds the reading end of cordon's stderr can close it: cordon loses its lines, not its
+// life, and the run ends as usual. The agent (whose stderr goes elsewhere here) does not inherit
+// cordon's indifference to SIGPIPE.
+TEST_F(RunTest, AClosedStderrDoesNotEndCordon)
+{
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    ::close(p[0]); // every write to p[1] now raises SIGPIPE
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(p[1], 2);
+        const int out = ::open((dir_ / "out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(out, 1);
+        const std::string pol = policy("pipe").string(), secret = (dir_ / "secret").string();
+        ::execl(CORDON_BINARY, CORDON_BINARY, "run", "--policy", pol.c_str(), "--", "/bin/sh",
+                "-c", ("exec 2>/dev/null; grep SigIgn /proc/self/status; cat " + secret +
+                       "; exit 3").c_str(),
+                static_cast<char*>(nullptr));
+        ::_exit(126);
+    }
+    ::close(p[1]);
+    EXPECT_EQ(status_of(wait_exit(pid)), 3) << "cordon died of its closed stderr";
+    const std::string out = slurp(dir_ / "out");
+    ASSERT_TRUE(out.starts_with("SigIgn:")) << out;
+    EXPECT_EQ(std::stoull(out.substr(7), nullptr, 16) & (1ull << (SIGPIPE - 1)), 0u)
+        << "the agent inherited an ignored SIGPIPE";
+}
+
 } // namespace
 } // namespace cordon::testing

@@ -193,6 +193,7 @@ constexpr const char* kStageText[kStages] = {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL); // cordon ignores it; an ignored signal would survive exec
     // From here on this process is the agent: enforcement is already attached.
     {
         const int fd = ::open((cg.path() / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
@@ -358,6 +359,8 @@ int run_guarded(const RunOptions& o)
     if (::geteuid() != 0)
         throw Error("cordon run needs root (it loads BPF programs and creates cgroups); run it "
                     "with sudo, and use --user to run the command unprivileged");
+    // A closed reader of cordon's stderr must cost a line, not cordon's life (and the guard's).
+    ::signal(SIGPIPE, SIG_IGN);
 
     // 1. The policy, whole: parse, resolve host names, compile. Nothing is touched before this.
     const auto ctx = make_context(o.user, o.workspace);
