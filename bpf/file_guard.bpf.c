@@ -14,6 +14,7 @@
  *   lsm/path_link          both the existing and the new name              -> write, and the
  *                          new name may grant no right the old one lacks
  *   lsm/path_chmod, lsm/path_chown                                         -> write
+ *   lsm/file_ioctl         file flags (chattr: FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR) -> write
  *   lsm/inode_setattr (timestamps, mode, owner), lsm/inode_setxattr, inode_removexattr,
  *   inode_set_acl, inode_remove_acl (6.2+)  -> write, decided by every name the file has
  *                          through its filesystem's mounts (cordon_check_inode_write)
@@ -254,6 +255,32 @@ SEC("lsm/file_truncate")
 int BPF_PROG(file_guard_file_truncate, struct file *file, int ret)
 {
 	return ret ? ret : truncate_write(&file->f_path);
+}
+
+#define FS_IOC_SETFLAGS 0x40086602
+#define FS_IOC32_SETFLAGS 0x40046602
+#define FS_IOC_FSSETXATTR 0x401c5820
+
+/*
+ * chattr: immutable, append-only and the other inode flags (FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR)
+ * are metadata writes that no path or inode hook sees: decided as a write of the file.
+ */
+SEC("lsm/file_ioctl")
+int BPF_PROG(file_guard_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg,
+	     int ret)
+{
+	struct cordon_ctx c;
+
+	if (ret)
+		return ret;
+	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
+		return 0;
+	if (!cordon_enter(&c))
+		return 0;
+	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_SETATTR,
+						    BPF_CORE_READ(file, f_path.dentry),
+						    BPF_CORE_READ(file, f_path.mnt),
+						    CORDON_ACCESS_WRITE));
 }
 
 SEC("lsm/unix_stream_connect")

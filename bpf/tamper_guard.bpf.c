@@ -27,9 +27,16 @@
  *                               processes' entries), sysfs, debugfs, tracefs, securityfs,
  *                               configfs, cgroupfs, bpffs, binfmt_misc, pstore, efivarfs, ...;
  *                               any open of a block device or of a character device other than
- *                               null, zero, full, random, urandom and terminals
+ *                               null, zero, full, random, urandom, serial lines and
+ *                               pseudo-terminals
  *   lsm/path_mknod, path_mkdir, path_symlink, path_link, path_unlink, path_rmdir, path_rename,
- *   path_chmod, path_chown, path_truncate   the same kernel filesystems' names and modes
+ *   path_chmod, path_chown, path_truncate   the same kernel filesystems' names and modes, and
+ *                               names in devtmpfs (the host's /dev)
+ *   lsm/file_lock               locks and leases on kernel files (a lease on cgroup.kill
+ *                               stalls whoever opens it next)
+ *   lsm/file_ioctl              terminal ioctls that inject input or drive consoles
+ *   lsm/key_alloc, lsm/key_permission   kernel keyrings (shared with processes outside the
+ *                               agent; request_key(2) runs /sbin/request-key as root)
  *   lsm/sb_mount, lsm/move_mount   mounts, which could lay an allowed path over a denied one
  *   lsm/sb_pivotroot            a new root would shorten every path the rules match against
  *   lsm/userns_create           a user namespace, in which an unprivileged agent could make
@@ -75,16 +82,22 @@ static __always_inline bool kernel_object_fs(unsigned long magic)
 	case 0xf97cff8c: /* selinuxfs */
 	case 0x43415d53: /* smackfs */
 	case 0x65735543: /* fusectl */
+	case 0xabba1974: /* xenfs: hypercalls */
+	case 0x07655821: /* resctrl: moving tasks between resource groups */
+	case 0x6e667364: /* nfsd */
+	case 0x67596969: /* rpc_pipefs: answers to kernel upcalls */
 		return true;
 	}
 	return false;
 }
 
 /*
- * Character devices an agent may open: null, zero, full, random, urandom (major 1), virtual
- * consoles and serial lines (4), tty, console, ptmx (5) and pseudo-terminals (136-143). Every
- * other device (raw memory and ports, input injection, watchdogs, disks) is refused; block
- * devices always are: reading a disk reads every file around the rules.
+ * Character devices an agent may open: null, zero, full, random, urandom (1:3,5,7,8,9), serial
+ * lines (4:64 and up), /dev/tty and /dev/ptmx (5:0, 5:2) and pseudo-terminals (136-143). Every
+ * other device is refused: raw memory and ports, virtual consoles (an agent that opens one as
+ * its controlling terminal may switch the screen to a fake login), the console, input
+ * injection, watchdogs; block devices always are: reading a disk reads every file around the
+ * rules.
  */
 static __always_inline bool device_allowed(__u32 rdev)
 {
@@ -92,7 +105,21 @@ static __always_inline bool device_allowed(__u32 rdev)
 
 	if (major == 1)
 		return minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9;
-	return major == 4 || major == 5 || (major >= 136 && major <= 143);
+	if (major == 4)
+		return minor >= 64;
+	if (major == 5)
+		return minor == 0 || minor == 2;
+	return major >= 136 && major <= 143;
+}
+
+/* devtmpfs, the kernel's /dev: its names are what every process on the host opens. */
+static __always_inline bool devtmpfs(struct super_block *sb)
+{
+	char name[9] = {};
+
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(sb, s_type, name));
+	return name[0] == 'd' && name[1] == 'e' && name[2] == 'v' && name[3] == 't' &&
+	       name[4] == 'm' && name[5] == 'p' && name[6] == 'f' && name[7] == 's' && !name[8];
 }
 
 /* -EPERM (reported as `what`) when the current task is an agent; 0 for everyone else. */
@@ -350,12 +377,22 @@ int BPF_PROG(tamper_guard_file_open, struct file *file, int ret)
 	return -EPERM;
 }
 
-/* -EPERM when an agent changes a name or mode in a kernel filesystem (reported with its path). */
+/*
+ * -EPERM when an agent changes a name or mode in a kernel filesystem or in devtmpfs (a regular
+ * file put in place of /dev/null is read and written by every process on the host). Reported
+ * with its path.
+ */
 static __always_inline int kernel_fs_change(struct dentry *dentry, struct vfsmount *mnt)
 {
+	struct super_block *sb = BPF_CORE_READ(dentry, d_sb);
+	unsigned long magic = BPF_CORE_READ(sb, s_magic);
+	bool kernel_fs = kernel_object_fs(magic);
 	struct cordon_ctx c;
 
-	if (!kernel_object_fs(BPF_CORE_READ(dentry, d_sb, s_magic)) || !cordon_enter(&c))
+	/* devtmpfs is a tmpfs, or a ramfs on kernels without tmpfs */
+	if (!kernel_fs && magic != 0x01021994 && magic != 0x858458f6)
+		return 0;
+	if (!cordon_enter(&c) || (!kernel_fs && !devtmpfs(sb)))
 		return 0;
 	cordon_deny_tamper_path(&c, dentry, mnt);
 	return -EPERM;
@@ -430,6 +467,73 @@ SEC("lsm/path_truncate")
 int BPF_PROG(tamper_guard_path_truncate, const struct path *path, int ret)
 {
 	return ret ? ret : kernel_fs_change(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+}
+
+/*
+ * Locks and leases on kernel files: a read lease on a cgroup's cgroup.kill makes the next
+ * write-open of it (cordon killing an agent) wait for lease-break-time.
+ */
+SEC("lsm/file_lock")
+int BPF_PROG(tamper_guard_file_lock, struct file *file, unsigned int cmd, int ret)
+{
+	struct cordon_ctx c;
+
+	if (ret)
+		return ret;
+	if (!kernel_object_fs(BPF_CORE_READ(file, f_inode, i_sb, s_magic)) || !cordon_enter(&c))
+		return 0;
+	cordon_deny_tamper_path(&c, BPF_CORE_READ(file, f_path.dentry),
+				BPF_CORE_READ(file, f_path.mnt));
+	return -EPERM;
+}
+
+#define TIOCSTI 0x5412
+#define TIOCLINUX 0x541c
+#define TIOCCONS 0x541d
+#define TIOCSETD 0x5423
+
+/*
+ * Terminal ioctls that reach beyond the agent's own output: pushing input (TIOCSTI, TIOCLINUX
+ * paste), redirecting the console, changing the line discipline (which loads modules), and
+ * every virtual-console (0x56xx) and keyboard/display (0x4bxx) request.
+ */
+SEC("lsm/file_ioctl")
+int BPF_PROG(tamper_guard_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg,
+	     int ret)
+{
+	__u32 type = cmd >> 8 & 0xff;
+
+	if (ret)
+		return ret;
+	if (cmd != TIOCSTI && cmd != TIOCLINUX && cmd != TIOCCONS && cmd != TIOCSETD &&
+	    type != 0x56 && type != 0x4b)
+		return 0;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFCHR)
+		return 0;
+	return deny_if_agent("(terminal ioctl)");
+}
+
+/*
+ * Kernel keyrings are shared beyond the agent (root's user keyring, the session keyring it
+ * inherited), and request_key(2) makes the kernel run /sbin/request-key as root outside every
+ * cgroup. Agents use no keyring at all.
+ */
+SEC("lsm/key_alloc")
+int BPF_PROG(tamper_guard_key_alloc, struct key *key, const struct cred *cred,
+	     unsigned long flags, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_if_agent("(keyring)");
+}
+
+SEC("lsm/key_permission")
+int BPF_PROG(tamper_guard_key_permission, void *key_ref, const struct cred *cred,
+	     unsigned int need_perm, int ret)
+{
+	if (ret)
+		return ret;
+	return deny_if_agent("(keyring)");
 }
 
 SEC("lsm/sb_mount")

@@ -10,14 +10,17 @@
 //                   door), which must still refuse through the fail-closed path walk.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <linux/sched.h>
+#include <linux/vt.h>
 #include <net/ethernet.h>
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/mount.h>
@@ -396,28 +399,49 @@ private:
     std::string lo_, hi_;
 };
 
-// kernel.modprobe pointed, for the test's duration, at a script that leaves a mark: the proof
-// that a module request reached the usermode helper, which runs as root in the root cgroup.
-class ModprobeHelper {
+// A program the kernel runs as root in the root cgroup on request (a usermode helper), made by
+// the test for its duration: a script that leaves the mark ws/helper-ran. `knob` (when given)
+// is the kernel setting that names it, pointed at the script and restored afterwards; without
+// one the script is put at the fixed path the kernel runs (which must not exist yet).
+class UsermodeHelper {
 public:
-    explicit ModprobeHelper(const fs::path& ws) : script_("/tmp/cordon-esc-modprobe.sh")
+    UsermodeHelper(const fs::path& ws, fs::path script, const char* knob, std::string knob_value)
+        : script_(std::move(script)), knob_(knob)
     {
-        std::getline(std::ifstream(kKnob), saved_);
-        std::ofstream(script_) << "#!/bin/sh\ntouch " << (ws / "modprobe-ran").string() << "\n";
+        if (!knob_ && fs::exists(script_))
+            throw std::runtime_error(script_.string() + " exists; not replacing it");
+        fs::create_directories(script_.parent_path());
+        std::ofstream(script_) << "#!/bin/sh\ncat >/dev/null\ntouch " << (ws / "helper-ran").string()
+                               << "\n";
         fs::permissions(script_, fs::perms::owner_all);
-        std::ofstream(kKnob) << script_.string();
+        if (knob_) {
+            std::getline(std::ifstream(knob_), saved_);
+            std::ofstream(knob_) << knob_value;
+        }
     }
-    ~ModprobeHelper()
+    ~UsermodeHelper()
     {
-        std::ofstream(kKnob) << saved_;
+        if (knob_)
+            std::ofstream(knob_) << saved_;
         fs::remove(script_);
     }
 
 private:
-    static constexpr const char* kKnob = "/proc/sys/kernel/modprobe";
     fs::path script_;
+    const char* knob_;
     std::string saved_;
 };
+
+// Whether the usermode helper ran (it may finish a moment after the call that started it).
+int helper_ran(const Env& e)
+{
+    for (int i = 0; i < 100; ++i) {
+        if (fs::exists(e.ws / "helper-ran"))
+            return 0;
+        ::usleep(10'000);
+    }
+    return EPERM;
+}
 
 // A sleeping child of the test, outside any agent.
 struct Victim {
@@ -757,9 +781,96 @@ const Trick kTricks[] = {
          const int s = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 31);
          if (s >= 0)
              ::close(s);
-         return fs::exists(e.ws / "modprobe-ran") ? 0 : EPERM;
+         return helper_ran(e);
      },
      .unguarded = kWorks, .lsm = tamper("(module autoload)"), .compat = skipped(kCompatNoTamper)},
+    {.name = "RequestKeyRunsTheHelper", .as_nobody = false, .layer = Layer::Kernel,
+     // A key nobody has: the kernel runs /sbin/request-key (UsermodeHelper) to make it.
+     .run = [](const Env& e) {
+         ::syscall(SYS_request_key, "user", "cordon-esc-absent", "callout",
+                   -2 /* KEY_SPEC_PROCESS_KEYRING */);
+         return helper_ran(e);
+     },
+     .unguarded = kWorks, .lsm = tamper("(keyring)"), .compat = skipped(kCompatNoTamper)},
+    {.name = "CrashRunsNoCoreDumpHelper", .as_nobody = false, .layer = Layer::Full,
+     // core_pattern "|program" (UsermodeHelper): every crash runs it as root outside the agent.
+     .run = [](const Env& e) {
+         const pid_t c = ::fork();
+         if (c == 0) {
+             ::signal(SIGSEGV, SIG_DFL);
+             ::raise(SIGSEGV);
+             ::_exit(0);
+         }
+         ::waitpid(c, nullptr, 0);
+         return helper_ran(e);
+     },
+     .unguarded = kWorks, .lsm = refused(),
+     .compat = skipped("the launch step is the same on both backends; the VM tests it, so that "
+                       "this host's core_pattern is never changed")},
+    {.name = "ChattrAppendOnlyOfWriteDeniedFile", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         const int fd = ::open((e.ws / "ro/f").c_str(), O_RDONLY | O_CLOEXEC);
+         int flags = 0;
+         if (fd < 0 || ::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0)
+             return errno;
+         int set = flags | FS_APPEND_FL;
+         const int r = result(::ioctl(fd, FS_IOC_SETFLAGS, &set));
+         ::ioctl(fd, FS_IOC_SETFLAGS, &flags);
+         ::close(fd);
+         return r;
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_SETATTR, "ro/f"),
+     .compat = skipped("compat has no hook that sees ioctl(2) (docs/enforcement.md)")},
+    {.name = "VirtualConsoleAsControllingTerminal", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env&) {
+         ::setsid();
+         const int fd = ::open("/dev/tty5", O_RDWR | O_CLOEXEC);
+         if (fd < 0)
+             return errno;
+         vt_stat st{};
+         const int r = result(::ioctl(fd, VT_GETSTATE, &st));
+         ::close(fd);
+         return r;
+     },
+     .unguarded = kWorks, .lsm = tamper("/dev/tty5"), .compat = skipped(kCompatNoTamper)},
+    {.name = "LeaseOnCgroupFile", .as_nobody = false, .layer = Layer::Kernel,
+     // The next write-open of the file would wait lease-break-time for the lease. (cordon holds
+     // cgroup.kill open for writing from the start, so no lease can be taken on that one.)
+     .run = [](const Env& e) {
+         const int fd = ::open((e.foreign / "cgroup.procs").c_str(), O_RDONLY | O_CLOEXEC);
+         if (fd < 0)
+             return errno;
+         const int r = result(::fcntl(fd, F_SETLEASE, F_RDLCK));
+         ::fcntl(fd, F_SETLEASE, F_UNLCK);
+         ::close(fd);
+         return r;
+     },
+     .unguarded = kWorks, .lsm = tamper(nullptr), .compat = skipped(kCompatNoTamper)},
+    {.name = "CreateInDevtmpfs", .as_nobody = false, .layer = Layer::Kernel,
+     // A regular file in /dev: in place of /dev/null it would take every host process's output.
+     .run = [](const Env& e) {
+         const std::string name = "/dev/" + e.ws.filename().string();
+         const int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+         if (fd < 0)
+             return errno;
+         ::close(fd);
+         ::unlink(name.c_str());
+         return 0;
+     },
+     .unguarded = kWorks, .lsm = tamper(nullptr), .compat = skipped(kCompatNoTamper)},
+    {.name = "RealtimeSchedulingAsRoot", .as_nobody = false, .layer = Layer::Full,
+     // A busy SCHED_FIFO agent starves cordon wherever real-time throttling is off.
+     .run = [](const Env&) {
+         const sched_param p{.sched_priority = 1};
+         return result(::sched_setscheduler(0, SCHED_FIFO, &p));
+     },
+     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+    {.name = "RealtimeSchedulingRefusedByTheKernel", .as_nobody = false, .layer = Layer::Kernel,
+     .run = [](const Env&) {
+         const sched_param p{.sched_priority = 1};
+         return result(::sched_setscheduler(0, SCHED_FIFO, &p));
+     },
+     .unguarded = kWorks, .lsm = tamper("(capability 23)"), .compat = skipped(kCompatNoTamper)},
     {.name = "FinitModuleRefusedByTheKernel", .as_nobody = false, .layer = Layer::Kernel,
      .run = [](const Env&) { return result(::syscall(SYS_finit_module, -1, "", 0)); },
      .unguarded = exited(EBADF), .lsm = tamper("(capability 16)"),
@@ -909,7 +1020,8 @@ Exit run_trick(const Trick& t, const Env& env, const std::optional<std::string>&
 {
     const pid_t pid = spawn_in(cgroup, [&] {
         // Layer::Full is what cordon run installs: the seccomp layer, then the capability drop.
-        if (seccomp && (seccomp->install() != 0 || agents::drop_capabilities(refused_caps) != 0))
+        if (seccomp && (agents::limit_core_dumps() != 0 || seccomp->install() != 0 ||
+                        agents::drop_capabilities(refused_caps) != 0))
             return kChildSetupFailed;
         if (t.as_nobody && (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0))
             return kChildSetupFailed;
@@ -970,9 +1082,16 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
     std::optional<PingGroupRange> ping;
     if (std::string_view(t.name).find("Icmp") != std::string_view::npos)
         ping.emplace();
-    std::optional<ModprobeHelper> modprobe;
-    if (std::string_view(t.name).find("Autoload") != std::string_view::npos)
-        modprobe.emplace(env.ws);
+    std::optional<UsermodeHelper> helper;
+    const std::string_view name = t.name;
+    if (name.find("Autoload") != std::string_view::npos)
+        helper.emplace(env.ws, "/tmp/cordon-esc-modprobe.sh", "/proc/sys/kernel/modprobe",
+                       "/tmp/cordon-esc-modprobe.sh");
+    else if (name.find("CoreDumpHelper") != std::string_view::npos)
+        helper.emplace(env.ws, "/tmp/cordon-esc-core.sh", "/proc/sys/kernel/core_pattern",
+                       "|/tmp/cordon-esc-core.sh");
+    else if (name.find("RequestKey") != std::string_view::npos)
+        helper.emplace(env.ws, "/sbin/request-key", nullptr, "");
     // A process outside the agent for tricks against other processes (cordon's, in the attack).
     Victim victim;
     env.victim = victim.pid;

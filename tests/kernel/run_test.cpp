@@ -450,7 +450,7 @@ printf 'x\n' > build/log; cat build/log >/dev/null; ls -la build >/dev/null
 mv build/log build/log.1; ln -s log.1 build/latest; rm build/latest; : > build/log.1
 chmod 755 build; touch build/stamp; mkdir build/d; rmdir build/d
 cat /proc/self/status /proc/cpuinfo /proc/meminfo >/dev/null; ls /proc/self/fd >/dev/null
-ulimit -n 512; nice -n 5 true
+ulimit -n 512; if command -v nice >/dev/null; then nice -n 5 true; fi
 cat /dev/null; echo x > /dev/null; head -c 8 /dev/urandom >/dev/null
 t=/tmp/cordon-build-$$; mkdir -p $t; echo t > $t/t; rm -r $t
 sleep 0 & wait
@@ -523,6 +523,28 @@ TEST_F(RunTest, AClosedStderrDoesNotEndCordon)
     ASSERT_TRUE(out.starts_with("SigIgn:")) << out;
     EXPECT_EQ(std::stoull(out.substr(7), nullptr, 16) & (1ull << (SIGPIPE - 1)), 0u)
         << "the agent inherited an ignored SIGPIPE";
+}
+
+// LSM programs run from ftrace trampolines: whoever sets kernel.ftrace_enabled to 0 (not an
+// agent: tamper protection refuses it that) switches them all off. cordon stops the agent then.
+TEST_F(RunTest, FtraceSwitchedOffStopsTheAgent)
+{
+    if (backend_ != CORDON_BACKEND_LSM)
+        GTEST_SKIP() << "only lsm programs run through ftrace trampolines; the VM tier runs this";
+    const char* knob = "/proc/sys/kernel/ftrace_enabled";
+    const std::string name = "ftrace-" + std::to_string(::getpid());
+    const pid_t c = start_cordon({"run", "--policy", policy("ftrace"), "--name", name, "--",
+                                  "/bin/sh", "-c", "sleep 60"},
+                                 dir_ / "out", dir_ / "err");
+    const fs::path cg = cgroup2().mount_point / "cordon" / name;
+    ASSERT_TRUE(wait_until([&] { return populated(cg); }, kStartLimit)) << slurp(dir_ / "err");
+    std::ofstream(knob) << "0";
+    const Exit e = wait_exit(c);
+    std::ofstream(knob) << "1";
+    EXPECT_EQ(status_of(e), 128 + SIGKILL) << slurp(dir_ / "err");
+    EXPECT_NE(slurp(dir_ / "err").find("kernel.ftrace_enabled is 0"), std::string::npos)
+        << slurp(dir_ / "err");
+    EXPECT_FALSE(fs::exists(cg));
 }
 
 } // namespace

@@ -160,14 +160,16 @@ Cgroup Cgroup::create(const Cgroup2Mount& mount, const std::string& name)
 }
 
 Cgroup::Cgroup(fs::path path, std::uint64_t id, std::uint32_t level)
-    : path_(std::move(path)), id_(id), level_(level)
+    : path_(std::move(path)), id_(id), level_(level),
+      kill_fd_(::open((path_ / "cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC))
 {
 }
 
 Cgroup::Cgroup(Cgroup&& other) noexcept
-    : path_(std::move(other.path_)), id_(other.id_), level_(other.level_)
+    : path_(std::move(other.path_)), id_(other.id_), level_(other.level_), kill_fd_(other.kill_fd_)
 {
     other.path_.clear();
+    other.kill_fd_ = -1;
 }
 
 Cgroup::~Cgroup()
@@ -177,6 +179,8 @@ Cgroup::~Cgroup()
     } catch (const std::exception& e) {
         spdlog::error("{}", e.what());
     }
+    if (kill_fd_ >= 0)
+        ::close(kill_fd_);
 }
 
 void Cgroup::add_process(int pid) const
@@ -186,8 +190,10 @@ void Cgroup::add_process(int pid) const
 
 void Cgroup::kill() const
 {
-    if (fs::exists(path_ / "cgroup.kill")) {
-        write_file(path_ / "cgroup.kill", "1");
+    if (kill_fd_ >= 0) {
+        if (::pwrite(kill_fd_, "1", 1, 0) != 1 && errno != ENOENT && errno != ENODEV)
+            throw Error("cannot write " + (path_ / "cgroup.kill").string() + ": " +
+                        errno_text(errno));
         return;
     }
     // Kernels before 5.14 lack cgroup.kill: signal each listed process (all started by cordon).

@@ -52,7 +52,9 @@ public:
 
     /// Moves a process into this cgroup.
     void add_process(int pid) const;
-    /// SIGKILLs every process in the subtree at once through cgroup.kill.
+    /// SIGKILLs every process in the subtree at once through cgroup.kill, written through a
+    /// descriptor opened when the cgroup was made: a kill never waits on opening the file (an
+    /// agent holding a lease on it could stall that open) and works in a forked guardian too.
     void kill() const;
     /// Kills what is left, waits until the cgroup is empty, removes it. Idempotent; throws on
     /// failure (the destructor calls it and logs instead).
@@ -63,6 +65,7 @@ private:
     std::filesystem::path path_;
     std::uint64_t id_ = 0;
     std::uint32_t level_ = 0;
+    int kill_fd_ = -1; ///< cgroup.kill, or -1 on kernels before 5.14
 };
 
 } // namespace cordon::agents

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -170,6 +171,12 @@ int drop_capabilities(std::uint64_t caps)
     if (::syscall(SYS_capset, &head, data) != 0)
         return errno;
     return 0;
+}
+
+int limit_core_dumps()
+{
+    const rlimit one{.rlim_cur = 1, .rlim_max = 1};
+    return ::setrlimit(RLIMIT_CORE, &one) == 0 ? 0 : errno;
 }
 
 int SeccompLayer::install() const

@@ -22,6 +22,12 @@ namespace cordon::agents {
 /// ambient set. Async-signal-safe. Returns 0 or an errno: the caller must not run the agent then.
 int drop_capabilities(std::uint64_t caps);
 
+/// Sets RLIMIT_CORE to exactly 1 (soft and hard) in the calling process: a crash then starts
+/// no core-dump helper (a `|program` core_pattern runs as root outside every cgroup, whatever
+/// the limit, except for exactly 1), and without CAP_SYS_RESOURCE the limit cannot be raised
+/// again. Async-signal-safe. Returns 0 or an errno.
+int limit_core_dumps();
+
 /// A compiled filter, built in the controller (where allocating and throwing are fine) and
 /// installed in the child after fork with nothing but system calls.
 class SeccompLayer {

@@ -74,7 +74,7 @@ cordon_backend pick_backend(const std::string& wanted)
 // A process outside the agent that kills and removes the agent cgroup when cordon goes away for
 // any reason (a crash, SIGKILL): it waits for EOF on a pipe whose only writer is cordon. Fail
 // closed: an agent never outlives its guard.
-pid_t start_guardian(const std::filesystem::path& cgroup, int& keepalive_fd)
+pid_t start_guardian(const agents::Cgroup& cg, int& keepalive_fd)
 {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0)
@@ -93,10 +93,14 @@ pid_t start_guardian(const std::filesystem::path& cgroup, int& keepalive_fd)
         while (::read(fds[0], &c, 1) < 0 && errno == EINTR) {
         }
         // cordon is gone (or done): whatever is left of the agent dies with it.
-        for (int i = 0; i < 2000 && std::filesystem::exists(cgroup); ++i) {
-            std::ofstream(cgroup / "cgroup.kill") << "1";
+        for (int i = 0; i < 2000 && std::filesystem::exists(cg.path()); ++i) {
+            try {
+                cg.kill();
+            } catch (const std::exception&) {
+                // removed meanwhile, or not writable: the next round finds out
+            }
             std::error_code ec;
-            std::filesystem::remove(cgroup, ec); // succeeds once the cgroup is empty
+            std::filesystem::remove(cg.path(), ec); // succeeds once the cgroup is empty
             if (!ec)
                 break;
             ::usleep(5000);
@@ -160,13 +164,14 @@ Identity lookup_user(const std::string& user)
 
 // Stages of child_exec, reported with an errno on failure.
 enum ChildStage {
-    kJoin = 1, kSession, kOom, kSeccomp, kCaps, kUser, kWorkdir, kFds, kExec, kStages
+    kOom = 1, kCore, kJoin, kSession, kSeccomp, kCaps, kUser, kWorkdir, kFds, kExec, kStages
 };
 constexpr const char* kStageText[kStages] = {
     "",
+    "restore its OOM score",
+    "limit core dumps",
     "join the agent cgroup",
     "start a new session",
-    "restore its OOM score",
     "install the seccomp layer",
     "drop capabilities",
     "switch to the user",
@@ -193,7 +198,19 @@ constexpr const char* kStageText[kStages] = {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL); // cordon ignores it; an ignored signal would survive exec
+    // cordon ignores these (run_guarded); an ignored signal would survive exec.
+    for (int sig : {SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU})
+        ::signal(sig, SIG_DFL);
+    // Before it is an agent, whose files rules may refuse writes to /proc.
+    if (int err = restore_oom_score(oom_score); err != 0) {
+        errno = err;
+        fail(kOom);
+    }
+    // A crash must not start the host's core-dump helper, which runs as root outside the agent.
+    if (int err = agents::limit_core_dumps(); err != 0) {
+        errno = err;
+        fail(kCore);
+    }
     // From here on this process is the agent: enforcement is already attached.
     {
         const int fd = ::open((cg.path() / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
@@ -205,10 +222,6 @@ constexpr const char* kStageText[kStages] = {
     // terminal (TIOCSTI) or stop cordon with job-control signals.
     if (::setsid() < 0)
         fail(kSession);
-    if (int err = restore_oom_score(oom_score); err != 0) {
-        errno = err;
-        fail(kOom);
-    }
     // Before the capabilities go and before the user switch: without no_new_privs, loading a
     // filter needs CAP_SYS_ADMIN. The filter leaves prctl and capset alone.
     if (int err = seccomp.install(); err != 0) {
@@ -360,7 +373,10 @@ int run_guarded(const RunOptions& o)
         throw Error("cordon run needs root (it loads BPF programs and creates cgroups); run it "
                     "with sudo, and use --user to run the command unprivileged");
     // A closed reader of cordon's stderr must cost a line, not cordon's life (and the guard's).
-    ::signal(SIGPIPE, SIG_IGN);
+    // The agent shares cordon's terminal and may rewrite its settings (tcsetattr) so that the
+    // user's next key sends cordon a stop signal: cordon cannot be stopped from its terminal.
+    for (int sig : {SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU})
+        ::signal(sig, SIG_IGN);
 
     // 1. The policy, whole: parse, resolve host names, compile. Nothing is touched before this.
     const auto ctx = make_context(o.user, o.workspace);
@@ -403,7 +419,7 @@ int run_guarded(const RunOptions& o)
     const auto oom_score = shield_from_oom(); // the guardian inherits the shield
 
     int keepalive = -1;
-    pid_t guardian = start_guardian(cg.path(), keepalive);
+    pid_t guardian = start_guardian(cg, keepalive);
     guard.protect_process(static_cast<std::uint32_t>(guardian));
 
     const agents::SeccompLayer seccomp(pol, backend);
@@ -427,6 +443,7 @@ int run_guarded(const RunOptions& o)
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGQUIT); // as SIGTERM: the agent is stopped, not left behind
     ::sigprocmask(SIG_BLOCK, &mask, nullptr);
     const int sfd = ::signalfd(-1, &mask, SFD_CLOEXEC);
     int errpipe[2];
@@ -458,11 +475,26 @@ int run_guarded(const RunOptions& o)
     int status = 0;
     bool done = false;
     bool killed = false;
+    // LSM programs run from ftrace trampolines: with kernel.ftrace_enabled at 0 none of them
+    // runs. An agent cannot write it (tamper protection), but whoever does switches the guard
+    // off, so the agent is stopped then (fails closed).
+    const int ftrace_fd = backend == CORDON_BACKEND_LSM
+                              ? ::open("/proc/sys/kernel/ftrace_enabled", O_RDONLY | O_CLOEXEC)
+                              : -1;
+    const auto guard_switched_off = [&] {
+        char c = '1';
+        return ftrace_fd >= 0 && ::pread(ftrace_fd, &c, 1, 0) == 1 && c == '0';
+    };
     const auto kill_if_flagged = [&] {
         if (killed)
             return;
         const auto st = guard.agent(cg.id());
-        if (sink.kill_requested || !st || (st->flags & CORDON_AGENT_F_KILLED)) {
+        const bool off = guard_switched_off();
+        if (sink.kill_requested || !st || (st->flags & CORDON_AGENT_F_KILLED) || off) {
+            if (off)
+                term.line(fmt::format("kernel.ftrace_enabled is 0, so the kernel runs none of "
+                                      "cordon's LSM programs; stopping agent {}",
+                                      name));
             cg.kill(); // the kernel already refuses every access; empty the cgroup now
             killed = true;
         }
@@ -517,6 +549,8 @@ int run_guarded(const RunOptions& o)
     report(term.dropped(), "lines were not shown because the terminal did not take them in time "
                            "(the --events file has every event)");
     cg.remove();
+    if (ftrace_fd >= 0)
+        ::close(ftrace_fd);
     ::close(keepalive); // the guardian finds the cgroup gone and exits
     if (guardian > 0)
         ::waitpid(guardian, nullptr, 0);

@@ -81,6 +81,7 @@ std::span<const DroppedCapability> dropped_capabilities()
 {
     // Numbers from linux/capability.h, spelled out so that policy/ needs no kernel headers.
     static constexpr DroppedCapability kDropped[] = {
+        {9, "CAP_LINUX_IMMUTABLE", "immutable and append-only file flags", false},
         {12, "CAP_NET_ADMIN", "interfaces, routes, firewall", false},
         {13, "CAP_NET_RAW", "raw and packet sockets", true},
         {16, "CAP_SYS_MODULE", "kernel modules", false},
@@ -89,10 +90,12 @@ std::span<const DroppedCapability> dropped_capabilities()
         {20, "CAP_SYS_PACCT", "process accounting", false},
         {21, "CAP_SYS_ADMIN", "mounts, namespaces, swap, most kernel knobs", false},
         {22, "CAP_SYS_BOOT", "reboot, kexec", false},
+        {23, "CAP_SYS_NICE", "real-time scheduling that starves cordon", false},
         {24, "CAP_SYS_RESOURCE", "resource limits, oom_score_adj below zero", false},
         {25, "CAP_SYS_TIME", "the system clock", false},
         {26, "CAP_SYS_TTY_CONFIG", "vhangup of terminals", false},
         {27, "CAP_MKNOD", "device nodes (raw disks)", false},
+        {28, "CAP_LEASE", "leases that stall other processes' opens", false},
         {29, "CAP_AUDIT_WRITE", "the audit log", false},
         {30, "CAP_AUDIT_CONTROL", "audit rules", false},
         {31, "CAP_SETFCAP", "file capabilities", false},
