@@ -180,9 +180,10 @@ constexpr const char* kStageText[kStages] = {
     "execute",
 };
 
-// In the child: join the agent, leave cordon's session, install the seccomp layer, become the
-// user, close every inherited descriptor but 0-2, exec. Reports (stage, errno) on `err_fd` on
-// failure, and never runs the command then (fail closed).
+// In the child: take back cordon's OOM score, limit core dumps, join the agent, leave cordon's
+// session, install the seccomp layer, drop capabilities, become the user, close every inherited
+// descriptor but 0-2, exec. Reports (stage, errno) on `err_fd` on failure, and never runs the
+// command then (fail closed).
 [[noreturn]] void child_exec(const agents::Cgroup& cg, const agents::SeccompLayer& seccomp,
                              std::uint64_t refused_caps,
                              const std::optional<std::string>& oom_score,
