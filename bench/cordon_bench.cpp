@@ -209,7 +209,6 @@ int main()
 
     const policy::Context ctx{.home = "/root", .workspace = ws.string(), .user = "root"};
     auto parsed = policy::parse_policy(bench_policy(ws), "bench.yaml", ctx);
-    auto compiled = policy::compile(*parsed.policy, 1);
     const auto mount = agents::cgroup2_mount();
     auto cg = agents::Cgroup::create(mount, "bench-" + std::to_string(::getpid()));
 
@@ -227,10 +226,12 @@ int main()
             samples[op][0].push_back(measure(std::nullopt, op, file, port));
         {
             bpf::Guard guard({.backend = backend,
-                              .agent_level = cg.level(),
-                              .net_attach_cgroup = mount.mount_point / agents::kSubtree});
+                              .net_attach_cgroup = mount.mount_point,
+                              .pin_dir = std::nullopt});
+            auto compiled = policy::compile(*parsed.policy, guard.allocate_policy_id());
             guard.load_policy(*compiled.compiled);
-            guard.set_agent(cg.id(), policy::agent_state_for(*parsed.policy, *compiled.compiled, 1));
+            guard.set_agent(cg.id(), policy::agent_state_for(*parsed.policy, *compiled.compiled,
+                                                             guard.allocate_agent_id(), cg.level()));
             for (int op = 0; op < 3; ++op)
                 samples[op][1].push_back(measure(std::nullopt, op, file, port));
             std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << "1";

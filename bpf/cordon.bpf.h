@@ -4,10 +4,13 @@
  * maps every cordon object declares. The controller loads net_guard first and hands its map fds
  * to the other objects (bpf_map__reuse_fd), so all programs see one set of maps.
  *
- * Identity: an agent is the cgroup subtree <cgroup2 root>/cordon/<agent>. All agent cgroups sit at
- * one cgroup level (agent_level, set by the controller before load), so the agent of the current
- * task is its ancestor at that level: one helper call and at most one map lookup, whatever depth
- * the task's own cgroup has below its agent. A task above that level pays no lookup at all.
+ * Identity: an agent is a cgroup subtree: <cgroup2 root>/cordon/<agent> for the agents cordon
+ * starts, or any cgroup an operator attaches (a systemd service's, a container's). The controller
+ * keeps the set of cgroup levels that hold an agent in cordon_config.agent_levels, so the agent of
+ * the current task is its ancestor at one of those levels: one helper call and one map lookup per
+ * level in use, whatever depth the task's own cgroup has below its agent, and whatever the number
+ * of agents. Agents never nest (the controller refuses it), so at most one level matches. A task
+ * above every level in use pays no lookup at all.
  *
  * Procedure: agent lookup -> kill flag -> longest matching rule (or the class default) -> the
  * rule's minimum tier against the agent's tier (derived from its score) -> mode (audit allows and
@@ -42,8 +45,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* cgroup level of <cgroup2 root>/cordon/<agent>; 0 until the controller sets it (no agents). */
-const volatile __u32 agent_level = 0;
 /* enum cordon_backend this object was loaded as; copied into events. */
 const volatile __u8 backend_id = CORDON_BACKEND_NONE;
 
@@ -53,6 +54,14 @@ struct {
 	__type(key, __u64); /* cgroup id of the agent's root cgroup */
 	__type(value, struct cordon_agent_state);
 } cordon_agents SEC(".maps");
+
+/* One entry: ABI version, backend, the levels that hold agents, id counters (the controller's). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cordon_config);
+} cordon_config SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -112,15 +121,35 @@ static __always_inline void cordon_count(__u32 counter)
 		__sync_fetch_and_add(v, 1); /* programs may be preempted on the same CPU */
 }
 
-/* The agent the current task belongs to, or NULL. *cgid receives the agent cgroup id. */
-static __always_inline struct cordon_agent_state *cordon_current_agent(__u64 *cgid)
+/*
+ * The agent the current task belongs to, or NULL. *cgid receives the agent cgroup id, *level its
+ * cgroup level. Missing config (no agents yet) means no agent: fail open for the host.
+ */
+static __always_inline struct cordon_agent_state *cordon_current_agent(__u64 *cgid, __u32 *level)
 {
-	if (!agent_level)
+	struct cordon_agent_state *a;
+	struct cordon_config *cfg;
+	__u32 zero = 0;
+	__u64 levels;
+
+	cfg = bpf_map_lookup_elem(&cordon_config, &zero);
+	if (!cfg)
 		return NULL;
-	*cgid = bpf_get_current_ancestor_cgroup_id(agent_level);
-	if (!*cgid)
-		return NULL; /* task lives above the agent level: host process */
-	return bpf_map_lookup_elem(&cordon_agents, cgid);
+	levels = cfg->agent_levels;
+#pragma clang loop unroll(full)
+	for (__u32 l = 1; l < CORDON_MAX_LEVEL; l++) {
+		if (!(levels & (1ull << l)))
+			continue;
+		*cgid = bpf_get_current_ancestor_cgroup_id(l);
+		if (!*cgid)
+			return NULL; /* the task lives above this level, and so above every deeper one */
+		a = bpf_map_lookup_elem(&cordon_agents, cgid);
+		if (a) {
+			*level = l;
+			return a;
+		}
+	}
+	return NULL;
 }
 
 /* One decision in progress. */
@@ -128,7 +157,8 @@ struct cordon_ctx {
 	struct cordon_agent_state *agent;
 	struct cordon_policy *policy; /* NULL: policy missing, every access is denied */
 	__u64 cgid;
-	__u32 tier; /* the agent's trust tier when the decision began */
+	__u32 level; /* cgroup level of the agent's root cgroup */
+	__u32 tier;  /* the agent's trust tier when the decision began */
 };
 
 static __always_inline __u32 cordon_tier(const struct cordon_agent_state *agent,
@@ -149,7 +179,7 @@ static __always_inline __u32 cordon_tier(const struct cordon_agent_state *agent,
  */
 static __always_inline bool cordon_enter(struct cordon_ctx *c)
 {
-	c->agent = cordon_current_agent(&c->cgid);
+	c->agent = cordon_current_agent(&c->cgid, &c->level);
 	if (!c->agent)
 		return false;
 	c->policy = bpf_map_lookup_elem(&cordon_policies, &c->agent->policy_id);

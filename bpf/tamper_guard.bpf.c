@@ -142,15 +142,15 @@ int BPF_PROG(tamper_guard_bpf, int cmd, union bpf_attr *attr, unsigned int size,
 	return deny_if_agent("(bpf)");
 }
 
-/* The id of a task's ancestor cgroup at agent_level (its agent), or 0. */
-static __always_inline __u64 task_agent_cgroup(struct task_struct *t)
+/* The id of a task's ancestor cgroup at `level` (its agent's, when it is in one), or 0. */
+static __always_inline __u64 task_agent_cgroup(struct task_struct *t, __u32 level)
 {
 	struct cgroup *cgrp = BPF_CORE_READ(t, cgroups, dfl_cgrp);
 	struct cgroup *anc = NULL;
 
-	if (!cgrp || BPF_CORE_READ(cgrp, level) < (int)agent_level)
+	if (!cgrp || BPF_CORE_READ(cgrp, level) < (int)level)
 		return 0;
-	bpf_probe_read_kernel(&anc, sizeof(anc), &cgrp->ancestors[agent_level & 0xff]);
+	bpf_probe_read_kernel(&anc, sizeof(anc), &cgrp->ancestors[level & (CORDON_MAX_LEVEL - 1)]);
 	return anc ? BPF_CORE_READ(anc, kn, id) : 0;
 }
 
@@ -159,7 +159,7 @@ static __always_inline __u64 task_agent_cgroup(struct task_struct *t)
 	({                                                                                     \
 		struct cordon_ctx __c;                                                         \
 		int __r = 0;                                                                   \
-		if (cordon_enter(&__c) && task_agent_cgroup(task) != __c.cgid) {               \
+		if (cordon_enter(&__c) && task_agent_cgroup(task, __c.level) != __c.cgid) {               \
 			(void)cordon_deny_tamper(&__c, what);                                  \
 			__r = -EPERM;                                                          \
 		}                                                                              \
@@ -347,7 +347,8 @@ static __always_inline bool proc_entry_of_agent(const struct cordon_ctx *c, stru
 	if (!first)
 		return false; /* the process is gone */
 	return task_agent_cgroup((void *)first - bpf_core_field_offset(struct task_struct,
-								      pid_links)) == c->cgid;
+								      pid_links),
+				 c->level) == c->cgid;
 }
 
 SEC("lsm/file_open")
@@ -518,6 +519,27 @@ int BPF_PROG(tamper_guard_file_ioctl, struct file *file, unsigned int cmd, unsig
  * inherited), and request_key(2) makes the kernel run /sbin/request-key as root outside every
  * cgroup. Agents use no keyring at all.
  */
+/*
+ * cordond's control socket: an agent may not connect to a listening Unix socket of a cordon
+ * process, whatever name it reaches it by (a bind mount, /proc/PID/root, a hard link to the
+ * socket file): the listener is recognised by the process that called listen(), which the kernel
+ * records in the socket's peer pid. The daemon refuses such callers too (SO_PEERCRED), on every
+ * backend; this makes it hold for an agent running as root.
+ */
+SEC("lsm/unix_stream_connect")
+int BPF_PROG(tamper_guard_unix_stream_connect, struct sock *sock, struct sock *other,
+	     struct sock *newsk, int ret)
+{
+	__u32 owner;
+
+	if (ret)
+		return ret;
+	owner = BPF_CORE_READ(other, sk_peer_pid, numbers[0].nr);
+	if (!owner || !bpf_map_lookup_elem(&cordon_protected, &owner))
+		return 0;
+	return deny_if_agent("(cordon's control socket)");
+}
+
 SEC("lsm/key_alloc")
 int BPF_PROG(tamper_guard_key_alloc, struct key *key, const struct cred *cred,
 	     unsigned long flags, int ret)

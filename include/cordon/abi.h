@@ -18,6 +18,13 @@
 #define CORDON_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
+/*
+ * Version of everything in this header that outlives a process: the maps cordond pins under
+ * /sys/fs/bpf/cordon and their value layouts. Bump it with any change to a pinned map's key,
+ * value or meaning; a daemon refuses pinned state of another version (cordon teardown clears it).
+ */
+#define CORDON_ABI_VERSION 2
+
 /* Length of a task's comm, as the kernel's TASK_COMM_LEN. */
 #define CORDON_COMM_LEN 16
 
@@ -27,6 +34,14 @@
  * runs at once.
  */
 #define CORDON_MAX_AGENTS 4096
+
+/*
+ * Agents are cgroup subtrees, at any cgroup level below this bound (a systemd service is at level
+ * 2, a container at 3 or 4, cordon's own agents at 2). The kernel finds a task's agent by looking
+ * up its ancestor at each level in cordon_config.agent_levels: one lookup per level in use, so a
+ * host process pays the same whether 1 or 1,000 agents exist.
+ */
+#define CORDON_MAX_LEVEL 16
 
 /*
  * Event ring buffer size: 4 MiB holds ~58,000 header-sized records, several seconds of a
@@ -120,11 +135,23 @@ struct cordon_agent_state {
 	__u32 score;     /**< trust score 0..1000; the kernel lowers it on denials */
 	__u8 tier;       /**< current trust tier index (0 = lowest) */
 	__u8 mode;       /**< enum cordon_mode */
-	__u16 _pad0;     /**< zero */
+	__u8 level;      /**< cgroup level of the agent's root cgroup (< CORDON_MAX_LEVEL) */
+	__u8 _pad0;      /**< zero */
 	__u32 flags;     /**< enum cordon_agent_flag bits */
 	__u32 _pad1;     /**< zero */
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_state) == 32, "cordon_agent_state layout changed");
+
+/** Value of the single entry of the cordon_config array: host-wide state of one program set. */
+struct cordon_config {
+	__u32 abi_version;  /**< CORDON_ABI_VERSION of the controller that created the maps */
+	__u8 backend;       /**< enum cordon_backend the programs were loaded as */
+	__u8 _pad0[3];      /**< zero */
+	__u64 agent_levels; /**< bit L set: some agent's root cgroup is at level L */
+	__u32 next_policy_id; /**< next fresh policy id (ids are never reused while pinned) */
+	__u32 next_agent_id;  /**< next fresh agent id */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_config) == 24, "cordon_config layout changed");
 
 /** First part of every ring-buffer record. */
 struct cordon_event_header {

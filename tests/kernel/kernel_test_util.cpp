@@ -40,8 +40,8 @@ bpf::Features& kernel_features()
 bpf::GuardOptions guard_options(cordon_backend backend)
 {
     return {.backend = backend,
-            .agent_level = cgroup2().root_level + 2,
-            .net_attach_cgroup = cgroup2().mount_point / agents::kSubtree};
+            .net_attach_cgroup = cgroup2().mount_point,
+            .pin_dir = std::nullopt};
 }
 
 cordon_agent_state agent_state(std::uint32_t agent_id, bool killed)
@@ -51,6 +51,7 @@ cordon_agent_state agent_state(std::uint32_t agent_id, bool killed)
     s.mode = CORDON_MODE_ENFORCE;
     s.score = 1000;
     s.flags = killed ? CORDON_AGENT_F_KILLED : 0;
+    s.level = static_cast<__u8>(cgroup2().root_level + 2); // make_test_cgroup's cgroups
     return s;
 }
 
@@ -113,11 +114,13 @@ TestAgent::TestAgent(cordon_backend backend, const std::string& policy_yaml,
                      const policy::Context& ctx)
     : guard(guard_options(backend)), cg(make_test_cgroup()), policy(parse_or_throw(policy_yaml, ctx))
 {
-    auto c = policy::compile(policy, 1);
+    auto c = policy::compile(policy, guard.allocate_policy_id());
     if (!c.compiled)
         throw Error("test policy does not compile: " + c.errors.at(0).str());
     guard.load_policy(*c.compiled);
-    guard.set_agent(cg.id(), policy::agent_state_for(policy, *c.compiled, 5));
+    compiled = *c.compiled;
+    guard.set_agent(cg.id(), policy::agent_state_for(policy, compiled, guard.allocate_agent_id(),
+                                                     cg.level()));
 }
 
 TestAgent& LoadedGuards::get(cordon_backend backend, const std::string& policy_yaml,
@@ -131,10 +134,8 @@ TestAgent& LoadedGuards::get(cordon_backend backend, const std::string& policy_y
 
 CaseAgent::CaseAgent(TestAgent& shared) : guard(shared.guard), cg(make_test_cgroup()), shared_(shared)
 {
-    const auto c = policy::compile(shared.policy, 1);
-    if (!c.compiled)
-        throw Error("test policy does not compile: " + c.errors.at(0).str());
-    guard.set_agent(cg.id(), policy::agent_state_for(shared.policy, *c.compiled, 7));
+    guard.set_agent(cg.id(), policy::agent_state_for(shared.policy, shared.compiled,
+                                                     guard.allocate_agent_id(), cg.level()));
     drain_events(guard);
 }
 

@@ -19,6 +19,7 @@
 #include "bpf/features.h"
 #include "bpf/guard.h"
 #include "events/reader.h"
+#include "policy/compiler.h"
 #include "policy/model.h"
 
 namespace cordon::testing {
@@ -62,6 +63,7 @@ struct TestAgent {
     bpf::Guard guard;
     agents::Cgroup cg;
     policy::Policy policy;
+    policy::CompiledPolicy compiled;
     /// The source line of a rule id (0 for none).
     int line_of(std::uint32_t rule_id) const;
 };

@@ -4,8 +4,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -42,10 +46,31 @@ unsigned lsm_hook_args(const char* hook, unsigned missing)
 
 namespace {
 
-// Maps that every object declares and that must be one map across objects.
-constexpr const char* kSharedMaps[] = {"cordon_agents",    "cordon_policies", "cordon_path_rules",
-                                       "cordon_net_rules", "cordon_protected", "cordon_events",
-                                       "cordon_counters"};
+namespace fs = std::filesystem;
+
+// Maps that every object declares and that must be one map across objects. cordon_config is
+// last: pinned last, it marks a pinned set as complete.
+enum MapIndex {
+    kAgents, kPolicies, kPathRules, kNetRules, kProtected, kEvents, kCounters, kConfig, kMapCount
+};
+constexpr const char* kSharedMaps[kMapCount] = {
+    "cordon_agents",    "cordon_policies", "cordon_path_rules", "cordon_net_rules",
+    "cordon_protected", "cordon_events",   "cordon_counters",   "cordon_config"};
+// Key and value sizes this build expects of each pinned map (0: not checked; the ring buffer has
+// none). A pinned map of another layout is refused even when the recorded ABI version matches.
+constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
+    {sizeof(std::uint64_t), sizeof(cordon_agent_state)},
+    {sizeof(std::uint32_t), sizeof(cordon_policy)},
+    {sizeof(cordon_path_key), sizeof(cordon_path_value)},
+    {sizeof(cordon_net_key), sizeof(cordon_net_value)},
+    {sizeof(std::uint32_t), sizeof(std::uint8_t)},
+    {0, 0},
+    {sizeof(std::uint32_t), sizeof(std::uint64_t)},
+    {sizeof(std::uint32_t), sizeof(cordon_config)}};
+
+constexpr const char* kTeardownFix =
+    "run `cordon teardown` (it stops enforcement for every agent cordond guards) and start "
+    "cordond again";
 
 std::string load_failure(const char* what, int err, cordon_backend backend)
 {
@@ -62,16 +87,52 @@ bool is_lsm(struct bpf_program* p)
     return std::string_view(bpf_program__section_name(p)).starts_with("lsm");
 }
 
+fs::path staging_dir(const fs::path& pin_dir)
+{
+    return pin_dir.parent_path() / (pin_dir.filename().string() + ".tmp-" + std::to_string(::getpid()));
+}
+
+void remove_pins(const fs::path& dir)
+{
+    std::error_code ec;
+    if (!fs::exists(dir, ec))
+        return;
+    fs::remove_all(dir, ec);
+    if (ec)
+        throw Error("cannot remove " + dir.string() + ": " + ec.message());
+}
+
+// Walks every key of a map; fn returns false to stop.
+template <typename Key, typename Fn> void for_each_key(int fd, Fn fn)
+{
+    Key key{}, next{};
+    const Key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        key = next;
+        prev = &key;
+        if (!fn(key))
+            return;
+    }
+}
+
 } // namespace
 
 struct Guard::Impl {
-    cordon_backend backend;
-    Skeleton<net_guard_bpf> net = Skeleton<net_guard_bpf>::open();
-    Skeleton<exec_guard_bpf> exec = Skeleton<exec_guard_bpf>::open();
-    Skeleton<file_guard_bpf> file = Skeleton<file_guard_bpf>::open();
+    cordon_backend backend = CORDON_BACKEND_NONE;
+    // Loaded here (not adopted): the objects, and the links that keep the programs attached.
+    std::optional<Skeleton<net_guard_bpf>> net;
+    std::optional<Skeleton<exec_guard_bpf>> exec;
+    std::optional<Skeleton<file_guard_bpf>> file;
     std::optional<Skeleton<tamper_guard_bpf>> tamper;
     std::vector<struct bpf_link*> links;
+    std::optional<fs::path> pin_dir;
     int cgroup_fd = -1;
+    std::array<int, kMapCount> fds{-1, -1, -1, -1, -1, -1, -1, -1};
+    // Agents per cgroup level, behind cordon_config.agent_levels.
+    std::array<std::uint32_t, CORDON_MAX_LEVEL> per_level{};
+    // Keys of the policies loaded by this Guard; others are found by scanning the maps.
+    std::map<std::uint32_t, std::pair<std::vector<cordon_path_key>, std::vector<cordon_net_key>>>
+        loaded;
 
     ~Impl()
     {
@@ -79,6 +140,9 @@ struct Guard::Impl {
             bpf_link__destroy(l);
         if (cgroup_fd >= 0)
             ::close(cgroup_fd);
+        for (int fd : fds)
+            if (fd >= 0)
+                ::close(fd);
     }
 
     // Hands net_guard's maps to another object before it loads.
@@ -86,7 +150,7 @@ struct Guard::Impl {
     {
         for (const char* name : kSharedMaps) {
             struct bpf_map* mine = bpf_object__find_map_by_name(obj, name);
-            struct bpf_map* theirs = bpf_object__find_map_by_name(net.object(), name);
+            struct bpf_map* theirs = bpf_object__find_map_by_name(net->object(), name);
             if (!mine || !theirs)
                 continue; // an object may not declare every map
             if (int err = bpf_map__reuse_fd(mine, bpf_map__fd(theirs)); err != 0)
@@ -96,7 +160,6 @@ struct Guard::Impl {
 
     template <typename Skel> void configure(Skel& s, const GuardOptions& o)
     {
-        s->rodata->agent_level = o.agent_level;
         s->rodata->backend_id = o.backend;
     }
 
@@ -118,7 +181,78 @@ struct Guard::Impl {
             links.push_back(l);
         }
     }
+
+    cordon_config config() const
+    {
+        cordon_config c{};
+        const std::uint32_t zero = 0;
+        if (bpf_map_lookup_elem(fds[kConfig], &zero, &c) != 0)
+            throw Error("cannot read cordon_config: " + errno_text(errno));
+        return c;
+    }
+    void set_config(const cordon_config& c)
+    {
+        const std::uint32_t zero = 0;
+        if (bpf_map_update_elem(fds[kConfig], &zero, &c, BPF_ANY) != 0)
+            throw Error("cannot write cordon_config: " + errno_text(errno));
+    }
+    void publish_levels()
+    {
+        auto c = config();
+        std::uint64_t mask = 0;
+        for (std::uint32_t l = 0; l < CORDON_MAX_LEVEL; ++l)
+            if (per_level[l] > 0)
+                mask |= 1ull << l;
+        if (c.agent_levels == mask)
+            return;
+        c.agent_levels = mask;
+        set_config(c);
+    }
+
+    // Pins every map (cordon_config last) and link into a staging directory, then renames it
+    // into place: a pinned set is complete or absent, even if cordond dies half-way.
+    void pin(const fs::path& dir)
+    {
+        const fs::path staging = staging_dir(dir);
+        remove_pins(staging);
+        std::error_code ec;
+        fs::create_directories(staging / "links", ec);
+        if (ec)
+            throw Error("cannot create " + staging.string() + ": " + ec.message() +
+                        "; is bpffs mounted at /sys/fs/bpf (`mount -t bpf bpf /sys/fs/bpf`)?");
+        for (int i = 0; i < kMapCount; ++i) {
+            const auto path = staging / kSharedMaps[i];
+            if (bpf_obj_pin(fds[i], path.c_str()) != 0)
+                throw Error("cannot pin " + path.string() + ": " + errno_text(errno));
+        }
+        std::map<std::string, int> seen;
+        for (auto* l : links) {
+            struct bpf_link_info info {};
+            __u32 len = sizeof(info);
+            std::string name = "link";
+            if (bpf_obj_get_info_by_fd(bpf_link__fd(l), &info, &len) == 0) {
+                struct bpf_prog_info pinfo {};
+                __u32 plen = sizeof(pinfo);
+                const int pfd = bpf_prog_get_fd_by_id(info.prog_id);
+                if (pfd >= 0 && bpf_obj_get_info_by_fd(pfd, &pinfo, &plen) == 0)
+                    name = pinfo.name;
+                if (pfd >= 0)
+                    ::close(pfd);
+            }
+            const int n = seen[name]++;
+            const auto path = staging / "links" / (n ? name + "-" + std::to_string(n) : name);
+            if (bpf_link__pin(l, path.c_str()) != 0)
+                throw Error("cannot pin " + path.string() + ": " + errno_text(errno));
+        }
+        remove_pins(dir); // an older, incomplete set (pinned() said no)
+        if (::rename(staging.c_str(), dir.c_str()) != 0)
+            throw Error("cannot move " + staging.string() + " to " + dir.string() + ": " +
+                        errno_text(errno));
+        pin_dir = dir;
+    }
 };
+
+Guard::Guard() : impl_(std::make_unique<Impl>()) {}
 
 Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
 {
@@ -127,19 +261,25 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     if (opts.backend != CORDON_BACKEND_LSM && opts.backend != CORDON_BACKEND_COMPAT)
         throw Error("no usable backend on this kernel; run `cordon doctor` for the reason");
     const bool lsm = opts.backend == CORDON_BACKEND_LSM;
+    d.net.emplace(Skeleton<net_guard_bpf>::open());
+    d.exec.emplace(Skeleton<exec_guard_bpf>::open());
+    d.file.emplace(Skeleton<file_guard_bpf>::open());
+    auto& net = *d.net;
+    auto& exec = *d.exec;
+    auto& file = *d.file;
 
     // Configure (rodata, autoload) between open and load.
-    d.configure(d.net, opts);
-    d.configure(d.exec, opts);
-    d.configure(d.file, opts);
-    bpf_program__set_autoload(d.exec->progs.exec_guard_bprm_check, lsm);
-    bpf_program__set_autoload(d.exec->progs.exec_guard_sched_exec, !lsm);
+    d.configure(net, opts);
+    d.configure(exec, opts);
+    d.configure(file, opts);
+    bpf_program__set_autoload(exec->progs.exec_guard_bprm_check, lsm);
+    bpf_program__set_autoload(exec->progs.exec_guard_sched_exec, !lsm);
     struct bpf_program* p = nullptr;
-    bpf_object__for_each_program(p, d.file.object())
+    bpf_object__for_each_program(p, file.object())
     {
         bpf_program__set_autoload(p, is_lsm(p) == lsm);
     }
-    bpf_object__for_each_program(p, d.net.object())
+    bpf_object__for_each_program(p, net.object())
     {
         if (is_lsm(p))
             bpf_program__set_autoload(p, lsm);
@@ -147,12 +287,12 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     if (lsm) {
         // Hooks whose arguments or existence differ between kernels, read from the kernel's BTF.
         const bool idmap = lsm_hook_args("inode_setattr", 2) == 3;
-        bpf_program__set_autoload(d.file->progs.file_guard_inode_setattr, !idmap);
-        bpf_program__set_autoload(d.file->progs.file_guard_inode_setattr_idmap, idmap);
+        bpf_program__set_autoload(file->progs.file_guard_inode_setattr, !idmap);
+        bpf_program__set_autoload(file->progs.file_guard_inode_setattr_idmap, idmap);
         // Hooks added in 6.2: before it, ACLs are xattrs and ftruncate is a path_truncate.
-        for (auto* late : {d.file->progs.file_guard_inode_set_acl,
-                           d.file->progs.file_guard_inode_remove_acl,
-                           d.file->progs.file_guard_file_truncate})
+        for (auto* late : {file->progs.file_guard_inode_set_acl,
+                           file->progs.file_guard_inode_remove_acl,
+                           file->progs.file_guard_file_truncate})
             if (lsm_hook_args(bpf_program__section_name(late) + 4, 0) == 0)
                 bpf_program__set_autoload(late, false);
     }
@@ -161,68 +301,191 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
         d.configure(*d.tamper, opts);
     }
 
-    if (int err = d.net.load(); err != 0)
+    if (int err = net.load(); err != 0)
         throw Error(load_failure("net_guard", -err, opts.backend));
-    d.share_maps(d.exec.object());
-    if (int err = d.exec.load(); err != 0)
+    d.share_maps(exec.object());
+    if (int err = exec.load(); err != 0)
         throw Error(load_failure("exec_guard", -err, opts.backend));
-    d.share_maps(d.file.object());
-    if (int err = d.file.load(); err != 0)
+    d.share_maps(file.object());
+    if (int err = file.load(); err != 0)
         throw Error(load_failure("file_guard", -err, opts.backend));
     if (d.tamper) {
         d.share_maps(d.tamper->object());
         if (int err = d.tamper->load(); err != 0)
             throw Error(load_failure("tamper_guard", -err, opts.backend));
     }
+    for (int i = 0; i < kMapCount; ++i) {
+        struct bpf_map* m = bpf_object__find_map_by_name(net.object(), kSharedMaps[i]);
+        d.fds[i] = m ? ::fcntl(bpf_map__fd(m), F_DUPFD_CLOEXEC, 3) : -1;
+        if (d.fds[i] < 0)
+            throw Error(std::string("net_guard has no usable map ") + kSharedMaps[i]);
+    }
+    d.set_config({.abi_version = CORDON_ABI_VERSION,
+                  .backend = static_cast<__u8>(opts.backend),
+                  ._pad0 = {},
+                  .agent_levels = 0,
+                  .next_policy_id = 1,
+                  .next_agent_id = 1});
 
     d.cgroup_fd = ::open(opts.net_attach_cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d.cgroup_fd < 0)
         throw Error("cannot open cgroup " + opts.net_attach_cgroup.string() + ": " +
                     errno_text(errno));
-    d.attach_all(d.net.object());
-    d.attach_all(d.exec.object());
-    d.attach_all(d.file.object());
+    d.attach_all(net.object());
+    d.attach_all(exec.object());
+    d.attach_all(file.object());
     if (d.tamper)
         d.attach_all(d.tamper->object());
+    if (opts.pin_dir)
+        d.pin(*opts.pin_dir);
 }
 
 Guard::~Guard() = default;
 
+bool Guard::pinned(const fs::path& pin_dir)
+{
+    std::error_code ec;
+    return fs::exists(pin_dir / "cordon_config", ec);
+}
+
+std::unique_ptr<Guard> Guard::adopt(const fs::path& pin_dir)
+{
+    std::unique_ptr<Guard> g(new Guard());
+    auto& d = *g->impl_;
+    for (int i = 0; i < kMapCount; ++i) {
+        const auto path = pin_dir / kSharedMaps[i];
+        d.fds[i] = bpf_obj_get(path.c_str());
+        if (d.fds[i] < 0)
+            throw Error("cannot open pinned map " + path.string() + ": " + errno_text(errno) +
+                        "; the pinned state is incomplete or from another version: " +
+                        kTeardownFix);
+        struct bpf_map_info info {};
+        __u32 len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(d.fds[i], &info, &len) != 0)
+            throw Error("cannot inspect pinned map " + path.string() + ": " + errno_text(errno));
+        const auto [key, value] = kMapLayout[i];
+        if (key && (info.key_size != key || info.value_size != value))
+            throw Error(fmt::format("pinned map {} has {}-byte keys and {}-byte values, this "
+                                    "build expects {} and {}: it was made by another version "
+                                    "of cordon; {}",
+                                    path.string(), info.key_size, info.value_size, key, value,
+                                    kTeardownFix));
+    }
+    const auto c = d.config();
+    if (c.abi_version != CORDON_ABI_VERSION)
+        throw Error(fmt::format("the program set pinned in {} has ABI version {}, this build "
+                                "speaks version {}; {}",
+                                pin_dir.string(), c.abi_version, CORDON_ABI_VERSION,
+                                kTeardownFix));
+    if (c.backend != CORDON_BACKEND_LSM && c.backend != CORDON_BACKEND_COMPAT)
+        throw Error(fmt::format("the program set pinned in {} names no backend ({}); {}",
+                                pin_dir.string(), c.backend, kTeardownFix));
+    d.backend = static_cast<cordon_backend>(c.backend);
+    d.pin_dir = pin_dir;
+    for (const auto& [cgid, st] : g->agents())
+        if (st.level < CORDON_MAX_LEVEL)
+            ++d.per_level[st.level];
+    d.publish_levels();
+    return g;
+}
+
+void Guard::unpin(const fs::path& pin_dir)
+{
+    remove_pins(pin_dir);
+    std::error_code ec;
+    const std::string prefix = pin_dir.filename().string() + ".tmp-";
+    for (const auto& e : fs::directory_iterator(pin_dir.parent_path(), ec))
+        if (e.path().filename().string().starts_with(prefix))
+            remove_pins(e.path());
+}
+
 void Guard::set_agent(std::uint64_t cgid, const cordon_agent_state& state)
 {
-    if (bpf_map__update_elem(impl_->net->maps.cordon_agents, &cgid, sizeof(cgid), &state,
-                             sizeof(state), BPF_ANY) != 0)
+    auto& d = *impl_;
+    if (state.level == 0 || state.level >= CORDON_MAX_LEVEL)
+        throw Error(fmt::format("cannot guard a cgroup at level {}: agents live at levels 1 to {}",
+                                state.level, CORDON_MAX_LEVEL - 1));
+    const auto old = agent(cgid);
+    // The level is published before the entry: the kernel never has an agent it does not look
+    // for (fails closed for the agent).
+    ++d.per_level[state.level];
+    d.publish_levels();
+    if (bpf_map_update_elem(d.fds[kAgents], &cgid, &state, BPF_ANY) != 0) {
+        const int err = errno;
+        --d.per_level[state.level];
+        d.publish_levels();
         throw Error("cannot write agent " + std::to_string(cgid) + " into cordon_agents: " +
-                    errno_text(errno));
+                    errno_text(err) +
+                    (err == E2BIG ? fmt::format("; at most {} agents", CORDON_MAX_AGENTS) : ""));
+    }
+    if (old && old->level < CORDON_MAX_LEVEL && d.per_level[old->level] > 0) {
+        --d.per_level[old->level];
+        d.publish_levels();
+    }
 }
 
 void Guard::remove_agent(std::uint64_t cgid)
 {
-    if (bpf_map__delete_elem(impl_->net->maps.cordon_agents, &cgid, sizeof(cgid), 0) != 0 &&
-        errno != ENOENT)
+    auto& d = *impl_;
+    const auto old = agent(cgid);
+    if (bpf_map_delete_elem(d.fds[kAgents], &cgid) != 0 && errno != ENOENT)
         throw Error("cannot remove agent " + std::to_string(cgid) + ": " + errno_text(errno));
+    if (old && old->level < CORDON_MAX_LEVEL && d.per_level[old->level] > 0) {
+        --d.per_level[old->level];
+        d.publish_levels();
+    }
 }
 
 std::optional<cordon_agent_state> Guard::agent(std::uint64_t cgid) const
 {
     cordon_agent_state s{};
-    if (bpf_map__lookup_elem(impl_->net->maps.cordon_agents, &cgid, sizeof(cgid), &s, sizeof(s),
-                             0) != 0)
+    if (bpf_map_lookup_elem(impl_->fds[kAgents], &cgid, &s) != 0)
         return std::nullopt;
     return s;
 }
 
+std::vector<std::pair<std::uint64_t, cordon_agent_state>> Guard::agents() const
+{
+    std::vector<std::pair<std::uint64_t, cordon_agent_state>> out;
+    const int fd = impl_->fds[kAgents];
+    for_each_key<std::uint64_t>(fd, [&](std::uint64_t k) {
+        cordon_agent_state s{};
+        if (bpf_map_lookup_elem(fd, &k, &s) == 0)
+            out.emplace_back(k, s);
+        return true;
+    });
+    return out;
+}
+
+std::uint32_t Guard::allocate_policy_id()
+{
+    auto c = impl_->config();
+    const std::uint32_t id = c.next_policy_id ? c.next_policy_id : 1;
+    c.next_policy_id = id + 1;
+    impl_->set_config(c);
+    return id;
+}
+
+std::uint32_t Guard::allocate_agent_id()
+{
+    auto c = impl_->config();
+    const std::uint32_t id = c.next_agent_id ? c.next_agent_id : 1;
+    c.next_agent_id = id + 1;
+    impl_->set_config(c);
+    return id;
+}
+
 void Guard::load_policy(const policy::CompiledPolicy& c)
 {
-    auto& m = impl_->net->maps;
+    auto& d = *impl_;
     std::vector<cordon_path_key> paths_done;
     std::vector<cordon_net_key> nets_done;
     const auto undo = [&] {
         for (const auto& k : paths_done)
-            bpf_map__delete_elem(m.cordon_path_rules, &k, sizeof(k), 0);
+            bpf_map_delete_elem(d.fds[kPathRules], &k);
         for (const auto& k : nets_done)
-            bpf_map__delete_elem(m.cordon_net_rules, &k, sizeof(k), 0);
-        bpf_map__delete_elem(m.cordon_policies, &c.policy_id, sizeof(c.policy_id), 0);
+            bpf_map_delete_elem(d.fds[kNetRules], &k);
+        bpf_map_delete_elem(d.fds[kPolicies], &c.policy_id);
     };
     const auto fail = [&](const std::string& what) {
         const int err = errno;
@@ -231,33 +494,85 @@ void Guard::load_policy(const policy::CompiledPolicy& c)
                     (err == E2BIG || err == ENOMEM ? "; the policy exceeds the map sizes" : "") +
                     "; nothing was applied");
     };
+    if (c.policy_id == 0)
+        throw Error("policy id 0 is reserved; allocate one with allocate_policy_id()");
     // Rules first, the policy entry last: an agent only sees the policy once it is complete.
     for (const auto& [k, v] : c.paths) {
-        if (bpf_map__update_elem(m.cordon_path_rules, &k, sizeof(k), &v, sizeof(v), BPF_ANY) != 0)
+        if (bpf_map_update_elem(d.fds[kPathRules], &k, &v, BPF_ANY) != 0)
             fail("path rule");
         paths_done.push_back(k);
     }
     for (const auto& [k, v] : c.nets) {
-        if (bpf_map__update_elem(m.cordon_net_rules, &k, sizeof(k), &v, sizeof(v), BPF_ANY) != 0)
+        if (bpf_map_update_elem(d.fds[kNetRules], &k, &v, BPF_ANY) != 0)
             fail("network rule");
         nets_done.push_back(k);
     }
-    if (bpf_map__update_elem(m.cordon_policies, &c.policy_id, sizeof(c.policy_id), &c.settings,
-                             sizeof(c.settings), BPF_ANY) != 0)
+    if (bpf_map_update_elem(d.fds[kPolicies], &c.policy_id, &c.settings, BPF_ANY) != 0)
         fail("policy settings");
+    d.loaded[c.policy_id] = {std::move(paths_done), std::move(nets_done)};
+}
+
+void Guard::unload_policy(std::uint32_t policy_id)
+{
+    auto& d = *impl_;
+    // Settings first: an agent still pointing at this id is then denied everything (a missing
+    // policy fails closed), never decided by half a rule set.
+    if (bpf_map_delete_elem(d.fds[kPolicies], &policy_id) != 0 && errno != ENOENT)
+        throw Error(fmt::format("cannot remove policy {}: {}", policy_id, errno_text(errno)));
+    std::vector<cordon_path_key> paths;
+    std::vector<cordon_net_key> nets;
+    if (auto it = d.loaded.find(policy_id); it != d.loaded.end()) {
+        paths = std::move(it->second.first);
+        nets = std::move(it->second.second);
+        d.loaded.erase(it);
+    } else {
+        for_each_key<cordon_path_key>(d.fds[kPathRules], [&](const cordon_path_key& k) {
+            if (k.policy_id == policy_id)
+                paths.push_back(k);
+            return true;
+        });
+        for_each_key<cordon_net_key>(d.fds[kNetRules], [&](const cordon_net_key& k) {
+            if (k.policy_id == policy_id)
+                nets.push_back(k);
+            return true;
+        });
+    }
+    for (const auto& k : paths)
+        bpf_map_delete_elem(d.fds[kPathRules], &k);
+    for (const auto& k : nets)
+        bpf_map_delete_elem(d.fds[kNetRules], &k);
+}
+
+std::vector<std::uint32_t> Guard::policy_ids() const
+{
+    std::vector<std::uint32_t> out;
+    for_each_key<std::uint32_t>(impl_->fds[kPolicies], [&](std::uint32_t k) {
+        out.push_back(k);
+        return true;
+    });
+    return out;
 }
 
 void Guard::protect_process(std::uint32_t tgid)
 {
     const std::uint8_t one = 1;
-    if (bpf_map__update_elem(impl_->net->maps.cordon_protected, &tgid, sizeof(tgid), &one,
-                             sizeof(one), BPF_ANY) != 0)
+    if (bpf_map_update_elem(impl_->fds[kProtected], &tgid, &one, BPF_ANY) != 0)
         throw Error("cannot protect process " + std::to_string(tgid) + ": " + errno_text(errno));
 }
 
 void Guard::unprotect_process(std::uint32_t tgid)
 {
-    bpf_map__delete_elem(impl_->net->maps.cordon_protected, &tgid, sizeof(tgid), 0);
+    bpf_map_delete_elem(impl_->fds[kProtected], &tgid);
+}
+
+std::vector<std::uint32_t> Guard::protected_processes() const
+{
+    std::vector<std::uint32_t> out;
+    for_each_key<std::uint32_t>(impl_->fds[kProtected], [&](std::uint32_t k) {
+        out.push_back(k);
+        return true;
+    });
+    return out;
 }
 
 std::array<std::uint64_t, CORDON_CNT_MAX> Guard::counters() const
@@ -268,8 +583,7 @@ std::array<std::uint64_t, CORDON_CNT_MAX> Guard::counters() const
         throw Error("cannot count possible CPUs: " + errno_text(-ncpu));
     std::vector<std::uint64_t> per_cpu(static_cast<size_t>(ncpu));
     for (std::uint32_t i = 0; i < CORDON_CNT_MAX; ++i) {
-        if (bpf_map__lookup_elem(impl_->net->maps.cordon_counters, &i, sizeof(i), per_cpu.data(),
-                                 per_cpu.size() * sizeof(std::uint64_t), 0) != 0)
+        if (bpf_map_lookup_elem(impl_->fds[kCounters], &i, per_cpu.data()) != 0)
             throw Error("cannot read cordon_counters: " + errno_text(errno));
         for (auto v : per_cpu)
             sum[i] += v;
@@ -279,12 +593,42 @@ std::array<std::uint64_t, CORDON_CNT_MAX> Guard::counters() const
 
 int Guard::events_fd() const
 {
-    return bpf_map__fd(impl_->net->maps.cordon_events);
+    return impl_->fds[kEvents];
 }
 
 cordon_backend Guard::backend() const
 {
     return impl_->backend;
+}
+
+std::vector<std::uint32_t> Guard::program_ids() const
+{
+    std::vector<int> fds;
+    std::vector<int> owned;
+    if (!impl_->links.empty()) {
+        for (auto* l : impl_->links)
+            fds.push_back(bpf_link__fd(l));
+    } else if (impl_->pin_dir) {
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(*impl_->pin_dir / "links", ec)) {
+            const int fd = bpf_obj_get(e.path().c_str());
+            if (fd >= 0) {
+                fds.push_back(fd);
+                owned.push_back(fd);
+            }
+        }
+    }
+    std::vector<std::uint32_t> ids;
+    for (int fd : fds) {
+        struct bpf_link_info info {};
+        __u32 len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0)
+            ids.push_back(info.prog_id);
+    }
+    for (int fd : owned)
+        ::close(fd);
+    std::sort(ids.begin(), ids.end());
+    return ids;
 }
 
 } // namespace cordon::bpf

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// The loaded enforcement programs of one backend and typed access to their shared maps.
+// The one loaded program set of a backend and typed access to its shared maps. A Guard is either
+// loaded by this process (cordon run, or cordond's first start) or adopted from what a cordond
+// pinned under /sys/fs/bpf/cordon, so that enforcement outlives the daemon process.
 #pragma once
 
 #include <array>
@@ -7,6 +9,8 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include <cordon/abi.h>
 
@@ -16,17 +20,22 @@ namespace cordon::bpf {
 
 struct GuardOptions {
     cordon_backend backend = CORDON_BACKEND_COMPAT;
-    std::uint32_t agent_level = 0;           ///< cgroup level of <root>/cordon/<agent>
-    std::filesystem::path net_attach_cgroup; ///< where sock_addr programs attach (<root>/cordon)
+    /// Where the cgroup sock_addr programs attach: the cgroup2 mount's root, so that they see
+    /// every agent, wherever its cgroup is (cordon's subtree, a systemd unit, a container).
+    std::filesystem::path net_attach_cgroup;
+    /// When set, maps and links are pinned here (cordond), so that the programs stay attached
+    /// and the maps keep their entries after this process is gone.
+    std::optional<std::filesystem::path> pin_dir;
 };
 
 /// The number of arguments of LSM hook `hook` ("inode_setattr") on the running kernel, read from
 /// bpf_lsm_<hook> in its BTF, or `missing` when the kernel has no such hook.
 unsigned lsm_hook_args(const char* hook, unsigned missing);
 
-/// Owns the exec_guard, file_guard, net_guard and (lsm) tamper_guard skeletons. Construction opens, configures, loads and
-/// attaches both (and throws Error naming the refused program and the fix); destruction detaches
-/// and unloads everything, so no program, link or map outlives the Guard.
+/// Owns the exec_guard, file_guard, net_guard and (lsm) tamper_guard programs and their shared
+/// maps. Construction opens, configures, loads and attaches them (and throws Error naming the
+/// refused program and the fix); destruction detaches and unloads everything that is not pinned,
+/// so no program, link or map outlives an unpinned Guard.
 class Guard {
 public:
     explicit Guard(const GuardOptions& opts);
@@ -34,20 +43,43 @@ public:
     Guard(const Guard&) = delete;
     Guard& operator=(const Guard&) = delete;
 
-    /// Adds or replaces the agent whose root cgroup has id cgid.
+    /// Whether `pin_dir` holds a complete pinned program set (its cordon_config is pinned last).
+    static bool pinned(const std::filesystem::path& pin_dir);
+    /// Takes over a pinned program set. Throws Error when its ABI version or a map's layout
+    /// differs from this build's, naming `cordon teardown` as the fix; nothing is changed then.
+    static std::unique_ptr<Guard> adopt(const std::filesystem::path& pin_dir);
+    /// Removes every pin under `pin_dir` (and leftovers of an interrupted start beside it). The
+    /// programs are detached and unloaded once no process holds them any more.
+    static void unpin(const std::filesystem::path& pin_dir);
+
+    /// Adds or replaces the agent whose root cgroup has id cgid (state.level says its level).
     void set_agent(std::uint64_t cgid, const cordon_agent_state& state);
     void remove_agent(std::uint64_t cgid);
     /// Reads an agent's state back (score, flags) as the kernel left it.
     std::optional<cordon_agent_state> agent(std::uint64_t cgid) const;
+    /// Every agent in the map.
+    std::vector<std::pair<std::uint64_t, cordon_agent_state>> agents() const;
+
+    /// Fresh ids, never handed out twice by this program set (the counters live in its maps, so
+    /// they survive a daemon restart).
+    std::uint32_t allocate_policy_id();
+    std::uint32_t allocate_agent_id();
 
     /// Writes a compiled policy into the maps, whole or not at all: on any failure the entries
     /// already written are removed again and Error is thrown.
     void load_policy(const policy::CompiledPolicy& c);
+    /// Removes every entry of a policy (its settings first, so no agent sees half of it). Found
+    /// by scanning the rule maps, so it needs no record of what was loaded.
+    void unload_policy(std::uint32_t policy_id);
+    /// Ids of the policies that have settings in the maps.
+    std::vector<std::uint32_t> policy_ids() const;
 
     /// Marks a process of cordon itself, which agents may not signal (lsm backend).
     void protect_process(std::uint32_t tgid);
     /// Forgets a protected process (it has exited); nothing if it was not protected.
     void unprotect_process(std::uint32_t tgid);
+    /// Every protected process.
+    std::vector<std::uint32_t> protected_processes() const;
 
     /// Per-CPU counters summed over CPUs, indexed by enum cordon_counter.
     std::array<std::uint64_t, CORDON_CNT_MAX> counters() const;
@@ -56,8 +88,11 @@ public:
     int events_fd() const;
 
     cordon_backend backend() const;
+    /// Kernel ids of the attached programs (one per link).
+    std::vector<std::uint32_t> program_ids() const;
 
 private:
+    Guard();
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -398,9 +398,8 @@ int run_guarded(const RunOptions& o)
         return fail_policy(errs);
     for (const auto& w : warnings)
         std::fprintf(stderr, "cordon: warning: %s\n", w.str().c_str());
-    auto compiled = policy::compile(pol, 1);
-    if (!compiled.compiled)
-        return fail_policy(compiled.errors);
+    if (auto checked = policy::compile(pol, 1); !checked.compiled) // errors before any change
+        return fail_policy(checked.errors);
 
     std::optional<Identity> who;
     if (o.user)
@@ -412,10 +411,14 @@ int run_guarded(const RunOptions& o)
     const std::string name = o.name.value_or(pol.name + "-" + random_suffix());
     auto cg = agents::Cgroup::create(mount, name);
     bpf::Guard guard({.backend = backend,
-                      .agent_level = cg.level(),
-                      .net_attach_cgroup = mount.mount_point / agents::kSubtree});
+                      .net_attach_cgroup = mount.mount_point,
+                      .pin_dir = std::nullopt});
+    auto compiled = policy::compile(pol, guard.allocate_policy_id());
+    if (!compiled.compiled)
+        return fail_policy(compiled.errors);
     guard.load_policy(*compiled.compiled);
-    guard.set_agent(cg.id(), policy::agent_state_for(pol, *compiled.compiled, 1));
+    guard.set_agent(cg.id(), policy::agent_state_for(pol, *compiled.compiled,
+                                                     guard.allocate_agent_id(), cg.level()));
     guard.protect_process(static_cast<std::uint32_t>(::getpid()));
     const auto oom_score = shield_from_oom(); // the guardian inherits the shield
 

@@ -311,10 +311,12 @@ CompileResult compile(const Policy& p, std::uint32_t policy_id)
     return Compiler(p, policy_id).run();
 }
 
-cordon_agent_state agent_state_for(const Policy& p, const CompiledPolicy& c, std::uint32_t agent_id)
+cordon_agent_state agent_state_for(const Policy& p, const CompiledPolicy& c, std::uint32_t agent_id,
+                                   std::uint32_t level)
 {
     cordon_agent_state s{};
     s.agent_id = agent_id;
+    s.level = static_cast<__u8>(level);
     s.policy_id = c.policy_id;
     s.score = p.trust.initial;
     s.mode = p.mode == Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;

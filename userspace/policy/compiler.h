@@ -35,9 +35,10 @@ struct CompileResult {
 /// name the lines involved.
 CompileResult compile(const Policy& p, std::uint32_t policy_id);
 
-/// The cordon_agents entry of a new agent running this compiled policy: its score starts at the
-/// policy's initial trust, its mode is the policy's.
-cordon_agent_state agent_state_for(const Policy& p, const CompiledPolicy& c, std::uint32_t agent_id);
+/// The cordon_agents entry of a new agent running this compiled policy, whose root cgroup is at
+/// cgroup level `level`: its score starts at the policy's initial trust, its mode is the policy's.
+cordon_agent_state agent_state_for(const Policy& p, const CompiledPolicy& c, std::uint32_t agent_id,
+                                   std::uint32_t level);
 
 /// Every byte the compiled policy writes into maps, in order; equal outputs mean equal maps.
 std::vector<std::uint8_t> serialize(const CompiledPolicy& c);
