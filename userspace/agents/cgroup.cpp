@@ -159,6 +159,55 @@ Cgroup Cgroup::create(const Cgroup2Mount& mount, const std::string& name)
     }
 }
 
+std::uint32_t cgroup_level(const Cgroup2Mount& mount, const fs::path& dir)
+{
+    const auto rel = dir.lexically_relative(mount.mount_point);
+    std::uint32_t depth = 0;
+    for (const auto& part : rel)
+        if (!part.empty() && part != ".")
+            ++depth;
+    return mount.root_level + depth;
+}
+
+bool cgroup_populated(const fs::path& dir)
+{
+    return populated(dir);
+}
+
+void kill_cgroup(const fs::path& dir)
+{
+    write_file(dir / "cgroup.kill", "1");
+}
+
+std::optional<fs::path> process_cgroup(const Cgroup2Mount& mount, int pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+    if (!in)
+        return std::nullopt;
+    for (std::string line; std::getline(in, line);)
+        if (line.starts_with("0::")) {
+            // Relative to the mount's root, which is the reader's cgroup namespace root.
+            fs::path rel = line.substr(3);
+            return mount.mount_point / rel.relative_path();
+        }
+    return std::nullopt;
+}
+
+Cgroup Cgroup::adopt(const Cgroup2Mount& mount, const fs::path& dir)
+{
+    const fs::path subtree = mount.mount_point / kSubtree;
+    const auto rel = dir.lexically_relative(subtree);
+    if (rel.empty() || rel.string().starts_with("..") || rel == ".")
+        throw Error(dir.string() + " is not a cgroup that cordon created (below " +
+                    subtree.string() + ")");
+    return Cgroup(dir, cgroup_id(dir), cgroup_level(mount, dir));
+}
+
+void Cgroup::release()
+{
+    path_.clear();
+}
+
 Cgroup::Cgroup(fs::path path, std::uint64_t id, std::uint32_t level)
     : path_(std::move(path)), id_(id), level_(level),
       kill_fd_(::open((path_ / "cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC))

@@ -31,6 +31,18 @@ inline constexpr std::string_view kSubtree = "cordon";
 /// The cgroup id (what bpf_get_current_cgroup_id() returns) of a cgroup2 directory.
 std::uint64_t cgroup_id(const std::filesystem::path& dir);
 
+/// The kernel's cgroup level of a directory of the mount (its root is mount.root_level).
+std::uint32_t cgroup_level(const Cgroup2Mount& mount, const std::filesystem::path& dir);
+
+/// Whether any process lives in the cgroup subtree (cgroup.events "populated"); false when gone.
+bool cgroup_populated(const std::filesystem::path& dir);
+
+/// SIGKILLs every process of a cgroup subtree through its cgroup.kill (5.14+).
+void kill_cgroup(const std::filesystem::path& dir);
+
+/// The cgroup2 directory a process lives in (from /proc/PID/cgroup), or nothing when it is gone.
+std::optional<std::filesystem::path> process_cgroup(const Cgroup2Mount& mount, int pid);
+
 /// A cgroup that cordon created below <root>/cordon. Removing it kills what is left in it (it
 /// was created for processes cordon started) and removes the directory.
 class Cgroup {
@@ -38,6 +50,10 @@ public:
     /// Creates <root>/cordon/<name> (and <root>/cordon when missing). Throws Error on failure,
     /// including when <name> already exists: cordon never adopts a cgroup by accident.
     static Cgroup create(const Cgroup2Mount& mount, const std::string& name);
+
+    /// Takes back a cgroup that cordon created earlier (a restarted cordond): `dir` must lie
+    /// below <root>/cordon. Throws Error otherwise, or when it is gone.
+    static Cgroup adopt(const Cgroup2Mount& mount, const std::filesystem::path& dir);
 
     Cgroup(Cgroup&& other) noexcept;
     Cgroup& operator=(Cgroup&&) = delete;
@@ -59,6 +75,9 @@ public:
     /// Kills what is left, waits until the cgroup is empty, removes it. Idempotent; throws on
     /// failure (the destructor calls it and logs instead).
     void remove();
+    /// Forgets the cgroup without removing it: it outlives this object (cordond exits and its
+    /// agents run on, still enforced by the pinned maps).
+    void release();
 
 private:
     Cgroup(std::filesystem::path path, std::uint64_t id, std::uint32_t level);

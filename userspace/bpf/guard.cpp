@@ -2,6 +2,8 @@
 #include "bpf/guard.h"
 
 #include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -87,9 +89,24 @@ bool is_lsm(struct bpf_program* p)
     return std::string_view(bpf_program__section_name(p)).starts_with("lsm");
 }
 
+// Pins live on a bpffs. systemd mounts one at /sys/fs/bpf; on hosts without it (this project's
+// CI machine) cordon mounts it there, as systemd would. Any other place must already be one.
+void ensure_bpffs(const fs::path& dir)
+{
+    constexpr long kBpfFsMagic = 0xcafe4a11;
+    struct statfs st {};
+    if (::statfs(dir.c_str(), &st) == 0 && st.f_type == kBpfFsMagic)
+        return;
+    if (dir == "/sys/fs/bpf" && ::mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") == 0)
+        return;
+    throw Error(dir.string() + " is not a bpffs, so nothing can be pinned there; mount one with "
+                "`mount -t bpf bpf " + dir.string() + "`");
+}
+
+// bpffs refuses names with a dot (reserved), hence no ".tmp".
 fs::path staging_dir(const fs::path& pin_dir)
 {
-    return pin_dir.parent_path() / (pin_dir.filename().string() + ".tmp-" + std::to_string(::getpid()));
+    return pin_dir.parent_path() / (pin_dir.filename().string() + "_staging_" + std::to_string(::getpid()));
 }
 
 void remove_pins(const fs::path& dir)
@@ -125,6 +142,7 @@ struct Guard::Impl {
     std::optional<Skeleton<file_guard_bpf>> file;
     std::optional<Skeleton<tamper_guard_bpf>> tamper;
     std::vector<struct bpf_link*> links;
+    std::vector<std::string> link_names; ///< the program of each link
     std::optional<fs::path> pin_dir;
     int cgroup_fd = -1;
     std::array<int, kMapCount> fds{-1, -1, -1, -1, -1, -1, -1, -1};
@@ -179,6 +197,7 @@ struct Guard::Impl {
                             bpf_program__name(p) + ": " + errno_text(errno) +
                             "; run `cordon doctor`");
             links.push_back(l);
+            link_names.emplace_back(bpf_program__name(p));
         }
     }
 
@@ -213,6 +232,7 @@ struct Guard::Impl {
     // into place: a pinned set is complete or absent, even if cordond dies half-way.
     void pin(const fs::path& dir)
     {
+        ensure_bpffs(dir.parent_path());
         const fs::path staging = staging_dir(dir);
         remove_pins(staging);
         std::error_code ec;
@@ -225,23 +245,9 @@ struct Guard::Impl {
             if (bpf_obj_pin(fds[i], path.c_str()) != 0)
                 throw Error("cannot pin " + path.string() + ": " + errno_text(errno));
         }
-        std::map<std::string, int> seen;
-        for (auto* l : links) {
-            struct bpf_link_info info {};
-            __u32 len = sizeof(info);
-            std::string name = "link";
-            if (bpf_obj_get_info_by_fd(bpf_link__fd(l), &info, &len) == 0) {
-                struct bpf_prog_info pinfo {};
-                __u32 plen = sizeof(pinfo);
-                const int pfd = bpf_prog_get_fd_by_id(info.prog_id);
-                if (pfd >= 0 && bpf_obj_get_info_by_fd(pfd, &pinfo, &plen) == 0)
-                    name = pinfo.name;
-                if (pfd >= 0)
-                    ::close(pfd);
-            }
-            const int n = seen[name]++;
-            const auto path = staging / "links" / (n ? name + "-" + std::to_string(n) : name);
-            if (bpf_link__pin(l, path.c_str()) != 0)
+        for (size_t i = 0; i < links.size(); ++i) {
+            const auto path = staging / "links" / link_names[i];
+            if (bpf_link__pin(links[i], path.c_str()) != 0)
                 throw Error("cannot pin " + path.string() + ": " + errno_text(errno));
         }
         remove_pins(dir); // an older, incomplete set (pinned() said no)
@@ -393,7 +399,7 @@ void Guard::unpin(const fs::path& pin_dir)
 {
     remove_pins(pin_dir);
     std::error_code ec;
-    const std::string prefix = pin_dir.filename().string() + ".tmp-";
+    const std::string prefix = pin_dir.filename().string() + "_staging_";
     for (const auto& e : fs::directory_iterator(pin_dir.parent_path(), ec))
         if (e.path().filename().string().starts_with(prefix))
             remove_pins(e.path());
@@ -541,6 +547,14 @@ void Guard::unload_policy(std::uint32_t policy_id)
         bpf_map_delete_elem(d.fds[kPathRules], &k);
     for (const auto& k : nets)
         bpf_map_delete_elem(d.fds[kNetRules], &k);
+}
+
+std::optional<cordon_policy> Guard::policy_settings(std::uint32_t policy_id) const
+{
+    cordon_policy p{};
+    if (bpf_map_lookup_elem(impl_->fds[kPolicies], &policy_id, &p) != 0)
+        return std::nullopt;
+    return p;
 }
 
 std::vector<std::uint32_t> Guard::policy_ids() const

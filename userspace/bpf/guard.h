@@ -71,6 +71,8 @@ public:
     /// Removes every entry of a policy (its settings first, so no agent sees half of it). Found
     /// by scanning the rule maps, so it needs no record of what was loaded.
     void unload_policy(std::uint32_t policy_id);
+    /// A loaded policy's settings (trust tiers, defaults), or nothing.
+    std::optional<cordon_policy> policy_settings(std::uint32_t policy_id) const;
     /// Ids of the policies that have settings in the maps.
     std::vector<std::uint32_t> policy_ids() const;
 

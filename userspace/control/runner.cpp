@@ -24,6 +24,9 @@
 #include <fmt/format.h>
 
 #include "agents/cgroup.h"
+#include "agents/launcher.h"
+#include "api/client.h"
+#include "control/controller.h"
 #include "agents/seccomp.h"
 #include "bpf/features.h"
 #include "bpf/guard.h"
@@ -41,227 +44,6 @@ std::string random_suffix()
 {
     std::random_device rd;
     return fmt::format("{:06x}", rd() & 0xffffff);
-}
-
-cordon_backend pick_backend(const std::string& wanted)
-{
-    bpf::Features f(bpf::kernel_probe_source());
-    const auto best = bpf::choose_backend(f);
-    if (wanted == "auto") {
-        if (best == CORDON_BACKEND_NONE)
-            throw Error("no backend can run on this kernel; run `cordon doctor` for the reason");
-        return best;
-    }
-    if (wanted == "lsm") {
-        if (best != CORDON_BACKEND_LSM)
-            throw Error("the lsm backend is not usable here (" +
-                        f.get(bpf::Probe::LsmAttach).detail +
-                        "); use --backend compat or auto, and see `cordon doctor`");
-        return CORDON_BACKEND_LSM;
-    }
-    if (wanted == "compat") {
-        for (size_t i = 0; i < bpf::kProbeCount; ++i) {
-            const auto p = static_cast<bpf::Probe>(i);
-            if (bpf::probe_required_by(p, CORDON_BACKEND_COMPAT) && !f.has(p))
-                throw Error("the compat backend is not usable here: " +
-                            std::string(bpf::probe_name(p)) + " " + f.get(p).detail);
-        }
-        return CORDON_BACKEND_COMPAT;
-    }
-    throw Error("unknown backend '" + wanted + "'; expected auto, lsm or compat");
-}
-
-// A process outside the agent that kills and removes the agent cgroup when cordon goes away for
-// any reason (a crash, SIGKILL): it waits for EOF on a pipe whose only writer is cordon. Fail
-// closed: an agent never outlives its guard.
-pid_t start_guardian(const agents::Cgroup& cg, int& keepalive_fd)
-{
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0)
-        throw Error("cannot create the guardian pipe: " + errno_text(errno));
-    const pid_t pid = ::fork();
-    if (pid < 0)
-        throw Error("cannot start the guardian: " + errno_text(errno));
-    if (pid == 0) {
-        ::close(fds[1]);
-        ::setsid(); // not in the terminal's process group: Ctrl-C does not reach it
-        ::signal(SIGINT, SIG_IGN);
-        ::signal(SIGTERM, SIG_IGN);
-        ::signal(SIGHUP, SIG_IGN);
-        ::prctl(PR_SET_NAME, "cordon-guardian");
-        char c;
-        while (::read(fds[0], &c, 1) < 0 && errno == EINTR) {
-        }
-        // cordon is gone (or done): whatever is left of the agent dies with it.
-        for (int i = 0; i < 2000 && std::filesystem::exists(cg.path()); ++i) {
-            try {
-                cg.kill();
-            } catch (const std::exception&) {
-                // removed meanwhile, or not writable: the next round finds out
-            }
-            std::error_code ec;
-            std::filesystem::remove(cg.path(), ec); // succeeds once the cgroup is empty
-            if (!ec)
-                break;
-            ::usleep(5000);
-        }
-        ::_exit(0);
-    }
-    ::close(fds[0]);
-    keepalive_fd = fds[1];
-    return pid;
-}
-
-// cordon and its guardian are never the OOM killer's choice: an agent that exhausts memory must
-// not end its guard that way (that kill passes no LSM hook). Returns the value cordon had, which
-// the agent gets back (restore_oom_score), or nothing when cordon lacks CAP_SYS_RESOURCE (some
-// containers): then the agent's score stays as it was, and the run goes on with a warning,
-// because the guardian and cordon still end the agent if either of them is killed.
-std::optional<std::string> shield_from_oom()
-{
-    std::string previous;
-    std::ifstream("/proc/self/oom_score_adj") >> previous;
-    const int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    const bool ok = fd >= 0 && ::write(fd, "-1000", 5) == 5;
-    if (fd >= 0)
-        ::close(fd);
-    if (!ok || previous.empty())
-        return std::nullopt;
-    return previous;
-}
-
-// In the agent's first process, before its capabilities go: the OOM score cordon had, so that
-// the agent is not shielded too; with CAP_SYS_RESOURCE still held, this also raises the floor
-// an agent could later lower its score to. Async-signal-safe. Returns 0 or an errno.
-int restore_oom_score(const std::optional<std::string>& saved)
-{
-    if (!saved)
-        return 0;
-    const std::string& value = *saved;
-    const int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    const bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
-    const int err = errno;
-    ::close(fd);
-    return ok ? 0 : err;
-}
-
-struct Identity {
-    uid_t uid;
-    gid_t gid;
-    std::string name, home, shell;
-};
-
-Identity lookup_user(const std::string& user)
-{
-    const passwd* pw = ::getpwnam(user.c_str());
-    if (!pw)
-        throw Error("unknown user '" + user + "'; expected a user from /etc/passwd");
-    return {pw->pw_uid, pw->pw_gid, pw->pw_name, pw->pw_dir,
-            pw->pw_shell && *pw->pw_shell ? pw->pw_shell : "/bin/sh"};
-}
-
-// Stages of child_exec, reported with an errno on failure.
-enum ChildStage {
-    kOom = 1, kCore, kJoin, kSession, kSeccomp, kCaps, kUser, kWorkdir, kFds, kExec, kStages
-};
-constexpr const char* kStageText[kStages] = {
-    "",
-    "restore its OOM score",
-    "limit core dumps",
-    "join the agent cgroup",
-    "start a new session",
-    "install the seccomp layer",
-    "drop capabilities",
-    "switch to the user",
-    "enter the workspace",
-    "mark inherited descriptors close-on-exec",
-    "execute",
-};
-
-// In the child: take back cordon's OOM score, limit core dumps, join the agent, leave cordon's
-// session, install the seccomp layer, drop capabilities, become the user, close every inherited
-// descriptor but 0-2, exec. Reports (stage, errno) on `err_fd` on failure, and never runs the
-// command then (fail closed).
-[[noreturn]] void child_exec(const agents::Cgroup& cg, const agents::SeccompLayer& seccomp,
-                             std::uint64_t refused_caps,
-                             const std::optional<std::string>& oom_score,
-                             const std::optional<Identity>& who,
-                             const std::optional<std::string>& workdir,
-                             const std::vector<std::string>& command, int err_fd)
-{
-    const auto fail = [err_fd](int stage) {
-        const int e[2] = {stage, errno};
-        (void)!::write(err_fd, e, sizeof(e));
-        ::_exit(127);
-    };
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    // cordon ignores these (run_guarded); an ignored signal would survive exec.
-    for (int sig : {SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU})
-        ::signal(sig, SIG_DFL);
-    // Before it is an agent, whose files rules may refuse writes to /proc.
-    if (int err = restore_oom_score(oom_score); err != 0) {
-        errno = err;
-        fail(kOom);
-    }
-    // A crash must not start the host's core-dump helper, which runs as root outside the agent.
-    if (int err = agents::limit_core_dumps(); err != 0) {
-        errno = err;
-        fail(kCore);
-    }
-    // From here on this process is the agent: enforcement is already attached.
-    {
-        const int fd = ::open((cg.path() / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ::write(fd, "0", 1) != 1)
-            fail(kJoin);
-        ::close(fd);
-    }
-    // Its own session: no controlling terminal, so it cannot inject input into cordon's
-    // terminal (TIOCSTI) or stop cordon with job-control signals.
-    if (::setsid() < 0)
-        fail(kSession);
-    // Before the capabilities go and before the user switch: without no_new_privs, loading a
-    // filter needs CAP_SYS_ADMIN. The filter leaves prctl and capset alone.
-    if (int err = seccomp.install(); err != 0) {
-        errno = err;
-        fail(kSeccomp);
-    }
-    // An agent run as root keeps only the capabilities ordinary work needs (docs/enforcement.md).
-    if (int err = agents::drop_capabilities(refused_caps); err != 0) {
-        errno = err;
-        fail(kCaps);
-    }
-    if (who) {
-        // As `sudo -u`: the user's groups, gid, uid, and a reset environment.
-        if (::initgroups(who->name.c_str(), who->gid) != 0 || ::setgid(who->gid) != 0 ||
-            ::setuid(who->uid) != 0)
-            fail(kUser);
-        const char* term = std::getenv("TERM");
-        const std::string keep_term = term ? term : "";
-        ::clearenv();
-        ::setenv("HOME", who->home.c_str(), 1);
-        ::setenv("USER", who->name.c_str(), 1);
-        ::setenv("LOGNAME", who->name.c_str(), 1);
-        ::setenv("SHELL", who->shell.c_str(), 1);
-        ::setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
-        if (!keep_term.empty())
-            ::setenv("TERM", keep_term.c_str(), 1);
-    }
-    if (workdir && ::chdir(workdir->c_str()) != 0)
-        fail(kWorkdir);
-    // Nothing of cordon's reaches the agent: not the events file, not a BPF object, not a pipe.
-    if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
-        fail(kFds);
-    std::vector<char*> argv;
-    for (const auto& a : command)
-        argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execvp(argv[0], argv.data());
-    fail(kExec);
-    ::_exit(127); // fail() does not return; this tells the compiler
 }
 
 // cordon's lines on its stderr while an agent runs. The agent shares that stderr, so two things
@@ -364,7 +146,162 @@ int exit_status(int status)
     return WEXITSTATUS(status);
 }
 
+// Blocks SIGCHLD and the stop signals and returns a signalfd for them: the loops see them in
+// order with everything else.
+int signal_fd()
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGQUIT); // as SIGTERM: the agent is stopped, not left behind
+    ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+    const int sfd = ::signalfd(-1, &mask, SFD_CLOEXEC);
+    if (sfd < 0)
+        throw Error("cannot set up signal handling: " + errno_text(errno));
+    return sfd;
+}
+
+// Forks CMD into the agent cgroup; returns its pid, and whether it got as far as exec.
+pid_t launch(const RunOptions& o, const std::filesystem::path& cgroup_dir,
+             const agents::SeccompLayer& seccomp, const policy::Policy& pol,
+             const std::optional<std::string>& oom_score,
+             const std::optional<agents::Identity>& who, const policy::Context& ctx,
+             Terminal& term, bool& exec_failed)
+{
+    int errpipe[2];
+    if (::pipe2(errpipe, O_CLOEXEC) != 0)
+        throw Error("cannot start the command: " + errno_text(errno));
+    std::fflush(nullptr);
+    const pid_t child = ::fork();
+    if (child < 0)
+        throw Error("cannot start the command: " + errno_text(errno));
+    if (child == 0)
+        agents::child_exec(cgroup_dir, seccomp, policy::refused_capabilities(pol), oom_score, who,
+                           o.workspace ? std::optional<std::string>(*ctx.workspace)
+                                       : std::nullopt,
+                           o.command, errpipe[1]);
+    ::close(errpipe[1]);
+    int child_err[2] = {0, 0};
+    exec_failed = ::read(errpipe[0], child_err, sizeof(child_err)) == sizeof(child_err);
+    ::close(errpipe[0]);
+    if (exec_failed) {
+        const int st = child_err[0] >= 1 && child_err[0] < agents::kStages ? child_err[0]
+                                                                            : agents::kExec;
+        term.line(fmt::format("cannot {} for {}: {}", agents::kStageText[st], o.command[0],
+                              errno_text(child_err[1])));
+    }
+    return child;
+}
+
+// `cordon run` with cordond: the daemon owns the agent (cgroup, maps, kill verdicts), this
+// process launches CMD and shows the agent's events, which the daemon streams on this
+// connection. If this process dies, the daemon ends the agent (the connection closes); if the
+// daemon dies, the agent stays enforced by its pinned programs and this process ends it with CMD.
+int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedPolicy& prepared,
+                       const std::string& text, const policy::Context& ctx,
+                       const std::optional<agents::Identity>& who)
+{
+    const policy::Policy& pol = prepared.policy;
+    api::Request req{.op = api::Op::Run, .name = o.name, .cgroup = std::nullopt,
+                     .policy = api::PolicyText{.file = o.policy_file, .text = text},
+                     .user = ctx.user, .home = ctx.home, .workspace = ctx.workspace,
+                     .mode = std::nullopt};
+    if (o.mode)
+        req.mode = *o.mode == policy::Mode::Audit ? "audit" : "enforce";
+    const auto reply = client.call(req);
+    const std::string name = reply.at("agent").at("name").get<std::string>();
+    const std::filesystem::path cgroup = reply.at("agent").at("cgroup").get<std::string>();
+    const std::string backend_name = reply.at("backend").get<std::string>();
+    const auto backend = backend_name == "lsm" ? CORDON_BACKEND_LSM : CORDON_BACKEND_COMPAT;
+    for (const auto& w : reply.at("warnings"))
+        std::fprintf(stderr, "cordon: warning: %s\n", w.get<std::string>().c_str());
+
+    const agents::SeccompLayer seccomp(pol, backend);
+    Terminal term;
+    FILE* events_out = nullptr;
+    if (o.events_file) {
+        events_out = std::fopen(o.events_file->c_str(), "ae");
+        if (!events_out)
+            throw Error("cannot open --events file " + *o.events_file + ": " + errno_text(errno));
+    }
+    if (backend == CORDON_BACKEND_COMPAT && !who)
+        term.line("warning: the compat backend has no tamper protection; run the agent with "
+                  "--user so it cannot unload its guard");
+    term.line(fmt::format("guarding agent {} on the {} backend through cordond; cordon's lines "
+                          "carry this tag [{}]",
+                          name, backend_name, term.tag()));
+    const int sfd = signal_fd();
+    bool exec_failed = false;
+    const pid_t child = launch(o, cgroup, seccomp, pol, std::nullopt, who, ctx, term, exec_failed);
+    if (o.detach && !exec_failed) {
+        client.call(api::request(api::Op::Release));
+        std::printf("%s\n", name.c_str());
+        std::fflush(stdout);
+        return 0;
+    }
+
+    bool daemon_gone = false;
+    int status = 0;
+    for (bool done = false; !done;) {
+        pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
+                         {.fd = daemon_gone ? -1 : client.fd(), .events = POLLIN, .revents = 0}};
+        if (::poll(fds, 2, 100) < 0 && errno != EINTR)
+            throw Error("waiting for events failed: " + errno_text(errno));
+        try {
+            while (!daemon_gone && fds[1].revents) {
+                auto msg = client.next(0);
+                if (!msg)
+                    break;
+                if (msg->contains("line"))
+                    term.line(msg->at("line").get<std::string>());
+                if (events_out && msg->contains("event")) {
+                    std::fprintf(events_out, "%s\n", msg->at("event").dump().c_str());
+                    std::fflush(events_out);
+                }
+            }
+        } catch (const Error&) {
+            daemon_gone = true;
+            term.line(fmt::format("cordond went away; agent {} stays enforced by its pinned "
+                                  "programs and ends with its command",
+                                  name));
+        }
+        signalfd_siginfo si{};
+        if (fds[0].revents && ::read(sfd, &si, sizeof(si)) == sizeof(si) &&
+            si.ssi_signo != SIGCHLD) {
+            term.line(fmt::format("{}: stopping agent {}", strsignal(static_cast<int>(si.ssi_signo)), name));
+            agents::kill_cgroup(cgroup);
+        }
+        int st = 0;
+        if (::waitpid(child, &st, WNOHANG) == child) {
+            status = st;
+            done = true;
+        }
+    }
+    // CMD is gone: the agent ends with it. Closing the connection tells the daemon so; without
+    // a daemon, the cgroup is emptied and removed here and the next daemon forgets the agent.
+    if (daemon_gone) {
+        try {
+            agents::kill_cgroup(cgroup);
+        } catch (const Error&) {
+        }
+        for (int i = 0; i < 2000 && ::rmdir(cgroup.c_str()) != 0 && errno == EBUSY; ++i)
+            ::usleep(5000);
+    }
+    if (events_out)
+        std::fclose(events_out);
+    ::close(sfd);
+    if (term.dropped() > 0)
+        std::fprintf(stderr, "cordon[%s]: warning: %llu lines were not shown because the terminal "
+                     "did not take them in time\n",
+                     term.tag().c_str(), static_cast<unsigned long long>(term.dropped()));
+    return exec_failed ? 127 : exit_status(status);
+}
+
 } // namespace
+
 
 int run_guarded(const RunOptions& o)
 {
@@ -379,51 +316,54 @@ int run_guarded(const RunOptions& o)
     for (int sig : {SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU})
         ::signal(sig, SIG_IGN);
 
-    // 1. The policy, whole: parse, resolve host names, compile. Nothing is touched before this.
+    // 1. The policy, whole: read, parse, resolve host names, compile. Nothing is touched before
+    // this.
     const auto ctx = make_context(o.user, o.workspace);
-    auto parsed = policy::load_policy_file(o.policy_file, ctx);
-    auto fail_policy = [](const policy::Diagnostics& errs) {
-        for (const auto& d : errs)
+    policy::Diagnostics read_errors;
+    const auto text = policy::read_policy_file(o.policy_file, read_errors);
+    if (!text) {
+        for (const auto& d : read_errors)
             std::fprintf(stderr, "%s\n", d.str().c_str());
         return kRunSetupFailed;
-    };
-    if (!parsed.policy)
-        return fail_policy(parsed.errors);
-    policy::Policy& pol = *parsed.policy;
-    if (o.mode)
-        pol.mode = *o.mode;
-    auto resolver = policy::system_resolver();
-    policy::Diagnostics warnings;
-    if (auto errs = policy::resolve_hosts(pol, *resolver, &warnings); !errs.empty())
-        return fail_policy(errs);
-    for (const auto& w : warnings)
-        std::fprintf(stderr, "cordon: warning: %s\n", w.str().c_str());
-    if (auto checked = policy::compile(pol, 1); !checked.compiled) // errors before any change
-        return fail_policy(checked.errors);
+    }
+    std::optional<PreparedPolicy> prepared;
+    try {
+        auto resolver = policy::system_resolver();
+        prepared.emplace(prepare_policy(*text, o.policy_file, ctx, o.mode, *resolver));
+    } catch (const Error& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return kRunSetupFailed;
+    }
+    for (const auto& w : prepared->warnings)
+        std::fprintf(stderr, "cordon: warning: %s\n", w.c_str());
+    const policy::Policy& pol = prepared->policy;
 
-    std::optional<Identity> who;
+    std::optional<agents::Identity> who;
     if (o.user)
-        who = lookup_user(*o.user);
+        who = agents::lookup_user(*o.user);
+
+    // With a daemon, the agent is registered with it; without one, this process is its
+    // controller (embedded), guardian included.
+    if (!o.embedded) {
+        if (auto client = api::Client::connect(api::socket_path()))
+            return run_through_daemon(o, *client, *prepared, *text, ctx, who);
+    }
+    if (o.detach)
+        throw Error("--detach needs cordond (no daemon listens on " + api::socket_path() +
+                    "); start it with `systemctl start cordond` or `cordond &`");
 
     // 2. Backend, cgroup, programs, maps: all in place before CMD exists.
-    const auto backend = pick_backend(o.backend);
-    const auto mount = agents::cgroup2_mount();
+    Controller ctl({.backend = o.backend, .pin_dir = std::nullopt, .registry_file = std::nullopt});
+    auto& guard = ctl.guard();
+    const auto backend = guard.backend();
     const std::string name = o.name.value_or(pol.name + "-" + random_suffix());
-    auto cg = agents::Cgroup::create(mount, name);
-    bpf::Guard guard({.backend = backend,
-                      .net_attach_cgroup = mount.mount_point,
-                      .pin_dir = std::nullopt});
-    auto compiled = policy::compile(pol, guard.allocate_policy_id());
-    if (!compiled.compiled)
-        return fail_policy(compiled.errors);
-    guard.load_policy(*compiled.compiled);
-    guard.set_agent(cg.id(), policy::agent_state_for(pol, *compiled.compiled,
-                                                     guard.allocate_agent_id(), cg.level()));
+    ctl.add_agent({.name = name, .cgroup = {}, .owner_pid = std::nullopt}, *prepared);
+    const agents::Cgroup& cg = ctl.cgroup(name);
     guard.protect_process(static_cast<std::uint32_t>(::getpid()));
-    const auto oom_score = shield_from_oom(); // the guardian inherits the shield
+    const auto oom_score = agents::shield_from_oom(); // the guardian inherits the shield
 
     int keepalive = -1;
-    pid_t guardian = start_guardian(cg, keepalive);
+    pid_t guardian = agents::start_guardian(cg, keepalive);
     guard.protect_process(static_cast<std::uint32_t>(guardian));
 
     const agents::SeccompLayer seccomp(pol, backend);
@@ -436,40 +376,15 @@ int run_guarded(const RunOptions& o)
     if (!oom_score)
         term.line("warning: cannot shield cordon from the OOM killer (no CAP_SYS_RESOURCE); if "
                   "it or its guardian is killed, the agent is killed too");
-    term.line(fmt::format("guarding agent {} on the {} backend; cordon's lines carry this tag "
+    term.line(fmt::format("guarding agent {} on the {} backend (embedded: no cordond); cordon's "
+                          "lines carry this tag "
                           "[{}]",
                           name, backend == CORDON_BACKEND_LSM ? "lsm" : "compat", term.tag()));
 
     // 3. CMD, in the cgroup. Signals arrive through a signalfd so the loop sees them in order.
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGCHLD);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGQUIT); // as SIGTERM: the agent is stopped, not left behind
-    ::sigprocmask(SIG_BLOCK, &mask, nullptr);
-    const int sfd = ::signalfd(-1, &mask, SFD_CLOEXEC);
-    int errpipe[2];
-    if (sfd < 0 || ::pipe2(errpipe, O_CLOEXEC) != 0)
-        throw Error("cannot set up signal handling: " + errno_text(errno));
-    std::fflush(nullptr);
-    const pid_t child = ::fork();
-    if (child < 0)
-        throw Error("cannot start the command: " + errno_text(errno));
-    if (child == 0)
-        child_exec(cg, seccomp, compiled.compiled->settings.refused_caps, oom_score, who,
-                   o.workspace ? std::optional<std::string>(*ctx.workspace) : std::nullopt,
-                   o.command, errpipe[1]);
-    ::close(errpipe[1]);
-    int child_err[2] = {0, 0};
-    const bool exec_failed = ::read(errpipe[0], child_err, sizeof(child_err)) == sizeof(child_err);
-    ::close(errpipe[0]);
-    if (exec_failed) {
-        const int st = child_err[0] >= 1 && child_err[0] < kStages ? child_err[0] : kExec;
-        term.line(fmt::format("cannot {} for {}: {}", kStageText[st], o.command[0],
-                              errno_text(child_err[1])));
-    }
+    const int sfd = signal_fd();
+    bool exec_failed = false;
+    const pid_t child = launch(o, cg.path(), seccomp, pol, oom_score, who, ctx, term, exec_failed);
 
     // 4. Until CMD ends: events, kill verdicts, signals. A kill verdict is carried out from the
     // agent's kill flag in the kernel, polled here, so it does not depend on its event being
@@ -552,7 +467,7 @@ int run_guarded(const RunOptions& o)
            "accesses were denied because their path could not be resolved");
     report(term.dropped(), "lines were not shown because the terminal did not take them in time "
                            "(the --events file has every event)");
-    cg.remove();
+    ctl.remove_agent(name);
     if (ftrace_fd >= 0)
         ::close(ftrace_fd);
     ::close(keepalive); // the guardian finds the cgroup gone and exits

@@ -18,13 +18,18 @@ struct RunOptions {
     std::optional<policy::Mode> mode;     ///< overrides spec.mode
     std::string backend = "auto";         ///< auto | lsm | compat
     std::optional<std::string> events_file; ///< every event as a JSON line
+    bool embedded = false; ///< be the controller even when cordond runs
+    bool detach = false;   ///< (cordond) leave the agent running under the daemon and return
     std::vector<std::string> command;
 };
 
 /// Exit status `cordon run` uses when cordon itself fails before CMD starts.
 inline constexpr int kRunSetupFailed = 125;
 
-/// Guards one command: creates the agent cgroup, loads and attaches the backend, writes the
+/// Guards one command. When cordond answers on its socket (and not `embedded`), the agent is
+/// registered with it: the daemon creates the cgroup and enforces, this process launches CMD,
+/// shows its events and ends the agent with CMD (or leaves it to the daemon with `detach`).
+/// Otherwise this process is the controller (embedded): it creates the agent cgroup, loads and attaches the backend, writes the
 /// compiled policy, and only then starts CMD in the cgroup. Reports decisions, kills the agent on
 /// a kill verdict, and removes everything it created when CMD ends or on SIGINT/SIGTERM. A
 /// guardian process outside the agent kills and removes the agent if cordon itself dies.

@@ -981,12 +981,11 @@ ParseResult parse_policy(std::string_view text, const std::string& file, const C
     return Parser(file, ctx).run(text);
 }
 
-ParseResult load_policy_file(const std::string& path, const Context& ctx)
+std::optional<std::string> read_policy_file(const std::string& path, Diagnostics& errors)
 {
-    auto fail = [&](std::string msg) {
-        return ParseResult{.policy = std::nullopt,
-                           .errors = {{.file = path, .line = 0, .column = 0,
-                                       .message = std::move(msg)}}};
+    auto fail = [&](std::string msg) -> std::optional<std::string> {
+        errors.push_back({.file = path, .line = 0, .column = 0, .message = std::move(msg)});
+        return std::nullopt;
     };
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0)
@@ -1006,7 +1005,16 @@ ParseResult load_policy_file(const std::string& path, const Context& ctx)
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (text.size() > kMaxPolicyBytes)
         return fail("the file is larger than 8 MiB; expected a policy");
-    return parse_policy(text, path, ctx);
+    return text;
+}
+
+ParseResult load_policy_file(const std::string& path, const Context& ctx)
+{
+    Diagnostics errors;
+    const auto text = read_policy_file(path, errors);
+    if (!text)
+        return ParseResult{.policy = std::nullopt, .errors = std::move(errors)};
+    return parse_policy(*text, path, ctx);
 }
 
 } // namespace cordon::policy

@@ -28,6 +28,9 @@ struct ParseResult {
 /// Parses and validates policy text; `file` names it in diagnostics.
 ParseResult parse_policy(std::string_view text, const std::string& file, const Context& ctx);
 
+/// Reads a policy file's text, refusing directories, special and oversized files (errors added).
+std::optional<std::string> read_policy_file(const std::string& path, Diagnostics& errors);
+
 /// Reads a policy file (refusing directories, oversized, binary or non-UTF-8 files) and parses it.
 ParseResult load_policy_file(const std::string& path, const Context& ctx);
 

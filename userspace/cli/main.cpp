@@ -12,7 +12,9 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include "api/client.h"
 #include "bpf/features.h"
+#include "cli/commands.h"
 #include "common/error.h"
 #include "control/doctor.h"
 #include "control/policy_cmd.h"
@@ -84,8 +86,11 @@ int main(int argc, char** argv)
 
     auto* run = app.add_subcommand(
         "run", "Run CMD as an agent under a policy: the kernel decides every exec, file access "
-               "and connection of CMD and all its descendants. Exits with CMD's status (128+N "
-               "if a signal ended it), or 125 if cordon could not start it. Run as root.");
+               "and connection of CMD and all its descendants. When cordond runs, the agent is "
+               "registered with it (it shows in `cordon agents`); otherwise cordon run is its "
+               "controller (embedded); the first line of output says which. Exits with CMD's "
+               "status (128+N if a signal ended it), or 125 if cordon could not start it. Run "
+               "as root.");
     cordon::control::RunOptions run_opts;
     std::string run_mode;
     run->add_option("--policy", run_opts.policy_file, "Policy file (see docs/policy.md)")
@@ -102,7 +107,47 @@ int main(int argc, char** argv)
     run->add_option("--backend", run_opts.backend, "auto, lsm or compat (default: auto)")
         ->check(CLI::IsMember({"auto", "lsm", "compat"}));
     run->add_option("--events", run_opts.events_file, "Append every event as a JSON line");
+    run->add_flag("--detach", run_opts.detach,
+                  "With cordond: leave the agent running under the daemon, print its name and "
+                  "return");
+    run->add_flag("--embedded", run_opts.embedded,
+                  "Be the agent's controller even when cordond runs");
     run->add_option("CMD", run_opts.command, "Command and arguments (after --)")->required();
+
+    auto* agents_cmd = app.add_subcommand(
+        "agents", "List the agents cordond guards: name, id, cgroup, policy (file and SHA-256), "
+                  "mode, trust score and tier, processes, denials, age");
+    bool agents_json = false;
+    agents_cmd->add_flag("--json", agents_json, "Print JSON");
+    auto* status_cmd = app.add_subcommand(
+        "status", "Show cordond: backend, programs, agents, decisions and lost events. Exit 3 "
+                  "when the daemon is not running");
+    bool status_json = false;
+    status_cmd->add_flag("--json", status_json, "Print JSON");
+    auto* attach_cmd = app.add_subcommand(
+        "attach", "Guard an existing cgroup v2 directory (a systemd unit's, a container's) with "
+                  "a policy, everything already running in it included; enforced when the "
+                  "command returns. Needs cordond. Prints the agent's name");
+    std::string attach_cgroup, attach_policy;
+    std::optional<std::string> attach_name, attach_mode;
+    attach_cmd->add_option("--cgroup", attach_cgroup, "The cgroup directory")->required();
+    attach_cmd->add_option("--policy", attach_policy, "Policy file")->required();
+    attach_cmd->add_option("--name", attach_name, "Agent name (default: policy name + suffix)");
+    attach_cmd->add_option("--mode", attach_mode, "enforce or audit (overrides spec.mode)")
+        ->check(CLI::IsMember({"enforce", "audit"}));
+    auto* detach_cmd = app.add_subcommand(
+        "detach", "Stop guarding an attached agent; its processes run on unguarded");
+    std::string detach_name;
+    detach_cmd->add_option("NAME", detach_name, "Agent name")->required();
+    auto* teardown_cmd = app.add_subcommand(
+        "teardown", "Remove everything cordond put into the kernel and bpffs: ends the agents "
+                    "cordon started, unguards attached ones, unpins maps and programs. Refuses "
+                    "while cordond runs");
+    cordon::cli::TeardownOptions teardown_opts;
+    teardown_cmd->add_option("--pin-dir", teardown_opts.pin_dir, "Pinned program set")
+        ->capture_default_str();
+    teardown_cmd->add_option("--registry", teardown_opts.registry, "cordond's agent registry")
+        ->capture_default_str();
 
     CLI11_PARSE(app, argc, argv);
 
@@ -127,6 +172,16 @@ int main(int argc, char** argv)
                                                     : cordon::policy::Mode::Enforce;
             return cordon::control::run_guarded(run_opts);
         }
+        if (agents_cmd->parsed())
+            return cordon::cli::agents(agents_json);
+        if (status_cmd->parsed())
+            return cordon::cli::status(status_json);
+        if (attach_cmd->parsed())
+            return cordon::cli::attach(attach_cgroup, attach_policy, attach_name, attach_mode);
+        if (detach_cmd->parsed())
+            return cordon::cli::detach(detach_name);
+        if (teardown_cmd->parsed())
+            return cordon::cli::teardown(teardown_opts);
         if (check->parsed())
             return cordon::control::policy_check(check_files,
                                                  cordon::control::make_context(user, workspace));

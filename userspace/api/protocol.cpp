@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "api/protocol.h"
+
+#include <array>
+#include <set>
+
+namespace cordon::api {
+
+using nlohmann::json;
+
+namespace {
+
+struct OpInfo {
+    Op op;
+    const char* name;
+    bool changes;
+    std::set<std::string> fields; ///< allowed besides v and op
+    std::set<std::string> required;
+};
+
+const std::array<OpInfo, 8>& ops()
+{
+    static const std::array<OpInfo, 8> table = {{
+        {Op::Ping, "ping", false, {}, {}},
+        {Op::Status, "status", false, {}, {}},
+        {Op::Agents, "agents", false, {}, {}},
+        {Op::Attach, "attach", true,
+         {"cgroup", "policy", "name", "user", "home", "workspace", "mode"}, {"cgroup", "policy"}},
+        {Op::Detach, "detach", true, {"name"}, {"name"}},
+        {Op::Run, "run", true, {"policy", "name", "user", "home", "workspace", "mode"},
+         {"policy"}},
+        {Op::Release, "release", true, {}, {}},
+        {Op::Subscribe, "subscribe", false, {"name"}, {}},
+    }};
+    return table;
+}
+
+const OpInfo& info(Op op)
+{
+    for (const auto& i : ops())
+        if (i.op == op)
+            return i;
+    throw ProtocolError("unknown op");
+}
+
+std::string string_field(const json& j, const char* key, std::size_t max)
+{
+    const auto& v = j.at(key);
+    if (!v.is_string())
+        throw ProtocolError(std::string("\"") + key + "\" must be a string");
+    auto s = v.get<std::string>();
+    if (s.size() > max)
+        throw ProtocolError(std::string("\"") + key + "\" is longer than " +
+                            std::to_string(max) + " bytes");
+    if (s.find('\0') != std::string::npos)
+        throw ProtocolError(std::string("\"") + key + "\" contains a NUL byte");
+    return s;
+}
+
+} // namespace
+
+const char* op_name(Op op)
+{
+    return info(op).name;
+}
+
+bool changes_state(Op op)
+{
+    return info(op).changes;
+}
+
+Request decode_request(std::string_view line)
+{
+    if (line.size() > kMaxRequestBytes)
+        throw ProtocolError("request longer than " + std::to_string(kMaxRequestBytes) + " bytes");
+    json j = json::parse(line, nullptr, false);
+    if (j.is_discarded())
+        throw ProtocolError("not a JSON object (one request per line)");
+    if (!j.is_object())
+        throw ProtocolError("a request is a JSON object");
+    if (!j.contains("v") || !j["v"].is_number_integer())
+        throw ProtocolError("missing protocol version \"v\" (this daemon speaks 1)");
+    if (j["v"].get<long long>() != kVersion)
+        throw ProtocolError("protocol version " + j["v"].dump() + " is not supported (this daemon "
+                            "speaks 1)");
+    if (!j.contains("op") || !j["op"].is_string())
+        throw ProtocolError("missing \"op\"");
+    const auto opname = j["op"].get<std::string>();
+    const OpInfo* oi = nullptr;
+    for (const auto& i : ops())
+        if (opname == i.name)
+            oi = &i;
+    if (!oi)
+        throw ProtocolError("unknown op \"" + opname.substr(0, 64) +
+                            "\" (expected ping, status, agents, attach, detach, run, release or "
+                            "subscribe)");
+    for (const auto& [k, v] : j.items())
+        if (k != "v" && k != "op" && !oi->fields.contains(k))
+            throw ProtocolError("unknown field \"" + k.substr(0, 64) + "\" for op " + oi->name);
+    for (const auto& k : oi->required)
+        if (!j.contains(k))
+            throw ProtocolError("op " + std::string(oi->name) + " needs \"" + k + "\"");
+
+    Request r;
+    r.op = oi->op;
+    constexpr std::size_t kShort = 4096;
+    if (j.contains("name"))
+        r.name = string_field(j, "name", 64);
+    if (j.contains("cgroup"))
+        r.cgroup = string_field(j, "cgroup", kShort);
+    for (auto [key, dst] : {std::pair{"user", &r.user}, std::pair{"home", &r.home},
+                            std::pair{"workspace", &r.workspace}, std::pair{"mode", &r.mode}})
+        if (j.contains(key))
+            *dst = string_field(j, key, kShort);
+    if (r.mode && *r.mode != "enforce" && *r.mode != "audit")
+        throw ProtocolError("\"mode\" must be \"enforce\" or \"audit\"");
+    if (j.contains("policy")) {
+        const auto& p = j["policy"];
+        if (!p.is_object() || p.size() != 2 || !p.contains("file") || !p.contains("text"))
+            throw ProtocolError("\"policy\" must be {\"file\": NAME, \"text\": YAML}");
+        r.policy = PolicyText{.file = string_field(p, "file", kShort),
+                              .text = string_field(p, "text", 8u << 20)};
+    }
+    return r;
+}
+
+std::string encode_request(const Request& r)
+{
+    json j = {{"v", kVersion}, {"op", op_name(r.op)}};
+    if (r.name)
+        j["name"] = *r.name;
+    if (r.cgroup)
+        j["cgroup"] = *r.cgroup;
+    if (r.policy)
+        j["policy"] = {{"file", r.policy->file}, {"text", r.policy->text}};
+    if (r.user)
+        j["user"] = *r.user;
+    if (r.home)
+        j["home"] = *r.home;
+    if (r.workspace)
+        j["workspace"] = *r.workspace;
+    if (r.mode)
+        j["mode"] = *r.mode;
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string ok_reply(json fields)
+{
+    fields["v"] = kVersion;
+    fields["ok"] = true;
+    return fields.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string error_reply(const std::string& text)
+{
+    return json{{"v", kVersion}, {"ok", false}, {"error", text}}.dump(
+        -1, ' ', false, json::error_handler_t::replace);
+}
+
+} // namespace cordon::api

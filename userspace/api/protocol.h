@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+// cordond's control protocol (docs/api.md): one JSON object per line each way, version 1. The
+// decoder is the daemon's whole attack surface towards its callers: it accepts exactly the
+// documented requests and turns everything else into a ProtocolError (fuzzed in tests/fuzz).
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace cordon::api {
+
+inline constexpr int kVersion = 1;
+/// Longest request line: a policy of the largest accepted size (8 MiB) plus its envelope.
+inline constexpr std::size_t kMaxRequestBytes = (8u << 20) + (64u << 10);
+/// Default socket path.
+inline constexpr const char* kDefaultSocket = "/run/cordon/cordon.sock";
+
+enum class Op { Ping, Status, Agents, Attach, Detach, Run, Release, Subscribe };
+const char* op_name(Op op);
+/// Whether a request changes state (and is recorded as an operator action).
+bool changes_state(Op op);
+
+struct PolicyText {
+    std::string file; ///< the name diagnostics use
+    std::string text;
+};
+
+struct Request {
+    Op op = Op::Ping;
+    std::optional<std::string> name;     ///< agent name (attach, run: wanted; detach, subscribe)
+    std::optional<std::string> cgroup;   ///< attach
+    std::optional<PolicyText> policy;    ///< attach, run
+    std::optional<std::string> user, home, workspace; ///< policy variables (attach, run)
+    std::optional<std::string> mode;     ///< "enforce" | "audit" (attach, run)
+};
+
+/// A request with only its op set.
+inline Request request(Op op)
+{
+    Request r;
+    r.op = op;
+    return r;
+}
+
+class ProtocolError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Decodes one request line; throws ProtocolError naming what is wrong.
+Request decode_request(std::string_view line);
+/// The request as a line (no newline), for clients.
+std::string encode_request(const Request& r);
+
+/// {"v":1,"ok":true, ...fields}
+std::string ok_reply(nlohmann::json fields = nlohmann::json::object());
+/// {"v":1,"ok":false,"error":text}
+std::string error_reply(const std::string& text);
+
+} // namespace cordon::api

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cli/commands.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "agents/cgroup.h"
+#include "api/client.h"
+#include "bpf/guard.h"
+#include "common/error.h"
+#include "control/policy_cmd.h"
+#include "control/registry.h"
+#include "policy/parser.h"
+
+namespace cordon::cli {
+
+using nlohmann::json;
+
+namespace {
+
+api::Client connect_or_fail()
+{
+    auto c = api::Client::connect(api::socket_path());
+    if (!c)
+        throw Error("cordond is not running (no daemon on " + api::socket_path() +
+                    "); start it with `systemctl start cordond` or `cordond &`");
+    return std::move(*c);
+}
+
+std::string age(std::int64_t s)
+{
+    if (s < 120)
+        return fmt::format("{}s", s);
+    if (s < 7200)
+        return fmt::format("{}m", s / 60);
+    return fmt::format("{}h", s / 3600);
+}
+
+} // namespace
+
+int agents(bool as_json)
+{
+    auto c = connect_or_fail();
+    const auto r = c.call(api::request(api::Op::Agents));
+    if (as_json) {
+        std::printf("%s\n", r.at("agents").dump(2).c_str());
+        return 0;
+    }
+    std::printf("%-24s %5s %-8s %-7s %5s %4s %5s %7s %5s  %-40s %s\n", "NAME", "ID", "ORIGIN",
+                "MODE", "SCORE", "TIER", "PROCS", "DENIALS", "AGE", "CGROUP", "POLICY");
+    for (const auto& a : r.at("agents")) {
+        std::printf("%-24s %5u %-8s %-7s %5u %4u %5llu %7llu %5s  %-40s %s (sha256 %.12s)%s\n",
+                    a.at("name").get<std::string>().c_str(), a.at("id").get<unsigned>(),
+                    a.at("origin").get<std::string>().c_str(),
+                    a.value("mode", std::string("?")).c_str(), a.value("score", 0u),
+                    a.value("tier", 0u),
+                    static_cast<unsigned long long>(a.at("processes").get<std::uint64_t>()),
+                    static_cast<unsigned long long>(a.at("denials_seen").get<std::uint64_t>()),
+                    age(a.at("age_s").get<std::int64_t>()).c_str(),
+                    a.at("cgroup").get<std::string>().c_str(),
+                    a.at("policy").at("file").get<std::string>().c_str(),
+                    a.at("policy").at("sha256").get<std::string>().c_str(),
+                    a.value("killed", false) ? " KILLED" : "");
+    }
+    return 0;
+}
+
+int status(bool as_json)
+{
+    auto c = api::Client::connect(api::socket_path());
+    if (!c) {
+        if (as_json)
+            std::printf("%s\n", json{{"daemon", nullptr}}.dump(2).c_str());
+        else
+            std::printf("cordond: not running (no daemon on %s); `cordon run` works embedded\n",
+                        api::socket_path().c_str());
+        return 3; // as systemctl status: not running
+    }
+    const auto r = c->call(api::request(api::Op::Status));
+    if (as_json) {
+        std::printf("%s\n", r.dump(2).c_str());
+        return 0;
+    }
+    const auto& d = r.at("daemon");
+    std::printf("cordond:   running, pid %d, version %s, up %s%s\n", d.at("pid").get<int>(),
+                d.at("version").get<std::string>().c_str(),
+                age(d.at("uptime_s").get<std::int64_t>()).c_str(),
+                d.at("adopted_pinned_state").get<bool>() ? " (adopted the pinned program set)"
+                                                         : "");
+    std::printf("backend:   %s\n", r.at("backend").get<std::string>().c_str());
+    std::printf("programs:  %zu attached, pinned in %s\n", r.at("programs").size(),
+                r.at("pin_dir").get<std::string>().c_str());
+    std::printf("agents:    %zu (%zu policies loaded)\n", r.at("agents").get<std::size_t>(),
+                r.at("policies").get<std::size_t>());
+    const auto& dec = r.at("decisions");
+    std::printf("decisions: %llu denied, %llu audited, %llu killed\n",
+                static_cast<unsigned long long>(dec.at("deny").get<std::uint64_t>()),
+                static_cast<unsigned long long>(dec.at("audit").get<std::uint64_t>()),
+                static_cast<unsigned long long>(dec.at("kill").get<std::uint64_t>()));
+    std::printf("lost:      %llu events (ring buffer full; decisions were still enforced), %llu "
+                "to slow subscribers, %llu malformed\n",
+                static_cast<unsigned long long>(r.at("lost_events").get<std::uint64_t>()),
+                static_cast<unsigned long long>(r.at("subscriber_drops").get<std::uint64_t>()),
+                static_cast<unsigned long long>(r.at("malformed_events").get<std::uint64_t>()));
+    return 0;
+}
+
+int attach(const std::string& cgroup, const std::string& policy_file,
+           const std::optional<std::string>& name, const std::optional<std::string>& mode)
+{
+    policy::Diagnostics errs;
+    const auto text = policy::read_policy_file(policy_file, errs);
+    if (!text) {
+        for (const auto& d : errs)
+            std::fprintf(stderr, "%s\n", d.str().c_str());
+        return 1;
+    }
+    const auto ctx = control::make_context(std::nullopt, std::nullopt);
+    auto c = connect_or_fail();
+    std::error_code ec;
+    const auto abs = std::filesystem::absolute(cgroup, ec);
+    const auto r = c.call({.op = api::Op::Attach, .name = name,
+                           .cgroup = ec ? cgroup : abs.string(),
+                           .policy = api::PolicyText{.file = policy_file, .text = *text},
+                           .user = ctx.user, .home = ctx.home, .workspace = ctx.workspace,
+                           .mode = mode});
+    for (const auto& w : r.at("warnings"))
+        std::fprintf(stderr, "cordon: warning: %s\n", w.get<std::string>().c_str());
+    const auto& a = r.at("agent");
+    std::printf("%s\n", a.at("name").get<std::string>().c_str());
+    std::fprintf(stderr, "cordon: guarding %s (%llu processes) as agent %s on the %s backend\n",
+                 a.at("cgroup").get<std::string>().c_str(),
+                 static_cast<unsigned long long>(a.at("processes").get<std::uint64_t>()),
+                 a.at("name").get<std::string>().c_str(), r.at("backend").get<std::string>().c_str());
+    return 0;
+}
+
+int detach(const std::string& name)
+{
+    auto c = connect_or_fail();
+    c.call([&] { auto q = api::request(api::Op::Detach); q.name = name; return q; }());
+    std::fprintf(stderr, "cordon: agent %s is no longer guarded\n", name.c_str());
+    return 0;
+}
+
+int teardown(const TeardownOptions& o)
+{
+    if (::geteuid() != 0)
+        throw Error("cordon teardown needs root");
+    if (api::Client::connect(api::socket_path()))
+        throw Error("cordond is running; stop it first (systemctl stop cordond), then run "
+                    "`cordon teardown` again");
+    const auto mount = agents::cgroup2_mount();
+    std::vector<control::AgentRecord> records;
+    try {
+        records = control::load_registry(o.registry);
+    } catch (const Error& e) {
+        std::fprintf(stderr, "cordon: warning: %s\n", e.what());
+    }
+    for (const auto& r : records) {
+        if (r.origin != control::Origin::Run) {
+            std::fprintf(stderr, "cordon: %s (%s) is no longer guarded; its processes run on\n",
+                         r.name.c_str(), r.cgroup.c_str());
+            continue;
+        }
+        // Started by cordon and about to lose its guard: it ends (fails closed).
+        try {
+            auto cg = agents::Cgroup::adopt(mount, r.cgroup);
+            cg.remove();
+            std::fprintf(stderr, "cordon: ended agent %s and removed %s\n", r.name.c_str(),
+                         r.cgroup.c_str());
+        } catch (const Error& e) {
+            std::fprintf(stderr, "cordon: agent %s: %s\n", r.name.c_str(), e.what());
+        }
+    }
+    bpf::Guard::unpin(o.pin_dir);
+    std::error_code ec;
+    std::filesystem::remove(o.registry, ec);
+    std::fprintf(stderr, "cordon: removed %s; cordon's programs are detached and unloaded once no "
+                 "process holds them\n",
+                 o.pin_dir.c_str());
+    return 0;
+}
+
+} // namespace cordon::cli

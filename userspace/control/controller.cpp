@@ -1,0 +1,345 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "control/controller.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <regex>
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include "bpf/features.h"
+#include "common/error.h"
+#include "policy/parser.h"
+
+namespace cordon::control {
+
+namespace fs = std::filesystem;
+
+std::string sha256_hex(const std::string& data)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1)
+        throw Error("SHA-256 failed (OpenSSL)");
+    std::string out;
+    for (unsigned i = 0; i < len; ++i)
+        out += fmt::format("{:02x}", md[i]);
+    return out;
+}
+
+PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
+                              const policy::Context& ctx, std::optional<policy::Mode> mode,
+                              policy::Resolver& resolver)
+{
+    const auto reject = [](const policy::Diagnostics& errs) {
+        std::string msg = "the policy is not valid; nothing was changed:";
+        for (const auto& d : errs)
+            msg += "\n" + d.str();
+        return Error(msg);
+    };
+    if (text.size() > policy::kMaxPolicyBytes)
+        throw Error(fmt::format("policy {} is {} bytes; the limit is {}", file, text.size(),
+                                policy::kMaxPolicyBytes));
+    auto parsed = policy::parse_policy(text, file, ctx);
+    if (!parsed.policy)
+        throw reject(parsed.errors);
+    PreparedPolicy out{.policy = std::move(*parsed.policy), .file = file,
+                       .sha256 = sha256_hex(text), .warnings = {}};
+    if (mode)
+        out.policy.mode = *mode;
+    policy::Diagnostics warnings;
+    if (auto errs = policy::resolve_hosts(out.policy, resolver, &warnings); !errs.empty())
+        throw reject(errs);
+    for (const auto& w : warnings)
+        out.warnings.push_back(w.str());
+    // Compile errors (conflicts, sizes) show before any map is touched; the real compilation
+    // uses a fresh id from the program set.
+    if (auto c = policy::compile(out.policy, 1); !c.compiled)
+        throw reject(c.errors);
+    return out;
+}
+
+cordon_backend pick_backend(const std::string& wanted)
+{
+    bpf::Features f(bpf::kernel_probe_source());
+    const auto best = bpf::choose_backend(f);
+    if (wanted == "auto") {
+        if (best == CORDON_BACKEND_NONE)
+            throw Error("no backend can run on this kernel; run `cordon doctor` for the reason");
+        return best;
+    }
+    if (wanted == "lsm") {
+        if (best != CORDON_BACKEND_LSM)
+            throw Error("the lsm backend is not usable here (" +
+                        f.get(bpf::Probe::LsmAttach).detail +
+                        "); use --backend compat or auto, and see `cordon doctor`");
+        return CORDON_BACKEND_LSM;
+    }
+    if (wanted == "compat") {
+        for (size_t i = 0; i < bpf::kProbeCount; ++i) {
+            const auto p = static_cast<bpf::Probe>(i);
+            if (bpf::probe_required_by(p, CORDON_BACKEND_COMPAT) && !f.has(p))
+                throw Error("the compat backend is not usable here: " +
+                            std::string(bpf::probe_name(p)) + " " + f.get(p).detail);
+        }
+        return CORDON_BACKEND_COMPAT;
+    }
+    throw Error("unknown backend '" + wanted + "'; expected auto, lsm or compat");
+}
+
+namespace {
+
+bool is_under(const fs::path& inner, const fs::path& outer)
+{
+    const auto rel = inner.lexically_relative(outer);
+    return !rel.empty() && !rel.string().starts_with("..");
+}
+
+std::int64_t now_unix()
+{
+    using namespace std::chrono;
+    return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
+}
+
+bool owner_alive(const AgentRecord& r)
+{
+    return r.owner_pid && process_start_time(*r.owner_pid) == r.owner_start;
+}
+
+} // namespace
+
+Controller::Controller(const ControllerOptions& opts) : opts_(opts), mount_(agents::cgroup2_mount())
+{
+    if (opts.pin_dir && bpf::Guard::pinned(*opts.pin_dir)) {
+        guard_ = bpf::Guard::adopt(*opts.pin_dir);
+        adopted_ = true;
+    } else {
+        guard_ = std::make_unique<bpf::Guard>(bpf::GuardOptions{
+            .backend = pick_backend(opts.backend),
+            .net_attach_cgroup = mount_.mount_point,
+            .pin_dir = opts.pin_dir});
+    }
+    if (opts.registry_file && adopted_)
+        agents_ = load_registry(*opts.registry_file);
+    // cgroups that cordon made, taken back so that they can be killed and removed later.
+    for (const auto& r : agents_)
+        if (r.origin == Origin::Run && fs::exists(r.cgroup)) {
+            try {
+                owned_.emplace(r.name, agents::Cgroup::adopt(mount_, r.cgroup));
+            } catch (const Error& e) {
+                spdlog::warn("agent {}: {}", r.name, e.what());
+            }
+        }
+    save();
+}
+
+Controller::~Controller()
+{
+    if (opts_.pin_dir)
+        for (auto& [name, cg] : owned_)
+            cg.release(); // the agents outlive this process, still enforced by the pinned maps
+}
+
+void Controller::save()
+{
+    if (opts_.registry_file)
+        save_registry(*opts_.registry_file, agents_);
+}
+
+const AgentRecord* Controller::find(const std::string& name) const
+{
+    for (const auto& r : agents_)
+        if (r.name == name)
+            return &r;
+    return nullptr;
+}
+
+const agents::Cgroup& Controller::cgroup(const std::string& name) const
+{
+    const auto it = owned_.find(name);
+    if (it == owned_.end())
+        throw Error("agent " + name + " has no cgroup of cordon's own");
+    return it->second;
+}
+
+const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy& p)
+{
+    static const std::regex kName("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
+    if (!std::regex_match(a.name, kName))
+        throw Error("invalid agent name '" + a.name +
+                    "': 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit");
+    if (find(a.name))
+        throw Error("an agent named " + a.name + " already exists; pick another --name");
+    if (agents_.size() >= CORDON_MAX_AGENTS)
+        throw Error(fmt::format("cordon guards at most {} agents at once", CORDON_MAX_AGENTS));
+
+    const fs::path subtree = mount_.mount_point / agents::kSubtree;
+    fs::path dir;
+    if (!a.cgroup.empty()) {
+        std::error_code ec;
+        dir = fs::canonical(a.cgroup, ec);
+        if (ec || !fs::is_directory(dir))
+            throw Error("cannot attach " + a.cgroup.string() + ": " +
+                        (ec ? ec.message() : "not a directory"));
+        if (!is_under(dir, mount_.mount_point) || !fs::exists(dir / "cgroup.procs"))
+            throw Error("cannot attach " + dir.string() + ": not a cgroup v2 directory below " +
+                        mount_.mount_point.string());
+        if (dir == mount_.mount_point)
+            throw Error("cannot attach the root cgroup: it holds every process of the host, "
+                        "cordon included");
+        if (dir == subtree || is_under(dir, subtree))
+            throw Error("cannot attach " + dir.string() + ": it is in cordon's own subtree; "
+                        "agents there are started with `cordon run`");
+        const auto self = agents::process_cgroup(mount_, static_cast<int>(::getpid()));
+        if (self && (*self == dir || is_under(*self, dir)))
+            throw Error("cannot attach " + dir.string() + ": cordon itself runs in it (" +
+                        self->string() + "); an agent may not contain its guard");
+    } else {
+        dir = subtree / a.name;
+    }
+    // Agents never nest: one process, one agent, one policy (docs/api.md).
+    for (const auto& r : agents_)
+        if (r.cgroup == dir || is_under(dir, r.cgroup) || is_under(r.cgroup, dir))
+            throw Error("cannot guard " + dir.string() + ": it is inside or above the cgroup of " +
+                        "agent " + r.name + " (" + r.cgroup.string() +
+                        "); agents may not nest, detach that one first");
+
+    std::optional<agents::Cgroup> created;
+    if (a.cgroup.empty())
+        created.emplace(agents::Cgroup::create(mount_, a.name));
+    AgentRecord r;
+    r.name = a.name;
+    r.cgroup = dir;
+    r.cgroup_id = created ? created->id() : agents::cgroup_id(dir);
+    r.level = created ? created->level() : agents::cgroup_level(mount_, dir);
+    if (r.level == 0 || r.level >= CORDON_MAX_LEVEL)
+        throw Error(fmt::format("cannot guard {}: it is at cgroup level {}, and agents live at "
+                                "levels 1 to {}",
+                                dir.string(), r.level, CORDON_MAX_LEVEL - 1));
+    r.policy_file = p.file;
+    r.policy_name = p.policy.name;
+    r.policy_sha256 = p.sha256;
+    for (const auto& rule : p.policy.rules)
+        r.rule_sources.push_back(rule.pos.line ? fmt::format("{}:{}", p.file, rule.pos.line) : "");
+    r.origin = a.cgroup.empty() ? Origin::Run : Origin::Attach;
+    r.created = now_unix();
+    if (a.owner_pid) {
+        r.owner_pid = a.owner_pid;
+        r.owner_start = process_start_time(*a.owner_pid);
+    }
+    r.policy_id = guard_->allocate_policy_id();
+    r.id = guard_->allocate_agent_id();
+    auto compiled = policy::compile(p.policy, r.policy_id);
+    if (!compiled.compiled)
+        throw Error("the policy did not compile: " + compiled.errors.at(0).str());
+    guard_->load_policy(*compiled.compiled);
+    // The record is saved before the kernel enforces, so that a restarted daemon never finds an
+    // agent it has no record of.
+    agents_.push_back(r);
+    try {
+        save();
+        guard_->set_agent(r.cgroup_id,
+                          policy::agent_state_for(p.policy, *compiled.compiled, r.id, r.level));
+    } catch (...) {
+        agents_.pop_back();
+        guard_->unload_policy(r.policy_id);
+        save();
+        throw;
+    }
+    if (created)
+        owned_.emplace(r.name, std::move(*created));
+    return agents_.back();
+}
+
+void Controller::forget(std::vector<AgentRecord>::iterator it)
+{
+    const AgentRecord r = *it;
+    // A run agent is killed while still enforced, then its entries go.
+    if (auto c = owned_.find(r.name); c != owned_.end()) {
+        try {
+            c->second.remove();
+        } catch (const Error& e) {
+            spdlog::error("agent {}: {}", r.name, e.what());
+        }
+        owned_.erase(c);
+    }
+    guard_->remove_agent(r.cgroup_id);
+    guard_->unload_policy(r.policy_id);
+    agents_.erase(it);
+    save();
+}
+
+void Controller::remove_agent(const std::string& name)
+{
+    auto it = std::find_if(agents_.begin(), agents_.end(),
+                           [&](const AgentRecord& r) { return r.name == name; });
+    if (it == agents_.end())
+        throw Error("no agent named " + name + "; `cordon agents` lists them");
+    forget(it);
+}
+
+void Controller::release_owner(const std::string& name)
+{
+    for (auto& r : agents_)
+        if (r.name == name) {
+            r.owner_pid.reset();
+            r.owner_start = 0;
+            save();
+            return;
+        }
+    throw Error("no agent named " + name);
+}
+
+std::uint32_t Controller::tier_of(const cordon_agent_state& st) const
+{
+    const auto p = guard_->policy_settings(st.policy_id);
+    std::uint32_t tier = 0;
+    if (p)
+        for (std::uint32_t i = 1; i < CORDON_MAX_TIERS && i < p->ntiers; ++i)
+            if (st.score >= p->tier_min_score[i])
+                tier = i;
+    return tier;
+}
+
+std::vector<std::string> Controller::reconcile()
+{
+    std::vector<std::string> removed;
+    for (size_t i = 0; i < agents_.size();) {
+        const auto& r = agents_[i];
+        std::string why;
+        std::error_code ec;
+        std::uint64_t id = 0;
+        if (fs::exists(r.cgroup, ec)) {
+            try {
+                id = agents::cgroup_id(r.cgroup);
+            } catch (const Error&) {
+            }
+        }
+        if (id != r.cgroup_id)
+            why = id ? "its cgroup was replaced by another" : "its cgroup is gone";
+        else if (r.owner_pid && !owner_alive(r))
+            why = fmt::format("its cordon run (pid {}) is gone", *r.owner_pid);
+        else if (r.origin == Origin::Run && !r.owner_pid && !agents::cgroup_populated(r.cgroup))
+            why = "all its processes ended";
+        else if (!guard_->agent(r.cgroup_id))
+            why = "the kernel has no entry for it";
+        if (why.empty()) {
+            ++i;
+            continue;
+        }
+        removed.push_back(r.name + ": " + why);
+        forget(agents_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    // Policies that no agent uses (a daemon that died between load and record).
+    for (auto pid : guard_->policy_ids())
+        if (std::none_of(agents_.begin(), agents_.end(),
+                         [&](const AgentRecord& r) { return r.policy_id == pid; }))
+            guard_->unload_policy(pid);
+    return removed;
+}
+
+} // namespace cordon::control

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: Apache-2.0
+// The controller library: one shared program set (bpf::Guard) and the registry of the agents it
+// guards, with the operations both cordond and an embedded `cordon run` are built from: prepare
+// a policy, add an agent (a new cgroup or an existing one), remove it, reconcile with the cgroup
+// tree. Not thread-safe by design: one thread owns all BPF state.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agents/cgroup.h"
+#include "bpf/guard.h"
+#include "control/registry.h"
+#include "policy/compiler.h"
+#include "policy/model.h"
+
+namespace cordon::control {
+
+/// A policy that parsed, resolved and compiled (with a throwaway id): safe to apply.
+struct PreparedPolicy {
+    policy::Policy policy;
+    std::string file;   ///< as the caller named it
+    std::string sha256; ///< of the text
+    std::vector<std::string> warnings;
+};
+
+/// Parses, resolves host names and test-compiles policy text. Throws Error listing every
+/// diagnostic (one per line, file:line:column) when it is not valid; nothing is touched.
+PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
+                              const policy::Context& ctx, std::optional<policy::Mode> mode,
+                              policy::Resolver& resolver);
+
+/// "auto", "lsm" or "compat" -> the backend to load, or Error naming why it cannot run.
+cordon_backend pick_backend(const std::string& wanted);
+
+/// Lowercase hex SHA-256 of a string.
+std::string sha256_hex(const std::string& data);
+
+struct ControllerOptions {
+    std::string backend = "auto";
+    /// cordond: pin here, and adopt what is pinned here on start.
+    std::optional<std::filesystem::path> pin_dir;
+    /// cordond: keep the registry in this file.
+    std::optional<std::filesystem::path> registry_file;
+};
+
+/// What add_agent needs besides the policy.
+struct NewAgent {
+    std::string name;
+    /// Attach: this existing cgroup2 directory. Empty: create <root>/cordon/<name> (run).
+    std::filesystem::path cgroup;
+    std::optional<int> owner_pid; ///< run sessions: the owning `cordon run` process
+};
+
+class Controller {
+public:
+    explicit Controller(const ControllerOptions& opts);
+    /// cgroups that cordon created stay (with their agents) when the controller is pinned;
+    /// otherwise they are killed and removed.
+    ~Controller();
+    Controller(const Controller&) = delete;
+    Controller& operator=(const Controller&) = delete;
+
+    /// Adds an agent, enforced when this returns. Throws Error (and changes nothing) for a bad
+    /// name, a name in use, a cgroup that is not a cgroup2 directory, is the root, holds cordon
+    /// itself, lies inside or above another agent, or is in cordon's own subtree.
+    const AgentRecord& add_agent(const NewAgent& a, const PreparedPolicy& p);
+    /// Stops guarding an agent and unloads its policy. A run agent's cgroup is killed and removed
+    /// (it is cordon's); an attached cgroup and its processes are left alone.
+    void remove_agent(const std::string& name);
+    /// Drops a run agent's owner: it runs on under the controller (`cordon run --detach`).
+    void release_owner(const std::string& name);
+
+    const AgentRecord* find(const std::string& name) const;
+    const std::vector<AgentRecord>& agents() const { return agents_; }
+    /// The cgroup of a run agent (cordon's own), for its launcher.
+    const agents::Cgroup& cgroup(const std::string& name) const;
+
+    /// Removes agents whose cgroup is gone or was replaced, run agents whose owner died or whose
+    /// processes all ended, and policies no agent uses. Returns what it removed, and why.
+    std::vector<std::string> reconcile();
+
+    /// The trust tier an agent's score gives under its policy, as the kernel computes it.
+    std::uint32_t tier_of(const cordon_agent_state& st) const;
+
+    bpf::Guard& guard() { return *guard_; }
+    const agents::Cgroup2Mount& mount() const { return mount_; }
+    bool adopted() const { return adopted_; }
+
+private:
+    void save();
+    void forget(std::vector<AgentRecord>::iterator it);
+
+    ControllerOptions opts_;
+    agents::Cgroup2Mount mount_;
+    std::unique_ptr<bpf::Guard> guard_;
+    bool adopted_ = false;
+    std::vector<AgentRecord> agents_;
+    std::map<std::string, agents::Cgroup> owned_; ///< run agents' cgroups, by name
+};
+
+} // namespace cordon::control

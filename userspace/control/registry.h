@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+// The controller's record of its agents: what the kernel's maps cannot say (names, where a
+// policy came from, who started an agent). cordond keeps it in /run/cordon/agents.json, rewritten
+// atomically on every change, so that a restarted daemon knows the agents the pinned maps still
+// enforce.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cordon::control {
+
+/// How an agent came to be.
+enum class Origin {
+    Run,    ///< `cordon run`: cordon created its cgroup below <root>/cordon and removes it
+    Attach, ///< `cordon attach`: an existing cgroup; cordon never kills or removes it
+};
+
+struct AgentRecord {
+    std::string name;
+    std::uint32_t id = 0;        ///< cordon_agent_state.agent_id
+    std::filesystem::path cgroup; ///< absolute path of the agent's root cgroup
+    std::uint64_t cgroup_id = 0;
+    std::uint32_t level = 0;     ///< cgroup level of `cgroup`
+    std::uint32_t policy_id = 0;
+    std::string policy_file;     ///< as the client named it
+    std::string policy_name;     ///< metadata.name
+    std::string policy_sha256;   ///< of the policy text
+    std::vector<std::string> rule_sources; ///< "file:line" by rule id (entry 0 unused)
+    Origin origin = Origin::Attach;
+    std::int64_t created = 0;    ///< unix seconds
+    /// For a run agent not detached: the `cordon run` process whose session owns it (its pid
+    /// and start time, so a reused pid is not taken for it). The agent ends when it goes.
+    std::optional<int> owner_pid;
+    std::uint64_t owner_start = 0;
+};
+
+const char* origin_name(Origin o);
+
+/// Reads a registry file; a missing file is an empty registry. Throws Error on a corrupt one.
+std::vector<AgentRecord> load_registry(const std::filesystem::path& file);
+/// Writes it through a temporary file and rename(2): readers see the old or the new one.
+void save_registry(const std::filesystem::path& file, const std::vector<AgentRecord>& agents);
+
+/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone.
+std::uint64_t process_start_time(int pid);
+
+} // namespace cordon::control

@@ -1,0 +1,643 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/server.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <list>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "api/protocol.h"
+#include "common/error.h"
+#include "control/controller.h"
+#include "events/format.h"
+#include "events/reader.h"
+
+namespace cordon::daemon {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr std::size_t kMaxClients = 256;
+/// Bytes queued for one slow subscriber before its events are dropped (and counted).
+constexpr std::size_t kMaxQueued = 4u << 20;
+
+bool is_under(const std::string& inner, const std::string& outer)
+{
+    return inner == outer || inner.starts_with(outer + "/");
+}
+
+bool in_group(int pid, unsigned gid, gid_t group)
+{
+    if (gid == group)
+        return true;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);)
+        if (line.starts_with("Groups:")) {
+            std::istringstream g(line.substr(7));
+            for (unsigned long v; g >> v;)
+                if (v == group)
+                    return true;
+        }
+    return false;
+}
+
+std::string random_suffix()
+{
+    std::random_device rd;
+    return fmt::format("{:06x}", rd() & 0xffffff);
+}
+
+std::int64_t now_ms()
+{
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+struct Peer {
+    int fd = -1;
+    int pid = 0;
+    unsigned uid = 0, gid = 0;
+    std::string in;  ///< bytes of an unfinished request line
+    std::string out; ///< bytes not yet written
+    bool closing = false;            ///< close once `out` is written
+    std::optional<std::string> session; ///< run agent this connection owns
+    bool subscribed = false;
+    std::optional<std::string> filter; ///< subscription: one agent, or every one
+    std::uint64_t dropped = 0;         ///< events a slow subscriber did not take
+};
+
+class Server {
+public:
+    explicit Server(const ServerOptions& o) : opts_(o) {}
+    int run();
+
+private:
+    void listen_socket();
+    void accept_peer();
+    void read_peer(Peer& p);
+    void write_peer(Peer& p);
+    void handle(Peer& p, const std::string& line);
+    json dispatch(Peer& p, const api::Request& r);
+    json agent_json(const control::AgentRecord& r);
+    void on_event(const events::Event& e);
+    void supervise();
+    void drop_peer(Peer& p);
+    void record_action(const Peer& p, const api::Request& r, bool ok, const std::string& error);
+    void send(Peer& p, const std::string& line, bool is_event = false);
+
+    ServerOptions opts_;
+    std::unique_ptr<control::Controller> ctl_;
+    std::unique_ptr<events::Reader> reader_;
+    std::list<Peer> peers_;
+    int listen_fd_ = -1;
+    int actions_fd_ = -1;
+    std::int64_t started_ms_ = now_ms();
+    std::map<std::uint32_t, std::uint64_t> denials_; ///< by agent id, from events this process read
+    std::map<std::uint32_t, std::uint64_t> killed_handled_;
+    std::uint64_t subscriber_drops_ = 0;
+    int ftrace_fd_ = -1;
+    bool ftrace_off_ = false;
+};
+
+void Server::listen_socket()
+{
+    const fs::path dir = opts_.socket.parent_path();
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    ::chmod(dir.c_str(), 0755);
+    // Another daemon on this socket: refuse to start rather than steal its socket.
+    if (fs::exists(opts_.socket)) {
+        const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        std::strncpy(sa.sun_path, opts_.socket.c_str(), sizeof(sa.sun_path) - 1);
+        const bool live = ::connect(probe, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+        ::close(probe);
+        if (live)
+            throw Error("another cordond listens on " + opts_.socket.string() +
+                        "; stop it first (systemctl stop cordond)");
+        ::unlink(opts_.socket.c_str());
+    }
+    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (opts_.socket.string().size() >= sizeof(sa.sun_path))
+        throw Error("socket path " + opts_.socket.string() + " is too long");
+    std::strncpy(sa.sun_path, opts_.socket.c_str(), sizeof(sa.sun_path) - 1);
+    // Created with no permissions for anyone but root, then opened up to group cordon.
+    const mode_t old = ::umask(0177);
+    const int rc = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    ::umask(old);
+    if (rc != 0)
+        throw Error("cannot bind " + opts_.socket.string() + ": " + errno_text(errno));
+    if (const group* g = ::getgrnam("cordon")) {
+        if (::chown(opts_.socket.c_str(), 0, g->gr_gid) != 0 ||
+            ::chmod(opts_.socket.c_str(), 0660) != 0)
+            throw Error("cannot open " + opts_.socket.string() + " to group cordon: " +
+                        errno_text(errno));
+    }
+    if (::listen(listen_fd_, 64) != 0)
+        throw Error("cannot listen on " + opts_.socket.string() + ": " + errno_text(errno));
+}
+
+void Server::accept_peer()
+{
+    for (;;) {
+        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+            return;
+        ucred cr{};
+        socklen_t len = sizeof(cr);
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+            ::close(fd);
+            continue;
+        }
+        std::vector<std::string> cgroups;
+        for (const auto& a : ctl_->agents())
+            cgroups.push_back(a.cgroup.string());
+        const auto where = agents::process_cgroup(ctl_->mount(), cr.pid);
+        std::string why = where ? refusal(cr.pid, cr.uid, cr.gid, where->string(),
+                                          (ctl_->mount().mount_point / agents::kSubtree).string(),
+                                          cgroups)
+                                : "the calling process is gone";
+        if (!why.empty() || peers_.size() >= kMaxClients) {
+            if (why.empty())
+                why = fmt::format("too many connections (at most {})", kMaxClients);
+            spdlog::warn("refused a connection from pid {} uid {}: {}", cr.pid, cr.uid, why);
+            const std::string line = api::error_reply("permission denied: " + why) + "\n";
+            (void)!::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            ::close(fd);
+            continue;
+        }
+        Peer p;
+        p.fd = fd;
+        p.pid = cr.pid;
+        p.uid = cr.uid;
+        p.gid = cr.gid;
+        peers_.push_back(std::move(p));
+    }
+}
+
+void Server::send(Peer& p, const std::string& line, bool is_event)
+{
+    if (is_event && p.out.size() > kMaxQueued) {
+        ++p.dropped;
+        ++subscriber_drops_;
+        return;
+    }
+    p.out += line;
+    p.out += '\n';
+    write_peer(p);
+}
+
+void Server::write_peer(Peer& p)
+{
+    while (!p.out.empty()) {
+        const ssize_t n = ::send(p.fd, p.out.data(), p.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+            p.closing = true;
+            p.out.clear();
+            return;
+        }
+        p.out.erase(0, static_cast<size_t>(n));
+    }
+}
+
+void Server::read_peer(Peer& p)
+{
+    char buf[65536];
+    for (;;) {
+        const ssize_t n = ::recv(p.fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            p.closing = true;
+            p.out.clear();
+            return;
+        }
+        if (n < 0)
+            return;
+        p.in.append(buf, static_cast<size_t>(n));
+        size_t nl;
+        while ((nl = p.in.find('\n')) != std::string::npos) {
+            const std::string line = p.in.substr(0, nl);
+            p.in.erase(0, nl + 1);
+            handle(p, line);
+        }
+        if (p.in.size() > api::kMaxRequestBytes) {
+            send(p, api::error_reply(fmt::format("request longer than {} bytes; nothing was "
+                                                 "changed",
+                                                 api::kMaxRequestBytes)));
+            p.closing = true;
+            return;
+        }
+    }
+}
+
+void Server::record_action(const Peer& p, const api::Request& r, bool ok, const std::string& error)
+{
+    json a = {{"time_ms", now_ms()},
+              {"type", "operator_action"},
+              {"who", {{"pid", p.pid}, {"uid", p.uid}, {"gid", p.gid}}},
+              {"op", api::op_name(r.op)},
+              {"result", ok ? "ok" : "error"}};
+    if (r.name)
+        a["name"] = *r.name;
+    if (p.session)
+        a["agent"] = *p.session;
+    if (r.cgroup)
+        a["cgroup"] = *r.cgroup;
+    if (r.policy)
+        a["policy"] = {{"file", r.policy->file}, {"sha256", control::sha256_hex(r.policy->text)}};
+    if (!ok)
+        a["error"] = error;
+    const std::string line = a.dump(-1, ' ', false, json::error_handler_t::replace);
+    spdlog::info("action: {}", line);
+    if (actions_fd_ >= 0) {
+        const std::string l = line + "\n";
+        if (::write(actions_fd_, l.data(), l.size()) != static_cast<ssize_t>(l.size()))
+            spdlog::error("cannot append to {}: {}", opts_.actions_log.string(), errno_text(errno));
+    }
+    for (auto& s : peers_)
+        if (s.subscribed && !s.filter)
+            send(s, json{{"v", api::kVersion}, {"action", a}}.dump(-1, ' ', false,
+                                                                    json::error_handler_t::replace),
+                 true);
+}
+
+void Server::handle(Peer& p, const std::string& line)
+{
+    api::Request r;
+    try {
+        r = api::decode_request(line);
+    } catch (const api::ProtocolError& e) {
+        send(p, api::error_reply(std::string("malformed request: ") + e.what() +
+                                 "; nothing was changed"));
+        return;
+    }
+    try {
+        const json reply = dispatch(p, r);
+        if (api::changes_state(r.op))
+            record_action(p, r, true, "");
+        send(p, api::ok_reply(reply));
+    } catch (const std::exception& e) {
+        if (api::changes_state(r.op))
+            record_action(p, r, false, e.what());
+        send(p, api::error_reply(e.what()));
+    }
+}
+
+policy::Context context_of(const api::Request& r)
+{
+    return {.home = r.home, .workspace = r.workspace, .user = r.user};
+}
+
+json Server::agent_json(const control::AgentRecord& r)
+{
+    json a = {{"name", r.name},
+              {"id", r.id},
+              {"cgroup", r.cgroup.string()},
+              {"cgroup_id", r.cgroup_id},
+              {"origin", control::origin_name(r.origin)},
+              {"policy",
+               {{"file", r.policy_file}, {"name", r.policy_name}, {"sha256", r.policy_sha256},
+                {"id", r.policy_id}}},
+              {"age_s", std::max<std::int64_t>(0, now_ms() / 1000 - r.created)},
+              {"denials_seen", denials_[r.id]},
+              {"detached", r.origin == control::Origin::Run && !r.owner_pid}};
+    if (const auto st = ctl_->guard().agent(r.cgroup_id)) {
+        a["mode"] = st->mode == CORDON_MODE_AUDIT ? "audit" : "enforce";
+        a["score"] = st->score;
+        a["killed"] = (st->flags & CORDON_AGENT_F_KILLED) != 0;
+        a["tier"] = ctl_->tier_of(*st);
+    }
+    std::uint64_t procs = 0;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(r.cgroup, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (it->path().filename() != "cgroup.procs")
+            continue;
+        std::ifstream in(it->path());
+        for (std::string l; std::getline(in, l);)
+            ++procs;
+    }
+    a["processes"] = procs;
+    return a;
+}
+
+json Server::dispatch(Peer& p, const api::Request& r)
+{
+    auto& g = ctl_->guard();
+    switch (r.op) {
+    case api::Op::Ping:
+        return {{"daemon", {{"pid", ::getpid()}, {"version", CORDON_VERSION}}}};
+    case api::Op::Status: {
+        const auto c = g.counters();
+        return {{"daemon", {{"pid", ::getpid()}, {"version", CORDON_VERSION},
+                            {"uptime_s", (now_ms() - started_ms_) / 1000},
+                            {"adopted_pinned_state", ctl_->adopted()}}},
+                {"backend", g.backend() == CORDON_BACKEND_LSM ? "lsm" : "compat"},
+                {"pin_dir", opts_.pin_dir.string()},
+                {"programs", g.program_ids()},
+                {"agents", ctl_->agents().size()},
+                {"policies", g.policy_ids().size()},
+                {"decisions", {{"allow", c[CORDON_CNT_ALLOW]}, {"deny", c[CORDON_CNT_DENY]},
+                               {"audit", c[CORDON_CNT_AUDIT]}, {"kill", c[CORDON_CNT_KILL]}}},
+                {"lost_events", c[CORDON_CNT_RINGBUF_DROPS]},
+                {"malformed_events", reader_->malformed()},
+                {"subscriber_drops", subscriber_drops_},
+                {"unresolved_paths", c[CORDON_CNT_PATH_FAILED]}};
+    }
+    case api::Op::Agents: {
+        json list = json::array();
+        for (const auto& a : ctl_->agents())
+            list.push_back(agent_json(a));
+        return {{"agents", list}};
+    }
+    case api::Op::Attach:
+    case api::Op::Run: {
+        if (r.op == api::Op::Run && p.session)
+            throw Error("this connection already runs agent " + *p.session);
+        auto resolver = policy::system_resolver();
+        std::optional<policy::Mode> mode;
+        if (r.mode)
+            mode = *r.mode == "audit" ? policy::Mode::Audit : policy::Mode::Enforce;
+        const auto prepared = control::prepare_policy(r.policy->text, r.policy->file,
+                                                      context_of(r), mode, *resolver);
+        control::NewAgent na;
+        na.name = r.name.value_or(prepared.policy.name + "-" + random_suffix());
+        if (r.op == api::Op::Attach)
+            na.cgroup = *r.cgroup;
+        else
+            na.owner_pid = p.pid;
+        const auto& rec = ctl_->add_agent(na, prepared);
+        if (r.op == api::Op::Run) {
+            p.session = rec.name;
+            p.subscribed = true;
+            p.filter = rec.name;
+        }
+        json out = {{"agent", agent_json(rec)},
+                    {"backend", g.backend() == CORDON_BACKEND_LSM ? "lsm" : "compat"},
+                    {"warnings", prepared.warnings}};
+        if (r.op == api::Op::Attach && g.backend() == CORDON_BACKEND_COMPAT)
+            out["warnings"].push_back(
+                "compat backend: the processes already in this cgroup keep their capabilities "
+                "and have no seccomp layer; one running as root can switch its guard off "
+                "(docs/enforcement.md)");
+        return out;
+    }
+    case api::Op::Detach: {
+        const auto* rec = ctl_->find(*r.name);
+        if (!rec)
+            throw Error("no agent named " + *r.name + "; `cordon agents` lists them");
+        if (rec->origin == control::Origin::Run && rec->owner_pid)
+            throw Error("agent " + *r.name + " belongs to a running `cordon run` (pid " +
+                        std::to_string(*rec->owner_pid) + "); it ends with its command");
+        ctl_->remove_agent(*r.name);
+        return json::object();
+    }
+    case api::Op::Release: {
+        if (!p.session)
+            throw Error("release is for a `cordon run` connection that owns an agent");
+        ctl_->release_owner(*p.session);
+        const std::string name = *p.session;
+        p.session.reset();
+        return {{"name", name}};
+    }
+    case api::Op::Subscribe:
+        if (r.name && !ctl_->find(*r.name))
+            throw Error("no agent named " + *r.name);
+        p.subscribed = true;
+        p.filter = r.name;
+        return json::object();
+    }
+    throw Error("unhandled op");
+}
+
+void Server::on_event(const events::Event& e)
+{
+    const auto& h = e.header();
+    const control::AgentRecord* rec = nullptr;
+    for (const auto& a : ctl_->agents())
+        if (a.id == h.agent_id && a.cgroup_id == h.cgroup_id)
+            rec = &a;
+    const std::string name = rec ? rec->name : fmt::format("agent-{}", h.agent_id);
+    const auto namer = [rec](std::uint32_t id) -> std::string {
+        return rec && id < rec->rule_sources.size() ? rec->rule_sources[id] : "";
+    };
+    if (h.verdict == CORDON_VERDICT_DENY || h.verdict == CORDON_VERDICT_KILL)
+        ++denials_[h.agent_id];
+    std::string text;
+    if (h.verdict != CORDON_VERDICT_ALLOW) {
+        text = events::event_line(e, namer);
+        spdlog::info("{}: {}", name, text);
+    }
+    std::string line;
+    for (auto& p : peers_) {
+        if (!p.subscribed || (p.filter && *p.filter != name))
+            continue;
+        if (line.empty())
+            line = "{\"v\":1,\"event\":" + events::event_json(e, namer, name) +
+                   (text.empty() ? "" : ",\"line\":" + json(text).dump(-1, ' ', false,
+                                                                     json::error_handler_t::replace)) +
+                   "}";
+        send(p, line, true);
+    }
+}
+
+// Kill verdicts are carried out from the agent's kill flag in the kernel, not from events (which
+// may be lost): the kernel already refuses every access of a killed agent, this empties it.
+void Server::supervise()
+{
+    // LSM programs run from ftrace trampolines: with kernel.ftrace_enabled at 0 none of them runs.
+    // An agent cannot write it (tamper protection); whoever does switches every guard off, so
+    // every agent is stopped then (fails closed).
+    if (ftrace_fd_ >= 0) {
+        char c = '1';
+        if (::pread(ftrace_fd_, &c, 1, 0) == 1 && c == '0' && !ftrace_off_) {
+            ftrace_off_ = true;
+            spdlog::error("kernel.ftrace_enabled is 0, so the kernel runs none of cordon's LSM "
+                          "programs; killing every agent");
+            for (const auto& a : ctl_->agents()) {
+                try {
+                    agents::kill_cgroup(a.cgroup);
+                } catch (const Error& e) {
+                    spdlog::error("agent {}: {}", a.name, e.what());
+                }
+            }
+        } else if (c != '0') {
+            ftrace_off_ = false;
+        }
+    }
+    for (const auto& [cgid, st] : ctl_->guard().agents()) {
+        if (!(st.flags & CORDON_AGENT_F_KILLED) || killed_handled_.contains(cgid))
+            continue;
+        for (const auto& a : ctl_->agents())
+            if (a.cgroup_id == cgid) {
+                spdlog::warn("agent {} hit a kill rule; killing every process in {}", a.name,
+                             a.cgroup.string());
+                try {
+                    agents::kill_cgroup(a.cgroup);
+                } catch (const Error& e) {
+                    spdlog::error("agent {}: {}", a.name, e.what());
+                }
+            }
+        killed_handled_[cgid] = 1;
+    }
+}
+
+void Server::drop_peer(Peer& p)
+{
+    if (p.session) {
+        // The `cordon run` that owned this agent is gone without detaching it: the agent ends
+        // with it, as an embedded run's would (fails closed).
+        spdlog::info("the cordon run of agent {} (pid {}) went away; ending the agent",
+                     *p.session, p.pid);
+        try {
+            if (ctl_->find(*p.session))
+                ctl_->remove_agent(*p.session);
+        } catch (const Error& e) {
+            spdlog::error("{}", e.what());
+        }
+    }
+    ::close(p.fd);
+}
+
+int Server::run()
+{
+    if (::geteuid() != 0)
+        throw Error("cordond needs root (it loads BPF programs and creates cgroups)");
+    for (int sig : {SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU})
+        ::signal(sig, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+    const int sfd = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    std::error_code ec;
+    fs::create_directories(opts_.registry.parent_path(), ec);
+    ctl_ = std::make_unique<control::Controller>(control::ControllerOptions{
+        .backend = opts_.backend, .pin_dir = opts_.pin_dir, .registry_file = opts_.registry});
+    auto& g = ctl_->guard();
+    spdlog::info("{} the {} program set in {} ({} programs), {} agents",
+                 ctl_->adopted() ? "adopted" : "loaded and pinned",
+                 g.backend() == CORDON_BACKEND_LSM ? "lsm" : "compat", opts_.pin_dir.string(),
+                 g.program_ids().size(), ctl_->agents().size());
+    for (const auto& why : ctl_->reconcile())
+        spdlog::info("removed agent {}", why);
+    // Earlier daemons' pids are no longer cordon's; this one is.
+    for (auto pid : g.protected_processes())
+        if (!fs::exists("/proc/" + std::to_string(pid)))
+            g.unprotect_process(pid);
+    g.protect_process(static_cast<std::uint32_t>(::getpid()));
+
+    fs::create_directories(opts_.actions_log.parent_path(), ec);
+    actions_fd_ = ::open(opts_.actions_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (actions_fd_ < 0)
+        spdlog::error("cannot open {}: {}; operator actions go to this log only",
+                      opts_.actions_log.string(), errno_text(errno));
+    reader_ = std::make_unique<events::Reader>(g.events_fd(),
+                                               [this](const events::Event& e) { on_event(e); });
+    if (g.backend() == CORDON_BACKEND_LSM)
+        ftrace_fd_ = ::open("/proc/sys/kernel/ftrace_enabled", O_RDONLY | O_CLOEXEC);
+    listen_socket();
+    spdlog::info("listening on {}", opts_.socket.string());
+
+    auto last_reconcile = now_ms();
+    bool stop = false;
+    while (!stop) {
+        std::vector<pollfd> fds = {{sfd, POLLIN, 0}, {listen_fd_, POLLIN, 0}, {reader_->fd(), POLLIN, 0}};
+        for (auto& p : peers_)
+            fds.push_back({p.fd, static_cast<short>(POLLIN | (p.out.empty() ? 0 : POLLOUT)), 0});
+        if (::poll(fds.data(), fds.size(), 50) < 0 && errno != EINTR)
+            throw Error("poll failed: " + errno_text(errno));
+        signalfd_siginfo si{};
+        if (::read(sfd, &si, sizeof(si)) == sizeof(si)) {
+            spdlog::info("{}: exiting; the agents stay enforced by the pinned programs",
+                         strsignal(static_cast<int>(si.ssi_signo)));
+            stop = true;
+        }
+        reader_->drain();
+        if (fds[1].revents & POLLIN)
+            accept_peer();
+        size_t i = 3;
+        for (auto& p : peers_) {
+            if (i >= fds.size())
+                break;
+            const short rev = fds[i++].revents;
+            if (rev & POLLOUT)
+                write_peer(p);
+            if (rev & (POLLIN | POLLHUP | POLLERR))
+                read_peer(p);
+        }
+        for (auto it = peers_.begin(); it != peers_.end();) {
+            if (it->closing && it->out.empty()) {
+                drop_peer(*it);
+                it = peers_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        supervise();
+        if (now_ms() - last_reconcile >= 1000) {
+            for (const auto& why : ctl_->reconcile())
+                spdlog::info("removed agent {}", why);
+            last_reconcile = now_ms();
+        }
+    }
+    for (auto& p : peers_)
+        ::close(p.fd); // sessions are not ended: cordon run carries on without the daemon
+    peers_.clear();
+    ::close(listen_fd_);
+    ::unlink(opts_.socket.c_str());
+    g.unprotect_process(static_cast<std::uint32_t>(::getpid()));
+    return 0;
+}
+
+} // namespace
+
+std::string refusal(int pid, unsigned uid, unsigned gid, const std::string& peer_cgroup,
+                    const std::string& cordon_subtree, const std::vector<std::string>& agent_cgroups)
+{
+    if (is_under(peer_cgroup, cordon_subtree))
+        return "the caller runs inside cordon's agent subtree (" + peer_cgroup + ")";
+    for (const auto& a : agent_cgroups)
+        if (is_under(peer_cgroup, a))
+            return "the caller runs inside agent cgroup " + a;
+    if (uid == 0)
+        return "";
+    const group* g = ::getgrnam("cordon");
+    if (g && in_group(pid, gid, g->gr_gid))
+        return "";
+    return fmt::format("uid {} is neither root nor a member of group cordon", uid);
+}
+
+int serve(const ServerOptions& opts)
+{
+    Server s(opts);
+    return s.run();
+}
+
+} // namespace cordon::daemon
