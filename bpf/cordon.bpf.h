@@ -84,10 +84,14 @@ struct {
 	__type(value, struct cordon_path_value);
 } cordon_path_rules SEC(".maps");
 
-/* Network prefixes: one entry per distinct CIDR, at most one per rule (or resolved address). */
+/*
+ * Network prefixes: one entry per distinct CIDR, at most one per rule (or resolved address), of
+ * every loaded policy: room for 8 policies at the per-policy limit (entries cost memory only
+ * when used: LPM tries are not preallocated).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, CORDON_MAX_NET_RULES);
+	__uint(max_entries, 8 * CORDON_MAX_NET_RULES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct cordon_net_key);
 	__type(value, struct cordon_net_value);

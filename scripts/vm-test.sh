@@ -37,8 +37,10 @@ done
 [ -n "$build_dir" ] || die "--build-dir is required"
 build_dir=$(cd "$build_dir" && pwd)
 cordon_bin=$build_dir/cordon
+cordond_bin=$build_dir/cordond
 tests_bin=$build_dir/tests/cordon_kernel_tests
-[ -x "$cordon_bin" ] && [ -x "$tests_bin" ] || die "build first: $cordon_bin or $tests_bin is missing"
+[ -x "$cordon_bin" ] && [ -x "$cordond_bin" ] && [ -x "$tests_bin" ] \
+  || die "build first: $cordon_bin, $cordond_bin or $tests_bin is missing"
 for tool in qemu-system-x86_64 busybox cpio gzip apt-get dpkg ldd; do
   command -v "$tool" >/dev/null || die "$tool not found; run scripts/bootstrap.sh"
 done
@@ -97,6 +99,7 @@ copy_with_libs() { # copies a binary to the same absolute path, with every share
   done
 }
 copy_with_libs "$cordon_bin"      # kept at its build path: the kernel tests run it from there
+copy_with_libs "$cordond_bin"     # likewise: the daemon tests start it
 copy_with_libs "$tests_bin"
 copy_with_libs /usr/bin/true      # the kernel tests copy it as their exec fixtures
 # Users for `cordon run --user` (glibc reads these files itself).

@@ -19,6 +19,9 @@ static_assert(offsetof(cordon_agent_state, task_id) == 8);
 static_assert(offsetof(cordon_agent_state, score) == 16);
 static_assert(offsetof(cordon_agent_state, tier) == 20);
 static_assert(offsetof(cordon_agent_state, mode) == 21);
+static_assert(offsetof(cordon_agent_state, level) == 22);
+static_assert(sizeof(cordon_config) == 24);
+static_assert(offsetof(cordon_config, agent_levels) == 8);
 static_assert(offsetof(cordon_agent_state, flags) == 24);
 
 static_assert(sizeof(cordon_event_header) == 72);

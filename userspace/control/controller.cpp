@@ -126,14 +126,25 @@ Controller::Controller(const ControllerOptions& opts) : opts_(opts), mount_(agen
     if (opts.registry_file && adopted_)
         agents_ = load_registry(*opts.registry_file);
     // cgroups that cordon made, taken back so that they can be killed and removed later.
+    // Only the very cgroup the record names (same id): a cgroup made since under the same name
+    // (another cordon run's) is never killed or removed on this record's behalf.
     for (const auto& r : agents_)
         if (r.origin == Origin::Run && fs::exists(r.cgroup)) {
             try {
-                owned_.emplace(r.name, agents::Cgroup::adopt(mount_, r.cgroup));
+                if (agents::cgroup_id(r.cgroup) == r.cgroup_id)
+                    owned_.emplace(r.name, agents::Cgroup::adopt(mount_, r.cgroup));
             } catch (const Error& e) {
                 spdlog::warn("agent {}: {}", r.name, e.what());
             }
         }
+    // Kernel entries with no record (a registry removed by hand) stay enforced: their policy
+    // is kept, and `cordon teardown` is the way to clear them.
+    for (const auto& [cgid, st] : guard_->agents())
+        if (std::none_of(agents_.begin(), agents_.end(),
+                         [&](const AgentRecord& r) { return r.cgroup_id == cgid; }))
+            spdlog::warn("the kernel guards cgroup id {} (policy {}) with no record of it in the "
+                         "registry; it stays enforced until `cordon teardown`",
+                         cgid, st.policy_id);
     save();
 }
 
@@ -191,9 +202,9 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
         if (dir == mount_.mount_point)
             throw Error("cannot attach the root cgroup: it holds every process of the host, "
                         "cordon included");
-        if (dir == subtree || is_under(dir, subtree))
-            throw Error("cannot attach " + dir.string() + ": it is in cordon's own subtree; "
-                        "agents there are started with `cordon run`");
+        if (dir == subtree)
+            throw Error("cannot attach " + dir.string() + ": it holds every agent that "
+                        "`cordon run` starts");
         const auto self = agents::process_cgroup(mount_, static_cast<int>(::getpid()));
         if (self && (*self == dir || is_under(*self, dir)))
             throw Error("cannot attach " + dir.string() + ": cordon itself runs in it (" +
@@ -261,7 +272,15 @@ void Controller::forget(std::vector<AgentRecord>::iterator it)
     // A run agent is killed while still enforced, then its entries go.
     if (auto c = owned_.find(r.name); c != owned_.end()) {
         try {
-            c->second.remove();
+            std::uint64_t now_id = 0;
+            try {
+                now_id = agents::cgroup_id(r.cgroup);
+            } catch (const Error&) {
+            }
+            if (now_id == r.cgroup_id)
+                c->second.remove();
+            else
+                c->second.release(); // gone, or another cgroup under that name now: not ours
         } catch (const Error& e) {
             spdlog::error("agent {}: {}", r.name, e.what());
         }
@@ -334,10 +353,14 @@ std::vector<std::string> Controller::reconcile()
         removed.push_back(r.name + ": " + why);
         forget(agents_.begin() + static_cast<std::ptrdiff_t>(i));
     }
-    // Policies that no agent uses (a daemon that died between load and record).
+    // Policies that no agent uses (a daemon that died between load and record); a policy a
+    // kernel entry still names stays (fails closed: never an agent with half a policy).
+    const auto entries = guard_->agents();
     for (auto pid : guard_->policy_ids())
         if (std::none_of(agents_.begin(), agents_.end(),
-                         [&](const AgentRecord& r) { return r.policy_id == pid; }))
+                         [&](const AgentRecord& r) { return r.policy_id == pid; }) &&
+            std::none_of(entries.begin(), entries.end(),
+                         [&](const auto& e) { return e.second.policy_id == pid; }))
             guard_->unload_policy(pid);
     return removed;
 }

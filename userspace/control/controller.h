@@ -68,7 +68,7 @@ public:
 
     /// Adds an agent, enforced when this returns. Throws Error (and changes nothing) for a bad
     /// name, a name in use, a cgroup that is not a cgroup2 directory, is the root, holds cordon
-    /// itself, lies inside or above another agent, or is in cordon's own subtree.
+    /// itself, lies inside or above another agent, or is <root>/cordon itself.
     const AgentRecord& add_agent(const NewAgent& a, const PreparedPolicy& p);
     /// Stops guarding an agent and unloads its policy. A run agent's cgroup is killed and removed
     /// (it is cordon's); an attached cgroup and its processes are left alone.

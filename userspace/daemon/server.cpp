@@ -39,6 +39,12 @@ namespace {
 constexpr std::size_t kMaxClients = 256;
 /// Bytes queued for one slow subscriber before its events are dropped (and counted).
 constexpr std::size_t kMaxQueued = 4u << 20;
+/// A request line must be complete within this long of its last bytes.
+constexpr std::int64_t kLineTimeoutMs = 10'000;
+/// A connection that is not a subscription or run session is closed after this long unused.
+constexpr std::int64_t kIdleTimeoutMs = 60'000;
+/// Bytes of unfinished request lines over all connections (8 policies of the largest size).
+constexpr std::size_t kMaxBufferedBytes = 64u << 20;
 
 bool is_under(const std::string& inner, const std::string& outer)
 {
@@ -83,6 +89,7 @@ struct Peer {
     bool subscribed = false;
     std::optional<std::string> filter; ///< subscription: one agent, or every one
     std::uint64_t dropped = 0;         ///< events a slow subscriber did not take
+    std::int64_t last_active_ms = 0;   ///< last bytes received
 };
 
 class Server {
@@ -101,6 +108,9 @@ private:
     void on_event(const events::Event& e);
     void supervise();
     void drop_peer(Peer& p);
+    std::string refusal_for(int pid, unsigned uid, unsigned gid);
+    void evict_idle();
+    void expire_peers();
     void record_action(const Peer& p, const api::Request& r, bool ok, const std::string& error);
     void send(Peer& p, const std::string& line, bool is_event = false);
 
@@ -171,14 +181,12 @@ void Server::accept_peer()
             ::close(fd);
             continue;
         }
-        std::vector<std::string> cgroups;
-        for (const auto& a : ctl_->agents())
-            cgroups.push_back(a.cgroup.string());
-        const auto where = agents::process_cgroup(ctl_->mount(), cr.pid);
-        std::string why = where ? refusal(cr.pid, cr.uid, cr.gid, where->string(),
-                                          (ctl_->mount().mount_point / agents::kSubtree).string(),
-                                          cgroups)
-                                : "the calling process is gone";
+        std::string why = refusal_for(cr.pid, cr.uid, cr.gid);
+        const int one = 1;
+        if (why.empty() && ::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0)
+            why = "cannot ask for sender credentials: " + errno_text(errno);
+        if (why.empty() && peers_.size() >= kMaxClients)
+            evict_idle();
         if (!why.empty() || peers_.size() >= kMaxClients) {
             if (why.empty())
                 why = fmt::format("too many connections (at most {})", kMaxClients);
@@ -189,6 +197,7 @@ void Server::accept_peer()
             continue;
         }
         Peer p;
+        p.last_active_ms = now_ms();
         p.fd = fd;
         p.pid = cr.pid;
         p.uid = cr.uid;
@@ -202,6 +211,12 @@ void Server::send(Peer& p, const std::string& line, bool is_event)
     if (is_event && p.out.size() > kMaxQueued) {
         ++p.dropped;
         ++subscriber_drops_;
+        return;
+    }
+    if (p.out.size() > kMaxQueued) {
+        // A client that sends requests and never reads the replies: not worth our memory.
+        p.closing = true;
+        p.out.clear();
         return;
     }
     p.out += line;
@@ -224,11 +239,34 @@ void Server::write_peer(Peer& p)
     }
 }
 
+std::string Server::refusal_for(int pid, unsigned uid, unsigned gid)
+{
+    std::vector<std::string> cgroups;
+    for (const auto& a : ctl_->agents())
+        cgroups.push_back(a.cgroup.string());
+    const auto where = pid > 0 ? agents::process_cgroup(ctl_->mount(), pid) : std::nullopt;
+    if (!where)
+        return "the sending process is gone or in another pid namespace";
+    return refusal(pid, uid, gid, where->string(),
+                   (ctl_->mount().mount_point / agents::kSubtree).string(), cgroups);
+}
+
 void Server::read_peer(Peer& p)
 {
     char buf[65536];
     for (;;) {
-        const ssize_t n = ::recv(p.fd, buf, sizeof(buf), 0);
+        // Every chunk carries the credentials of the process that sent it (SO_PASSCRED; the
+        // kernel never merges chunks of two senders into one read). Who may talk is decided per
+        // chunk, not once per connection: a connection handed to, or inherited by, a process in
+        // an agent or of another user is refused from its first byte on (fails closed).
+        iovec iov{.iov_base = buf, .iov_len = sizeof(buf)};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        const ssize_t n = ::recvmsg(p.fd, &msg, MSG_CMSG_CLOEXEC);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             p.closing = true;
             p.out.clear();
@@ -236,12 +274,40 @@ void Server::read_peer(Peer& p)
         }
         if (n < 0)
             return;
+        const cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_CREDENTIALS) {
+            send(p, api::error_reply("permission denied: no sender credentials"));
+            p.closing = true;
+            return;
+        }
+        ucred cr{};
+        std::memcpy(&cr, CMSG_DATA(c), sizeof(cr));
+        if (const auto why = refusal_for(cr.pid, cr.uid, cr.gid); !why.empty()) {
+            spdlog::warn("refused a request from pid {} uid {} on a connection of pid {}: {}",
+                         cr.pid, cr.uid, p.pid, why);
+            send(p, api::error_reply("permission denied: " + why));
+            p.closing = true;
+            return;
+        }
+        p.pid = cr.pid;
+        p.uid = cr.uid;
+        p.gid = cr.gid;
+        p.last_active_ms = now_ms();
         p.in.append(buf, static_cast<size_t>(n));
         size_t nl;
         while ((nl = p.in.find('\n')) != std::string::npos) {
             const std::string line = p.in.substr(0, nl);
             p.in.erase(0, nl + 1);
             handle(p, line);
+        }
+        std::size_t buffered = 0;
+        for (const auto& q : peers_)
+            buffered += q.in.size();
+        if (buffered > kMaxBufferedBytes) {
+            send(p, api::error_reply("the daemon is busy with other large requests; try again"));
+            p.closing = true;
+            p.in.clear();
+            return;
         }
         if (p.in.size() > api::kMaxRequestBytes) {
             send(p, api::error_reply(fmt::format("request longer than {} bytes; nothing was "
@@ -385,8 +451,12 @@ json Server::dispatch(Peer& p, const api::Request& r)
                                                       context_of(r), mode, *resolver);
         control::NewAgent na;
         na.name = r.name.value_or(prepared.policy.name + "-" + random_suffix());
-        if (r.op == api::Op::Attach)
+        if (r.op == api::Op::Attach) {
+            if (!fs::path(*r.cgroup).is_absolute())
+                throw Error("\"cgroup\" must be an absolute path (the daemon's working "
+                            "directory is not the caller's)");
             na.cgroup = *r.cgroup;
+        }
         else
             na.owner_pid = p.pid;
         const auto& rec = ctl_->add_agent(na, prepared);
@@ -505,6 +575,36 @@ void Server::supervise()
     }
 }
 
+// Connections that hold a slot without using it: a request line still unfinished after
+// kLineTimeoutMs, or nothing at all for kIdleTimeoutMs (subscriptions and run sessions wait for
+// ever, by design).
+void Server::expire_peers()
+{
+    const auto now = now_ms();
+    for (auto& p : peers_) {
+        const bool waits = p.subscribed || p.session;
+        if ((!p.in.empty() && now - p.last_active_ms > kLineTimeoutMs) ||
+            (!waits && now - p.last_active_ms > kIdleTimeoutMs)) {
+            p.closing = true;
+            p.out.clear();
+        }
+    }
+}
+
+// At the connection limit: the longest-idle connection that is neither a subscription nor a run
+// session makes room, so that idle clients cannot lock the operator out.
+void Server::evict_idle()
+{
+    Peer* oldest = nullptr;
+    for (auto& p : peers_)
+        if (!p.subscribed && !p.session && (!oldest || p.last_active_ms < oldest->last_active_ms))
+            oldest = &p;
+    if (oldest) {
+        drop_peer(*oldest);
+        peers_.remove_if([oldest](const Peer& q) { return &q == oldest; });
+    }
+}
+
 void Server::drop_peer(Peer& p)
 {
     if (p.session) {
@@ -602,6 +702,7 @@ int Server::run()
         }
         supervise();
         if (now_ms() - last_reconcile >= 1000) {
+            expire_peers();
             for (const auto& why : ctl_->reconcile())
                 spdlog::info("removed agent {}", why);
             last_reconcile = now_ms();

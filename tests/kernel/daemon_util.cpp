@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon_util.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/error.h"
+
+namespace cordon::testing {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+Daemon::Daemon(cordon_backend backend) : backend_(backend)
+{
+    static std::atomic<int> n{0};
+    const std::string tag = "kt-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+    dir_ = fs::temp_directory_path() / ("cordond-" + tag);
+    fs::create_directories(dir_);
+    socket_ = dir_ / "cordon.sock";
+    registry_ = dir_ / "agents.json";
+    pin_dir_ = fs::path("/sys/fs/bpf") / ("cordon-" + tag);
+    start();
+}
+
+Daemon::~Daemon()
+{
+    pinned_.reset();
+    stop();
+    teardown();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+}
+
+void Daemon::start()
+{
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        const std::string log = (dir_ / "cordond.log").string();
+        const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+        }
+        ::execl(CORDOND_BINARY, "cordond", "--socket", socket_.c_str(), "--registry",
+                registry_.c_str(), "--pin-dir", pin_dir_.c_str(), "--actions-log",
+                (dir_ / "actions.jsonl").c_str(), "--backend",
+                backend_ == CORDON_BACKEND_LSM ? "lsm" : "compat", nullptr);
+        ::_exit(127);
+    }
+    wait_ready();
+}
+
+void Daemon::wait_ready()
+{
+    using namespace std::chrono;
+    const auto deadline = steady_clock::now() + seconds(120);
+    while (steady_clock::now() < deadline) {
+        int st = 0;
+        if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+            pid_ = -1;
+            throw Error("cordond exited during start: " + log());
+        }
+        if (auto c = api::Client::connect(socket_.string())) {
+            try {
+                c->call(api::request(api::Op::Ping));
+                return;
+            } catch (const Error&) {
+            }
+        }
+        std::this_thread::sleep_for(milliseconds(20));
+    }
+    throw Error("cordond did not answer within 120 s: " + log());
+}
+
+void Daemon::kill9()
+{
+    if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+}
+
+void Daemon::stop()
+{
+    if (pid_ > 0) {
+        ::kill(pid_, SIGTERM);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+}
+
+int Daemon::teardown()
+{
+    pinned_.reset();
+    return run_cordon(*this, {"teardown", "--pin-dir", pin_dir_.string(), "--registry",
+                              registry_.string()})
+        .first;
+}
+
+api::Client Daemon::connect() const
+{
+    auto c = api::Client::connect(socket_.string());
+    if (!c)
+        throw Error("cordond does not answer on " + socket_.string());
+    return std::move(*c);
+}
+
+json Daemon::call(const std::string& line) const
+{
+    auto c = connect();
+    const std::string l = line + "\n";
+    if (::send(c.fd(), l.data(), l.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(l.size()))
+        throw Error("send failed");
+    auto reply = c.next(10000);
+    if (!reply)
+        throw Error("no reply to " + line.substr(0, 80));
+    return *reply;
+}
+
+json Daemon::attach(const fs::path& cgroup, const std::string& yaml, const std::string& name,
+                    const std::string& workspace) const
+{
+    return call(json{{"v", 1},
+                     {"op", "attach"},
+                     {"cgroup", cgroup.string()},
+                     {"name", name},
+                     {"policy", {{"file", "test.yaml"}, {"text", yaml}}},
+                     {"user", "root"},
+                     {"home", "/root"},
+                     {"workspace", workspace}}
+                    .dump());
+}
+
+json Daemon::detach(const std::string& name) const
+{
+    return call(json{{"v", 1}, {"op", "detach"}, {"name", name}}.dump());
+}
+
+bpf::Guard& Daemon::pinned()
+{
+    if (!pinned_)
+        pinned_ = bpf::Guard::adopt(pin_dir_);
+    return *pinned_;
+}
+
+std::string Daemon::log() const
+{
+    std::ifstream in(dir_ / "cordond.log");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+Subscription::Subscription(const Daemon& d, const std::string& agent) : client_(d.connect())
+{
+    auto r = api::request(api::Op::Subscribe);
+    r.name = agent;
+    client_.call(r);
+}
+
+std::vector<json> Subscription::barrier()
+{
+    const std::string ping = "{\"v\":1,\"op\":\"ping\"}\n";
+    if (::send(client_.fd(), ping.data(), ping.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(ping.size()))
+        throw Error("send failed");
+    std::vector<json> events;
+    for (;;) {
+        auto m = client_.next(10000);
+        if (!m)
+            throw Error("the daemon did not answer the barrier");
+        if (m->contains("event"))
+            events.push_back(m->at("event"));
+        else if (m->contains("ok"))
+            return events;
+    }
+}
+
+std::pair<int, std::string> run_cordon(const Daemon& d, const std::vector<std::string>& args)
+{
+    int out[2];
+    if (::pipe(out) != 0)
+        return {-1, ""};
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(out[1], 1);
+        ::close(out[0]);
+        ::close(out[1]);
+        ::setenv("CORDON_SOCKET", d.socket().c_str(), 1);
+        std::vector<char*> argv{const_cast<char*>("cordon")};
+        for (const auto& a : args)
+            argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        ::execv(CORDON_BINARY, argv.data());
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;)
+        text.append(buf, static_cast<size_t>(n));
+    ::close(out[0]);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), text};
+}
+
+} // namespace cordon::testing

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+// The real cordond, started by the tests on a socket, registry and pin directory of their own,
+// and a client of its API. No mocks: the daemon loads, pins and enforces for real.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <cordon/abi.h>
+
+#include "api/client.h"
+#include "bpf/guard.h"
+
+namespace cordon::testing {
+
+class Daemon {
+public:
+    /// Starts cordond with `backend` and waits until it answers (a first start loads programs,
+    /// which takes seconds under the VM tier's emulated CPU).
+    explicit Daemon(cordon_backend backend);
+    /// Stops it and runs `cordon teardown` on its pins, so nothing is left behind.
+    ~Daemon();
+    Daemon(const Daemon&) = delete;
+    Daemon& operator=(const Daemon&) = delete;
+
+    /// SIGKILLs the daemon (no clean-up of its own); the pins stay.
+    void kill9();
+    /// Starts it again on the same paths; it adopts what is pinned.
+    void start();
+    /// SIGTERM, and waits.
+    void stop();
+    /// `cordon teardown` on this daemon's paths (the daemon must be stopped); its exit status.
+    int teardown();
+
+    /// A new connection; throws when the daemon does not answer.
+    api::Client connect() const;
+    /// One request; returns the whole reply (ok or not).
+    nlohmann::json call(const std::string& line) const;
+    /// Attaches `cgroup` with policy text; returns the reply (ok or not).
+    nlohmann::json attach(const std::filesystem::path& cgroup, const std::string& policy_yaml,
+                          const std::string& name, const std::string& workspace) const;
+    nlohmann::json detach(const std::string& name) const;
+
+    /// The pinned program set, adopted by the test (maps only: it reads no events).
+    bpf::Guard& pinned();
+
+    const std::filesystem::path& socket() const { return socket_; }
+    const std::filesystem::path& pin_dir() const { return pin_dir_; }
+    const std::filesystem::path& registry() const { return registry_; }
+    pid_t pid() const { return pid_; }
+    /// What the daemon wrote on stderr so far.
+    std::string log() const;
+
+private:
+    void wait_ready();
+    cordon_backend backend_;
+    std::filesystem::path dir_, socket_, registry_, pin_dir_;
+    pid_t pid_ = -1;
+    std::unique_ptr<bpf::Guard> pinned_;
+};
+
+/// One subscription to an agent's events; barrier() returns every event the daemon read before.
+class Subscription {
+public:
+    Subscription(const Daemon& d, const std::string& agent);
+    /// Events up to now: a ping on this connection is answered only after the daemon drained
+    /// the ring buffer, so every event of an access that already returned comes before it.
+    std::vector<nlohmann::json> barrier();
+
+private:
+    api::Client client_;
+};
+
+/// cordon's own binary, run with CORDON_SOCKET set to the daemon's; returns (exit status, stdout).
+std::pair<int, std::string> run_cordon(const Daemon& d, const std::vector<std::string>& args);
+
+} // namespace cordon::testing

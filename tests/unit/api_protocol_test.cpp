@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: Apache-2.0
+// cordond's request decoder and caller rules, without a daemon.
+#include <gtest/gtest.h>
+
+#include "api/protocol.h"
+#include "daemon/server.h"
+
+namespace cordon::api {
+namespace {
+
+struct Bad {
+    const char* name;
+    std::string line;
+    const char* says; ///< part of the error
+};
+
+TEST(RequestDecoder, RefusesEverythingButTheDocumentedRequests)
+{
+    const Bad cases[] = {
+        {.name = "NotJson", .line = "attach", .says = "not a JSON object"},
+        {.name = "Array", .line = "[]", .says = "a request is a JSON object"},
+        {.name = "NoVersion", .line = R"({"op":"agents"})", .says = "missing protocol version"},
+        {.name = "OtherVersion", .line = R"({"v":2,"op":"agents"})", .says = "not supported"},
+        {.name = "FloatVersion", .line = R"({"v":1.0,"op":"agents"})", .says = "missing protocol version"},
+        {.name = "UnknownOp", .line = R"({"v":1,"op":"rm"})", .says = "unknown op"},
+        {.name = "UnknownField", .line = R"({"v":1,"op":"agents","all":true})", .says = "unknown field"},
+        {.name = "MissingName", .line = R"({"v":1,"op":"detach"})", .says = "needs \"name\""},
+        {.name = "NameNotString", .line = R"({"v":1,"op":"detach","name":1})", .says = "must be a string"},
+        {.name = "NameTooLong", .line = R"({"v":1,"op":"detach","name":")" + std::string(65, 'a') + "\"}", .says = "longer than"},
+        {.name = "NulInName", .line = R"({"v":1,"op":"detach","name":"a\u0000b"})", .says = "NUL"},
+        {.name = "BadMode", .line = R"({"v":1,"op":"attach","cgroup":"/x","policy":{"file":"f","text":"t"},"mode":"off"})", .says = "\"mode\""},
+        {.name = "PolicyShape", .line = R"({"v":1,"op":"attach","cgroup":"/x","policy":"t"})", .says = "\"policy\" must be"},
+        {.name = "TooLong", .line = std::string(kMaxRequestBytes + 1, ' '), .says = "longer than"},
+    };
+    for (const auto& c : cases) {
+        try {
+            decode_request(c.line);
+            ADD_FAILURE() << c.name << ": accepted";
+        } catch (const ProtocolError& e) {
+            EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos)
+                << c.name << ": " << e.what();
+        }
+    }
+}
+
+TEST(RequestDecoder, AcceptsAnAttachAndEncodesItBackTheSame)
+{
+    const auto r = decode_request(
+        R"({"v":1,"op":"attach","cgroup":"/sys/fs/cgroup/a.service","name":"a","policy":{"file":"p.yaml","text":"x: 1"},"workspace":"/srv","mode":"audit"})");
+    EXPECT_EQ(r.op, Op::Attach);
+    EXPECT_EQ(r.cgroup, "/sys/fs/cgroup/a.service");
+    EXPECT_EQ(r.policy->text, "x: 1");
+    EXPECT_EQ(r.mode, "audit");
+    EXPECT_TRUE(changes_state(r.op));
+    const auto again = decode_request(encode_request(r));
+    EXPECT_EQ(again.cgroup, r.cgroup);
+    EXPECT_EQ(again.policy->file, "p.yaml");
+    EXPECT_FALSE(changes_state(Op::Agents));
+}
+
+TEST(Callers, NeverFromInsideAnAgentWhateverTheUid)
+{
+    const std::vector<std::string> agents = {"/cg/system.slice/a.service"};
+    EXPECT_NE(daemon::refusal(1, 0, 0, "/cg/system.slice/a.service/sub", "/cg/cordon", agents), "");
+    EXPECT_NE(daemon::refusal(1, 0, 0, "/cg/system.slice/a.service", "/cg/cordon", agents), "");
+    EXPECT_NE(daemon::refusal(1, 0, 0, "/cg/cordon/run-1", "/cg/cordon", agents), "");
+    EXPECT_EQ(daemon::refusal(1, 0, 0, "/cg/system.slice/a.service2", "/cg/cordon", agents), "");
+    EXPECT_EQ(daemon::refusal(1, 0, 0, "/cg/user.slice", "/cg/cordon", agents), "");
+}
+
+} // namespace
+} // namespace cordon::api
