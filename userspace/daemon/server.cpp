@@ -165,6 +165,10 @@ void Server::listen_socket()
             throw Error("cannot open " + opts_.socket.string() + " to group cordon: " +
                         errno_text(errno));
     }
+    // Set on the listener too, so that no byte ever arrives without its sender's credentials.
+    const int one = 1;
+    if (::setsockopt(listen_fd_, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0)
+        throw Error("cannot ask for sender credentials: " + errno_text(errno));
     if (::listen(listen_fd_, 64) != 0)
         throw Error("cannot listen on " + opts_.socket.string() + ": " + errno_text(errno));
 }
