@@ -174,6 +174,12 @@ bool cgroup_populated(const fs::path& dir)
     return populated(dir);
 }
 
+bool cgroup_within(const fs::path& inner, const fs::path& outer)
+{
+    const auto rel = inner.lexically_normal().lexically_relative(outer.lexically_normal());
+    return !rel.empty() && !rel.string().starts_with("..");
+}
+
 void kill_cgroup(const fs::path& dir)
 {
     write_file(dir / "cgroup.kill", "1");

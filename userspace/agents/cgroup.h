@@ -37,6 +37,10 @@ std::uint32_t cgroup_level(const Cgroup2Mount& mount, const std::filesystem::pat
 /// Whether any process lives in the cgroup subtree (cgroup.events "populated"); false when gone.
 bool cgroup_populated(const std::filesystem::path& dir);
 
+/// Whether cgroup directory `inner` is `outer` or lies below it (compared component by component,
+/// so /a/bc is not below /a/b).
+bool cgroup_within(const std::filesystem::path& inner, const std::filesystem::path& outer);
+
 /// SIGKILLs every process of a cgroup subtree through its cgroup.kill (5.14+).
 void kill_cgroup(const std::filesystem::path& dir);
 

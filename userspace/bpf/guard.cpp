@@ -215,6 +215,15 @@ struct Guard::Impl {
         if (bpf_map_update_elem(fds[kConfig], &zero, &c, BPF_ANY) != 0)
             throw Error("cannot write cordon_config: " + errno_text(errno));
     }
+    // Ids start at 1 (0 means none) and are never handed out twice by one program set.
+    std::uint32_t next_id(__u32 cordon_config::*counter)
+    {
+        auto c = config();
+        const std::uint32_t id = c.*counter ? c.*counter : 1;
+        c.*counter = id + 1;
+        set_config(c);
+        return id;
+    }
     void publish_levels()
     {
         auto c = config();
@@ -465,20 +474,12 @@ std::vector<std::pair<std::uint64_t, cordon_agent_state>> Guard::agents() const
 
 std::uint32_t Guard::allocate_policy_id()
 {
-    auto c = impl_->config();
-    const std::uint32_t id = c.next_policy_id ? c.next_policy_id : 1;
-    c.next_policy_id = id + 1;
-    impl_->set_config(c);
-    return id;
+    return impl_->next_id(&cordon_config::next_policy_id);
 }
 
 std::uint32_t Guard::allocate_agent_id()
 {
-    auto c = impl_->config();
-    const std::uint32_t id = c.next_agent_id ? c.next_agent_id : 1;
-    c.next_agent_id = id + 1;
-    impl_->set_config(c);
-    return id;
+    return impl_->next_id(&cordon_config::next_agent_id);
 }
 
 void Guard::load_policy(const policy::CompiledPolicy& c)

@@ -9,11 +9,10 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
-#include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
-#include "api/client.h"
 #include "bpf/features.h"
+#include "bpf/log.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "control/doctor.h"
@@ -22,20 +21,6 @@
 
 namespace {
 
-int libbpf_to_spdlog(enum libbpf_print_level level, const char* fmt, va_list args)
-{
-    if (level == LIBBPF_DEBUG && spdlog::get_level() > spdlog::level::trace)
-        return 0;
-    char buf[1024];
-    std::vsnprintf(buf, sizeof(buf), fmt, args);
-    std::string line(buf);
-    while (!line.empty() && line.back() == '\n')
-        line.pop_back();
-    // libbpf warnings during probes are expected (a refused program is the answer); they are
-    // shown with -v.
-    spdlog::debug("libbpf: {}", line);
-    return 0;
-}
 
 std::string kernel_release()
 {
@@ -155,7 +140,7 @@ int main(int argc, char** argv)
     spdlog::set_level(verbosity >= 2   ? spdlog::level::trace
                       : verbosity == 1 ? spdlog::level::debug
                                        : spdlog::level::warn);
-    libbpf_set_print(libbpf_to_spdlog);
+    cordon::bpf::log_libbpf_to_spdlog();
 
     try {
         if (doctor->parsed()) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <regex>
 
 #include <fmt/format.h>
@@ -91,13 +92,13 @@ cordon_backend pick_backend(const std::string& wanted)
     throw Error("unknown backend '" + wanted + "'; expected auto, lsm or compat");
 }
 
-namespace {
-
-bool is_under(const fs::path& inner, const fs::path& outer)
+std::string random_suffix()
 {
-    const auto rel = inner.lexically_relative(outer);
-    return !rel.empty() && !rel.string().starts_with("..");
+    std::random_device rd;
+    return fmt::format("{:06x}", rd() & 0xffffff);
 }
+
+namespace {
 
 std::int64_t now_unix()
 {
@@ -180,11 +181,12 @@ const agents::Cgroup& Controller::cgroup(const std::string& name) const
 const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy& p)
 {
     static const std::regex kName("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
-    if (!std::regex_match(a.name, kName))
-        throw Error("invalid agent name '" + a.name +
+    const std::string name = a.name.value_or(p.policy.name + "-" + random_suffix());
+    if (!std::regex_match(name, kName))
+        throw Error("invalid agent name '" + name +
                     "': 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit");
-    if (find(a.name))
-        throw Error("an agent named " + a.name + " already exists; pick another --name");
+    if (find(name))
+        throw Error("an agent named " + name + " already exists; pick another --name");
     if (agents_.size() >= CORDON_MAX_AGENTS)
         throw Error(fmt::format("cordon guards at most {} agents at once", CORDON_MAX_AGENTS));
 
@@ -196,7 +198,7 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
         if (ec || !fs::is_directory(dir))
             throw Error("cannot attach " + a.cgroup.string() + ": " +
                         (ec ? ec.message() : "not a directory"));
-        if (!is_under(dir, mount_.mount_point) || !fs::exists(dir / "cgroup.procs"))
+        if (!agents::cgroup_within(dir, mount_.mount_point) || !fs::exists(dir / "cgroup.procs"))
             throw Error("cannot attach " + dir.string() + ": not a cgroup v2 directory below " +
                         mount_.mount_point.string());
         if (dir == mount_.mount_point)
@@ -206,24 +208,24 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
             throw Error("cannot attach " + dir.string() + ": it holds every agent that "
                         "`cordon run` starts");
         const auto self = agents::process_cgroup(mount_, static_cast<int>(::getpid()));
-        if (self && (*self == dir || is_under(*self, dir)))
+        if (self && (*self == dir || agents::cgroup_within(*self, dir)))
             throw Error("cannot attach " + dir.string() + ": cordon itself runs in it (" +
                         self->string() + "); an agent may not contain its guard");
     } else {
-        dir = subtree / a.name;
+        dir = subtree / name;
     }
     // Agents never nest: one process, one agent, one policy (docs/api.md).
     for (const auto& r : agents_)
-        if (r.cgroup == dir || is_under(dir, r.cgroup) || is_under(r.cgroup, dir))
+        if (r.cgroup == dir || agents::cgroup_within(dir, r.cgroup) || agents::cgroup_within(r.cgroup, dir))
             throw Error("cannot guard " + dir.string() + ": it is inside or above the cgroup of " +
                         "agent " + r.name + " (" + r.cgroup.string() +
                         "); agents may not nest, detach that one first");
 
     std::optional<agents::Cgroup> created;
     if (a.cgroup.empty())
-        created.emplace(agents::Cgroup::create(mount_, a.name));
+        created.emplace(agents::Cgroup::create(mount_, name));
     AgentRecord r;
-    r.name = a.name;
+    r.name = name;
     r.cgroup = dir;
     r.cgroup_id = created ? created->id() : agents::cgroup_id(dir);
     r.level = created ? created->level() : agents::cgroup_level(mount_, dir);

@@ -50,8 +50,12 @@ struct ControllerOptions {
 };
 
 /// What add_agent needs besides the policy.
+/// Six random hex digits: default agent names, terminal tags.
+std::string random_suffix();
+
 struct NewAgent {
-    std::string name;
+    /// Default: the policy's name and a random suffix.
+    std::optional<std::string> name;
     /// Attach: this existing cgroup2 directory. Empty: create <root>/cordon/<name> (run).
     std::filesystem::path cgroup;
     std::optional<int> owner_pid; ///< run sessions: the owning `cordon run` process

@@ -40,12 +40,6 @@
 namespace cordon::control {
 namespace {
 
-std::string random_suffix()
-{
-    std::random_device rd;
-    return fmt::format("{:06x}", rd() & 0xffffff);
-}
-
 // cordon's lines on its stderr while an agent runs. The agent shares that stderr, so two things
 // hold here: a line never blocks cordon (the agent may stop the terminal with tcflow(TCOOFF) or
 // fill a pipe), and the agent cannot pass its own lines off as cordon's.
@@ -356,8 +350,8 @@ int run_guarded(const RunOptions& o)
     Controller ctl({.backend = o.backend, .pin_dir = std::nullopt, .registry_file = std::nullopt});
     auto& guard = ctl.guard();
     const auto backend = guard.backend();
-    const std::string name = o.name.value_or(pol.name + "-" + random_suffix());
-    ctl.add_agent({.name = name, .cgroup = {}, .owner_pid = std::nullopt}, *prepared);
+    const std::string name =
+        ctl.add_agent({.name = o.name, .cgroup = {}, .owner_pid = std::nullopt}, *prepared).name;
     const agents::Cgroup& cg = ctl.cgroup(name);
     guard.protect_process(static_cast<std::uint32_t>(::getpid()));
     const auto oom_score = agents::shield_from_oom(); // the guardian inherits the shield

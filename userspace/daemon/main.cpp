@@ -3,28 +3,11 @@
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
-#include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include "bpf/log.h"
 #include "common/error.h"
 #include "daemon/server.h"
-
-namespace {
-
-int libbpf_to_spdlog(enum libbpf_print_level level, const char* fmt, va_list args)
-{
-    if (level == LIBBPF_DEBUG)
-        return 0;
-    char buf[1024];
-    std::vsnprintf(buf, sizeof(buf), fmt, args);
-    std::string line(buf);
-    while (!line.empty() && line.back() == '\n')
-        line.pop_back();
-    spdlog::debug("libbpf: {}", line);
-    return 0;
-}
-
-} // namespace
 
 int main(int argc, char** argv)
 {
@@ -56,7 +39,7 @@ int main(int argc, char** argv)
 
     spdlog::set_pattern("cordond: %^%l%$: %v");
     spdlog::set_level(verbosity ? spdlog::level::debug : spdlog::level::info);
-    libbpf_set_print(libbpf_to_spdlog);
+    cordon::bpf::log_libbpf_to_spdlog();
     try {
         return cordon::daemon::serve(o);
     } catch (const cordon::Error& e) {

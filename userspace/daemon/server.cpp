@@ -46,11 +46,6 @@ constexpr std::int64_t kIdleTimeoutMs = 60'000;
 /// Bytes of unfinished request lines over all connections (8 policies of the largest size).
 constexpr std::size_t kMaxBufferedBytes = 64u << 20;
 
-bool is_under(const std::string& inner, const std::string& outer)
-{
-    return inner == outer || inner.starts_with(outer + "/");
-}
-
 bool in_group(int pid, unsigned gid, gid_t group)
 {
     if (gid == group)
@@ -64,12 +59,6 @@ bool in_group(int pid, unsigned gid, gid_t group)
                     return true;
         }
     return false;
-}
-
-std::string random_suffix()
-{
-    std::random_device rd;
-    return fmt::format("{:06x}", rd() & 0xffffff);
 }
 
 std::int64_t now_ms()
@@ -454,7 +443,7 @@ json Server::dispatch(Peer& p, const api::Request& r)
         const auto prepared = control::prepare_policy(r.policy->text, r.policy->file,
                                                       context_of(r), mode, *resolver);
         control::NewAgent na;
-        na.name = r.name.value_or(prepared.policy.name + "-" + random_suffix());
+        na.name = r.name;
         if (r.op == api::Op::Attach) {
             if (!fs::path(*r.cgroup).is_absolute())
                 throw Error("\"cgroup\" must be an absolute path (the daemon's working "
@@ -726,10 +715,10 @@ int Server::run()
 std::string refusal(int pid, unsigned uid, unsigned gid, const std::string& peer_cgroup,
                     const std::string& cordon_subtree, const std::vector<std::string>& agent_cgroups)
 {
-    if (is_under(peer_cgroup, cordon_subtree))
+    if (agents::cgroup_within(peer_cgroup, cordon_subtree))
         return "the caller runs inside cordon's agent subtree (" + peer_cgroup + ")";
     for (const auto& a : agent_cgroups)
-        if (is_under(peer_cgroup, a))
+        if (agents::cgroup_within(peer_cgroup, a))
             return "the caller runs inside agent cgroup " + a;
     if (uid == 0)
         return "";
