@@ -26,6 +26,16 @@ die() { printf 'vm-test: error: %s\n' "$*" >&2; exit 1; }
 build_dir=""
 shell=0
 filter=${CORDON_VM_FILTER:-}
+# The one test that switches kernel.ftrace_enabled off and on again runs last, in a run of its
+# own: after that toggle, Debian's 6.1 kernel refuses every new trampoline attach (EINVAL), so
+# no lsm program set could load after it.
+last_test=RunTest.FtraceSwitchedOffStopsTheAgent
+case "$filter" in
+  "") main_filter="*-$last_test"; last_filter=$last_test ;;
+  *-*) main_filter="$filter:$last_test"; last_filter="" ;;
+  *) main_filter="$filter-$last_test"; last_filter="" ;;
+esac
+case "$filter" in *Ftrace*|RunTest.\*|\*) last_filter=$last_test ;; esac
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir=$2; shift 2 ;;
@@ -124,11 +134,18 @@ cd /vmwork
 $cordon_bin doctor
 backend=\$($cordon_bin doctor --json | sed -n 's/^  "backend": "\(.*\)",\$/\1/p')
 # Streamed to the console as it runs, so that a hang shows where it is.
-( CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no ${filter:+--gtest_filter=$filter}; echo \$? > /vmwork/rc ) 2>&1 | tee /vmwork/tests.log
+( CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no --gtest_filter='$main_filter'; echo \$? > /vmwork/rc ) 2>&1 | tee /vmwork/tests.log
 rc=\$(cat /vmwork/rc)
-passed=\$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.\$/\1/p' /vmwork/tests.log)
-failed=\$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\?, listed below:\$/\1/p' /vmwork/tests.log)
-skipped=\$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\?, listed below:\$/\1/p' /vmwork/tests.log)
+if [ -n "$last_filter" ]; then
+  ( CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no --gtest_filter='$last_filter'; echo \$? > /vmwork/rc2 ) 2>&1 | tee /vmwork/tests2.log
+  [ "\$(cat /vmwork/rc2)" = 0 ] || rc=\$(cat /vmwork/rc2)
+fi
+count() { # sums one gtest summary count over both runs
+  cat /vmwork/tests*.log | sed -n "s/^\[  \$1 *\] \([0-9]*\) tests\?\$2\$/\1/p" | awk '{s+=\$1} END {print s+0}'
+}
+passed=\$(count PASSED '\.')
+failed=\$(count FAILED ', listed below:')
+skipped=\$(count SKIPPED ', listed below:')
 echo "CORDON-VM-RESULT: passed=\${passed:-0} failed=\${failed:-0} skipped=\${skipped:-0} rc=\$rc backend=\${backend:-unknown}"
 poweroff -f
 INIT
@@ -138,7 +155,7 @@ say "initramfs $(du -h "$vm_dir/initramfs.cpio.gz" | cut -f1), kernel $pkg"
 
 # --- boot -----------------------------------------------------------------------------------
 log=$vm_dir/console.log
-timeout_s=${CORDON_VM_TIMEOUT:-600}
+timeout_s=${CORDON_VM_TIMEOUT:-1200}
 # A small disk (NVMe is built into the cloud kernel): the tests prove that an agent cannot read
 # a raw block device.
 printf 'cordon-disk-secret\n' > "$vm_dir/disk.img"

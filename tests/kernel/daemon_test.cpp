@@ -340,6 +340,40 @@ TEST_P(DaemonTest, ManyAgentsShareOneProgramSetAndTeardownLeavesNothing)
     EXPECT_TRUE(left.empty()) << left.size() << " of cordond's programs are still loaded";
 }
 
+// 1,000 agents, each with a policy of its own, loaded at once in one program set: each is decided
+// by its own policy and no other.
+TEST_P(DaemonTest, AThousandAgentsWithDifferentPolicies)
+{
+    constexpr int kAgents = 1000;
+    Files f;
+    Daemon d(GetParam());
+    const auto programs = d.call(R"({"v":1,"op":"status"})")["programs"];
+    std::vector<agents::Cgroup> cgs;
+    for (int i = 0; i < kAgents; ++i) {
+        cgs.push_back(make_test_cgroup());
+        std::ofstream(f.dir / ("f" + std::to_string(i))) << i;
+        const auto r = d.attach(cgs.back().path(), deny_policy(f.dir / ("f" + std::to_string(i)),
+                                                               "p" + std::to_string(i)),
+                                "a" + std::to_string(i), f.dir.string());
+        ASSERT_TRUE(r.value("ok", false)) << i << ": " << r.dump();
+    }
+    const auto st = d.call(R"({"v":1,"op":"status"})");
+    EXPECT_EQ(st["agents"], kAgents);
+    EXPECT_EQ(st["policies"], kAgents);
+    EXPECT_EQ(st["programs"], programs) << "one program set whatever the number of agents";
+    const Exit no = GetParam() == CORDON_BACKEND_LSM ? exited(EPERM) : killed_by(SIGKILL);
+    for (int i : {0, 1, 499, 998, 999}) {
+        const auto mine = f.dir / ("f" + std::to_string(i));
+        const auto other = f.dir / ("f" + std::to_string((i + 1) % kAgents));
+        EXPECT_EQ(wait_exit(spawn_in(cgs[i].path().string(), [&] { return try_open(mine); })), no)
+            << "agent " << i;
+        EXPECT_EQ(wait_exit(spawn_in(cgs[i].path().string(), [&] { return try_open(other); })),
+                  exited(0))
+            << "agent " << i;
+    }
+    EXPECT_EQ(try_open(f.dir / "f0"), 0) << "a process in no agent is decided by none";
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, DaemonTest,
                          ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
                          [](const auto& tp) { return std::string(bpf::backend_name(tp.param)); });

@@ -29,7 +29,7 @@ Daemon::Daemon(cordon_backend backend) : backend_(backend)
     dir_ = fs::temp_directory_path() / ("cordond-" + tag);
     fs::create_directories(dir_);
     socket_ = dir_ / "cordon.sock";
-    registry_ = dir_ / "agents.json";
+    registry_ = dir_ / "agents";
     pin_dir_ = fs::path("/sys/fs/bpf") / ("cordon-" + tag);
     start();
 }

@@ -25,7 +25,11 @@
 
 #include <gtest/gtest.h>
 
+#include "common/error.h"
+#include "daemon_util.h"
+#include "events/format.h"
 #include "kernel_test_util.h"
+#include "policy/parser.h"
 
 namespace cordon::testing {
 namespace {
@@ -195,11 +199,108 @@ struct Listener {
 // Exit code of a child whose grandchild died of SIGKILL.
 constexpr int kGrandchildKilled = 200;
 
-// One loaded program set per backend and mode for the whole table (see LoadedGuards); each case
-// gets an agent of its own and a fresh workspace, always at the same path.
-class EnforcementTest : public ::testing::TestWithParam<std::tuple<cordon_backend, Case>> {
+// Which controller guards the case's agent: this process (a Guard of its own, as the embedded
+// `cordon run`), or a real cordond, through its API (attach, subscribe, detach).
+enum class Via { Embedded, Daemon };
+
+// One decision the kernel reported, however it reached the test.
+struct Seen {
+    std::uint16_t hook = 0;
+    std::uint8_t verdict = 0;
+    std::uint8_t backend = 0;
+    std::uint64_t cgroup_id = 0;
+    std::string path;
+    std::uint32_t rule_id = 0;
+};
+
+// A case's agent: its cgroup, the maps that decide for it, and what the kernel reported.
+class CaseRig {
+public:
+    virtual ~CaseRig() = default;
+    virtual bpf::Guard& maps() = 0;
+    virtual const agents::Cgroup& cg() const = 0;
+    virtual int line_of(std::uint32_t rule_id) const = 0;
+    virtual std::vector<Seen> events() = 0;
+};
+
+class EmbeddedRig : public CaseRig {
+public:
+    explicit EmbeddedRig(TestAgent& shared) : agent_(shared) {}
+    bpf::Guard& maps() override { return agent_.guard; }
+    const agents::Cgroup& cg() const override { return agent_.cg; }
+    int line_of(std::uint32_t rule_id) const override { return agent_.line_of(rule_id); }
+    std::vector<Seen> events() override
+    {
+        std::vector<Seen> out;
+        for (const auto& e : drain_events(agent_.guard))
+            out.push_back({.hook = e.header().hook, .verdict = e.header().verdict,
+                           .backend = e.header().backend, .cgroup_id = e.header().cgroup_id,
+                           .path = e.body.path, .rule_id = e.header().rule_id});
+        return out;
+    }
+
+private:
+    CaseAgent agent_;
+};
+
+// The case's cgroup attached to cordond with the case's policy; events arrive on a subscription.
+class DaemonRig : public CaseRig {
+public:
+    DaemonRig(Daemon& d, const std::string& yaml, const policy::Context& ctx)
+        : daemon_(d), cg_(make_test_cgroup()), name_(cg_.path().filename().string()),
+          policy_(policy::parse_policy(yaml, "test.yaml", ctx).policy.value())
+    {
+        const auto r = d.attach(cg_.path(), yaml, name_, *ctx.workspace);
+        if (!r.value("ok", false))
+            throw Error("attach failed: " + r.dump());
+        sub_.emplace(d, name_);
+    }
+    ~DaemonRig() override { daemon_.detach(name_); }
+    bpf::Guard& maps() override { return daemon_.pinned(); }
+    const agents::Cgroup& cg() const override { return cg_; }
+    int line_of(std::uint32_t rule_id) const override
+    {
+        return rule_id < policy_.rules.size() ? policy_.rules[rule_id].pos.line : -1;
+    }
+    std::vector<Seen> events() override
+    {
+        std::vector<Seen> out;
+        for (const auto& j : sub_->barrier()) {
+            Seen s;
+            for (std::uint16_t h = 0; h < CORDON_HOOK_MAX; ++h)
+                if (events::hook_name(h) == j.at("hook").get<std::string>())
+                    s.hook = h;
+            for (std::uint8_t v = 0; v < CORDON_VERDICT_MAX; ++v)
+                if (events::verdict_name(v) == j.at("verdict").get<std::string>())
+                    s.verdict = v;
+            s.backend = j.at("backend") == "lsm" ? CORDON_BACKEND_LSM : CORDON_BACKEND_COMPAT;
+            s.cgroup_id = j.at("cgroup_id").get<std::uint64_t>();
+            s.path = j.value("path", std::string());
+            s.rule_id = j.at("rule_id").get<std::uint32_t>();
+            out.push_back(std::move(s));
+        }
+        return out;
+    }
+
+private:
+    Daemon& daemon_;
+    agents::Cgroup cg_;
+    std::string name_;
+    policy::Policy policy_;
+    std::optional<Subscription> sub_;
+};
+
+// One loaded program set per backend and mode for the whole table (see LoadedGuards), or one
+// cordond per backend; each case gets an agent of its own and a fresh workspace, always at the
+// same path.
+class EnforcementTest
+    : public ::testing::TestWithParam<std::tuple<cordon_backend, Via, Case>> {
 protected:
-    static void TearDownTestSuite() { loaded_.clear(); }
+    static void TearDownTestSuite()
+    {
+        loaded_.clear();
+        daemons_.clear();
+    }
 
     static const fs::path& workspace()
     {
@@ -207,20 +308,29 @@ protected:
         return ws;
     }
 
-    static TestAgent& loaded(cordon_backend backend, const std::string& yaml)
+    static policy::Context context()
     {
-        const policy::Context ctx{.home = "/root", .workspace = workspace().string(),
-                                  .user = "root"};
-        return loaded_.get(backend, yaml, ctx);
+        return {.home = "/root", .workspace = workspace().string(), .user = "root"};
+    }
+
+    static std::unique_ptr<CaseRig> rig(cordon_backend backend, Via via, const std::string& yaml)
+    {
+        if (via == Via::Embedded)
+            return std::make_unique<EmbeddedRig>(loaded_.get(backend, yaml, context()));
+        auto& d = daemons_[backend];
+        if (!d)
+            d = std::make_unique<Daemon>(backend);
+        return std::make_unique<DaemonRig>(*d, yaml, context());
     }
 
 private:
     static inline LoadedGuards loaded_;
+    static inline std::map<cordon_backend, std::unique_ptr<Daemon>> daemons_;
 };
 
 TEST_P(EnforcementTest, DecidesAsThePolicySays)
 {
-    const auto& [backend, c] = GetParam();
+    const auto& [backend, via, c] = GetParam();
     if (skip_unless_backend(backend))
         GTEST_SKIP() << "the kernel cannot run this backend: "
                      << kernel_features().get(backend == CORDON_BACKEND_LSM ? bpf::Probe::LsmAttach
@@ -259,17 +369,17 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
     if (c.audit_mode)
         yaml.replace(yaml.find("spec:\n"), 6, "spec:\n  mode: audit\n");
     {
-        CaseAgent agent(loaded(backend, yaml));
-        agent.guard.protect_process(static_cast<std::uint32_t>(env.victim));
+        const auto agent = rig(backend, via, yaml);
+        agent->maps().protect_process(static_cast<std::uint32_t>(env.victim));
         struct Unprotect {
             bpf::Guard& guard;
             pid_t pid;
             ~Unprotect() { guard.unprotect_process(static_cast<std::uint32_t>(pid)); }
-        } unprotect{agent.guard, env.victim};
+        } unprotect{agent->maps(), env.victim};
 
         std::optional<std::string> dir;
         if (c.where != Where::Outside)
-            dir = agent.cg.path();
+            dir = agent->cg().path();
         const auto body = [&]() -> int {
             if (c.where != Where::Grandchild)
                 return c.action(env);
@@ -300,34 +410,34 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
             want = exited(kGrandchildKilled);
         EXPECT_EQ(got, want) << "got: " << describe(got);
 
-        const auto events = drain_events(agent.guard);
+        const auto events = agent->events();
         if (c.event_hook == CORDON_HOOK_NONE) {
             EXPECT_TRUE(events.empty()) << events.size() << " unexpected events, first: hook "
-                                        << (events.empty() ? 0 : events[0].header().hook) << " "
-                                        << (events.empty() ? "" : events[0].body.path);
+                                        << (events.empty() ? 0 : events[0].hook) << " "
+                                        << (events.empty() ? "" : events[0].path);
         } else {
             ASSERT_FALSE(events.empty()) << "no event recorded";
             const auto& e = events[0];
-            EXPECT_EQ(e.header().hook, backend == CORDON_BACKEND_COMPAT && c.compat_hook
+            EXPECT_EQ(e.hook, backend == CORDON_BACKEND_COMPAT && c.compat_hook
                                          ? c.compat_hook
                                          : c.event_hook);
             const std::uint8_t want_verdict = c.audit_mode               ? CORDON_VERDICT_AUDIT
                                               : c.expect == Expect::Killed ? CORDON_VERDICT_KILL
                                                                            : CORDON_VERDICT_DENY;
-            EXPECT_EQ(e.header().verdict, want_verdict);
-            EXPECT_EQ(e.header().backend, backend);
-            EXPECT_EQ(e.header().cgroup_id, agent.cg.id());
+            EXPECT_EQ(e.verdict, want_verdict);
+            EXPECT_EQ(e.backend, backend);
+            EXPECT_EQ(e.cgroup_id, agent->cg().id());
             if (c.event_path) {
                 const std::string p = c.event_path[0] == '/' ? std::string(c.event_path)
                                                              : (env.ws / c.event_path).string();
-                EXPECT_EQ(std::string(e.body.path), p);
+                EXPECT_EQ(e.path, p);
             }
             if (c.rule_marker) {
-                EXPECT_EQ(agent.line_of(e.header().rule_id), line_containing(yaml, c.rule_marker))
-                    << "rule id " << e.header().rule_id;
+                EXPECT_EQ(agent->line_of(e.rule_id), line_containing(yaml, c.rule_marker))
+                    << "rule id " << e.rule_id;
             }
             if (c.expect == Expect::Killed) {
-                const auto st = agent.guard.agent(agent.cg.id());
+                const auto st = agent->maps().agent(agent->cg().id());
                 ASSERT_TRUE(st.has_value());
                 EXPECT_TRUE(st->flags & CORDON_AGENT_F_KILLED) << "the agent is marked killed";
             }
@@ -503,9 +613,11 @@ const Case kCases[] = {
 INSTANTIATE_TEST_SUITE_P(
     Cases, EnforcementTest,
     ::testing::Combine(::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
-                       ::testing::ValuesIn(kCases)),
+                       ::testing::Values(Via::Embedded, Via::Daemon), ::testing::ValuesIn(kCases)),
     [](const auto& tp) {
-        return std::string(bpf::backend_name(std::get<0>(tp.param))) + "_" + std::get<1>(tp.param).name;
+        return std::string(bpf::backend_name(std::get<0>(tp.param))) +
+               (std::get<1>(tp.param) == Via::Daemon ? "_cordond_" : "_") +
+               std::get<2>(tp.param).name;
     });
 
 } // namespace

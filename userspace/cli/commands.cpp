@@ -180,7 +180,7 @@ int teardown(const TeardownOptions& o)
     }
     bpf::Guard::unpin(o.pin_dir);
     std::error_code ec;
-    std::filesystem::remove(o.registry, ec);
+    std::filesystem::remove_all(o.registry, ec);
     std::fprintf(stderr, "cordon: removed %s; cordon's programs are detached and unloaded once no "
                  "process holds them\n",
                  o.pin_dir.c_str());

@@ -15,7 +15,7 @@ int detach(const std::string& name);
 
 struct TeardownOptions {
     std::string pin_dir = "/sys/fs/bpf/cordon";
-    std::string registry = "/run/cordon/agents.json";
+    std::string registry = "/run/cordon/agents";
 };
 /// Removes everything cordond put into the kernel and bpffs: ends the agents it started (they
 /// would run unguarded), unpins its maps and links, removes its registry. Refuses while cordond

@@ -131,7 +131,7 @@ int main(int argc, char** argv)
     cordon::cli::TeardownOptions teardown_opts;
     teardown_cmd->add_option("--pin-dir", teardown_opts.pin_dir, "Pinned program set")
         ->capture_default_str();
-    teardown_cmd->add_option("--registry", teardown_opts.registry, "cordond's agent registry")
+    teardown_cmd->add_option("--registry", teardown_opts.registry, "cordond's agent registry directory")
         ->capture_default_str();
 
     CLI11_PARSE(app, argc, argv);

@@ -124,8 +124,13 @@ Controller::Controller(const ControllerOptions& opts) : opts_(opts), mount_(agen
             .net_attach_cgroup = mount_.mount_point,
             .pin_dir = opts.pin_dir});
     }
-    if (opts.registry_file && adopted_)
-        agents_ = load_registry(*opts.registry_file);
+    if (opts.registry_dir) {
+        if (adopted_)
+            agents_ = load_registry(*opts.registry_dir);
+        else // records of a set that is gone (torn down): nothing enforces them any more
+            for (const auto& r : load_registry(*opts.registry_dir))
+                remove_record(*opts.registry_dir, r.name);
+    }
     // cgroups that cordon made, taken back so that they can be killed and removed later.
     // Only the very cgroup the record names (same id): a cgroup made since under the same name
     // (another cordon run's) is never killed or removed on this record's behalf.
@@ -146,7 +151,6 @@ Controller::Controller(const ControllerOptions& opts) : opts_(opts), mount_(agen
             spdlog::warn("the kernel guards cgroup id {} (policy {}) with no record of it in the "
                          "registry; it stays enforced until `cordon teardown`",
                          cgid, st.policy_id);
-    save();
 }
 
 Controller::~Controller()
@@ -156,10 +160,10 @@ Controller::~Controller()
             cg.release(); // the agents outlive this process, still enforced by the pinned maps
 }
 
-void Controller::save()
+void Controller::save(const AgentRecord& r)
 {
-    if (opts_.registry_file)
-        save_registry(*opts_.registry_file, agents_);
+    if (opts_.registry_dir)
+        save_record(*opts_.registry_dir, r);
 }
 
 const AgentRecord* Controller::find(const std::string& name) const
@@ -254,13 +258,14 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
     // agent it has no record of.
     agents_.push_back(r);
     try {
-        save();
+        save(r);
         guard_->set_agent(r.cgroup_id,
                           policy::agent_state_for(p.policy, *compiled.compiled, r.id, r.level));
     } catch (...) {
         agents_.pop_back();
         guard_->unload_policy(r.policy_id);
-        save();
+        if (opts_.registry_dir)
+            remove_record(*opts_.registry_dir, r.name);
         throw;
     }
     if (created)
@@ -291,7 +296,8 @@ void Controller::forget(std::vector<AgentRecord>::iterator it)
     guard_->remove_agent(r.cgroup_id);
     guard_->unload_policy(r.policy_id);
     agents_.erase(it);
-    save();
+    if (opts_.registry_dir)
+        remove_record(*opts_.registry_dir, r.name);
 }
 
 void Controller::remove_agent(const std::string& name)
@@ -309,7 +315,7 @@ void Controller::release_owner(const std::string& name)
         if (r.name == name) {
             r.owner_pid.reset();
             r.owner_start = 0;
-            save();
+            save(r);
             return;
         }
     throw Error("no agent named " + name);

@@ -45,8 +45,8 @@ struct ControllerOptions {
     std::string backend = "auto";
     /// cordond: pin here, and adopt what is pinned here on start.
     std::optional<std::filesystem::path> pin_dir;
-    /// cordond: keep the registry in this file.
-    std::optional<std::filesystem::path> registry_file;
+    /// cordond: keep the registry in this directory (a file per agent).
+    std::optional<std::filesystem::path> registry_dir;
 };
 
 /// What add_agent needs besides the policy.
@@ -97,7 +97,7 @@ public:
     bool adopted() const { return adopted_; }
 
 private:
-    void save();
+    void save(const AgentRecord& r);
     void forget(std::vector<AgentRecord>::iterator it);
 
     ControllerOptions opts_;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -21,67 +22,88 @@ const char* origin_name(Origin o)
     return o == Origin::Run ? "run" : "attach";
 }
 
-std::vector<AgentRecord> load_registry(const fs::path& file)
+namespace {
+
+constexpr const char* kSuffix = ".json";
+
+AgentRecord from_json(const json& a)
 {
-    std::ifstream in(file);
-    if (!in)
-        return {};
-    std::vector<AgentRecord> out;
-    try {
-        const json j = json::parse(in);
-        if (j.at("version").get<int>() != 1)
-            throw Error("unknown registry version");
-        for (const auto& a : j.at("agents")) {
-            AgentRecord r;
-            r.name = a.at("name").get<std::string>();
-            r.id = a.at("id").get<std::uint32_t>();
-            r.cgroup = a.at("cgroup").get<std::string>();
-            r.cgroup_id = a.at("cgroup_id").get<std::uint64_t>();
-            r.level = a.at("level").get<std::uint32_t>();
-            r.policy_id = a.at("policy_id").get<std::uint32_t>();
-            r.policy_file = a.at("policy_file").get<std::string>();
-            r.policy_name = a.at("policy_name").get<std::string>();
-            r.policy_sha256 = a.at("policy_sha256").get<std::string>();
-            r.rule_sources = a.at("rule_sources").get<std::vector<std::string>>();
-            r.origin = a.at("origin").get<std::string>() == "run" ? Origin::Run : Origin::Attach;
-            r.created = a.at("created").get<std::int64_t>();
-            if (a.contains("owner_pid")) {
-                r.owner_pid = a.at("owner_pid").get<int>();
-                r.owner_start = a.at("owner_start").get<std::uint64_t>();
-            }
-            out.push_back(std::move(r));
-        }
-    } catch (const std::exception& e) {
-        throw Error("the agent registry " + file.string() + " is corrupt (" + e.what() +
-                    "); the pinned maps still enforce; run `cordon teardown` to start afresh");
+    if (a.at("version").get<int>() != 1)
+        throw Error("unknown record version");
+    AgentRecord r;
+    r.name = a.at("name").get<std::string>();
+    r.id = a.at("id").get<std::uint32_t>();
+    r.cgroup = a.at("cgroup").get<std::string>();
+    r.cgroup_id = a.at("cgroup_id").get<std::uint64_t>();
+    r.level = a.at("level").get<std::uint32_t>();
+    r.policy_id = a.at("policy_id").get<std::uint32_t>();
+    r.policy_file = a.at("policy_file").get<std::string>();
+    r.policy_name = a.at("policy_name").get<std::string>();
+    r.policy_sha256 = a.at("policy_sha256").get<std::string>();
+    r.rule_sources = a.at("rule_sources").get<std::vector<std::string>>();
+    r.origin = a.at("origin").get<std::string>() == "run" ? Origin::Run : Origin::Attach;
+    r.created = a.at("created").get<std::int64_t>();
+    if (a.contains("owner_pid")) {
+        r.owner_pid = a.at("owner_pid").get<int>();
+        r.owner_start = a.at("owner_start").get<std::uint64_t>();
     }
+    return r;
+}
+
+json to_json(const AgentRecord& r)
+{
+    json a = {{"version", 1},
+              {"name", r.name},
+              {"id", r.id},
+              {"cgroup", r.cgroup.string()},
+              {"cgroup_id", r.cgroup_id},
+              {"level", r.level},
+              {"policy_id", r.policy_id},
+              {"policy_file", r.policy_file},
+              {"policy_name", r.policy_name},
+              {"policy_sha256", r.policy_sha256},
+              {"rule_sources", r.rule_sources},
+              {"origin", origin_name(r.origin)},
+              {"created", r.created}};
+    if (r.owner_pid) {
+        a["owner_pid"] = *r.owner_pid;
+        a["owner_start"] = r.owner_start;
+    }
+    return a;
+}
+
+} // namespace
+
+std::vector<AgentRecord> load_registry(const fs::path& dir)
+{
+    std::vector<AgentRecord> out;
+    std::error_code ec;
+    if (!fs::exists(dir, ec))
+        return out;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        const auto name = e.path().filename().string();
+        if (name.starts_with(".") || !name.ends_with(kSuffix))
+            continue; // a temporary file of an interrupted write: its old record stands
+        try {
+            std::ifstream in(e.path());
+            out.push_back(from_json(json::parse(in)));
+        } catch (const std::exception& ex) {
+            throw Error("the agent record " + e.path().string() + " is corrupt (" + ex.what() +
+                        "); the pinned maps still enforce; run `cordon teardown` to start afresh");
+        }
+    }
+    std::sort(out.begin(), out.end(),
+              [](const AgentRecord& a, const AgentRecord& b) { return a.id < b.id; });
     return out;
 }
 
-void save_registry(const fs::path& file, const std::vector<AgentRecord>& agents)
+void save_record(const fs::path& dir, const AgentRecord& r)
 {
-    json list = json::array();
-    for (const auto& r : agents) {
-        json a = {{"name", r.name},
-                  {"id", r.id},
-                  {"cgroup", r.cgroup.string()},
-                  {"cgroup_id", r.cgroup_id},
-                  {"level", r.level},
-                  {"policy_id", r.policy_id},
-                  {"policy_file", r.policy_file},
-                  {"policy_name", r.policy_name},
-                  {"policy_sha256", r.policy_sha256},
-                  {"rule_sources", r.rule_sources},
-                  {"origin", origin_name(r.origin)},
-                  {"created", r.created}};
-        if (r.owner_pid) {
-            a["owner_pid"] = *r.owner_pid;
-            a["owner_start"] = r.owner_start;
-        }
-        list.push_back(std::move(a));
-    }
-    const std::string text = json{{"version", 1}, {"agents", list}}.dump(1) + "\n";
-    const fs::path tmp = file.string() + ".tmp";
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    const std::string text = to_json(r).dump(1) + "\n";
+    const fs::path file = dir / (r.name + kSuffix);
+    const fs::path tmp = dir / ("." + r.name + kSuffix + ".tmp");
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         throw Error("cannot write " + tmp.string() + ": " + errno_text(errno));
@@ -91,6 +113,13 @@ void save_registry(const fs::path& file, const std::vector<AgentRecord>& agents)
     ::close(fd);
     if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0)
         throw Error("cannot write " + file.string() + ": " + errno_text(ok ? errno : err));
+}
+
+void remove_record(const fs::path& dir, const std::string& name)
+{
+    const fs::path file = dir / (name + kSuffix);
+    if (::unlink(file.c_str()) != 0 && errno != ENOENT)
+        throw Error("cannot remove " + file.string() + ": " + errno_text(errno));
 }
 
 std::uint64_t process_start_time(int pid)

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The controller's record of its agents: what the kernel's maps cannot say (names, where a
-// policy came from, who started an agent). cordond keeps it in /run/cordon/agents.json, rewritten
-// atomically on every change, so that a restarted daemon knows the agents the pinned maps still
-// enforce.
+// policy came from, who started an agent). cordond keeps one file per agent in /run/cordon/agents/,
+// each replaced atomically when its agent changes (so a change costs the same with 1 or 1,000
+// agents), so that a restarted daemon knows the agents the pinned maps still enforce.
 #pragma once
 
 #include <cstdint>
@@ -40,10 +40,14 @@ struct AgentRecord {
 
 const char* origin_name(Origin o);
 
-/// Reads a registry file; a missing file is an empty registry. Throws Error on a corrupt one.
-std::vector<AgentRecord> load_registry(const std::filesystem::path& file);
-/// Writes it through a temporary file and rename(2): readers see the old or the new one.
-void save_registry(const std::filesystem::path& file, const std::vector<AgentRecord>& agents);
+/// Reads every record of a registry directory, by name; a missing directory is an empty
+/// registry. Throws Error naming the file when one is corrupt.
+std::vector<AgentRecord> load_registry(const std::filesystem::path& dir);
+/// Writes one agent's record through a temporary file and rename(2): readers see the old or the
+/// new one, never half.
+void save_record(const std::filesystem::path& dir, const AgentRecord& r);
+/// Removes one agent's record; nothing if it has none.
+void remove_record(const std::filesystem::path& dir, const std::string& name);
 
 /// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone.
 std::uint64_t process_start_time(int pid);

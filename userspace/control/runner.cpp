@@ -347,7 +347,7 @@ int run_guarded(const RunOptions& o)
                     "); start it with `systemctl start cordond` or `cordond &`");
 
     // 2. Backend, cgroup, programs, maps: all in place before CMD exists.
-    Controller ctl({.backend = o.backend, .pin_dir = std::nullopt, .registry_file = std::nullopt});
+    Controller ctl({.backend = o.backend, .pin_dir = std::nullopt, .registry_dir = std::nullopt});
     auto& guard = ctl.guard();
     const auto backend = guard.backend();
     const std::string name =

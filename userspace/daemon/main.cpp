@@ -20,7 +20,7 @@ int main(int argc, char** argv)
     std::string socket = o.socket, registry = o.registry, pin = o.pin_dir, actions = o.actions_log;
     int verbosity = 0;
     app.add_option("--socket", socket, "Control socket")->capture_default_str();
-    app.add_option("--registry", registry, "Agent registry file (on a tmpfs: /run)")
+    app.add_option("--registry", registry, "Agent registry directory, a file per agent (on a tmpfs: /run)")
         ->capture_default_str();
     app.add_option("--pin-dir", pin, "Where maps and links are pinned (on bpffs)")
         ->capture_default_str();

@@ -12,7 +12,7 @@ namespace cordon::daemon {
 
 struct ServerOptions {
     std::filesystem::path socket = "/run/cordon/cordon.sock";
-    std::filesystem::path registry = "/run/cordon/agents.json";
+    std::filesystem::path registry = "/run/cordon/agents"; ///< one record file per agent
     std::filesystem::path pin_dir = "/sys/fs/bpf/cordon";
     std::filesystem::path actions_log = "/var/lib/cordon/actions.jsonl";
     std::string backend = "auto";
