@@ -34,8 +34,13 @@ out=$("$build/bench/cordon_bench")
 - seccomp layer's cost: "agent + seccomp" over "agent", measured in the same run. The filter
   runs on every system call of the agent (a few dozen BPF instructions: an architecture check,
   then compares on the call number and, for clone, unshare and socket, an argument).
-- connect: the sock_addr programs run only for processes in cordon's cgroup subtree, so a host
-  process pays nothing; an agent pays one LPM lookup.
+- connect: the sock_addr programs are attached at the cgroup2 root, so that an agent anywhere in
+  the tree (a systemd unit, a container) is decided: every process on the host runs them. One in
+  no agent pays a lookup of cordon_config and, per cgroup level that holds agents, one ancestor-id
+  helper call and one hash lookup, then returns; an agent pays one LPM lookup more.
+- cordond: a process in no agent pays the same with 1 and with 100 agents (the per-hook work
+  depends on the levels in use, not on the number of agents); the "100 agents / 1 agent" column
+  is the check, and it should be 1.0 within noise.
 TXT
 } > "$top/docs/benchmarks.md"
 echo "$out"

@@ -8,7 +8,7 @@
 #   --shell          boot to a busybox shell instead of running the tests (debugging)
 # Environment:
 #   CORDON_VM_KERNEL_PKG  Debian package to boot (default: newest linux-image-6.1.0-*-cloud-amd64)
-#   CORDON_VM_TIMEOUT     seconds before the guest is stopped (default 600)
+#   CORDON_VM_TIMEOUT     seconds before the guest is stopped (default 1200)
 #   CORDON_VM_FILTER      a --gtest_filter for a quick partial run while developing (default:
 #                         every test)
 #

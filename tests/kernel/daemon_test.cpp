@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -338,6 +339,66 @@ TEST_P(DaemonTest, ManyAgentsShareOneProgramSetAndTeardownLeavesNothing)
             break;
     }
     EXPECT_TRUE(left.empty()) << left.size() << " of cordond's programs are still loaded";
+}
+
+// Polls `agents` until pred holds for its list, for up to 30 s (the daemon reconciles each second).
+bool agents_until(const Daemon& d, const std::function<bool(const json&)>& pred)
+{
+    using namespace std::chrono;
+    for (auto end = steady_clock::now() + seconds(30); steady_clock::now() < end;
+         std::this_thread::sleep_for(milliseconds(50)))
+        if (pred(d.call(R"({"v":1,"op":"agents"})")["agents"]))
+            return true;
+    return false;
+}
+
+// `cordon run` with a daemon: the agent is the daemon's (listed, decided by its program set),
+// the command's status comes back as embedded, and the agent ends with its `cordon run`.
+TEST_P(DaemonTest, RunRegistersWithTheDaemonAndEndsWithIt)
+{
+    Files f;
+    Daemon d(GetParam());
+    std::ofstream(f.dir / "p.yaml") << deny_policy(f.secret, "run");
+    const std::string policy = (f.dir / "p.yaml").string();
+    const std::string backend = GetParam() == CORDON_BACKEND_LSM ? "lsm" : "compat";
+    const auto [status, out] = run_cordon(
+        d, {"run", "--policy", policy, "--name", "ran", "--", "/bin/sh", "-c",
+            "cat " + f.secret.string() + " >/dev/null 2>&1; echo denied=$?; cat " +
+                f.open.string()});
+    EXPECT_EQ(status, 0);
+    EXPECT_EQ(out, std::string("denied=") + (backend == "lsm" ? "1" : "137") + "\no");
+    EXPECT_TRUE(agents_until(d, [](const json& a) { return a.empty(); }))
+        << "the agent ends with its command";
+
+    // --detach: it runs on under the daemon, which removes it once its processes are gone.
+    const auto [dstatus, name] =
+        run_cordon(d, {"run", "--detach", "--policy", policy, "--name", "bg", "--", "/bin/sh",
+                       "-c", "exec sleep 60 >/dev/null"}); // not holding run_cordon's pipe
+    EXPECT_EQ(dstatus, 0);
+    EXPECT_EQ(name, "bg\n");
+    const auto cgroup = cgroup2().mount_point / agents::kSubtree / "bg";
+    EXPECT_TRUE(agents_until(d, [](const json& a) {
+        return a.size() == 1 && a[0]["name"] == "bg" && a[0]["detached"] == true &&
+               a[0]["processes"] == 1;
+    }));
+    agents::kill_cgroup(cgroup);
+    EXPECT_TRUE(agents_until(d, [](const json& a) { return a.empty(); }));
+    EXPECT_FALSE(fs::exists(cgroup));
+
+    // A `cordon run` that is killed takes its agent with it (fails closed).
+    std::fflush(nullptr);
+    const pid_t client = ::fork();
+    if (client == 0) {
+        ::setenv("CORDON_SOCKET", d.socket().c_str(), 1);
+        ::execl(CORDON_BINARY, "cordon", "run", "--policy", policy.c_str(), "--name", "fg", "--",
+                "sleep", "60", nullptr);
+        ::_exit(127);
+    }
+    EXPECT_TRUE(agents_until(d, [](const json& a) { return a.size() == 1 && a[0]["processes"] == 1; }));
+    ::kill(client, SIGKILL);
+    wait_exit(client);
+    EXPECT_TRUE(agents_until(d, [](const json& a) { return a.empty(); }));
+    EXPECT_FALSE(fs::exists(cgroup2().mount_point / agents::kSubtree / "fg"));
 }
 
 // 1,000 agents, each with a policy of its own, loaded at once in one program set: each is decided

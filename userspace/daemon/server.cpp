@@ -79,6 +79,7 @@ struct Peer {
     std::optional<std::string> filter; ///< subscription: one agent, or every one
     std::uint64_t dropped = 0;         ///< events a slow subscriber did not take
     std::int64_t last_active_ms = 0;   ///< last bytes received
+    std::optional<std::uint32_t> protected_pid; ///< a `cordon run` put in cordon_protected
 };
 
 class Server {
@@ -454,6 +455,9 @@ json Server::dispatch(Peer& p, const api::Request& r)
             na.owner_pid = p.pid;
         const auto& rec = ctl_->add_agent(na, prepared);
         if (r.op == api::Op::Run) {
+            // Its `cordon run` is cordon's too: its agent may not signal or trace it (lsm).
+            g.protect_process(static_cast<std::uint32_t>(p.pid));
+            p.protected_pid = static_cast<std::uint32_t>(p.pid);
             p.session = rec.name;
             p.subscribed = true;
             p.filter = rec.name;
@@ -600,6 +604,8 @@ void Server::evict_idle()
 
 void Server::drop_peer(Peer& p)
 {
+    if (p.protected_pid)
+        ctl_->guard().unprotect_process(*p.protected_pid);
     if (p.session) {
         // The `cordon run` that owned this agent is gone without detaching it: the agent ends
         // with it, as an embedded run's would (fails closed).
