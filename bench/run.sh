@@ -40,7 +40,13 @@ out=$("$build/bench/cordon_bench")
   helper call and one hash lookup, then returns; an agent pays one LPM lookup more.
 - cordond: a process in no agent pays the same with 1 and with 100 agents (the per-hook work
   depends on the levels in use, not on the number of agents); the "100 agents / 1 agent" column
-  is the check, and it should be 1.0 within noise.
+  is the check, and it should be 1.0 within noise. On this 2-core machine it is not steadier
+  than +-20%: two runs in a row gave 1.20, 1.16, 1.19 and then 0.98, 0.92, 0.88 for open,
+  connect and exec. The kernel work for such a process is the same in both configurations (one
+  cordon_config lookup, one ancestor-id call and one hash lookup per level in use).
+- Attach latency includes parsing and compiling the policy in the daemon, writing its map
+  entries, and writing the agent's registry record with fsync (in the benchmark, under /tmp on
+  disk; cordond's default /run/cordon is a tmpfs).
 TXT
 } > "$top/docs/benchmarks.md"
 echo "$out"
