@@ -401,6 +401,63 @@ TEST_P(DaemonTest, RunRegistersWithTheDaemonAndEndsWithIt)
     EXPECT_FALSE(fs::exists(cgroup2().mount_point / agents::kSubtree / "fg"));
 }
 
+// A policy whose one rule kills the agent when it reads `key`.
+std::string kill_policy(const fs::path& key)
+{
+    return "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: killer\n"
+           "spec:\n  exec: {default: allow}\n  files:\n    default: allow\n    rules:\n"
+           "      - {path: " + key.string() + ", access: read, action: kill}\n"
+           "  network: {default: allow}\n";
+}
+
+// A kill rule ends every process of the agent, not only the one that hit it; also when the same
+// cgroup is attached again after an earlier kill.
+TEST_P(DaemonTest, AKillRuleEndsTheWholeAgentEachTimeItIsAttached)
+{
+    Files f;
+    Daemon d(GetParam());
+    auto cg = make_test_cgroup();
+    for (const char* name : {"first", "second"}) {
+        ASSERT_TRUE(d.attach(cg.path(), kill_policy(f.secret), name, f.dir.string())
+                        .value("ok", false));
+        const pid_t sleeper = spawn_in(cg.path().string(), [] {
+            ::pause();
+            return 0;
+        });
+        const Exit hit = wait_exit(spawn_in(cg.path().string(), [&] { return try_open(f.secret); }));
+        EXPECT_EQ(hit, killed_by(SIGKILL)) << name;
+        EXPECT_EQ(wait_exit(sleeper), killed_by(SIGKILL)) << name << ": the rest of the agent";
+        ASSERT_TRUE(d.detach(name).value("ok", false));
+    }
+}
+
+// cordond is gone while a `cordon run` agent hits a kill rule: the `cordon run` carries the kill
+// out itself, from the pinned maps, as an embedded run does.
+TEST_P(DaemonTest, ARunCarriesOutAKillVerdictWhileTheDaemonIsDown)
+{
+    Files f;
+    Daemon d(GetParam());
+    std::ofstream(f.dir / "p.yaml") << kill_policy(f.secret);
+    const auto trigger = f.dir / "go";
+    std::fflush(nullptr);
+    const pid_t client = ::fork();
+    if (client == 0) {
+        ::setenv("CORDON_SOCKET", d.socket().c_str(), 1);
+        const std::string script = "while [ ! -e " + trigger.string() + " ]; do sleep 0.05; done; cat " +
+                                   f.secret.string() + " >/dev/null 2>&1; sleep 60";
+        ::execl(CORDON_BINARY, "cordon", "run", "--policy", (f.dir / "p.yaml").c_str(), "--name",
+                "doomed", "--", "/bin/sh", "-c", script.c_str(), nullptr);
+        ::_exit(127);
+    }
+    ASSERT_TRUE(agents_until(d, [](const json& a) { return a.size() == 1 && a[0]["processes"] == 1; }));
+    d.kill9();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300)); // the client notices
+    std::ofstream(trigger) << "";
+    // Killed (137) long before the sleep would end on its own; without the kill it exits 0.
+    EXPECT_EQ(wait_exit(client), exited(128 + SIGKILL));
+    d.start();
+}
+
 // 1,000 agents, each with a policy of its own, loaded at once in one program set: each is decided
 // by its own policy and no other.
 TEST_P(DaemonTest, AThousandAgentsWithDifferentPolicies)
@@ -433,6 +490,28 @@ TEST_P(DaemonTest, AThousandAgentsWithDifferentPolicies)
             << "agent " << i;
     }
     EXPECT_EQ(try_open(f.dir / "f0"), 0) << "a process in no agent is decided by none";
+}
+
+// A systemd service that restarts gets a new cgroup at the same path: the guard follows it.
+TEST_P(DaemonTest, AnAttachedServiceStaysGuardedAcrossARestart)
+{
+    Files f;
+    Daemon d(GetParam());
+    auto cg = make_test_cgroup();
+    const auto path = cg.path();
+    ASSERT_TRUE(d.attach(path, deny_policy(f.secret), "svc", f.dir.string()).value("ok", false));
+    const auto old_id = cg.id();
+    ASSERT_EQ(::rmdir(path.c_str()), 0);
+    ASSERT_EQ(::mkdir(path.c_str(), 0755), 0);
+    const auto new_id = agents::cgroup_id(path);
+    ASSERT_NE(new_id, old_id);
+    EXPECT_TRUE(agents_until(d, [&](const json& a) {
+        return a.size() == 1 && a[0]["cgroup_id"] == new_id;
+    }));
+    const Exit no = GetParam() == CORDON_BACKEND_LSM ? exited(EPERM) : killed_by(SIGKILL);
+    EXPECT_EQ(wait_exit(spawn_in(path.string(), [&] { return try_open(f.secret); })), no);
+    EXPECT_FALSE(d.pinned().agent(old_id).has_value()) << "the old entry goes";
+    ASSERT_TRUE(d.detach("svc").value("ok", false));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DaemonTest,

@@ -70,3 +70,27 @@ TEST(Callers, NeverFromInsideAnAgentWhateverTheUid)
 
 } // namespace
 } // namespace cordon::api
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "control/registry.h"
+
+namespace cordon::control {
+namespace {
+
+// A `cordon run` that was killed but not yet reaped is gone: its agent must not outlive it.
+TEST(Owners, AZombieIsNotAlive)
+{
+    const pid_t child = ::fork();
+    if (child == 0)
+        ::_exit(0);
+    for (int i = 0; i < 200 && process_start_time(child) != 0; ++i)
+        ::usleep(10000); // running until it exits; then a zombie, which counts as gone
+    EXPECT_EQ(process_start_time(child), 0u);
+    EXPECT_NE(process_start_time(static_cast<int>(::getpid())), 0u);
+    ::waitpid(child, nullptr, 0);
+}
+
+} // namespace
+} // namespace cordon::control

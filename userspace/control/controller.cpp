@@ -276,21 +276,19 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
 void Controller::forget(std::vector<AgentRecord>::iterator it)
 {
     const AgentRecord r = *it;
-    // A run agent is killed while still enforced, then its entries go.
+    // A run agent is killed while still enforced, then its entries go. If its cgroup cannot be
+    // emptied, Error is thrown and nothing else changes: its processes stay guarded (fails
+    // closed), and the next reconcile tries again.
     if (auto c = owned_.find(r.name); c != owned_.end()) {
+        std::uint64_t now_id = 0;
         try {
-            std::uint64_t now_id = 0;
-            try {
-                now_id = agents::cgroup_id(r.cgroup);
-            } catch (const Error&) {
-            }
-            if (now_id == r.cgroup_id)
-                c->second.remove();
-            else
-                c->second.release(); // gone, or another cgroup under that name now: not ours
-        } catch (const Error& e) {
-            spdlog::error("agent {}: {}", r.name, e.what());
+            now_id = agents::cgroup_id(r.cgroup);
+        } catch (const Error&) {
         }
+        if (now_id == r.cgroup_id)
+            c->second.remove();
+        else
+            c->second.release(); // gone, or another cgroup under that name now: not ours
         owned_.erase(c);
     }
     guard_->remove_agent(r.cgroup_id);
@@ -332,22 +330,60 @@ std::uint32_t Controller::tier_of(const cordon_agent_state& st) const
     return tier;
 }
 
+void Controller::repoint(AgentRecord& r, std::uint64_t new_id)
+{
+    // The state moves with the agent (score, mode, a kill flag); a missing entry starts afresh.
+    cordon_agent_state st{};
+    if (const auto old = guard_->agent(r.cgroup_id)) {
+        st = *old;
+    } else {
+        const auto p = guard_->policy_settings(r.policy_id);
+        st.agent_id = r.id;
+        st.policy_id = r.policy_id;
+        st.score = p ? p->initial_score : 0;
+        st.mode = p ? p->mode : static_cast<__u8>(CORDON_MODE_ENFORCE);
+        st.level = static_cast<__u8>(r.level);
+    }
+    guard_->set_agent(new_id, st);
+    guard_->remove_agent(r.cgroup_id);
+    r.cgroup_id = new_id;
+    save(r);
+}
+
 std::vector<std::string> Controller::reconcile()
 {
-    std::vector<std::string> removed;
+    std::vector<std::string> changes;
     for (size_t i = 0; i < agents_.size();) {
-        const auto& r = agents_[i];
+        auto& r = agents_[i];
         std::string why;
         std::error_code ec;
-        std::uint64_t id = 0;
-        if (fs::exists(r.cgroup, ec)) {
+        const bool exists = fs::exists(r.cgroup, ec);
+        std::optional<std::uint64_t> id;
+        if (exists) {
             try {
                 id = agents::cgroup_id(r.cgroup);
             } catch (const Error&) {
+                ++i; // unreadable for now: unknown, so left as it is (never "gone" by mistake)
+                continue;
             }
         }
-        if (id != r.cgroup_id)
-            why = id ? "its cgroup was replaced by another" : "its cgroup is gone";
+        if (exists && *id != r.cgroup_id && r.origin == Origin::Attach) {
+            // A service restart makes a new cgroup at the same path: the agent is the unit, so
+            // the guard follows it there.
+            try {
+                repoint(r, *id);
+                changes.push_back(r.name + ": its cgroup was made again (a restart); guarding the "
+                                           "new one");
+            } catch (const Error& e) {
+                changes.push_back(r.name + ": cannot guard its new cgroup: " + e.what());
+            }
+            ++i;
+            continue;
+        }
+        if (!exists)
+            why = "its cgroup is gone";
+        else if (*id != r.cgroup_id)
+            why = "its cgroup was replaced by another";
         else if (r.owner_pid && !owner_alive(r))
             why = fmt::format("its cordon run (pid {}) is gone", *r.owner_pid);
         else if (r.origin == Origin::Run && !r.owner_pid && !agents::cgroup_populated(r.cgroup))
@@ -358,8 +394,15 @@ std::vector<std::string> Controller::reconcile()
             ++i;
             continue;
         }
-        removed.push_back(r.name + ": " + why);
-        forget(agents_.begin() + static_cast<std::ptrdiff_t>(i));
+        try {
+            const std::string name = r.name;
+            forget(agents_.begin() + static_cast<std::ptrdiff_t>(i));
+            changes.push_back(name + ": removed, " + why);
+        } catch (const Error& e) {
+            changes.push_back(r.name + ": " + why + ", but it cannot be ended yet (" + e.what() +
+                              "); it stays guarded");
+            ++i;
+        }
     }
     // Policies that no agent uses (a daemon that died between load and record); a policy a
     // kernel entry still names stays (fails closed: never an agent with half a policy).
@@ -370,7 +413,7 @@ std::vector<std::string> Controller::reconcile()
             std::none_of(entries.begin(), entries.end(),
                          [&](const auto& e) { return e.second.policy_id == pid; }))
             guard_->unload_policy(pid);
-    return removed;
+    return changes;
 }
 
 } // namespace cordon::control

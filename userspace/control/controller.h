@@ -86,7 +86,8 @@ public:
     const agents::Cgroup& cgroup(const std::string& name) const;
 
     /// Removes agents whose cgroup is gone or was replaced, run agents whose owner died or whose
-    /// processes all ended, and policies no agent uses. Returns what it removed, and why.
+    /// processes all ended, and policies no agent uses; an attached agent whose cgroup was made
+    /// again at its path (a service restart) is guarded there. Returns what changed, and why.
     std::vector<std::string> reconcile();
 
     /// The trust tier an agent's score gives under its policy, as the kernel computes it.
@@ -98,6 +99,7 @@ public:
 
 private:
     void save(const AgentRecord& r);
+    void repoint(AgentRecord& r, std::uint64_t new_id);
     void forget(std::vector<AgentRecord>::iterator it);
 
     ControllerOptions opts_;

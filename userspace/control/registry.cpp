@@ -132,9 +132,12 @@ std::uint64_t process_start_time(int pid)
         return 0;
     std::istringstream fields(text.substr(close + 2));
     std::string f;
-    for (int i = 3; i <= 22 && fields >> f; ++i)
+    for (int i = 3; i <= 22 && fields >> f; ++i) {
+        if (i == 3 && (f == "Z" || f == "X"))
+            return 0;
         if (i == 22)
             return std::stoull(f);
+    }
     return 0;
 }
 

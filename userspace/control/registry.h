@@ -49,7 +49,8 @@ void save_record(const std::filesystem::path& dir, const AgentRecord& r);
 /// Removes one agent's record; nothing if it has none.
 void remove_record(const std::filesystem::path& dir, const std::string& name);
 
-/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone.
+/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone or
+/// dead (a zombie, whose /proc entry stays until it is reaped, counts as dead).
 std::uint64_t process_start_time(int pid);
 
 } // namespace cordon::control

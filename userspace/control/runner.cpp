@@ -140,6 +140,16 @@ int exit_status(int status)
     return WEXITSTATUS(status);
 }
 
+// LSM programs run from ftrace trampolines: with kernel.ftrace_enabled at 0 none of them runs.
+// An agent cannot write it (tamper protection), but whoever does switches the guard off, so the
+// agent is stopped then (fails closed). The knob is opened once, before any agent exists.
+bool ftrace_switched_off()
+{
+    static const int fd = ::open("/proc/sys/kernel/ftrace_enabled", O_RDONLY | O_CLOEXEC);
+    char c = '1';
+    return fd >= 0 && ::pread(fd, &c, 1, 0) == 1 && c == '0';
+}
+
 // Blocks SIGCHLD and the stop signals and returns a signalfd for them: the loops see them in
 // order with everything else.
 int signal_fd()
@@ -209,6 +219,8 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
     const std::string name = reply.at("agent").at("name").get<std::string>();
     const std::filesystem::path cgroup = reply.at("agent").at("cgroup").get<std::string>();
     const std::string backend_name = reply.at("backend").get<std::string>();
+    const std::uint64_t cgroup_id = reply.at("agent").at("cgroup_id").get<std::uint64_t>();
+    const std::filesystem::path pin_dir = reply.at("pin_dir").get<std::string>();
     const auto backend = backend_name == "lsm" ? CORDON_BACKEND_LSM : CORDON_BACKEND_COMPAT;
     for (const auto& w : reply.at("warnings"))
         std::fprintf(stderr, "cordon: warning: %s\n", w.get<std::string>().c_str());
@@ -227,6 +239,7 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
     term.line(fmt::format("guarding agent {} on the {} backend through cordond; cordon's lines "
                           "carry this tag [{}]",
                           name, backend_name, term.tag()));
+    (void)ftrace_switched_off(); // opens the knob while no agent runs yet
     const int sfd = signal_fd();
     bool exec_failed = false;
     const pid_t child = launch(o, cgroup, seccomp, pol, std::nullopt, who, ctx, term, exec_failed);
@@ -238,11 +251,28 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
     }
 
     bool daemon_gone = false;
+    // Without the daemon, this process carries out the agent's kill flag (and, on lsm, the
+    // ftrace switch), reading the pinned maps, as an embedded run does: fails closed.
+    std::unique_ptr<bpf::Guard> pinned;
+    bool killed = false;
+    const auto kill_if_flagged = [&] {
+        if (!pinned || killed)
+            return;
+        const auto st = pinned->agent(cgroup_id);
+        const bool off = backend == CORDON_BACKEND_LSM && ftrace_switched_off();
+        if (!st || (st->flags & CORDON_AGENT_F_KILLED) || off) {
+            term.line(fmt::format("{}; stopping agent {}",
+                                  off ? "kernel.ftrace_enabled is 0" : "the agent hit a kill rule",
+                                  name));
+            agents::kill_cgroup(cgroup);
+            killed = true;
+        }
+    };
     int status = 0;
     for (bool done = false; !done;) {
         pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
                          {.fd = daemon_gone ? -1 : client.fd(), .events = POLLIN, .revents = 0}};
-        if (::poll(fds, 2, 100) < 0 && errno != EINTR)
+        if (::poll(fds, 2, daemon_gone ? 10 : 100) < 0 && errno != EINTR)
             throw Error("waiting for events failed: " + errno_text(errno));
         try {
             while (!daemon_gone && fds[1].revents) {
@@ -261,7 +291,16 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
             term.line(fmt::format("cordond went away; agent {} stays enforced by its pinned "
                                   "programs and ends with its command",
                                   name));
+            try {
+                pinned = bpf::Guard::adopt(pin_dir);
+            } catch (const Error& e) {
+                term.line(fmt::format("cannot read the pinned maps ({}); stopping agent {}",
+                                      e.what(), name));
+                agents::kill_cgroup(cgroup); // nobody would carry out its kill verdicts
+                killed = true;
+            }
         }
+        kill_if_flagged();
         signalfd_siginfo si{};
         if (fds[0].revents && ::read(sfd, &si, sizeof(si)) == sizeof(si) &&
             si.ssi_signo != SIGCHLD) {
@@ -376,6 +415,7 @@ int run_guarded(const RunOptions& o)
                           name, backend == CORDON_BACKEND_LSM ? "lsm" : "compat", term.tag()));
 
     // 3. CMD, in the cgroup. Signals arrive through a signalfd so the loop sees them in order.
+    (void)ftrace_switched_off(); // opens the knob while no agent runs yet
     const int sfd = signal_fd();
     bool exec_failed = false;
     const pid_t child = launch(o, cg.path(), seccomp, pol, oom_score, who, ctx, term, exec_failed);
@@ -388,15 +428,8 @@ int run_guarded(const RunOptions& o)
     int status = 0;
     bool done = false;
     bool killed = false;
-    // LSM programs run from ftrace trampolines: with kernel.ftrace_enabled at 0 none of them
-    // runs. An agent cannot write it (tamper protection), but whoever does switches the guard
-    // off, so the agent is stopped then (fails closed).
-    const int ftrace_fd = backend == CORDON_BACKEND_LSM
-                              ? ::open("/proc/sys/kernel/ftrace_enabled", O_RDONLY | O_CLOEXEC)
-                              : -1;
     const auto guard_switched_off = [&] {
-        char c = '1';
-        return ftrace_fd >= 0 && ::pread(ftrace_fd, &c, 1, 0) == 1 && c == '0';
+        return backend == CORDON_BACKEND_LSM && ftrace_switched_off();
     };
     const auto kill_if_flagged = [&] {
         if (killed)
@@ -462,8 +495,6 @@ int run_guarded(const RunOptions& o)
     report(term.dropped(), "lines were not shown because the terminal did not take them in time "
                            "(the --events file has every event)");
     ctl.remove_agent(name);
-    if (ftrace_fd >= 0)
-        ::close(ftrace_fd);
     ::close(keepalive); // the guardian finds the cgroup gone and exits
     if (guardian > 0)
         ::waitpid(guardian, nullptr, 0);

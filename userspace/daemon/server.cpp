@@ -16,6 +16,7 @@
 #include <fstream>
 #include <list>
 #include <map>
+#include <set>
 #include <random>
 #include <sstream>
 
@@ -98,6 +99,8 @@ private:
     void on_event(const events::Event& e);
     void supervise();
     void drop_peer(Peer& p);
+    void reconcile();
+    std::string append_action(const json& a);
     std::string refusal_for(int pid, unsigned uid, unsigned gid);
     void evict_idle();
     void expire_peers();
@@ -112,7 +115,9 @@ private:
     int actions_fd_ = -1;
     std::int64_t started_ms_ = now_ms();
     std::map<std::uint32_t, std::uint64_t> denials_; ///< by agent id, from events this process read
-    std::map<std::uint32_t, std::uint64_t> killed_handled_;
+    /// Kill flags already carried out, by (cgroup id, agent id): an agent attached again to the
+    /// same cgroup has a fresh id, so its kill flag is carried out again.
+    std::set<std::pair<std::uint64_t, std::uint32_t>> killed_handled_;
     std::uint64_t subscriber_drops_ = 0;
     int ftrace_fd_ = -1;
     bool ftrace_off_ = false;
@@ -313,6 +318,17 @@ void Server::read_peer(Peer& p)
     }
 }
 
+std::string Server::append_action(const json& a)
+{
+    const std::string line = a.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (actions_fd_ >= 0) {
+        const std::string l = line + "\n";
+        if (::write(actions_fd_, l.data(), l.size()) != static_cast<ssize_t>(l.size()))
+            spdlog::error("cannot append to {}: {}", opts_.actions_log.string(), errno_text(errno));
+    }
+    return line;
+}
+
 void Server::record_action(const Peer& p, const api::Request& r, bool ok, const std::string& error)
 {
     json a = {{"time_ms", now_ms()},
@@ -330,13 +346,7 @@ void Server::record_action(const Peer& p, const api::Request& r, bool ok, const 
         a["policy"] = {{"file", r.policy->file}, {"sha256", control::sha256_hex(r.policy->text)}};
     if (!ok)
         a["error"] = error;
-    const std::string line = a.dump(-1, ' ', false, json::error_handler_t::replace);
-    spdlog::info("action: {}", line);
-    if (actions_fd_ >= 0) {
-        const std::string l = line + "\n";
-        if (::write(actions_fd_, l.data(), l.size()) != static_cast<ssize_t>(l.size()))
-            spdlog::error("cannot append to {}: {}", opts_.actions_log.string(), errno_text(errno));
-    }
+    spdlog::info("action: {}", append_action(a));
     for (auto& s : peers_)
         if (s.subscribed && !s.filter)
             send(s, json{{"v", api::kVersion}, {"action", a}}.dump(-1, ' ', false,
@@ -463,6 +473,7 @@ json Server::dispatch(Peer& p, const api::Request& r)
             p.filter = rec.name;
         }
         json out = {{"agent", agent_json(rec)},
+                    {"pin_dir", opts_.pin_dir.string()},
                     {"backend", g.backend() == CORDON_BACKEND_LSM ? "lsm" : "compat"},
                     {"warnings", prepared.warnings}};
         if (r.op == api::Op::Attach && g.backend() == CORDON_BACKEND_COMPAT)
@@ -556,7 +567,7 @@ void Server::supervise()
         }
     }
     for (const auto& [cgid, st] : ctl_->guard().agents()) {
-        if (!(st.flags & CORDON_AGENT_F_KILLED) || killed_handled_.contains(cgid))
+        if (!(st.flags & CORDON_AGENT_F_KILLED) || killed_handled_.contains({cgid, st.agent_id}))
             continue;
         for (const auto& a : ctl_->agents())
             if (a.cgroup_id == cgid) {
@@ -568,7 +579,7 @@ void Server::supervise()
                     spdlog::error("agent {}: {}", a.name, e.what());
                 }
             }
-        killed_handled_[cgid] = 1;
+        killed_handled_.insert({cgid, st.agent_id});
     }
 }
 
@@ -599,6 +610,18 @@ void Server::evict_idle()
     if (oldest) {
         drop_peer(*oldest);
         peers_.remove_if([oldest](const Peer& q) { return &q == oldest; });
+    }
+}
+
+// What reconcile changed is an operator-visible fact: a warning, and a record in the actions log.
+void Server::reconcile()
+{
+    for (const auto& change : ctl_->reconcile()) {
+        spdlog::warn("agent {}", change);
+        append_action(json{{"time_ms", now_ms()},
+                           {"type", "controller_action"},
+                           {"op", "reconcile"},
+                           {"change", change}});
     }
 }
 
@@ -644,8 +667,7 @@ int Server::run()
                  ctl_->adopted() ? "adopted" : "loaded and pinned",
                  g.backend() == CORDON_BACKEND_LSM ? "lsm" : "compat", opts_.pin_dir.string(),
                  g.program_ids().size(), ctl_->agents().size());
-    for (const auto& why : ctl_->reconcile())
-        spdlog::info("removed agent {}", why);
+    reconcile();
     // Earlier daemons' pids are no longer cordon's; this one is.
     for (auto pid : g.protected_processes())
         if (!fs::exists("/proc/" + std::to_string(pid)))
@@ -702,15 +724,19 @@ int Server::run()
         }
         // Kill flags are read from the kernel every 20 ms (a read of every agent's entry), not
         // on every wake-up: a burst of requests must not cost a scan of 1,000 agents each.
-        if (now_ms() - last_supervise >= 20) {
-            supervise();
-            last_supervise = now_ms();
-        }
-        if (now_ms() - last_reconcile >= 1000) {
-            expire_peers();
-            for (const auto& why : ctl_->reconcile())
-                spdlog::info("removed agent {}", why);
-            last_reconcile = now_ms();
+        // A failure here is logged and tried again; it never ends the daemon.
+        try {
+            if (now_ms() - last_supervise >= 20) {
+                supervise();
+                last_supervise = now_ms();
+            }
+            if (now_ms() - last_reconcile >= 1000) {
+                expire_peers();
+                reconcile();
+                last_reconcile = now_ms();
+            }
+        } catch (const std::exception& e) {
+            spdlog::error("supervising the agents failed: {}; trying again", e.what());
         }
     }
     for (auto& p : peers_)
