@@ -132,6 +132,17 @@ template <typename Key, typename Fn> void for_each_key(int fd, Fn fn)
     }
 }
 
+// Every key of a map.
+template <typename Key> std::vector<Key> all_keys(int fd)
+{
+    std::vector<Key> out;
+    for_each_key<Key>(fd, [&](const Key& k) {
+        out.push_back(k);
+        return true;
+    });
+    return out;
+}
+
 } // namespace
 
 struct Guard::Impl {
@@ -560,12 +571,7 @@ std::optional<cordon_policy> Guard::policy_settings(std::uint32_t policy_id) con
 
 std::vector<std::uint32_t> Guard::policy_ids() const
 {
-    std::vector<std::uint32_t> out;
-    for_each_key<std::uint32_t>(impl_->fds[kPolicies], [&](std::uint32_t k) {
-        out.push_back(k);
-        return true;
-    });
-    return out;
+    return all_keys<std::uint32_t>(impl_->fds[kPolicies]);
 }
 
 void Guard::protect_process(std::uint32_t tgid)
@@ -582,12 +588,7 @@ void Guard::unprotect_process(std::uint32_t tgid)
 
 std::vector<std::uint32_t> Guard::protected_processes() const
 {
-    std::vector<std::uint32_t> out;
-    for_each_key<std::uint32_t>(impl_->fds[kProtected], [&](std::uint32_t k) {
-        out.push_back(k);
-        return true;
-    });
-    return out;
+    return all_keys<std::uint32_t>(impl_->fds[kProtected]);
 }
 
 std::array<std::uint64_t, CORDON_CNT_MAX> Guard::counters() const
