@@ -289,8 +289,7 @@ int main()
                               .pin_dir = std::nullopt});
             auto compiled = policy::compile(*parsed.policy, guard.allocate_policy_id());
             guard.load_policy(*compiled.compiled);
-            guard.set_agent(cg.id(), policy::agent_state_for(*parsed.policy, *compiled.compiled,
-                                                             guard.allocate_agent_id(), cg.level()));
+            add_agent(guard, cg, *parsed.policy, *compiled.compiled);
             for (int op = 0; op < 3; ++op)
                 samples[op][1].push_back(measure(std::nullopt, op, file, port));
             std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << "1";

@@ -12,7 +12,7 @@
  * of agents. Agents never nest (the controller refuses it), so at most one level matches. A task
  * above every level in use pays no lookup at all.
  *
- * Procedure: agent lookup -> kill flag -> longest matching rule (or the class default) -> the
+ * Procedure: agent lookup -> kill and freeze flags -> longest matching rule (or the class default) -> the
  * rule's minimum tier against the agent's tier (derived from its score) -> mode (audit allows and
  * reports) -> verdict, event, score penalty, kill action.
  *
@@ -48,12 +48,21 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* enum cordon_backend this object was loaded as; copied into events. */
 const volatile __u8 backend_id = CORDON_BACKEND_NONE;
 
+/* What the controller says about each agent; programs only read it (see abi.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, CORDON_MAX_AGENTS);
 	__type(key, __u64); /* cgroup id of the agent's root cgroup */
-	__type(value, struct cordon_agent_state);
+	__type(value, struct cordon_agent);
 } cordon_agents SEC(".maps");
+
+/* What the kernel says about each agent (score, kill, freeze); the controller only reads it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_AGENTS);
+	__type(key, __u64);
+	__type(value, struct cordon_agent_live);
+} cordon_agent_live SEC(".maps");
 
 /* One entry: ABI version, backend, the levels that hold agents, id counters (the controller's). */
 struct {
@@ -129,9 +138,9 @@ static __always_inline void cordon_count(__u32 counter)
  * The agent the current task belongs to, or NULL. *cgid receives the agent cgroup id, *level its
  * cgroup level. Missing config (no agents yet) means no agent: fail open for the host.
  */
-static __always_inline struct cordon_agent_state *cordon_current_agent(__u64 *cgid, __u32 *level)
+static __always_inline struct cordon_agent *cordon_current_agent(__u64 *cgid, __u32 *level)
 {
-	struct cordon_agent_state *a;
+	struct cordon_agent *a;
 	struct cordon_config *cfg;
 	__u32 zero = 0;
 	__u64 levels;
@@ -156,22 +165,29 @@ static __always_inline struct cordon_agent_state *cordon_current_agent(__u64 *cg
 	return NULL;
 }
 
-/* One decision in progress. */
+/*
+ * One decision in progress. The agent's policy id and mode are read once, here: a policy swap
+ * (one write of the agent's entry) lands between two decisions, never inside one.
+ */
 struct cordon_ctx {
-	struct cordon_agent_state *agent;
-	struct cordon_policy *policy; /* NULL: policy missing, every access is denied */
+	struct cordon_agent *agent;
+	struct cordon_agent_live *live; /* NULL: state missing, every access is denied */
+	struct cordon_policy *policy;   /* NULL: policy missing, every access is denied */
 	__u64 cgid;
-	__u32 level; /* cgroup level of the agent's root cgroup */
-	__u32 tier;  /* the agent's trust tier when the decision began */
+	__u32 level;     /* cgroup level of the agent's root cgroup */
+	__u32 tier;      /* the agent's trust tier when the decision began */
+	__u32 policy_id; /* the policy this decision uses, throughout */
+	__u8 mode;       /* enum cordon_mode this decision uses */
+	bool stopped;    /* killed or frozen when the decision began: everything is refused */
 };
 
-static __always_inline __u32 cordon_tier(const struct cordon_agent_state *agent,
+static __always_inline __u32 cordon_tier(const struct cordon_agent_live *live,
 					 const struct cordon_policy *policy)
 {
 	__u32 tier = 0;
 
 	for (int i = 1; i < CORDON_MAX_TIERS; i++)
-		if (i < policy->ntiers && agent->score >= policy->tier_min_score[i])
+		if (i < policy->ntiers && live->score >= policy->tier_min_score[i])
 			tier = i;
 	return tier;
 }
@@ -186,8 +202,13 @@ static __always_inline bool cordon_enter(struct cordon_ctx *c)
 	c->agent = cordon_current_agent(&c->cgid, &c->level);
 	if (!c->agent)
 		return false;
-	c->policy = bpf_map_lookup_elem(&cordon_policies, &c->agent->policy_id);
-	c->tier = c->policy ? cordon_tier(c->agent, c->policy) : 0;
+	c->policy_id = c->agent->policy_id;
+	c->mode = c->agent->mode;
+	c->live = bpf_map_lookup_elem(&cordon_agent_live, &c->cgid);
+	c->policy = c->live ? bpf_map_lookup_elem(&cordon_policies, &c->policy_id) : NULL;
+	c->tier = c->policy ? cordon_tier(c->live, c->policy) : 0;
+	c->stopped = c->live && (cordon_agent_killed(c->agent, c->live) ||
+				 cordon_agent_frozen(c->agent, c->live));
 	return true;
 }
 
@@ -198,11 +219,13 @@ struct cordon_rule_hit {
 	__u8 min_tier;
 };
 
-/* Severity order for combining two decisions of one access: kill > deny > audit > allow. */
+/* Severity order for combining two decisions of one access: kill > freeze > deny > audit > allow. */
 static __always_inline int cordon_severity(__u8 verdict)
 {
 	switch (verdict) {
 	case CORDON_VERDICT_KILL:
+		return 4;
+	case CORDON_VERDICT_FREEZE:
 		return 3;
 	case CORDON_VERDICT_DENY:
 		return 2;
@@ -214,17 +237,15 @@ static __always_inline int cordon_severity(__u8 verdict)
 }
 
 /*
- * The verdict for one rule hit: kill flag, tier, mode. No side effects; see cordon_apply.
- * A missing policy denies (fail closed).
+ * The verdict for one rule hit: kill and freeze flags, tier, mode. No side effects; see
+ * cordon_apply. A missing policy or agent state denies (fail closed).
  */
 static __always_inline __u8 cordon_verdict(const struct cordon_ctx *c,
 					   const struct cordon_rule_hit *hit)
 {
 	__u8 v;
 
-	if (c->agent->flags & CORDON_AGENT_F_KILLED)
-		return CORDON_VERDICT_DENY;
-	if (!c->policy)
+	if (c->stopped || !c->policy)
 		return CORDON_VERDICT_DENY;
 	switch (hit->action) {
 	case CORDON_ACTION_ALLOW:
@@ -236,22 +257,25 @@ static __always_inline __u8 cordon_verdict(const struct cordon_ctx *c,
 	case CORDON_ACTION_KILL:
 		v = CORDON_VERDICT_KILL;
 		break;
+	case CORDON_ACTION_FREEZE:
+		v = CORDON_VERDICT_FREEZE;
+		break;
 	default:
 		v = CORDON_VERDICT_DENY;
 	}
 	/* An allow below its minimum tier denies: it never falls back to the class default. */
 	if ((v == CORDON_VERDICT_ALLOW || v == CORDON_VERDICT_AUDIT) && c->tier < hit->min_tier)
 		v = CORDON_VERDICT_DENY;
-	if (c->policy->mode == CORDON_MODE_AUDIT &&
-	    (v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_KILL))
+	if (c->mode == CORDON_MODE_AUDIT && v != CORDON_VERDICT_ALLOW)
 		v = CORDON_VERDICT_AUDIT;
 	return v;
 }
 
-/* True when a verdict refuses the access (deny or kill); allow and audit let it through. */
+/* True when a verdict refuses the access (deny, kill, freeze); allow and audit let it through. */
 static __always_inline bool cordon_refused(__u8 verdict)
 {
-	return verdict == CORDON_VERDICT_DENY || verdict == CORDON_VERDICT_KILL;
+	return verdict == CORDON_VERDICT_DENY || verdict == CORDON_VERDICT_KILL ||
+	       verdict == CORDON_VERDICT_FREEZE;
 }
 
 /*
@@ -259,7 +283,7 @@ static __always_inline bool cordon_refused(__u8 verdict)
  * count. The bound keeps the verifier happy; losing 8 races in a row needs 8 other penalties
  * landing in between, each of which lowered the score anyway.
  */
-static __always_inline void cordon_penalize(struct cordon_agent_state *agent, __u32 penalty)
+static __always_inline void cordon_penalize(struct cordon_agent_live *live, __u32 penalty)
 {
 	__u32 old, new;
 
@@ -267,9 +291,9 @@ static __always_inline void cordon_penalize(struct cordon_agent_state *agent, __
 		return;
 #pragma clang loop unroll(full)
 	for (int i = 0; i < 8; i++) {
-		old = *(volatile __u32 *)&agent->score;
+		old = *(volatile __u32 *)&live->score;
 		new = old > penalty ? old - penalty : 0;
-		if (old == new || __sync_val_compare_and_swap(&agent->score, old, new) == old)
+		if (old == new || __sync_val_compare_and_swap(&live->score, old, new) == old)
 			return;
 	}
 }
@@ -279,18 +303,24 @@ static __always_inline void cordon_penalize(struct cordon_agent_state *agent, __
  * this instant every hook denies every process of the agent) plus, where the hook may call
  * bpf_send_signal(), SIGKILL to the current process. cgroup sock_addr programs may not on 6.1
  * (the helper is missing from their function list there), so network kill verdicts rely on the
- * flag and the controller, which empties the cgroup when it reads the kill event.
+ * flag and the controller, which empties the cgroup when it reads the flag. A freeze verdict marks
+ * the agent frozen for the thaw epoch in force (every hook refuses it from this instant); the
+ * controller, polling the mark, freezes the cgroup. Both flags are carried out from kernel state,
+ * so a lost event loses neither.
  */
 static __always_inline void cordon_apply_ex(const struct cordon_ctx *c, __u8 verdict, bool signal)
 {
-	cordon_count(verdict);
+	cordon_count(verdict == CORDON_VERDICT_FREEZE ? CORDON_CNT_FREEZE : verdict);
 	if (!c->policy)
 		return;
 	if (verdict == CORDON_VERDICT_DENY) {
-		cordon_penalize(c->agent, c->policy->penalty_deny);
+		cordon_penalize(c->live, c->policy->penalty_deny);
+	} else if (verdict == CORDON_VERDICT_FREEZE) {
+		cordon_penalize(c->live, c->policy->penalty_deny);
+		c->live->frozen_mark = c->agent->thaw_epoch + 1;
 	} else if (verdict == CORDON_VERDICT_KILL) {
-		cordon_penalize(c->agent, c->policy->penalty_kill);
-		__sync_fetch_and_or(&c->agent->flags, CORDON_AGENT_F_KILLED);
+		cordon_penalize(c->live, c->policy->penalty_kill);
+		__sync_fetch_and_or(&c->live->flags, CORDON_AGENT_F_KILLED);
 		if (signal)
 			bpf_send_signal(SIGKILL);
 	}
@@ -304,8 +334,9 @@ static __always_inline void cordon_apply_ex(const struct cordon_ctx *c, __u8 ver
  */
 static __always_inline void cordon_kill_agent(const struct cordon_ctx *c)
 {
-	__sync_fetch_and_or(&c->agent->flags, CORDON_AGENT_F_KILLED);
-	bpf_send_signal(SIGKILL);
+	if (c->live)
+		__sync_fetch_and_or(&c->live->flags, CORDON_AGENT_F_KILLED);
+	bpf_send_signal(SIGKILL); /* without state, the agent is refused everything anyway */
 }
 
 static __always_inline void cordon_apply(const struct cordon_ctx *c, __u8 verdict)

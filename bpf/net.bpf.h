@@ -76,7 +76,7 @@ static __always_inline __u8 net_decide_key(const struct cordon_ctx *c, struct co
 	struct cordon_event *e;
 	__u8 family = key->family, verdict;
 
-	key->policy_id = c->agent->policy_id;
+	key->policy_id = c->policy_id;
 	key->prefixlen = 40 + (family == 4 ? 32 : 128);
 	if (inbound) {
 		key->family |= CORDON_NET_INBOUND;

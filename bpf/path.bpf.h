@@ -209,7 +209,7 @@ static __always_inline void cordon_path_lookup(const struct cordon_ctx *c, struc
 
 	if (bytes > CORDON_PATH_KEY_BYTES)
 		bytes = CORDON_PATH_KEY_BYTES;
-	s->key.policy_id = c->agent->policy_id;
+	s->key.policy_id = c->policy_id;
 	s->key.path_class = cls;
 	s->key.prefixlen = (sizeof(s->key.policy_id) + sizeof(s->key.path_class) + bytes) * 8;
 	v = bpf_map_lookup_elem(&cordon_path_rules, &s->key);

@@ -23,7 +23,7 @@
  * /sys/fs/bpf/cordon and their value layouts. Bump it with any change to a pinned map's key,
  * value or meaning; a daemon refuses pinned state of another version (cordon teardown clears it).
  */
-#define CORDON_ABI_VERSION 2
+#define CORDON_ABI_VERSION 3
 
 /* Length of a task's comm, as the kernel's TASK_COMM_LEN. */
 #define CORDON_COMM_LEN 16
@@ -80,6 +80,7 @@ enum cordon_verdict {
 	CORDON_VERDICT_DENY = 1,  /**< access refused (-EPERM, or SIGKILL on compat exec/file) */
 	CORDON_VERDICT_AUDIT = 2, /**< allowed, and reported because the rule or mode says audit */
 	CORDON_VERDICT_KILL = 3,  /**< refused, the process killed and the agent marked killed */
+	CORDON_VERDICT_FREEZE = 4, /**< refused, and the agent marked frozen (cordon freezes it) */
 	CORDON_VERDICT_MAX,
 };
 
@@ -98,10 +99,17 @@ enum cordon_backend {
 	CORDON_BACKEND_MAX,
 };
 
-/** Bits of cordon_agent_state.flags. */
+/**
+ * Bits of cordon_agent.flags (set by the controller: `cordon kill`, `cordon freeze`) and of
+ * cordon_agent_live.flags (set by the kernel: a kill rule). While either word has KILLED, or
+ * the agent is frozen (cordon_agent_frozen), every hook refuses every access of every process
+ * of the agent.
+ */
 enum cordon_agent_flag {
-	/** Kill switch: every hook denies every access by every process of the agent. */
+	/** Kill switch: refused everything; cordon empties the cgroup (cgroup.kill). */
 	CORDON_AGENT_F_KILLED = 1u << 0,
+	/** cordon_agent only: frozen by the operator; cordon freezes the cgroup (cgroup.freeze). */
+	CORDON_AGENT_F_FROZEN = 1u << 1,
 };
 
 /** Per-CPU counters in the cordon_counters map, surfaced by the controller. */
@@ -112,6 +120,7 @@ enum cordon_counter {
 	CORDON_CNT_KILL = 3,          /**< kill verdicts */
 	CORDON_CNT_RINGBUF_DROPS = 4, /**< event records the ring buffer could not take */
 	CORDON_CNT_PATH_FAILED = 5,   /**< paths that could not be resolved (decided as deny) */
+	CORDON_CNT_FREEZE = 6,        /**< freeze verdicts */
 	CORDON_CNT_MAX,
 };
 
@@ -127,20 +136,61 @@ enum cordon_access {
 /* Path bytes an event carries; longer paths are cut (the decision used the full key). */
 #define CORDON_EVENT_PATH 256
 
-/** Value of the cordon_agents map, keyed by the agent's cgroup id (__u64). */
-struct cordon_agent_state {
+/*
+ * An agent's kernel state is split in two by who writes it, so that no write of one side can undo
+ * a write of the other. A BPF hash update replaces a whole value: if the controller rewrote a
+ * value that the kernel also writes (a policy swap rewriting the score), a penalty landing between
+ * its read and its write would be lost, and a decision holding the old value would write into a
+ * dead copy.
+ */
+
+/**
+ * Value of the cordon_agents map, keyed by the agent's cgroup id (__u64): what the controller
+ * says. Only the controller writes it, always whole (one map update: a decision sees the old
+ * value or the new one, never a mix); programs only read it.
+ */
+struct cordon_agent {
 	__u32 agent_id;  /**< controller-assigned id; names the agent in events */
-	__u32 policy_id; /**< compiled policy this agent runs under */
+	__u32 policy_id; /**< compiled policy this agent runs under (a swap is one write of this) */
 	__u64 task_id;   /**< current task (cordon task begin); 0 = none */
-	__u32 score;     /**< trust score 0..1000; the kernel lowers it on denials */
-	__u8 tier;       /**< current trust tier index (0 = lowest) */
-	__u8 mode;       /**< enum cordon_mode */
+	__u8 mode;       /**< enum cordon_mode: decides (the policy's spec.mode is only the start) */
 	__u8 level;      /**< cgroup level of the agent's root cgroup (< CORDON_MAX_LEVEL) */
-	__u8 _pad0;      /**< zero */
-	__u32 flags;     /**< enum cordon_agent_flag bits */
+	__u16 _pad0;     /**< zero */
+	__u32 flags;     /**< enum cordon_agent_flag bits the operator set */
+	/**
+	 * Bumped by each `cordon thaw`: a freeze verdict marks the agent frozen for the epoch in
+	 * force (cordon_agent_live.frozen_mark), and a thaw ends that without writing kernel state.
+	 */
+	__u32 thaw_epoch;
 	__u32 _pad1;     /**< zero */
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_state) == 32, "cordon_agent_state layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_agent) == 32, "cordon_agent layout changed");
+
+/**
+ * Value of the cordon_agent_live map, keyed by the agent's cgroup id: what the kernel says. The
+ * controller creates it once, when the agent is added (BPF_NOEXIST, the policy's initial score),
+ * and deletes it when the agent is removed; between the two only programs write it, with atomic
+ * operations. No controller write can reset a score or clear a kill.
+ */
+struct cordon_agent_live {
+	__u32 score;       /**< trust score 0..1000; lowered by penalties */
+	__u32 flags;       /**< enum cordon_agent_flag bits the kernel set (KILLED: a kill rule) */
+	__u32 frozen_mark; /**< a freeze verdict stores cordon_agent.thaw_epoch + 1 here */
+	__u32 agent_id;    /**< the agent it was created for (cordon_agent.agent_id) */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_live) == 16, "cordon_agent_live layout changed");
+
+/** Whether an agent is frozen: by the operator, or by a freeze verdict since its last thaw. */
+static inline int cordon_agent_frozen(const struct cordon_agent *a, const struct cordon_agent_live *l)
+{
+	return (a->flags & CORDON_AGENT_F_FROZEN) || l->frozen_mark == a->thaw_epoch + 1;
+}
+
+/** Whether an agent is killed: by the operator, or by a kill rule. */
+static inline int cordon_agent_killed(const struct cordon_agent *a, const struct cordon_agent_live *l)
+{
+	return ((a->flags | l->flags) & CORDON_AGENT_F_KILLED) != 0;
+}
 
 /** Value of the single entry of the cordon_config array: host-wide state of one program set. */
 struct cordon_config {
@@ -200,6 +250,7 @@ enum cordon_action {
 	CORDON_ACTION_DENY = 1,  /**< refuse */
 	CORDON_ACTION_AUDIT = 2, /**< allow and report */
 	CORDON_ACTION_KILL = 3,  /**< refuse, kill the process and mark the whole agent killed */
+	CORDON_ACTION_FREEZE = 4, /**< refuse and mark the whole agent frozen, for human review */
 	CORDON_ACTION_MAX,
 };
 
@@ -286,7 +337,7 @@ struct cordon_policy {
 	__u8 exec_default;   /**< enum cordon_action when no exec rule matches */
 	__u8 file_default;   /**< enum cordon_action when no files rule matches */
 	__u8 net_default;    /**< enum cordon_action when no network rule matches */
-	__u8 mode;           /**< enum cordon_mode */
+	__u8 mode;           /**< enum cordon_mode an agent starts in (cordon_agent.mode decides) */
 	__u8 trace_all;      /**< 1: report allowed accesses too */
 	__u8 ntiers;         /**< used entries of tier_min_score (>= 1) */
 	__u16 penalty_deny;  /**< score lost per denial */

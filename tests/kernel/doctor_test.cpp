@@ -96,7 +96,7 @@ TEST(GuardLifetime, LeavesNoProgramMapOrCgroupBehind)
                 ours.push_back(id);
         auto cg = make_test_cgroup();
         cg_path = cg.path();
-        guard.set_agent(cg.id(), agent_state(1, false));
+        add_plain_agent(guard, cg.id(), 1, false);
         // A process that is still running when the cgroup goes.
         spawn_in(cg.path().string(), [] {
             ::pause();

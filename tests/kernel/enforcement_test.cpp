@@ -437,9 +437,9 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
                     << "rule id " << e.rule_id;
             }
             if (c.expect == Expect::Killed) {
-                const auto st = agent->maps().agent(agent->cg().id());
+                const auto st = agent->maps().live(agent->cg().id());
                 ASSERT_TRUE(st.has_value());
-                EXPECT_TRUE(st->flags & CORDON_AGENT_F_KILLED) << "the agent is marked killed";
+                EXPECT_TRUE(st->flags & CORDON_AGENT_F_KILLED) << "the kernel marked it killed";
             }
         }
     }

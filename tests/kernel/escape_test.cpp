@@ -1166,7 +1166,7 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
         }
     }
     if (backend == CORDON_BACKEND_COMPAT) {
-        const auto st = shared.guard.agent(agent.cg.id());
+        const auto st = shared.guard.live(agent.cg.id());
         ASSERT_TRUE(st.has_value());
         EXPECT_EQ((st->flags & CORDON_AGENT_F_KILLED) != 0, t.compat_kills_agent)
             << "the agent's kill flag";
@@ -1247,7 +1247,7 @@ TEST_P(PenaltyTest, ConcurrentDenialsAllLowerTheScore)
         }));
     for (pid_t p : pids)
         EXPECT_EQ(wait_exit(p), exited(0));
-    const auto st = agent.guard.agent(agent.cg.id());
+    const auto st = agent.guard.live(agent.cg.id());
     ASSERT_TRUE(st.has_value());
     EXPECT_EQ(st->score, 1000u - kProcs * kEach);
 }

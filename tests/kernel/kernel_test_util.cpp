@@ -44,15 +44,21 @@ bpf::GuardOptions guard_options(cordon_backend backend)
             .pin_dir = std::nullopt};
 }
 
-cordon_agent_state agent_state(std::uint32_t agent_id, bool killed)
+void add_plain_agent(bpf::Guard& guard, std::uint64_t cgid, std::uint32_t agent_id, bool killed)
 {
-    cordon_agent_state s{};
-    s.agent_id = agent_id;
-    s.mode = CORDON_MODE_ENFORCE;
-    s.score = 1000;
-    s.flags = killed ? CORDON_AGENT_F_KILLED : 0;
-    s.level = static_cast<__u8>(cgroup2().root_level + 2); // make_test_cgroup's cgroups
-    return s;
+    cordon_agent a{};
+    a.agent_id = agent_id;
+    a.mode = CORDON_MODE_ENFORCE;
+    a.flags = killed ? CORDON_AGENT_F_KILLED : 0;
+    a.level = static_cast<__u8>(cgroup2().root_level + 2); // make_test_cgroup's cgroups
+    guard.add_agent(cgid, a, {.score = 1000, .flags = 0, .frozen_mark = 0, .agent_id = agent_id});
+}
+
+void add_agent(bpf::Guard& guard, const agents::Cgroup& cg, const policy::Policy& p,
+               const policy::CompiledPolicy& c)
+{
+    const auto id = guard.allocate_agent_id();
+    guard.add_agent(cg.id(), policy::agent_for(p, c, id, cg.level()), policy::live_for(p, id));
 }
 
 pid_t spawn_in(const std::optional<std::string>& cgroup_dir, const std::function<int()>& fn)
@@ -119,8 +125,7 @@ TestAgent::TestAgent(cordon_backend backend, const std::string& policy_yaml,
         throw Error("test policy does not compile: " + c.errors.at(0).str());
     guard.load_policy(*c.compiled);
     compiled = *c.compiled;
-    guard.set_agent(cg.id(), policy::agent_state_for(policy, compiled, guard.allocate_agent_id(),
-                                                     cg.level()));
+    add_agent(guard, cg, policy, compiled);
 }
 
 TestAgent& LoadedGuards::get(cordon_backend backend, const std::string& policy_yaml,
@@ -134,8 +139,7 @@ TestAgent& LoadedGuards::get(cordon_backend backend, const std::string& policy_y
 
 CaseAgent::CaseAgent(TestAgent& shared) : guard(shared.guard), cg(make_test_cgroup()), shared_(shared)
 {
-    guard.set_agent(cg.id(), policy::agent_state_for(shared.policy, shared.compiled,
-                                                     guard.allocate_agent_id(), cg.level()));
+    add_agent(guard, cg, shared.policy, shared.compiled);
     drain_events(guard);
 }
 

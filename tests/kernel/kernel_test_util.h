@@ -36,8 +36,12 @@ bpf::Features& kernel_features();
 /// A Guard of the given backend whose agent level matches cordon's test cgroups.
 bpf::GuardOptions guard_options(cordon_backend backend);
 
-/// Agent state for tests; killed sets the kill switch.
-cordon_agent_state agent_state(std::uint32_t agent_id, bool killed);
+/// Adds an agent (enforce, score 1000, no policy loaded) on a make_test_cgroup cgroup; killed
+/// sets the operator's kill switch.
+void add_plain_agent(bpf::Guard& guard, std::uint64_t cgid, std::uint32_t agent_id, bool killed);
+/// Adds an agent running a compiled policy, as the controller does.
+void add_agent(bpf::Guard& guard, const agents::Cgroup& cg, const policy::Policy& p,
+               const policy::CompiledPolicy& c);
 
 /// Forks a child that first joins `dir` (when given) and then returns fn()'s value as its exit
 /// code. Setup failures in the child exit with kChildSetupFailed.

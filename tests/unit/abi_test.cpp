@@ -12,17 +12,21 @@
 
 #include "events/reader.h"
 
-static_assert(sizeof(cordon_agent_state) == 32);
-static_assert(offsetof(cordon_agent_state, agent_id) == 0);
-static_assert(offsetof(cordon_agent_state, policy_id) == 4);
-static_assert(offsetof(cordon_agent_state, task_id) == 8);
-static_assert(offsetof(cordon_agent_state, score) == 16);
-static_assert(offsetof(cordon_agent_state, tier) == 20);
-static_assert(offsetof(cordon_agent_state, mode) == 21);
-static_assert(offsetof(cordon_agent_state, level) == 22);
+static_assert(sizeof(cordon_agent) == 32);
+static_assert(offsetof(cordon_agent, agent_id) == 0);
+static_assert(offsetof(cordon_agent, policy_id) == 4);
+static_assert(offsetof(cordon_agent, task_id) == 8);
+static_assert(offsetof(cordon_agent, mode) == 16);
+static_assert(offsetof(cordon_agent, level) == 17);
+static_assert(offsetof(cordon_agent, flags) == 20);
+static_assert(offsetof(cordon_agent, thaw_epoch) == 24);
+static_assert(sizeof(cordon_agent_live) == 16);
+static_assert(offsetof(cordon_agent_live, score) == 0);
+static_assert(offsetof(cordon_agent_live, flags) == 4);
+static_assert(offsetof(cordon_agent_live, frozen_mark) == 8);
+static_assert(offsetof(cordon_agent_live, agent_id) == 12);
 static_assert(sizeof(cordon_config) == 24);
 static_assert(offsetof(cordon_config, agent_levels) == 8);
-static_assert(offsetof(cordon_agent_state, flags) == 24);
 
 static_assert(sizeof(cordon_event_header) == 72);
 static_assert(offsetof(cordon_event_header, ts_ns) == 0);

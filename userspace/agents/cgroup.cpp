@@ -174,6 +174,21 @@ bool cgroup_populated(const fs::path& dir)
     return populated(dir);
 }
 
+bool cgroup_frozen(const fs::path& dir)
+{
+    std::ifstream in(dir / "cgroup.events");
+    std::string key, value;
+    while (in >> key >> value)
+        if (key == "frozen")
+            return value == "1";
+    return false;
+}
+
+void freeze_cgroup(const fs::path& dir, bool frozen)
+{
+    write_file(dir / "cgroup.freeze", frozen ? "1" : "0");
+}
+
 bool cgroup_within(const fs::path& inner, const fs::path& outer)
 {
     const auto rel = inner.lexically_normal().lexically_relative(outer.lexically_normal());

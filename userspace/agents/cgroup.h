@@ -44,6 +44,12 @@ bool cgroup_within(const std::filesystem::path& inner, const std::filesystem::pa
 /// SIGKILLs every process of a cgroup subtree through its cgroup.kill (5.14+).
 void kill_cgroup(const std::filesystem::path& dir);
 
+/// Freezes (true) or thaws a cgroup subtree through its cgroup.freeze. Freezing completes
+/// asynchronously: cgroup_frozen() says when every process has stopped.
+void freeze_cgroup(const std::filesystem::path& dir, bool frozen);
+/// Whether the whole subtree is frozen (cgroup.events "frozen 1"); false when gone.
+bool cgroup_frozen(const std::filesystem::path& dir);
+
 /// The cgroup2 directory a process lives in (from /proc/PID/cgroup), or nothing when it is gone.
 std::optional<std::filesystem::path> process_cgroup(const Cgroup2Mount& mount, int pid);
 

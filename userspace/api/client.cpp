@@ -43,7 +43,10 @@ std::optional<Client> Client::connect(const std::string& path)
     return Client(fd);
 }
 
-Client::Client(Client&& o) noexcept : fd_(std::exchange(o.fd_, -1)), buf_(std::move(o.buf_)) {}
+Client::Client(Client&& o) noexcept
+    : fd_(std::exchange(o.fd_, -1)), buf_(std::move(o.buf_)), held_(std::move(o.held_))
+{
+}
 
 Client::~Client()
 {
@@ -63,15 +66,33 @@ nlohmann::json Client::call(const Request& r)
         }
         off += static_cast<size_t>(n);
     }
-    auto reply = next(-1);
-    if (!reply)
-        throw Error("cordond sent no reply");
+    // A subscribed connection (a run session) may get events and action records before the
+    // reply: they are kept, in order, for next().
+    std::optional<nlohmann::json> reply;
+    for (;;) {
+        reply = read_line(-1);
+        if (!reply)
+            throw Error("cordond sent no reply");
+        if (reply->contains("ok"))
+            break;
+        held_.push_back(std::move(*reply));
+    }
     if (!reply->value("ok", false))
         throw Error(reply->value("error", std::string("cordond refused the request")));
     return *reply;
 }
 
 std::optional<nlohmann::json> Client::next(int timeout_ms)
+{
+    if (!held_.empty()) {
+        auto j = std::move(held_.front());
+        held_.pop_front();
+        return j;
+    }
+    return read_line(timeout_ms);
+}
+
+std::optional<nlohmann::json> Client::read_line(int timeout_ms)
 {
     for (;;) {
         if (const auto nl = buf_.find('\n'); nl != std::string::npos) {

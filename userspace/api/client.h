@@ -2,6 +2,7 @@
 // The client side of cordond's control socket, for the cordon CLI.
 #pragma once
 
+#include <deque>
 #include <optional>
 #include <string>
 
@@ -35,8 +36,10 @@ public:
 
 private:
     explicit Client(int fd) : fd_(fd) {}
+    std::optional<nlohmann::json> read_line(int timeout_ms);
     int fd_ = -1;
     std::string buf_;
+    std::deque<nlohmann::json> held_; ///< lines that came before a reply
 };
 
 } // namespace cordon::api

@@ -18,9 +18,9 @@ struct OpInfo {
     std::set<std::string> required;
 };
 
-const std::array<OpInfo, 8>& ops()
+const std::array<OpInfo, 13>& ops()
 {
-    static const std::array<OpInfo, 8> table = {{
+    static const std::array<OpInfo, 13> table = {{
         {Op::Ping, "ping", false, {}, {}},
         {Op::Status, "status", false, {}, {}},
         {Op::Agents, "agents", false, {}, {}},
@@ -31,6 +31,11 @@ const std::array<OpInfo, 8>& ops()
          {"policy"}},
         {Op::Release, "release", true, {}, {}},
         {Op::Subscribe, "subscribe", false, {"name"}, {}},
+        {Op::Kill, "kill", true, {"name", "reason"}, {"name"}},
+        {Op::Freeze, "freeze", true, {"name", "reason"}, {"name"}},
+        {Op::Thaw, "thaw", true, {"name", "reason"}, {"name"}},
+        {Op::Apply, "apply", true, {"name", "policy", "mode", "reason"}, {"name", "policy"}},
+        {Op::Mode, "mode", true, {"name", "mode", "reason"}, {"name", "mode"}},
     }};
     return table;
 }
@@ -92,8 +97,8 @@ Request decode_request(std::string_view line)
             oi = &i;
     if (!oi)
         throw ProtocolError("unknown op \"" + opname.substr(0, 64) +
-                            "\" (expected ping, status, agents, attach, detach, run, release or "
-                            "subscribe)");
+                            "\" (expected ping, status, agents, attach, detach, run, release, "
+                            "subscribe, kill, freeze, thaw, apply or mode)");
     for (const auto& [k, v] : j.items())
         if (k != "v" && k != "op" && !oi->fields.contains(k))
             throw ProtocolError("unknown field \"" + k.substr(0, 64) + "\" for op " + oi->name);
@@ -112,6 +117,8 @@ Request decode_request(std::string_view line)
                             std::pair{"workspace", &r.workspace}, std::pair{"mode", &r.mode}})
         if (j.contains(key))
             *dst = string_field(j, key, kShort);
+    if (j.contains("reason"))
+        r.reason = string_field(j, "reason", 1024);
     if (r.mode && *r.mode != "enforce" && *r.mode != "audit")
         throw ProtocolError("\"mode\" must be \"enforce\" or \"audit\"");
     if (j.contains("policy")) {
@@ -141,6 +148,8 @@ std::string encode_request(const Request& r)
         j["workspace"] = *r.workspace;
     if (r.mode)
         j["mode"] = *r.mode;
+    if (r.reason)
+        j["reason"] = *r.reason;
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -20,7 +20,9 @@ inline constexpr std::size_t kMaxRequestBytes = (8u << 20) + (64u << 10);
 /// Default socket path.
 inline constexpr const char* kDefaultSocket = "/run/cordon/cordon.sock";
 
-enum class Op { Ping, Status, Agents, Attach, Detach, Run, Release, Subscribe };
+enum class Op {
+    Ping, Status, Agents, Attach, Detach, Run, Release, Subscribe, Kill, Freeze, Thaw, Apply, Mode
+};
 const char* op_name(Op op);
 /// Whether a request changes state (and is recorded as an operator action).
 bool changes_state(Op op);
@@ -32,11 +34,12 @@ struct PolicyText {
 
 struct Request {
     Op op = Op::Ping;
-    std::optional<std::string> name;     ///< agent name (attach, run: wanted; detach, subscribe)
+    std::optional<std::string> name;     ///< agent name (attach, run: wanted; the others: which)
     std::optional<std::string> cgroup;   ///< attach
-    std::optional<PolicyText> policy;    ///< attach, run
+    std::optional<PolicyText> policy;    ///< attach, run, apply
     std::optional<std::string> user, home, workspace; ///< policy variables (attach, run)
-    std::optional<std::string> mode;     ///< "enforce" | "audit" (attach, run)
+    std::optional<std::string> mode;     ///< "enforce" | "audit" (attach, run, apply, mode)
+    std::optional<std::string> reason;   ///< kill, freeze, thaw, apply, mode: recorded with it
 };
 
 /// A request with only its op set.

@@ -53,15 +53,18 @@ namespace fs = std::filesystem;
 // Maps that every object declares and that must be one map across objects. cordon_config is
 // last: pinned last, it marks a pinned set as complete.
 enum MapIndex {
-    kAgents, kPolicies, kPathRules, kNetRules, kProtected, kEvents, kCounters, kConfig, kMapCount
+    kAgents, kLive, kPolicies, kPathRules, kNetRules, kProtected, kEvents, kCounters, kConfig,
+    kMapCount
 };
 constexpr const char* kSharedMaps[kMapCount] = {
-    "cordon_agents",    "cordon_policies", "cordon_path_rules", "cordon_net_rules",
-    "cordon_protected", "cordon_events",   "cordon_counters",   "cordon_config"};
+    "cordon_agents",    "cordon_agent_live", "cordon_policies", "cordon_path_rules",
+    "cordon_net_rules", "cordon_protected",  "cordon_events",   "cordon_counters",
+    "cordon_config"};
 // Key and value sizes this build expects of each pinned map (0: not checked; the ring buffer has
 // none). A pinned map of another layout is refused even when the recorded ABI version matches.
 constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
-    {sizeof(std::uint64_t), sizeof(cordon_agent_state)},
+    {sizeof(std::uint64_t), sizeof(cordon_agent)},
+    {sizeof(std::uint64_t), sizeof(cordon_agent_live)},
     {sizeof(std::uint32_t), sizeof(cordon_policy)},
     {sizeof(cordon_path_key), sizeof(cordon_path_value)},
     {sizeof(cordon_net_key), sizeof(cordon_net_value)},
@@ -132,6 +135,41 @@ template <typename Key, typename Fn> void for_each_key(int fd, Fn fn)
     }
 }
 
+// Every entry of a hash map, read in batches (a handful of syscalls for thousands of entries,
+// where a key walk costs two per entry). Falls back to the walk if the kernel refuses a batch.
+template <typename Key, typename Value> std::vector<std::pair<Key, Value>> all_entries(int fd)
+{
+    std::vector<std::pair<Key, Value>> out;
+    constexpr __u32 kBatch = 256;
+    std::vector<Key> keys(kBatch);
+    std::vector<Value> values(kBatch);
+    std::uint64_t token = 0;
+    for (bool first = true;; first = false) {
+        __u32 n = kBatch;
+        LIBBPF_OPTS(bpf_map_batch_opts, opts);
+        const int rc = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token, keys.data(),
+                                            values.data(), &n, &opts);
+        const int err = rc ? errno : 0;
+        if (rc && err != ENOENT)
+            break; // ENOSPC (a bucket larger than a batch), or no batch support: walk instead
+        for (__u32 i = 0; i < n; ++i)
+            out.emplace_back(keys[i], values[i]);
+        if (err == ENOENT)
+            return out;
+    }
+    out.clear();
+    Key key{}, next{};
+    const Key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        key = next;
+        prev = &key;
+        Value v{};
+        if (bpf_map_lookup_elem(fd, &key, &v) == 0)
+            out.emplace_back(key, v);
+    }
+    return out;
+}
+
 // Every key of a map.
 template <typename Key> std::vector<Key> all_keys(int fd)
 {
@@ -156,7 +194,10 @@ struct Guard::Impl {
     std::vector<std::string> link_names; ///< the program of each link
     std::optional<fs::path> pin_dir;
     int cgroup_fd = -1;
-    std::array<int, kMapCount> fds{-1, -1, -1, -1, -1, -1, -1, -1};
+    std::array<int, kMapCount> fds{-1, -1, -1, -1, -1, -1, -1, -1, -1};
+    // An array of maps whose update makes the kernel wait for an RCU grace period (see
+    // wait_for_decisions); created on first use.
+    int rcu_outer = -1, rcu_inner = -1;
     // Agents per cgroup level, behind cordon_config.agent_levels.
     std::array<std::uint32_t, CORDON_MAX_LEVEL> per_level{};
     // Keys of the policies loaded by this Guard; others are found by scanning the maps.
@@ -169,6 +210,9 @@ struct Guard::Impl {
             bpf_link__destroy(l);
         if (cgroup_fd >= 0)
             ::close(cgroup_fd);
+        for (int fd : {rcu_outer, rcu_inner})
+            if (fd >= 0)
+                ::close(fd);
         for (int fd : fds)
             if (fd >= 0)
                 ::close(fd);
@@ -408,9 +452,9 @@ std::unique_ptr<Guard> Guard::adopt(const fs::path& pin_dir)
                                 pin_dir.string(), c.backend, kTeardownFix));
     d.backend = static_cast<cordon_backend>(c.backend);
     d.pin_dir = pin_dir;
-    for (const auto& [cgid, st] : g->agents())
-        if (st.level < CORDON_MAX_LEVEL)
-            ++d.per_level[st.level];
+    for (const auto& e : g->agents())
+        if (e.agent.level < CORDON_MAX_LEVEL)
+            ++d.per_level[e.agent.level];
     d.publish_levels();
     return g;
 }
@@ -425,29 +469,47 @@ void Guard::unpin(const fs::path& pin_dir)
             remove_pins(e.path());
 }
 
-void Guard::set_agent(std::uint64_t cgid, const cordon_agent_state& state)
+void Guard::add_agent(std::uint64_t cgid, const cordon_agent& a, const cordon_agent_live& live)
 {
     auto& d = *impl_;
-    if (state.level == 0 || state.level >= CORDON_MAX_LEVEL)
+    if (a.level == 0 || a.level >= CORDON_MAX_LEVEL)
         throw Error(fmt::format("cannot guard a cgroup at level {}: agents live at levels 1 to {}",
-                                state.level, CORDON_MAX_LEVEL - 1));
-    const auto old = agent(cgid);
+                                a.level, CORDON_MAX_LEVEL - 1));
+    if (agent(cgid))
+        throw Error("cgroup " + std::to_string(cgid) + " is an agent already");
+    const auto fail = [&](const char* map, int err) {
+        return Error(fmt::format("cannot write agent {} into {}: {}{}", cgid, map, errno_text(err),
+                                 err == E2BIG ? fmt::format("; at most {} agents",
+                                                            CORDON_MAX_AGENTS)
+                                              : ""));
+    };
+    // The kernel's half first: an agent entry never exists without its state (and one would be
+    // refused everything: fails closed). Any entry left by an earlier agent of this cgroup goes.
+    if (bpf_map_update_elem(d.fds[kLive], &cgid, &live, BPF_ANY) != 0)
+        throw fail("cordon_agent_live", errno);
     // The level is published before the entry: the kernel never has an agent it does not look
     // for (fails closed for the agent).
-    ++d.per_level[state.level];
+    ++d.per_level[a.level];
     d.publish_levels();
-    if (bpf_map_update_elem(d.fds[kAgents], &cgid, &state, BPF_ANY) != 0) {
+    if (bpf_map_update_elem(d.fds[kAgents], &cgid, &a, BPF_NOEXIST) != 0) {
         const int err = errno;
-        --d.per_level[state.level];
+        --d.per_level[a.level];
         d.publish_levels();
-        throw Error("cannot write agent " + std::to_string(cgid) + " into cordon_agents: " +
-                    errno_text(err) +
-                    (err == E2BIG ? fmt::format("; at most {} agents", CORDON_MAX_AGENTS) : ""));
+        bpf_map_delete_elem(d.fds[kLive], &cgid);
+        throw fail("cordon_agents", err);
     }
-    if (old && old->level < CORDON_MAX_LEVEL && d.per_level[old->level] > 0) {
-        --d.per_level[old->level];
-        d.publish_levels();
-    }
+}
+
+void Guard::update_agent(std::uint64_t cgid, const cordon_agent& a)
+{
+    const auto old = agent(cgid);
+    if (!old)
+        throw Error("cgroup " + std::to_string(cgid) + " is not an agent");
+    if (old->level != a.level || old->agent_id != a.agent_id)
+        throw Error("an agent's id and level never change; remove it and add it again");
+    // One write replaces the whole entry: a decision sees the old entry or the new one.
+    if (bpf_map_update_elem(impl_->fds[kAgents], &cgid, &a, BPF_EXIST) != 0)
+        throw Error("cannot update agent " + std::to_string(cgid) + ": " + errno_text(errno));
 }
 
 void Guard::remove_agent(std::uint64_t cgid)
@@ -456,31 +518,65 @@ void Guard::remove_agent(std::uint64_t cgid)
     const auto old = agent(cgid);
     if (bpf_map_delete_elem(d.fds[kAgents], &cgid) != 0 && errno != ENOENT)
         throw Error("cannot remove agent " + std::to_string(cgid) + ": " + errno_text(errno));
+    if (bpf_map_delete_elem(d.fds[kLive], &cgid) != 0 && errno != ENOENT)
+        throw Error("cannot remove the state of agent " + std::to_string(cgid) + ": " +
+                    errno_text(errno));
     if (old && old->level < CORDON_MAX_LEVEL && d.per_level[old->level] > 0) {
         --d.per_level[old->level];
         d.publish_levels();
     }
 }
 
-std::optional<cordon_agent_state> Guard::agent(std::uint64_t cgid) const
+std::optional<cordon_agent> Guard::agent(std::uint64_t cgid) const
 {
-    cordon_agent_state s{};
+    cordon_agent s{};
     if (bpf_map_lookup_elem(impl_->fds[kAgents], &cgid, &s) != 0)
         return std::nullopt;
     return s;
 }
 
-std::vector<std::pair<std::uint64_t, cordon_agent_state>> Guard::agents() const
+std::optional<cordon_agent_live> Guard::live(std::uint64_t cgid) const
 {
-    std::vector<std::pair<std::uint64_t, cordon_agent_state>> out;
-    const int fd = impl_->fds[kAgents];
-    for_each_key<std::uint64_t>(fd, [&](std::uint64_t k) {
-        cordon_agent_state s{};
-        if (bpf_map_lookup_elem(fd, &k, &s) == 0)
-            out.emplace_back(k, s);
-        return true;
-    });
+    cordon_agent_live s{};
+    if (bpf_map_lookup_elem(impl_->fds[kLive], &cgid, &s) != 0)
+        return std::nullopt;
+    return s;
+}
+
+std::vector<AgentEntry> Guard::agents() const
+{
+    const auto ctl = all_entries<std::uint64_t, cordon_agent>(impl_->fds[kAgents]);
+    const auto live = all_entries<std::uint64_t, cordon_agent_live>(impl_->fds[kLive]);
+    std::map<std::uint64_t, cordon_agent_live> by_cgroup(live.begin(), live.end());
+    std::vector<AgentEntry> out;
+    out.reserve(ctl.size());
+    for (const auto& [cgid, a] : ctl) {
+        const auto it = by_cgroup.find(cgid);
+        out.push_back({cgid, a, it == by_cgroup.end() ? std::nullopt : std::optional(it->second)});
+    }
     return out;
+}
+
+void Guard::wait_for_decisions()
+{
+    auto& d = *impl_;
+    // Updating an array of maps makes the kernel wait for an RCU grace period before it returns
+    // (so that no program still uses the inner map it replaced). Every cordon program runs
+    // under RCU (none is sleepable), so when this returns, every decision that began before it
+    // has ended.
+    if (d.rcu_outer < 0) {
+        d.rcu_inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cordon_rcu_in", 4, 4, 1, nullptr);
+        if (d.rcu_inner < 0)
+            throw Error("cannot create a map to wait on: " + errno_text(errno));
+        LIBBPF_OPTS(bpf_map_create_opts, o, .inner_map_fd = static_cast<__u32>(d.rcu_inner));
+        d.rcu_outer = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "cordon_rcu", 4, 4, 1, &o);
+        if (d.rcu_outer < 0)
+            throw Error("cannot create a map to wait on: " + errno_text(errno));
+    }
+    const std::uint32_t zero = 0;
+    const std::uint32_t inner = static_cast<std::uint32_t>(d.rcu_inner);
+    if (bpf_map_update_elem(d.rcu_outer, &zero, &inner, BPF_ANY) != 0)
+        throw Error("cannot wait for decisions in flight: " + errno_text(errno));
 }
 
 std::uint32_t Guard::allocate_policy_id()

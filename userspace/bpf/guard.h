@@ -32,6 +32,13 @@ struct GuardOptions {
 /// bpf_lsm_<hook> in its BTF, or `missing` when the kernel has no such hook.
 unsigned lsm_hook_args(const char* hook, unsigned missing);
 
+/// One agent as the kernel has it: the controller's half and the kernel's (abi.h).
+struct AgentEntry {
+    std::uint64_t cgid = 0;
+    cordon_agent agent{};
+    std::optional<cordon_agent_live> live; ///< missing: the agent is refused everything
+};
+
 /// Owns the exec_guard, file_guard, net_guard and (lsm) tamper_guard programs and their shared
 /// maps. Construction opens, configures, loads and attaches them (and throws Error naming the
 /// refused program and the fix); destruction detaches and unloads everything that is not pinned,
@@ -52,13 +59,23 @@ public:
     /// programs are detached and unloaded once no process holds them any more.
     static void unpin(const std::filesystem::path& pin_dir);
 
-    /// Adds or replaces the agent whose root cgroup has id cgid (state.level says its level).
-    void set_agent(std::uint64_t cgid, const cordon_agent_state& state);
+    /// Adds the agent whose root cgroup has id cgid (a.level says its level), with the kernel's
+    /// half created once, here; after this only the kernel writes `live`. Throws Error (and
+    /// changes nothing) when cgid is an agent already or the map is full.
+    void add_agent(std::uint64_t cgid, const cordon_agent& a, const cordon_agent_live& live);
+    /// Replaces the controller's half of an agent (policy, mode, flags) with one map write.
+    void update_agent(std::uint64_t cgid, const cordon_agent& a);
+    /// Removes both halves.
     void remove_agent(std::uint64_t cgid);
-    /// Reads an agent's state back (score, flags) as the kernel left it.
-    std::optional<cordon_agent_state> agent(std::uint64_t cgid) const;
-    /// Every agent in the map.
-    std::vector<std::pair<std::uint64_t, cordon_agent_state>> agents() const;
+    /// The controller's half of an agent.
+    std::optional<cordon_agent> agent(std::uint64_t cgid) const;
+    /// The kernel's half (score, kill and freeze marks) as the kernel left it.
+    std::optional<cordon_agent_live> live(std::uint64_t cgid) const;
+    /// Every agent, both halves (read in batches).
+    std::vector<AgentEntry> agents() const;
+    /// Returns once every decision that was in progress when it was called has ended (an RCU
+    /// grace period): after a policy swap, no decision uses the old policy any more.
+    void wait_for_decisions();
 
     /// Fresh ids, never handed out twice by this program set (the counters live in its maps, so
     /// they survive a daemon restart).

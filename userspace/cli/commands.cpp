@@ -128,7 +128,7 @@ int attach(const std::string& cgroup, const std::string& policy_file,
                            .cgroup = ec ? cgroup : abs.string(),
                            .policy = api::PolicyText{.file = policy_file, .text = *text},
                            .user = ctx.user, .home = ctx.home, .workspace = ctx.workspace,
-                           .mode = mode});
+                           .mode = mode, .reason = std::nullopt});
     for (const auto& w : r.at("warnings"))
         std::fprintf(stderr, "cordon: warning: %s\n", w.get<std::string>().c_str());
     const auto& a = r.at("agent");

@@ -49,7 +49,7 @@ PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
     if (!parsed.policy)
         throw reject(parsed.errors);
     PreparedPolicy out{.policy = std::move(*parsed.policy), .file = file,
-                       .sha256 = sha256_hex(text), .warnings = {}};
+                       .sha256 = sha256_hex(text), .warnings = {}, .context = ctx};
     if (mode)
         out.policy.mode = *mode;
     policy::Diagnostics warnings;
@@ -106,6 +106,25 @@ std::int64_t now_unix()
     return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
 }
 
+std::int64_t monotonic_ns()
+{
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// What a record keeps of a policy: where it came from and the source line of each rule.
+void describe_policy(AgentRecord& r, const PreparedPolicy& p)
+{
+    r.policy_file = p.file;
+    r.policy_name = p.policy.name;
+    r.policy_sha256 = p.sha256;
+    r.context = p.context;
+    r.rule_sources.clear();
+    for (const auto& rule : p.policy.rules)
+        r.rule_sources.push_back(rule.pos.line ? fmt::format("{}:{}", p.file, rule.pos.line) : "");
+}
+
 bool owner_alive(const AgentRecord& r)
 {
     return r.owner_pid && process_start_time(*r.owner_pid) == r.owner_start;
@@ -145,12 +164,12 @@ Controller::Controller(const ControllerOptions& opts) : opts_(opts), mount_(agen
         }
     // Kernel entries with no record (a registry removed by hand) stay enforced: their policy
     // is kept, and `cordon teardown` is the way to clear them.
-    for (const auto& [cgid, st] : guard_->agents())
+    for (const auto& e : guard_->agents())
         if (std::none_of(agents_.begin(), agents_.end(),
-                         [&](const AgentRecord& r) { return r.cgroup_id == cgid; }))
+                         [&](const AgentRecord& r) { return r.cgroup_id == e.cgid; }))
             spdlog::warn("the kernel guards cgroup id {} (policy {}) with no record of it in the "
                          "registry; it stays enforced until `cordon teardown`",
-                         cgid, st.policy_id);
+                         e.cgid, e.agent.policy_id);
 }
 
 Controller::~Controller()
@@ -237,11 +256,7 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
         throw Error(fmt::format("cannot guard {}: it is at cgroup level {}, and agents live at "
                                 "levels 1 to {}",
                                 dir.string(), r.level, CORDON_MAX_LEVEL - 1));
-    r.policy_file = p.file;
-    r.policy_name = p.policy.name;
-    r.policy_sha256 = p.sha256;
-    for (const auto& rule : p.policy.rules)
-        r.rule_sources.push_back(rule.pos.line ? fmt::format("{}:{}", p.file, rule.pos.line) : "");
+    describe_policy(r, p);
     r.origin = a.cgroup.empty() ? Origin::Run : Origin::Attach;
     r.created = now_unix();
     if (a.owner_pid) {
@@ -259,8 +274,9 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
     agents_.push_back(r);
     try {
         save(r);
-        guard_->set_agent(r.cgroup_id,
-                          policy::agent_state_for(p.policy, *compiled.compiled, r.id, r.level));
+        guard_->add_agent(r.cgroup_id,
+                          policy::agent_for(p.policy, *compiled.compiled, r.id, r.level),
+                          policy::live_for(p.policy, r.id));
     } catch (...) {
         agents_.pop_back();
         guard_->unload_policy(r.policy_id);
@@ -319,35 +335,171 @@ void Controller::release_owner(const std::string& name)
     throw Error("no agent named " + name);
 }
 
-std::uint32_t Controller::tier_of(const cordon_agent_state& st) const
+AgentRecord& Controller::record(const std::string& name)
 {
-    const auto p = guard_->policy_settings(st.policy_id);
+    for (auto& r : agents_)
+        if (r.name == name)
+            return r;
+    throw Error("no agent named " + name + "; `cordon agents` lists them");
+}
+
+template <typename Fn> void Controller::change_agent(const AgentRecord& r, Fn fn)
+{
+    auto a = guard_->agent(r.cgroup_id);
+    if (!a)
+        throw Error("the kernel has no entry for agent " + r.name + "; it is being removed");
+    fn(*a);
+    guard_->update_agent(r.cgroup_id, *a);
+}
+
+std::int64_t Controller::kill(const std::string& name)
+{
+    const auto& r = record(name);
+    change_agent(r, [](cordon_agent& a) { a.flags |= CORDON_AGENT_F_KILLED; });
+    const auto flagged = monotonic_ns();
+    // An owned cgroup has cgroup.kill open already (no open to stall); an attached one is
+    // opened now. Either way the kernel already refuses the agent everything.
+    if (auto c = owned_.find(name); c != owned_.end())
+        c->second.kill();
+    else
+        agents::kill_cgroup(r.cgroup);
+    return flagged;
+}
+
+void Controller::freeze(const std::string& name)
+{
+    const auto& r = record(name);
+    change_agent(r, [](cordon_agent& a) { a.flags |= CORDON_AGENT_F_FROZEN; });
+    agents::freeze_cgroup(r.cgroup, true);
+}
+
+void Controller::thaw(const std::string& name)
+{
+    const auto& r = record(name);
+    const auto a = guard_->agent(r.cgroup_id);
+    const auto l = guard_->live(r.cgroup_id);
+    if (a && l && cordon_agent_killed(&*a, &*l))
+        throw Error("agent " + name + " was killed; it stays stopped until it is detached");
+    change_agent(r, [](cordon_agent& next) {
+        next.flags &= ~static_cast<__u32>(CORDON_AGENT_F_FROZEN);
+        ++next.thaw_epoch; // ends a freeze verdict's mark without writing the kernel's half
+    });
+    agents::freeze_cgroup(r.cgroup, false);
+}
+
+bool Controller::frozen(const AgentRecord& r) const
+{
+    const auto a = guard_->agent(r.cgroup_id);
+    const auto l = guard_->live(r.cgroup_id);
+    return a && l && cordon_agent_frozen(&*a, &*l);
+}
+
+Controller::Applied Controller::apply_policy(const std::string& name, const PreparedPolicy& p)
+{
+    AgentRecord& r = record(name);
+    const auto current = guard_->agent(r.cgroup_id);
+    if (!current)
+        throw Error("the kernel has no entry for agent " + name + "; it is being removed");
+    Applied out;
+    out.old_policy = r.policy_id;
+    out.new_policy = guard_->allocate_policy_id();
+    out.old_mode = current->mode;
+    auto compiled = policy::compile(p.policy, out.new_policy);
+    if (!compiled.compiled)
+        throw Error("the policy did not compile; nothing was changed: " +
+                    compiled.errors.at(0).str());
+    guard_->load_policy(*compiled.compiled); // whole or not at all
+    out.loaded_ns = monotonic_ns();
+    // The record first: a daemon that dies between the two finds the record naming a loaded
+    // policy the kernel does not use yet, and reconcile finishes the switch.
+    const AgentRecord before = r;
+    r.policy_id = out.new_policy;
+    describe_policy(r, p);
+    cordon_agent next = *current;
+    next.policy_id = out.new_policy;
+    next.mode = compiled.compiled->settings.mode;
+    out.new_mode = next.mode;
+    try {
+        save(r);
+        guard_->update_agent(r.cgroup_id, next); // the switch: one map write
+        out.switched_ns = monotonic_ns();
+    } catch (...) {
+        r = before;
+        try {
+            save(r);
+        } catch (const Error& e) {
+            spdlog::error("agent {}: cannot restore its record: {}", name, e.what());
+        }
+        guard_->unload_policy(out.new_policy);
+        throw;
+    }
+    // Decisions that began before the switch may still hold the old policy: it goes only when
+    // they have all ended. If the wait fails the old policy stays loaded, unused, and reconcile
+    // removes it later (never a decision by a half-removed policy).
+    try {
+        guard_->wait_for_decisions();
+        guard_->unload_policy(out.old_policy);
+    } catch (const Error& e) {
+        spdlog::warn("agent {}: the old policy {} stays loaded until the next reconcile: {}", name,
+                     out.old_policy, e.what());
+    }
+    return out;
+}
+
+void Controller::set_mode(const std::string& name, cordon_mode mode)
+{
+    change_agent(record(name), [mode](cordon_agent& a) { a.mode = static_cast<__u8>(mode); });
+}
+
+std::uint32_t Controller::tier_of(std::uint32_t policy_id, const cordon_agent_live& live) const
+{
+    const auto p = guard_->policy_settings(policy_id);
     std::uint32_t tier = 0;
     if (p)
         for (std::uint32_t i = 1; i < CORDON_MAX_TIERS && i < p->ntiers; ++i)
-            if (st.score >= p->tier_min_score[i])
+            if (live.score >= p->tier_min_score[i])
                 tier = i;
     return tier;
 }
 
 void Controller::repoint(AgentRecord& r, std::uint64_t new_id)
 {
-    // The state moves with the agent (score, mode, a kill flag); a missing entry starts afresh.
-    cordon_agent_state st{};
-    if (const auto old = guard_->agent(r.cgroup_id)) {
-        st = *old;
-    } else {
-        const auto p = guard_->policy_settings(r.policy_id);
-        st.agent_id = r.id;
-        st.policy_id = r.policy_id;
-        st.score = p ? p->initial_score : 0;
-        st.mode = p ? p->mode : static_cast<__u8>(CORDON_MODE_ENFORCE);
-        st.level = static_cast<__u8>(r.level);
-    }
-    guard_->set_agent(new_id, st);
+    // The state moves with the agent (score, mode, kill and freeze marks); a missing entry
+    // starts afresh.
+    cordon_agent a{};
+    a.agent_id = r.id;
+    a.policy_id = r.policy_id;
+    a.level = static_cast<__u8>(r.level);
+    const auto p = guard_->policy_settings(r.policy_id);
+    a.mode = p ? p->mode : static_cast<__u8>(CORDON_MODE_ENFORCE);
+    cordon_agent_live l{.score = p ? p->initial_score : 0, .flags = 0, .frozen_mark = 0,
+                        .agent_id = r.id};
+    if (const auto old = guard_->agent(r.cgroup_id))
+        a = *old;
+    if (const auto old = guard_->live(r.cgroup_id))
+        l = *old;
+    guard_->add_agent(new_id, a, l);
     guard_->remove_agent(r.cgroup_id);
     r.cgroup_id = new_id;
     save(r);
+}
+
+// A `policy apply` interrupted between its record and its switch (the daemon died): the record
+// names a policy that is loaded, and the kernel still uses the old one. The switch is finished.
+void Controller::finish_apply(AgentRecord& r, std::vector<std::string>& changes)
+{
+    const auto a = guard_->agent(r.cgroup_id);
+    if (!a || a->policy_id == r.policy_id)
+        return;
+    const auto settings = guard_->policy_settings(r.policy_id);
+    if (!settings)
+        return; // the record's policy never loaded: the kernel's stays (it is complete)
+    cordon_agent next = *a;
+    next.policy_id = r.policy_id;
+    next.mode = settings->mode;
+    guard_->update_agent(r.cgroup_id, next);
+    changes.push_back(fmt::format("{}: finished an interrupted policy apply (policy {} -> {})",
+                                  r.name, a->policy_id, r.policy_id));
 }
 
 std::vector<std::string> Controller::reconcile()
@@ -391,6 +543,7 @@ std::vector<std::string> Controller::reconcile()
         else if (!guard_->agent(r.cgroup_id))
             why = "the kernel has no entry for it";
         if (why.empty()) {
+            finish_apply(r, changes);
             ++i;
             continue;
         }
@@ -411,7 +564,7 @@ std::vector<std::string> Controller::reconcile()
         if (std::none_of(agents_.begin(), agents_.end(),
                          [&](const AgentRecord& r) { return r.policy_id == pid; }) &&
             std::none_of(entries.begin(), entries.end(),
-                         [&](const auto& e) { return e.second.policy_id == pid; }))
+                         [&](const auto& e) { return e.agent.policy_id == pid; }))
             guard_->unload_policy(pid);
     return changes;
 }

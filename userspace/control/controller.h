@@ -27,6 +27,7 @@ struct PreparedPolicy {
     std::string file;   ///< as the caller named it
     std::string sha256; ///< of the text
     std::vector<std::string> warnings;
+    policy::Context context; ///< what ${HOME}, ${WORKSPACE} and ${USER} stood for
 };
 
 /// Parses, resolves host names and test-compiles policy text. Throws Error listing every
@@ -80,6 +81,36 @@ public:
     /// Drops a run agent's owner: it runs on under the controller (`cordon run --detach`).
     void release_owner(const std::string& name);
 
+    /// Kill switch. Sets the operator's kill flag (from that one map write on, every hook
+    /// refuses every access of every process of the agent), then writes cgroup.kill, which
+    /// SIGKILLs the subtree, forks in flight included. Returns the CLOCK_MONOTONIC time of the
+    /// flag write, in ns. The cgroup empties asynchronously; the agent stays killed (refused
+    /// everything, emptied again if anything enters) until it is removed.
+    std::int64_t kill(const std::string& name);
+    /// Freeze for review: the operator's freeze flag (every access refused from that write on),
+    /// then cgroup.freeze. Processes keep their state; freezing completes asynchronously.
+    void freeze(const std::string& name);
+    /// Thaw: clears the operator's flag and starts a new thaw epoch (which ends a freeze
+    /// verdict's mark), then thaws the cgroup.
+    void thaw(const std::string& name);
+    /// Whether the kernel refuses the agent everything because it is frozen.
+    bool frozen(const AgentRecord& r) const;
+
+    struct Applied {
+        std::uint32_t old_policy = 0, new_policy = 0;
+        std::int64_t loaded_ns = 0;   ///< CLOCK_MONOTONIC: the new policy was in the maps
+        std::int64_t switched_ns = 0; ///< CLOCK_MONOTONIC: the agent's entry named it
+        std::uint8_t old_mode = 0, new_mode = 0;
+    };
+    /// Replaces a running agent's policy atomically: the new policy is compiled and loaded under
+    /// a new id, the agent switched to it with one map write, and the old one removed once no
+    /// decision in flight can still use it. A decision is made by the old policy or the new one,
+    /// never by a mix or by neither. Score, task and kill/freeze state are kernel state and stay.
+    /// Throws Error (and changes nothing) when the policy does not compile or load.
+    Applied apply_policy(const std::string& name, const PreparedPolicy& p);
+    /// Switches an agent between enforce and audit with one map write.
+    void set_mode(const std::string& name, cordon_mode mode);
+
     const AgentRecord* find(const std::string& name) const;
     const std::vector<AgentRecord>& agents() const { return agents_; }
     /// The cgroup of a run agent (cordon's own), for its launcher.
@@ -90,16 +121,20 @@ public:
     /// again at its path (a service restart) is guarded there. Returns what changed, and why.
     std::vector<std::string> reconcile();
 
-    /// The trust tier an agent's score gives under its policy, as the kernel computes it.
-    std::uint32_t tier_of(const cordon_agent_state& st) const;
+    /// The trust tier an agent's score gives under a policy, as the kernel computes it.
+    std::uint32_t tier_of(std::uint32_t policy_id, const cordon_agent_live& live) const;
 
     bpf::Guard& guard() { return *guard_; }
     const agents::Cgroup2Mount& mount() const { return mount_; }
     bool adopted() const { return adopted_; }
 
 private:
+    AgentRecord& record(const std::string& name);
+    /// The controller's half of an agent, changed by fn and written back in one map write.
+    template <typename Fn> void change_agent(const AgentRecord& r, Fn fn);
     void save(const AgentRecord& r);
     void repoint(AgentRecord& r, std::uint64_t new_id);
+    void finish_apply(AgentRecord& r, std::vector<std::string>& changes);
     void forget(std::vector<AgentRecord>::iterator it);
 
     ControllerOptions opts_;

@@ -43,6 +43,14 @@ AgentRecord from_json(const json& a)
     r.rule_sources = a.at("rule_sources").get<std::vector<std::string>>();
     r.origin = a.at("origin").get<std::string>() == "run" ? Origin::Run : Origin::Attach;
     r.created = a.at("created").get<std::int64_t>();
+    if (a.contains("context")) {
+        const auto& c = a.at("context");
+        for (auto [key, field] : {std::pair{"home", &r.context.home},
+                                  std::pair{"workspace", &r.context.workspace},
+                                  std::pair{"user", &r.context.user}})
+            if (c.contains(key))
+                *field = c.at(key).get<std::string>();
+    }
     if (a.contains("owner_pid")) {
         r.owner_pid = a.at("owner_pid").get<int>();
         r.owner_start = a.at("owner_start").get<std::uint64_t>();
@@ -65,6 +73,13 @@ json to_json(const AgentRecord& r)
               {"rule_sources", r.rule_sources},
               {"origin", origin_name(r.origin)},
               {"created", r.created}};
+    json ctx = json::object();
+    for (auto [key, field] : {std::pair{"home", &r.context.home},
+                              std::pair{"workspace", &r.context.workspace},
+                              std::pair{"user", &r.context.user}})
+        if (*field)
+            ctx[key] = **field;
+    a["context"] = ctx;
     if (r.owner_pid) {
         a["owner_pid"] = *r.owner_pid;
         a["owner_start"] = r.owner_start;

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "policy/model.h"
+
 namespace cordon::control {
 
 /// How an agent came to be.
@@ -21,7 +23,7 @@ enum class Origin {
 
 struct AgentRecord {
     std::string name;
-    std::uint32_t id = 0;        ///< cordon_agent_state.agent_id
+    std::uint32_t id = 0;        ///< cordon_agent.agent_id
     std::filesystem::path cgroup; ///< absolute path of the agent's root cgroup
     std::uint64_t cgroup_id = 0;
     std::uint32_t level = 0;     ///< cgroup level of `cgroup`
@@ -30,6 +32,7 @@ struct AgentRecord {
     std::string policy_name;     ///< metadata.name
     std::string policy_sha256;   ///< of the policy text
     std::vector<std::string> rule_sources; ///< "file:line" by rule id (entry 0 unused)
+    policy::Context context;     ///< what the policy's variables stood for (kept by apply)
     Origin origin = Origin::Attach;
     std::int64_t created = 0;    ///< unix seconds
     /// For a run agent not detached: the `cordon run` process whose session owns it (its pid

@@ -90,7 +90,7 @@ class EventSink {
 public:
     EventSink(const policy::Policy& p, std::string agent, const std::optional<std::string>& file,
               Terminal& term)
-        : policy_(p), agent_(std::move(agent)), term_(term)
+        : policy_(&p), agent_(std::move(agent)), term_(term)
     {
         if (file) {
             out_ = std::fopen(file->c_str(), "ae"); // close-on-exec: never the agent's
@@ -109,10 +109,10 @@ public:
     void operator()(const events::Event& e)
     {
         const auto namer = [this](std::uint32_t id) -> std::string {
-            if (id >= policy_.rules.size())
+            if (id >= policy_->rules.size())
                 return "";
-            const auto& r = policy_.rules[id];
-            return fmt::format("{}:{}", policy_.file, r.pos.line);
+            const auto& r = policy_->rules[id];
+            return fmt::format("{}:{}", policy_->file, r.pos.line);
         };
         if (e.header().verdict != CORDON_VERDICT_ALLOW)
             term_.line(events::event_line(e, namer));
@@ -124,10 +124,13 @@ public:
             kill_requested = true;
     }
 
+    /// After a policy apply: rules are named from the new policy.
+    void set_policy(const policy::Policy& p) { policy_ = &p; }
+
     bool kill_requested = false;
 
 private:
-    const policy::Policy& policy_;
+    const policy::Policy* policy_;
     std::string agent_;
     Terminal& term_;
     FILE* out_ = nullptr;
@@ -161,6 +164,8 @@ int signal_fd()
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGHUP);
     sigaddset(&mask, SIGQUIT); // as SIGTERM: the agent is stopped, not left behind
+    sigaddset(&mask, SIGUSR1); // embedded: apply the policy file again
+    sigaddset(&mask, SIGUSR2); // embedded: freeze, or thaw
     ::sigprocmask(SIG_BLOCK, &mask, nullptr);
     const int sfd = ::signalfd(-1, &mask, SFD_CLOEXEC);
     if (sfd < 0)
@@ -212,7 +217,7 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
     api::Request req{.op = api::Op::Run, .name = o.name, .cgroup = std::nullopt,
                      .policy = api::PolicyText{.file = o.policy_file, .text = text},
                      .user = ctx.user, .home = ctx.home, .workspace = ctx.workspace,
-                     .mode = std::nullopt};
+                     .mode = std::nullopt, .reason = std::nullopt};
     if (o.mode)
         req.mode = *o.mode == policy::Mode::Audit ? "audit" : "enforce";
     const auto reply = client.call(req);
@@ -258,9 +263,10 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
     const auto kill_if_flagged = [&] {
         if (!pinned || killed)
             return;
-        const auto st = pinned->agent(cgroup_id);
+        const auto a = pinned->agent(cgroup_id);
+        const auto l = pinned->live(cgroup_id);
         const bool off = backend == CORDON_BACKEND_LSM && ftrace_switched_off();
-        if (!st || (st->flags & CORDON_AGENT_F_KILLED) || off) {
+        if (!a || !l || cordon_agent_killed(&*a, &*l) || off) {
             term.line(fmt::format("{}; stopping agent {}",
                                   off ? "kernel.ftrace_enabled is 0" : "the agent hit a kill rule",
                                   name));
@@ -304,8 +310,16 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
         signalfd_siginfo si{};
         if (fds[0].revents && ::read(sfd, &si, sizeof(si)) == sizeof(si) &&
             si.ssi_signo != SIGCHLD) {
-            term.line(fmt::format("{}: stopping agent {}", strsignal(static_cast<int>(si.ssi_signo)), name));
-            agents::kill_cgroup(cgroup);
+            if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
+                term.line(fmt::format("{}: agent {} belongs to cordond; use `cordon policy apply "
+                                      "{} FILE` or `cordon freeze|thaw {}`",
+                                      strsignal(static_cast<int>(si.ssi_signo)), name, name,
+                                      name));
+            } else {
+                term.line(fmt::format("{}: stopping agent {}",
+                                      strsignal(static_cast<int>(si.ssi_signo)), name));
+                agents::kill_cgroup(cgroup);
+            }
         }
         int st = 0;
         if (::waitpid(child, &st, WNOHANG) == child) {
@@ -428,21 +442,58 @@ int run_guarded(const RunOptions& o)
     int status = 0;
     bool done = false;
     bool killed = false;
+    std::uint32_t frozen_epoch = ~0u; // thaw epoch whose freeze verdict was carried out
+    std::optional<PreparedPolicy> applied; // the policy file as applied again (SIGUSR1)
     const auto guard_switched_off = [&] {
         return backend == CORDON_BACKEND_LSM && ftrace_switched_off();
     };
     const auto kill_if_flagged = [&] {
         if (killed)
             return;
-        const auto st = guard.agent(cg.id());
+        const auto a = guard.agent(cg.id());
+        const auto l = guard.live(cg.id());
         const bool off = guard_switched_off();
-        if (sink.kill_requested || !st || (st->flags & CORDON_AGENT_F_KILLED) || off) {
+        if (sink.kill_requested || !a || !l || cordon_agent_killed(&*a, &*l) || off) {
             if (off)
                 term.line(fmt::format("kernel.ftrace_enabled is 0, so the kernel runs none of "
                                       "cordon's LSM programs; stopping agent {}",
                                       name));
             cg.kill(); // the kernel already refuses every access; empty the cgroup now
             killed = true;
+        } else if (l->frozen_mark == a->thaw_epoch + 1 && frozen_epoch != a->thaw_epoch) {
+            // A freeze verdict: the kernel refuses the agent everything already; stop it too.
+            frozen_epoch = a->thaw_epoch;
+            agents::freeze_cgroup(cg.path(), true);
+            term.line(fmt::format("agent {} hit a freeze rule and is frozen for review; "
+                                  "`kill -USR2 {}` thaws it, Ctrl-C ends it",
+                                  name, ::getpid()));
+        }
+    };
+    // SIGUSR1: the policy file again, applied whole or not at all. SIGUSR2: freeze or thaw.
+    const auto operator_signal = [&](int sig) {
+        try {
+            if (sig == SIGUSR1) {
+                policy::Diagnostics errs;
+                const auto again = policy::read_policy_file(o.policy_file, errs);
+                if (!again)
+                    throw Error(errs.empty() ? "cannot read " + o.policy_file : errs[0].str());
+                auto resolver = policy::system_resolver();
+                auto next = prepare_policy(*again, o.policy_file, ctx, o.mode, *resolver);
+                const auto r = ctl.apply_policy(name, next);
+                applied = std::move(next);
+                sink.set_policy(applied->policy);
+                term.line(fmt::format("applied {} again to agent {} (policy {} -> {})",
+                                      o.policy_file, name, r.old_policy, r.new_policy));
+            } else if (ctl.frozen(*ctl.find(name))) {
+                ctl.thaw(name);
+                term.line(fmt::format("agent {} thawed", name));
+            } else {
+                ctl.freeze(name);
+                term.line(fmt::format("agent {} frozen; `kill -USR2 {}` thaws it", name,
+                                      ::getpid()));
+            }
+        } catch (const Error& e) {
+            term.line(fmt::format("{}: {}; nothing was changed", strsignal(sig), e.what()));
         }
     };
     pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
@@ -457,8 +508,12 @@ int run_guarded(const RunOptions& o)
         while (fds[0].revents && ::read(sfd, &si, sizeof(si)) == sizeof(si)) {
             if (si.ssi_signo == SIGCHLD)
                 break;
+            if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
+                operator_signal(static_cast<int>(si.ssi_signo));
+                break;
+            }
             term.line(fmt::format("{}: stopping agent {}", strsignal(si.ssi_signo), name));
-            cg.kill();
+            ctl.kill(name); // the kill switch: refused everything from the flag on, then emptied
             break;
         }
         int st = 0;

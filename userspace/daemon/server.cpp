@@ -68,7 +68,18 @@ std::int64_t now_ms()
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+std::int64_t monotonic_ns()
+{
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+/// How long kill and freeze wait for the cgroup before they reply with an error.
+constexpr std::int64_t kSettleTimeoutNs = 10'000'000'000;
+
 struct Peer {
+    std::uint64_t serial = 0; ///< names the connection in a Pending
     int fd = -1;
     int pid = 0;
     unsigned uid = 0, gid = 0;
@@ -81,6 +92,21 @@ struct Peer {
     std::uint64_t dropped = 0;         ///< events a slow subscriber did not take
     std::int64_t last_active_ms = 0;   ///< last bytes received
     std::optional<std::uint32_t> protected_pid; ///< a `cordon run` put in cordon_protected
+    bool waiting = false; ///< a kill or freeze is under way; later lines wait for its reply
+};
+
+/// A kill or freeze whose reply waits for the cgroup (empty, or frozen): cgroup.events is
+/// watched (the kernel signals POLLPRI on each change) so the daemon's one thread never blocks.
+struct Pending {
+    std::uint64_t peer = 0;
+    api::Request request;
+    std::string agent;
+    std::filesystem::path cgroup;
+    int events_fd = -1;
+    std::int64_t received_ns = 0; ///< the request was read
+    std::int64_t flagged_ns = 0;  ///< the kernel refused the agent everything from here on
+    std::int64_t last_kill_ns = 0;
+    json who;
 };
 
 class Server {
@@ -94,6 +120,9 @@ private:
     void read_peer(Peer& p);
     void write_peer(Peer& p);
     void handle(Peer& p, const std::string& line);
+    void handle_lines(Peer& p);
+    void settle_pending();
+    void finish(Pending& w, bool ok, json reply, const std::string& error);
     json dispatch(Peer& p, const api::Request& r);
     json agent_json(const control::AgentRecord& r);
     void on_event(const events::Event& e);
@@ -104,7 +133,9 @@ private:
     std::string refusal_for(int pid, unsigned uid, unsigned gid);
     void evict_idle();
     void expire_peers();
-    void record_action(const Peer& p, const api::Request& r, bool ok, const std::string& error);
+    json record_action(const json& who, const api::Request& r, bool ok, const std::string& error,
+                       const json& details = json::object(), const std::string& agent = "");
+    json who_of(const Peer& p) const;
     void send(Peer& p, const std::string& line, bool is_event = false);
 
     ServerOptions opts_;
@@ -119,6 +150,12 @@ private:
     /// same cgroup has a fresh id, so its kill flag is carried out again.
     std::set<std::pair<std::uint64_t, std::uint32_t>> killed_handled_;
     std::uint64_t subscriber_drops_ = 0;
+    std::uint64_t next_serial_ = 1;
+    std::list<Pending> pending_;
+    std::optional<Pending> deferred_; ///< set by dispatch: reply once the cgroup settles
+    std::int64_t received_ns_ = 0;    ///< when the request being handled was read
+    /// Freeze verdicts already carried out, by cgroup id: the thaw epoch they marked.
+    std::map<std::uint64_t, std::uint32_t> frozen_handled_;
     int ftrace_fd_ = -1;
     bool ftrace_off_ = false;
 };
@@ -196,6 +233,7 @@ void Server::accept_peer()
             continue;
         }
         Peer p;
+        p.serial = next_serial_++;
         p.last_active_ms = now_ms();
         p.fd = fd;
         p.pid = cr.pid;
@@ -292,13 +330,9 @@ void Server::read_peer(Peer& p)
         p.uid = cr.uid;
         p.gid = cr.gid;
         p.last_active_ms = now_ms();
+        received_ns_ = monotonic_ns();
         p.in.append(buf, static_cast<size_t>(n));
-        size_t nl;
-        while ((nl = p.in.find('\n')) != std::string::npos) {
-            const std::string line = p.in.substr(0, nl);
-            p.in.erase(0, nl + 1);
-            handle(p, line);
-        }
+        handle_lines(p);
         std::size_t buffered = 0;
         for (const auto& q : peers_)
             buffered += q.in.size();
@@ -318,6 +352,17 @@ void Server::read_peer(Peer& p)
     }
 }
 
+// Lines wait while a kill or freeze of this connection is under way: replies keep request order.
+void Server::handle_lines(Peer& p)
+{
+    size_t nl;
+    while (!p.waiting && !p.closing && (nl = p.in.find('\n')) != std::string::npos) {
+        const std::string line = p.in.substr(0, nl);
+        p.in.erase(0, nl + 1);
+        handle(p, line);
+    }
+}
+
 std::string Server::append_action(const json& a)
 {
     const std::string line = a.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -329,29 +374,42 @@ std::string Server::append_action(const json& a)
     return line;
 }
 
-void Server::record_action(const Peer& p, const api::Request& r, bool ok, const std::string& error)
+json Server::who_of(const Peer& p) const
+{
+    return {{"pid", p.pid}, {"uid", p.uid}, {"gid", p.gid}};
+}
+
+json Server::record_action(const json& who, const api::Request& r, bool ok,
+                           const std::string& error, const json& details, const std::string& agent)
 {
     json a = {{"time_ms", now_ms()},
               {"type", "operator_action"},
-              {"who", {{"pid", p.pid}, {"uid", p.uid}, {"gid", p.gid}}},
+              {"who", who},
               {"op", api::op_name(r.op)},
               {"result", ok ? "ok" : "error"}};
     if (r.name)
         a["name"] = *r.name;
-    if (p.session)
-        a["agent"] = *p.session;
+    if (!agent.empty())
+        a["agent"] = agent;
     if (r.cgroup)
         a["cgroup"] = *r.cgroup;
     if (r.policy)
         a["policy"] = {{"file", r.policy->file}, {"sha256", control::sha256_hex(r.policy->text)}};
+    if (r.mode)
+        a["mode"] = *r.mode;
+    if (r.reason)
+        a["reason"] = *r.reason;
+    if (!details.empty())
+        a["details"] = details;
     if (!ok)
         a["error"] = error;
     spdlog::info("action: {}", append_action(a));
     for (auto& s : peers_)
-        if (s.subscribed && !s.filter)
+        if (s.subscribed && (!s.filter || (r.name && *s.filter == *r.name)))
             send(s, json{{"v", api::kVersion}, {"action", a}}.dump(-1, ' ', false,
                                                                     json::error_handler_t::replace),
                  true);
+    return a;
 }
 
 void Server::handle(Peer& p, const std::string& line)
@@ -364,15 +422,91 @@ void Server::handle(Peer& p, const std::string& line)
                                  "; nothing was changed"));
         return;
     }
+    const std::string session = p.session.value_or("");
     try {
-        const json reply = dispatch(p, r);
-        if (api::changes_state(r.op))
-            record_action(p, r, true, "");
+        json reply = dispatch(p, r);
+        if (deferred_) {
+            // Replied to (and recorded) when the cgroup settles: see settle_pending.
+            deferred_->peer = p.serial;
+            deferred_->request = r;
+            deferred_->who = who_of(p);
+            p.waiting = true;
+            pending_.push_back(std::move(*deferred_));
+            deferred_.reset();
+            settle_pending();
+            return;
+        }
+        // The reply first: a run session is subscribed to its agent, and its first line back
+        // must be the reply, not the record of its own request.
+        const json details = reply.value("details", json::object());
+        reply.erase("details");
         send(p, api::ok_reply(reply));
-    } catch (const std::exception& e) {
         if (api::changes_state(r.op))
-            record_action(p, r, false, e.what());
+            record_action(who_of(p), r, true, "", details, session);
+    } catch (const std::exception& e) {
+        deferred_.reset();
         send(p, api::error_reply(e.what()));
+        if (api::changes_state(r.op))
+            record_action(who_of(p), r, false, e.what(), json::object(), session);
+    }
+}
+
+void Server::finish(Pending& w, bool ok, json reply, const std::string& error)
+{
+    if (w.events_fd >= 0)
+        ::close(w.events_fd);
+    w.events_fd = -1;
+    Peer* asker = nullptr;
+    for (auto& p : peers_)
+        if (p.serial == w.peer)
+            asker = &p;
+    if (asker)
+        send(*asker, ok ? api::ok_reply(reply) : api::error_reply(error));
+    record_action(w.who, w.request, ok, error, reply);
+    if (asker) {
+        asker->waiting = false;
+        handle_lines(*asker);
+    }
+}
+
+// Kill and freeze reply once the cgroup is empty, or frozen. A kill is written again every
+// 100 ms until then (a process that entered the cgroup meanwhile); after kSettleTimeoutNs the
+// reply is an error, and the agent stays refused everything (its flag stays set).
+void Server::settle_pending()
+{
+    for (auto it = pending_.begin(); it != pending_.end();) {
+        auto& w = *it;
+        const bool kill = w.request.op == api::Op::Kill;
+        const auto now = monotonic_ns();
+        const bool gone = !fs::exists(w.cgroup);
+        const bool settled = gone || (kill ? !agents::cgroup_populated(w.cgroup)
+                                           : agents::cgroup_frozen(w.cgroup));
+        if (!settled && now - w.received_ns < kSettleTimeoutNs) {
+            if (kill && now - w.last_kill_ns > 100'000'000) {
+                try {
+                    agents::kill_cgroup(w.cgroup);
+                } catch (const Error&) {
+                }
+                w.last_kill_ns = now;
+            }
+            ++it;
+            continue;
+        }
+        json reply = {{"name", w.agent},
+                      {"received_ns", w.received_ns},
+                      {"flagged_ns", w.flagged_ns},
+                      {"settled_ns", now},
+                      {"elapsed_ms", static_cast<double>(now - w.received_ns) / 1e6}};
+        if (settled)
+            finish(w, true, reply, "");
+        else
+            finish(w, false, reply,
+                   fmt::format("agent {} is {} (the kernel refuses it everything), but its cgroup "
+                               "{} is not {} after {} s: a process may be in uninterruptible "
+                               "sleep; `cordon agents` shows it, and cordon keeps trying",
+                               w.agent, kill ? "killed" : "frozen", w.cgroup.string(),
+                               kill ? "empty" : "frozen", kSettleTimeoutNs / 1'000'000'000));
+        it = pending_.erase(it);
     }
 }
 
@@ -394,12 +528,17 @@ json Server::agent_json(const control::AgentRecord& r)
               {"age_s", std::max<std::int64_t>(0, now_ms() / 1000 - r.created)},
               {"denials_seen", denials_[r.id]},
               {"detached", r.origin == control::Origin::Run && !r.owner_pid}};
-    if (const auto st = ctl_->guard().agent(r.cgroup_id)) {
+    const auto st = ctl_->guard().agent(r.cgroup_id);
+    const auto live = ctl_->guard().live(r.cgroup_id);
+    if (st && live) {
         a["mode"] = st->mode == CORDON_MODE_AUDIT ? "audit" : "enforce";
-        a["score"] = st->score;
-        a["killed"] = (st->flags & CORDON_AGENT_F_KILLED) != 0;
-        a["tier"] = ctl_->tier_of(*st);
+        a["score"] = live->score;
+        a["killed"] = cordon_agent_killed(&*st, &*live) != 0;
+        a["frozen"] = cordon_agent_frozen(&*st, &*live) != 0;
+        a["tier"] = ctl_->tier_of(st->policy_id, *live);
+        a["task_id"] = st->task_id;
     }
+    a["cgroup_frozen"] = agents::cgroup_frozen(r.cgroup);
     std::uint64_t procs = 0;
     std::error_code ec;
     for (auto it = fs::recursive_directory_iterator(r.cgroup, ec);
@@ -507,6 +646,69 @@ json Server::dispatch(Peer& p, const api::Request& r)
         p.subscribed = true;
         p.filter = r.name;
         return json::object();
+    case api::Op::Kill:
+    case api::Op::Freeze: {
+        const auto* rec = ctl_->find(*r.name);
+        if (!rec)
+            throw Error("no agent named " + *r.name + "; `cordon agents` lists them");
+        Pending w;
+        w.agent = rec->name;
+        w.cgroup = rec->cgroup;
+        w.received_ns = received_ns_;
+        w.events_fd = ::open((rec->cgroup / "cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
+        if (r.op == api::Op::Kill) {
+            w.flagged_ns = ctl_->kill(rec->name);
+            w.last_kill_ns = monotonic_ns();
+            spdlog::warn("killing agent {} on request of pid {} uid {}{}", rec->name, p.pid,
+                         p.uid, r.reason ? ": " + *r.reason : "");
+        } else {
+            ctl_->freeze(rec->name);
+            w.flagged_ns = monotonic_ns();
+        }
+        deferred_ = std::move(w);
+        return json::object();
+    }
+    case api::Op::Thaw: {
+        ctl_->thaw(*r.name);
+        frozen_handled_.erase(ctl_->find(*r.name)->cgroup_id);
+        return {{"name", *r.name}};
+    }
+    case api::Op::Apply: {
+        const auto* rec = ctl_->find(*r.name);
+        if (!rec)
+            throw Error("no agent named " + *r.name + "; `cordon agents` lists them");
+        auto resolver = policy::system_resolver();
+        std::optional<policy::Mode> mode;
+        if (r.mode)
+            mode = *r.mode == "audit" ? policy::Mode::Audit : policy::Mode::Enforce;
+        // The agent's own context: its ${HOME} and ${WORKSPACE} mean what they meant at start.
+        const auto prepared = control::prepare_policy(r.policy->text, r.policy->file,
+                                                      rec->context, mode, *resolver);
+        const auto prepared_ns = monotonic_ns();
+        const auto a = ctl_->apply_policy(*r.name, prepared);
+        const auto mode_name = [](std::uint8_t m) { return m == CORDON_MODE_AUDIT ? "audit" : "enforce"; };
+        json warnings = prepared.warnings;
+        if (a.old_mode != a.new_mode)
+            warnings.push_back(fmt::format("the agent's mode changed from {} to {} (the new "
+                                           "policy's spec.mode)",
+                                           mode_name(a.old_mode), mode_name(a.new_mode)));
+        json out = {{"name", *r.name},
+                    {"old_policy", a.old_policy},
+                    {"new_policy", a.new_policy},
+                    {"mode", mode_name(a.new_mode)},
+                    {"received_ns", received_ns_},
+                    {"prepared_ns", prepared_ns},
+                    {"loaded_ns", a.loaded_ns},
+                    {"switched_ns", a.switched_ns},
+                    {"warnings", warnings}};
+        out["details"] = {{"old_policy", a.old_policy}, {"new_policy", a.new_policy},
+                          {"mode", mode_name(a.new_mode)}};
+        return out;
+    }
+    case api::Op::Mode: {
+        ctl_->set_mode(*r.name, *r.mode == "audit" ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE);
+        return {{"name", *r.name}, {"mode", *r.mode}};
+    }
     }
     throw Error("unhandled op");
 }
@@ -566,20 +768,55 @@ void Server::supervise()
             ftrace_off_ = false;
         }
     }
-    for (const auto& [cgid, st] : ctl_->guard().agents()) {
-        if (!(st.flags & CORDON_AGENT_F_KILLED) || killed_handled_.contains({cgid, st.agent_id}))
-            continue;
+    for (const auto& e : ctl_->guard().agents()) {
+        const control::AgentRecord* rec = nullptr;
         for (const auto& a : ctl_->agents())
-            if (a.cgroup_id == cgid) {
-                spdlog::warn("agent {} hit a kill rule; killing every process in {}", a.name,
-                             a.cgroup.string());
-                try {
-                    agents::kill_cgroup(a.cgroup);
-                } catch (const Error& e) {
-                    spdlog::error("agent {}: {}", a.name, e.what());
-                }
+            if (a.cgroup_id == e.cgid)
+                rec = &a;
+        if (!rec)
+            continue;
+        // No kernel half: the kernel refuses the agent everything; it is ended too.
+        const bool killed = !e.live || cordon_agent_killed(&e.agent, &*e.live);
+        if (killed) {
+            // Emptied again whenever anything is in it: a killed agent stays killed.
+            if (!killed_handled_.contains({e.cgid, e.agent.agent_id})) {
+                killed_handled_.insert({e.cgid, e.agent.agent_id});
+                spdlog::warn("agent {} is killed; killing every process in {}", rec->name,
+                             rec->cgroup.string());
+            } else if (!agents::cgroup_populated(rec->cgroup)) {
+                continue;
             }
-        killed_handled_.insert({cgid, st.agent_id});
+            try {
+                agents::kill_cgroup(rec->cgroup);
+            } catch (const Error& err) {
+                spdlog::error("agent {}: {}", rec->name, err.what());
+            }
+            continue;
+        }
+        // A freeze verdict (the kernel refuses the agent everything already): frozen for review,
+        // once per thaw epoch.
+        if (e.live->frozen_mark == e.agent.thaw_epoch + 1) {
+            const auto it = frozen_handled_.find(e.cgid);
+            if (it != frozen_handled_.end() && it->second == e.agent.thaw_epoch)
+                continue;
+            frozen_handled_[e.cgid] = e.agent.thaw_epoch;
+            spdlog::warn("agent {} hit a freeze rule; freezing {} for review (`cordon thaw {}` "
+                         "resumes it)",
+                         rec->name, rec->cgroup.string(), rec->name);
+            std::string result = "ok";
+            try {
+                agents::freeze_cgroup(rec->cgroup, true);
+            } catch (const Error& err) {
+                result = err.what();
+                spdlog::error("agent {}: {}", rec->name, err.what());
+            }
+            append_action(json{{"time_ms", now_ms()},
+                               {"type", "controller_action"},
+                               {"op", "freeze"},
+                               {"agent", rec->name},
+                               {"cause", "freeze rule"},
+                               {"result", result}});
+        }
     }
 }
 
@@ -693,6 +930,10 @@ int Server::run()
         std::vector<pollfd> fds = {{sfd, POLLIN, 0}, {listen_fd_, POLLIN, 0}, {reader_->fd(), POLLIN, 0}};
         for (auto& p : peers_)
             fds.push_back({p.fd, static_cast<short>(POLLIN | (p.out.empty() ? 0 : POLLOUT)), 0});
+        const size_t peers_end = fds.size(); // peers accepted below have no entry
+        // cgroup.events of pending kills and freezes: POLLPRI when the cgroup changes.
+        for (const auto& w : pending_)
+            fds.push_back({w.events_fd, POLLPRI, 0});
         if (::poll(fds.data(), fds.size(), 20) < 0 && errno != EINTR)
             throw Error("poll failed: " + errno_text(errno));
         signalfd_siginfo si{};
@@ -706,7 +947,7 @@ int Server::run()
             accept_peer();
         size_t i = 3;
         for (auto& p : peers_) {
-            if (i >= fds.size())
+            if (i >= peers_end)
                 break;
             const short rev = fds[i++].revents;
             if (rev & POLLOUT)
@@ -714,6 +955,7 @@ int Server::run()
             if (rev & (POLLIN | POLLHUP | POLLERR))
                 read_peer(p);
         }
+        settle_pending();
         for (auto it = peers_.begin(); it != peers_.end();) {
             if (it->closing && it->out.empty()) {
                 drop_peer(*it);

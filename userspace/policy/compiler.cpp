@@ -311,16 +311,23 @@ CompileResult compile(const Policy& p, std::uint32_t policy_id)
     return Compiler(p, policy_id).run();
 }
 
-cordon_agent_state agent_state_for(const Policy& p, const CompiledPolicy& c, std::uint32_t agent_id,
-                                   std::uint32_t level)
+cordon_agent agent_for(const Policy& p, const CompiledPolicy& c, std::uint32_t agent_id,
+                       std::uint32_t level)
 {
-    cordon_agent_state s{};
-    s.agent_id = agent_id;
-    s.level = static_cast<__u8>(level);
-    s.policy_id = c.policy_id;
-    s.score = p.trust.initial;
-    s.mode = p.mode == Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
-    return s;
+    cordon_agent a{};
+    a.agent_id = agent_id;
+    a.level = static_cast<__u8>(level);
+    a.policy_id = c.policy_id;
+    a.mode = p.mode == Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
+    return a;
+}
+
+cordon_agent_live live_for(const Policy& p, std::uint32_t agent_id)
+{
+    cordon_agent_live l{};
+    l.score = p.trust.initial;
+    l.agent_id = agent_id;
+    return l;
 }
 
 std::vector<std::uint8_t> serialize(const CompiledPolicy& c)

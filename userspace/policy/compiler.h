@@ -36,9 +36,11 @@ struct CompileResult {
 CompileResult compile(const Policy& p, std::uint32_t policy_id);
 
 /// The cordon_agents entry of a new agent running this compiled policy, whose root cgroup is at
-/// cgroup level `level`: its score starts at the policy's initial trust, its mode is the policy's.
-cordon_agent_state agent_state_for(const Policy& p, const CompiledPolicy& c, std::uint32_t agent_id,
-                                   std::uint32_t level);
+/// cgroup level `level`: its mode is the policy's.
+cordon_agent agent_for(const Policy& p, const CompiledPolicy& c, std::uint32_t agent_id,
+                       std::uint32_t level);
+/// The cordon_agent_live entry of a new agent: its score starts at the policy's initial trust.
+cordon_agent_live live_for(const Policy& p, std::uint32_t agent_id);
 
 /// Every byte the compiled policy writes into maps, in order; equal outputs mean equal maps.
 std::vector<std::uint8_t> serialize(const CompiledPolicy& c);
