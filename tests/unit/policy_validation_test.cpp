@@ -83,12 +83,12 @@ const ErrorCase kErrorCases[] = {
     {.name = "MissingClass",
      .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n"),
      .want = {"p.yaml:6:3: spec has no 'network'; expected a mapping with 'default' (allow, deny, "
-              "audit or kill) and 'rules'"}},
+              "audit, kill or freeze) and 'rules'"}},
     {.name = "UnknownAction",
      .text = with_spec("  exec:\n    default: alow\n  files:\n    default: allow\n"
                        "  network:\n    default: deny\n"),
      .want = {"p.yaml:7:14: unknown exec.default 'alow'; did you mean 'allow'? expected allow, "
-              "deny, audit or kill"}},
+              "deny, audit, kill or freeze"}},
     {.name = "UnknownMode",
      .text = minimal("  mode: enforcing\n"),
      .want = {"p.yaml:6:9: unknown mode 'enforcing'; expected enforce or audit"}},
@@ -118,7 +118,7 @@ const ErrorCase kErrorCases[] = {
      .text = with_spec("  exec:\n    default: deny\n    rules:\n      - {pth: /bin/ls}\n"
                        "  files:\n    default: allow\n  network:\n    default: deny\n"),
      .want = {"p.yaml:9:9: exec.rules[0] has no 'path'; expected an absolute path",
-              "p.yaml:9:9: exec.rules[0] has no 'action'; expected allow, deny, audit or kill",
+              "p.yaml:9:9: exec.rules[0] has no 'action'; expected allow, deny, audit, kill or freeze",
               "p.yaml:9:10: unknown key 'pth' in exec.rules[0]; did you mean 'path'? expected "
               "path, action or tier"}},
     {.name = "AccessOnExecRule",

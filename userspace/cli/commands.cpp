@@ -65,7 +65,9 @@ int agents(bool as_json)
                     a.at("cgroup").get<std::string>().c_str(),
                     a.at("policy").at("file").get<std::string>().c_str(),
                     a.at("policy").at("sha256").get<std::string>().c_str(),
-                    a.value("killed", false) ? " KILLED" : "");
+                    a.value("killed", false)   ? " KILLED"
+                    : a.value("frozen", false) ? " FROZEN"
+                                               : "");
     }
     return 0;
 }
@@ -145,6 +147,68 @@ int detach(const std::string& name)
     auto c = connect_or_fail();
     c.call([&] { auto q = api::request(api::Op::Detach); q.name = name; return q; }());
     std::fprintf(stderr, "cordon: agent %s is no longer guarded\n", name.c_str());
+    return 0;
+}
+
+int agent_op(api::Op op, const std::string& name, const std::string& reason,
+             const std::string& mode)
+{
+    auto c = connect_or_fail();
+    auto q = api::request(op);
+    q.name = name;
+    if (!reason.empty())
+        q.reason = reason;
+    if (op == api::Op::Mode)
+        q.mode = mode;
+    const auto r = c.call(q);
+    switch (op) {
+    case api::Op::Kill:
+        std::printf("killed agent %s: the kernel refused it everything %.1f us after the request "
+                    "arrived; its cgroup was empty after %.1f ms\n",
+                    name.c_str(),
+                    static_cast<double>(r.at("flagged_ns").get<std::int64_t>() -
+                                        r.at("received_ns").get<std::int64_t>()) / 1e3,
+                    r.at("elapsed_ms").get<double>());
+        break;
+    case api::Op::Freeze:
+        std::printf("froze agent %s in %.1f ms; `cordon thaw %s` resumes it, `cordon kill %s` "
+                    "ends it\n",
+                    name.c_str(), r.at("elapsed_ms").get<double>(), name.c_str(), name.c_str());
+        break;
+    case api::Op::Thaw:
+        std::printf("thawed agent %s\n", name.c_str());
+        break;
+    default:
+        std::printf("agent %s is in %s mode\n", name.c_str(), mode.c_str());
+    }
+    return 0;
+}
+
+int apply(const std::string& name, const std::string& file, const std::optional<std::string>& mode,
+          const std::string& reason)
+{
+    policy::Diagnostics errs;
+    const auto text = policy::read_policy_file(file, errs);
+    if (!text) {
+        for (const auto& d : errs)
+            std::fprintf(stderr, "%s\n", d.str().c_str());
+        return 1;
+    }
+    auto c = connect_or_fail();
+    auto q = api::request(api::Op::Apply);
+    q.name = name;
+    q.policy = api::PolicyText{.file = file, .text = *text};
+    q.mode = mode;
+    if (!reason.empty())
+        q.reason = reason;
+    const auto r = c.call(q);
+    for (const auto& w : r.at("warnings"))
+        std::fprintf(stderr, "cordon: warning: %s\n", w.get<std::string>().c_str());
+    std::printf("applied %s to agent %s (policy %u -> %u, %s mode); the switch took %.1f us\n",
+                file.c_str(), name.c_str(), r.at("old_policy").get<unsigned>(),
+                r.at("new_policy").get<unsigned>(), r.at("mode").get<std::string>().c_str(),
+                static_cast<double>(r.at("switched_ns").get<std::int64_t>() -
+                                    r.at("loaded_ns").get<std::int64_t>()) / 1e3);
     return 0;
 }
 

@@ -124,6 +124,44 @@ int main(int argc, char** argv)
         "detach", "Stop guarding an attached agent; its processes run on unguarded");
     std::string detach_name;
     detach_cmd->add_option("NAME", detach_name, "Agent name")->required();
+    std::string op_name, op_reason;
+    const auto add_op = [&](const char* verb, const char* what) {
+        auto* c = app.add_subcommand(verb, what);
+        c->add_option("NAME", op_name, "Agent name (`cordon agents` lists them)")->required();
+        c->add_option("--reason", op_reason, "Why; recorded with the operator action");
+        return c;
+    };
+    auto* kill_cmd = add_op(
+        "kill", "Kill switch: from the instant the agent's kill flag is written, the kernel "
+                "refuses every access of every process of the agent; cgroup.kill then ends them "
+                "all, forks included. Returns when the cgroup is empty and prints how long that "
+                "took. The agent stays killed until it ends (run) or is detached (attach). "
+                "Needs cordond; an embedded `cordon run` is killed with Ctrl-C or SIGTERM");
+    auto* freeze_cmd = add_op(
+        "freeze", "Freeze an agent for review (cgroup.freeze): every access is refused from the "
+                  "flag on and every process stops, keeping its state. Returns when frozen. "
+                  "Needs cordond; an embedded `cordon run` freezes and thaws on SIGUSR2");
+    auto* thaw_cmd = add_op("thaw", "Resume a frozen agent (by `cordon freeze` or a freeze rule)");
+    auto* mode_cmd = add_op("mode", "Switch an agent between enforce and audit (one map write)");
+    std::string mode_value;
+    mode_cmd->add_option("MODE", mode_value, "enforce or audit")
+        ->required()
+        ->check(CLI::IsMember({"enforce", "audit"}));
+    auto* apply = policy->add_subcommand(
+        "apply", "Replace a running agent's policy atomically: compiled and loaded under a new "
+                 "id, the agent switched with one map write, the old one removed once no "
+                 "decision can use it. Every decision is made by the old policy or the new one; "
+                 "trust score, task and kill/freeze state stay. An invalid policy changes "
+                 "nothing. The agent takes the new policy's spec.mode unless --mode is given. "
+                 "Needs cordond; an embedded `cordon run` applies its --policy file again on "
+                 "SIGUSR1");
+    std::string apply_name, apply_file, apply_reason;
+    std::optional<std::string> apply_mode;
+    apply->add_option("NAME", apply_name, "Agent name")->required();
+    apply->add_option("FILE", apply_file, "Policy file")->required();
+    apply->add_option("--mode", apply_mode, "enforce or audit (overrides spec.mode)")
+        ->check(CLI::IsMember({"enforce", "audit"}));
+    apply->add_option("--reason", apply_reason, "Why; recorded with the operator action");
     auto* teardown_cmd = app.add_subcommand(
         "teardown", "Remove everything cordond put into the kernel and bpffs: ends the agents "
                     "cordon started, unguards attached ones, unpins maps and programs. Refuses "
@@ -167,6 +205,14 @@ int main(int argc, char** argv)
             return cordon::cli::detach(detach_name);
         if (teardown_cmd->parsed())
             return cordon::cli::teardown(teardown_opts);
+        for (auto [cmd, op] : {std::pair{kill_cmd, cordon::api::Op::Kill},
+                               std::pair{freeze_cmd, cordon::api::Op::Freeze},
+                               std::pair{thaw_cmd, cordon::api::Op::Thaw},
+                               std::pair{mode_cmd, cordon::api::Op::Mode}})
+            if (cmd->parsed())
+                return cordon::cli::agent_op(op, op_name, op_reason, mode_value);
+        if (apply->parsed())
+            return cordon::cli::apply(apply_name, apply_file, apply_mode, apply_reason);
         if (check->parsed())
             return cordon::control::policy_check(check_files,
                                                  cordon::control::make_context(user, workspace));

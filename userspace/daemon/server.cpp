@@ -570,7 +570,8 @@ json Server::dispatch(Peer& p, const api::Request& r)
                 {"agents", ctl_->agents().size()},
                 {"policies", g.policy_ids().size()},
                 {"decisions", {{"allow", c[CORDON_CNT_ALLOW]}, {"deny", c[CORDON_CNT_DENY]},
-                               {"audit", c[CORDON_CNT_AUDIT]}, {"kill", c[CORDON_CNT_KILL]}}},
+                               {"audit", c[CORDON_CNT_AUDIT]}, {"kill", c[CORDON_CNT_KILL]},
+                               {"freeze", c[CORDON_CNT_FREEZE]}}},
                 {"lost_events", c[CORDON_CNT_RINGBUF_DROPS]},
                 {"malformed_events", reader_->malformed()},
                 {"subscriber_drops", subscriber_drops_},
@@ -724,7 +725,8 @@ void Server::on_event(const events::Event& e)
     const auto namer = [rec](std::uint32_t id) -> std::string {
         return rec && id < rec->rule_sources.size() ? rec->rule_sources[id] : "";
     };
-    if (h.verdict == CORDON_VERDICT_DENY || h.verdict == CORDON_VERDICT_KILL)
+    if (h.verdict == CORDON_VERDICT_DENY || h.verdict == CORDON_VERDICT_KILL ||
+        h.verdict == CORDON_VERDICT_FREEZE)
         ++denials_[h.agent_id];
     std::string text;
     if (h.verdict != CORDON_VERDICT_ALLOW) {

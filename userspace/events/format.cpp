@@ -45,6 +45,7 @@ std::string_view verdict_name(std::uint8_t verdict)
     case CORDON_VERDICT_DENY: return "deny";
     case CORDON_VERDICT_AUDIT: return "audit";
     case CORDON_VERDICT_KILL: return "kill";
+    case CORDON_VERDICT_FREEZE: return "freeze";
     default: return "unknown";
     }
 }

@@ -11,7 +11,7 @@
 namespace cordon::events {
 
 std::string_view hook_name(std::uint16_t hook);       ///< "exec", "open", "connect4", ...
-std::string_view verdict_name(std::uint8_t verdict);  ///< "allow", "deny", "audit", "kill"
+std::string_view verdict_name(std::uint8_t verdict);  ///< "allow", "deny", "audit", "kill", "freeze"
 std::string object_text(const Event& e);              ///< path, or address:port/protocol
 
 /// Names a rule id as "file:line" (or "" when unknown).

@@ -14,6 +14,10 @@
 
 #include "policy/net.h"
 
+// Actions are written into the maps as their enum cordon_action values.
+static_assert(static_cast<int>(cordon::policy::Action::Kill) == CORDON_ACTION_KILL);
+static_assert(static_cast<int>(cordon::policy::Action::Freeze) == CORDON_ACTION_FREEZE);
+
 namespace cordon::policy {
 namespace {
 

@@ -14,6 +14,7 @@ std::string_view action_name(Action a)
     case Action::Deny: return "deny";
     case Action::Audit: return "audit";
     case Action::Kill: return "kill";
+    case Action::Freeze: return "freeze";
     }
     return "?";
 }

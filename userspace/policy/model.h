@@ -19,7 +19,7 @@ struct SourcePos {
     bool operator==(const SourcePos&) const = default;
 };
 
-enum class Action : std::uint8_t { Allow = 0, Deny = 1, Audit = 2, Kill = 3 };
+enum class Action : std::uint8_t { Allow = 0, Deny = 1, Audit = 2, Kill = 3, Freeze = 4 };
 enum class Mode : std::uint8_t { Enforce = 0, Audit = 1 };
 enum class Trace : std::uint8_t { Decisions = 0, All = 1 };
 

@@ -305,7 +305,8 @@ private:
     std::optional<Action> action(const YAML::Node& n, const std::string& what)
     {
         return word<Action>(n, what, {{"allow", Action::Allow}, {"deny", Action::Deny},
-                                      {"audit", Action::Audit}, {"kill", Action::Kill}});
+                                      {"audit", Action::Audit}, {"kill", Action::Kill},
+                                      {"freeze", Action::Freeze}});
     }
 
     std::uint32_t add_source(std::string where, SourcePos pos)
@@ -516,7 +517,7 @@ private:
         if (auto* h = optional(k, "hardening"))
             parse_hardening(*h);
         // Every class states its default: a missing one is an error, never a silent allow.
-        const std::string cls = "a mapping with 'default' (allow, deny, audit or kill) and 'rules'";
+        const std::string cls = "a mapping with 'default' (allow, deny, audit, kill or freeze) and 'rules'";
         if (auto* e = required(k, n, "exec", "spec", cls))
             parse_path_class(*e, "exec", p_.exec, false);
         if (auto* f = required(k, n, "files", "spec", cls))
@@ -638,7 +639,7 @@ private:
                        const YAML::Node& n, const std::string& cls, Action& out,
                        std::uint32_t& rule_id, SourcePos& pos)
     {
-        if (auto* d = required(k, n, "default", cls, "allow, deny, audit or kill")) {
+        if (auto* d = required(k, n, "default", cls, "allow, deny, audit, kill or freeze")) {
             if (auto a = action(*d, cls + ".default"))
                 out = *a;
             pos = pos_of(*d);
@@ -716,7 +717,7 @@ private:
     bool action_and_tier(const Map& rk, const YAML::Node& r, const std::string& where, Rule& rule)
     {
         bool ok = true;
-        if (auto* an = required(rk, r, "action", where, "allow, deny, audit or kill")) {
+        if (auto* an = required(rk, r, "action", where, "allow, deny, audit, kill or freeze")) {
             auto a = action(*an, "action");
             ok &= a.has_value();
             if (a)
