@@ -44,7 +44,7 @@ int BPF_PROG(exec_guard_sched_exec, struct task_struct *p, pid_t old_pid, struct
 	file = BPF_CORE_READ(bprm, file);
 	v = cordon_check_path(&c, CORDON_HOOK_EXEC, BPF_CORE_READ(file, f_path.dentry),
 			      BPF_CORE_READ(file, f_path.mnt), 0);
-	if (v == CORDON_VERDICT_DENY)
+	if (v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_FREEZE)
 		bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
 	return 0;
 }

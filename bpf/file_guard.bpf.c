@@ -537,7 +537,7 @@ int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
 		return 0; /* O_PATH: names the file without opening it; a later reopen is decided */
 	v = cordon_check_path(&c, CORDON_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_path.dentry),
 			      BPF_CORE_READ(file, f_path.mnt), access);
-	if (v == CORDON_VERDICT_DENY)
+	if (v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_FREEZE)
 		bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
 	return 0;
 }

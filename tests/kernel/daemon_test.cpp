@@ -28,47 +28,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Denies reads of one file, allows everything else.
-std::string deny_policy(const fs::path& denied, const std::string& name = "kt")
-{
-    return "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: " + name +
-           "\nspec:\n  exec: {default: allow}\n  files:\n    default: allow\n    rules:\n"
-           "      - {path: " + denied.string() + ", access: read, action: deny}\n"
-           "  network: {default: allow}\n";
-}
-
-// 0: opened; EPERM: refused with an error; 200: killed (the compat backend's denial).
-int try_open(const fs::path& p)
-{
-    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ::close(fd);
-        return 0;
-    }
-    return errno;
-}
-
-bool refused(const Exit& e)
-{
-    return e == exited(EPERM) || e == killed_by(SIGKILL);
-}
-
-struct Files {
-    fs::path dir = fs::temp_directory_path() / ("cordon-dt-" + std::to_string(::getpid()));
-    fs::path secret = dir / "secret", open = dir / "open";
-    Files()
-    {
-        fs::create_directories(dir);
-        std::ofstream(secret) << "s";
-        std::ofstream(open) << "o";
-    }
-    ~Files()
-    {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-};
-
 class DaemonTest : public ::testing::TestWithParam<cordon_backend> {
 protected:
     void SetUp() override
@@ -339,17 +298,6 @@ TEST_P(DaemonTest, ManyAgentsShareOneProgramSetAndTeardownLeavesNothing)
             break;
     }
     EXPECT_TRUE(left.empty()) << left.size() << " of cordond's programs are still loaded";
-}
-
-// Polls `agents` until pred holds for its list, for up to 30 s (the daemon reconciles each second).
-bool agents_until(const Daemon& d, const std::function<bool(const json&)>& pred)
-{
-    using namespace std::chrono;
-    for (auto end = steady_clock::now() + seconds(30); steady_clock::now() < end;
-         std::this_thread::sleep_for(milliseconds(50)))
-        if (pred(d.call(R"({"v":1,"op":"agents"})")["agents"]))
-            return true;
-    return false;
 }
 
 // `cordon run` with a daemon: the agent is the daemon's (listed, decided by its program set),

@@ -22,6 +22,54 @@ namespace cordon::testing {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+std::string deny_policy(const fs::path& denied, const std::string& name)
+{
+    return "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: " + name +
+           "\nspec:\n  exec: {default: allow}\n  files:\n    default: allow\n    rules:\n"
+           "      - {path: " + denied.string() + ", access: read, action: deny}\n"
+           "  network: {default: allow}\n";
+}
+
+int try_open(const fs::path& p)
+{
+    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ::close(fd);
+        return 0;
+    }
+    return errno;
+}
+
+bool refused(const Exit& e)
+{
+    return e == exited(EPERM) || e == killed_by(SIGKILL);
+}
+
+Files::Files()
+    : dir(fs::temp_directory_path() / ("cordon-dt-" + std::to_string(::getpid()))),
+      secret(dir / "secret"), open(dir / "open")
+{
+    fs::create_directories(dir);
+    std::ofstream(secret) << "s";
+    std::ofstream(open) << "o";
+}
+
+Files::~Files()
+{
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+}
+
+bool agents_until(const Daemon& d, const std::function<bool(const json&)>& pred)
+{
+    using namespace std::chrono;
+    for (auto end = steady_clock::now() + seconds(30); steady_clock::now() < end;
+         std::this_thread::sleep_for(milliseconds(50)))
+        if (pred(d.call(R"({"v":1,"op":"agents"})")["agents"]))
+            return true;
+    return false;
+}
+
 Daemon::Daemon(cordon_backend backend) : backend_(backend)
 {
     static std::atomic<int> n{0};

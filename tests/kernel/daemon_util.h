@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,7 +19,27 @@
 #include "api/client.h"
 #include "bpf/guard.h"
 
+#include "kernel_test_util.h"
+
 namespace cordon::testing {
+
+/// Denies reads of one file, allows everything else.
+std::string deny_policy(const std::filesystem::path& denied, const std::string& name = "kt");
+
+/// 0: opened; else the errno of the refused open.
+int try_open(const std::filesystem::path& p);
+
+/// Refused as the backend refuses: EPERM (lsm), or SIGKILL (compat's file and exec denials).
+bool refused(const Exit& e);
+
+/// A directory of this test process with a file to deny (secret) and one to allow (open).
+struct Files {
+    std::filesystem::path dir, secret, open;
+    Files();
+    ~Files();
+    Files(const Files&) = delete;
+    Files& operator=(const Files&) = delete;
+};
 
 class Daemon {
 public:
@@ -77,6 +98,10 @@ public:
 private:
     api::Client client_;
 };
+
+/// Polls `agents` until pred holds for its list, for up to 30 s (the daemon reconciles each
+/// second).
+bool agents_until(const Daemon& d, const std::function<bool(const nlohmann::json&)>& pred);
 
 /// cordon's own binary, run with CORDON_SOCKET set to the daemon's; returns (exit status, stdout).
 std::pair<int, std::string> run_cordon(const Daemon& d, const std::vector<std::string>& args);

@@ -139,18 +139,6 @@ spec:
       - {cidr: 127.0.0.3/32, action: deny}
 )";
 
-int line_containing(const std::string& text, const std::string& marker)
-{
-    int line = 1;
-    for (size_t i = 0; i < text.size(); ++i) {
-        if (text.compare(i, marker.size(), marker) == 0)
-            return line;
-        if (text[i] == '\n')
-            ++line;
-    }
-    return -1;
-}
-
 const std::string kTrue = "/usr/bin/true";
 
 // The fixture files of the workspace.

@@ -44,6 +44,18 @@ bpf::GuardOptions guard_options(cordon_backend backend)
             .pin_dir = std::nullopt};
 }
 
+int line_containing(const std::string& text, const std::string& marker)
+{
+    int line = 1;
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text.compare(i, marker.size(), marker) == 0)
+            return line;
+        if (text[i] == '\n')
+            ++line;
+    }
+    return -1;
+}
+
 void add_plain_agent(bpf::Guard& guard, std::uint64_t cgid, std::uint32_t agent_id, bool killed)
 {
     cordon_agent a{};

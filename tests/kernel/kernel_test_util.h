@@ -36,6 +36,9 @@ bpf::Features& kernel_features();
 /// A Guard of the given backend whose agent level matches cordon's test cgroups.
 bpf::GuardOptions guard_options(cordon_backend backend);
 
+/// The 1-based line of `text` where `marker` first occurs, or -1.
+int line_containing(const std::string& text, const std::string& marker);
+
 /// Adds an agent (enforce, score 1000, no policy loaded) on a make_test_cgroup cgroup; killed
 /// sets the operator's kill switch.
 void add_plain_agent(bpf::Guard& guard, std::uint64_t cgid, std::uint32_t agent_id, bool killed);

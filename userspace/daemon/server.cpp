@@ -133,8 +133,9 @@ private:
     std::string refusal_for(int pid, unsigned uid, unsigned gid);
     void evict_idle();
     void expire_peers();
-    json record_action(const json& who, const api::Request& r, bool ok, const std::string& error,
-                       const json& details = json::object(), const std::string& agent = "");
+    json record_action(std::uint64_t asker, const json& who, const api::Request& r, bool ok,
+                       const std::string& error, const json& details = json::object(),
+                       const std::string& agent = "");
     json who_of(const Peer& p) const;
     void send(Peer& p, const std::string& line, bool is_event = false);
 
@@ -379,7 +380,9 @@ json Server::who_of(const Peer& p) const
     return {{"pid", p.pid}, {"uid", p.uid}, {"gid", p.gid}};
 }
 
-json Server::record_action(const json& who, const api::Request& r, bool ok,
+// Recorded before the reply goes out (a caller that reads the log after its reply finds it),
+// and streamed to subscribers other than the asker (whose next line must be its reply).
+json Server::record_action(std::uint64_t asker, const json& who, const api::Request& r, bool ok,
                            const std::string& error, const json& details, const std::string& agent)
 {
     json a = {{"time_ms", now_ms()},
@@ -405,7 +408,7 @@ json Server::record_action(const json& who, const api::Request& r, bool ok,
         a["error"] = error;
     spdlog::info("action: {}", append_action(a));
     for (auto& s : peers_)
-        if (s.subscribed && (!s.filter || (r.name && *s.filter == *r.name)))
+        if (s.subscribed && s.serial != asker && (!s.filter || (r.name && *s.filter == *r.name)))
             send(s, json{{"v", api::kVersion}, {"action", a}}.dump(-1, ' ', false,
                                                                     json::error_handler_t::replace),
                  true);
@@ -436,18 +439,16 @@ void Server::handle(Peer& p, const std::string& line)
             settle_pending();
             return;
         }
-        // The reply first: a run session is subscribed to its agent, and its first line back
-        // must be the reply, not the record of its own request.
         const json details = reply.value("details", json::object());
         reply.erase("details");
-        send(p, api::ok_reply(reply));
         if (api::changes_state(r.op))
-            record_action(who_of(p), r, true, "", details, session);
+            record_action(p.serial, who_of(p), r, true, "", details, session);
+        send(p, api::ok_reply(reply));
     } catch (const std::exception& e) {
         deferred_.reset();
-        send(p, api::error_reply(e.what()));
         if (api::changes_state(r.op))
-            record_action(who_of(p), r, false, e.what(), json::object(), session);
+            record_action(p.serial, who_of(p), r, false, e.what(), json::object(), session);
+        send(p, api::error_reply(e.what()));
     }
 }
 
@@ -460,10 +461,9 @@ void Server::finish(Pending& w, bool ok, json reply, const std::string& error)
     for (auto& p : peers_)
         if (p.serial == w.peer)
             asker = &p;
-    if (asker)
-        send(*asker, ok ? api::ok_reply(reply) : api::error_reply(error));
-    record_action(w.who, w.request, ok, error, reply);
+    record_action(w.peer, w.who, w.request, ok, error, reply);
     if (asker) {
+        send(*asker, ok ? api::ok_reply(reply) : api::error_reply(error));
         asker->waiting = false;
         handle_lines(*asker);
     }
