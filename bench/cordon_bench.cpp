@@ -24,6 +24,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +41,7 @@
 #include "common/error.h"
 #include "daemon_util.h"
 #include "kernel_test_util.h"
+#include "live_control.h"
 #include "policy/compiler.h"
 #include "policy/parser.h"
 
@@ -228,8 +230,11 @@ void daemon_scale(cordon_backend backend, const fs::path& ws, const fs::path& fi
                 attach_us[attach_us.size() * 9 / 10], attach_us.back());
 }
 
-int main()
+int main(int argc, char** argv)
 {
+    // Sections: enforcement, daemon, live (default: all of them, in that order).
+    std::set<std::string> sections(argv + 1, argv + argc);
+    const auto wanted = [&](const char* s) { return sections.empty() || sections.contains(s); };
     // The probes' expected refusals (an LSM program on a kernel without the BPF LSM) are noise here.
     libbpf_set_print([](enum libbpf_print_level, const char*, va_list) { return 0; });
     bpf::Features features(bpf::kernel_probe_source());
@@ -280,7 +285,7 @@ int main()
     std::ifstream("/proc/sys/kernel/bpf_stats_enabled") >> old_stats;
     std::map<std::string, ProgStat> stats;
 
-    for (int rep = 0; rep < kReps; ++rep) {
+    for (int rep = 0; rep < kReps && wanted("enforcement"); ++rep) {
         for (int op = 0; op < 3; ++op)
             samples[op][0].push_back(measure(std::nullopt, op, file, port));
         {
@@ -289,7 +294,7 @@ int main()
                               .pin_dir = std::nullopt});
             auto compiled = policy::compile(*parsed.policy, guard.allocate_policy_id());
             guard.load_policy(*compiled.compiled);
-            add_agent(guard, cg, *parsed.policy, *compiled.compiled);
+            testing::add_agent(guard, cg, *parsed.policy, *compiled.compiled);
             for (int op = 0; op < 3; ++op)
                 samples[op][1].push_back(measure(std::nullopt, op, file, port));
             std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << "1";
@@ -305,6 +310,7 @@ int main()
         }
     }
 
+    if (wanted("enforcement")) {
     std::printf("Backend: %s; %d repetitions; medians per operation.\n\n",
                 std::string(bpf::backend_name(backend)).c_str(), kReps);
     std::printf("| operation | %s | %s | %s | %s | ratio loaded (target) | ratio agent (target) "
@@ -328,7 +334,11 @@ int main()
             std::printf("| %s | %llu | %.0f |\n", n.c_str(),
                         static_cast<unsigned long long>(s.runs),
                         static_cast<double>(s.run_ns) / static_cast<double>(s.runs));
-    daemon_scale(backend, ws, file, port);
+    }
+    if (wanted("daemon"))
+        daemon_scale(backend, ws, file, port);
+    if (wanted("live"))
+        bench::live_control(backend, ws);
     ::close(ls);
     fs::remove_all(ws);
     return 0;

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kill switch and policy apply through the real cordond, measured from the caller's side.
+//
+// Kill: agents of 1, 100 and 1,000 processes (one of them a "hammer" that tries a UDP connect
+// in a loop and notes when the kernel first refuses it), killed through `cordon kill`'s API call,
+// beside a bare cgroup.kill of a cgroup of the same shape in the same run (order alternating).
+//   (a) the call to the first refusal the hammer sees: the kernel refuses the agent everything
+//   (b) the call to its reply, which comes when the cgroup is empty; bare: the write of
+//       cgroup.kill to cgroup.events saying "populated 0"
+// Apply: an agent whose hammer is allowed by one policy and refused by the other; each apply
+// swaps them. Measured: the new policy loaded (compilation done) to the first decision by it,
+// as the hammer sees it; and the phases of the call. Then a 10,000-rule policy's compilation.
+#include "live_control.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "agents/cgroup.h"
+#include "common/error.h"
+#include "daemon_util.h"
+#include "kernel_test_util.h"
+
+namespace cordon::bench {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr int kRuns = 20;
+
+std::int64_t mono_ns()
+{
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// What the hammer shares with the benchmark.
+struct Hammer {
+    std::atomic<int> want{-1};              ///< 1: note the first success, 0: the first refusal
+    std::atomic<std::int64_t> first_ns{0};  ///< when it saw `want` (0: not yet)
+    std::atomic<long> tries{0};
+};
+
+Hammer* new_hammer()
+{
+    void* p = ::mmap(nullptr, sizeof(Hammer), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                     -1, 0);
+    if (p == MAP_FAILED)
+        throw Error("mmap failed");
+    return new (p) Hammer();
+}
+
+// UDP connects to a local port in a loop (a refused connect is EPERM on both backends).
+[[noreturn]] void hammer_loop(Hammer* h, std::uint16_t port)
+{
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    for (;;) {
+        const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        const bool ok = s >= 0 && ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+        const std::int64_t t = mono_ns();
+        if (s >= 0)
+            ::close(s);
+        h->tries++;
+        if (h->want.load() == (ok ? 1 : 0) && h->first_ns.load() == 0)
+            h->first_ns = t;
+    }
+}
+
+std::size_t procs_in(const fs::path& cg)
+{
+    std::ifstream in(cg / "cgroup.procs");
+    std::size_t n = 0;
+    for (std::string l; std::getline(in, l);)
+        ++n;
+    return n;
+}
+
+// n processes in cg: the hammer and n-1 that sleep.
+void populate(const fs::path& cg, int n, Hammer* h, std::uint16_t port)
+{
+    testing::spawn_in(cg.string(), [&]() -> int {
+        for (int i = 1; i < n; ++i)
+            if (::fork() == 0)
+                for (;;)
+                    ::pause();
+        hammer_loop(h, port);
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (procs_in(cg) < static_cast<std::size_t>(n) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    if (procs_in(cg) < static_cast<std::size_t>(n))
+        throw Error("could not start the agent's processes");
+    while (h->tries.load() < 10)
+        std::this_thread::sleep_for(100us);
+}
+
+// Blocks until cgroup.events says "populated 0" (POLLPRI on each change).
+void wait_empty(const fs::path& cg)
+{
+    const int fd = ::open((cg / "cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
+    while (agents::cgroup_populated(cg)) {
+        pollfd p{.fd = fd, .events = POLLPRI, .revents = 0};
+        ::poll(&p, 1, 100);
+    }
+    ::close(fd);
+}
+
+struct Stats {
+    std::vector<double> v;
+    double median() const
+    {
+        auto s = v;
+        std::sort(s.begin(), s.end());
+        return s.empty() ? 0 : s[s.size() / 2];
+    }
+    double max() const { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
+};
+
+std::string policy(const std::string& name, const std::string& network_default,
+                   int extra_rules = 0)
+{
+    std::string y = "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: " + name +
+                    "\nspec:\n  exec: {default: allow}\n  files:\n    default: allow\n";
+    if (extra_rules > 0) {
+        y += "    rules:\n";
+        for (int i = 0; i < extra_rules; ++i)
+            y += fmt::format("      - {{path: /srv/bench/d{}/, access: [write], action: deny}}\n",
+                             i);
+    }
+    return y + "  network: {default: " + network_default + "}\n";
+}
+
+json call(const testing::Daemon& d, const json& request)
+{
+    const auto r = d.call(request.dump());
+    if (!r.value("ok", false))
+        throw Error("cordond refused " + request.value("op", "") + ": " + r.dump());
+    return r;
+}
+
+} // namespace
+
+void live_control(cordon_backend backend, const fs::path& ws)
+{
+    testing::Daemon d(backend);
+    // A UDP port to connect to (nothing needs to listen: connect only sets the peer).
+    constexpr std::uint16_t kPort = 9;
+
+    std::printf("\n## Kill switch and policy apply (cordond)\n\n");
+    std::printf("Backend %s. %d runs per size; the daemon's kill and a bare cgroup.kill of a "
+                "cgroup of the same shape alternate within each run. Every agent has one "
+                "process that tries a UDP connect in a loop (the hammer) and n-1 that sleep.\n\n",
+                std::string(bpf::backend_name(backend)).c_str(), kRuns);
+    std::printf("| processes | (a) call to first refusal: median / max | (b) call to empty "
+                "cgroup: median / max | bare cgroup.kill to empty: median / max | (b) / bare "
+                "(medians; target <= 1.10) | flag written after the request arrived (daemon): "
+                "median |\n|---|---|---|---|---|---|\n");
+    for (const int n : {1, 100, 1000}) {
+        Stats a, b, bare, flag;
+        for (int run = 0; run < kRuns; ++run) {
+            for (int turn = 0; turn < 2; ++turn) {
+                const bool daemon_turn = (turn == 0) == (run % 2 == 0);
+                auto cg = testing::make_test_cgroup();
+                auto* h = new_hammer();
+                const std::string name = fmt::format("kill-{}-{}", n, run);
+                if (daemon_turn)
+                    call(d, {{"v", 1}, {"op", "attach"}, {"name", name},
+                             {"cgroup", cg.path().string()},
+                             {"policy", {{"file", "b.yaml"}, {"text", policy("b", "allow")}}},
+                             {"workspace", ws.string()}});
+                populate(cg.path(), n, h, kPort);
+                h->want = 0;
+                const std::int64_t t0 = mono_ns();
+                if (daemon_turn) {
+                    const auto r = call(d, {{"v", 1}, {"op", "kill"}, {"name", name}});
+                    const std::int64_t t1 = mono_ns();
+                    b.v.push_back(static_cast<double>(t1 - t0) / 1e6);
+                    flag.v.push_back(static_cast<double>(r["flagged_ns"].get<std::int64_t>() -
+                                                         r["received_ns"].get<std::int64_t>()) /
+                                     1e3);
+                    // The hammer's first refusal, unless cgroup.kill ended it first (then the
+                    // kernel's refusal came no later than its death: not counted).
+                    if (const auto first = h->first_ns.load(); first > 0)
+                        a.v.push_back(static_cast<double>(first - t0) / 1e3);
+                    call(d, {{"v", 1}, {"op", "detach"}, {"name", name}});
+                } else {
+                    agents::kill_cgroup(cg.path());
+                    wait_empty(cg.path());
+                    bare.v.push_back(static_cast<double>(mono_ns() - t0) / 1e6);
+                }
+                ::munmap(h, sizeof(Hammer));
+            }
+        }
+        std::printf("| %d | %.1f us / %.1f us (%zu of %d runs saw one) | %.2f ms / %.2f ms | "
+                    "%.2f ms / %.2f ms | %.3f | %.1f us |\n",
+                    n, a.median(), a.max(), a.v.size(), kRuns, b.median(), b.max(),
+                    bare.median(), bare.max(), b.median() / bare.median(), flag.median());
+        std::fflush(stdout);
+    }
+
+    // Apply: the hammer is allowed by "open" and refused by "closed"; each apply swaps them.
+    auto cg = testing::make_test_cgroup();
+    auto* h = new_hammer();
+    call(d, {{"v", 1}, {"op", "attach"}, {"name", "swap"}, {"cgroup", cg.path().string()},
+             {"policy", {{"file", "open.yaml"}, {"text", policy("open", "allow")}}},
+             {"workspace", ws.string()}});
+    populate(cg.path(), 1, h, kPort);
+    Stats switch_us, call_ms, prepare_us, load_us, wait_ms;
+    for (int run = 0; run < 2 * kRuns; ++run) {
+        const bool closing = run % 2 == 0;
+        h->first_ns = 0;
+        h->want = closing ? 0 : 1;
+        const std::int64_t t0 = mono_ns();
+        const auto r = call(d, {{"v", 1}, {"op", "apply"}, {"name", "swap"},
+                                {"policy", {{"file", closing ? "closed.yaml" : "open.yaml"},
+                                            {"text", policy(closing ? "closed" : "open",
+                                                            closing ? "deny" : "allow")}}}});
+        const std::int64_t t1 = mono_ns();
+        while (h->first_ns.load() == 0)
+            std::this_thread::sleep_for(10us);
+        const auto loaded = r["loaded_ns"].get<std::int64_t>();
+        switch_us.v.push_back(static_cast<double>(h->first_ns.load() - loaded) / 1e3);
+        call_ms.v.push_back(static_cast<double>(t1 - t0) / 1e6);
+        prepare_us.v.push_back(static_cast<double>(r["prepared_ns"].get<std::int64_t>() -
+                                                   r["received_ns"].get<std::int64_t>()) / 1e3);
+        load_us.v.push_back(static_cast<double>(loaded - r["prepared_ns"].get<std::int64_t>()) /
+                            1e3);
+        wait_ms.v.push_back(static_cast<double>(t1 - r["switched_ns"].get<std::int64_t>()) / 1e6);
+    }
+    std::printf("\nPolicy apply, %d applies alternating between a policy that allows the "
+                "hammer's connect and one that refuses it (3 rules each):\n\n",
+                2 * kRuns);
+    std::printf("| phase | median | max |\n|---|---|---|\n");
+    std::printf("| new policy loaded (compilation done) to the first decision by it, as the "
+                "hammer saw it (target < 100 us) | %.1f us | %.1f us |\n",
+                switch_us.median(), switch_us.max());
+    std::printf("| parse, resolve and test-compile (before anything changes) | %.1f us | %.1f us "
+                "|\n", prepare_us.median(), prepare_us.max());
+    std::printf("| compile under the new id and load into the maps | %.1f us | %.1f us |\n",
+                load_us.median(), load_us.max());
+    std::printf("| switch to the reply: wait for decisions in flight (RCU grace period), unload "
+                "the old policy | %.2f ms | %.2f ms |\n",
+                wait_ms.median(), wait_ms.max());
+    std::printf("| the whole call, as the caller sees it | %.2f ms | %.2f ms |\n",
+                call_ms.median(), call_ms.max());
+
+    // A 10,000-rule policy: its compilation, reported apart.
+    Stats big_prepare, big_load, big_call;
+    for (int run = 0; run < 5; ++run) {
+        const std::int64_t t0 = mono_ns();
+        const auto r = call(d, {{"v", 1}, {"op", "apply"}, {"name", "swap"},
+                                {"policy", {{"file", "big.yaml"},
+                                            {"text", policy("big", "allow", 10000)}}}});
+        big_call.v.push_back(static_cast<double>(mono_ns() - t0) / 1e6);
+        big_prepare.v.push_back(static_cast<double>(r["prepared_ns"].get<std::int64_t>() -
+                                                    r["received_ns"].get<std::int64_t>()) / 1e6);
+        big_load.v.push_back(static_cast<double>(r["loaded_ns"].get<std::int64_t>() -
+                                                 r["prepared_ns"].get<std::int64_t>()) / 1e6);
+    }
+    std::printf("\nA 10,000-rule policy (5 applies): parse, resolve and test-compile %.1f ms "
+                "(median), compile and load into the maps %.1f ms, whole call %.1f ms.\n",
+                big_prepare.median(), big_load.median(), big_call.median());
+    call(d, {{"v", 1}, {"op", "detach"}, {"name", "swap"}});
+    agents::kill_cgroup(cg.path());
+}
+
+} // namespace cordon::bench

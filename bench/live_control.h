@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kill switch's and policy apply's latency through the real cordond (bench/live_control.cpp).
+#pragma once
+
+#include <filesystem>
+
+#include <cordon/abi.h>
+
+namespace cordon::bench {
+
+/// Prints the "Kill switch and policy apply" section of docs/benchmarks.md.
+void live_control(cordon_backend backend, const std::filesystem::path& ws);
+
+} // namespace cordon::bench
