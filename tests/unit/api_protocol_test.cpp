@@ -31,6 +31,13 @@ TEST(RequestDecoder, RefusesEverythingButTheDocumentedRequests)
         {.name = "BadMode", .line = R"({"v":1,"op":"attach","cgroup":"/x","policy":{"file":"f","text":"t"},"mode":"off"})", .says = "\"mode\""},
         {.name = "PolicyShape", .line = R"({"v":1,"op":"attach","cgroup":"/x","policy":"t"})", .says = "\"policy\" must be"},
         {.name = "TooLong", .line = std::string(kMaxRequestBytes + 1, ' '), .says = "longer than"},
+        {.name = "KillWithoutName", .line = R"({"v":1,"op":"kill"})", .says = "needs \"name\""},
+        {.name = "KillWithPolicy", .line = R"({"v":1,"op":"kill","name":"a","policy":{"file":"f","text":"t"}})", .says = "unknown field"},
+        {.name = "ReasonTooLong", .line = R"({"v":1,"op":"freeze","name":"a","reason":")" + std::string(1025, 'r') + "\"}", .says = "longer than"},
+        {.name = "ApplyWithoutPolicy", .line = R"({"v":1,"op":"apply","name":"a"})", .says = "needs \"policy\""},
+        {.name = "ApplyWithCgroup", .line = R"({"v":1,"op":"apply","name":"a","cgroup":"/x","policy":{"file":"f","text":"t"}})", .says = "unknown field"},
+        {.name = "ModeWithoutMode", .line = R"({"v":1,"op":"mode","name":"a"})", .says = "needs \"mode\""},
+        {.name = "ModeOff", .line = R"({"v":1,"op":"mode","name":"a","mode":"off"})", .says = "\"mode\""},
     };
     for (const auto& c : cases) {
         try {
@@ -56,6 +63,25 @@ TEST(RequestDecoder, AcceptsAnAttachAndEncodesItBackTheSame)
     EXPECT_EQ(again.cgroup, r.cgroup);
     EXPECT_EQ(again.policy->file, "p.yaml");
     EXPECT_FALSE(changes_state(Op::Agents));
+}
+
+TEST(RequestDecoder, AcceptsTheLiveChangesAndRecordsThem)
+{
+    for (const char* op : {"kill", "freeze", "thaw"}) {
+        const auto r = decode_request(std::string(R"({"v":1,"op":")") + op +
+                                      R"(","name":"a","reason":"review"})");
+        EXPECT_EQ(r.name, "a");
+        EXPECT_EQ(r.reason, "review");
+        EXPECT_TRUE(changes_state(r.op)) << op;
+        EXPECT_EQ(decode_request(encode_request(r)).reason, "review");
+    }
+    const auto a = decode_request(
+        R"({"v":1,"op":"apply","name":"a","policy":{"file":"p.yaml","text":"x"},"mode":"audit"})");
+    EXPECT_EQ(a.op, Op::Apply);
+    EXPECT_EQ(a.mode, "audit");
+    const auto m = decode_request(R"({"v":1,"op":"mode","name":"a","mode":"enforce"})");
+    EXPECT_EQ(m.op, Op::Mode);
+    EXPECT_TRUE(changes_state(Op::Apply) && changes_state(Op::Mode));
 }
 
 TEST(Callers, NeverFromInsideAnAgentWhateverTheUid)
