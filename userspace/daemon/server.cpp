@@ -656,7 +656,6 @@ json Server::dispatch(Peer& p, const api::Request& r)
         w.agent = rec->name;
         w.cgroup = rec->cgroup;
         w.received_ns = received_ns_;
-        w.events_fd = ::open((rec->cgroup / "cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
         if (r.op == api::Op::Kill) {
             w.flagged_ns = ctl_->kill(rec->name);
             w.last_kill_ns = monotonic_ns();
@@ -666,6 +665,7 @@ json Server::dispatch(Peer& p, const api::Request& r)
             ctl_->freeze(rec->name);
             w.flagged_ns = monotonic_ns();
         }
+        w.events_fd = ::open((rec->cgroup / "cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
         deferred_ = std::move(w);
         return json::object();
     }
@@ -771,14 +771,17 @@ void Server::supervise()
         }
     }
     for (const auto& e : ctl_->guard().agents()) {
+        // No kernel half: the kernel refuses the agent everything; it is ended too.
+        const bool killed = !e.live || cordon_agent_killed(&e.agent, &*e.live);
+        const bool freeze_mark = e.live && e.live->frozen_mark == e.agent.thaw_epoch + 1;
+        if (!killed && !freeze_mark)
+            continue; // the common case: no record lookup, whatever the number of agents
         const control::AgentRecord* rec = nullptr;
         for (const auto& a : ctl_->agents())
             if (a.cgroup_id == e.cgid)
                 rec = &a;
         if (!rec)
             continue;
-        // No kernel half: the kernel refuses the agent everything; it is ended too.
-        const bool killed = !e.live || cordon_agent_killed(&e.agent, &*e.live);
         if (killed) {
             // Emptied again whenever anything is in it: a killed agent stays killed.
             if (!killed_handled_.contains({e.cgid, e.agent.agent_id})) {
@@ -797,28 +800,26 @@ void Server::supervise()
         }
         // A freeze verdict (the kernel refuses the agent everything already): frozen for review,
         // once per thaw epoch.
-        if (e.live->frozen_mark == e.agent.thaw_epoch + 1) {
-            const auto it = frozen_handled_.find(e.cgid);
-            if (it != frozen_handled_.end() && it->second == e.agent.thaw_epoch)
-                continue;
-            frozen_handled_[e.cgid] = e.agent.thaw_epoch;
-            spdlog::warn("agent {} hit a freeze rule; freezing {} for review (`cordon thaw {}` "
-                         "resumes it)",
-                         rec->name, rec->cgroup.string(), rec->name);
-            std::string result = "ok";
-            try {
-                agents::freeze_cgroup(rec->cgroup, true);
-            } catch (const Error& err) {
-                result = err.what();
-                spdlog::error("agent {}: {}", rec->name, err.what());
-            }
-            append_action(json{{"time_ms", now_ms()},
-                               {"type", "controller_action"},
-                               {"op", "freeze"},
-                               {"agent", rec->name},
-                               {"cause", "freeze rule"},
-                               {"result", result}});
+        const auto it = frozen_handled_.find(e.cgid);
+        if (it != frozen_handled_.end() && it->second == e.agent.thaw_epoch)
+            continue;
+        frozen_handled_[e.cgid] = e.agent.thaw_epoch;
+        spdlog::warn("agent {} hit a freeze rule; freezing {} for review (`cordon thaw {}` "
+                     "resumes it)",
+                     rec->name, rec->cgroup.string(), rec->name);
+        std::string result = "ok";
+        try {
+            agents::freeze_cgroup(rec->cgroup, true);
+        } catch (const Error& err) {
+            result = err.what();
+            spdlog::error("agent {}: {}", rec->name, err.what());
         }
+        append_action(json{{"time_ms", now_ms()},
+                           {"type", "controller_action"},
+                           {"op", "freeze"},
+                           {"agent", rec->name},
+                           {"cause", "freeze rule"},
+                           {"result", result}});
     }
 }
 
