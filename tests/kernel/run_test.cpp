@@ -59,8 +59,9 @@ std::string untag(const std::string& err, const std::string& tag)
     return out;
 }
 
-// Starts `cordon ARGS...` with stdout and stderr captured into files.
-pid_t start_cordon(const std::vector<std::string>& args, const fs::path& out, const fs::path& err)
+// Starts `cordon ARGS...` with stdout and stderr captured into files (and stdin from `in`).
+pid_t start_cordon(const std::vector<std::string>& args, const fs::path& out, const fs::path& err,
+                   int in = -1)
 {
     std::vector<std::string> all{CORDON_BINARY};
     all.insert(all.end(), args.begin(), args.end());
@@ -70,6 +71,8 @@ pid_t start_cordon(const std::vector<std::string>& args, const fs::path& out, co
         const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         ::dup2(o, 1);
         ::dup2(e, 2);
+        if (in >= 0)
+            ::dup2(in, 0);
         std::vector<char*> argv;
         for (auto& a : all)
             argv.push_back(a.data());
@@ -396,6 +399,55 @@ TEST_F(RunTest, SigtermStopsTheAgentAndCleansUp)
     EXPECT_EQ(status_of(wait_exit(c)), 128 + SIGKILL) << slurp(dir_ / "err");
     EXPECT_FALSE(fs::exists(cg));
     EXPECT_NE(slurp(dir_ / "err").find("stopping agent " + name), std::string::npos);
+}
+
+// An embedded run offers what applies to its one agent: a freeze rule freezes it (everything is
+// refused from the rule's hit, then the cgroup stops), SIGUSR2 thaws it, SIGUSR1 applies its
+// policy file again. The command waits on its stdin (a read needs no new access).
+TEST_F(RunTest, EmbeddedRunFreezesOnAFreezeRuleAndAnswersTheOperatorsSignals)
+{
+    const std::string name = "frz-" + std::to_string(::getpid());
+    const fs::path cg = cgroup2().mount_point / "cordon" / name;
+    const fs::path p = dir_ / "frz.yaml";
+    const auto write_policy = [&](const char* secret_action) {
+        std::ofstream(p) << "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: frz\n"
+                            "spec:\n  exec: {default: allow}\n  files:\n    default: allow\n"
+                            "    rules:\n      - {path: \""
+                         << (dir_ / "secret").string() << "\", access: [read], action: "
+                         << secret_action << "}\n  network: {default: deny}\n";
+    };
+    write_policy("freeze");
+    int in[2];
+    ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+    const std::string secret = (dir_ / "secret").string(), plain = (dir_ / "plain").string();
+    const pid_t c = start_cordon({"run", "--embedded", "--policy", p.string(), "--name", name,
+                                  "--", "/bin/sh", "-c",
+                                  "cat " + secret + "; read x; cat " + plain + "; read x; cat " +
+                                      secret + "; echo rc=$?"},
+                                 dir_ / "out", dir_ / "err", in[0]);
+    ::close(in[0]);
+    const auto err_has = [&](const std::string& s) {
+        return wait_until([&] { return slurp(dir_ / "err").find(s) != std::string::npos; },
+                          kStartLimit);
+    };
+    ASSERT_TRUE(err_has("hit a freeze rule and is frozen for review")) << slurp(dir_ / "err");
+    EXPECT_TRUE(wait_until([&] { return slurp(cg / "cgroup.events").find("frozen 1") !=
+                                        std::string::npos; }));
+    EXPECT_NE(slurp(dir_ / "err").find("freeze open read " + secret), std::string::npos)
+        << "the event names the verdict";
+
+    ASSERT_EQ(::kill(c, SIGUSR2), 0);
+    ASSERT_TRUE(err_has("agent " + name + " thawed")) << slurp(dir_ / "err");
+    ASSERT_EQ(::write(in[1], "x\n", 2), 2); // cat plain: allowed again after the thaw
+
+    // The policy file now allows the secret; SIGUSR1 applies it.
+    write_policy("allow");
+    ASSERT_EQ(::kill(c, SIGUSR1), 0);
+    ASSERT_TRUE(err_has("applied " + p.string() + " again to agent " + name)) << slurp(dir_ / "err");
+    ASSERT_EQ(::write(in[1], "x\n", 2), 2);
+    ::close(in[1]);
+    EXPECT_EQ(status_of(wait_exit(c)), 0) << slurp(dir_ / "err");
+    EXPECT_EQ(slurp(dir_ / "out"), "plainsecretrc=0\n") << slurp(dir_ / "err");
 }
 
 TEST_F(RunTest, UserOptionRunsTheCommandAsThatUser)
