@@ -208,7 +208,7 @@ struct cordon_event_header {
 	__u64 ts_ns;     /**< bpf_ktime_get_ns() at the decision (CLOCK_MONOTONIC) */
 	__u64 cgroup_id; /**< agent cgroup (the subtree root the process belongs to) */
 	__u64 task_id;   /**< agent's task at the decision */
-	__u32 agent_id;  /**< cordon_agent_state.agent_id */
+	__u32 agent_id;  /**< cordon_agent.agent_id */
 	__u32 pid;       /**< thread id (kernel pid) */
 	__u32 tgid;      /**< process id (kernel tgid) */
 	__u32 ppid;      /**< parent's tgid */
