@@ -208,7 +208,7 @@ int apply(const std::string& name, const std::string& file, const std::optional<
                 file.c_str(), name.c_str(), r.at("old_policy").get<unsigned>(),
                 r.at("new_policy").get<unsigned>(), r.at("mode").get<std::string>().c_str(),
                 static_cast<double>(r.at("switched_ns").get<std::int64_t>() -
-                                    r.at("loaded_ns").get<std::int64_t>()) / 1e3);
+                                    r.at("recorded_ns").get<std::int64_t>()) / 1e3);
     return 0;
 }
 

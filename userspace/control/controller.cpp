@@ -421,6 +421,7 @@ Controller::Applied Controller::apply_policy(const std::string& name, const Prep
     out.new_mode = next.mode;
     try {
         save(r);
+        out.recorded_ns = monotonic_ns();
         guard_->update_agent(r.cgroup_id, next); // the switch: one map write
         out.switched_ns = monotonic_ns();
     } catch (...) {

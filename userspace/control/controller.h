@@ -99,6 +99,7 @@ public:
     struct Applied {
         std::uint32_t old_policy = 0, new_policy = 0;
         std::int64_t loaded_ns = 0;   ///< CLOCK_MONOTONIC: the new policy was in the maps
+        std::int64_t recorded_ns = 0; ///< the registry named it (the switch comes next)
         std::int64_t switched_ns = 0; ///< CLOCK_MONOTONIC: the agent's entry named it
         std::uint8_t old_mode = 0, new_mode = 0;
     };

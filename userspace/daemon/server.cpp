@@ -700,6 +700,7 @@ json Server::dispatch(Peer& p, const api::Request& r)
                     {"received_ns", received_ns_},
                     {"prepared_ns", prepared_ns},
                     {"loaded_ns", a.loaded_ns},
+                    {"recorded_ns", a.recorded_ns},
                     {"switched_ns", a.switched_ns},
                     {"warnings", warnings}};
         out["details"] = {{"old_policy", a.old_policy}, {"new_policy", a.new_policy},
