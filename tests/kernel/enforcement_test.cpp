@@ -645,7 +645,8 @@ TEST_P(RingBufferTest, DropsAreCountedExactly)
         const auto events = drain_events(agent.guard);
         const auto n = agent.guard.counters();
         const std::uint64_t decisions = n[CORDON_CNT_ALLOW] + n[CORDON_CNT_DENY] +
-                                        n[CORDON_CNT_AUDIT] + n[CORDON_CNT_KILL];
+                                        n[CORDON_CNT_AUDIT] + n[CORDON_CNT_KILL] +
+                                        n[CORDON_CNT_FREEZE];
         EXPECT_GE(decisions, static_cast<std::uint64_t>(kOpens));
         EXPECT_GT(n[CORDON_CNT_RINGBUF_DROPS], 0u);
         EXPECT_EQ(events.size() + n[CORDON_CNT_RINGBUF_DROPS], decisions);
