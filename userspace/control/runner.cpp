@@ -439,6 +439,7 @@ int run_guarded(const RunOptions& o)
     // read: an agent that floods the ring buffer (the KILL record among those lost) still dies.
     // Nothing in this loop waits on the agent: terminal lines never block (see Terminal).
     constexpr int kKillPollMs = 10;
+    constexpr std::size_t kEventsPerPass = 1024;
     int status = 0;
     bool done = false;
     bool killed = false;
@@ -499,10 +500,12 @@ int run_guarded(const RunOptions& o)
     pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
                      {.fd = reader.fd(), .events = POLLIN, .revents = 0}};
     while (!done) {
-        if (::poll(fds, 2, kKillPollMs) < 0 && errno != EINTR)
+        if (::poll(fds, 2, reader.more_pending() ? 0 : kKillPollMs) < 0 && errno != EINTR)
             throw Error("waiting for events failed: " + errno_text(errno));
         kill_if_flagged();
-        reader.drain();
+        // A bounded number per pass: an agent's flood of denials never holds this loop from
+        // signals and kill or freeze flags (the rest is read on the next pass).
+        reader.drain(kEventsPerPass);
         kill_if_flagged();
         signalfd_siginfo si{};
         while (fds[0].revents && ::read(sfd, &si, sizeof(si)) == sizeof(si)) {

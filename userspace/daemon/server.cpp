@@ -77,6 +77,14 @@ std::int64_t monotonic_ns()
 
 /// How long kill and freeze wait for the cgroup before they reply with an error.
 constexpr std::int64_t kSettleTimeoutNs = 10'000'000'000;
+/// Event records handled per pass of the loop: an agent that makes denials as fast as it can
+/// must not keep the one thread from requests, kill flags and freeze marks.
+constexpr std::size_t kEventsPerPass = 1024;
+/// Event lines written to cordond's log per agent per second; the rest are counted and
+/// summarised (subscribers and the counters still see every event).
+constexpr std::uint64_t kLogLinesPerSecond = 50;
+/// A ping waits at most this long for the ring buffer to be read up to it (under a flood).
+constexpr std::int64_t kPingWaitNs = 200'000'000;
 
 struct Peer {
     std::uint64_t serial = 0; ///< names the connection in a Pending
@@ -122,6 +130,7 @@ private:
     void handle(Peer& p, const std::string& line);
     void handle_lines(Peer& p);
     void settle_pending();
+    void answer_pings();
     void finish(Pending& w, bool ok, json reply, const std::string& error);
     json dispatch(Peer& p, const api::Request& r);
     json agent_json(const control::AgentRecord& r);
@@ -147,6 +156,12 @@ private:
     int actions_fd_ = -1;
     std::int64_t started_ms_ = now_ms();
     std::map<std::uint32_t, std::uint64_t> denials_; ///< by agent id, from events this process read
+    /// Event lines logged this second, and those left out, by agent name.
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> logged_;
+    std::int64_t log_window_ms_ = 0;
+    bool supervise_now_ = false; ///< a kill or freeze verdict was read: do not wait for the poll
+    /// Pings waiting for the ring buffer to be read up to them: (connection, deadline).
+    std::vector<std::pair<std::uint64_t, std::int64_t>> pings_;
     /// Kill flags already carried out, by (cgroup id, agent id): an agent attached again to the
     /// same cgroup has a fresh id, so its kill flag is carried out again.
     std::set<std::pair<std::uint64_t, std::uint32_t>> killed_handled_;
@@ -425,6 +440,13 @@ void Server::handle(Peer& p, const std::string& line)
                                  "; nothing was changed"));
         return;
     }
+    if (r.op == api::Op::Ping) {
+        // Answered after this pass has read the ring buffer: every event of an access that
+        // returned before the ping was sent comes first on a subscription (docs/api.md).
+        pings_.push_back({p.serial, monotonic_ns() + kPingWaitNs});
+        p.waiting = true;
+        return;
+    }
     const std::string session = p.session.value_or("");
     try {
         json reply = dispatch(p, r);
@@ -467,6 +489,25 @@ void Server::finish(Pending& w, bool ok, json reply, const std::string& error)
         asker->waiting = false;
         handle_lines(*asker);
     }
+}
+
+// A ping is answered once a drain emptied the ring buffer after the ping was read, or after
+// kPingWaitNs under a flood that never lets it empty.
+void Server::answer_pings()
+{
+    const auto now = monotonic_ns();
+    std::erase_if(pings_, [&](const std::pair<std::uint64_t, std::int64_t>& ping) {
+        if (reader_->more_pending() && now < ping.second)
+            return false;
+        for (auto& p : peers_)
+            if (p.serial == ping.first) {
+                send(p, api::ok_reply({{"daemon", {{"pid", ::getpid()},
+                                                   {"version", CORDON_VERSION}}}}));
+                p.waiting = false;
+                handle_lines(p);
+            }
+        return true;
+    });
 }
 
 // Kill and freeze reply once the cgroup is empty, or frozen. A kill is written again every
@@ -557,7 +598,7 @@ json Server::dispatch(Peer& p, const api::Request& r)
 {
     auto& g = ctl_->guard();
     switch (r.op) {
-    case api::Op::Ping:
+    case api::Op::Ping: // answered by answer_pings
         return {{"daemon", {{"pid", ::getpid()}, {"version", CORDON_VERSION}}}};
     case api::Op::Status: {
         const auto c = g.counters();
@@ -729,10 +770,17 @@ void Server::on_event(const events::Event& e)
     if (h.verdict == CORDON_VERDICT_DENY || h.verdict == CORDON_VERDICT_KILL ||
         h.verdict == CORDON_VERDICT_FREEZE)
         ++denials_[h.agent_id];
+    if (h.verdict == CORDON_VERDICT_KILL || h.verdict == CORDON_VERDICT_FREEZE)
+        supervise_now_ = true;
     std::string text;
     if (h.verdict != CORDON_VERDICT_ALLOW) {
         text = events::event_line(e, namer);
-        spdlog::info("{}: {}", name, text);
+        if (auto& [shown, left_out] = logged_[name]; shown < kLogLinesPerSecond) {
+            ++shown;
+            spdlog::info("{}: {}", name, text);
+        } else {
+            ++left_out;
+        }
     }
     std::string line;
     for (auto& p : peers_) {
@@ -938,7 +986,8 @@ int Server::run()
         // cgroup.events of pending kills and freezes: POLLPRI when the cgroup changes.
         for (const auto& w : pending_)
             fds.push_back({w.events_fd, POLLPRI, 0});
-        if (::poll(fds.data(), fds.size(), 20) < 0 && errno != EINTR)
+        if (::poll(fds.data(), fds.size(), reader_->more_pending() ? 0 : 20) < 0 &&
+            errno != EINTR)
             throw Error("poll failed: " + errno_text(errno));
         signalfd_siginfo si{};
         if (::read(sfd, &si, sizeof(si)) == sizeof(si)) {
@@ -946,7 +995,6 @@ int Server::run()
                          strsignal(static_cast<int>(si.ssi_signo)));
             stop = true;
         }
-        reader_->drain();
         if (fds[1].revents & POLLIN)
             accept_peer();
         size_t i = 3;
@@ -960,6 +1008,20 @@ int Server::run()
                 read_peer(p);
         }
         settle_pending();
+        // Events after requests, and a bounded number of them: requests, kill flags and freeze
+        // marks never wait behind an agent's flood of denials (the rest is read on the next
+        // pass, which then does not wait in poll).
+        reader_->drain(kEventsPerPass);
+        answer_pings();
+        if (now_ms() - log_window_ms_ >= 1000) {
+            for (const auto& [name, counts] : logged_)
+                if (counts.second > 0)
+                    spdlog::warn("{}: {} more events in the last second were not logged "
+                                 "(subscribers and the counters have them)",
+                                 name, counts.second);
+            logged_.clear();
+            log_window_ms_ = now_ms();
+        }
         for (auto it = peers_.begin(); it != peers_.end();) {
             if (it->closing && it->out.empty()) {
                 drop_peer(*it);
@@ -972,7 +1034,8 @@ int Server::run()
         // on every wake-up: a burst of requests must not cost a scan of 1,000 agents each.
         // A failure here is logged and tried again; it never ends the daemon.
         try {
-            if (now_ms() - last_supervise >= 20) {
+            if (supervise_now_ || now_ms() - last_supervise >= 20) {
+                supervise_now_ = false;
                 supervise();
                 last_supervise = now_ms();
             }

@@ -37,16 +37,22 @@ Reader::~Reader()
     ring_buffer__free(rb_);
 }
 
+namespace {
+// Returned by the record callback to end a drain at its budget: libbpf then stores the
+// consumer position past the record just handled and returns this value.
+constexpr int kBudgetSpent = -ECANCELED;
+} // namespace
+
 int Reader::on_record(void* self, void* data, size_t size)
 {
     auto* r = static_cast<Reader*>(self);
     auto e = decode({static_cast<const std::uint8_t*>(data), size});
-    if (!e) {
+    if (!e)
         ++r->malformed_;
-        return 0;
-    }
-    r->handler_(*e);
-    return 0;
+    else
+        r->handler_(*e);
+    ++r->handed_;
+    return --r->budget_ == 0 ? kBudgetSpent : 0;
 }
 
 int Reader::poll(int timeout_ms)
@@ -62,12 +68,18 @@ int Reader::fd() const
     return ring_buffer__epoll_fd(rb_);
 }
 
-int Reader::drain()
+int Reader::drain(std::size_t budget)
 {
+    if (budget == 0)
+        return 0;
+    budget_ = budget;
+    handed_ = 0;
     const int n = ring_buffer__consume(rb_);
-    if (n < 0)
+    more_ = n == kBudgetSpent;
+    budget_ = SIZE_MAX; // poll() hands over everything, as before
+    if (n < 0 && n != kBudgetSpent)
         throw Error("reading the event ring buffer failed: " + errno_text(-n));
-    return n;
+    return handed_;
 }
 
 } // namespace cordon::events

@@ -2,6 +2,7 @@
 // Reads decision records from the cordon_events ring buffer.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -33,8 +34,12 @@ public:
 
     /// Waits up to timeout_ms for records and hands each to the handler; returns how many.
     int poll(int timeout_ms);
-    /// Hands over everything already in the buffer without waiting.
-    int drain();
+    /// Hands over what is already in the buffer without waiting: at most `budget` records, so
+    /// that an agent producing records as fast as it can never holds the caller's loop (the
+    /// rest stays in the buffer; more_pending() says so). Returns how many.
+    int drain(std::size_t budget = SIZE_MAX);
+    /// Whether the last drain stopped at its budget with records left.
+    bool more_pending() const { return more_; }
     /// A descriptor that polls readable when records are waiting.
     int fd() const;
     /// Records that failed to decode.
@@ -45,6 +50,9 @@ private:
     struct ring_buffer* rb_ = nullptr;
     Handler handler_;
     std::uint64_t malformed_ = 0;
+    std::size_t budget_ = SIZE_MAX; ///< records the running drain may still hand over
+    int handed_ = 0;                ///< records the running drain handed over
+    bool more_ = false;
 };
 
 } // namespace cordon::events
