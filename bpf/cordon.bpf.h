@@ -166,8 +166,9 @@ static __always_inline struct cordon_agent *cordon_current_agent(__u64 *cgid, __
 }
 
 /*
- * One decision in progress. The agent's policy id and mode are read once, here: a policy swap
- * (one write of the agent's entry) lands between two decisions, never inside one.
+ * One decision in progress. What it uses of the controller's half of the agent is copied once,
+ * at its start: a policy swap (one write of the agent's entry) lands between two decisions,
+ * never inside one, and the map may reuse the replaced entry's memory at once.
  */
 struct cordon_ctx {
 	struct cordon_agent *agent;
@@ -176,6 +177,9 @@ struct cordon_ctx {
 	__u64 cgid;
 	__u32 level;     /* cgroup level of the agent's root cgroup */
 	__u32 tier;      /* the agent's trust tier when the decision began */
+	__u64 task_id;   /* the agent's task */
+	__u32 agent_id;
+	__u32 thaw_epoch;
 	__u32 policy_id; /* the policy this decision uses, throughout */
 	__u8 mode;       /* enum cordon_mode this decision uses */
 	bool stopped;    /* killed or frozen when the decision began: everything is refused */
@@ -204,6 +208,9 @@ static __always_inline bool cordon_enter(struct cordon_ctx *c)
 		return false;
 	c->policy_id = c->agent->policy_id;
 	c->mode = c->agent->mode;
+	c->task_id = c->agent->task_id;
+	c->agent_id = c->agent->agent_id;
+	c->thaw_epoch = c->agent->thaw_epoch;
 	c->live = bpf_map_lookup_elem(&cordon_agent_live, &c->cgid);
 	c->policy = c->live ? bpf_map_lookup_elem(&cordon_policies, &c->policy_id) : NULL;
 	c->tier = c->policy ? cordon_tier(c->live, c->policy) : 0;
@@ -317,7 +324,7 @@ static __always_inline void cordon_apply_ex(const struct cordon_ctx *c, __u8 ver
 		cordon_penalize(c->live, c->policy->penalty_deny);
 	} else if (verdict == CORDON_VERDICT_FREEZE) {
 		cordon_penalize(c->live, c->policy->penalty_deny);
-		c->live->frozen_mark = c->agent->thaw_epoch + 1;
+		c->live->frozen_mark = c->thaw_epoch + 1;
 	} else if (verdict == CORDON_VERDICT_KILL) {
 		cordon_penalize(c->live, c->policy->penalty_kill);
 		__sync_fetch_and_or(&c->live->flags, CORDON_AGENT_F_KILLED);
@@ -367,8 +374,8 @@ static __always_inline struct cordon_event *cordon_event_start(const struct cord
 	id = bpf_get_current_pid_tgid();
 	e->h.ts_ns = bpf_ktime_get_ns();
 	e->h.cgroup_id = c->cgid;
-	e->h.task_id = c->agent->task_id;
-	e->h.agent_id = c->agent->agent_id;
+	e->h.task_id = c->task_id;
+	e->h.agent_id = c->agent_id;
 	e->h.pid = (__u32)id;
 	e->h.tgid = id >> 32;
 	e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
