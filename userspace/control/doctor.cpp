@@ -98,6 +98,8 @@ BackendPromise backend_promise(cordon_backend b)
                     "a UDP socket that sends without bind() receives on a kernel-chosen port",
                     "a denied exec is not an error return: the caller sees its child die of "
                     "SIGKILL",
+                    "freeze keeps state only for processes that make no open or exec before "
+                    "the cgroup is frozen (a refusal here is a SIGKILL)",
                     "no tamper protection: a root agent can leave its cgroup, write kernel knobs "
                     "(/proc/sys: ftrace_enabled, core_pattern, modprobe), read disks and signal "
                     "cordon; bpf(), mounts and module loading are refused only by the seccomp "
