@@ -17,10 +17,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "agents/cgroup.h"
@@ -99,6 +101,23 @@ int living_with_comm(const std::string& comm)
     return n;
 }
 
+// Processes of a cgroup that are not zombies.
+int living_in(const fs::path& cgroup)
+{
+    std::ifstream procs(cgroup / "cgroup.procs");
+    int n = 0;
+    for (std::string pid; std::getline(procs, pid);) {
+        std::ifstream st("/proc/" + pid + "/stat");
+        std::string line;
+        std::getline(st, line);
+        const auto close = line.rfind(')');
+        if (close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z' &&
+            line[close + 2] != 'X')
+            ++n;
+    }
+    return n;
+}
+
 const json& only_agent(const json& agents)
 {
     if (agents.size() != 1)
@@ -172,7 +191,7 @@ TEST_P(LiveControlTest, KillEndsAForkBombWithNoSurvivor)
     const auto deadline = std::chrono::steady_clock::now() + 120s;
     int living = 0;
     for (;;) {
-        living = living_with_comm(comm);
+        living = living_in(cg.path());
         if ((counts->births.load() >= 200 && living >= 50) ||
             std::chrono::steady_clock::now() > deadline)
             break;
@@ -180,19 +199,28 @@ TEST_P(LiveControlTest, KillEndsAForkBombWithNoSurvivor)
     }
     ASSERT_GE(counts->births.load(), 200) << "the bomb did not get going";
     if (living < 50) {
+        // What became of the bomb's processes: their states, and how the dead ones ended.
         std::ifstream procs(cg.path() / "cgroup.procs");
+        std::map<char, int> states;
         std::string sample;
-        int in_cgroup = 0;
-        for (std::string pid; std::getline(procs, pid); ++in_cgroup)
-            if (in_cgroup < 3) {
-                std::ifstream st("/proc/" + pid + "/stat");
-                std::string line;
-                std::getline(st, line);
-                sample += line.substr(0, 40) + " ... exit_code " + line.substr(line.rfind(' ') + 1) + "\n";
-            }
+        for (std::string pid; std::getline(procs, pid);) {
+            std::ifstream st("/proc/" + pid + "/stat");
+            std::string line;
+            std::getline(st, line);
+            const auto close = line.rfind(')');
+            if (close == std::string::npos || close + 2 >= line.size())
+                continue;
+            ++states[line[close + 2]];
+            if (line[close + 2] == 'Z' && sample.size() < 200)
+                sample += " " + line.substr(line.rfind(' ') + 1);
+        }
+        std::string summary;
+        for (const auto& [state, n] : states)
+            summary += fmt::format(" {}:{}", state, n);
         FAIL() << "the bomb did not get going: " << living << " living, " << counts->live.load()
-               << " counted, " << in_cgroup << " in the cgroup, e.g.\n" << sample
-               << "cordond's log:\n" << d.log();
+               << " counted; states in the cgroup" << summary << "; exit codes of zombies"
+               << sample << "\nstatus: " << d.call(R"({"v":1,"op":"status"})").dump()
+               << "\ncordond's log:\n" << d.log();
     }
 
     const auto reply = d.call(request("kill", "bomb", {{"reason", "fork bomb"}}).dump());
