@@ -772,11 +772,14 @@ void Server::on_event(const events::Event& e)
         ++denials_[h.agent_id];
     if (h.verdict == CORDON_VERDICT_KILL || h.verdict == CORDON_VERDICT_FREEZE)
         supervise_now_ = true;
+    // Text is made only for a log line or a subscriber: under a flood most events need neither,
+    // and the one thread must get back to requests and kill flags.
     std::string text;
-    if (h.verdict != CORDON_VERDICT_ALLOW) {
-        text = events::event_line(e, namer);
+    const bool reported = h.verdict != CORDON_VERDICT_ALLOW;
+    if (reported) {
         if (auto& [shown, left_out] = logged_[name]; shown < kLogLinesPerSecond) {
             ++shown;
+            text = events::event_line(e, namer);
             spdlog::info("{}: {}", name, text);
         } else {
             ++left_out;
@@ -786,11 +789,14 @@ void Server::on_event(const events::Event& e)
     for (auto& p : peers_) {
         if (!p.subscribed || (p.filter && *p.filter != name))
             continue;
-        if (line.empty())
+        if (line.empty()) {
+            if (reported && text.empty())
+                text = events::event_line(e, namer);
             line = "{\"v\":1,\"event\":" + events::event_json(e, namer, name) +
                    (text.empty() ? "" : ",\"line\":" + json(text).dump(-1, ' ', false,
                                                                      json::error_handler_t::replace)) +
                    "}";
+        }
         send(p, line, true);
     }
 }
