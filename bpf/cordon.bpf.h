@@ -380,7 +380,7 @@ static __always_inline struct cordon_event *cordon_event_start(const struct cord
 	e->h.tgid = id >> 32;
 	e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->h.uid = (__u32)bpf_get_current_uid_gid();
-	e->h.rule_id = rule_id;
+	e->h.rule_id = c->stopped ? 0 : rule_id; /* refused because killed or frozen, not by a rule */
 	e->h.hook = hook;
 	e->h.verdict = verdict;
 	e->h.backend = backend_id;

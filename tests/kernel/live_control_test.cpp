@@ -388,7 +388,7 @@ TEST_P(LiveControlTest, AFreezeRuleIsCarriedOutWhenItsEventIsLost)
 
 // An agent that makes denials as fast as it can (two processes sending to a refused address)
 // must not stall cordond's one thread: status answers, and a kill of another agent is carried
-// out, while the flood goes on. Its events beyond what the daemon reads are counted as lost.
+// out, while the flood goes on (what the daemon cannot read in time is counted as lost).
 TEST_P(LiveControlTest, AFloodOfDenialsDoesNotStallTheDaemon)
 {
     Files f;
@@ -424,8 +424,6 @@ TEST_P(LiveControlTest, AFloodOfDenialsDoesNotStallTheDaemon)
     EXPECT_TRUE(killed.value("ok", false)) << killed.dump();
     EXPECT_EQ(wait_exit(victim), killed_by(SIGKILL));
     EXPECT_TRUE(d.call(request("kill", "flood").dump()).value("ok", false));
-    EXPECT_GT(d.call(R"({"v":1,"op":"status"})")["lost_events"].get<std::uint64_t>(), 0u)
-        << "what the daemon did not read is counted";
     EXPECT_LT(d.log().size(), 1u << 20) << "event lines in cordond's log are rate-limited";
 }
 

@@ -106,7 +106,7 @@ std::string source_text(const Event& e, const RuleNamer& rule)
         return "network.unix_abstract";
     if (std::string_view(e.body.path) == CORDON_UNRESOLVABLE)
         return "path not resolvable in the agent's mount namespace";
-    return "agent killed";
+    return "agent killed or frozen";
 }
 
 std::string event_line(const Event& e, const RuleNamer& rule)
