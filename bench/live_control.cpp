@@ -34,6 +34,7 @@
 #include <fmt/format.h>
 
 #include "agents/cgroup.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "daemon_util.h"
 #include "kernel_test_util.h"
@@ -48,12 +49,6 @@ using namespace std::chrono_literals;
 
 constexpr int kRuns = 20;
 
-std::int64_t mono_ns()
-{
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
 
 // What the hammer shares with the benchmark.
 struct Hammer {
@@ -81,7 +76,7 @@ Hammer* new_hammer()
     for (;;) {
         const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         const bool ok = s >= 0 && ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-        const std::int64_t t = mono_ns();
+        const std::int64_t t = monotonic_ns();
         if (s >= 0)
             ::close(s);
         h->tries++;
@@ -198,12 +193,12 @@ void live_control(cordon_backend backend, const fs::path& ws)
                              {"workspace", ws.string()}});
                 populate(cg.path(), n, h, kPort);
                 h->want = 0;
-                const std::int64_t t0 = mono_ns();
+                const std::int64_t t0 = monotonic_ns();
                 if (daemon_turn) {
                     auto q = api::request(api::Op::Kill);
                     q.name = name;
                     const auto r = operator_conn.call(q); // one connection, as an orchestrator
-                    const std::int64_t t1 = mono_ns();
+                    const std::int64_t t1 = monotonic_ns();
                     b.v.push_back(static_cast<double>(t1 - t0) / 1e6);
                     // (a): from the call to the flag's map write, after which every decision
                     // refuses the agent (both CLOCK_MONOTONIC). The hammer's own first refusal
@@ -222,7 +217,7 @@ void live_control(cordon_backend backend, const fs::path& ws)
                 } else {
                     agents::kill_cgroup(cg.path());
                     wait_empty(cg.path());
-                    bare.v.push_back(static_cast<double>(mono_ns() - t0) / 1e6);
+                    bare.v.push_back(static_cast<double>(monotonic_ns() - t0) / 1e6);
                 }
                 ::munmap(h, sizeof(Hammer));
             }
@@ -247,12 +242,12 @@ void live_control(cordon_backend backend, const fs::path& ws)
         const bool closing = run % 2 == 0;
         h->first_ns = 0;
         h->want = closing ? 0 : 1;
-        const std::int64_t t0 = mono_ns();
+        const std::int64_t t0 = monotonic_ns();
         const auto r = call(d, {{"v", 1}, {"op", "apply"}, {"name", "swap"},
                                 {"policy", {{"file", closing ? "closed.yaml" : "open.yaml"},
                                             {"text", policy(closing ? "closed" : "open",
                                                             closing ? "deny" : "allow")}}}});
-        const std::int64_t t1 = mono_ns();
+        const std::int64_t t1 = monotonic_ns();
         while (h->first_ns.load() == 0)
             std::this_thread::sleep_for(10us);
         const auto loaded = r["loaded_ns"].get<std::int64_t>();
@@ -289,11 +284,11 @@ void live_control(cordon_backend backend, const fs::path& ws)
     // A 10,000-rule policy: its compilation, reported apart.
     Stats big_prepare, big_load, big_call;
     for (int run = 0; run < 5; ++run) {
-        const std::int64_t t0 = mono_ns();
+        const std::int64_t t0 = monotonic_ns();
         const auto r = call(d, {{"v", 1}, {"op", "apply"}, {"name", "swap"},
                                 {"policy", {{"file", "big.yaml"},
                                             {"text", policy("big", "allow", 10000)}}}});
-        big_call.v.push_back(static_cast<double>(mono_ns() - t0) / 1e6);
+        big_call.v.push_back(static_cast<double>(monotonic_ns() - t0) / 1e6);
         big_prepare.v.push_back(static_cast<double>(r["prepared_ns"].get<std::int64_t>() -
                                                     r["received_ns"].get<std::int64_t>()) / 1e6);
         big_load.v.push_back(static_cast<double>(r["loaded_ns"].get<std::int64_t>() -

@@ -26,6 +26,7 @@
 #include <gtest/gtest.h>
 
 #include "agents/cgroup.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "daemon_util.h"
 #include "kernel_test_util.h"
@@ -37,12 +38,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-std::int64_t monotonic_ns()
-{
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
 
 // Memory shared with the processes a test forks (they write, the test reads).
 template <typename T> T* shared_memory()

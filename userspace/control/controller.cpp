@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bpf/features.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "policy/parser.h"
 
@@ -106,12 +107,6 @@ std::int64_t now_unix()
     return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::int64_t monotonic_ns()
-{
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
 
 // What a record keeps of a policy: where it came from and the source line of each rule.
 void describe_policy(AgentRecord& r, const PreparedPolicy& p)

@@ -25,6 +25,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/protocol.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "control/controller.h"
 #include "events/format.h"
@@ -68,12 +69,6 @@ std::int64_t now_ms()
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::int64_t monotonic_ns()
-{
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
 
 /// How long kill and freeze wait for the cgroup before they reply with an error.
 constexpr std::int64_t kSettleTimeoutNs = 10'000'000'000;
