@@ -93,10 +93,13 @@ Daemon::~Daemon()
 
 void Daemon::start()
 {
+    // Built before the fork: a test may start the daemon from one thread while another forks,
+    // and the child may not allocate (only async-signal-safe calls before exec).
+    const std::string log = (dir_ / "cordond.log").string();
+    const std::string actions = (dir_ / "actions.jsonl").string();
     std::fflush(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
-        const std::string log = (dir_ / "cordond.log").string();
         const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (fd >= 0) {
             ::dup2(fd, 1);
@@ -104,8 +107,8 @@ void Daemon::start()
         }
         ::execl(CORDOND_BINARY, "cordond", "--socket", socket_.c_str(), "--registry",
                 registry_.c_str(), "--pin-dir", pin_dir_.c_str(), "--actions-log",
-                (dir_ / "actions.jsonl").c_str(), "--backend",
-                backend_ == CORDON_BACKEND_LSM ? "lsm" : "compat", nullptr);
+                actions.c_str(), "--backend", backend_ == CORDON_BACKEND_LSM ? "lsm" : "compat",
+                nullptr);
         ::_exit(127);
     }
     wait_ready();

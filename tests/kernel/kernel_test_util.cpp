@@ -2,6 +2,7 @@
 #include "kernel_test_util.h"
 
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -80,6 +81,10 @@ pid_t spawn_in(const std::optional<std::string>& cgroup_dir, const std::function
     int ready[2];
     if (::pipe(ready) != 0)
         return -1;
+    // Everything the child needs before fn() is prepared here: another thread of the test may
+    // hold the allocator's lock at the fork, and the child must not allocate until fn() runs
+    // (only async-signal-safe calls between fork and fn).
+    const std::string procs = cgroup_dir ? *cgroup_dir + "/cgroup.procs" : std::string();
     std::fflush(nullptr);
     const pid_t pid = ::fork();
     if (pid != 0) {
@@ -91,10 +96,17 @@ pid_t spawn_in(const std::optional<std::string>& cgroup_dir, const std::function
     }
     ::close(ready[0]);
     if (cgroup_dir) {
-        std::ofstream procs(*cgroup_dir + "/cgroup.procs");
-        procs << ::getpid() << std::flush;
-        if (!procs)
+        char digits[16];
+        int n = 0;
+        for (unsigned v = static_cast<unsigned>(::getpid()); v > 0 || n == 0; v /= 10)
+            digits[n++] = static_cast<char>('0' + v % 10);
+        char text[16];
+        for (int i = 0; i < n; ++i)
+            text[i] = digits[n - 1 - i];
+        const int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ::write(fd, text, static_cast<size_t>(n)) != n)
             ::_exit(kChildSetupFailed);
+        ::close(fd);
     }
     ::close(ready[1]);
     ::_exit(fn());
