@@ -169,10 +169,20 @@ static __always_inline __u64 task_agent_cgroup(struct task_struct *t, __u32 leve
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(tamper_guard_ptrace, struct task_struct *child, unsigned int mode, int ret)
 {
+	struct cordon_ctx c;
+
 	if (ret)
 		return ret;
-	/* debugging its own processes is the agent's business */
-	return deny_outside_agent(child, "(ptrace)");
+	if (!cordon_enter(&c))
+		return 0;
+	/*
+	 * Debugging its own processes is the agent's business, unless it is killed or frozen: then
+	 * no process may reach into a sibling before the cgroup is emptied or frozen.
+	 */
+	if (!c.stopped && task_agent_cgroup(child, c.level) == c.cgid)
+		return 0;
+	(void)cordon_deny_tamper(&c, "(ptrace)");
+	return -EPERM;
 }
 
 SEC("lsm/task_kill")

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -111,6 +113,18 @@ int living_in(const fs::path& cgroup)
             ++n;
     }
     return n;
+}
+
+// Polls cond for up to 10 s.
+bool wait_until_true(const std::function<bool()>& cond)
+{
+    const auto end = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < end) {
+        if (cond())
+            return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return cond();
 }
 
 const json& only_agent(const json& agents)
@@ -277,6 +291,11 @@ TEST_P(LiveControlTest, FreezeStopsTheAgentThawResumesItAndKillEndsAFrozenOne)
     const long at_freeze = ticks->load();
     std::this_thread::sleep_for(200ms);
     EXPECT_EQ(ticks->load(), at_freeze) << "no process runs while frozen";
+    // Thawed behind cordon's back (systemd, a container runtime, an admin script): frozen again.
+    std::ofstream(cg.path() / "cgroup.freeze") << "0" << std::flush;
+    EXPECT_TRUE(wait_until_true([&] { return agents::cgroup_freeze_requested(cg.path()) &&
+                                             agents::cgroup_frozen(cg.path()); }))
+        << "only `cordon thaw` ends a freeze";
 
     ASSERT_TRUE(d.call(request("thaw", "frz").dump()).value("ok", false));
     EXPECT_TRUE(agents_until(d, [](const json& l) { return l.size() == 1 && l[0]["frozen"] == false; }));
@@ -379,6 +398,44 @@ TEST_P(LiveControlTest, AFreezeRuleIsCarriedOutWhenItsEventIsLost)
         EXPECT_NE(e["verdict"], "freeze") << "the freeze event was among those lost";
     ASSERT_TRUE(d.call(request("kill", "lost").dump()).value("ok", false));
     EXPECT_EQ(wait_exit(sleeper), killed_by(SIGKILL));
+}
+
+// Once marked frozen, an agent may not reach into its own processes either (ptrace), for the
+// moments before its cgroup is frozen: cordond is stopped here, so only the kernel's mark holds.
+TEST_P(LiveControlTest, AFrozenAgentCannotTraceItsOwnProcesses)
+{
+    if (GetParam() != CORDON_BACKEND_LSM)
+        GTEST_SKIP() << "compat has no ptrace hook (no tamper protection; docs/enforcement.md)";
+    Files f;
+    Daemon d(GetParam());
+    auto cg = make_test_cgroup();
+    ASSERT_TRUE(d.attach(cg.path(),
+                         policy_text("pt", "      - {path: " + f.secret.string() +
+                                               ", access: read, action: freeze}\n"),
+                         "pt", f.dir.string())
+                    .value("ok", false));
+    const pid_t sibling = spawn_in(cg.path().string(), [] {
+        for (;;)
+            ::pause();
+        return 0;
+    });
+    const auto trace = [&] {
+        return wait_exit(spawn_in(cg.path().string(), [&] {
+            if (::ptrace(PTRACE_ATTACH, sibling, nullptr, nullptr) != 0)
+                return errno;
+            ::waitpid(sibling, nullptr, __WALL);
+            ::ptrace(PTRACE_DETACH, sibling, nullptr, nullptr);
+            return 0;
+        }));
+    };
+    EXPECT_EQ(trace(), exited(0)) << "an agent may debug its own processes";
+    ASSERT_EQ(::kill(d.pid(), SIGSTOP), 0);
+    EXPECT_EQ(wait_exit(spawn_in(cg.path().string(), [&] { return try_open(f.secret); })),
+              exited(EPERM));
+    EXPECT_EQ(trace(), exited(EPERM)) << "not once it is marked frozen";
+    ASSERT_EQ(::kill(d.pid(), SIGCONT), 0);
+    ASSERT_TRUE(d.call(request("kill", "pt").dump()).value("ok", false));
+    EXPECT_EQ(wait_exit(sibling), killed_by(SIGKILL));
 }
 
 // An agent that makes denials as fast as it can (two processes sending to a refused address)

@@ -184,6 +184,13 @@ bool cgroup_frozen(const fs::path& dir)
     return false;
 }
 
+bool cgroup_freeze_requested(const fs::path& dir)
+{
+    std::ifstream in(dir / "cgroup.freeze");
+    char c = '0';
+    return (in >> c) && c == '1';
+}
+
 void freeze_cgroup(const fs::path& dir, bool frozen)
 {
     write_file(dir / "cgroup.freeze", frozen ? "1" : "0");

@@ -47,6 +47,8 @@ void kill_cgroup(const std::filesystem::path& dir);
 /// Freezes (true) or thaws a cgroup subtree through its cgroup.freeze. Freezing completes
 /// asynchronously: cgroup_frozen() says when every process has stopped.
 void freeze_cgroup(const std::filesystem::path& dir, bool frozen);
+/// Whether cgroup.freeze holds 1 (a freeze was asked for; it may still be completing).
+bool cgroup_freeze_requested(const std::filesystem::path& dir);
 /// Whether the whole subtree is frozen (cgroup.events "frozen 1"); false when gone.
 bool cgroup_frozen(const std::filesystem::path& dir);
 

@@ -823,8 +823,8 @@ void Server::supervise()
     for (const auto& e : ctl_->guard().agents()) {
         // No kernel half: the kernel refuses the agent everything; it is ended too.
         const bool killed = !e.live || cordon_agent_killed(&e.agent, &*e.live);
-        const bool freeze_mark = e.live && e.live->frozen_mark == e.agent.thaw_epoch + 1;
-        if (!killed && !freeze_mark)
+        const bool frozen = e.live && cordon_agent_frozen(&e.agent, &*e.live);
+        if (!killed && !frozen)
             continue; // the common case: no record lookup, whatever the number of agents
         const control::AgentRecord* rec = nullptr;
         for (const auto& a : ctl_->agents())
@@ -848,15 +848,14 @@ void Server::supervise()
             }
             continue;
         }
-        // A freeze verdict (the kernel refuses the agent everything already): frozen for review,
-        // once per thaw epoch.
+        // Frozen (by the operator, or by a freeze verdict: the kernel refuses the agent
+        // everything already). The cgroup is frozen, and frozen again if anyone outside cordon
+        // thaws it: only `cordon thaw` ends a freeze.
+        const bool by_rule = e.live->frozen_mark == e.agent.thaw_epoch + 1;
         const auto it = frozen_handled_.find(e.cgid);
-        if (it != frozen_handled_.end() && it->second == e.agent.thaw_epoch)
+        const bool first = by_rule && (it == frozen_handled_.end() || it->second != e.agent.thaw_epoch);
+        if (!first && agents::cgroup_freeze_requested(rec->cgroup))
             continue;
-        frozen_handled_[e.cgid] = e.agent.thaw_epoch;
-        spdlog::warn("agent {} hit a freeze rule; freezing {} for review (`cordon thaw {}` "
-                     "resumes it)",
-                     rec->name, rec->cgroup.string(), rec->name);
         std::string result = "ok";
         try {
             agents::freeze_cgroup(rec->cgroup, true);
@@ -864,11 +863,21 @@ void Server::supervise()
             result = err.what();
             spdlog::error("agent {}: {}", rec->name, err.what());
         }
+        if (first) {
+            frozen_handled_[e.cgid] = e.agent.thaw_epoch;
+            spdlog::warn("agent {} hit a freeze rule; freezing {} for review (`cordon thaw {}` "
+                         "resumes it)",
+                         rec->name, rec->cgroup.string(), rec->name);
+        } else {
+            spdlog::warn("agent {} was thawed outside cordon; frozen again (`cordon thaw {}` "
+                         "resumes it)",
+                         rec->name, rec->name);
+        }
         append_action(json{{"time_ms", now_ms()},
                            {"type", "controller_action"},
                            {"op", "freeze"},
                            {"agent", rec->name},
-                           {"cause", "freeze rule"},
+                           {"cause", first ? "freeze rule" : "thawed outside cordon"},
                            {"result", result}});
     }
 }
