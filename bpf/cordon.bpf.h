@@ -114,6 +114,14 @@ struct {
 	__type(value, __u8);
 } cordon_protected SEC(".maps");
 
+/* cordon's own state files and directories (struct cordon_inode_key -> 1; lsm backend). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct cordon_inode_key);
+	__type(value, __u8);
+} cordon_state_inodes SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, CORDON_RINGBUF_BYTES);

@@ -361,6 +361,25 @@ static __always_inline bool proc_entry_of_agent(const struct cordon_ctx *c, stru
 				 c->level) == c->cgid;
 }
 
+/* Whether an inode is one of cordon's own state files or directories (cordon_state_inodes). */
+static __always_inline bool state_inode(struct inode *inode)
+{
+	struct cordon_inode_key k = {};
+
+	if (!inode)
+		return false;
+	k.ino = BPF_CORE_READ(inode, i_ino);
+	k.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	return bpf_map_lookup_elem(&cordon_state_inodes, &k) != NULL;
+}
+
+/* cordon's state, or a name directly in one of its state directories (a negative dentry too). */
+static __always_inline bool state_dentry(struct dentry *dentry)
+{
+	return state_inode(BPF_CORE_READ(dentry, d_inode)) ||
+	       state_inode(BPF_CORE_READ(dentry, d_parent, d_inode));
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(tamper_guard_file_open, struct file *file, int ret)
 {
@@ -378,10 +397,16 @@ int BPF_PROG(tamper_guard_file_open, struct file *file, int ret)
 		if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
 			return 0;
 		magic = BPF_CORE_READ(inode, i_sb, s_magic);
-		if (!kernel_object_fs(magic) || !cordon_enter(&c))
-			return 0;
-		if (magic == PROC_SUPER_MAGIC && proc_entry_of_agent(&c, inode))
-			return 0;
+		if (!kernel_object_fs(magic)) {
+			/* cordond's actions log and registry: an agent may not rewrite or erase them */
+			if (!cordon_enter(&c) || !state_dentry(BPF_CORE_READ(file, f_path.dentry)))
+				return 0;
+		} else {
+			if (!cordon_enter(&c))
+				return 0;
+			if (magic == PROC_SUPER_MAGIC && proc_entry_of_agent(&c, inode))
+				return 0;
+		}
 	}
 	cordon_deny_tamper_path(&c, BPF_CORE_READ(file, f_path.dentry),
 				BPF_CORE_READ(file, f_path.mnt));
@@ -390,8 +415,9 @@ int BPF_PROG(tamper_guard_file_open, struct file *file, int ret)
 
 /*
  * -EPERM when an agent changes a name or mode in a kernel filesystem or in devtmpfs (a regular
- * file put in place of /dev/null is read and written by every process on the host). Reported
- * with its path.
+ * file put in place of /dev/null is read and written by every process on the host), or one of
+ * cordon's own state files or a name in its state directories (an agent that replaced cordond's
+ * socket would answer the operator's kill itself). Reported with its path.
  */
 static __always_inline int kernel_fs_change(struct dentry *dentry, struct vfsmount *mnt)
 {
@@ -400,10 +426,12 @@ static __always_inline int kernel_fs_change(struct dentry *dentry, struct vfsmou
 	bool kernel_fs = kernel_object_fs(magic);
 	struct cordon_ctx c;
 
-	/* devtmpfs is a tmpfs, or a ramfs on kernels without tmpfs */
-	if (!kernel_fs && magic != 0x01021994 && magic != 0x858458f6)
+	if (!cordon_enter(&c))
 		return 0;
-	if (!cordon_enter(&c) || (!kernel_fs && !devtmpfs(sb)))
+	/* devtmpfs is a tmpfs, or a ramfs on kernels without tmpfs; cordon's own state (its socket,
+	 * registry and actions log) may lie on any filesystem */
+	if (!kernel_fs && !((magic == 0x01021994 || magic == 0x858458f6) && devtmpfs(sb)) &&
+	    !state_dentry(dentry))
 		return 0;
 	cordon_deny_tamper_path(&c, dentry, mnt);
 	return -EPERM;

@@ -203,6 +203,19 @@ struct cordon_config {
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_config) == 24, "cordon_config layout changed");
 
+/**
+ * Key of the cordon_state_inodes map: a file or directory of cordon's own state (cordond's
+ * socket, its registry directory, its actions log), by the kernel's device number (MAJOR << 20 |
+ * MINOR) and inode number. On lsm no agent may change one, or a name directly in such a
+ * directory, whatever its policy and in audit mode too (tamper protection).
+ */
+struct cordon_inode_key {
+	__u64 ino; /**< i_ino */
+	__u32 dev; /**< i_sb->s_dev */
+	__u32 _pad; /**< zero */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_inode_key) == 16, "cordon_inode_key layout changed");
+
 /** First part of every ring-buffer record. */
 struct cordon_event_header {
 	__u64 ts_ns;     /**< bpf_ktime_get_ns() at the decision (CLOCK_MONOTONIC) */

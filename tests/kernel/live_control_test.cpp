@@ -438,6 +438,64 @@ TEST_P(LiveControlTest, AFrozenAgentCannotTraceItsOwnProcesses)
     EXPECT_EQ(wait_exit(sibling), killed_by(SIGKILL));
 }
 
+// A root agent whose policy lets it write anywhere, in audit mode even, may not touch cordond's
+// own state: replace its socket (then the agent itself would answer the operator's kill),
+// rewrite or erase its actions log, or write its registry. The kill that follows is the real one.
+TEST_P(LiveControlTest, ARootAgentCannotReplaceCordondsSocketOrEraseItsRecords)
+{
+    if (GetParam() != CORDON_BACKEND_LSM)
+        GTEST_SKIP() << "compat has no tamper protection: there agents run as another user "
+                        "(--user) and cordond's files are root's (docs/enforcement.md)";
+    Files f;
+    Daemon d(GetParam());
+    auto cg = make_test_cgroup();
+    const auto attached = d.call(json{{"v", 1}, {"op", "attach"}, {"name", "tamper"},
+                                      {"cgroup", cg.path().string()}, {"mode", "audit"},
+                                      {"policy", {{"file", "p.yaml"},
+                                                  {"text", policy_text("tamper", "")}}},
+                                      {"workspace", f.dir.string()}}
+                                     .dump());
+    ASSERT_TRUE(attached.value("ok", false)) << attached.dump();
+    const fs::path sock = d.socket(), log = d.registry().parent_path() / "actions.jsonl";
+    const fs::path record = d.registry() / "tamper.json";
+    const auto in_agent = [&](const std::function<int()>& fn) {
+        return wait_exit(spawn_in(cg.path().string(), fn));
+    };
+    const auto open_errno = [](const fs::path& p, int flags) {
+        const int fd = ::open(p.c_str(), flags | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return errno;
+        ::close(fd);
+        return 0;
+    };
+    // Outside any agent the same opens work (append only: nothing is lost).
+    ASSERT_EQ(open_errno(log, O_WRONLY | O_APPEND), 0);
+    ASSERT_EQ(open_errno(record, O_RDONLY), 0);
+    EXPECT_EQ(in_agent([&] { return ::unlink(sock.c_str()) == 0 ? 0 : errno; }), exited(EPERM));
+    EXPECT_EQ(in_agent([&] {
+                  return ::rename(sock.c_str(), (f.dir / "moved").c_str()) == 0 ? 0 : errno;
+              }),
+              exited(EPERM));
+    EXPECT_EQ(in_agent([&] { return open_errno(log, O_WRONLY | O_TRUNC); }), exited(EPERM));
+    EXPECT_EQ(in_agent([&] { return ::unlink(log.c_str()) == 0 ? 0 : errno; }), exited(EPERM));
+    EXPECT_EQ(in_agent([&] { return open_errno(record, O_WRONLY); }), exited(EPERM));
+    EXPECT_EQ(in_agent([&] { return open_errno(d.registry() / "forged.json", O_WRONLY | O_CREAT); }),
+              exited(EPERM));
+    EXPECT_EQ(in_agent([&] { return ::unlink(record.c_str()) == 0 ? 0 : errno; }), exited(EPERM));
+    EXPECT_EQ(in_agent([&] { return ::rmdir(d.registry().c_str()) == 0 ? 0 : errno; }),
+              exited(EPERM));
+    // Nothing replaced the daemon: the kill is carried out by cordond itself.
+    const pid_t worker = spawn_in(cg.path().string(), [] {
+        for (;;)
+            ::pause();
+        return 0;
+    });
+    ASSERT_TRUE(d.call(request("kill", "tamper").dump()).value("ok", false));
+    EXPECT_EQ(wait_exit(worker), killed_by(SIGKILL));
+    EXPECT_FALSE(agents::cgroup_populated(cg.path()));
+    EXPECT_EQ(actions(d, "kill").size(), 1u) << "the log still holds its actions";
+}
+
 // An agent that makes denials as fast as it can (two processes sending to a refused address)
 // must not stall cordond's one thread: status answers, and a kill of another agent is carried
 // out, while the flood goes on (what the daemon cannot read in time is counted as lost).

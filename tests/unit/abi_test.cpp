@@ -26,6 +26,8 @@ static_assert(offsetof(cordon_agent_live, flags) == 4);
 static_assert(offsetof(cordon_agent_live, frozen_mark) == 8);
 static_assert(offsetof(cordon_agent_live, agent_id) == 12);
 static_assert(sizeof(cordon_config) == 24);
+static_assert(sizeof(cordon_inode_key) == 16);
+static_assert(offsetof(cordon_inode_key, dev) == 8);
 static_assert(offsetof(cordon_config, agent_levels) == 8);
 
 static_assert(sizeof(cordon_event_header) == 72);

@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,13 +55,13 @@ namespace fs = std::filesystem;
 // Maps that every object declares and that must be one map across objects. cordon_config is
 // last: pinned last, it marks a pinned set as complete.
 enum MapIndex {
-    kAgents, kLive, kPolicies, kPathRules, kNetRules, kProtected, kEvents, kCounters, kConfig,
-    kMapCount
+    kAgents, kLive, kPolicies, kPathRules, kNetRules, kProtected, kStateInodes, kEvents,
+    kCounters, kConfig, kMapCount
 };
 constexpr const char* kSharedMaps[kMapCount] = {
-    "cordon_agents",    "cordon_agent_live", "cordon_policies", "cordon_path_rules",
-    "cordon_net_rules", "cordon_protected",  "cordon_events",   "cordon_counters",
-    "cordon_config"};
+    "cordon_agents",    "cordon_agent_live", "cordon_policies",     "cordon_path_rules",
+    "cordon_net_rules", "cordon_protected",  "cordon_state_inodes", "cordon_events",
+    "cordon_counters",  "cordon_config"};
 // Key and value sizes this build expects of each pinned map (0: not checked; the ring buffer has
 // none). A pinned map of another layout is refused even when the recorded ABI version matches.
 constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
@@ -69,6 +71,7 @@ constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
     {sizeof(cordon_path_key), sizeof(cordon_path_value)},
     {sizeof(cordon_net_key), sizeof(cordon_net_value)},
     {sizeof(std::uint32_t), sizeof(std::uint8_t)},
+    {sizeof(cordon_inode_key), sizeof(std::uint8_t)},
     {0, 0},
     {sizeof(std::uint32_t), sizeof(std::uint64_t)},
     {sizeof(std::uint32_t), sizeof(cordon_config)}};
@@ -194,7 +197,7 @@ struct Guard::Impl {
     std::vector<std::string> link_names; ///< the program of each link
     std::optional<fs::path> pin_dir;
     int cgroup_fd = -1;
-    std::array<int, kMapCount> fds{-1, -1, -1, -1, -1, -1, -1, -1, -1};
+    std::array<int, kMapCount> fds{-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
     // An array of maps whose update makes the kernel wait for an RCU grace period (see
     // wait_for_decisions); created on first use.
     int rcu_outer = -1, rcu_inner = -1;
@@ -668,6 +671,25 @@ std::optional<cordon_policy> Guard::policy_settings(std::uint32_t policy_id) con
 std::vector<std::uint32_t> Guard::policy_ids() const
 {
     return all_keys<std::uint32_t>(impl_->fds[kPolicies]);
+}
+
+void Guard::protect_state(const std::vector<fs::path>& paths)
+{
+    const int fd = impl_->fds[kStateInodes];
+    for (const auto& k : all_keys<cordon_inode_key>(fd))
+        bpf_map_delete_elem(fd, &k);
+    for (const auto& p : paths) {
+        struct stat st {};
+        if (::stat(p.c_str(), &st) != 0)
+            throw Error("cannot protect " + p.string() + ": " + errno_text(errno));
+        // The kernel's own encoding of the device (MKDEV), which is not stat's.
+        const cordon_inode_key k{.ino = st.st_ino,
+                                 .dev = (major(st.st_dev) << 20) | minor(st.st_dev),
+                                 ._pad = 0};
+        const std::uint8_t one = 1;
+        if (bpf_map_update_elem(fd, &k, &one, BPF_ANY) != 0)
+            throw Error("cannot protect " + p.string() + ": " + errno_text(errno));
+    }
 }
 
 void Guard::protect_process(std::uint32_t tgid)

@@ -93,6 +93,9 @@ public:
     /// Ids of the policies that have settings in the maps.
     std::vector<std::uint32_t> policy_ids() const;
 
+    /// cordon's own state files and directories (cordond's socket, registry, actions log): on
+    /// lsm no agent may change them or a name directly in such a directory. Replaces the set.
+    void protect_state(const std::vector<std::filesystem::path>& paths);
     /// Marks a process of cordon itself, which agents may not signal (lsm backend).
     void protect_process(std::uint32_t tgid);
     /// Forgets a protected process (it has exited); nothing if it was not protected.

@@ -983,6 +983,17 @@ int Server::run()
     if (g.backend() == CORDON_BACKEND_LSM)
         ftrace_fd_ = ::open("/proc/sys/kernel/ftrace_enabled", O_RDONLY | O_CLOEXEC);
     listen_socket();
+    // Its socket, registry and actions log are tamper-protected (lsm): an agent that replaced
+    // the socket would answer the operator's kill itself. Their directories too when they are
+    // cordon's own (named "cordon", as /run/cordon and /var/lib/cordon), never a shared one
+    // such as /tmp.
+    std::vector<fs::path> state = {opts_.socket, opts_.registry};
+    if (actions_fd_ >= 0)
+        state.push_back(opts_.actions_log);
+    for (const auto& dir : {opts_.socket.parent_path(), opts_.actions_log.parent_path()})
+        if (dir.filename() == "cordon")
+            state.push_back(dir);
+    g.protect_state(state);
     spdlog::info("listening on {}", opts_.socket.string());
 
     auto last_reconcile = now_ms();
