@@ -42,8 +42,12 @@ BackendPromise backend_promise(cordon_backend b)
                     "cordon drops at launch, writes to /proc/sys, sysrq-trigger and other "
                     "processes' /proc entries, sysfs, debugfs, tracefs and other kernel "
                     "filesystems, module loading and autoload, disks and devices other than "
-                    "null/zero/random/terminals, clone3 into another cgroup, and killing or "
-                    "stalling cordon (signals, SIGIO, RLIMIT_CPU, nice, affinity, OOM score)",
+                    "null/zero/random/terminals, clone3 into another cgroup, killing or "
+                    "stalling cordon (signals, SIGIO, RLIMIT_CPU, nice, affinity, OOM score), "
+                    "and replacing or writing cordond's socket, registry and actions log",
+                    "kill switch and freeze: from the flag's write every access of every "
+                    "process of the agent is EPERM (tracing its own processes too); the cgroup "
+                    "is then emptied or frozen, and frozen again if thawed outside cordon",
                 },
             .limits =
                 {
