@@ -461,13 +461,20 @@ int run_guarded(const RunOptions& o)
                                       name));
             cg.kill(); // the kernel already refuses every access; empty the cgroup now
             killed = true;
-        } else if (l->frozen_mark == a->thaw_epoch + 1 && frozen_epoch != a->thaw_epoch) {
-            // A freeze verdict: the kernel refuses the agent everything already; stop it too.
-            frozen_epoch = a->thaw_epoch;
-            agents::freeze_cgroup(cg.path(), true);
-            term.line(fmt::format("agent {} hit a freeze rule and is frozen for review; "
-                                  "`kill -USR2 {}` thaws it, Ctrl-C ends it",
-                                  name, ::getpid()));
+        } else if (cordon_agent_frozen(&*a, &*l)) {
+            // Frozen: the kernel refuses the agent everything already; stop it too, and again
+            // if anyone outside cordon thaws its cgroup (only SIGUSR2 here ends a freeze).
+            const bool by_rule = l->frozen_mark == a->thaw_epoch + 1;
+            if (by_rule && frozen_epoch != a->thaw_epoch) {
+                frozen_epoch = a->thaw_epoch;
+                agents::freeze_cgroup(cg.path(), true);
+                term.line(fmt::format("agent {} hit a freeze rule and is frozen for review; "
+                                      "`kill -USR2 {}` thaws it, Ctrl-C ends it",
+                                      name, ::getpid()));
+            } else if (!agents::cgroup_freeze_requested(cg.path())) {
+                agents::freeze_cgroup(cg.path(), true);
+                term.line(fmt::format("agent {} was thawed outside cordon; frozen again", name));
+            }
         }
     };
     // SIGUSR1: the policy file again, applied whole or not at all. SIGUSR2: freeze or thaw.
