@@ -8,7 +8,7 @@
 #   --shell          boot to a busybox shell instead of running the tests (debugging)
 # Environment:
 #   CORDON_VM_KERNEL_PKG  Debian package to boot (default: newest linux-image-6.1.0-*-cloud-amd64)
-#   CORDON_VM_TIMEOUT     seconds before the guest is stopped (default 1200)
+#   CORDON_VM_TIMEOUT     seconds before the guest is stopped (default 1800)
 #   CORDON_VM_FILTER      a --gtest_filter for a quick partial run while developing (default:
 #                         every test)
 #
@@ -155,7 +155,7 @@ say "initramfs $(du -h "$vm_dir/initramfs.cpio.gz" | cut -f1), kernel $pkg"
 
 # --- boot -----------------------------------------------------------------------------------
 log=$vm_dir/console.log
-timeout_s=${CORDON_VM_TIMEOUT:-1200}
+timeout_s=${CORDON_VM_TIMEOUT:-1800}
 # A small disk (NVMe is built into the cloud kernel): the tests prove that an agent cannot read
 # a raw block device.
 printf 'cordon-disk-secret\n' > "$vm_dir/disk.img"

@@ -336,8 +336,26 @@ TEST_P(LiveControlTest, AFreezeRuleRefusesAndFreezesTheWholeAgent)
         }
         return 0;
     });
-    const Exit probe = wait_exit(spawn_in(cg.path().string(), [&] { return try_open(f.secret); }));
-    EXPECT_EQ(probe, GetParam() == CORDON_BACKEND_LSM ? exited(EPERM) : killed_by(SIGKILL));
+    // The prober reports through a pipe: on lsm it may be frozen before it exits (cordond
+    // freezes the cgroup as soon as it reads the verdict), so it is reaped after the thaw.
+    int report[2];
+    ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
+    const pid_t prober = spawn_in(cg.path().string(), [&] {
+        const int r = try_open(f.secret);
+        (void)!::write(report[1], &r, sizeof(r));
+        return r;
+    });
+    ::close(report[1]);
+    int result = -1;
+    const bool reported = ::read(report[0], &result, sizeof(result)) == sizeof(result);
+    ::close(report[0]);
+    if (GetParam() == CORDON_BACKEND_LSM) {
+        EXPECT_TRUE(reported);
+        EXPECT_EQ(result, EPERM);
+    } else {
+        EXPECT_FALSE(reported) << "compat kills the process before open returns";
+        EXPECT_EQ(wait_exit(prober), killed_by(SIGKILL));
+    }
     EXPECT_TRUE(agents_until(d, [](const json& l) {
         return l.size() == 1 && l[0]["frozen"] == true && l[0]["cgroup_frozen"] == true;
     }));
@@ -358,6 +376,9 @@ TEST_P(LiveControlTest, AFreezeRuleRefusesAndFreezesTheWholeAgent)
     while (ticks->load() == at_freeze && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(10ms);
     EXPECT_GT(ticks->load(), at_freeze);
+    if (GetParam() == CORDON_BACKEND_LSM) {
+        EXPECT_EQ(wait_exit(prober), exited(EPERM)) << "it ends once thawed";
+    }
     EXPECT_EQ(wait_exit(spawn_in(cg.path().string(), [&] { return try_open(f.open); })), exited(0))
         << "after thaw the agent is allowed what its policy allows";
 }
