@@ -32,6 +32,17 @@ api::Client connect_or_fail()
     return std::move(*c);
 }
 
+// The policy file's text; nothing (and its diagnostics on stderr) when it cannot be read.
+std::optional<std::string> read_policy_or_report(const std::string& file)
+{
+    policy::Diagnostics errs;
+    auto text = policy::read_policy_file(file, errs);
+    if (!text)
+        for (const auto& d : errs)
+            std::fprintf(stderr, "%s\n", d.str().c_str());
+    return text;
+}
+
 std::string age(std::int64_t s)
 {
     if (s < 120)
@@ -115,13 +126,9 @@ int status(bool as_json)
 int attach(const std::string& cgroup, const std::string& policy_file,
            const std::optional<std::string>& name, const std::optional<std::string>& mode)
 {
-    policy::Diagnostics errs;
-    const auto text = policy::read_policy_file(policy_file, errs);
-    if (!text) {
-        for (const auto& d : errs)
-            std::fprintf(stderr, "%s\n", d.str().c_str());
+    const auto text = read_policy_or_report(policy_file);
+    if (!text)
         return 1;
-    }
     const auto ctx = control::make_context(std::nullopt, std::nullopt);
     auto c = connect_or_fail();
     std::error_code ec;
@@ -187,13 +194,9 @@ int agent_op(api::Op op, const std::string& name, const std::string& reason,
 int apply(const std::string& name, const std::string& file, const std::optional<std::string>& mode,
           const std::string& reason)
 {
-    policy::Diagnostics errs;
-    const auto text = policy::read_policy_file(file, errs);
-    if (!text) {
-        for (const auto& d : errs)
-            std::fprintf(stderr, "%s\n", d.str().c_str());
+    const auto text = read_policy_or_report(file);
+    if (!text)
         return 1;
-    }
     auto c = connect_or_fail();
     auto q = api::request(api::Op::Apply);
     q.name = name;
