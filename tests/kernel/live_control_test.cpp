@@ -143,6 +143,11 @@ protected:
     }
 };
 
+// Cases of the lsm backend's tamper protection. compat has none by design: there agents run as
+// another user (--user), cordond's files are root's, and no hook sees ptrace
+// (docs/enforcement.md).
+class LsmLiveControlTest : public LiveControlTest {};
+
 // A fork bomb churns inside the agent (a few hundred processes that fork without end, each also
 // trying to move itself into another cgroup) when the kill switch is thrown: the call returns
 // with the cgroup empty, no process of the bomb is alive anywhere, nothing reached the other
@@ -423,10 +428,8 @@ TEST_P(LiveControlTest, AFreezeRuleIsCarriedOutWhenItsEventIsLost)
 
 // Once marked frozen, an agent may not reach into its own processes either (ptrace), for the
 // moments before its cgroup is frozen: cordond is stopped here, so only the kernel's mark holds.
-TEST_P(LiveControlTest, AFrozenAgentCannotTraceItsOwnProcesses)
+TEST_P(LsmLiveControlTest, AFrozenAgentCannotTraceItsOwnProcesses)
 {
-    if (GetParam() != CORDON_BACKEND_LSM)
-        GTEST_SKIP() << "compat has no ptrace hook (no tamper protection; docs/enforcement.md)";
     Files f;
     Daemon d(GetParam());
     auto cg = make_test_cgroup();
@@ -462,11 +465,8 @@ TEST_P(LiveControlTest, AFrozenAgentCannotTraceItsOwnProcesses)
 // A root agent whose policy lets it write anywhere, in audit mode even, may not touch cordond's
 // own state: replace its socket (then the agent itself would answer the operator's kill),
 // rewrite or erase its actions log, or write its registry. The kill that follows is the real one.
-TEST_P(LiveControlTest, ARootAgentCannotReplaceCordondsSocketOrEraseItsRecords)
+TEST_P(LsmLiveControlTest, ARootAgentCannotReplaceCordondsSocketOrEraseItsRecords)
 {
-    if (GetParam() != CORDON_BACKEND_LSM)
-        GTEST_SKIP() << "compat has no tamper protection: there agents run as another user "
-                        "(--user) and cordond's files are root's (docs/enforcement.md)";
     Files f;
     Daemon d(GetParam());
     auto cg = make_test_cgroup();
@@ -727,6 +727,9 @@ TEST_P(LiveControlTest, ModeSwitchesBetweenEnforceAndAudit)
     EXPECT_EQ(actions(d, "mode").size(), 2u);
     EXPECT_FALSE(d.call(request("mode", "md", {{"mode", "off"}}).dump()).value("ok", true));
 }
+
+INSTANTIATE_TEST_SUITE_P(Lsm, LsmLiveControlTest, ::testing::Values(CORDON_BACKEND_LSM),
+                         [](const auto& tp) { return std::string(bpf::backend_name(tp.param)); });
 
 INSTANTIATE_TEST_SUITE_P(Backends, LiveControlTest,
                          ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
