@@ -127,6 +127,16 @@ bool wait_until_true(const std::function<bool()>& cond)
     return cond();
 }
 
+// A process in `cgroup` that sleeps until it is killed.
+pid_t spawn_sleeper(const fs::path& cgroup)
+{
+    return spawn_in(cgroup.string(), [] {
+        for (;;)
+            ::pause();
+        return 0;
+    });
+}
+
 const json& only_agent(const json& agents)
 {
     if (agents.size() != 1)
@@ -410,11 +420,7 @@ TEST_P(LiveControlTest, AFreezeRuleIsCarriedOutWhenItsEventIsLost)
                   return try_open(f.secret) == 0 ? 2 : 0;
               })),
               GetParam() == CORDON_BACKEND_LSM ? exited(0) : killed_by(SIGKILL));
-    const pid_t sleeper = spawn_in(cg.path().string(), [] {
-        for (;;)
-            ::pause();
-        return 0;
-    });
+    const pid_t sleeper = spawn_sleeper(cg.path());
     ASSERT_EQ(::kill(d.pid(), SIGCONT), 0);
     EXPECT_TRUE(agents_until(d, [](const json& l) {
         return l.size() == 1 && l[0]["frozen"] == true && l[0]["cgroup_frozen"] == true;
@@ -438,11 +444,7 @@ TEST_P(LsmLiveControlTest, AFrozenAgentCannotTraceItsOwnProcesses)
                                                ", access: read, action: freeze}\n"),
                          "pt", f.dir.string())
                     .value("ok", false));
-    const pid_t sibling = spawn_in(cg.path().string(), [] {
-        for (;;)
-            ::pause();
-        return 0;
-    });
+    const pid_t sibling = spawn_sleeper(cg.path());
     const auto trace = [&] {
         return wait_exit(spawn_in(cg.path().string(), [&] {
             if (::ptrace(PTRACE_ATTACH, sibling, nullptr, nullptr) != 0)
@@ -506,11 +508,7 @@ TEST_P(LsmLiveControlTest, ARootAgentCannotReplaceCordondsSocketOrEraseItsRecord
     EXPECT_EQ(in_agent([&] { return ::rmdir(d.registry().c_str()) == 0 ? 0 : errno; }),
               exited(EPERM));
     // Nothing replaced the daemon: the kill is carried out by cordond itself.
-    const pid_t worker = spawn_in(cg.path().string(), [] {
-        for (;;)
-            ::pause();
-        return 0;
-    });
+    const pid_t worker = spawn_sleeper(cg.path());
     ASSERT_TRUE(d.call(request("kill", "tamper").dump()).value("ok", false));
     EXPECT_EQ(wait_exit(worker), killed_by(SIGKILL));
     EXPECT_FALSE(agents::cgroup_populated(cg.path()));
@@ -532,11 +530,7 @@ TEST_P(LiveControlTest, AFloodOfDenialsDoesNotStallTheDaemon)
     ASSERT_TRUE(d.attach(flood_cg.path(), deny_net, "flood", f.dir.string()).value("ok", false));
     ASSERT_TRUE(d.attach(victim_cg.path(), deny_policy(f.secret), "victim", f.dir.string())
                     .value("ok", false));
-    const pid_t victim = spawn_in(victim_cg.path().string(), [] {
-        for (;;)
-            ::pause();
-        return 0;
-    });
+    const pid_t victim = spawn_sleeper(victim_cg.path());
     for (int i = 0; i < 2; ++i)
         spawn_in(flood_cg.path().string(), [] {
             const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
