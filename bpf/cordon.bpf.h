@@ -74,7 +74,9 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024); /* compiled policies loaded at once; one per agent at most */
+	/* compiled policies loaded at once: per agent its policy and grant set, per task an
+	 * overlay and a grant set, and room for a swap of each */
+	__uint(max_entries, 8192);
 	__type(key, __u32);        /* policy id */
 	__type(value, struct cordon_policy);
 } cordon_policies SEC(".maps");
@@ -121,6 +123,32 @@ struct {
 	__type(key, struct cordon_inode_key);
 	__type(value, __u8);
 } cordon_state_inodes SEC(".maps");
+
+/* Tasks (task number -> struct cordon_task), written by the controller (see abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_TASKS);
+	__type(key, __u64);
+	__type(value, struct cordon_task);
+} cordon_tasks SEC(".maps");
+
+/* Processes bound to a task (tgid -> struct cordon_proc_task): bound by the controller,
+ * inherited at fork and removed at exit by task_guard (exec_guard.bpf.c). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_TASK_PROCS);
+	__type(key, __u32);
+	__type(value, struct cordon_proc_task);
+} cordon_proc_tasks SEC(".maps");
+
+/* Grants (grant id -> struct cordon_grant); their paths and addresses are compiled into the
+ * rule tries under a grant set's id, with CORDON_RULE_GRANT | grant id as the rule id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_GRANTS);
+	__type(key, __u32);
+	__type(value, struct cordon_grant);
+} cordon_grants SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -185,10 +213,13 @@ struct cordon_ctx {
 	__u64 cgid;
 	__u32 level;     /* cgroup level of the agent's root cgroup */
 	__u32 tier;      /* the agent's trust tier when the decision began */
-	__u64 task_id;   /* the agent's task */
+	__u64 task_id;   /* the task this process is in (process-bound, else the agent's); 0 none */
 	__u32 agent_id;
 	__u32 thaw_epoch;
 	__u32 policy_id; /* the policy this decision uses, throughout */
+	__u32 overlay_id;   /* the task's overlay policy; 0 none */
+	__u32 task_grants;  /* the task's grant set; 0 none */
+	__u32 agent_grants; /* the agent-wide grant set; 0 none */
 	__u8 mode;       /* enum cordon_mode this decision uses */
 	bool stopped;    /* killed or frozen when the decision began: everything is refused */
 };
@@ -204,6 +235,25 @@ static __always_inline __u32 cordon_tier(const struct cordon_agent_live *live,
 	return tier;
 }
 
+/* The start time of the current process (its leader's), which a reused pid does not share. */
+static __always_inline __u64 cordon_process_start(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, group_leader, start_time);
+}
+
+/*
+ * Global functions: the verifier checks each of them once, on its own, instead of once per call
+ * site and per path leading there. Everything with many branches that does not decide the
+ * access itself (which task a process is in, trust bookkeeping, the side effects of a verdict)
+ * lives in one, so that the hooks' verification cost stays what the decision needs. They look
+ * up what they need by cgroup id and return scalars.
+ */
+__u64 cordon_task_of(__u64 cgid, __u64 agent_task);
+int cordon_trust_refresh(__u64 cgid, __u32 policy_id);
+int cordon_effects(__u64 cgid, __u32 policy_id, __u32 verdict);
+
 /*
  * True (and *c filled) when the current task is an agent. The tier is computed once here, not
  * per verdict: a hook that decides several names (rename) would otherwise give the verifier one
@@ -211,16 +261,27 @@ static __always_inline __u32 cordon_tier(const struct cordon_agent_live *live,
  */
 static __always_inline bool cordon_enter(struct cordon_ctx *c)
 {
+	struct cordon_task *t = NULL;
+
 	c->agent = cordon_current_agent(&c->cgid, &c->level);
 	if (!c->agent)
 		return false;
+	c->stopped = false;
 	c->policy_id = c->agent->policy_id;
 	c->mode = c->agent->mode;
-	c->task_id = c->agent->task_id;
 	c->agent_id = c->agent->agent_id;
 	c->thaw_epoch = c->agent->thaw_epoch;
+	c->agent_grants = c->agent->grant_set;
+	/* The task: the one the process is bound to, else the agent's; ended or expired: none. */
+	c->task_id = cordon_task_of(c->cgid, c->agent->task_id);
+	if (c->task_id)
+		t = bpf_map_lookup_elem(&cordon_tasks, &c->task_id);
+	c->overlay_id = t ? t->overlay_id : 0;
+	c->task_grants = t ? t->grant_set : 0;
 	c->live = bpf_map_lookup_elem(&cordon_agent_live, &c->cgid);
 	c->policy = c->live ? bpf_map_lookup_elem(&cordon_policies, &c->policy_id) : NULL;
+	if (c->policy)
+		cordon_trust_refresh(c->cgid, c->policy_id);
 	c->tier = c->policy ? cordon_tier(c->live, c->policy) : 0;
 	c->stopped = c->live && (cordon_agent_killed(c->agent, c->live) ||
 				 cordon_agent_frozen(c->agent, c->live));
@@ -294,6 +355,72 @@ static __always_inline bool cordon_refused(__u8 verdict)
 }
 
 /*
+ * Whether a grant may lift what a rule hit says at `tier`: a deny, or an allow or audit below
+ * its tier. Never a kill or freeze rule or default (a grant does not override them), never
+ * tamper protection (not decided by rules).
+ */
+static __always_inline bool cordon_grantable(__u32 tier, const struct cordon_rule_hit *hit)
+{
+	if (hit->action == CORDON_ACTION_DENY)
+		return true;
+	return (hit->action == CORDON_ACTION_ALLOW || hit->action == CORDON_ACTION_AUDIT) &&
+	       tier < hit->min_tier;
+}
+
+/* A rule hit and the agent's tier in one scalar, for the global functions' arguments. */
+static __always_inline __u64 cordon_hit_pack(const struct cordon_rule_hit *hit, __u32 tier)
+{
+	return (__u64)hit->rule_id | (__u64)hit->action << 32 | (__u64)hit->min_tier << 40 |
+	       (__u64)(tier & 0xff) << 48;
+}
+
+/* The hit from cordon_hit_pack; returns the tier. */
+static __always_inline __u32 cordon_hit_unpack(struct cordon_rule_hit *hit, __u64 v)
+{
+	hit->rule_id = (__u32)v;
+	hit->action = (__u8)(v >> 32);
+	hit->min_tier = (__u8)(v >> 40);
+	return (__u8)(v >> 48);
+}
+
+/* What the overlay and grant layers need of the current task's agent (cordon_layers_of). */
+struct cordon_layers {
+	__u64 cgid;
+	__u64 task_id;
+	__u32 overlay_id;
+	__u32 task_grants;
+	__u32 agent_grants;
+	__u32 _pad;
+};
+
+/*
+ * Whether the grant a compiled grant-set entry names still allows, for this agent and task, by
+ * the kernel clock: an expired grant never allows, whether or not the controller runs.
+ */
+static __always_inline bool cordon_grant_live(const struct cordon_layers *l, __u32 rule_id)
+{
+	__u32 id = rule_id & ~CORDON_RULE_GRANT;
+	struct cordon_grant *g;
+
+	if (!(rule_id & CORDON_RULE_GRANT))
+		return false;
+	g = bpf_map_lookup_elem(&cordon_grants, &id);
+	if (!g || g->cgid != l->cgid)
+		return false;
+	if (g->task_id && g->task_id != l->task_id)
+		return false; /* bound to a task this process is not in, or that ended */
+	return bpf_ktime_get_ns() < g->expires_ns;
+}
+
+/* A live grant's hit: allowed and reported (audit), naming the grant. */
+static __always_inline void cordon_granted(struct cordon_rule_hit *hit, __u32 rule_id)
+{
+	hit->rule_id = rule_id;
+	hit->action = CORDON_ACTION_AUDIT;
+	hit->min_tier = 0;
+}
+
+/*
  * Lowers the score atomically: a compare-and-swap loop, so that two denials on two CPUs both
  * count. The bound keeps the verifier happy; losing 8 races in a row needs 8 other penalties
  * landing in between, each of which lowered the score anyway.
@@ -309,8 +436,9 @@ static __always_inline void cordon_penalize(struct cordon_agent_live *live, __u3
 		old = *(volatile __u32 *)&live->score;
 		new = old > penalty ? old - penalty : 0;
 		if (old == new || __sync_val_compare_and_swap(&live->score, old, new) == old)
-			return;
+			break;
 	}
+	live->stamp_ns = bpf_ktime_get_ns(); /* recovery counts from the last penalty */
 }
 
 /*
@@ -326,19 +454,11 @@ static __always_inline void cordon_penalize(struct cordon_agent_live *live, __u3
 static __always_inline void cordon_apply_ex(const struct cordon_ctx *c, __u8 verdict, bool signal)
 {
 	cordon_count(verdict == CORDON_VERDICT_FREEZE ? CORDON_CNT_FREEZE : verdict);
-	if (!c->policy)
+	if (!c->policy || !c->live || !cordon_refused(verdict))
 		return;
-	if (verdict == CORDON_VERDICT_DENY) {
-		cordon_penalize(c->live, c->policy->penalty_deny);
-	} else if (verdict == CORDON_VERDICT_FREEZE) {
-		cordon_penalize(c->live, c->policy->penalty_deny);
-		c->live->frozen_mark = c->thaw_epoch + 1;
-	} else if (verdict == CORDON_VERDICT_KILL) {
-		cordon_penalize(c->live, c->policy->penalty_kill);
-		__sync_fetch_and_or(&c->live->flags, CORDON_AGENT_F_KILLED);
-		if (signal)
-			bpf_send_signal(SIGKILL);
-	}
+	cordon_effects(c->cgid, c->policy_id, verdict); /* the kill flag before the signal */
+	if (verdict == CORDON_VERDICT_KILL && signal)
+		bpf_send_signal(SIGKILL);
 }
 
 /*
@@ -403,6 +523,231 @@ static __always_inline struct cordon_event *cordon_event_start(const struct cord
 	e->_pad0[0] = e->_pad0[1] = e->_pad0[2] = 0;
 	e->path[0] = 0;
 	return e;
+}
+
+/*
+ * After a score change: when the tier the score gives differs from the one last reported, one
+ * CPU wins the change (compare-and-swap), reports it (old tier, new tier, cause, score) and
+ * carries out the entered tier's on_enter from kernel state: a freeze marks the agent frozen and
+ * a kill marks it killed, exactly as a freeze or kill rule does, so a lost event loses neither.
+ * Called only from the global functions below.
+ */
+static __always_inline void cordon_tier_check(const struct cordon_ctx *c, __u32 cause)
+{
+	struct cordon_agent_live *live = c->live;
+	struct cordon_policy *policy = c->policy;
+	struct cordon_event *e;
+	__u32 tier, old;
+	__u8 on, verdict = CORDON_VERDICT_ALLOW;
+
+	if (!live || !policy)
+		return;
+	tier = cordon_tier(live, policy);
+	old = live->tier;
+	if (old == tier || __sync_val_compare_and_swap(&live->tier, old, tier) != old)
+		return;
+	on = policy->tier_on_enter[tier & (CORDON_MAX_TIERS - 1)];
+	if (on == CORDON_ENTER_FREEZE) {
+		live->frozen_mark = c->thaw_epoch + 1;
+		verdict = CORDON_VERDICT_FREEZE;
+	} else if (on == CORDON_ENTER_KILL) {
+		__sync_fetch_and_or(&live->flags, CORDON_AGENT_F_KILLED);
+		verdict = CORDON_VERDICT_KILL;
+	}
+	e = cordon_event_start(c, CORDON_HOOK_TRUST, verdict, 0);
+	if (e) {
+		e->family = (__u8)old;
+		e->protocol = (__u8)tier;
+		e->access = (__u8)cause;
+		e->port = (__u16)live->score;
+		bpf_ringbuf_submit(e, 0);
+	}
+}
+
+/* What the global functions below work on: the agent's entries, looked up again by cgroup id. */
+static __always_inline bool cordon_fx_ctx(struct cordon_ctx *c, __u64 cgid, __u32 policy_id)
+{
+	c->cgid = cgid;
+	c->agent = bpf_map_lookup_elem(&cordon_agents, &cgid);
+	c->live = bpf_map_lookup_elem(&cordon_agent_live, &cgid);
+	c->policy = bpf_map_lookup_elem(&cordon_policies, &policy_id);
+	if (!c->agent || !c->live || !c->policy)
+		return false;
+	c->policy_id = policy_id;
+	c->agent_id = c->agent->agent_id;
+	c->thaw_epoch = c->agent->thaw_epoch;
+	c->task_id = c->agent->task_id;
+	c->stopped = false;
+	return true;
+}
+
+/* Task number `task` if it is a live task of agent cgid (not ended, not expired). */
+static __always_inline bool cordon_task_live(__u64 cgid, __u64 task)
+{
+	struct cordon_task *t;
+
+	if (!task)
+		return false;
+	t = bpf_map_lookup_elem(&cordon_tasks, &task);
+	if (!t || t->cgid != cgid)
+		return false;
+	/* Expired: the task is over in the kernel, whether or not the controller runs. */
+	return !t->expires_ns || bpf_ktime_get_ns() < t->expires_ns;
+}
+
+/*
+ * The task of the current process in agent cgid: the one it is bound to (cordon task begin
+ * --pid, inherited at fork) if that is live, else the agent's own task if that is live, else 0.
+ */
+__noinline __u64 cordon_task_of(__u64 cgid, __u64 agent_task)
+{
+	struct cordon_proc_task *pt;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 start;
+
+	pt = bpf_map_lookup_elem(&cordon_proc_tasks, &tgid);
+	if (pt) {
+		start = cordon_process_start();
+		/* Bound by the controller (start 0): the first decision of that process claims it. */
+		if (pt->start_ns == 0)
+			__sync_val_compare_and_swap(&pt->start_ns, 0, start);
+		if (pt->start_ns == start && cordon_task_live(cgid, pt->task_id))
+			return pt->task_id;
+	}
+	return cordon_task_live(cgid, agent_task) ? agent_task : 0;
+}
+
+/* The current task's agent, task, overlay and grant sets, found again; false if no agent. */
+static __always_inline bool cordon_layers_of(struct cordon_layers *l)
+{
+	struct cordon_agent *a;
+	struct cordon_task *t = NULL;
+	__u32 level;
+
+	a = cordon_current_agent(&l->cgid, &level);
+	if (!a)
+		return false;
+	l->agent_grants = a->grant_set;
+	l->task_id = cordon_task_of(l->cgid, a->task_id);
+	if (l->task_id)
+		t = bpf_map_lookup_elem(&cordon_tasks, &l->task_id);
+	l->overlay_id = t ? t->overlay_id : 0;
+	l->task_grants = t ? t->grant_set : 0;
+	return true;
+}
+
+/*
+ * Trust kept current by the kernel at each decision, with no controller round trip: an
+ * operator's `cordon trust --set` is applied once (the kernel is the only writer of the score),
+ * and recovery credits the whole points earned since stamp_ns (stamp_ns advances by the time
+ * those points took, so nothing is lost to rounding; one CPU wins each interval's credit).
+ */
+__noinline int cordon_trust_refresh(__u64 cgid, __u32 policy_id)
+{
+	struct cordon_ctx c = {};
+	struct cordon_agent_live *live;
+	__u32 seq, set, old_seq, rpm, cause = 0;
+	__u64 now, stamp, per_point, points, new_stamp;
+
+	if (!cordon_fx_ctx(&c, cgid, policy_id))
+		return 0;
+	live = c.live;
+	seq = c.agent->score_set_seq;
+	set = c.agent->score_set;
+	old_seq = live->set_seq;
+	rpm = c.policy->recovery_per_minute;
+	if (seq != old_seq) {
+		if (__sync_val_compare_and_swap(&live->set_seq, old_seq, seq) == old_seq) {
+			live->score = set > 1000 ? 1000 : set;
+			live->stamp_ns = bpf_ktime_get_ns();
+			cause = CORDON_TRUST_OPERATOR;
+		}
+	} else if (rpm && live->score < 1000) {
+		now = bpf_ktime_get_ns();
+		stamp = live->stamp_ns;
+		per_point = 60000000000ull / rpm; /* rpm <= 1000: at least 60 ms a point */
+		if (now > stamp && now - stamp >= per_point) {
+			points = (now - stamp) / per_point;
+			new_stamp = stamp + points * per_point;
+			if (points > 1000) {
+				points = 1000;
+				new_stamp = now;
+			}
+			if (__sync_val_compare_and_swap(&live->stamp_ns, stamp, new_stamp) == stamp) {
+				for (int i = 0; i < 8; i++) {
+					__u32 o = *(volatile __u32 *)&live->score;
+					__u32 n = o + points > 1000 ? 1000 : o + (__u32)points;
+
+					if (o == n || __sync_val_compare_and_swap(&live->score, o, n) == o)
+						break;
+				}
+				cause = CORDON_TRUST_RECOVERY;
+			}
+		}
+	}
+	/* No cause seen here but another tier: a policy apply changed the tiers. */
+	if (cause || cordon_tier(live, c.policy) != live->tier)
+		cordon_tier_check(&c, cause);
+	return 0;
+}
+
+/*
+ * The burst signal: a window opens at the first denial after the previous one closed; the
+ * denial that makes the window's count reach burst_denials costs burst_penalty, once per window.
+ * Returns that penalty when this denial is the one (else 0).
+ */
+static __always_inline __u32 cordon_burst(const struct cordon_ctx *c)
+{
+	struct cordon_agent_live *live = c->live;
+	struct cordon_policy *p = c->policy;
+	__u64 now, start;
+	__u32 n;
+
+	if (!p->burst_denials)
+		return 0;
+	now = bpf_ktime_get_ns();
+	start = live->burst_start_ns;
+	if (now - start >= (__u64)p->burst_window_ms * 1000000ull &&
+	    __sync_val_compare_and_swap(&live->burst_start_ns, start, now) == start) {
+		live->burst_count = 1;
+		n = 1;
+	} else {
+		n = __sync_add_and_fetch(&live->burst_count, 1);
+	}
+	return n == p->burst_denials ? p->burst_penalty : 0;
+}
+
+/*
+ * The side effects of a refusing verdict (deny, freeze, kill) on agent cgid: its penalty, the
+ * freeze mark or the kill flag (from this instant every hook refuses every process of the agent),
+ * the burst signal, and a tier change with its on_enter. All from kernel state, so a lost event
+ * loses none of them.
+ */
+__noinline int cordon_effects(__u64 cgid, __u32 policy_id, __u32 verdict)
+{
+	struct cordon_ctx c = {};
+	__u32 penalty, burst, cause;
+
+	if (!cordon_fx_ctx(&c, cgid, policy_id))
+		return 0;
+	if (verdict == CORDON_VERDICT_KILL) {
+		__sync_fetch_and_or(&c.live->flags, CORDON_AGENT_F_KILLED);
+		penalty = c.policy->penalty_kill;
+		cause = CORDON_TRUST_KILL;
+	} else {
+		if (verdict == CORDON_VERDICT_FREEZE)
+			c.live->frozen_mark = c.thaw_epoch + 1;
+		penalty = c.policy->penalty_deny; /* a freeze counts as a denial */
+		cause = CORDON_TRUST_DENY;
+	}
+	burst = cordon_burst(&c);
+	if (burst)
+		cause = CORDON_TRUST_BURST;
+	/* One penalty and one tier check: this function is verified once per program, and every
+	 * copy of the tier code would be verified with it. */
+	cordon_penalize(c.live, penalty + burst);
+	cordon_tier_check(&c, cause);
+	return 0;
 }
 
 /*

@@ -48,3 +48,54 @@ int BPF_PROG(exec_guard_sched_exec, struct task_struct *p, pid_t old_pid, struct
 		bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
 	return 0;
 }
+
+/*
+ * task_guard: a process bound to a task (cordon task begin --pid) hands the binding to every
+ * process it forks, before the child runs its first instruction, and the binding goes when the
+ * process's last thread exits. Loaded on every backend (tracepoints, no LSM needed).
+ */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(task_guard_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct cordon_proc_task *pt, v = {};
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	__u64 start;
+
+	if (ptgid == ctgid)
+		return 0; /* a thread: its process's binding covers it */
+	pt = bpf_map_lookup_elem(&cordon_proc_tasks, &ptgid);
+	if (!pt)
+		return 0;
+	start = BPF_CORE_READ(parent, group_leader, start_time);
+	if (pt->start_ns && pt->start_ns != start)
+		return 0; /* a stale entry of a process that had this pid before */
+	v.task_id = pt->task_id;
+	v.start_ns = child->start_time;
+	if (bpf_map_update_elem(&cordon_proc_tasks, &ctgid, &v, BPF_ANY)) {
+		/*
+		 * Fails closed: the map is full, so the child cannot carry its task. The forking
+		 * process is killed and its agent marked killed (cordon empties the cgroup), so no
+		 * process of a task runs outside it.
+		 */
+		struct cordon_ctx c;
+
+		cordon_count(CORDON_CNT_TASK_FULL);
+		if (cordon_enter(&c))
+			cordon_kill_agent(&c);
+		else
+			bpf_send_signal(SIGKILL);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(task_guard_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+
+	/* signal->live is the count of live threads, already lowered for this one. */
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	bpf_map_delete_elem(&cordon_proc_tasks, &tgid);
+	return 0;
+}

@@ -65,18 +65,80 @@ static __always_inline void net_key_addr(struct cordon_net_key *key, bool v6, __
 }
 
 /*
+ * The first slot of compiled set `policy_id` under the key's address that matches port and
+ * protocol, if any.
+ */
+static __always_inline bool net_find(struct cordon_net_key *key, __u32 policy_id, __u16 port,
+				     __u8 proto, struct cordon_rule_hit *hit)
+{
+	struct cordon_net_value *entry;
+
+	key->policy_id = policy_id;
+	entry = bpf_map_lookup_elem(&cordon_net_rules, key);
+	if (!entry)
+		return false;
+	for (int i = 0; i < CORDON_NET_SLOTS; i++) {
+		struct cordon_net_slot *s = &entry->slots[i];
+
+		if (i >= entry->nslots)
+			break;
+		if (port >= s->port_lo && port <= s->port_hi && (s->protocols & proto)) {
+			hit->action = s->action;
+			hit->rule_id = s->rule_id;
+			hit->min_tier = s->min_tier;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Global (verified once per program): the overlay and grants over an outbound network hit, for
+ * the agent of the current task. The address in two halves (IPv4 in the first 4 bytes of hi),
+ * meta = family | proto << 8 | port << 16, hit_in as cordon_hit_pack. Returns the hit.
+ */
+__noinline __u64 cordon_net_layers(__u64 hi, __u64 lo, __u32 meta, __u64 hit_in)
+{
+	struct cordon_net_key key = {};
+	struct cordon_rule_hit hit = {}, o = {};
+	struct cordon_layers l = {};
+	__u32 tier = cordon_hit_unpack(&hit, hit_in);
+	__u16 port = (__u16)(meta >> 16);
+	__u8 proto = (__u8)(meta >> 8);
+
+	if (!cordon_layers_of(&l))
+		return hit_in;
+	key.family = (__u8)meta;
+	key.prefixlen = 40 + (key.family == 4 ? 32 : 128);
+	__builtin_memcpy(key.addr, &hi, 8);
+	__builtin_memcpy(key.addr + 8, &lo, 8);
+	if (l.overlay_id && hit.action != CORDON_ACTION_KILL && hit.action != CORDON_ACTION_FREEZE &&
+	    net_find(&key, l.overlay_id, port, proto, &o))
+		hit = o;
+	if (cordon_grantable(tier, &hit)) {
+		if (l.task_grants && net_find(&key, l.task_grants, port, proto, &o) &&
+		    cordon_grant_live(&l, o.rule_id))
+			cordon_granted(&hit, o.rule_id);
+		else if (l.agent_grants && net_find(&key, l.agent_grants, port, proto, &o) &&
+			 cordon_grant_live(&l, o.rule_id))
+			cordon_granted(&hit, o.rule_id);
+	}
+	return cordon_hit_pack(&hit, tier);
+}
+
+/*
  * Decides (key's address, port, proto) for an agent, outbound or inbound, reports it with
  * `hook`, and applies the side effects (no signal: see cordon_apply_ex). Returns the verdict.
+ * Outbound, a task's overlay and grants apply as for paths (cordon_path_lookup).
  */
 static __always_inline __u8 net_decide_key(const struct cordon_ctx *c, struct cordon_net_key *key,
 					   __u16 port, __u8 proto, bool inbound, __u32 hook)
 {
 	struct cordon_rule_hit hit = {};
-	struct cordon_net_value *entry;
 	struct cordon_event *e;
 	__u8 family = key->family, verdict;
+	__u64 hi, lo;
 
-	key->policy_id = c->policy_id;
 	key->prefixlen = 40 + (family == 4 ? 32 : 128);
 	if (inbound) {
 		key->family |= CORDON_NET_INBOUND;
@@ -86,22 +148,18 @@ static __always_inline __u8 net_decide_key(const struct cordon_ctx *c, struct co
 		hit.action = c->policy ? c->policy->net_default : CORDON_ACTION_DENY;
 		hit.rule_id = c->policy ? c->policy->net_default_rule_id : 0;
 	}
-	entry = bpf_map_lookup_elem(&cordon_net_rules, key);
 	if (!proto) {
 		hit.action = CORDON_ACTION_DENY; /* fail closed: a protocol no rule names */
 		hit.rule_id = 0;
-	} else if (entry) {
-		for (int i = 0; i < CORDON_NET_SLOTS; i++) {
-			struct cordon_net_slot *s = &entry->slots[i];
-
-			if (i >= entry->nslots)
-				break;
-			if (port >= s->port_lo && port <= s->port_hi && (s->protocols & proto)) {
-				hit.action = s->action;
-				hit.rule_id = s->rule_id;
-				hit.min_tier = s->min_tier;
-				break;
-			}
+	} else {
+		net_find(key, c->policy_id, port, proto, &hit);
+		if (!inbound && (c->overlay_id || c->task_grants || c->agent_grants)) {
+			__builtin_memcpy(&hi, key->addr, 8);
+			__builtin_memcpy(&lo, key->addr + 8, 8);
+			cordon_hit_unpack(&hit, cordon_net_layers(hi, lo,
+								  family | (__u32)proto << 8 |
+									  (__u32)port << 16,
+								  cordon_hit_pack(&hit, c->tier)));
 		}
 	}
 	verdict = cordon_verdict(c, &hit);

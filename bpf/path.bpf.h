@@ -52,6 +52,8 @@ struct cordon_scratch {
 	__u32 off;  /* bytes written to key.path */
 	__u32 done; /* reached the namespace root through attached mounts */
 	__u32 busy; /* slot claimed (cmpxchg 0 -> 1) */
+	__u32 slot; /* this slot's index, for the global functions that look it up again */
+	__u32 _pad;
 };
 
 struct {
@@ -66,8 +68,10 @@ static __always_inline struct cordon_scratch *cordon_scratch_claim(__u32 i)
 {
 	struct cordon_scratch *s = bpf_map_lookup_elem(&cordon_scratch, &i);
 
-	if (s && __sync_val_compare_and_swap(&s->busy, 0, 1) == 0)
+	if (s && __sync_val_compare_and_swap(&s->busy, 0, 1) == 0) {
+		s->slot = i;
 		return s;
+	}
 	return NULL;
 }
 
@@ -198,38 +202,65 @@ static __always_inline bool cordon_pathless(struct dentry *dentry)
 	return magic == PIPEFS_MAGIC || magic == SOCKFS_MAGIC;
 }
 
+/* The entry of compiled set `policy_id` for the first `bytes` bytes of the path in s, if any. */
+static __always_inline bool cordon_path_find(struct cordon_scratch *s, __u32 policy_id, __u8 cls,
+					     __u32 bytes, struct cordon_rule_hit *hit)
+{
+	struct cordon_path_value *v;
+
+	s->key.policy_id = policy_id;
+	s->key.path_class = cls;
+	s->key.prefixlen = (sizeof(s->key.policy_id) + sizeof(s->key.path_class) + bytes) * 8;
+	v = bpf_map_lookup_elem(&cordon_path_rules, &s->key);
+	if (!v)
+		return false;
+	hit->rule_id = v->rule_id;
+	hit->action = v->action;
+	hit->min_tier = v->min_tier;
+	return true;
+}
+
+__u64 cordon_path_layers(__u32 slot, __u32 cls_bytes, __u64 hit_in);
+
 /*
- * The rule for the first `bytes` bytes of the path in s (already resolved) in one class, or the
- * class default.
+ * The rule for the first `bytes` bytes of the path in s (already resolved) in one class, in the
+ * order docs/policy.md states: the agent's policy (its rule, or the class default); over it, a
+ * rule of the task's overlay, unless the policy's rule is a kill or freeze rule; then, if that
+ * refuses, a live grant of the task or of the agent (reported as audit, naming the grant). The
+ * overlay and grants are consulted in a global function (cordon_path_layers), and only for an
+ * agent that has a task or grants: verified once, and free for every other agent.
  */
 static __always_inline void cordon_path_lookup(const struct cordon_ctx *c, struct cordon_scratch *s,
 					       __u8 cls, __u32 bytes, struct cordon_rule_hit *hit)
 {
-	struct cordon_path_value *v;
+	struct cordon_rule_hit o = {};
+	bool found;
 
 	if (bytes > CORDON_PATH_KEY_BYTES)
 		bytes = CORDON_PATH_KEY_BYTES;
-	s->key.policy_id = c->policy_id;
-	s->key.path_class = cls;
-	s->key.prefixlen = (sizeof(s->key.policy_id) + sizeof(s->key.path_class) + bytes) * 8;
-	v = bpf_map_lookup_elem(&cordon_path_rules, &s->key);
-	if (v) {
-		hit->rule_id = v->rule_id;
-		hit->action = v->action;
-		hit->min_tier = v->min_tier;
+	found = cordon_path_find(s, c->policy_id, cls, bytes, hit);
+	if (!found) {
+		hit->min_tier = 0;
+		if (!c->policy || cls == CORDON_PATH_GUARD) {
+			hit->rule_id = 0;
+			hit->action = cls == CORDON_PATH_GUARD ? CORDON_ACTION_ALLOW : CORDON_ACTION_DENY;
+		} else if (cls == CORDON_PATH_EXEC) {
+			hit->rule_id = c->policy->exec_default_rule_id;
+			hit->action = c->policy->exec_default;
+		} else {
+			hit->rule_id = c->policy->file_default_rule_id;
+			hit->action = c->policy->file_default;
+		}
+	}
+	if (cls == CORDON_PATH_GUARD) {
+		/* A directory above an overlay's rule is guarded as one above the policy's. */
+		if (!found && c->overlay_id && cordon_path_find(s, c->overlay_id, cls, bytes, &o))
+			*hit = o;
 		return;
 	}
-	hit->min_tier = 0;
-	if (!c->policy || cls == CORDON_PATH_GUARD) {
-		hit->rule_id = 0;
-		hit->action = cls == CORDON_PATH_GUARD ? CORDON_ACTION_ALLOW : CORDON_ACTION_DENY;
-	} else if (cls == CORDON_PATH_EXEC) {
-		hit->rule_id = c->policy->exec_default_rule_id;
-		hit->action = c->policy->exec_default;
-	} else {
-		hit->rule_id = c->policy->file_default_rule_id;
-		hit->action = c->policy->file_default;
-	}
+	if (c->overlay_id || c->task_grants || c->agent_grants)
+		cordon_hit_unpack(hit, cordon_path_layers(s->slot, (__u32)cls << 16 | bytes,
+							  cordon_hit_pack(hit, c->tier)));
 }
 
 /* The rule for the path in s (exact: with the NUL that marks the end for exact rules). */
@@ -585,4 +616,36 @@ static __always_inline __u8 cordon_check_inode_write(const struct cordon_ctx *c,
 		verdict = cordon_verdict(c, &hit);
 	}
 	return cordon_path_done(c, hook, s, verdict, hit.rule_id, CORDON_ACCESS_WRITE);
+}
+
+/*
+ * Global (verified once per program): the overlay and grants over a path hit, for the agent of
+ * the current task, which it finds again (cordon_layers). `slot` is the scratch slot holding the
+ * resolved path; cls_bytes is class << 16 | bytes; hit_in as cordon_hit_pack. Returns the hit.
+ */
+__noinline __u64 cordon_path_layers(__u32 slot, __u32 cls_bytes, __u64 hit_in)
+{
+	struct cordon_scratch *s = bpf_map_lookup_elem(&cordon_scratch, &slot);
+	struct cordon_rule_hit hit = {}, o = {};
+	struct cordon_layers l = {};
+	__u32 tier = cordon_hit_unpack(&hit, hit_in);
+	__u32 bytes = cls_bytes & 0xffff;
+	__u8 cls = (__u8)(cls_bytes >> 16);
+
+	if (!s || !cordon_layers_of(&l))
+		return hit_in;
+	if (bytes > CORDON_PATH_KEY_BYTES)
+		bytes = CORDON_PATH_KEY_BYTES;
+	if (l.overlay_id && hit.action != CORDON_ACTION_KILL && hit.action != CORDON_ACTION_FREEZE &&
+	    cordon_path_find(s, l.overlay_id, cls, bytes, &o))
+		hit = o;
+	if (cordon_grantable(tier, &hit)) {
+		if (l.task_grants && cordon_path_find(s, l.task_grants, cls, bytes, &o) &&
+		    cordon_grant_live(&l, o.rule_id))
+			cordon_granted(&hit, o.rule_id);
+		else if (l.agent_grants && cordon_path_find(s, l.agent_grants, cls, bytes, &o) &&
+			 cordon_grant_live(&l, o.rule_id))
+			cordon_granted(&hit, o.rule_id);
+	}
+	return cordon_hit_pack(&hit, tier);
 }

@@ -131,6 +131,7 @@ echo; echo "CORDON-VM: kernel \$(uname -r), LSMs: \$(cat /sys/kernel/security/ls
 if [ $shell = 1 ]; then setsid cttyhack sh; poweroff -f; fi
 # The build tree may live anywhere, /tmp included: nothing is mounted over it.
 cd /vmwork
+export CORDON_VERIFIER_STATS=${CORDON_VERIFIER_STATS:-0}
 $cordon_bin doctor
 backend=\$($cordon_bin doctor --json | sed -n 's/^  "backend": "\(.*\)",\$/\1/p')
 # Streamed to the console as it runs, so that a hang shows where it is.

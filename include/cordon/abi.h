@@ -23,7 +23,7 @@
  * /sys/fs/bpf/cordon and their value layouts. Bump it with any change to a pinned map's key,
  * value or meaning; a daemon refuses pinned state of another version (cordon teardown clears it).
  */
-#define CORDON_ABI_VERSION 3
+#define CORDON_ABI_VERSION 4
 
 /* Length of a task's comm, as the kernel's TASK_COMM_LEN. */
 #define CORDON_COMM_LEN 16
@@ -71,6 +71,12 @@ enum cordon_hook {
 	CORDON_HOOK_FILE_SETATTR = 16, /**< chmod, chown (metadata changes are writes) */
 	CORDON_HOOK_LISTEN = 17,     /**< listen() on a TCP socket, by its local address and port */
 	CORDON_HOOK_BIND = 18,       /**< bind() of a UDP socket, by the local address and port */
+	/**
+	 * Not an access: the agent's trust tier changed. The event's family holds the old tier,
+	 * protocol the new one, access the cause (enum cordon_trust_cause), port the score after
+	 * it; verdict is freeze or kill when the tier entered says so (on_enter), allow otherwise.
+	 */
+	CORDON_HOOK_TRUST = 19,
 	CORDON_HOOK_MAX,
 };
 
@@ -121,6 +127,9 @@ enum cordon_counter {
 	CORDON_CNT_RINGBUF_DROPS = 4, /**< event records the ring buffer could not take */
 	CORDON_CNT_PATH_FAILED = 5,   /**< paths that could not be resolved (decided as deny) */
 	CORDON_CNT_FREEZE = 6,        /**< freeze verdicts */
+	/** forks of task-bound processes that the process-task map could not take: the forking
+	 *  process was killed (fails closed: no process of a task runs without the task) */
+	CORDON_CNT_TASK_FULL = 7,
 	CORDON_CNT_MAX,
 };
 
@@ -162,9 +171,14 @@ struct cordon_agent {
 	 * force (cordon_agent_live.frozen_mark), and a thaw ends that without writing kernel state.
 	 */
 	__u32 thaw_epoch;
-	__u32 _pad1;     /**< zero */
+	__u32 grant_set; /**< compiled set of the agent-wide grants (a policy id); 0 = none */
+	/** `cordon trust --set`: the score to set. The kernel sets it once per score_set_seq
+	 *  (cordon_agent_live.set_seq), at the agent's next decision, so that only the kernel
+	 *  ever writes the score. */
+	__u32 score_set;
+	__u32 score_set_seq;
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_agent) == 32, "cordon_agent layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_agent) == 40, "cordon_agent layout changed");
 
 /**
  * Value of the cordon_agent_live map, keyed by the agent's cgroup id: what the kernel says. The
@@ -177,8 +191,16 @@ struct cordon_agent_live {
 	__u32 flags;       /**< enum cordon_agent_flag bits the kernel set (KILLED: a kill rule) */
 	__u32 frozen_mark; /**< a freeze verdict stores cordon_agent.thaw_epoch + 1 here */
 	__u32 agent_id;    /**< the agent it was created for (cordon_agent.agent_id) */
+	/** CLOCK_MONOTONIC ns from which recovery counts: set by each penalty and operator set,
+	 *  advanced by the time each recovered point took (so no fraction of a point is lost). */
+	__u64 stamp_ns;
+	__u64 burst_start_ns; /**< start of the current burst window */
+	__u32 burst_count;    /**< denials in the current burst window */
+	__u32 set_seq;        /**< the last cordon_agent.score_set_seq applied */
+	__u32 tier;           /**< the tier last reported (a change is an event and may act) */
+	__u32 _pad0;          /**< zero */
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_live) == 16, "cordon_agent_live layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_live) == 48, "cordon_agent_live layout changed");
 
 /** Whether an agent is frozen: by the operator, or by a freeze verdict since its last thaw. */
 static inline int cordon_agent_frozen(const struct cordon_agent *a, const struct cordon_agent_live *l)
@@ -200,8 +222,11 @@ struct cordon_config {
 	__u64 agent_levels; /**< bit L set: some agent's root cgroup is at level L */
 	__u32 next_policy_id; /**< next fresh policy id (ids are never reused while pinned) */
 	__u32 next_agent_id;  /**< next fresh agent id */
+	__u64 next_task_id;   /**< next fresh task number (cordon_agent.task_id, cordon_tasks) */
+	__u32 next_grant_id;  /**< next fresh grant id (cordon_grants) */
+	__u32 _pad1;          /**< zero */
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_config) == 24, "cordon_config layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_config) == 40, "cordon_config layout changed");
 
 /**
  * Key of the cordon_state_inodes map: a file or directory of cordon's own state (cordond's
@@ -215,6 +240,73 @@ struct cordon_inode_key {
 	__u32 _pad; /**< zero */
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_inode_key) == 16, "cordon_inode_key layout changed");
+
+/** Why an agent's score (and maybe its tier) changed: cordon_event.access of a trust event. */
+enum cordon_trust_cause {
+	CORDON_TRUST_DENY = 1,     /**< a denial's penalty */
+	CORDON_TRUST_KILL = 2,     /**< a kill rule's penalty */
+	CORDON_TRUST_BURST = 3,    /**< the burst penalty (too many denials within the window) */
+	CORDON_TRUST_RECOVERY = 4, /**< recovery over time */
+	CORDON_TRUST_OPERATOR = 5, /**< `cordon trust --set` */
+	CORDON_TRUST_CAUSE_MAX,
+};
+
+/** What entering a trust tier does (a tier's on_enter). Carried out from kernel state. */
+enum cordon_tier_enter {
+	CORDON_ENTER_REPORT = 0, /**< nothing beyond the tier-change event */
+	CORDON_ENTER_FREEZE = 1, /**< the agent is marked frozen, as by a freeze rule */
+	CORDON_ENTER_KILL = 2,   /**< the agent is marked killed, as by a kill rule */
+	CORDON_ENTER_MAX,
+};
+
+/*
+ * Tasks and grants. A task (cordon task begin) is a number the controller allocates, with its
+ * kernel state in cordon_tasks: the agent it belongs to, its expiry on the kernel clock, its
+ * overlay policy and its grant set. An agent-wide task is named by cordon_agent.task_id; a
+ * process-bound one by cordon_proc_tasks, keyed by the process's tgid, which every process the
+ * bound one forks inherits (bpf/task_guard.bpf.c).
+ */
+#define CORDON_MAX_TASKS 16384      /* cordon_tasks entries, all agents */
+#define CORDON_MAX_TASK_PROCS 32768 /* processes bound to tasks, all agents (forks included) */
+#define CORDON_MAX_GRANTS 16384     /* cordon_grants entries, all agents */
+#define CORDON_MAX_TASKS_PER_AGENT 16  /* tasks live at once in one agent */
+#define CORDON_MAX_GRANTS_PER_AGENT 64 /* grants live at once in one agent */
+
+/*
+ * Rule ids in compiled entries: an overlay's rules carry CORDON_RULE_OVERLAY | its own rule id,
+ * a grant set's entries CORDON_RULE_GRANT | the grant id; events name them so.
+ */
+#define CORDON_RULE_OVERLAY (1u << 30)
+#define CORDON_RULE_GRANT (1u << 31)
+#define CORDON_RULE_INDEX_MASK ((1u << 30) - 1)
+
+/** Value of the cordon_tasks hash, keyed by task number (__u64). Written by the controller. */
+struct cordon_task {
+	__u64 cgid;       /**< the agent's cgroup id: the task applies to that agent only */
+	__u64 expires_ns; /**< CLOCK_MONOTONIC ns at which the task ends; 0 = no TTL */
+	__u32 overlay_id; /**< compiled overlay policy; 0 = none */
+	__u32 grant_set;  /**< compiled set of the task's grants; 0 = none */
+	__u32 agent_id;   /**< cordon_agent.agent_id */
+	__u32 _pad0;      /**< zero */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_task) == 32, "cordon_task layout changed");
+
+/** Value of the cordon_proc_tasks hash, keyed by tgid (__u32): the task a process is bound to. */
+struct cordon_proc_task {
+	__u64 task_id;  /**< task number */
+	/** the process's start time (task->start_time of its leader), so a reused pid is never
+	 *  taken for it; 0 when the controller bound it, claimed by its first decision */
+	__u64 start_ns;
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_proc_task) == 16, "cordon_proc_task layout changed");
+
+/** Value of the cordon_grants hash, keyed by grant id (__u32). Written by the controller. */
+struct cordon_grant {
+	__u64 cgid;       /**< the agent it was given to */
+	__u64 expires_ns; /**< CLOCK_MONOTONIC ns at which it stops allowing */
+	__u64 task_id;    /**< the task it is bound to (allows only while that task is live); 0 = none */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_grant) == 24, "cordon_grant layout changed");
 
 /** First part of every ring-buffer record. */
 struct cordon_event_header {
@@ -361,7 +453,7 @@ struct cordon_policy {
 	__u32 file_default_rule_id; /**< rule table entry of files.default */
 	__u32 net_default_rule_id;  /**< rule table entry of network.default */
 	__u32 initial_score;        /**< score a new agent starts with (0..1000) */
-	__u32 recovery_per_minute;  /**< points regained per minute without denials (userspace) */
+	__u32 recovery_per_minute;  /**< points regained per minute, computed by the kernel */
 	__u32 tier_min_score[CORDON_MAX_TIERS]; /**< ascending; tier i holds scores >= [i] */
 	__u32 inbound_default_rule_id; /**< rule table entry of network.inbound.default */
 	__u8 inbound_default;       /**< enum cordon_action when no inbound rule matches */
@@ -370,8 +462,13 @@ struct cordon_policy {
 	 *  namespace, whatever it runs as: the launch-time drop list, enforced again in the kernel
 	 *  (lsm backend, tamper_guard lsm/capable). */
 	__u64 refused_caps;
+	__u32 burst_window_ms; /**< trust.penalties.burst.within, in ms; 0 = no burst signal */
+	__u16 burst_denials;   /**< denials within the window that cost burst_penalty once */
+	__u16 burst_penalty;   /**< score lost when a window reaches burst_denials */
+	/** enum cordon_tier_enter per tier: what happens when the agent enters that tier */
+	__u8 tier_on_enter[CORDON_MAX_TIERS];
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_policy) == 80, "cordon_policy layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_policy) == 96, "cordon_policy layout changed");
 
 /** A full decision record: the header, then what was accessed. */
 struct cordon_event {

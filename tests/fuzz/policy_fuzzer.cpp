@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // libFuzzer target for the policy parser and compiler: any byte string must give either a
-// policy or positioned errors, never a crash, leak or hang. Seeded with policies/.
+// policy (or task overlay) or positioned errors, never a crash, leak or hang. Seeded with
+// policies/ and policies/overlays/.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -17,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0; // load_policy_file refuses these before parsing
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     const Context ctx{.home = "/home/fuzz", .workspace = "/work", .user = "fuzz"};
-    auto parsed = parse_policy(text, "fuzz.yaml", ctx);
+    auto parsed = parse_document(text, "fuzz.yaml", ctx); // AgentPolicy or TaskOverlay
     if (!parsed.policy) {
         if (parsed.errors.empty())
             __builtin_trap(); // no policy and no reason: a bug

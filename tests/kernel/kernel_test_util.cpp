@@ -64,7 +64,10 @@ void add_plain_agent(bpf::Guard& guard, std::uint64_t cgid, std::uint32_t agent_
     a.mode = CORDON_MODE_ENFORCE;
     a.flags = killed ? CORDON_AGENT_F_KILLED : 0;
     a.level = static_cast<__u8>(cgroup2().root_level + 2); // make_test_cgroup's cgroups
-    guard.add_agent(cgid, a, {.score = 1000, .flags = 0, .frozen_mark = 0, .agent_id = agent_id});
+    cordon_agent_live live{};
+    live.score = 1000;
+    live.agent_id = agent_id;
+    guard.add_agent(cgid, a, live);
 }
 
 void add_agent(bpf::Guard& guard, const agents::Cgroup& cg, const policy::Policy& p,

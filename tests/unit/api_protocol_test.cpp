@@ -38,6 +38,17 @@ TEST(RequestDecoder, RefusesEverythingButTheDocumentedRequests)
         {.name = "ApplyWithCgroup", .line = R"({"v":1,"op":"apply","name":"a","cgroup":"/x","policy":{"file":"f","text":"t"}})", .says = "unknown field"},
         {.name = "ModeWithoutMode", .line = R"({"v":1,"op":"mode","name":"a"})", .says = "needs \"mode\""},
         {.name = "ModeOff", .line = R"({"v":1,"op":"mode","name":"a","mode":"off"})", .says = "\"mode\""},
+        {.name = "TrustSetWithoutScore", .line = R"({"v":1,"op":"trust_set","name":"a"})", .says = "needs \"score\""},
+        {.name = "ScoreTooHigh", .line = R"({"v":1,"op":"trust_set","name":"a","score":1001})", .says = "from 0 to 1000"},
+        {.name = "ScoreNotInteger", .line = R"({"v":1,"op":"trust_set","name":"a","score":"9"})", .says = "must be an integer"},
+        {.name = "TaskWithoutId", .line = R"({"v":1,"op":"task_begin","name":"a"})", .says = "needs \"id\""},
+        {.name = "TaskPidZero", .line = R"({"v":1,"op":"task_begin","name":"a","id":"t","pid":0})", .says = "\"pid\""},
+        {.name = "TaskIdTooLong", .line = R"({"v":1,"op":"task_begin","name":"a","id":")" + std::string(129, 'i') + "\"}", .says = "longer than"},
+        {.name = "GrantWithoutTtl", .line = R"({"v":1,"op":"grant","name":"a","kind":"read","target":"/x"})", .says = "needs \"ttl\""},
+        {.name = "GrantBadKind", .line = R"({"v":1,"op":"grant","name":"a","kind":"delete","target":"/x","ttl":"5m"})", .says = "\"kind\""},
+        {.name = "GrantWithPid", .line = R"({"v":1,"op":"grant","name":"a","kind":"read","target":"/x","ttl":"5m","pid":3})", .says = "unknown field"},
+        {.name = "RevokeWithoutId", .line = R"({"v":1,"op":"revoke","name":"a"})", .says = "needs \"grant\""},
+        {.name = "RevokeNegative", .line = R"({"v":1,"op":"revoke","name":"a","grant":-1})", .says = "\"grant\""},
     };
     for (const auto& c : cases) {
         try {
@@ -82,6 +93,34 @@ TEST(RequestDecoder, AcceptsTheLiveChangesAndRecordsThem)
     const auto m = decode_request(R"({"v":1,"op":"mode","name":"a","mode":"enforce"})");
     EXPECT_EQ(m.op, Op::Mode);
     EXPECT_TRUE(changes_state(Op::Apply) && changes_state(Op::Mode));
+}
+
+TEST(RequestDecoder, AcceptsTrustTasksAndGrantsAndEncodesThemBack)
+{
+    const auto t = decode_request(
+        R"({"v":1,"op":"task_begin","name":"a","id":"call-42","pid":31337,"ttl":"10m","policy":{"file":"o.yaml","text":"x"}})");
+    EXPECT_EQ(t.op, Op::TaskBegin);
+    EXPECT_EQ(t.id, "call-42");
+    EXPECT_EQ(t.pid, 31337);
+    EXPECT_EQ(t.ttl, "10m");
+    const auto t2 = decode_request(encode_request(t));
+    EXPECT_EQ(t2.pid, 31337);
+    EXPECT_EQ(t2.policy->file, "o.yaml");
+    const auto g = decode_request(
+        R"({"v":1,"op":"grant","name":"a","kind":"connect","target":"api.github.com:443/tcp","ttl":"5m","task":"call-42","reason":"pr"})");
+    EXPECT_EQ(g.kind, "connect");
+    EXPECT_EQ(g.target, "api.github.com:443/tcp");
+    EXPECT_EQ(decode_request(encode_request(g)).task, "call-42");
+    const auto r = decode_request(R"({"v":1,"op":"revoke","name":"a","grant":7})");
+    EXPECT_EQ(r.grant, 7);
+    EXPECT_EQ(decode_request(encode_request(r)).grant, 7);
+    const auto s = decode_request(R"({"v":1,"op":"trust_set","name":"a","score":0})");
+    EXPECT_EQ(s.score, 0);
+    EXPECT_EQ(decode_request(encode_request(s)).score, 0) << "a score of 0 survives the round trip";
+    for (Op op : {Op::TrustSet, Op::TaskBegin, Op::TaskEnd, Op::Grant, Op::Revoke})
+        EXPECT_TRUE(changes_state(op)) << op_name(op);
+    for (Op op : {Op::Trust, Op::Tasks, Op::Grants})
+        EXPECT_FALSE(changes_state(op)) << op_name(op);
 }
 
 TEST(Callers, NeverFromInsideAnAgentWhateverTheUid)

@@ -10,8 +10,11 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "policy/lookup.h"
 #include "policy/net.h"
+#include "policy/render.h"
 #include "policy_test_util.h"
 
 namespace cordon::policy::testing {
@@ -438,6 +441,130 @@ TEST(Compiler, RefusedCapabilitiesAreTheLaunchDropList)
         "  exec:\n    default: deny\n  files:\n    default: allow\n  network:\n"
         "    default: deny\n    raw_sockets: allow\n"));
     EXPECT_EQ(raw.settings.refused_caps, strict.settings.refused_caps & ~bit(13));
+}
+
+// Burst and on_enter land in cordon_policy as the kernel reads them.
+TEST(Compiler, WritesBurstAndOnEnterIntoSettings)
+{
+    const auto c = compile_ok(with_spec(
+        "  trust:\n    initial: 700\n    tiers:\n"
+        "      - {name: low, min: 0, on_enter: kill}\n"
+        "      - {name: mid, min: 300, on_enter: freeze}\n"
+        "      - {name: high, min: 600}\n"
+        "    penalties: {deny: 10, burst: {denials: 20, within: 1m30s, penalty: 250}}\n"
+        "    recovery: 4\n"
+        "  exec:\n    default: deny\n  files:\n    default: allow\n"
+        "  network:\n    default: deny\n"));
+    const auto& s = c.settings;
+    EXPECT_EQ(s.burst_window_ms, 90'000u);
+    EXPECT_EQ(s.burst_denials, 20);
+    EXPECT_EQ(s.burst_penalty, 250);
+    EXPECT_EQ(s.recovery_per_minute, 4u);
+    EXPECT_EQ(s.ntiers, 3);
+    const std::uint8_t want[CORDON_MAX_TIERS] = {CORDON_ENTER_KILL, CORDON_ENTER_FREEZE,
+                                                 CORDON_ENTER_REPORT};
+    EXPECT_EQ(std::memcmp(s.tier_on_enter, want, sizeof(want)), 0);
+}
+
+TEST(Compiler, WithoutBurstOrOnEnterTheirBytesAreZero)
+{
+    const auto c = compile_ok(with_spec(
+        "  trust:\n    tiers:\n      - {name: low, min: 0}\n      - {name: high, min: 500}\n"
+        "    penalties: {deny: 10}\n"
+        "  exec:\n    default: deny\n  files:\n    default: allow\n"
+        "  network:\n    default: deny\n"));
+    EXPECT_EQ(c.settings.burst_window_ms, 0u);
+    EXPECT_EQ(c.settings.burst_denials, 0);
+    EXPECT_EQ(c.settings.burst_penalty, 0);
+    const std::uint8_t zero[CORDON_MAX_TIERS] = {};
+    EXPECT_EQ(std::memcmp(c.settings.tier_on_enter, zero, sizeof(zero)), 0);
+}
+
+// A new agent starts in its initial score's tier, so that starting is not a tier change (no
+// event, no on_enter).
+TEST(Compiler, NewAgentStartsInItsInitialTier)
+{
+    auto r = parse(with_spec(
+        "  trust:\n    initial: 700\n    tiers:\n"
+        "      - {name: low, min: 0, on_enter: kill}\n      - {name: mid, min: 300}\n"
+        "      - {name: high, min: 700}\n"
+        "  exec:\n    default: deny\n  files:\n    default: allow\n"
+        "  network:\n    default: deny\n"));
+    ASSERT_TRUE(r.policy) << r.errors.at(0).str();
+    const auto l = live_for(*r.policy, 9);
+    EXPECT_EQ(l.score, 700u);
+    EXPECT_EQ(l.tier, 2u);
+    EXPECT_EQ(l.agent_id, 9u);
+    EXPECT_EQ(live_for(*parse(minimal()).policy, 1).tier, 0u);
+}
+
+// An overlay compiles like a policy: its rules' entries under its own policy id, no inbound
+// entries (an overlay decides no listening), defaults that no lookup reaches.
+TEST(Compiler, OverlayCompilesItsRulesOnly)
+{
+    auto r = parse_overlay("apiVersion: cordon.dev/v1\nkind: TaskOverlay\nmetadata:\n"
+                           "  name: fix-bug\nspec:\n"
+                           "  exec:\n    rules:\n      - {path: /usr/bin/make, action: allow}\n"
+                           "  files:\n    rules:\n"
+                           "      - {path: /home/ada/.cache/, access: [write], action: allow}\n"
+                           "  network:\n    rules:\n"
+                           "      - {cidr: 10.1.0.0/16, ports: [443], protocol: tcp, "
+                           "action: allow}\n",
+                           "o.yaml", test_context());
+    ASSERT_TRUE(r.policy) << r.errors.at(0).str();
+    const auto res = compile(*r.policy, 12);
+    ASSERT_TRUE(res.compiled) << res.errors.at(0).str();
+    const auto& c = *res.compiled;
+    EXPECT_EQ(c.policy_id, 12u);
+    EXPECT_EQ(outbound(c), c.nets.size()) << "no inbound entries";
+    ASSERT_EQ(c.nets.size(), 1u);
+    const auto make = lookup_path(c, CORDON_PATH_EXEC, "/usr/bin/make").value();
+    EXPECT_EQ(make.action, CORDON_ACTION_ALLOW);
+    EXPECT_EQ(r.policy->rules.at(make.rule_id).where, "exec.rules[0]");
+    EXPECT_EQ(lookup_path(c, CORDON_PATH_WRITE, "/home/ada/.cache/x").value().action,
+              CORDON_ACTION_ALLOW);
+    EXPECT_FALSE(lookup_path(c, CORDON_PATH_READ, "/home/ada/.cache/x").has_value());
+    std::string why;
+    const auto a = parse_cidr("10.1.2.3", why).value();
+    EXPECT_EQ(lookup_net(c, 4, a.addr, 443, kTcp).value().action, CORDON_ACTION_ALLOW);
+    EXPECT_EQ(c.settings.ntiers, 1);
+    EXPECT_EQ(c.settings.exec_default_rule_id, 0u);
+    EXPECT_EQ(c.settings.inbound_default_rule_id, 0u);
+}
+
+TEST(Render, ShowsBurstOnEnterAndOverlays)
+{
+    auto p = parse(with_spec(
+        "  trust:\n    tiers:\n      - {name: low, min: 0, on_enter: freeze}\n"
+        "      - {name: high, min: 500}\n"
+        "    penalties: {deny: 10, burst: {denials: 5, within: 10s, penalty: 100}}\n"
+        "  exec:\n    default: deny\n  files:\n    default: allow\n"
+        "  network:\n    default: deny\n"));
+    ASSERT_TRUE(p.policy) << p.errors.at(0).str();
+    const auto text = show_text(*p.policy);
+    EXPECT_NE(text.find("tiers low >= 0 (on enter: freeze), high >= 500; penalties deny 10, "
+                        "kill 0, burst 100 for 5 denials within 10s;"),
+              std::string::npos)
+        << text;
+    const auto json = nlohmann::json::parse(show_json(*p.policy));
+    EXPECT_EQ(json["kind"], "AgentPolicy");
+    EXPECT_EQ(json["trust"]["tiers"][0]["on_enter"], "freeze");
+    EXPECT_EQ(json["trust"]["penalties"]["burst"]["within_ms"], 10'000);
+    EXPECT_EQ(json["trust"]["penalties"]["burst"]["within"], "10s");
+
+    auto o = parse_overlay("apiVersion: cordon.dev/v1\nkind: TaskOverlay\nmetadata:\n"
+                           "  name: fix-bug\nspec:\n  files:\n    rules:\n"
+                           "      - {path: /srv/, action: allow}\n",
+                           "o.yaml", test_context());
+    ASSERT_TRUE(o.policy) << o.errors.at(0).str();
+    const auto otext = show_text(*o.policy);
+    EXPECT_EQ(otext.rfind("task overlay fix-bug (o.yaml)", 0), 0u) << otext;
+    EXPECT_NE(otext.find("/srv/"), std::string::npos) << otext;
+    EXPECT_EQ(otext.find("inbound"), std::string::npos) << otext;
+    const auto ojson = nlohmann::json::parse(show_json(*o.policy));
+    EXPECT_EQ(ojson["kind"], "TaskOverlay");
+    EXPECT_FALSE(ojson.contains("trust"));
+    EXPECT_EQ(ojson["files"]["rules"][0]["path"], "/srv/");
 }
 
 } // namespace

@@ -34,6 +34,22 @@ TEST(ShippedPolicies, EveryPolicyInPoliciesDirChecksAndCompiles)
                                                "quarantine.yaml", "readonly-analyst.yaml"}));
 }
 
+TEST(ShippedPolicies, EveryOverlayInPoliciesOverlaysChecksAndCompiles)
+{
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(fs::path(CORDON_POLICIES_DIR) / "overlays")) {
+        if (e.path().extension() != ".yaml")
+            continue;
+        ++n;
+        auto r = load_overlay_file(e.path(), test_context());
+        ASSERT_TRUE(r.policy) << r.errors.at(0).str();
+        EXPECT_TRUE(r.policy->overlay);
+        auto c = compile(*r.policy, 1);
+        EXPECT_TRUE(c.compiled) << c.errors.at(0).str();
+    }
+    EXPECT_GE(n, 1);
+}
+
 class TempDir {
 public:
     TempDir()

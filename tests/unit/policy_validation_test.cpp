@@ -231,6 +231,71 @@ const ErrorCase kErrorCases[] = {
                        ", action: allow}\n  files:\n    default: allow\n  network:\n    default: deny\n"),
      .want = {"p.yaml:9:16: exec path is 251 bytes long; expected at most 250 (the kernel's rule "
               "key limit)"}},
+    {.name = "BurstAndOnEnterAreValid",
+     .text = minimal("  trust:\n    tiers:\n      - {name: low, min: 0, on_enter: kill}\n"
+                     "      - {name: mid, min: 300, on_enter: freeze}\n"
+                     "      - {name: high, min: 600, on_enter: report}\n"
+                     "    penalties:\n      deny: 10\n"
+                     "      burst: {denials: 5, within: 1m30s, penalty: 200}\n"),
+     .want = {}},
+    {.name = "BurstWithoutWithinOrPenalty",
+     .text = minimal("  trust:\n    penalties: {deny: 10, burst: {denials: 5}}\n"),
+     .want = {"p.yaml:7:34: trust.penalties.burst has no 'within'; expected the window the "
+              "denials fall within, 1s to 1h (such as 10s)",
+              "p.yaml:7:34: trust.penalties.burst has no 'penalty'; expected the score lost once "
+              "per window, 0 to 1000"}},
+    {.name = "BurstWithoutDenials",
+     .text = minimal("  trust:\n    penalties:\n      burst: {within: 10s, penalty: 5}\n"),
+     .want = {"p.yaml:8:14: trust.penalties.burst has no 'denials'; expected the number of "
+              "denials that costs the penalty, 1 to 65535"}},
+    {.name = "BurstOutOfRange",
+     .text = minimal("  trust:\n    penalties:\n"
+                     "      burst: {denials: 0, within: 2h, penalty: 1001}\n"),
+     .want = {"p.yaml:8:24: trust.penalties.burst.denials is 0, out of range; expected 1 to "
+              "65535",
+              "p.yaml:8:35: trust.penalties.burst.within is 2h, out of range; expected 1s to 1h",
+              "p.yaml:8:48: trust.penalties.burst.penalty is 1001, out of range; expected 0 to "
+              "1000"}},
+    {.name = "BurstTooManyDenialsAndTooShortAWindow",
+     .text = minimal("  trust:\n    penalties:\n"
+                     "      burst: {denials: 65536, within: 500ms, penalty: 1}\n"),
+     .want = {"p.yaml:8:24: trust.penalties.burst.denials is 65536, out of range; expected 1 to "
+              "65535",
+              "p.yaml:8:39: trust.penalties.burst.within is 500ms, out of range; expected 1s to "
+              "1h"}},
+    {.name = "BurstWithinWithoutUnit",
+     .text = minimal("  trust:\n    penalties:\n"
+                     "      burst: {denials: 5, within: 10, penalty: 1}\n"),
+     .want = {"p.yaml:8:35: trust.penalties.burst.within is not a duration: '10' has no unit "
+              "after 10; expected ms, s, m, h or d after each number, such as 500ms, 10s, 5m, "
+              "1h30m or 2d"}},
+    {.name = "BurstMisspeltKey",
+     .text = minimal("  trust:\n    penalties:\n"
+                     "      burst: {denials: 5, witin: 10s, penalty: 1}\n"),
+     .want = {"p.yaml:8:14: trust.penalties.burst has no 'within'; expected the window the "
+              "denials fall within, 1s to 1h (such as 10s)",
+              "p.yaml:8:27: unknown key 'witin' in trust.penalties.burst; did you mean 'within'? "
+              "expected denials, within or penalty"}},
+    {.name = "BurstIsAMapping",
+     .text = minimal("  trust:\n    penalties: {burst: 5}\n"),
+     .want = {"p.yaml:7:24: trust.penalties.burst must be a mapping (key: value lines); found "
+              "'5'"}},
+    {.name = "UnknownPenaltyKeyListsBurst",
+     .text = minimal("  trust:\n    penalties: {brust: {denials: 5}}\n"),
+     .want = {"p.yaml:7:17: unknown key 'brust' in trust.penalties; did you mean 'burst'? "
+              "expected deny, kill or burst"}},
+    {.name = "UnknownOnEnter",
+     .text = minimal("  trust:\n    tiers:\n      - {name: low, min: 0, on_enter: frezee}\n"),
+     .want = {"p.yaml:8:39: unknown on_enter 'frezee'; did you mean 'freeze'? expected report, "
+              "freeze or kill"}},
+    {.name = "OnEnterIsOneWord",
+     .text = minimal("  trust:\n    tiers:\n      - {name: low, min: 0, on_enter: [kill]}\n"),
+     .want = {"p.yaml:8:39: on_enter must be a single value; found a list"}},
+    {.name = "TaskOverlayIsNotAnAgentPolicy",
+     .text = "apiVersion: cordon.dev/v1\nkind: TaskOverlay\nmetadata:\n  name: t\nspec:\n"
+             "  files:\n    rules:\n      - {path: /tmp/, action: allow}\n",
+     .want = {"p.yaml:2:7: expected kind 'AgentPolicy' (an agent policy); found 'TaskOverlay': a "
+              "task overlay is given with `cordon task begin --policy`"}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, ValidationTest, ::testing::ValuesIn(kErrorCases),
@@ -270,6 +335,158 @@ TEST(Validation, ReportsEveryErrorInOnePass)
                                    "      - {cidr: 1.2.3.4/40, action: allow}\n"));
     EXPECT_EQ(r.errors.size(), 4u);
     EXPECT_FALSE(r.policy);
+}
+
+// ---- TaskOverlay ------------------------------------------------------------------------------
+
+std::string overlay(const std::string& spec)
+{
+    return "apiVersion: cordon.dev/v1\n"
+           "kind: TaskOverlay\n"
+           "metadata:\n"
+           "  name: fix-bug\n"
+           "spec:\n" +
+           spec;
+}
+
+const std::string kOverlayFiles = "  files:\n    rules:\n      - {path: /tmp/, action: allow}\n";
+
+class OverlayValidationTest : public ::testing::TestWithParam<ErrorCase> {};
+
+TEST_P(OverlayValidationTest, ReportsExactlyTheseErrors)
+{
+    const auto r = parse_overlay(GetParam().text, "o.yaml", test_context());
+    std::vector<std::string> got;
+    for (const auto& d : r.errors)
+        got.push_back(d.str());
+    EXPECT_EQ(got, GetParam().want);
+    EXPECT_EQ(r.policy.has_value(), GetParam().want.empty());
+}
+
+const ErrorCase kOverlayCases[] = {
+    {.name = "RulesOfEveryClassAreValid",
+     .text = overlay("  exec:\n    rules:\n      - {path: /usr/bin/make, action: allow}\n"
+                     "  files:\n    rules:\n"
+                     "      - {path: \"${WORKSPACE}/build/\", access: [write], action: allow}\n"
+                     "      - {path: /etc/shadow, access: [read], action: kill}\n"
+                     "  network:\n    rules:\n"
+                     "      - {host: pypi.org, ports: [443], protocol: tcp, action: allow}\n"
+                     "      - {cidr: 10.0.0.0/8, action: freeze}\n"),
+     .want = {}},
+    {.name = "OneClassIsEnough", .text = overlay(kOverlayFiles), .want = {}},
+    {.name = "NoRulesAtAll",
+     .text = overlay("  files:\n    rules: []\n"),
+     .want = {"o.yaml:6:3: the overlay has no rules; expected exec, files or network rules (an "
+              "overlay decides only what its rules name)"}},
+    {.name = "DefaultIsRefusedInEveryClass",
+     .text = overlay("  exec:\n    default: deny\n  files:\n    default: allow\n"
+                     "    rules:\n      - {path: /tmp/, action: allow}\n"
+                     "  network:\n    default: deny\n"),
+     .want = {"o.yaml:7:5: exec.default is not allowed in a TaskOverlay: an overlay has no "
+              "default: what its rules do not name, the agent's policy decides; remove it",
+              "o.yaml:9:5: files.default is not allowed in a TaskOverlay: an overlay has no "
+              "default: what its rules do not name, the agent's policy decides; remove it",
+              "o.yaml:13:5: network.default is not allowed in a TaskOverlay: an overlay has no "
+              "default: what its rules do not name, the agent's policy decides; remove it"}},
+    {.name = "ModeTraceTrustHardeningAreRefused",
+     .text = overlay("  mode: audit\n  trace: all\n  trust:\n    initial: 5\n"
+                     "  hardening:\n    allow: [bpf]\n" + kOverlayFiles),
+     .want = {"o.yaml:6:3: spec.mode is not allowed in a TaskOverlay: a TaskOverlay has only "
+              "exec, files and network rules (the agent's policy keeps its mode); remove it",
+              "o.yaml:7:3: spec.trace is not allowed in a TaskOverlay: a TaskOverlay has only "
+              "exec, files and network rules (the agent's policy keeps its trace); remove it",
+              "o.yaml:8:3: spec.trust is not allowed in a TaskOverlay: a TaskOverlay has only "
+              "exec, files and network rules (the agent's policy keeps its trust); remove it",
+              "o.yaml:10:3: spec.hardening is not allowed in a TaskOverlay: a TaskOverlay has "
+              "only exec, files and network rules (the agent's policy keeps its hardening); "
+              "remove it"}},
+    {.name = "NetworkSettingsAreRefused",
+     .text = overlay("  network:\n    refresh: 60\n    raw_sockets: allow\n"
+                     "    unix_abstract: allow\n    inbound:\n      default: allow\n"
+                     "    rules:\n      - {cidr: 10.0.0.0/8, action: allow}\n"),
+     .want = {"o.yaml:7:5: network.refresh is not allowed in a TaskOverlay: an overlay has only "
+              "rules: the agent's policy decides how often host names are resolved; remove it",
+              "o.yaml:8:5: network.raw_sockets is not allowed in a TaskOverlay: an overlay has "
+              "only rules: the agent's policy decides raw, ICMP echo and packet sockets; remove "
+              "it",
+              "o.yaml:9:5: network.unix_abstract is not allowed in a TaskOverlay: an overlay has "
+              "only rules: the agent's policy decides abstract Unix sockets; remove it",
+              "o.yaml:10:5: network.inbound is not allowed in a TaskOverlay: an overlay has only "
+              "rules: the agent's policy decides where the agent may listen and bind; remove it"}},
+    {.name = "TierIsRefusedOnRules",
+     .text = overlay("  exec:\n    rules:\n      - {path: /bin/ls, action: allow, tier: high}\n"
+                     "  network:\n    rules:\n"
+                     "      - {cidr: 10.0.0.0/8, action: allow, tier: high}\n"),
+     .want = {"o.yaml:8:40: exec.rules[0].tier is not allowed in a TaskOverlay: an overlay has "
+              "no trust tiers (its rules apply at every tier); remove it",
+              "o.yaml:11:43: network.rules[0].tier is not allowed in a TaskOverlay: an overlay "
+              "has no trust tiers (its rules apply at every tier); remove it"}},
+    {.name = "RulesAreValidatedAsInAPolicy",
+     .text = overlay("  files:\n    rules:\n      - {path: tmp/, action: alow}\n"),
+     .want = {"o.yaml:8:16: files path 'tmp/' is relative; expected an absolute path (starting "
+              "with / or ${HOME}/${WORKSPACE})",
+              "o.yaml:8:30: unknown action 'alow'; did you mean 'allow'? expected allow, deny, "
+              "audit, kill or freeze"}},
+    {.name = "UnknownSpecKey",
+     .text = overlay("  file:\n    rules: []\n"),
+     .want = {"o.yaml:6:3: unknown key 'file' in spec; did you mean 'files'? expected exec, files "
+              "or network"}},
+    {.name = "AgentPolicyIsNotAnOverlay",
+     .text = minimal(),
+     .want = {"o.yaml:2:7: expected kind 'TaskOverlay' (a task overlay); found 'AgentPolicy'"}},
+    {.name = "MisspeltKind",
+     .text = "apiVersion: cordon.dev/v1\nkind: TaskOverlays\nmetadata:\n  name: t\nspec:\n" +
+             kOverlayFiles,
+     .want = {"o.yaml:2:7: unsupported kind 'TaskOverlays'; did you mean 'TaskOverlay'? expected "
+              "'TaskOverlay'"}},
+    {.name = "MissingSpec",
+     .text = "apiVersion: cordon.dev/v1\nkind: TaskOverlay\nmetadata:\n  name: t\n",
+     .want = {"o.yaml:1:1: the overlay has no 'spec'; expected a mapping with exec, files or "
+              "network rules"}},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, OverlayValidationTest, ::testing::ValuesIn(kOverlayCases),
+                         [](const auto& tp) { return std::string(tp.param.name); });
+
+TEST(Overlay, HasRulesWithIdsAndNoDefaultsOrInbound)
+{
+    const auto r = parse_overlay(overlay("  files:\n    rules:\n"
+                                         "      - {path: /srv/a/, action: allow}\n"
+                                         "      - {path: /srv/b, access: [read], action: deny}\n"
+                                         "  network:\n    rules:\n"
+                                         "      - {cidr: 10.0.0.0/8, action: allow}\n"),
+                                 "o.yaml", test_context());
+    ASSERT_TRUE(r.policy) << r.errors.at(0).str();
+    const Policy& p = *r.policy;
+    EXPECT_TRUE(p.overlay);
+    EXPECT_EQ(p.name, "fix-bug");
+    EXPECT_TRUE(p.inbound.rules.empty());
+    EXPECT_FALSE(p.inbound_implied);
+    EXPECT_EQ(p.files.default_rule_id, 0u);
+    EXPECT_EQ(p.network.default_rule_id, 0u);
+    ASSERT_EQ(p.files.rules.size(), 2u);
+    ASSERT_EQ(p.network.rules.size(), 1u);
+    // Ids index the rule table as in a policy; the controller tags them CORDON_RULE_OVERLAY.
+    EXPECT_EQ(p.rules.at(p.files.rules[0].id).where, "files.rules[0]");
+    EXPECT_EQ(p.rules.at(p.files.rules[1].id).pos.line, 9);
+    EXPECT_EQ(p.rules.at(p.network.rules[0].id).where, "network.rules[0]");
+    EXPECT_EQ(p.rules.size(), 4u); // entry 0 is "none"
+}
+
+TEST(Overlay, EitherKindParsesAsWhatItIs)
+{
+    const auto a = parse_document(minimal(), "p.yaml", test_context());
+    ASSERT_TRUE(a.policy);
+    EXPECT_FALSE(a.policy->overlay);
+    const auto o = parse_document(overlay(kOverlayFiles), "o.yaml", test_context());
+    ASSERT_TRUE(o.policy) << o.errors.at(0).str();
+    EXPECT_TRUE(o.policy->overlay);
+    const auto bad = parse_document("apiVersion: cordon.dev/v1\nkind: Policy\nmetadata:\n"
+                                    "  name: t\nspec:\n" + kOverlayFiles,
+                                    "x.yaml", test_context());
+    ASSERT_FALSE(bad.errors.empty());
+    EXPECT_EQ(bad.errors[0].str(),
+              "x.yaml:2:7: unsupported kind 'Policy'; expected 'AgentPolicy' or 'TaskOverlay'");
 }
 
 } // namespace

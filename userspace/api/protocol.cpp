@@ -18,9 +18,9 @@ struct OpInfo {
     std::set<std::string> required;
 };
 
-const std::array<OpInfo, 13>& ops()
+const std::array<OpInfo, 21>& ops()
 {
-    static const std::array<OpInfo, 13> table = {{
+    static const std::array<OpInfo, 21> table = {{
         {Op::Ping, "ping", false, {}, {}},
         {Op::Status, "status", false, {}, {}},
         {Op::Agents, "agents", false, {}, {}},
@@ -36,6 +36,16 @@ const std::array<OpInfo, 13>& ops()
         {Op::Thaw, "thaw", true, {"name", "reason"}, {"name"}},
         {Op::Apply, "apply", true, {"name", "policy", "mode", "reason"}, {"name", "policy"}},
         {Op::Mode, "mode", true, {"name", "mode", "reason"}, {"name", "mode"}},
+        {Op::Trust, "trust", false, {"name"}, {"name"}},
+        {Op::TrustSet, "trust_set", true, {"name", "score", "reason"}, {"name", "score"}},
+        {Op::TaskBegin, "task_begin", true, {"name", "id", "policy", "ttl", "pid", "reason"},
+         {"name", "id"}},
+        {Op::TaskEnd, "task_end", true, {"name", "id", "reason"}, {"name"}},
+        {Op::Tasks, "tasks", false, {"name"}, {"name"}},
+        {Op::Grant, "grant", true, {"name", "kind", "target", "ttl", "task", "reason"},
+         {"name", "kind", "target", "ttl"}},
+        {Op::Grants, "grants", false, {"name"}, {"name"}},
+        {Op::Revoke, "revoke", true, {"name", "grant", "reason"}, {"name", "grant"}},
     }};
     return table;
 }
@@ -46,6 +56,18 @@ const OpInfo& info(Op op)
         if (i.op == op)
             return i;
     throw ProtocolError("unknown op");
+}
+
+std::int64_t int_field(const json& j, const char* key, std::int64_t lo, std::int64_t hi)
+{
+    const auto& v = j.at(key);
+    if (!v.is_number_integer())
+        throw ProtocolError(std::string("\"") + key + "\" must be an integer");
+    const auto n = v.get<std::int64_t>();
+    if (n < lo || n > hi)
+        throw ProtocolError(std::string("\"") + key + "\" must be from " + std::to_string(lo) +
+                            " to " + std::to_string(hi));
+    return n;
 }
 
 std::string string_field(const json& j, const char* key, std::size_t max)
@@ -98,7 +120,8 @@ Request decode_request(std::string_view line)
     if (!oi)
         throw ProtocolError("unknown op \"" + opname.substr(0, 64) +
                             "\" (expected ping, status, agents, attach, detach, run, release, "
-                            "subscribe, kill, freeze, thaw, apply or mode)");
+                            "subscribe, kill, freeze, thaw, apply, mode, trust, trust_set, "
+                            "task_begin, task_end, tasks, grant, grants or revoke)");
     for (const auto& [k, v] : j.items())
         if (k != "v" && k != "op" && !oi->fields.contains(k))
             throw ProtocolError("unknown field \"" + k.substr(0, 64) + "\" for op " + oi->name);
@@ -119,6 +142,21 @@ Request decode_request(std::string_view line)
             *dst = string_field(j, key, kShort);
     if (j.contains("reason"))
         r.reason = string_field(j, "reason", 1024);
+    for (auto [key, dst] : {std::pair{"id", &r.id}, std::pair{"ttl", &r.ttl},
+                            std::pair{"kind", &r.kind}, std::pair{"task", &r.task}})
+        if (j.contains(key))
+            *dst = string_field(j, key, 128);
+    if (j.contains("target"))
+        r.target = string_field(j, "target", kShort);
+    if (j.contains("score"))
+        r.score = int_field(j, "score", 0, 1000);
+    if (j.contains("pid"))
+        r.pid = int_field(j, "pid", 1, 0x7fffffff);
+    if (j.contains("grant"))
+        r.grant = int_field(j, "grant", 1, 0xffffffffll);
+    if (r.kind && *r.kind != "exec" && *r.kind != "read" && *r.kind != "write" &&
+        *r.kind != "connect")
+        throw ProtocolError("\"kind\" must be \"exec\", \"read\", \"write\" or \"connect\"");
     if (r.mode && *r.mode != "enforce" && *r.mode != "audit")
         throw ProtocolError("\"mode\" must be \"enforce\" or \"audit\"");
     if (j.contains("policy")) {
@@ -150,6 +188,15 @@ std::string encode_request(const Request& r)
         j["mode"] = *r.mode;
     if (r.reason)
         j["reason"] = *r.reason;
+    for (auto [key, src] : {std::pair{"id", &r.id}, std::pair{"ttl", &r.ttl},
+                            std::pair{"kind", &r.kind}, std::pair{"target", &r.target},
+                            std::pair{"task", &r.task}})
+        if (*src)
+            j[key] = **src;
+    for (auto [key, src] : {std::pair{"score", &r.score}, std::pair{"pid", &r.pid},
+                            std::pair{"grant", &r.grant}})
+        if (*src)
+            j[key] = **src;
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -21,7 +22,8 @@ inline constexpr std::size_t kMaxRequestBytes = (8u << 20) + (64u << 10);
 inline constexpr const char* kDefaultSocket = "/run/cordon/cordon.sock";
 
 enum class Op {
-    Ping, Status, Agents, Attach, Detach, Run, Release, Subscribe, Kill, Freeze, Thaw, Apply, Mode
+    Ping, Status, Agents, Attach, Detach, Run, Release, Subscribe, Kill, Freeze, Thaw, Apply, Mode,
+    Trust, TrustSet, TaskBegin, TaskEnd, Tasks, Grant, Grants, Revoke
 };
 const char* op_name(Op op);
 /// Whether a request changes state (and is recorded as an operator action).
@@ -39,7 +41,15 @@ struct Request {
     std::optional<PolicyText> policy;    ///< attach, run, apply
     std::optional<std::string> user, home, workspace; ///< policy variables (attach, run)
     std::optional<std::string> mode;     ///< "enforce" | "audit" (attach, run, apply, mode)
-    std::optional<std::string> reason;   ///< kill, freeze, thaw, apply, mode: recorded with it
+    std::optional<std::string> reason;   ///< every op that changes state: recorded with it
+    std::optional<std::int64_t> score;   ///< trust_set: 0..1000
+    std::optional<std::string> id;       ///< task_begin, task_end: the task id
+    std::optional<std::string> ttl;      ///< task_begin, grant: a duration ("90s", "5m", "1h")
+    std::optional<std::int64_t> pid;     ///< task_begin: bind the task to this process subtree
+    std::optional<std::string> kind;     ///< grant: exec | read | write | connect
+    std::optional<std::string> target;   ///< grant: PATH, or CIDR|HOST[:PORTS][/tcp|udp]
+    std::optional<std::string> task;     ///< grant: bind the grant to this task
+    std::optional<std::int64_t> grant;   ///< revoke: the grant id
 };
 
 /// A request with only its op set.

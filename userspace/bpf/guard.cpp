@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -56,12 +57,13 @@ namespace fs = std::filesystem;
 // last: pinned last, it marks a pinned set as complete.
 enum MapIndex {
     kAgents, kLive, kPolicies, kPathRules, kNetRules, kProtected, kStateInodes, kEvents,
-    kCounters, kConfig, kMapCount
+    kCounters, kTasks, kProcTasks, kGrants, kConfig, kMapCount
 };
 constexpr const char* kSharedMaps[kMapCount] = {
     "cordon_agents",    "cordon_agent_live", "cordon_policies",     "cordon_path_rules",
     "cordon_net_rules", "cordon_protected",  "cordon_state_inodes", "cordon_events",
-    "cordon_counters",  "cordon_config"};
+    "cordon_counters",  "cordon_tasks",      "cordon_proc_tasks",   "cordon_grants",
+    "cordon_config"};
 // Key and value sizes this build expects of each pinned map (0: not checked; the ring buffer has
 // none). A pinned map of another layout is refused even when the recorded ABI version matches.
 constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
@@ -74,6 +76,9 @@ constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
     {sizeof(cordon_inode_key), sizeof(std::uint8_t)},
     {0, 0},
     {sizeof(std::uint32_t), sizeof(std::uint64_t)},
+    {sizeof(std::uint64_t), sizeof(cordon_task)},
+    {sizeof(std::uint32_t), sizeof(cordon_proc_task)},
+    {sizeof(std::uint32_t), sizeof(cordon_grant)},
     {sizeof(std::uint32_t), sizeof(cordon_config)}};
 
 constexpr const char* kTeardownFix =
@@ -197,7 +202,11 @@ struct Guard::Impl {
     std::vector<std::string> link_names; ///< the program of each link
     std::optional<fs::path> pin_dir;
     int cgroup_fd = -1;
-    std::array<int, kMapCount> fds{-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+    std::array<int, kMapCount> fds = [] {
+        std::array<int, kMapCount> a{};
+        a.fill(-1);
+        return a;
+    }();
     // An array of maps whose update makes the kernel wait for an RCU grace period (see
     // wait_for_decisions); created on first use.
     int rcu_outer = -1, rcu_inner = -1;
@@ -374,6 +383,36 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
         d.configure(*d.tamper, opts);
     }
 
+    // CORDON_VERIFIER_STATS=1: each program's verifier statistics (instructions processed,
+    // states, time) on stderr, to keep an eye on verification cost as the programs grow.
+    std::vector<std::pair<std::string, std::unique_ptr<char[]>>> stats;
+    if (const char* v = ::getenv("CORDON_VERIFIER_STATS"); v && *v == '1') {
+        std::vector<struct bpf_object*> objs{net.object(), exec.object(), file.object()};
+        if (d.tamper)
+            objs.push_back(d.tamper->object());
+        for (auto* obj : objs)
+            bpf_object__for_each_program(p, obj)
+            {
+                if (!bpf_program__autoload(p))
+                    continue;
+                auto& [name, buf] = stats.emplace_back(bpf_program__name(p),
+                                                       std::make_unique<char[]>(4096));
+                buf[0] = 0;
+                bpf_program__set_log_buf(p, buf.get(), 4096);
+                bpf_program__set_log_level(p, 4);
+            }
+    }
+    const auto print_stats = [&] {
+        for (const auto& [name, buf] : stats) {
+            std::string log(buf.get());
+            std::erase(log, '\n');
+            std::fprintf(stderr, "verifier: %s: %s\n", name.c_str(), log.c_str());
+        }
+    };
+    struct PrintStats {
+        std::function<void()> fn;
+        ~PrintStats() { fn(); }
+    } printer{print_stats};
     if (int err = net.load(); err != 0)
         throw Error(load_failure("net_guard", -err, opts.backend));
     d.share_maps(exec.object());
@@ -398,7 +437,10 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
                   ._pad0 = {},
                   .agent_levels = 0,
                   .next_policy_id = 1,
-                  .next_agent_id = 1});
+                  .next_agent_id = 1,
+                  .next_task_id = 1,
+                  .next_grant_id = 1,
+                  ._pad1 = 0});
 
     d.cgroup_fd = ::open(opts.net_attach_cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d.cgroup_fd < 0)
@@ -585,6 +627,99 @@ void Guard::wait_for_decisions()
 std::uint32_t Guard::allocate_policy_id()
 {
     return impl_->next_id(&cordon_config::next_policy_id);
+}
+
+std::uint64_t Guard::allocate_task_id()
+{
+    auto& d = *impl_;
+    auto c = d.config();
+    const std::uint64_t id = c.next_task_id ? c.next_task_id : 1;
+    c.next_task_id = id + 1;
+    d.set_config(c);
+    return id;
+}
+
+std::uint32_t Guard::allocate_grant_id()
+{
+    return impl_->next_id(&cordon_config::next_grant_id);
+}
+
+void Guard::set_task(std::uint64_t task, const cordon_task& t)
+{
+    if (bpf_map_update_elem(impl_->fds[kTasks], &task, &t, BPF_ANY) != 0)
+        throw Error(fmt::format("cannot write task {} into cordon_tasks: {}{}", task,
+                                errno_text(errno),
+                                errno == E2BIG ? fmt::format("; at most {} tasks on this host",
+                                                             CORDON_MAX_TASKS)
+                                               : ""));
+}
+
+void Guard::remove_task(std::uint64_t task)
+{
+    if (bpf_map_delete_elem(impl_->fds[kTasks], &task) != 0 && errno != ENOENT)
+        throw Error(fmt::format("cannot remove task {}: {}", task, errno_text(errno)));
+    // Its processes' bindings (forks included) go too; a binding of an ended task gives nothing
+    // in the kernel anyway, so a failure here weakens nothing.
+    for (const auto& [tgid, pt] :
+         all_entries<std::uint32_t, cordon_proc_task>(impl_->fds[kProcTasks]))
+        if (pt.task_id == task)
+            bpf_map_delete_elem(impl_->fds[kProcTasks], &tgid);
+}
+
+std::optional<cordon_task> Guard::task(std::uint64_t task) const
+{
+    cordon_task t{};
+    if (bpf_map_lookup_elem(impl_->fds[kTasks], &task, &t) != 0)
+        return std::nullopt;
+    return t;
+}
+
+std::vector<std::pair<std::uint64_t, cordon_task>> Guard::tasks() const
+{
+    return all_entries<std::uint64_t, cordon_task>(impl_->fds[kTasks]);
+}
+
+void Guard::bind_process(std::uint32_t tgid, std::uint64_t task)
+{
+    const cordon_proc_task v{.task_id = task, .start_ns = 0};
+    if (bpf_map_update_elem(impl_->fds[kProcTasks], &tgid, &v, BPF_ANY) != 0)
+        throw Error(fmt::format("cannot bind process {} to task {}: {}{}", tgid, task,
+                                errno_text(errno),
+                                errno == E2BIG
+                                    ? fmt::format("; at most {} task-bound processes on this host",
+                                                  CORDON_MAX_TASK_PROCS)
+                                    : ""));
+}
+
+void Guard::unbind_process(std::uint32_t tgid)
+{
+    bpf_map_delete_elem(impl_->fds[kProcTasks], &tgid);
+}
+
+std::vector<std::pair<std::uint32_t, cordon_proc_task>> Guard::bound_processes() const
+{
+    return all_entries<std::uint32_t, cordon_proc_task>(impl_->fds[kProcTasks]);
+}
+
+void Guard::set_grant(std::uint32_t id, const cordon_grant& g)
+{
+    if (bpf_map_update_elem(impl_->fds[kGrants], &id, &g, BPF_ANY) != 0)
+        throw Error(fmt::format("cannot write grant {} into cordon_grants: {}{}", id,
+                                errno_text(errno),
+                                errno == E2BIG ? fmt::format("; at most {} grants on this host",
+                                                             CORDON_MAX_GRANTS)
+                                               : ""));
+}
+
+void Guard::remove_grant(std::uint32_t id)
+{
+    if (bpf_map_delete_elem(impl_->fds[kGrants], &id) != 0 && errno != ENOENT)
+        throw Error(fmt::format("cannot remove grant {}: {}", id, errno_text(errno)));
+}
+
+std::vector<std::pair<std::uint32_t, cordon_grant>> Guard::grants() const
+{
+    return all_entries<std::uint32_t, cordon_grant>(impl_->fds[kGrants]);
 }
 
 std::uint32_t Guard::allocate_agent_id()

@@ -81,6 +81,27 @@ public:
     /// they survive a daemon restart).
     std::uint32_t allocate_policy_id();
     std::uint32_t allocate_agent_id();
+    std::uint64_t allocate_task_id();
+    std::uint32_t allocate_grant_id();
+
+    /// Tasks (abi.h): the kernel state of task number `task`, written whole.
+    void set_task(std::uint64_t task, const cordon_task& t);
+    /// Ends a task in the kernel: its entry and every process binding to it go.
+    void remove_task(std::uint64_t task);
+    std::optional<cordon_task> task(std::uint64_t task) const;
+    /// Every task (number, state).
+    std::vector<std::pair<std::uint64_t, cordon_task>> tasks() const;
+    /// Binds a process (and, from now on, what it forks) to a task. The caller checks that the
+    /// process still lives after this, so that a reused pid is never bound.
+    void bind_process(std::uint32_t tgid, std::uint64_t task);
+    void unbind_process(std::uint32_t tgid);
+    /// Every process binding (tgid, task), forks included.
+    std::vector<std::pair<std::uint32_t, cordon_proc_task>> bound_processes() const;
+
+    /// Grants (abi.h): what grant `id` allows is compiled into a grant set (load_policy).
+    void set_grant(std::uint32_t id, const cordon_grant& g);
+    void remove_grant(std::uint32_t id);
+    std::vector<std::pair<std::uint32_t, cordon_grant>> grants() const;
 
     /// Writes a compiled policy into the maps, whole or not at all: on any failure the entries
     /// already written are removed again and Error is thrown.

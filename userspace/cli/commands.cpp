@@ -21,8 +21,6 @@ namespace cordon::cli {
 
 using nlohmann::json;
 
-namespace {
-
 api::Client connect_or_fail()
 {
     auto c = api::Client::connect(api::socket_path());
@@ -42,6 +40,8 @@ std::optional<std::string> read_policy_or_report(const std::string& file)
             std::fprintf(stderr, "%s\n", d.str().c_str());
     return text;
 }
+
+namespace {
 
 std::string age(std::int64_t s)
 {
@@ -133,11 +133,15 @@ int attach(const std::string& cgroup, const std::string& policy_file,
     auto c = connect_or_fail();
     std::error_code ec;
     const auto abs = std::filesystem::absolute(cgroup, ec);
-    const auto r = c.call({.op = api::Op::Attach, .name = name,
-                           .cgroup = ec ? cgroup : abs.string(),
-                           .policy = api::PolicyText{.file = policy_file, .text = *text},
-                           .user = ctx.user, .home = ctx.home, .workspace = ctx.workspace,
-                           .mode = mode, .reason = std::nullopt});
+    auto q = api::request(api::Op::Attach);
+    q.name = name;
+    q.cgroup = ec ? cgroup : abs.string();
+    q.policy = api::PolicyText{.file = policy_file, .text = *text};
+    q.user = ctx.user;
+    q.home = ctx.home;
+    q.workspace = ctx.workspace;
+    q.mode = mode;
+    const auto r = c.call(q);
     for (const auto& w : r.at("warnings"))
         std::fprintf(stderr, "cordon: warning: %s\n", w.get<std::string>().c_str());
     const auto& a = r.at("agent");

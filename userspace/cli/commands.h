@@ -7,7 +7,34 @@
 
 #include "api/protocol.h"
 
+namespace cordon::api {
+class Client;
+}
+
 namespace cordon::cli {
+
+/// A connection to cordond, or Error saying how to start it.
+api::Client connect_or_fail();
+/// The policy file's text; nothing (and its diagnostics on stderr) when it cannot be read.
+std::optional<std::string> read_policy_or_report(const std::string& file);
+
+/// `cordon trust NAME [--json] [--set N --reason TEXT]`.
+int trust(const std::string& name, std::optional<int> set, const std::string& reason, bool json);
+
+struct TaskBegin {
+    std::string name, id, overlay, ttl, reason;
+    std::optional<int> pid;
+};
+int task_begin(const TaskBegin& t);
+int task_end(const std::string& name, const std::string& id, const std::string& reason);
+int task_list(const std::string& name, bool json);
+
+struct GrantOptions {
+    std::string name, exec, read, write, connect, ttl, task, reason;
+};
+int grant(const GrantOptions& g);
+int grants(const std::string& name, bool json);
+int revoke(const std::string& name, std::uint32_t id, const std::string& reason);
 
 int agents(bool json);
 int status(bool json);

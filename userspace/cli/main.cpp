@@ -162,6 +162,76 @@ int main(int argc, char** argv)
     apply->add_option("--mode", apply_mode, "enforce or audit (overrides spec.mode)")
         ->check(CLI::IsMember({"enforce", "audit"}));
     apply->add_option("--reason", apply_reason, "Why; recorded with the operator action");
+    auto* trust_cmd = app.add_subcommand(
+        "trust", "Show an agent's trust score and tier as the kernel has them now, with recent "
+                 "tier changes; --set N sets the score (0-1000), recorded as an operator action");
+    std::string trust_name, trust_reason;
+    std::optional<int> trust_set;
+    bool trust_json = false;
+    trust_cmd->add_option("NAME", trust_name, "Agent name")->required();
+    trust_cmd->add_option("--set", trust_set, "Set the score")->check(CLI::Range(0, 1000));
+    trust_cmd->add_option("--reason", trust_reason, "Why; recorded with the operator action");
+    trust_cmd->add_flag("--json", trust_json, "Print JSON");
+
+    auto* task_cmd = app.add_subcommand(
+        "task", "Tasks: a task id in every event, an optional overlay policy and grants that "
+                "last only while the task does, for the whole agent or one process subtree");
+    task_cmd->require_subcommand(1);
+    cordon::cli::TaskBegin task_opts;
+    auto* task_begin = task_cmd->add_subcommand(
+        "begin", "Begin a task: in force in the kernel when the command returns. A TTL ends it "
+                 "in the kernel at expiry, daemon or not. --pid binds it to that process and "
+                 "everything it forks afterwards; the rest of the agent keeps the agent's policy");
+    task_begin->add_option("NAME", task_opts.name, "Agent name")->required();
+    task_begin->add_option("--id", task_opts.id, "Task id (1-128 letters, digits, . _ : @ -)")
+        ->required();
+    task_begin->add_option("--policy", task_opts.overlay,
+                           "Overlay: a TaskOverlay file whose rules decide over the agent's "
+                           "policy during the task (docs/policy.md)");
+    task_begin->add_option("--ttl", task_opts.ttl, "End the task after this long (90s, 5m, 1h)");
+    task_begin->add_option("--pid", task_opts.pid, "Bind the task to this process subtree");
+    task_begin->add_option("--reason", task_opts.reason, "Why; recorded with the operator action");
+    std::string task_end_name, task_end_id, task_end_reason;
+    auto* task_end = task_cmd->add_subcommand(
+        "end", "End a task: its overlay and its grants stop at once");
+    task_end->add_option("NAME", task_end_name, "Agent name")->required();
+    task_end->add_option("--id", task_end_id, "Task id (default: the agent-wide task)");
+    task_end->add_option("--reason", task_end_reason, "Why; recorded with the operator action");
+    std::string task_list_name;
+    bool task_list_json = false;
+    auto* task_list = task_cmd->add_subcommand("list", "List an agent's tasks");
+    task_list->add_option("NAME", task_list_name, "Agent name")->required();
+    task_list->add_flag("--json", task_list_json, "Print JSON");
+
+    cordon::cli::GrantOptions grant_opts;
+    auto* grant_cmd = app.add_subcommand(
+        "grant", "Give an agent a short-lived allowance, checked by the kernel against its own "
+                 "clock at every decision: it allows what it names until it expires (or its task "
+                 "ends), over deny rules and defaults, never over a kill or freeze rule or tamper "
+                 "protection. Prints the grant id");
+    grant_cmd->add_option("NAME", grant_opts.name, "Agent name")->required();
+    grant_cmd->add_option("--exec", grant_opts.exec, "Allow executing PATH (dir/: everything below)");
+    grant_cmd->add_option("--read", grant_opts.read, "Allow reading PATH");
+    grant_cmd->add_option("--write", grant_opts.write, "Allow writing PATH");
+    grant_cmd->add_option("--connect", grant_opts.connect,
+                          "Allow connecting to CIDR|HOST[:PORTS][/tcp|udp] (IPv6 with ports: "
+                          "[ADDR]:PORTS; a host is resolved once, now)");
+    grant_cmd->add_option("--ttl", grant_opts.ttl, "How long (1s to 24h: 90s, 5m, 1h)")->required();
+    grant_cmd->add_option("--task", grant_opts.task, "Bind to this task: it ends with the task");
+    grant_cmd->add_option("--reason", grant_opts.reason, "Why; recorded with the operator action");
+    std::string grants_name;
+    bool grants_json = false;
+    auto* grants_cmd = app.add_subcommand("grants", "List an agent's live grants");
+    grants_cmd->add_option("NAME", grants_name, "Agent name")->required();
+    grants_cmd->add_flag("--json", grants_json, "Print JSON");
+    std::string revoke_name, revoke_reason;
+    std::uint32_t revoke_id = 0;
+    auto* revoke_cmd = app.add_subcommand(
+        "revoke", "Revoke a grant: from the next decision on it allows nothing");
+    revoke_cmd->add_option("NAME", revoke_name, "Agent name")->required();
+    revoke_cmd->add_option("ID", revoke_id, "Grant id (`cordon grants NAME`)")->required();
+    revoke_cmd->add_option("--reason", revoke_reason, "Why; recorded with the operator action");
+
     auto* teardown_cmd = app.add_subcommand(
         "teardown", "Remove everything cordond put into the kernel and bpffs: ends the agents "
                     "cordon started, unguards attached ones, unpins maps and programs. Refuses "
@@ -211,6 +281,20 @@ int main(int argc, char** argv)
                                std::pair{mode_cmd, cordon::api::Op::Mode}})
             if (cmd->parsed())
                 return cordon::cli::agent_op(op, op_name, op_reason, mode_value);
+        if (trust_cmd->parsed())
+            return cordon::cli::trust(trust_name, trust_set, trust_reason, trust_json);
+        if (task_begin->parsed())
+            return cordon::cli::task_begin(task_opts);
+        if (task_end->parsed())
+            return cordon::cli::task_end(task_end_name, task_end_id, task_end_reason);
+        if (task_list->parsed())
+            return cordon::cli::task_list(task_list_name, task_list_json);
+        if (grant_cmd->parsed())
+            return cordon::cli::grant(grant_opts);
+        if (grants_cmd->parsed())
+            return cordon::cli::grants(grants_name, grants_json);
+        if (revoke_cmd->parsed())
+            return cordon::cli::revoke(revoke_name, revoke_id, revoke_reason);
         if (apply->parsed())
             return cordon::cli::apply(apply_name, apply_file, apply_mode, apply_reason);
         if (check->parsed())

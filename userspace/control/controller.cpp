@@ -116,6 +116,9 @@ void describe_policy(AgentRecord& r, const PreparedPolicy& p)
     r.policy_sha256 = p.sha256;
     r.context = p.context;
     r.rule_sources.clear();
+    r.tier_names.clear();
+    for (const auto& t : p.policy.trust.tiers)
+        r.tier_names.push_back(t.name);
     for (const auto& rule : p.policy.rules)
         r.rule_sources.push_back(rule.pos.line ? fmt::format("{}:{}", p.file, rule.pos.line) : "");
 }
@@ -269,9 +272,11 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
     agents_.push_back(r);
     try {
         save(r);
+        auto live = policy::live_for(p.policy, r.id);
+        live.stamp_ns = static_cast<__u64>(monotonic_ns()); // recovery counts from now
+        live.tier = tier_of(r.policy_id, live);             // the tier it starts in: no event
         guard_->add_agent(r.cgroup_id,
-                          policy::agent_for(p.policy, *compiled.compiled, r.id, r.level),
-                          policy::live_for(p.policy, r.id));
+                          policy::agent_for(p.policy, *compiled.compiled, r.id, r.level), live);
     } catch (...) {
         agents_.pop_back();
         guard_->unload_policy(r.policy_id);
@@ -303,6 +308,16 @@ void Controller::forget(std::vector<AgentRecord>::iterator it)
         owned_.erase(c);
     }
     guard_->remove_agent(r.cgroup_id);
+    // Its tasks and grants go with it (a task or grant of a removed agent gives nothing in the
+    // kernel anyway: each names its agent's cgroup).
+    for (const auto& t : r.tasks) {
+        guard_->remove_task(t.number);
+        retire(t.overlay_id);
+        retire(t.grant_set);
+    }
+    for (const auto& g : r.grants)
+        guard_->remove_grant(g.id);
+    retire(r.grant_set);
     guard_->unload_policy(r.policy_id);
     agents_.erase(it);
     if (opts_.registry_dir)
@@ -336,15 +351,6 @@ AgentRecord& Controller::record(const std::string& name)
         if (r.name == name)
             return r;
     throw Error("no agent named " + name + "; `cordon agents` lists them");
-}
-
-template <typename Fn> void Controller::change_agent(const AgentRecord& r, Fn fn)
-{
-    auto a = guard_->agent(r.cgroup_id);
-    if (!a)
-        throw Error("the kernel has no entry for agent " + r.name + "; it is being removed");
-    fn(*a);
-    guard_->update_agent(r.cgroup_id, *a);
 }
 
 std::int64_t Controller::kill(const std::string& name)
@@ -468,12 +474,28 @@ void Controller::repoint(AgentRecord& r, std::uint64_t new_id)
     a.level = static_cast<__u8>(r.level);
     const auto p = guard_->policy_settings(r.policy_id);
     a.mode = p ? p->mode : static_cast<__u8>(CORDON_MODE_ENFORCE);
-    cordon_agent_live l{.score = p ? p->initial_score : 0, .flags = 0, .frozen_mark = 0,
-                        .agent_id = r.id};
+    cordon_agent_live l{};
+    l.score = p ? p->initial_score : 0;
+    l.agent_id = r.id;
+    l.stamp_ns = static_cast<__u64>(monotonic_ns());
     if (const auto old = guard_->agent(r.cgroup_id))
         a = *old;
     if (const auto old = guard_->live(r.cgroup_id))
         l = *old;
+    // Tasks and grants were given to the processes of the old cgroup: they end with it.
+    for (const auto& t : r.tasks) {
+        guard_->remove_task(t.number);
+        retire(t.overlay_id);
+        retire(t.grant_set);
+    }
+    for (const auto& g : r.grants)
+        guard_->remove_grant(g.id);
+    retire(r.grant_set);
+    r.tasks.clear();
+    r.grants.clear();
+    r.grant_set = 0;
+    a.task_id = 0;
+    a.grant_set = 0;
     guard_->add_agent(new_id, a, l);
     guard_->remove_agent(r.cgroup_id);
     r.cgroup_id = new_id;
@@ -540,6 +562,20 @@ std::vector<std::string> Controller::reconcile()
             why = "the kernel has no entry for it";
         if (why.empty()) {
             finish_apply(r, changes);
+            // Tasks the kernel no longer has (ended while no daemon ran to see it) are over.
+            const auto before = r.tasks.size();
+            std::erase_if(r.tasks, [&](const TaskRecord& t) {
+                if (guard_->task(t.number))
+                    return false;
+                std::erase_if(r.grants, [&](const GrantRecord& g) { return g.task == t.id; });
+                retire(t.overlay_id);
+                retire(t.grant_set);
+                changes.push_back(r.name + ": task " + t.id + " is no longer in the kernel; ended");
+                return true;
+            });
+            if (r.tasks.size() != before)
+                save(r);
+            drop_unknown_state(r, changes);
             ++i;
             continue;
         }
@@ -555,12 +591,10 @@ std::vector<std::string> Controller::reconcile()
     }
     // Policies that no agent uses (a daemon that died between load and record); a policy a
     // kernel entry still names stays (fails closed: never an agent with half a policy).
-    const auto entries = guard_->agents();
+    collect_retired();
+    const auto used = policies_in_use();
     for (auto pid : guard_->policy_ids())
-        if (std::none_of(agents_.begin(), agents_.end(),
-                         [&](const AgentRecord& r) { return r.policy_id == pid; }) &&
-            std::none_of(entries.begin(), entries.end(),
-                         [&](const auto& e) { return e.agent.policy_id == pid; }))
+        if (!std::binary_search(used.begin(), used.end(), pid))
             guard_->unload_policy(pid);
     return changes;
 }

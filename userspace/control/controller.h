@@ -15,6 +15,7 @@
 
 #include "agents/cgroup.h"
 #include "bpf/guard.h"
+#include "common/error.h"
 #include "control/registry.h"
 #include "policy/compiler.h"
 #include "policy/model.h"
@@ -35,6 +36,11 @@ struct PreparedPolicy {
 PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
                               const policy::Context& ctx, std::optional<policy::Mode> mode,
                               policy::Resolver& resolver);
+
+/// Parses, resolves host names and test-compiles a task overlay (kind TaskOverlay) with an
+/// agent's variables. Throws Error listing every diagnostic when it is not valid.
+PreparedPolicy prepare_overlay(const std::string& text, const std::string& file,
+                               const policy::Context& ctx, policy::Resolver& resolver);
 
 /// "auto", "lsm" or "compat" -> the backend to load, or Error naming why it cannot run.
 cordon_backend pick_backend(const std::string& wanted);
@@ -112,6 +118,54 @@ public:
     /// Switches an agent between enforce and audit with one map write.
     void set_mode(const std::string& name, cordon_mode mode);
 
+    /// An agent's trust as the kernel has it now: the score (with an operator's set not yet
+    /// applied, and recovery not yet credited, counted as the kernel will count them at the
+    /// agent's next decision) and the tier it gives.
+    struct Trust {
+        bool scoring = false;
+        std::uint32_t score = 0;
+        std::uint32_t tier = 0;
+        std::string tier_name;
+        std::uint32_t recovery_per_minute = 0;
+        cordon_agent_live live{};
+    };
+    Trust trust(const std::string& name) const;
+    /// `cordon trust --set`: the kernel sets the score at the agent's next decision (it is the
+    /// only writer of the score). If the tier it gives says on_enter freeze or kill, the agent
+    /// is frozen or killed now, as the kernel would at that decision. Returns the trust after.
+    Trust set_score(const std::string& name, std::uint32_t score);
+
+    struct TaskSpec {
+        std::string id;
+        std::optional<PreparedPolicy> overlay; ///< from prepare_overlay
+        std::uint64_t ttl_ms = 0;              ///< 0: until `task end`
+        std::optional<int> pid;                ///< bind to this process subtree
+    };
+    /// Begins a task, in force in the kernel when this returns. Throws Error (and changes
+    /// nothing) for a bad or duplicate id, too many tasks, a second agent-wide task, a process
+    /// that is not in the agent, or an overlay that does not load.
+    const TaskRecord& begin_task(const std::string& name, TaskSpec spec);
+    /// Ends a task (empty id: the agent-wide one): its overlay and its grants go with it.
+    void end_task(const std::string& name, const std::string& id);
+
+    struct GrantSpec {
+        GrantKind kind = GrantKind::Read;
+        std::string target; ///< PATH, or CIDR|HOST[:PORTS][/tcp|udp] for connect
+        std::uint64_t ttl_ms = 0;
+        std::string task;   ///< bind to this task; empty: the whole agent
+        std::string reason;
+        std::string by;
+    };
+    /// Gives a grant, in force in the kernel when this returns (and never after its expiry, by
+    /// the kernel's clock). Throws Error (and changes nothing) for a bad target, a TTL outside
+    /// 1 s..24 h, an unknown task, or more than CORDON_MAX_GRANTS_PER_AGENT grants.
+    const GrantRecord& grant(const std::string& name, const GrantSpec& g, policy::Resolver& r);
+    /// Revokes a grant: from the next decision on it allows nothing.
+    void revoke(const std::string& name, std::uint32_t id);
+    /// Ends expired tasks and removes expired grants (the kernel already refuses them), and
+    /// unloads compiled sets nothing uses any more. Returns what changed.
+    std::vector<std::string> expire();
+
     const AgentRecord* find(const std::string& name) const;
     const std::vector<AgentRecord>& agents() const { return agents_; }
     /// The cgroup of a run agent (cordon's own), for its launcher.
@@ -132,11 +186,31 @@ public:
 private:
     AgentRecord& record(const std::string& name);
     /// The controller's half of an agent, changed by fn and written back in one map write.
-    template <typename Fn> void change_agent(const AgentRecord& r, Fn fn);
+    template <typename Fn> void change_agent(const AgentRecord& r, Fn fn)
+    {
+        auto a = guard_->agent(r.cgroup_id);
+        if (!a)
+            throw Error("the kernel has no entry for agent " + r.name + "; it is being removed");
+        fn(*a);
+        guard_->update_agent(r.cgroup_id, *a);
+    }
     void save(const AgentRecord& r);
     void repoint(AgentRecord& r, std::uint64_t new_id);
     void finish_apply(AgentRecord& r, std::vector<std::string>& changes);
     void forget(std::vector<AgentRecord>::iterator it);
+    /// Compiles an agent's grants of one task (empty: the agent-wide ones) into a new set,
+    /// switches the agent or task to it with one map write, and retires the old set.
+    void rebuild_grants(AgentRecord& r, const std::string& task);
+    /// A compiled set no decision may use once the next grace period has passed.
+    void retire(std::uint32_t policy_id);
+    void collect_retired();
+    /// Removes a task's and its grants' kernel state (not the record).
+    void drop_task_state(AgentRecord& r, const TaskRecord& t);
+    /// Every compiled policy or set an agent, task or grant set names (records and kernel).
+    std::vector<std::uint32_t> policies_in_use() const;
+    /// Kernel tasks and grants of an agent that no record names (a daemon that died mid-way):
+    /// removed, which fails closed.
+    void drop_unknown_state(const AgentRecord& r, std::vector<std::string>& changes);
 
     ControllerOptions opts_;
     agents::Cgroup2Mount mount_;
@@ -144,6 +218,7 @@ private:
     bool adopted_ = false;
     std::vector<AgentRecord> agents_;
     std::map<std::string, agents::Cgroup> owned_; ///< run agents' cgroups, by name
+    std::vector<std::uint32_t> retired_; ///< compiled sets to unload after a grace period
 };
 
 } // namespace cordon::control

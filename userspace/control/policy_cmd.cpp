@@ -65,7 +65,7 @@ int policy_check(const std::vector<std::string>& files, const policy::Context& c
 {
     int rc = 0;
     for (const auto& f : files) {
-        auto parsed = policy::load_policy_file(f, ctx);
+        auto parsed = policy::load_document_file(f, ctx); // an AgentPolicy or a TaskOverlay
         if (parsed.policy) {
             auto compiled = policy::compile(*parsed.policy, 1);
             parsed.errors = std::move(compiled.errors);
@@ -77,7 +77,8 @@ int policy_check(const std::vector<std::string>& files, const policy::Context& c
             rc = 1;
             continue;
         }
-        std::printf("%s: ok (policy %s)\n", f.c_str(), parsed.policy->name.c_str());
+        std::printf("%s: ok (%s %s)\n", f.c_str(),
+                    parsed.policy->overlay ? "task overlay" : "policy", parsed.policy->name.c_str());
     }
     return rc;
 }
@@ -85,7 +86,7 @@ int policy_check(const std::vector<std::string>& files, const policy::Context& c
 int policy_show(const std::string& file, bool json, const policy::Context& ctx,
                 policy::Resolver& resolver)
 {
-    auto parsed = policy::load_policy_file(file, ctx);
+    auto parsed = policy::load_document_file(file, ctx);
     if (!parsed.policy) {
         print_errors(parsed.errors);
         return 1;

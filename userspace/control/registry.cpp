@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "policy/net.h"
 
 namespace cordon::control {
 
@@ -22,7 +23,106 @@ const char* origin_name(Origin o)
     return o == Origin::Run ? "run" : "attach";
 }
 
+const char* grant_kind_name(GrantKind k)
+{
+    switch (k) {
+    case GrantKind::Exec:
+        return "exec";
+    case GrantKind::Read:
+        return "read";
+    case GrantKind::Write:
+        return "write";
+    case GrantKind::Connect:
+        return "connect";
+    }
+    return "?";
+}
+
 namespace {
+
+json task_json(const TaskRecord& t)
+{
+    json j = {{"id", t.id},           {"number", t.number},
+              {"overlay_id", t.overlay_id}, {"overlay_file", t.overlay_file},
+              {"overlay_name", t.overlay_name}, {"overlay_sources", t.overlay_sources},
+              {"grant_set", t.grant_set}, {"begun_ms", t.begun_ms},
+              {"expires_ms", t.expires_ms}, {"expires_ns", t.expires_ns}};
+    if (t.pid) {
+        j["pid"] = *t.pid;
+        j["pid_start"] = t.pid_start;
+    }
+    return j;
+}
+
+TaskRecord task_from(const json& j)
+{
+    TaskRecord t;
+    t.id = j.at("id").get<std::string>();
+    t.number = j.at("number").get<std::uint64_t>();
+    t.overlay_id = j.at("overlay_id").get<std::uint32_t>();
+    t.overlay_file = j.at("overlay_file").get<std::string>();
+    t.overlay_name = j.at("overlay_name").get<std::string>();
+    t.overlay_sources = j.at("overlay_sources").get<std::vector<std::string>>();
+    t.grant_set = j.at("grant_set").get<std::uint32_t>();
+    t.begun_ms = j.at("begun_ms").get<std::int64_t>();
+    t.expires_ms = j.at("expires_ms").get<std::int64_t>();
+    t.expires_ns = j.at("expires_ns").get<std::uint64_t>();
+    if (j.contains("pid")) {
+        t.pid = j.at("pid").get<int>();
+        t.pid_start = j.at("pid_start").get<std::uint64_t>();
+    }
+    return t;
+}
+
+json grant_json(const GrantRecord& g)
+{
+    json cidrs = json::array(), ports = json::array();
+    for (const auto& c : g.cidrs)
+        cidrs.push_back(policy::cidr_text(c));
+    for (const auto& p : g.ports)
+        ports.push_back({p.lo, p.hi});
+    return {{"id", g.id},         {"kind", grant_kind_name(g.kind)},
+            {"target", g.target}, {"path", g.path},
+            {"cidrs", cidrs},     {"ports", ports},
+            {"protocols", g.protocols}, {"task", g.task},
+            {"reason", g.reason}, {"by", g.by},
+            {"created_ms", g.created_ms}, {"expires_ms", g.expires_ms},
+            {"expires_ns", g.expires_ns}};
+}
+
+GrantRecord grant_from(const json& j)
+{
+    GrantRecord g;
+    g.id = j.at("id").get<std::uint32_t>();
+    const auto kind = j.at("kind").get<std::string>();
+    bool known = false;
+    for (auto k : {GrantKind::Exec, GrantKind::Read, GrantKind::Write, GrantKind::Connect})
+        if (kind == grant_kind_name(k)) {
+            g.kind = k;
+            known = true;
+        }
+    if (!known)
+        throw Error("unknown grant kind " + kind);
+    g.target = j.at("target").get<std::string>();
+    g.path = j.at("path").get<std::string>();
+    for (const auto& c : j.at("cidrs")) {
+        std::string why;
+        auto cidr = policy::parse_cidr(c.get<std::string>(), why);
+        if (!cidr)
+            throw Error("bad grant address: " + why);
+        g.cidrs.push_back(*cidr);
+    }
+    for (const auto& p : j.at("ports"))
+        g.ports.push_back({.lo = p.at(0).get<std::uint16_t>(), .hi = p.at(1).get<std::uint16_t>()});
+    g.protocols = j.at("protocols").get<std::uint8_t>();
+    g.task = j.at("task").get<std::string>();
+    g.reason = j.at("reason").get<std::string>();
+    g.by = j.at("by").get<std::string>();
+    g.created_ms = j.at("created_ms").get<std::int64_t>();
+    g.expires_ms = j.at("expires_ms").get<std::int64_t>();
+    g.expires_ns = j.at("expires_ns").get<std::uint64_t>();
+    return g;
+}
 
 constexpr const char* kSuffix = ".json";
 
@@ -55,6 +155,16 @@ AgentRecord from_json(const json& a)
         r.owner_pid = a.at("owner_pid").get<int>();
         r.owner_start = a.at("owner_start").get<std::uint64_t>();
     }
+    if (a.contains("tier_names"))
+        r.tier_names = a.at("tier_names").get<std::vector<std::string>>();
+    if (a.contains("grant_set"))
+        r.grant_set = a.at("grant_set").get<std::uint32_t>();
+    if (a.contains("tasks"))
+        for (const auto& t : a.at("tasks"))
+            r.tasks.push_back(task_from(t));
+    if (a.contains("grants"))
+        for (const auto& g : a.at("grants"))
+            r.grants.push_back(grant_from(g));
     return r;
 }
 
@@ -84,6 +194,14 @@ json to_json(const AgentRecord& r)
         a["owner_pid"] = *r.owner_pid;
         a["owner_start"] = r.owner_start;
     }
+    a["tier_names"] = r.tier_names;
+    a["grant_set"] = r.grant_set;
+    a["tasks"] = json::array();
+    for (const auto& t : r.tasks)
+        a["tasks"].push_back(task_json(t));
+    a["grants"] = json::array();
+    for (const auto& g : r.grants)
+        a["grants"].push_back(grant_json(g));
     return a;
 }
 

@@ -21,6 +21,43 @@ enum class Origin {
     Attach, ///< `cordon attach`: an existing cgroup; cordon never kills or removes it
 };
 
+/// A task of an agent (`cordon task begin`): what the kernel's cordon_tasks entry cannot say.
+struct TaskRecord {
+    std::string id;            ///< the caller's task id
+    std::uint64_t number = 0;  ///< kernel task number (cordon_agent.task_id, events' task_id)
+    std::optional<int> pid;    ///< bound to this process and what it forks; none: the agent
+    std::uint64_t pid_start = 0; ///< the bound process's start time (process_start_time)
+    std::uint32_t overlay_id = 0; ///< compiled overlay; 0 = none
+    std::string overlay_file;
+    std::string overlay_name;
+    std::vector<std::string> overlay_sources; ///< "file:line" by overlay rule id
+    std::uint32_t grant_set = 0; ///< compiled set of the task's grants; 0 = none
+    std::int64_t begun_ms = 0;   ///< unix ms
+    std::int64_t expires_ms = 0; ///< unix ms; 0 = no TTL
+    std::uint64_t expires_ns = 0; ///< CLOCK_MONOTONIC, the kernel's clock; 0 = no TTL
+};
+
+enum class GrantKind { Exec, Read, Write, Connect };
+const char* grant_kind_name(GrantKind k);
+
+/// A just-in-time grant (`cordon grant`). Its kernel state: a cordon_grants entry and the
+/// entries compiled into its agent's (or task's) grant set.
+struct GrantRecord {
+    std::uint32_t id = 0;
+    GrantKind kind = GrantKind::Read;
+    std::string target;   ///< as the caller gave it
+    std::string path;     ///< exec/read/write: absolute, canonical; ends with '/' for a directory
+    std::vector<policy::Cidr> cidrs;      ///< connect: the addresses (a host's, at grant time)
+    std::vector<policy::PortRange> ports; ///< connect: empty = every port
+    std::uint8_t protocols = policy::kAnyProtocol;
+    std::string task;     ///< the task it is bound to; empty = the whole agent
+    std::string reason;
+    std::string by;       ///< who asked ("uid 0 pid 123")
+    std::int64_t created_ms = 0; ///< unix ms
+    std::int64_t expires_ms = 0; ///< unix ms
+    std::uint64_t expires_ns = 0; ///< CLOCK_MONOTONIC, the kernel's clock
+};
+
 struct AgentRecord {
     std::string name;
     std::uint32_t id = 0;        ///< cordon_agent.agent_id
@@ -32,6 +69,7 @@ struct AgentRecord {
     std::string policy_name;     ///< metadata.name
     std::string policy_sha256;   ///< of the policy text
     std::vector<std::string> rule_sources; ///< "file:line" by rule id (entry 0 unused)
+    std::vector<std::string> tier_names;   ///< the policy's trust tiers, lowest first
     policy::Context context;     ///< what the policy's variables stood for (kept by apply)
     Origin origin = Origin::Attach;
     std::int64_t created = 0;    ///< unix seconds
@@ -39,6 +77,9 @@ struct AgentRecord {
     /// and start time, so a reused pid is not taken for it). The agent ends when it goes.
     std::optional<int> owner_pid;
     std::uint64_t owner_start = 0;
+    std::uint32_t grant_set = 0;     ///< compiled set of the agent-wide grants; 0 = none
+    std::vector<TaskRecord> tasks;   ///< live tasks
+    std::vector<GrantRecord> grants; ///< live grants, agent-wide and per task
 };
 
 const char* origin_name(Origin o);

@@ -214,10 +214,12 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
                        const std::optional<agents::Identity>& who)
 {
     const policy::Policy& pol = prepared.policy;
-    api::Request req{.op = api::Op::Run, .name = o.name, .cgroup = std::nullopt,
-                     .policy = api::PolicyText{.file = o.policy_file, .text = text},
-                     .user = ctx.user, .home = ctx.home, .workspace = ctx.workspace,
-                     .mode = std::nullopt, .reason = std::nullopt};
+    api::Request req = api::request(api::Op::Run);
+    req.name = o.name;
+    req.policy = api::PolicyText{.file = o.policy_file, .text = text};
+    req.user = ctx.user;
+    req.home = ctx.home;
+    req.workspace = ctx.workspace;
     if (o.mode)
         req.mode = *o.mode == policy::Mode::Audit ? "audit" : "enforce";
     const auto reply = client.call(req);

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <list>
+#include <deque>
 #include <map>
 #include <set>
 #include <random>
@@ -30,6 +31,8 @@
 #include "control/controller.h"
 #include "events/format.h"
 #include "events/reader.h"
+#include "policy/duration.h"
+#include "policy/net.h"
 
 namespace cordon::daemon {
 
@@ -151,6 +154,11 @@ private:
     int actions_fd_ = -1;
     std::int64_t started_ms_ = now_ms();
     std::map<std::uint32_t, std::uint64_t> denials_; ///< by agent id, from events this process read
+    /// Recent trust changes by agent name (tier-change events read, operator sets), newest last.
+    std::map<std::string, std::deque<json>> trust_log_;
+    void note_trust(const std::string& agent, json change);
+    json task_json(const control::AgentRecord& r, const control::TaskRecord& t) const;
+    static json grant_json(const control::GrantRecord& g);
     /// Event lines logged this second, and those left out, by agent name.
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> logged_;
     std::int64_t log_window_ms_ = 0;
@@ -573,6 +581,11 @@ json Server::agent_json(const control::AgentRecord& r)
         a["frozen"] = cordon_agent_frozen(&*st, &*live) != 0;
         a["tier"] = ctl_->tier_of(st->policy_id, *live);
         a["task_id"] = st->task_id;
+        for (const auto& t : r.tasks)
+            if (!t.pid)
+                a["task"] = t.id;
+        a["tasks"] = r.tasks.size();
+        a["grants"] = r.grants.size();
     }
     a["cgroup_frozen"] = agents::cgroup_frozen(r.cgroup);
     std::uint64_t procs = 0;
@@ -587,6 +600,52 @@ json Server::agent_json(const control::AgentRecord& r)
     }
     a["processes"] = procs;
     return a;
+}
+
+void Server::note_trust(const std::string& agent, json change)
+{
+    auto& log = trust_log_[agent];
+    log.push_back(std::move(change));
+    while (log.size() > 32)
+        log.pop_front();
+}
+
+json Server::task_json(const control::AgentRecord& r, const control::TaskRecord& t) const
+{
+    json j = {{"id", t.id},
+              {"number", t.number},
+              {"begun_ms", t.begun_ms},
+              {"expires_ms", t.expires_ms},
+              {"overlay", t.overlay_file},
+              {"grants", std::count_if(r.grants.begin(), r.grants.end(),
+                                       [&](const control::GrantRecord& g) { return g.task == t.id; })}};
+    if (t.pid)
+        j["pid"] = *t.pid;
+    if (t.pid) {
+        json procs = json::array();
+        for (const auto& [tgid, pt] : ctl_->guard().bound_processes())
+            if (pt.task_id == t.number)
+                procs.push_back(tgid);
+        j["processes"] = procs;
+    }
+    return j;
+}
+
+json Server::grant_json(const control::GrantRecord& g)
+{
+    json j = {{"id", g.id},           {"kind", control::grant_kind_name(g.kind)},
+              {"target", g.target},   {"created_ms", g.created_ms},
+              {"expires_ms", g.expires_ms}, {"expires_ns", g.expires_ns},
+              {"task", g.task},       {"reason", g.reason}};
+    if (g.kind == control::GrantKind::Connect) {
+        json a = json::array();
+        for (const auto& c : g.cidrs)
+            a.push_back(policy::cidr_text(c));
+        j["addresses"] = a;
+    } else {
+        j["path"] = g.path;
+    }
+    return j;
 }
 
 json Server::dispatch(Peer& p, const api::Request& r)
@@ -747,6 +806,116 @@ json Server::dispatch(Peer& p, const api::Request& r)
         ctl_->set_mode(*r.name, *r.mode == "audit" ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE);
         return {{"name", *r.name}, {"mode", *r.mode}};
     }
+    case api::Op::Trust:
+    case api::Op::TrustSet: {
+        const auto* rec = ctl_->find(*r.name);
+        if (!rec)
+            throw Error("no agent named " + *r.name + "; `cordon agents` lists them");
+        const auto before = ctl_->trust(*r.name);
+        const auto t = r.op == api::Op::TrustSet
+                           ? ctl_->set_score(*r.name, static_cast<std::uint32_t>(*r.score))
+                           : before;
+        if (r.op == api::Op::TrustSet)
+            note_trust(*r.name, {{"time_ms", now_ms()}, {"cause", "operator"},
+                                 {"old_score", before.score}, {"score", t.score},
+                                 {"old_tier", before.tier_name}, {"new_tier", t.tier_name},
+                                 {"reason", r.reason.value_or("")}});
+        json changes = json::array();
+        for (const auto& c : trust_log_[*r.name])
+            changes.push_back(c);
+        json out = {{"name", *r.name},
+                    {"scoring", t.scoring},
+                    {"score", t.score},
+                    {"tier", t.tier_name},
+                    {"tier_index", t.tier},
+                    {"tiers", rec->tier_names},
+                    {"recovery_per_minute", t.recovery_per_minute},
+                    {"burst_count", t.live.burst_count},
+                    {"recent", changes}};
+        if (r.op == api::Op::TrustSet)
+            out["details"] = {{"old_score", before.score}, {"score", t.score},
+                              {"tier", t.tier_name}};
+        return out;
+    }
+    case api::Op::TaskBegin: {
+        const auto* rec = ctl_->find(*r.name);
+        if (!rec)
+            throw Error("no agent named " + *r.name + "; `cordon agents` lists them");
+        control::Controller::TaskSpec spec;
+        spec.id = *r.id;
+        if (r.ttl) {
+            std::string why;
+            const auto ms = policy::parse_duration_ms(*r.ttl, why);
+            if (!ms)
+                throw Error("\"ttl\" " + why);
+            spec.ttl_ms = *ms;
+        }
+        if (r.pid)
+            spec.pid = static_cast<int>(*r.pid);
+        json warnings = json::array();
+        if (r.policy) {
+            auto resolver = policy::system_resolver();
+            spec.overlay = control::prepare_overlay(r.policy->text, r.policy->file, rec->context,
+                                                    *resolver);
+            for (const auto& w : spec.overlay->warnings)
+                warnings.push_back(w);
+        }
+        const auto& t = ctl_->begin_task(*r.name, std::move(spec));
+        json out = {{"name", *r.name}, {"task", task_json(*ctl_->find(*r.name), t)},
+                    {"warnings", warnings}};
+        out["details"] = {{"task", t.id}, {"number", t.number}};
+        return out;
+    }
+    case api::Op::TaskEnd: {
+        ctl_->end_task(*r.name, r.id.value_or(""));
+        return {{"name", *r.name}};
+    }
+    case api::Op::Tasks: {
+        const auto* rec = ctl_->find(*r.name);
+        if (!rec)
+            throw Error("no agent named " + *r.name + "; `cordon agents` lists them");
+        json list = json::array();
+        for (const auto& t : rec->tasks)
+            list.push_back(task_json(*rec, t));
+        return {{"name", *r.name}, {"tasks", list}};
+    }
+    case api::Op::Grant: {
+        control::Controller::GrantSpec spec;
+        const std::string& k = *r.kind;
+        spec.kind = k == "exec"   ? control::GrantKind::Exec
+                    : k == "read" ? control::GrantKind::Read
+                    : k == "write" ? control::GrantKind::Write
+                                   : control::GrantKind::Connect;
+        spec.target = *r.target;
+        std::string why;
+        const auto ms = policy::parse_duration_ms(*r.ttl, why);
+        if (!ms)
+            throw Error("\"ttl\" " + why);
+        spec.ttl_ms = *ms;
+        spec.task = r.task.value_or("");
+        spec.reason = r.reason.value_or("");
+        spec.by = fmt::format("pid {} uid {}", p.pid, p.uid);
+        auto resolver = policy::system_resolver();
+        const auto& given = ctl_->grant(*r.name, spec, *resolver);
+        json out = {{"name", *r.name}, {"grant", grant_json(given)},
+                    {"granted_ns", monotonic_ns()}};
+        out["details"] = {{"grant", given.id}, {"kind", k}, {"target", given.target},
+                          {"expires_ms", given.expires_ms}};
+        return out;
+    }
+    case api::Op::Grants: {
+        const auto* rec = ctl_->find(*r.name);
+        if (!rec)
+            throw Error("no agent named " + *r.name + "; `cordon agents` lists them");
+        json list = json::array();
+        for (const auto& one : rec->grants)
+            list.push_back(grant_json(one));
+        return {{"name", *r.name}, {"grants", list}};
+    }
+    case api::Op::Revoke: {
+        ctl_->revoke(*r.name, static_cast<std::uint32_t>(*r.grant));
+        return {{"name", *r.name}, {"grant", *r.grant}};
+    }
     }
     throw Error("unhandled op");
 }
@@ -759,9 +928,47 @@ void Server::on_event(const events::Event& e)
         if (a.id == h.agent_id && a.cgroup_id == h.cgroup_id)
             rec = &a;
     const std::string name = rec ? rec->name : fmt::format("agent-{}", h.agent_id);
-    const auto namer = [rec](std::uint32_t id) -> std::string {
+    const control::TaskRecord* task = nullptr;
+    if (rec && h.task_id)
+        for (const auto& t : rec->tasks)
+            if (t.number == h.task_id)
+                task = &t;
+    const auto namer = [rec, task](std::uint32_t id) -> std::string {
+        if (id & CORDON_RULE_GRANT) {
+            if (rec)
+                for (const auto& g : rec->grants)
+                    if (g.id == (id & ~CORDON_RULE_GRANT))
+                        return fmt::format("grant {} ({} {})", g.id, control::grant_kind_name(g.kind),
+                                           g.target);
+            return "";
+        }
+        if (id & CORDON_RULE_OVERLAY) {
+            const auto i = id & CORDON_RULE_INDEX_MASK;
+            return task && i < task->overlay_sources.size() ? task->overlay_sources[i] : "";
+        }
         return rec && id < rec->rule_sources.size() ? rec->rule_sources[id] : "";
     };
+    events::EventContext cx;
+    if (task)
+        cx.task = task->id;
+    else if (h.task_id)
+        cx.task = fmt::format("#{}", h.task_id);
+    if (rec)
+        cx.tiers = &rec->tier_names;
+    if (h.hook == CORDON_HOOK_TRUST) {
+        note_trust(name, {{"time_ms", now_ms()},
+                          {"cause", events::trust_cause_name(e.body.access)},
+                          {"score", e.body.port},
+                          {"old_tier", rec && e.body.family < rec->tier_names.size()
+                                           ? rec->tier_names[e.body.family]
+                                           : std::to_string(e.body.family)},
+                          {"new_tier", rec && e.body.protocol < rec->tier_names.size()
+                                           ? rec->tier_names[e.body.protocol]
+                                           : std::to_string(e.body.protocol)},
+                          {"on_enter", events::verdict_name(h.verdict)}});
+        if (h.verdict != CORDON_VERDICT_ALLOW)
+            supervise_now_ = true;
+    }
     if (h.verdict == CORDON_VERDICT_DENY || h.verdict == CORDON_VERDICT_KILL ||
         h.verdict == CORDON_VERDICT_FREEZE)
         ++denials_[h.agent_id];
@@ -770,11 +977,11 @@ void Server::on_event(const events::Event& e)
     // Text is made only for a log line or a subscriber: under a flood most events need neither,
     // and the one thread must get back to requests and kill flags.
     std::string text;
-    const bool reported = h.verdict != CORDON_VERDICT_ALLOW;
+    const bool reported = h.verdict != CORDON_VERDICT_ALLOW || h.hook == CORDON_HOOK_TRUST;
     if (reported) {
         if (auto& [shown, left_out] = logged_[name]; shown < kLogLinesPerSecond) {
             ++shown;
-            text = events::event_line(e, namer);
+            text = events::event_line(e, namer, cx);
             spdlog::info("{}: {}", name, text);
         } else {
             ++left_out;
@@ -786,8 +993,8 @@ void Server::on_event(const events::Event& e)
             continue;
         if (line.empty()) {
             if (reported && text.empty())
-                text = events::event_line(e, namer);
-            line = "{\"v\":1,\"event\":" + events::event_json(e, namer, name) +
+                text = events::event_line(e, namer, cx);
+            line = "{\"v\":1,\"event\":" + events::event_json(e, namer, name, cx) +
                    (text.empty() ? "" : ",\"line\":" + json(text).dump(-1, ' ', false,
                                                                      json::error_handler_t::replace)) +
                    "}";
@@ -865,8 +1072,8 @@ void Server::supervise()
         }
         if (first) {
             frozen_handled_[e.cgid] = e.agent.thaw_epoch;
-            spdlog::warn("agent {} hit a freeze rule; freezing {} for review (`cordon thaw {}` "
-                         "resumes it)",
+            spdlog::warn("agent {} hit a freeze rule or entered a freezing trust tier; freezing "
+                         "{} for review (`cordon thaw {}` resumes it)",
                          rec->name, rec->cgroup.string(), rec->name);
         } else {
             spdlog::warn("agent {} was thawed outside cordon; frozen again (`cordon thaw {}` "
@@ -1062,6 +1269,13 @@ int Server::run()
             }
             if (now_ms() - last_reconcile >= 1000) {
                 expire_peers();
+                for (const auto& change : ctl_->expire()) {
+                    spdlog::info("agent {}", change);
+                    append_action(json{{"time_ms", now_ms()},
+                                       {"type", "controller_action"},
+                                       {"op", "expire"},
+                                       {"change", change}});
+                }
                 reconcile();
                 last_reconcile = now_ms();
             }

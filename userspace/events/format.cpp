@@ -34,6 +34,7 @@ std::string_view hook_name(std::uint16_t hook)
     case CORDON_HOOK_FILE_SETATTR: return "setattr";
     case CORDON_HOOK_LISTEN: return "listen";
     case CORDON_HOOK_BIND: return "bind";
+    case CORDON_HOOK_TRUST: return "trust";
     default: return "unknown";
     }
 }
@@ -50,7 +51,26 @@ std::string_view verdict_name(std::uint8_t verdict)
     }
 }
 
+std::string_view trust_cause_name(std::uint8_t cause)
+{
+    switch (cause) {
+    case CORDON_TRUST_DENY: return "deny";
+    case CORDON_TRUST_KILL: return "kill";
+    case CORDON_TRUST_BURST: return "burst";
+    case CORDON_TRUST_RECOVERY: return "recovery";
+    case CORDON_TRUST_OPERATOR: return "operator";
+    default: return "policy"; // no cause seen: a policy apply changed the tiers
+    }
+}
+
 namespace {
+
+std::string tier_text(std::uint32_t tier, const EventContext& cx)
+{
+    if (cx.tiers && tier < cx.tiers->size())
+        return (*cx.tiers)[tier];
+    return std::to_string(tier);
+}
 
 bool is_net(std::uint16_t hook)
 {
@@ -95,6 +115,12 @@ std::string source_text(const Event& e, const RuleNamer& rule)
     if (h.rule_id)
         if (auto src = rule(h.rule_id); !src.empty())
             return src;
+    if (h.rule_id & CORDON_RULE_GRANT)
+        return fmt::format("grant {}", h.rule_id & ~CORDON_RULE_GRANT);
+    if (h.rule_id & CORDON_RULE_OVERLAY)
+        return fmt::format("task overlay rule {}", h.rule_id & CORDON_RULE_INDEX_MASK);
+    if (h.hook == CORDON_HOOK_TRUST)
+        return "trust";
     // Decisions that no rule line makes.
     if (h.hook == CORDON_HOOK_TAMPER)
         return "tamper protection";
@@ -109,9 +135,18 @@ std::string source_text(const Event& e, const RuleNamer& rule)
     return "agent killed or frozen";
 }
 
-std::string event_line(const Event& e, const RuleNamer& rule)
+std::string event_line(const Event& e, const RuleNamer& rule, const EventContext& cx)
 {
     const auto& h = e.header();
+    const std::string task = cx.task.empty() ? "" : " task " + cx.task;
+    if (h.hook == CORDON_HOOK_TRUST)
+        return fmt::format("trust tier {} -> {} ({}) score {}{}{}", tier_text(e.body.family, cx),
+                           tier_text(e.body.protocol, cx), trust_cause_name(e.body.access),
+                           e.body.port,
+                           h.verdict == CORDON_VERDICT_FREEZE ? ": agent frozen"
+                           : h.verdict == CORDON_VERDICT_KILL ? ": agent killed"
+                                                              : "",
+                           task);
     std::string what = std::string(hook_name(h.hook));
     if (h.hook == CORDON_HOOK_FILE_OPEN)
         what += e.body.access == (CORDON_ACCESS_READ | CORDON_ACCESS_WRITE) ? " read+write"
@@ -119,11 +154,12 @@ std::string event_line(const Event& e, const RuleNamer& rule)
                                                                            : " read";
     const std::string src = source_text(e, rule);
     std::string obj = object_text(e);
-    return fmt::format("{} {}{}{} ({}) pid {}", verdict_name(h.verdict), what,
-                       obj.empty() ? "" : " ", obj, src, h.tgid);
+    return fmt::format("{} {}{}{} ({}) pid {}{}", verdict_name(h.verdict), what,
+                       obj.empty() ? "" : " ", obj, src, h.tgid, task);
 }
 
-std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name)
+std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name,
+                       const EventContext& cx)
 {
     const auto& h = e.header();
     nlohmann::json j = {{"ts_ns", h.ts_ns},
@@ -141,7 +177,14 @@ std::string event_json(const Event& e, const RuleNamer& rule, std::string_view a
                         {"rule_id", h.rule_id},
                         {"rule", source_text(e, rule)},
                         {"backend", h.backend == CORDON_BACKEND_LSM ? "lsm" : "compat"}};
-    if (is_net(h.hook)) {
+    if (!cx.task.empty())
+        j["task"] = cx.task;
+    if (h.hook == CORDON_HOOK_TRUST) {
+        j["old_tier"] = tier_text(e.body.family, cx);
+        j["new_tier"] = tier_text(e.body.protocol, cx);
+        j["cause"] = trust_cause_name(e.body.access);
+        j["score"] = e.body.port;
+    } else if (is_net(h.hook)) {
         j["address"] = address(e.body);
         j["port"] = e.body.port;
         j["protocol"] = e.body.protocol == CORDON_PROTO_UDP ? "udp" : "tcp";

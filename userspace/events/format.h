@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "events/reader.h"
 
@@ -17,11 +18,21 @@ std::string object_text(const Event& e);              ///< path, or address:port
 /// Names a rule id as "file:line" (or "" when unknown).
 using RuleNamer = std::function<std::string(std::uint32_t rule_id)>;
 
+/// What the caller knows beyond the record: the task's id for its number, the tier names.
+struct EventContext {
+    std::string task;                            ///< the task id of h.task_id ("" unknown)
+    const std::vector<std::string>* tiers = nullptr; ///< tier names by index
+};
+
 /// What decided: the rule's "file:line", or the policy word or guard that decides without a rule.
 std::string source_text(const Event& e, const RuleNamer& rule);
-/// `deny exec /usr/bin/curl (policies/coding-agent.yaml:14) pid 4242`
-std::string event_line(const Event& e, const RuleNamer& rule);
+/// "deny", "kill", "burst", "recovery", "operator", "policy" (a trust event's cause).
+std::string_view trust_cause_name(std::uint8_t cause);
+/// `deny exec /usr/bin/curl (policies/coding-agent.yaml:14) pid 4242`; a trust event:
+/// `trust tier standard -> restricted (deny) score 350`
+std::string event_line(const Event& e, const RuleNamer& rule, const EventContext& cx = {});
 /// One JSON object, no newline.
-std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name);
+std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name,
+                       const EventContext& cx = {});
 
 } // namespace cordon::events

@@ -17,6 +17,10 @@
 // Actions are written into the maps as their enum cordon_action values.
 static_assert(static_cast<int>(cordon::policy::Action::Kill) == CORDON_ACTION_KILL);
 static_assert(static_cast<int>(cordon::policy::Action::Freeze) == CORDON_ACTION_FREEZE);
+// ... and tiers' on_enter as their enum cordon_tier_enter values.
+static_assert(static_cast<int>(cordon::policy::TierEnter::Report) == CORDON_ENTER_REPORT);
+static_assert(static_cast<int>(cordon::policy::TierEnter::Freeze) == CORDON_ENTER_FREEZE);
+static_assert(static_cast<int>(cordon::policy::TierEnter::Kill) == CORDON_ENTER_KILL);
 
 namespace cordon::policy {
 namespace {
@@ -104,8 +108,15 @@ private:
         s.inbound_default_rule_id = p_.inbound.default_rule_id;
         s.initial_score = p_.trust.initial;
         s.recovery_per_minute = p_.trust.recovery_per_minute;
-        for (size_t i = 0; i < p_.trust.tiers.size() && i < CORDON_MAX_TIERS; ++i)
+        if (const auto& b = p_.trust.burst) {
+            s.burst_window_ms = b->window_ms;
+            s.burst_denials = static_cast<__u16>(b->denials);
+            s.burst_penalty = static_cast<__u16>(b->penalty);
+        }
+        for (size_t i = 0; i < p_.trust.tiers.size() && i < CORDON_MAX_TIERS; ++i) {
             s.tier_min_score[i] = p_.trust.tiers[i].min_score;
+            s.tier_on_enter[i] = static_cast<__u8>(p_.trust.tiers[i].on_enter);
+        }
     }
 
     static cordon_path_key path_key(std::uint32_t policy_id, cordon_path_class cls,
@@ -331,6 +342,9 @@ cordon_agent_live live_for(const Policy& p, std::uint32_t agent_id)
     cordon_agent_live l{};
     l.score = p.trust.initial;
     l.agent_id = agent_id;
+    // The tier it starts in is not a change: no event, no on_enter. (stamp_ns, from which
+    // recovery counts, is the caller's to set: it needs the kernel's clock.)
+    l.tier = tier_of(p.trust, p.trust.initial);
     return l;
 }
 

@@ -39,6 +39,25 @@ std::string_view mode_name(Mode m)
     return m == Mode::Audit ? "audit" : "enforce";
 }
 
+std::string_view tier_enter_name(TierEnter e)
+{
+    switch (e) {
+    case TierEnter::Report: return "report";
+    case TierEnter::Freeze: return "freeze";
+    case TierEnter::Kill: return "kill";
+    }
+    return "?";
+}
+
+std::uint8_t tier_of(const Trust& t, std::uint32_t score)
+{
+    std::uint8_t tier = 0;
+    for (size_t i = 0; i < t.tiers.size(); ++i)
+        if (score >= t.tiers[i].min_score)
+            tier = static_cast<std::uint8_t>(i);
+    return tier;
+}
+
 std::string access_names(std::uint8_t access)
 {
     if (access == (kRead | kWrite))

@@ -81,9 +81,21 @@ template <typename Rule> struct RuleClass {
     std::vector<Rule> rules;
 };
 
+/// What entering a tier does (a tier's on_enter); values are enum cordon_tier_enter's.
+enum class TierEnter : std::uint8_t { Report = 0, Freeze = 1, Kill = 2 };
+
 struct Tier {
     std::string name;
     std::uint32_t min_score = 0;
+    SourcePos pos;
+    TierEnter on_enter = TierEnter::Report;
+};
+
+/// trust.penalties.burst: `denials` denials within `window_ms` cost `penalty` once per window.
+struct Burst {
+    std::uint32_t denials = 0;   ///< 1..65535
+    std::uint32_t window_ms = 0; ///< 1 s .. 1 h
+    std::uint32_t penalty = 0;   ///< 0..1000
     SourcePos pos;
 };
 
@@ -93,8 +105,12 @@ struct Trust {
     std::vector<Tier> tiers{Tier{.name = "default", .min_score = 0, .pos = {}}};
     std::uint32_t penalty_deny = 0;
     std::uint32_t penalty_kill = 0;
+    std::optional<Burst> burst; ///< none: no burst signal
     std::uint32_t recovery_per_minute = 0;
 };
+
+/// Index of the tier a score falls in: the highest tier whose min_score it reaches.
+std::uint8_t tier_of(const Trust& t, std::uint32_t score);
 
 /// Side doors that the seccomp layer closes in every process of an agent (docs/policy.md,
 /// "hardening"). A policy may reopen the relaxable ones by name in spec.hardening.allow.
@@ -147,6 +163,9 @@ struct Context {
 };
 
 struct Policy {
+    /// A TaskOverlay (docs/policy.md, "Task overlays"): only exec, files and network rules, no
+    /// defaults, no inbound, no trust; what its rules do not name, the agent's policy decides.
+    bool overlay = false;
     std::string file;
     std::string api_version;
     std::string name;
@@ -178,6 +197,7 @@ std::uint64_t refused_capabilities(const Policy& p);
 
 std::string_view action_name(Action a);
 std::string_view mode_name(Mode m);
+std::string_view tier_enter_name(TierEnter e); ///< "report", "freeze" or "kill"
 std::string access_names(std::uint8_t access);   ///< "read", "write" or "read, write"
 std::string protocol_names(std::uint8_t protos); ///< "tcp", "udp" or "tcp, udp"
 std::string cidr_text(const Cidr& c);            ///< "10.0.0.0/8", "2001:db8::/32"

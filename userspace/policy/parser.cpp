@@ -17,13 +17,23 @@
 
 #include <cordon/abi.h>
 
+#include "policy/duration.h"
 #include "policy/net.h"
 
 namespace cordon::policy {
 namespace {
 
 constexpr std::string_view kApiVersion = "cordon.dev/v1";
-constexpr std::string_view kKind = "AgentPolicy";
+constexpr std::string_view kPolicyKind = "AgentPolicy";
+constexpr std::string_view kOverlayKind = "TaskOverlay";
+
+// Which document kinds a caller takes.
+enum class Accept { Policy, Overlay, Either };
+
+// Why a key an AgentPolicy has is refused in a TaskOverlay (keys() reports it so).
+using Refused = std::vector<std::pair<std::string_view, std::string>>;
+const std::string kNoOverlayDefault =
+    "an overlay has no default: what its rules do not name, the agent's policy decides; remove it";
 
 SourcePos pos_of(const YAML::Node& n)
 {
@@ -93,7 +103,8 @@ std::string quote_list(const std::vector<std::string_view>& words)
 
 class Parser {
 public:
-    Parser(std::string file, const Context& ctx) : file_(std::move(file)), ctx_(ctx)
+    Parser(std::string file, const Context& ctx, Accept accept)
+        : file_(std::move(file)), ctx_(ctx), accept_(accept)
     {
         p_.file = file_;
         p_.rules.push_back({.where = "none", .pos = {}}); // rule id 0 means "no rule"
@@ -211,8 +222,11 @@ private:
     }
 
     // Reports unknown and repeated keys; returns key -> (key node, value node).
+    // `refused` keys are known to an AgentPolicy but not allowed in a TaskOverlay: they are
+    // reported with why, instead of as unknown.
     std::map<std::string, std::pair<YAML::Node, YAML::Node>>
-    keys(const YAML::Node& map, const std::string& where, const std::vector<std::string_view>& allowed)
+    keys(const YAML::Node& map, const std::string& where,
+         const std::vector<std::string_view>& allowed, const Refused& refused = {})
     {
         std::map<std::string, std::pair<YAML::Node, YAML::Node>> out;
         for (auto it = map.begin(); it != map.end(); ++it) {
@@ -223,6 +237,13 @@ private:
             }
             const std::string k = it->first.Scalar();
             if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+                const auto no = std::find_if(refused.begin(), refused.end(),
+                                             [&](const auto& r) { return r.first == k; });
+                if (no != refused.end()) {
+                    error(it->first, where + "." + k + " is not allowed in a TaskOverlay: " +
+                                         no->second);
+                    continue;
+                }
                 const auto hint = did_you_mean(k, allowed);
                 error(it->first, "unknown key '" + k + "' in " + where + "; " +
                                      (hint.empty() ? "" : "did you mean '" + hint + "'? ") +
@@ -465,14 +486,51 @@ private:
             else if (s)
                 p_.api_version = *s;
         }
-        if (auto* n = required(k, root, "kind", "the policy", "'AgentPolicy'"))
-            if (auto s = scalar(*n, "kind"); s && *s != kKind)
-                error(*n, "unsupported kind '" + *s + "'; expected 'AgentPolicy'");
-        if (auto* n = required(k, root, "metadata", "the policy", "a mapping with name"))
+        // The kind decides what spec may hold; a document of the other kind is not read further
+        // (its spec would only add errors that miss the point).
+        std::vector<std::string_view> kinds;
+        if (accept_ != Accept::Overlay)
+            kinds.push_back(kPolicyKind);
+        if (accept_ != Accept::Policy)
+            kinds.push_back(kOverlayKind);
+        std::string expected_kind_text;
+        for (auto kind : kinds)
+            expected_kind_text += (expected_kind_text.empty() ? "'" : "' or '") + std::string(kind);
+        expected_kind_text += "'";
+        // A document of an unknown kind is read as the kind the caller asked for.
+        p_.overlay = accept_ == Accept::Overlay;
+        if (auto* n = required(k, root, "kind", "the policy", expected_kind_text)) {
+            if (auto s = scalar(*n, "kind")) {
+                if (accept_ == Accept::Overlay && *s == kPolicyKind) {
+                    error(*n, "expected kind 'TaskOverlay' (a task overlay); found 'AgentPolicy'");
+                    return;
+                }
+                if (accept_ == Accept::Policy && *s == kOverlayKind) {
+                    error(*n, "expected kind 'AgentPolicy' (an agent policy); found 'TaskOverlay': "
+                              "a task overlay is given with `cordon task begin --policy`");
+                    return;
+                }
+                if (std::find(kinds.begin(), kinds.end(), *s) == kinds.end()) {
+                    const auto hint = did_you_mean(*s, kinds);
+                    error(*n, "unsupported kind '" + *s + "'; " +
+                                  (hint.empty() ? "" : "did you mean '" + hint + "'? ") +
+                                  "expected " + expected_kind_text);
+                }
+                if (accept_ == Accept::Either)
+                    p_.overlay = *s == kOverlayKind;
+            }
+        }
+        if (auto* n = required(k, root, "metadata", p_.overlay ? "the overlay" : "the policy",
+                               "a mapping with name"))
             parse_metadata(*n);
-        if (auto* n = required(k, root, "spec", "the policy",
-                               "a mapping with mode, exec, files and network"))
+        if (p_.overlay) {
+            if (auto* n = required(k, root, "spec", "the overlay",
+                                   "a mapping with exec, files or network rules"))
+                parse_overlay_spec(*n);
+        } else if (auto* n = required(k, root, "spec", "the policy",
+                                      "a mapping with mode, exec, files and network")) {
             parse_spec(*n);
+        }
     }
 
     void parse_metadata(const YAML::Node& n)
@@ -528,6 +586,31 @@ private:
         check_limits();
     }
 
+    // A TaskOverlay's spec: exec, files and network, each optional, each with rules only.
+    void parse_overlay_spec(const YAML::Node& n)
+    {
+        if (!expect_map(n, "spec"))
+            return;
+        Refused refused;
+        for (std::string_view key : {"mode", "trace", "trust", "hardening"})
+            refused.emplace_back(key, "a TaskOverlay has only exec, files and network rules "
+                                      "(the agent's policy keeps its " + std::string(key) +
+                                      "); remove it");
+        const auto k = keys(n, "spec", {"exec", "files", "network"}, refused);
+        if (auto* e = optional(k, "exec"))
+            parse_path_class(*e, "exec", p_.exec, false);
+        if (auto* f = optional(k, "files"))
+            parse_path_class(*f, "files", p_.files, true);
+        if (auto* w = optional(k, "network"))
+            parse_network(*w);
+        p_.inbound_implied = false; // an overlay decides no inbound access
+        if (errors_.empty() && p_.exec.rules.empty() && p_.files.rules.empty() &&
+            p_.network.rules.empty())
+            error(n, "the overlay has no rules; expected exec, files or network rules (an "
+                     "overlay decides only what its rules name)");
+        check_limits();
+    }
+
     void parse_hardening(const YAML::Node& n)
     {
         if (!expect_map(n, "spec.hardening"))
@@ -576,13 +659,15 @@ private:
             if (auto x = number(*v, "trust.recovery (points per minute)", 0, 1000))
                 p_.trust.recovery_per_minute = *x;
         if (auto* pen = optional(k, "penalties"); pen && expect_map(*pen, "trust.penalties")) {
-            const auto pk = keys(*pen, "trust.penalties", {"deny", "kill"});
+            const auto pk = keys(*pen, "trust.penalties", {"deny", "kill", "burst"});
             if (auto* v = optional(pk, "deny"))
                 if (auto x = number(*v, "trust.penalties.deny", 0, 1000))
                     p_.trust.penalty_deny = *x;
             if (auto* v = optional(pk, "kill"))
                 if (auto x = number(*v, "trust.penalties.kill", 0, 1000))
                     p_.trust.penalty_kill = *x;
+            if (auto* b = optional(pk, "burst"))
+                parse_burst(*b);
         }
         auto* tiers = optional(k, "tiers");
         if (!tiers || !expect_seq(*tiers, "trust.tiers"))
@@ -603,7 +688,7 @@ private:
             const std::string where = "trust.tiers[" + std::to_string(i) + "]";
             if (!expect_map(t, where))
                 continue;
-            const auto tk = keys(t, where, {"name", "min"});
+            const auto tk = keys(t, where, {"name", "min", "on_enter"});
             Tier tier{.name = "", .min_score = 0, .pos = pos_of(t)};
             if (auto* nm = required(tk, t, "name", where, "a tier name")) {
                 if (auto s = scalar(*nm, where + ".name")) {
@@ -631,8 +716,72 @@ private:
                                        "; expected tiers from lowest to highest");
                 }
             }
+            if (auto* oe = optional(tk, "on_enter"))
+                if (auto v = word<TierEnter>(*oe, "on_enter", {{"report", TierEnter::Report},
+                                                               {"freeze", TierEnter::Freeze},
+                                                               {"kill", TierEnter::Kill}}))
+                    tier.on_enter = *v;
             p_.trust.tiers.push_back(tier);
         }
+    }
+
+    // trust.penalties.burst: all three keys, or no burst signal at all.
+    void parse_burst(const YAML::Node& n)
+    {
+        const std::string where = "trust.penalties.burst";
+        if (!expect_map(n, where))
+            return;
+        const auto k = keys(n, where, {"denials", "within", "penalty"});
+        Burst b{.pos = pos_of(n)};
+        bool ok = true;
+        if (auto* v = required(k, n, "denials", where,
+                               "the number of denials that costs the penalty, 1 to 65535")) {
+            auto x = number(*v, where + ".denials", 1, 65535);
+            ok &= x.has_value();
+            b.denials = x.value_or(0);
+        } else {
+            ok = false;
+        }
+        if (auto* v = required(k, n, "within", where,
+                               "the window the denials fall within, 1s to 1h (such as 10s)")) {
+            auto w = window(*v, where + ".within");
+            ok &= w.has_value();
+            b.window_ms = w.value_or(0);
+        } else {
+            ok = false;
+        }
+        if (auto* v = required(k, n, "penalty", where,
+                               "the score lost once per window, 0 to 1000")) {
+            auto x = number(*v, where + ".penalty", 0, 1000);
+            ok &= x.has_value();
+            b.penalty = x.value_or(0);
+        } else {
+            ok = false;
+        }
+        if (ok)
+            p_.trust.burst = b;
+    }
+
+    // A burst window: a duration from 1 s to 1 h, in ms. Longer windows would make one early
+    // denial count against an agent for the rest of a long session.
+    std::optional<std::uint32_t> window(const YAML::Node& n, const std::string& what)
+    {
+        constexpr std::uint64_t kMin = 1000, kMax = 3'600'000;
+        auto s = scalar(n, what);
+        if (!s)
+            return std::nullopt;
+        std::string why;
+        const auto ms = parse_duration_ms(*s, why);
+        if (!ms) {
+            error(n, what + " is not a duration: " + why);
+            return std::nullopt;
+        }
+        if (*ms < kMin || *ms > kMax) {
+            error(n, what + " is " + *s + ", out of range; expected " + duration_text(kMin) +
+                         " to " + duration_text(kMax));
+            return std::nullopt;
+        }
+        return static_cast<std::uint32_t>(*ms);
     }
 
     void parse_default(const std::map<std::string, std::pair<YAML::Node, YAML::Node>>& k,
@@ -652,8 +801,10 @@ private:
     {
         if (!expect_map(n, cls))
             return;
-        const auto k = keys(n, cls, {"default", "rules"});
-        parse_default(k, n, cls, out.default_action, out.default_rule_id, out.default_pos);
+        const auto k = p_.overlay ? keys(n, cls, {"rules"}, {{"default", kNoOverlayDefault}})
+                                  : keys(n, cls, {"default", "rules"});
+        if (!p_.overlay)
+            parse_default(k, n, cls, out.default_action, out.default_rule_id, out.default_pos);
         auto* rules = optional(k, "rules");
         if (!rules || rules->IsNull() || !expect_seq(*rules, cls + ".rules"))
             return;
@@ -663,10 +814,12 @@ private:
             const std::string where = cls + ".rules[" + std::to_string(i) + "]";
             if (!expect_map(r, where))
                 continue;
-            std::vector<std::string_view> allowed{"path", "action", "tier"};
+            std::vector<std::string_view> allowed{"path", "action"};
+            if (!p_.overlay)
+                allowed.push_back("tier");
             if (files)
                 allowed.push_back("access");
-            const auto rk = keys(r, where, allowed);
+            const auto rk = keys(r, where, allowed, overlay_rule_refused());
             PathRule rule;
             rule.pos = pos_of(r);
             bool ok = true;
@@ -710,6 +863,15 @@ private:
                 continue;
             out.rules.push_back(std::move(rule));
         }
+    }
+
+    // An overlay's rules have no tier: it has no trust section of its own.
+    Refused overlay_rule_refused() const
+    {
+        if (!p_.overlay)
+            return {};
+        return {{"tier", "an overlay has no trust tiers (its rules apply at every tier); "
+                         "remove it"}};
     }
 
     // A rule's `action` (required) and `tier` (optional, allow and audit only).
@@ -798,6 +960,19 @@ private:
         if (!expect_map(n, "network"))
             return;
         auto& net = p_.network;
+        if (p_.overlay) {
+            const std::string only = "an overlay has only rules: the agent's policy decides ";
+            const auto k =
+                keys(n, "network", {"rules"},
+                     {{"default", kNoOverlayDefault},
+                      {"refresh", only + "how often host names are resolved; remove it"},
+                      {"raw_sockets", only + "raw, ICMP echo and packet sockets; remove it"},
+                      {"unix_abstract", only + "abstract Unix sockets; remove it"},
+                      {"inbound", only + "where the agent may listen and bind; remove it"}});
+            if (auto* rules = optional(k, "rules"); rules && !rules->IsNull())
+                parse_net_rules(*rules, "network.rules", net, true);
+            return;
+        }
         const auto k = keys(n, "network", {"default", "rules", "refresh", "raw_sockets",
                                            "unix_abstract", "inbound"});
         parse_default(k, n, "network", net.default_action, net.default_rule_id, net.default_pos);
@@ -862,7 +1037,10 @@ private:
             const std::string where = list + "[" + std::to_string(i) + "]";
             if (!expect_map(r, where))
                 continue;
-            const auto rk = keys(r, where, {"cidr", "host", "ports", "protocol", "action", "tier"});
+            std::vector<std::string_view> allowed{"cidr", "host", "ports", "protocol", "action"};
+            if (!p_.overlay)
+                allowed.push_back("tier");
+            const auto rk = keys(r, where, allowed, overlay_rule_refused());
             NetRule rule;
             rule.pos = pos_of(r);
             bool ok = true;
@@ -935,6 +1113,7 @@ private:
 
     std::string file_;
     const Context& ctx_;
+    Accept accept_;
     Diagnostics errors_;
     Policy p_;
 };
@@ -972,14 +1151,43 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string_vi
     return best;
 }
 
-ParseResult parse_policy(std::string_view text, const std::string& file, const Context& ctx)
+namespace {
+
+ParseResult parse_as(std::string_view text, const std::string& file, const Context& ctx,
+                     Accept accept)
 {
     // Binary or non-UTF-8 input is refused before YAML sees it: every string cordon later prints
     // (JSON included) is then valid UTF-8.
     if (auto why = text_problem(text); !why.empty())
         return {.policy = std::nullopt,
                 .errors = {{.file = file, .line = 0, .column = 0, .message = why}}};
-    return Parser(file, ctx).run(text);
+    return Parser(file, ctx, accept).run(text);
+}
+
+ParseResult load_as(const std::string& path, const Context& ctx, Accept accept)
+{
+    Diagnostics errors;
+    const auto text = read_policy_file(path, errors);
+    if (!text)
+        return ParseResult{.policy = std::nullopt, .errors = std::move(errors)};
+    return parse_as(*text, path, ctx, accept);
+}
+
+} // namespace
+
+ParseResult parse_policy(std::string_view text, const std::string& file, const Context& ctx)
+{
+    return parse_as(text, file, ctx, Accept::Policy);
+}
+
+ParseResult parse_overlay(std::string_view text, const std::string& file, const Context& ctx)
+{
+    return parse_as(text, file, ctx, Accept::Overlay);
+}
+
+ParseResult parse_document(std::string_view text, const std::string& file, const Context& ctx)
+{
+    return parse_as(text, file, ctx, Accept::Either);
 }
 
 std::optional<std::string> read_policy_file(const std::string& path, Diagnostics& errors)
@@ -1011,11 +1219,17 @@ std::optional<std::string> read_policy_file(const std::string& path, Diagnostics
 
 ParseResult load_policy_file(const std::string& path, const Context& ctx)
 {
-    Diagnostics errors;
-    const auto text = read_policy_file(path, errors);
-    if (!text)
-        return ParseResult{.policy = std::nullopt, .errors = std::move(errors)};
-    return parse_policy(*text, path, ctx);
+    return load_as(path, ctx, Accept::Policy);
+}
+
+ParseResult load_overlay_file(const std::string& path, const Context& ctx)
+{
+    return load_as(path, ctx, Accept::Overlay);
+}
+
+ParseResult load_document_file(const std::string& path, const Context& ctx)
+{
+    return load_as(path, ctx, Accept::Either);
 }
 
 } // namespace cordon::policy

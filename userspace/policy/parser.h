@@ -25,14 +25,28 @@ struct ParseResult {
     Diagnostics errors;
 };
 
-/// Parses and validates policy text; `file` names it in diagnostics.
+/// Parses and validates an AgentPolicy's text; `file` names it in diagnostics. Any other kind
+/// (a TaskOverlay included) is an error.
 ParseResult parse_policy(std::string_view text, const std::string& file, const Context& ctx);
+
+/// Parses and validates a TaskOverlay's text (Policy::overlay set); any other kind is an error.
+ParseResult parse_overlay(std::string_view text, const std::string& file, const Context& ctx);
+
+/// Parses an AgentPolicy or a TaskOverlay, whichever the text is (`cordon policy check`).
+ParseResult parse_document(std::string_view text, const std::string& file, const Context& ctx);
 
 /// Reads a policy file's text, refusing directories, special and oversized files (errors added).
 std::optional<std::string> read_policy_file(const std::string& path, Diagnostics& errors);
 
-/// Reads a policy file (refusing directories, oversized, binary or non-UTF-8 files) and parses it.
+/// Reads a policy file (refusing directories, oversized, binary or non-UTF-8 files) and parses it
+/// as an AgentPolicy.
 ParseResult load_policy_file(const std::string& path, const Context& ctx);
+
+/// load_policy_file() for a TaskOverlay (`cordon task begin --policy`).
+ParseResult load_overlay_file(const std::string& path, const Context& ctx);
+
+/// load_policy_file() for either kind.
+ParseResult load_document_file(const std::string& path, const Context& ctx);
 
 /// Closest candidate within edit distance 2, for "did you mean" hints; empty if none.
 std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates);

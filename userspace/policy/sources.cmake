@@ -3,6 +3,7 @@
 # (tests/fuzz), so that the fuzzer always exercises exactly what cordon ships.
 set(CORDON_POLICY_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/compiler.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/duration.cpp
   ${CMAKE_CURRENT_LIST_DIR}/lookup.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model.cpp
   ${CMAKE_CURRENT_LIST_DIR}/net.cpp
