@@ -232,7 +232,7 @@ void daemon_scale(cordon_backend backend, const fs::path& ws, const fs::path& fi
 
 int main(int argc, char** argv)
 {
-    // Sections: enforcement, daemon, live (default: all of them, in that order).
+    // Sections: enforcement, daemon, live, grants (default: all of them, in that order).
     std::set<std::string> sections(argv + 1, argv + argc);
     const auto wanted = [&](const char* s) { return sections.empty() || sections.contains(s); };
     // The probes' expected refusals (an LSM program on a kernel without the BPF LSM) are noise here.
@@ -339,6 +339,8 @@ int main(int argc, char** argv)
         daemon_scale(backend, ws, file, port);
     if (wanted("live"))
         bench::live_control(backend, ws);
+    if (wanted("grants"))
+        bench::grants(backend, ws);
     ::close(ls);
     fs::remove_all(ws);
     return 0;

@@ -34,6 +34,7 @@
 #include <fmt/format.h>
 
 #include "agents/cgroup.h"
+#include "bpf/introspect.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "daemon_util.h"
@@ -299,6 +300,127 @@ void live_control(cordon_backend backend, const fs::path& ws)
                 big_prepare.median(), big_load.median(), big_call.median());
     call(d, {{"v", 1}, {"op", "detach"}, {"name", "swap"}});
     agents::kill_cgroup(cg.path());
+}
+
+namespace {
+
+// Total run time and runs of the connect4 programs (kernel.bpf_stats_enabled).
+std::pair<std::uint64_t, std::uint64_t> connect_prog_stats()
+{
+    std::uint64_t ns = 0, runs = 0;
+    for (const auto& o : bpf::loaded_cordon_objects())
+        if (!o.is_map && o.name.starts_with("net_guard_conne")) {
+            ns += o.run_ns;
+            runs += o.run_cnt;
+        }
+    return {ns, runs};
+}
+
+} // namespace
+
+void grants(cordon_backend backend, const fs::path& ws)
+{
+    testing::Daemon d(backend);
+    constexpr std::uint16_t kPort = 9;
+    auto cg = testing::make_test_cgroup();
+    auto* h = new_hammer();
+    // network default deny: the hammer's UDP connect to 127.0.0.1:9 is refused (EPERM on both
+    // backends) until a grant allows it.
+    call(d, {{"v", 1}, {"op", "attach"}, {"name", "jit"}, {"cgroup", cg.path().string()},
+             {"policy", {{"file", "deny.yaml"}, {"text", policy("deny", "deny")}}},
+             {"workspace", ws.string()}});
+    populate(cg.path(), 1, h, kPort);
+    auto conn = d.connect();
+    Stats after_reply, after_in_force, call_us;
+    for (int run = 0; run < 2 * kRuns; ++run) {
+        h->first_ns = 0;
+        h->want = 1;
+        auto q = api::request(api::Op::Grant);
+        q.name = "jit";
+        q.kind = "connect";
+        q.target = fmt::format("127.0.0.1:{}/udp", kPort);
+        q.ttl = "1h";
+        const std::int64_t t0 = monotonic_ns();
+        const auto r = conn.call(q);
+        const std::int64_t t1 = monotonic_ns();
+        while (h->first_ns.load() == 0)
+            std::this_thread::sleep_for(1us);
+        const auto first = h->first_ns.load();
+        after_reply.v.push_back(static_cast<double>(first - t1) / 1e3);
+        after_in_force.v.push_back(static_cast<double>(first - r["granted_ns"].get<std::int64_t>()) /
+                                   1e3);
+        call_us.v.push_back(static_cast<double>(t1 - t0) / 1e3);
+        // Revoked, and the hammer refused again, before the next run.
+        h->first_ns = 0;
+        h->want = 0;
+        auto rv = api::request(api::Op::Revoke);
+        rv.name = "jit";
+        rv.grant = r["grant"]["id"].get<std::int64_t>();
+        conn.call(rv);
+        while (h->first_ns.load() == 0)
+            std::this_thread::sleep_for(1us);
+    }
+    std::printf("\n## Just-in-time grants (cordond)\n\n");
+    std::printf("Backend %s. An agent whose policy refuses a UDP connect that its one process "
+                "(the hammer) tries in a loop; %d times: `grant --connect 127.0.0.1:9/udp` over "
+                "one open connection, then the time of the hammer's first allowed connect, then "
+                "a revoke. A negative time is a decision the grant allowed before the reply "
+                "reached the caller (it is in force before cordond replies).\n\n",
+                std::string(bpf::backend_name(backend)).c_str(), 2 * kRuns);
+    std::printf("| measure | median | max |\n|---|---|---|\n");
+    std::printf("| API reply received to the first decision that used the grant (target < 100 "
+                "us) | %.1f us | %.1f us |\n",
+                after_reply.median(), after_reply.max());
+    std::printf("| grant in force (cordond's granted_ns) to that decision | %.1f us | %.1f us |\n",
+                after_in_force.median(), after_in_force.max());
+    std::printf("| the whole grant call, as the caller sees it | %.1f us | %.1f us |\n",
+                call_us.median(), call_us.max());
+
+    // BPF run time per decision: 0 grants, then 63 live grants (none for the hammer's address,
+    // so every decision consults the grant set and is still refused), then a 64th that allows it.
+    std::string old_stats;
+    std::ifstream("/proc/sys/kernel/bpf_stats_enabled") >> old_stats;
+    const auto measure_ns = [&](int want) {
+        std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << "1";
+        h->first_ns = 0;
+        h->want = want;
+        const auto [ns0, runs0] = connect_prog_stats();
+        const long tries0 = h->tries.load();
+        while (h->tries.load() - tries0 < 200000)
+            std::this_thread::sleep_for(1ms);
+        const auto [ns1, runs1] = connect_prog_stats();
+        std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << old_stats;
+        return runs1 > runs0 ? static_cast<double>(ns1 - ns0) / static_cast<double>(runs1 - runs0)
+                             : 0.0;
+    };
+    const double none = measure_ns(0);
+    for (int i = 0; i + 1 < CORDON_MAX_GRANTS_PER_AGENT; ++i) {
+        auto q = api::request(api::Op::Grant);
+        q.name = "jit";
+        q.kind = "connect";
+        q.target = fmt::format("10.{}.{}.0/24:443/tcp", i / 16, i % 16);
+        q.ttl = "1h";
+        conn.call(q);
+    }
+    const double with64 = measure_ns(0);
+    auto q = api::request(api::Op::Grant);
+    q.name = "jit";
+    q.kind = "connect";
+    q.target = fmt::format("127.0.0.1:{}/udp", kPort);
+    q.ttl = "1h";
+    conn.call(q);
+    const double allowed = measure_ns(1);
+    std::printf("\nAverage BPF run time of the connect4 program per decision "
+                "(kernel.bpf_stats_enabled, 200,000 decisions each):\n\n");
+    std::printf("| live grants on the agent | decision | average ns |\n|---|---|---|\n");
+    std::printf("| 0 | refused by the policy | %.0f |\n", none);
+    std::printf("| 63 (other addresses) | refused: the grant set is consulted, nothing matches | "
+                "%.0f |\n", with64);
+    std::printf("| 64 (the 64th for this address) | allowed by the grant (and reported) | %.0f |\n",
+                allowed);
+    call(d, {{"v", 1}, {"op", "detach"}, {"name", "jit"}});
+    agents::kill_cgroup(cg.path());
+    ::munmap(h, sizeof(Hammer));
 }
 
 } // namespace cordon::bench

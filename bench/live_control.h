@@ -10,5 +10,7 @@ namespace cordon::bench {
 
 /// Prints the "Kill switch and policy apply" section of docs/benchmarks.md.
 void live_control(cordon_backend backend, const std::filesystem::path& ws);
+/// Prints the "Just-in-time grants" section: reply to first decision, BPF time per decision.
+void grants(cordon_backend backend, const std::filesystem::path& ws);
 
 } // namespace cordon::bench
