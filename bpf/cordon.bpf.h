@@ -272,17 +272,25 @@ static __always_inline bool cordon_enter(struct cordon_ctx *c)
 	c->agent_id = c->agent->agent_id;
 	c->thaw_epoch = c->agent->thaw_epoch;
 	c->agent_grants = c->agent->grant_set;
-	/* The task: the one the process is bound to, else the agent's; ended or expired: none. */
-	c->task_id = cordon_task_of(c->cgid, c->agent->task_id);
+	/* The task: the one the process is bound to, else the agent's; ended or expired: none.
+	 * An agent with no task (the common case) costs no call. */
+	c->task_id = 0;
+	if (c->agent->task_id || (c->agent->flags & CORDON_AGENT_F_PROC_TASKS))
+		c->task_id = cordon_task_of(c->cgid, c->agent->task_id);
 	if (c->task_id)
 		t = bpf_map_lookup_elem(&cordon_tasks, &c->task_id);
 	c->overlay_id = t ? t->overlay_id : 0;
 	c->task_grants = t ? t->grant_set : 0;
 	c->live = bpf_map_lookup_elem(&cordon_agent_live, &c->cgid);
 	c->policy = c->live ? bpf_map_lookup_elem(&cordon_policies, &c->policy_id) : NULL;
-	if (c->policy)
-		cordon_trust_refresh(c->cgid, c->policy_id);
 	c->tier = c->policy ? cordon_tier(c->live, c->policy) : 0;
+	/* Trust bookkeeping only when there is some: recovery to credit, an operator's set to
+	 * apply, or a tier to report. */
+	if (c->policy && ((c->policy->recovery_per_minute && c->live->score < 1000) ||
+			  c->agent->score_set_seq != c->live->set_seq || c->tier != c->live->tier)) {
+		cordon_trust_refresh(c->cgid, c->policy_id);
+		c->tier = cordon_tier(c->live, c->policy);
+	}
 	c->stopped = c->live && (cordon_agent_killed(c->agent, c->live) ||
 				 cordon_agent_frozen(c->agent, c->live));
 	return true;

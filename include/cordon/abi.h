@@ -116,6 +116,9 @@ enum cordon_agent_flag {
 	CORDON_AGENT_F_KILLED = 1u << 0,
 	/** cordon_agent only: frozen by the operator; cordon freezes the cgroup (cgroup.freeze). */
 	CORDON_AGENT_F_FROZEN = 1u << 1,
+	/** cordon_agent only: the agent has process-bound tasks (cordon task begin --pid), so the
+	 *  kernel looks up each decision's process in cordon_proc_tasks; without it, it does not. */
+	CORDON_AGENT_F_PROC_TASKS = 1u << 2,
 };
 
 /** Per-CPU counters in the cordon_counters map, surfaced by the controller. */

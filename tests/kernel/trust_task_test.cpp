@@ -317,6 +317,33 @@ TEST_P(TrustTaskTest, ConnectAndExecGrantsAllowExactlyWhatTheyName)
     EXPECT_EQ(run_true(), refused_exec) << "expired";
 }
 
+// A grant lifts a deny, never a kill rule; an overlay may also take away what the policy allows
+// (during the task only), but never lift a kill rule.
+TEST_P(TrustTaskTest, GrantsAndOverlaysNeverOverrideAKillRule)
+{
+    Files f;
+    Daemon d(GetParam());
+    auto cg = make_test_cgroup();
+    const fs::path trap = f.dir / "trap";
+    std::ofstream(trap) << "x";
+    const std::string yaml = "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: kr\n"
+                             "spec:\n  exec: {default: allow}\n  files:\n    default: allow\n"
+                             "    rules:\n      - {path: " + trap.string() +
+                             ", access: read, action: kill}\n  network: {default: allow}\n";
+    ASSERT_TRUE(d.attach(cg.path(), yaml, "kr", f.dir.string()).value("ok", false));
+    const std::string overlay = "apiVersion: cordon.dev/v1\nkind: TaskOverlay\nmetadata:\n"
+                                "  name: ov\nspec:\n  files:\n    rules:\n"
+                                "      - {path: " + trap.string() + ", access: read, action: allow}\n"
+                                "      - {path: " + f.open.string() + ", access: read, action: deny}\n";
+    call_ok(d, request("task_begin", "kr", {{"id", "t"}, {"policy", {{"file", "ov.yaml"}, {"text", overlay}}}}));
+    EXPECT_TRUE(refused(open_in(cg, f.open))) << "the overlay's deny holds during the task";
+    call_ok(d, request("grant", "kr", {{"kind", "read"}, {"target", trap.string()}, {"ttl", "5m"}}));
+    const auto e = open_in(cg, trap);
+    EXPECT_EQ(e, killed_by(SIGKILL)) << "neither the overlay's allow nor the grant lifts a kill rule";
+    EXPECT_TRUE(agents_until(d, [](const json& l) { return l.size() == 1 && l[0]["killed"] == true; }))
+        << "the kill rule marked the agent killed";
+}
+
 // The kernel keeps checking a grant's expiry with the daemon dead: it allows while it lasts and
 // refuses after, and a restarted daemon finds it and cleans it up.
 TEST_P(TrustTaskTest, AGrantSurvivesADaemonKillAndStillExpires)

@@ -496,6 +496,7 @@ void Controller::repoint(AgentRecord& r, std::uint64_t new_id)
     r.grant_set = 0;
     a.task_id = 0;
     a.grant_set = 0;
+    a.flags &= ~static_cast<__u32>(CORDON_AGENT_F_PROC_TASKS);
     guard_->add_agent(new_id, a, l);
     guard_->remove_agent(r.cgroup_id);
     r.cgroup_id = new_id;

@@ -341,6 +341,8 @@ const TaskRecord& Controller::begin_task(const std::string& name, TaskSpec spec)
                                                .agent_id = r.id,
                                                ._pad0 = 0});
         if (spec.pid) {
+            // The flag first: from it on the kernel looks the agent's processes up.
+            change_agent(r, [](cordon_agent& a) { a.flags |= CORDON_AGENT_F_PROC_TASKS; });
             guard_->bind_process(static_cast<std::uint32_t>(*spec.pid), t.number);
             // Still the same process after the binding: its pid was not reused in between (a
             // process that exits after this point takes its binding with it, at exit).
@@ -372,6 +374,14 @@ void Controller::drop_task_state(AgentRecord& r, const TaskRecord& t)
             change_agent(r, [](cordon_agent& next) { next.task_id = 0; });
     }
     guard_->remove_task(t.number); // from here the kernel gives its processes nothing of it
+    // The last process-bound task gone (r.tasks no longer holds t): no lookups any more.
+    if (t.pid && std::none_of(r.tasks.begin(), r.tasks.end(),
+                              [](const TaskRecord& x) { return x.pid.has_value(); }))
+        if (const auto a = guard_->agent(r.cgroup_id);
+            a && (a->flags & CORDON_AGENT_F_PROC_TASKS))
+            change_agent(r, [](cordon_agent& next) {
+                next.flags &= ~static_cast<__u32>(CORDON_AGENT_F_PROC_TASKS);
+            });
     for (auto it = r.grants.begin(); it != r.grants.end();) {
         if (it->task == t.id) {
             guard_->remove_grant(it->id);
