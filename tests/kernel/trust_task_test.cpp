@@ -267,6 +267,14 @@ TEST_P(TrustTaskTest, AGrantAllowsUntilItExpires)
         EXPECT_FALSE(r.value("error", "").empty());
     }
     EXPECT_TRUE(call_ok(d, request("grants", "gr"))["grants"].empty());
+    // Every grant request is an operator action naming what it asked for, refused ones too.
+    const auto recorded = operator_actions(d, "grant");
+    ASSERT_EQ(recorded.size(), 6u);
+    EXPECT_NE(recorded[0].find("one look"), std::string::npos);
+    EXPECT_NE(recorded[0].find(f.secret.string()), std::string::npos);
+    EXPECT_NE(recorded[2].find("relative/path"), std::string::npos);
+    EXPECT_NE(recorded[2].find("\"result\":\"error\""), std::string::npos);
+    EXPECT_EQ(operator_actions(d, "revoke").size(), 1u);
 }
 
 // UDP connect to 127.0.0.1:port from a new process of the agent: 0, or the errno.

@@ -420,6 +420,16 @@ json Server::record_action(std::uint64_t asker, const json& who, const api::Requ
         a["mode"] = *r.mode;
     if (r.reason)
         a["reason"] = *r.reason;
+    // What a trust, task or grant request asked for, refused ones included.
+    for (auto [key, v] : {std::pair{"id", &r.id}, std::pair{"ttl", &r.ttl},
+                          std::pair{"kind", &r.kind}, std::pair{"target", &r.target},
+                          std::pair{"task", &r.task}})
+        if (*v)
+            a[key] = **v;
+    for (auto [key, v] : {std::pair{"score", &r.score}, std::pair{"pid", &r.pid},
+                          std::pair{"grant", &r.grant}})
+        if (*v)
+            a[key] = **v;
     if (!details.empty())
         a["details"] = details;
     if (!ok)
