@@ -120,6 +120,10 @@ int status(bool as_json)
                 static_cast<unsigned long long>(r.at("lost_events").get<std::uint64_t>()),
                 static_cast<unsigned long long>(r.at("subscriber_drops").get<std::uint64_t>()),
                 static_cast<unsigned long long>(r.at("malformed_events").get<std::uint64_t>()));
+    if (const auto full = r.value("task_table_full", std::uint64_t{0}); full > 0)
+        std::printf("tasks:     %llu forks of task-bound processes found the host's table full "
+                    "(the forking agent was killed)\n",
+                    static_cast<unsigned long long>(full));
     return 0;
 }
 

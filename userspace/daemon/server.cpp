@@ -680,7 +680,8 @@ json Server::dispatch(Peer& p, const api::Request& r)
                 {"lost_events", c[CORDON_CNT_RINGBUF_DROPS]},
                 {"malformed_events", reader_->malformed()},
                 {"subscriber_drops", subscriber_drops_},
-                {"unresolved_paths", c[CORDON_CNT_PATH_FAILED]}};
+                {"unresolved_paths", c[CORDON_CNT_PATH_FAILED]},
+                {"task_table_full", c[CORDON_CNT_TASK_FULL]}};
     }
     case api::Op::Agents: {
         json list = json::array();
