@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -81,18 +83,22 @@ std::string trusting_policy(const std::string& name, const std::string& trust,
            "    default: allow\n    rules:\n" + files_rules + "  network: {default: allow}\n";
 }
 
-std::vector<std::string> operator_actions(const Daemon& d, const std::string& op)
+// The operator actions of one op about one agent, as logged lines.
+std::vector<std::string> operator_actions(const Daemon& d, const std::string& op,
+                                          const std::string& agent)
 {
     std::vector<std::string> out;
     std::ifstream in(d.registry().parent_path() / "actions.jsonl");
     for (std::string line; std::getline(in, line);) {
         const auto a = json::parse(line, nullptr, false);
-        if (!a.is_discarded() && a.value("op", "") == op)
+        if (!a.is_discarded() && a.value("op", "") == op && a.value("name", "") == agent)
             out.push_back(line);
     }
     return out;
 }
 
+// One cordond per backend for the whole suite (each case attaches agents of its own names and
+// cgroups): a start loads every program, which takes seconds under the VM tier's emulated CPU.
 class TrustTaskTest : public ::testing::TestWithParam<cordon_backend> {
 protected:
     void SetUp() override
@@ -100,6 +106,17 @@ protected:
         if (skip_unless_backend(GetParam()))
             GTEST_SKIP() << "the kernel cannot run this backend; the VM tier runs it";
     }
+    static void TearDownTestSuite() { daemons_.clear(); }
+    static Daemon& daemon(cordon_backend b)
+    {
+        auto& d = daemons_[b];
+        if (!d)
+            d = std::make_unique<Daemon>(b);
+        return *d;
+    }
+
+private:
+    static inline std::map<cordon_backend, std::unique_ptr<Daemon>> daemons_;
 };
 
 // A denial costs the agent its tier; the kernel credits recovery at its decisions, with no
@@ -107,7 +124,7 @@ protected:
 TEST_P(TrustTaskTest, RecoveryRaisesTheTierAgainAndATierGatedRuleAllowsAgain)
 {
     Files f;
-    Daemon d(GetParam());
+    Daemon& d = daemon(GetParam());
     auto cg = make_test_cgroup();
     const std::string yaml = trusting_policy(
         "rec",
@@ -143,7 +160,7 @@ TEST_P(TrustTaskTest, RecoveryRaisesTheTierAgainAndATierGatedRuleAllowsAgain)
 TEST_P(TrustTaskTest, ABurstOfDenialsCostsTheBurstPenalty)
 {
     Files f;
-    Daemon d(GetParam());
+    Daemon& d = daemon(GetParam());
     auto cg = make_test_cgroup();
     const std::string yaml = trusting_policy(
         "burst",
@@ -168,7 +185,7 @@ TEST_P(TrustTaskTest, ABurstOfDenialsCostsTheBurstPenalty)
 TEST_P(TrustTaskTest, EnteringAFreezingTierFreezesTheAgent)
 {
     Files f;
-    Daemon d(GetParam());
+    Daemon& d = daemon(GetParam());
     auto cg = make_test_cgroup();
     const std::string yaml = trusting_policy(
         "quar",
@@ -200,7 +217,10 @@ TEST_P(TrustTaskTest, EnteringAFreezingTierFreezesTheAgent)
         EXPECT_TRUE(reported && result == EPERM);
     }
     EXPECT_TRUE(agents_until(d, [](const json& l) {
-        return l.size() == 1 && l[0]["frozen"] == true && l[0]["cgroup_frozen"] == true;
+        for (const auto& a : l)
+            if (a["name"] == "quar")
+                return a["frozen"] == true && a["cgroup_frozen"] == true;
+        return false;
     })) << "the quarantine tier froze the agent";
     const long at_freeze = ticks->load();
     std::this_thread::sleep_for(200ms);
@@ -220,7 +240,7 @@ TEST_P(TrustTaskTest, EnteringAFreezingTierFreezesTheAgent)
     ASSERT_TRUE(d.call(request("thaw", "quar").dump()).value("ok", false));
     EXPECT_TRUE(eventually([&] { return ticks->load() > at_freeze; }, 10s));
     EXPECT_EQ(open_in(cg, f.open), exited(0));
-    const auto recorded = operator_actions(d, "trust_set");
+    const auto recorded = operator_actions(d, "trust_set", "quar");
     ASSERT_EQ(recorded.size(), 1u);
     EXPECT_NE(recorded[0].find("reviewed"), std::string::npos);
     (void)prober;
@@ -231,7 +251,7 @@ TEST_P(TrustTaskTest, EnteringAFreezingTierFreezesTheAgent)
 TEST_P(TrustTaskTest, AGrantAllowsUntilItExpires)
 {
     Files f;
-    Daemon d(GetParam());
+    Daemon& d = daemon(GetParam());
     auto cg = make_test_cgroup();
     ASSERT_TRUE(d.attach(cg.path(), deny_policy(f.secret), "gr", f.dir.string()).value("ok", false));
     Subscription events(d, "gr");
@@ -268,13 +288,13 @@ TEST_P(TrustTaskTest, AGrantAllowsUntilItExpires)
     }
     EXPECT_TRUE(call_ok(d, request("grants", "gr"))["grants"].empty());
     // Every grant request is an operator action naming what it asked for, refused ones too.
-    const auto recorded = operator_actions(d, "grant");
+    const auto recorded = operator_actions(d, "grant", "gr");
     ASSERT_EQ(recorded.size(), 6u);
     EXPECT_NE(recorded[0].find("one look"), std::string::npos);
     EXPECT_NE(recorded[0].find(f.secret.string()), std::string::npos);
     EXPECT_NE(recorded[2].find("relative/path"), std::string::npos);
     EXPECT_NE(recorded[2].find("\"result\":\"error\""), std::string::npos);
-    EXPECT_EQ(operator_actions(d, "revoke").size(), 1u);
+    EXPECT_EQ(operator_actions(d, "revoke", "gr").size(), 1u);
 }
 
 // UDP connect to 127.0.0.1:port from a new process of the agent: 0, or the errno.
@@ -297,7 +317,7 @@ Exit connect_in(const agents::Cgroup& cg, std::uint16_t port)
 TEST_P(TrustTaskTest, ConnectAndExecGrantsAllowExactlyWhatTheyName)
 {
     Files f;
-    Daemon d(GetParam());
+    Daemon& d = daemon(GetParam());
     auto cg = make_test_cgroup();
     const std::string yaml = "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: net\n"
                              "spec:\n  exec:\n    default: allow\n    rules:\n"
@@ -330,7 +350,7 @@ TEST_P(TrustTaskTest, ConnectAndExecGrantsAllowExactlyWhatTheyName)
 TEST_P(TrustTaskTest, GrantsAndOverlaysNeverOverrideAKillRule)
 {
     Files f;
-    Daemon d(GetParam());
+    Daemon& d = daemon(GetParam());
     auto cg = make_test_cgroup();
     const fs::path trap = f.dir / "trap";
     std::ofstream(trap) << "x";
@@ -348,7 +368,12 @@ TEST_P(TrustTaskTest, GrantsAndOverlaysNeverOverrideAKillRule)
     call_ok(d, request("grant", "kr", {{"kind", "read"}, {"target", trap.string()}, {"ttl", "5m"}}));
     const auto e = open_in(cg, trap);
     EXPECT_EQ(e, killed_by(SIGKILL)) << "neither the overlay's allow nor the grant lifts a kill rule";
-    EXPECT_TRUE(agents_until(d, [](const json& l) { return l.size() == 1 && l[0]["killed"] == true; }))
+    EXPECT_TRUE(agents_until(d, [](const json& l) {
+        for (const auto& a : l)
+            if (a["name"] == "kr")
+                return a["killed"] == true;
+        return false;
+    }))
         << "the kill rule marked the agent killed";
 }
 
@@ -357,7 +382,7 @@ TEST_P(TrustTaskTest, GrantsAndOverlaysNeverOverrideAKillRule)
 TEST_P(TrustTaskTest, AGrantSurvivesADaemonKillAndStillExpires)
 {
     Files f;
-    Daemon d(GetParam());
+    Daemon& d = daemon(GetParam());
     auto cg = make_test_cgroup();
     ASSERT_TRUE(d.attach(cg.path(), deny_policy(f.secret), "gk", f.dir.string()).value("ok", false));
     call_ok(d, request("grant", "gk", {{"kind", "read"}, {"target", f.secret.string()},
@@ -375,7 +400,7 @@ TEST_P(TrustTaskTest, AGrantSurvivesADaemonKillAndStillExpires)
 TEST_P(TrustTaskTest, EndingATaskRemovesItsOverlayAndItsGrants)
 {
     Files f;
-    Daemon d(GetParam());
+    Daemon& d = daemon(GetParam());
     auto cg = make_test_cgroup();
     const fs::path other = f.dir / "other";
     std::ofstream(other) << "x";
@@ -434,7 +459,7 @@ TEST_P(TrustTaskTest, EndingATaskRemovesItsOverlayAndItsGrants)
 TEST_P(TrustTaskTest, TwoProcessBoundTasksHaveSeparateAllowances)
 {
     Files f;
-    Daemon d(GetParam());
+    Daemon& d = daemon(GetParam());
     auto cg = make_test_cgroup();
     const fs::path a = f.dir / "a", b = f.dir / "b";
     std::ofstream(a) << "a";
