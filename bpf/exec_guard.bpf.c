@@ -58,6 +58,8 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(task_guard_fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct cordon_proc_task *pt, v = {};
+	struct cordon_agent_live *live = NULL;
+	struct cordon_ctx c;
 	__u32 ptgid = parent->tgid, ctgid = child->tgid;
 	__u64 start;
 
@@ -71,31 +73,54 @@ int BPF_PROG(task_guard_fork, struct task_struct *parent, struct task_struct *ch
 		return 0; /* a stale entry of a process that had this pid before */
 	v.task_id = pt->task_id;
 	v.start_ns = child->start_time;
-	if (bpf_map_update_elem(&cordon_proc_tasks, &ctgid, &v, BPF_ANY)) {
-		/*
-		 * Fails closed: the map is full, so the child cannot carry its task. The forking
-		 * process is killed and its agent marked killed (cordon empties the cgroup), so no
-		 * process of a task runs outside it.
-		 */
-		struct cordon_ctx c;
-
-		cordon_count(CORDON_CNT_TASK_FULL);
-		if (cordon_enter(&c))
-			cordon_kill_agent(&c);
-		else
-			bpf_send_signal(SIGKILL);
-	}
+	v.forked = 1;
+	if (cordon_enter(&c))
+		live = c.live;
+	/*
+	 * Fails closed: when the agent has its share of the table (no agent can fill the host's
+	 * table for the others) or the table is full, the child cannot carry its task. The forking
+	 * process is killed and its agent marked killed (cordon empties the cgroup), so no process
+	 * of a task runs outside it.
+	 */
+	if (live && __sync_add_and_fetch(&live->task_procs, 1) > CORDON_MAX_TASK_PROCS_PER_AGENT)
+		goto full;
+	if (bpf_map_update_elem(&cordon_proc_tasks, &ctgid, &v, BPF_ANY))
+		goto full;
+	return 0;
+full:
+	cordon_count(CORDON_CNT_TASK_FULL);
+	if (live)
+		__sync_fetch_and_sub(&live->task_procs, 1);
+	if (live)
+		cordon_kill_agent(&c);
+	else
+		bpf_send_signal(SIGKILL);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(task_guard_exit, struct task_struct *p)
 {
-	__u32 tgid = p->tgid;
+	struct cordon_agent_live *live;
+	struct cordon_proc_task *pt;
+	__u32 tgid = p->tgid, forked;
+	__u64 cgid;
+	__u32 level;
 
 	/* signal->live is the count of live threads, already lowered for this one. */
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
-	bpf_map_delete_elem(&cordon_proc_tasks, &tgid);
+	pt = bpf_map_lookup_elem(&cordon_proc_tasks, &tgid);
+	if (!pt)
+		return 0;
+	forked = pt->forked;
+	if (bpf_map_delete_elem(&cordon_proc_tasks, &tgid) || !forked)
+		return 0;
+	/* The process still belongs to its cgroup here (cgroup_exit comes later in do_exit). */
+	if (!cordon_current_agent(&cgid, &level))
+		return 0;
+	live = bpf_map_lookup_elem(&cordon_agent_live, &cgid);
+	if (live)
+		__sync_fetch_and_sub(&live->task_procs, 1);
 	return 0;
 }

@@ -201,7 +201,7 @@ struct cordon_agent_live {
 	__u32 burst_count;    /**< denials in the current burst window */
 	__u32 set_seq;        /**< the last cordon_agent.score_set_seq applied */
 	__u32 tier;           /**< the tier last reported (a change is an event and may act) */
-	__u32 _pad0;          /**< zero */
+	__u32 task_procs;     /**< processes of the agent that forks bound to a task (task_guard) */
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_live) == 48, "cordon_agent_live layout changed");
 
@@ -271,6 +271,8 @@ enum cordon_tier_enter {
  */
 #define CORDON_MAX_TASKS 16384      /* cordon_tasks entries, all agents */
 #define CORDON_MAX_TASK_PROCS 32768 /* processes bound to tasks, all agents (forks included) */
+/* Forked task-bound processes one agent may have at once: no agent can fill the host's table. */
+#define CORDON_MAX_TASK_PROCS_PER_AGENT 2048
 #define CORDON_MAX_GRANTS 16384     /* cordon_grants entries, all agents */
 #define CORDON_MAX_TASKS_PER_AGENT 16  /* tasks live at once in one agent */
 #define CORDON_MAX_GRANTS_PER_AGENT 64 /* grants live at once in one agent */
@@ -300,8 +302,10 @@ struct cordon_proc_task {
 	/** the process's start time (task->start_time of its leader), so a reused pid is never
 	 *  taken for it; 0 when the controller bound it, claimed by its first decision */
 	__u64 start_ns;
+	__u32 forked;  /**< 1: made by a fork (counted in cordon_agent_live.task_procs) */
+	__u32 _pad0;   /**< zero */
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_proc_task) == 16, "cordon_proc_task layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_proc_task) == 24, "cordon_proc_task layout changed");
 
 /** Value of the cordon_grants hash, keyed by grant id (__u32). Written by the controller. */
 struct cordon_grant {

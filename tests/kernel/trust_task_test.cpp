@@ -270,6 +270,7 @@ TEST_P(TrustTaskTest, AGrantAllowsUntilItExpires)
     EXPECT_TRUE(refused(open_in(cg, f.secret))) << "refused after its expiry";
     EXPECT_TRUE(eventually([&] { return call_ok(d, request("grants", "gr"))["grants"].empty(); }))
         << "cordond removes the expired grant";
+    fs::create_symlink(f.secret, f.dir / "alias");
     // Revoke: from the next decision on it allows nothing.
     const auto g2 = call_ok(d, request("grant", "gr", {{"kind", "read"}, {"target", f.secret.string()},
                                                        {"ttl", "5m"}}));
@@ -281,7 +282,10 @@ TEST_P(TrustTaskTest, AGrantAllowsUntilItExpires)
                             json{{"kind", "read"}, {"target", f.secret.string()}, {"ttl", "0s"}},
                             json{{"kind", "connect"}, {"target", "10.0.0.0/8:99999"}, {"ttl", "5m"}},
                             json{{"kind", "read"}, {"target", f.secret.string()}, {"ttl", "5m"},
-                                 {"task", "nosuch"}}}) {
+                                 {"task", "nosuch"}},
+                            // A symlink (the agent could have made it) is refused, not followed.
+                            json{{"kind", "read"}, {"target", (f.dir / "alias").string()},
+                                 {"ttl", "5m"}}}) {
         const auto r = d.call(request("grant", "gr", bad).dump());
         EXPECT_FALSE(r.value("ok", true)) << bad.dump();
         EXPECT_FALSE(r.value("error", "").empty());
@@ -289,7 +293,8 @@ TEST_P(TrustTaskTest, AGrantAllowsUntilItExpires)
     EXPECT_TRUE(call_ok(d, request("grants", "gr"))["grants"].empty());
     // Every grant request is an operator action naming what it asked for, refused ones too.
     const auto recorded = operator_actions(d, "grant", "gr");
-    ASSERT_EQ(recorded.size(), 6u);
+    ASSERT_EQ(recorded.size(), 7u);
+    EXPECT_NE(recorded[6].find("symbolic link"), std::string::npos) << recorded[6];
     EXPECT_NE(recorded[0].find("one look"), std::string::npos);
     EXPECT_NE(recorded[0].find(f.secret.string()), std::string::npos);
     EXPECT_NE(recorded[2].find("relative/path"), std::string::npos);
@@ -447,6 +452,29 @@ TEST_P(TrustTaskTest, EndingATaskRemovesItsOverlayAndItsGrants)
     EXPECT_FALSE(d.call(request("task_begin", "tk", {{"id", "bad id"}}).dump()).value("ok", true));
     EXPECT_FALSE(d.call(request("task_begin", "tk", {{"id", "p"}, {"pid", 1}}).dump()).value("ok", true))
         << "a process outside the agent";
+    // A thread's id is not a process: binding it would bind nothing now and a later process
+    // that gets the number.
+    int tid_pipe[2];
+    ASSERT_EQ(::pipe2(tid_pipe, O_CLOEXEC), 0);
+    const pid_t threaded = spawn_in(cg.path().string(), [&] {
+        std::thread t([&] {
+            const pid_t tid = ::gettid();
+            (void)!::write(tid_pipe[1], &tid, sizeof(tid));
+            ::pause();
+        });
+        t.join();
+        return 0;
+    });
+    pid_t tid = 0;
+    ASSERT_EQ(::read(tid_pipe[0], &tid, sizeof(tid)), static_cast<ssize_t>(sizeof(tid)));
+    ::close(tid_pipe[0]);
+    ::close(tid_pipe[1]);
+    const auto by_tid = d.call(request("task_begin", "tk", {{"id", "thr"}, {"pid", tid}}).dump());
+    EXPECT_FALSE(by_tid.value("ok", true));
+    EXPECT_NE(by_tid.value("error", "").find("thread"), std::string::npos) << by_tid.dump();
+    EXPECT_TRUE(call_ok(d, request("tasks", "tk"))["tasks"].empty()) << "nothing was bound";
+    ::kill(threaded, SIGKILL);
+    wait_exit(threaded);
     EXPECT_FALSE(d.call(request("task_begin", "tk",
                                 {{"id", "x"}, {"policy", {{"file", "bad.yaml"}, {"text", "kind: nope"}}}})
                             .dump())

@@ -681,7 +681,7 @@ std::vector<std::pair<std::uint64_t, cordon_task>> Guard::tasks() const
 
 void Guard::bind_process(std::uint32_t tgid, std::uint64_t task)
 {
-    const cordon_proc_task v{.task_id = task, .start_ns = 0};
+    const cordon_proc_task v{.task_id = task, .start_ns = 0, .forked = 0, ._pad0 = 0};
     if (bpf_map_update_elem(impl_->fds[kProcTasks], &tgid, &v, BPF_ANY) != 0)
         throw Error(fmt::format("cannot bind process {} to task {}: {}{}", tgid, task,
                                 errno_text(errno),

@@ -4,6 +4,8 @@
 // runs; what is here keeps the records, compiles overlays and grant sets, and cleans up.
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <regex>
 #include <set>
 
@@ -50,13 +52,20 @@ std::string grant_path(const std::string& target)
         throw Error("grant path '" + target + "' is not absolute; expected a path such as "
                     "/usr/bin/git or /data/ (a trailing '/' covers everything below)");
     const bool dir = target.size() > 1 && target.back() == '/';
-    std::error_code ec;
-    fs::path p = fs::weakly_canonical(fs::path(target), ec);
-    if (ec)
-        throw Error("cannot resolve grant path " + target + ": " + ec.message());
-    std::string out = p.string();
+    std::string out = fs::path(target).lexically_normal().string();
     while (out.size() > 1 && out.back() == '/')
         out.pop_back();
+    // Rules match the path the kernel resolves, so a grant names a resolved path. A symlink on
+    // the way is refused, not followed: one the agent made would turn the grant into another
+    // path than the one the operator read (cordond resolves in its own mount namespace, too).
+    std::error_code ec;
+    const fs::path resolved = fs::weakly_canonical(fs::path(out), ec);
+    if (ec)
+        throw Error("cannot resolve grant path " + target + ": " + ec.message());
+    if (resolved.string() != out)
+        throw Error("grant path " + target + " passes through a symbolic link (it resolves to " +
+                    resolved.string() + "); grant the resolved path itself, if that is what "
+                    "you mean to allow");
     if (dir || (target == "/"))
         out += out == "/" ? "" : "/";
     if (out.size() > CORDON_PATH_MAX)
@@ -171,6 +180,16 @@ policy::Policy grant_policy(std::vector<const GrantRecord*> grants)
         }
     }
     return p;
+}
+
+// The thread group (process) a thread id belongs to, from /proc/ID/status; 0 if gone.
+int thread_group_of(int tid)
+{
+    std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+    for (std::string line; std::getline(in, line);)
+        if (line.starts_with("Tgid:"))
+            return std::atoi(line.c_str() + 5);
+    return 0;
 }
 
 void check_task_id(const std::string& id)
@@ -297,6 +316,12 @@ const TaskRecord& Controller::begin_task(const std::string& name, TaskSpec spec)
         const auto cg = agents::process_cgroup(mount_, *spec.pid);
         if (!pid_start || !cg)
             throw Error(fmt::format("process {} does not exist", *spec.pid));
+        // A thread id has a /proc entry too, but the kernel binds processes (by tgid): a
+        // thread's id would bind nothing now and whatever process gets that number later.
+        if (const auto tgid = thread_group_of(*spec.pid); tgid != *spec.pid)
+            throw Error(fmt::format("{} is a thread of process {}, not a process; bind the "
+                                    "process (--pid {})",
+                                    *spec.pid, tgid, tgid));
         if (*cg != r.cgroup && !agents::cgroup_within(*cg, r.cgroup))
             throw Error(fmt::format("process {} is not in agent {} (its cgroup is {}); a task "
                                     "binds a process of its own agent",
