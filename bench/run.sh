@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Builds and runs the benchmark (as root) and writes docs/benchmarks.md with its output.
 # Usage: sudo bench/run.sh [BUILD_DIR]
-# One section alone (enforcement, daemon or live): sudo BUILD_DIR/bench/cordon_bench live
+# One section alone (enforcement, daemon, live or grants): sudo BUILD_DIR/bench/cordon_bench live
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}

@@ -636,7 +636,9 @@ static __always_inline bool cordon_layers_of(struct cordon_layers *l)
 	if (!a)
 		return false;
 	l->agent_grants = a->grant_set;
-	l->task_id = cordon_task_of(l->cgid, a->task_id);
+	l->task_id = 0;
+	if (a->task_id || (a->flags & CORDON_AGENT_F_PROC_TASKS))
+		l->task_id = cordon_task_of(l->cgid, a->task_id);
 	if (l->task_id)
 		t = bpf_map_lookup_elem(&cordon_tasks, &l->task_id);
 	l->overlay_id = t ? t->overlay_id : 0;

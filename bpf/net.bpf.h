@@ -153,7 +153,9 @@ static __always_inline __u8 net_decide_key(const struct cordon_ctx *c, struct co
 		hit.rule_id = 0;
 	} else {
 		net_find(key, c->policy_id, port, proto, &hit);
-		if (!inbound && (c->overlay_id || c->task_grants || c->agent_grants)) {
+		/* An overlay may change any hit; grants only one that refuses. */
+		if (!inbound && (c->overlay_id || ((c->task_grants || c->agent_grants) &&
+						   cordon_grantable(c->tier, &hit)))) {
 			__builtin_memcpy(&hi, key->addr, 8);
 			__builtin_memcpy(&lo, key->addr + 8, 8);
 			cordon_hit_unpack(&hit, cordon_net_layers(hi, lo,

@@ -258,7 +258,8 @@ static __always_inline void cordon_path_lookup(const struct cordon_ctx *c, struc
 			*hit = o;
 		return;
 	}
-	if (c->overlay_id || c->task_grants || c->agent_grants)
+	/* An overlay may change any hit; grants only one that refuses. */
+	if (c->overlay_id || ((c->task_grants || c->agent_grants) && cordon_grantable(c->tier, hit)))
 		cordon_hit_unpack(hit, cordon_path_layers(s->slot, (__u32)cls << 16 | bytes,
 							  cordon_hit_pack(hit, c->tier)));
 }
