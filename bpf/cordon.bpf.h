@@ -32,6 +32,7 @@
 #define EPERM 1
 #define SIGKILL 9
 
+
 /*
  * v & mask, with the mask kept: clang drops a mask that an earlier comparison makes redundant,
  * and the verifier, which may not have kept that comparison's bound, then refuses the access.
@@ -75,8 +76,11 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	/* compiled policies loaded at once: per agent its policy and grant set, per task an
-	 * overlay and a grant set, and room for a swap of each */
+	 * overlay and a grant set, and room for a swap of each. Not preallocated (written only by
+	 * the controller): a preallocated table this size took seconds to create under the VM
+	 * tier's emulated CPU, at every load. */
 	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);        /* policy id */
 	__type(value, struct cordon_policy);
 } cordon_policies SEC(".maps");
@@ -128,6 +132,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, CORDON_MAX_TASKS);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* entries cost memory only when used */
 	__type(key, __u64);
 	__type(value, struct cordon_task);
 } cordon_tasks SEC(".maps");
@@ -137,6 +142,9 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, CORDON_MAX_TASK_PROCS);
+	/* Not preallocated: the fork program's insert allocates (bpf_mem_alloc); a failed insert
+	 * fails closed (task_guard_fork). */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct cordon_proc_task);
 } cordon_proc_tasks SEC(".maps");
@@ -146,6 +154,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, CORDON_MAX_GRANTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct cordon_grant);
 } cordon_grants SEC(".maps");
@@ -220,6 +229,7 @@ struct cordon_ctx {
 	__u32 overlay_id;   /* the task's overlay policy; 0 none */
 	__u32 task_grants;  /* the task's grant set; 0 none */
 	__u32 agent_grants; /* the agent-wide grant set; 0 none */
+	__u32 layers;       /* any of the three above: the overlay and grant layers apply */
 	__u8 mode;       /* enum cordon_mode this decision uses */
 	bool stopped;    /* killed or frozen when the decision began: everything is refused */
 };
@@ -253,6 +263,7 @@ static __always_inline __u64 cordon_process_start(void)
 __u64 cordon_task_of(__u64 cgid, __u64 agent_task);
 int cordon_trust_refresh(__u64 cgid, __u32 policy_id);
 int cordon_effects(__u64 cgid, __u32 policy_id, __u32 verdict);
+int cordon_tier_note(__u64 cgid, __u32 policy_id, __u32 cause);
 
 /*
  * True (and *c filled) when the current task is an agent. The tier is computed once here, not
@@ -281,6 +292,7 @@ static __always_inline bool cordon_enter(struct cordon_ctx *c)
 		t = bpf_map_lookup_elem(&cordon_tasks, &c->task_id);
 	c->overlay_id = t ? t->overlay_id : 0;
 	c->task_grants = t ? t->grant_set : 0;
+	c->layers = c->overlay_id | c->task_grants | c->agent_grants;
 	c->live = bpf_map_lookup_elem(&cordon_agent_live, &c->cgid);
 	c->policy = c->live ? bpf_map_lookup_elem(&cordon_policies, &c->policy_id) : NULL;
 	c->tier = c->policy ? cordon_tier(c->live, c->policy) : 0;
@@ -697,7 +709,7 @@ __noinline int cordon_trust_refresh(__u64 cgid, __u32 policy_id)
 	}
 	/* No cause seen here but another tier: a policy apply changed the tiers. */
 	if (cause || cordon_tier(live, c.policy) != live->tier)
-		cordon_tier_check(&c, cause);
+		cordon_tier_note(cgid, policy_id, cause);
 	return 0;
 }
 
@@ -756,7 +768,17 @@ __noinline int cordon_effects(__u64 cgid, __u32 policy_id, __u32 verdict)
 	/* One penalty and one tier check: this function is verified once per program, and every
 	 * copy of the tier code would be verified with it. */
 	cordon_penalize(c.live, penalty + burst);
-	cordon_tier_check(&c, cause);
+	cordon_tier_note(cgid, policy_id, cause);
+	return 0;
+}
+
+/* A tier change after a score change (cordon_tier_check), as one global function. */
+__noinline int cordon_tier_note(__u64 cgid, __u32 policy_id, __u32 cause)
+{
+	struct cordon_ctx c = {};
+
+	if (cordon_fx_ctx(&c, cgid, policy_id))
+		cordon_tier_check(&c, cause);
 	return 0;
 }
 

@@ -97,7 +97,7 @@ static __always_inline bool net_find(struct cordon_net_key *key, __u32 policy_id
  * the agent of the current task. The address in two halves (IPv4 in the first 4 bytes of hi),
  * meta = family | proto << 8 | port << 16, hit_in as cordon_hit_pack. Returns the hit.
  */
-__noinline __u64 cordon_net_layers(__u64 hi, __u64 lo, __u32 meta, __u64 hit_in)
+__noinline __u64 cordon_net_layers(__u64 hi, __u64 lo, __u32 meta, __u64 hit_in, __u32 layers)
 {
 	struct cordon_net_key key = {};
 	struct cordon_rule_hit hit = {}, o = {};
@@ -106,8 +106,8 @@ __noinline __u64 cordon_net_layers(__u64 hi, __u64 lo, __u32 meta, __u64 hit_in)
 	__u16 port = (__u16)(meta >> 16);
 	__u8 proto = (__u8)(meta >> 8);
 
-	if (!cordon_layers_of(&l))
-		return hit_in;
+	if (!layers || !cordon_layers_of(&l))
+		return hit_in; /* no task overlay or grants (or inbound): the common case */
 	key.family = (__u8)meta;
 	key.prefixlen = 40 + (key.family == 4 ? 32 : 128);
 	__builtin_memcpy(key.addr, &hi, 8);
@@ -153,16 +153,14 @@ static __always_inline __u8 net_decide_key(const struct cordon_ctx *c, struct co
 		hit.rule_id = 0;
 	} else {
 		net_find(key, c->policy_id, port, proto, &hit);
-		/* An overlay may change any hit; grants only one that refuses. */
-		if (!inbound && (c->overlay_id || ((c->task_grants || c->agent_grants) &&
-						   cordon_grantable(c->tier, &hit)))) {
-			__builtin_memcpy(&hi, key->addr, 8);
-			__builtin_memcpy(&lo, key->addr + 8, 8);
-			cordon_hit_unpack(&hit, cordon_net_layers(hi, lo,
-								  family | (__u32)proto << 8 |
-									  (__u32)port << 16,
-								  cordon_hit_pack(&hit, c->tier)));
-		}
+		/* Called whether or not there are layers (see cordon_path_lookup). */
+		__builtin_memcpy(&hi, key->addr, 8);
+		__builtin_memcpy(&lo, key->addr + 8, 8);
+		cordon_hit_unpack(&hit, cordon_net_layers(hi, lo,
+							  family | (__u32)proto << 8 |
+								  (__u32)port << 16,
+							  cordon_hit_pack(&hit, c->tier),
+							  inbound ? 0 : c->layers));
 	}
 	verdict = cordon_verdict(c, &hit);
 	cordon_apply_ex(c, verdict, false); /* no bpf_send_signal in sock_addr programs on 6.1 */

@@ -220,7 +220,7 @@ static __always_inline bool cordon_path_find(struct cordon_scratch *s, __u32 pol
 	return true;
 }
 
-__u64 cordon_path_layers(__u32 slot, __u32 cls_bytes, __u64 hit_in);
+__u64 cordon_path_layers(__u32 slot, __u32 cls_bytes, __u64 hit_in, __u32 layers);
 
 /*
  * The rule for the first `bytes` bytes of the path in s (already resolved) in one class, in the
@@ -233,13 +233,9 @@ __u64 cordon_path_layers(__u32 slot, __u32 cls_bytes, __u64 hit_in);
 static __always_inline void cordon_path_lookup(const struct cordon_ctx *c, struct cordon_scratch *s,
 					       __u8 cls, __u32 bytes, struct cordon_rule_hit *hit)
 {
-	struct cordon_rule_hit o = {};
-	bool found;
-
 	if (bytes > CORDON_PATH_KEY_BYTES)
 		bytes = CORDON_PATH_KEY_BYTES;
-	found = cordon_path_find(s, c->policy_id, cls, bytes, hit);
-	if (!found) {
+	if (!cordon_path_find(s, c->policy_id, cls, bytes, hit)) {
 		hit->min_tier = 0;
 		if (!c->policy || cls == CORDON_PATH_GUARD) {
 			hit->rule_id = 0;
@@ -252,16 +248,12 @@ static __always_inline void cordon_path_lookup(const struct cordon_ctx *c, struc
 			hit->action = c->policy->file_default;
 		}
 	}
-	if (cls == CORDON_PATH_GUARD) {
-		/* A directory above an overlay's rule is guarded as one above the policy's. */
-		if (!found && c->overlay_id && cordon_path_find(s, c->overlay_id, cls, bytes, &o))
-			*hit = o;
-		return;
-	}
-	/* An overlay may change any hit; grants only one that refuses. */
-	if (c->overlay_id || ((c->task_grants || c->agent_grants) && cordon_grantable(c->tier, hit)))
-		cordon_hit_unpack(hit, cordon_path_layers(s->slot, (__u32)cls << 16 | bytes,
-							  cordon_hit_pack(hit, c->tier)));
+	/*
+	 * Called whether or not the agent has an overlay or grants (it returns at once when it has
+	 * none): a branch here would double what the verifier explores after every lookup.
+	 */
+	cordon_hit_unpack(hit, cordon_path_layers(s->slot, (__u32)cls << 16 | bytes,
+						  cordon_hit_pack(hit, c->tier), c->layers));
 }
 
 /* The rule for the path in s (exact: with the NUL that marks the end for exact rules). */
@@ -624,19 +616,30 @@ static __always_inline __u8 cordon_check_inode_write(const struct cordon_ctx *c,
  * the current task, which it finds again (cordon_layers). `slot` is the scratch slot holding the
  * resolved path; cls_bytes is class << 16 | bytes; hit_in as cordon_hit_pack. Returns the hit.
  */
-__noinline __u64 cordon_path_layers(__u32 slot, __u32 cls_bytes, __u64 hit_in)
+__noinline __u64 cordon_path_layers(__u32 slot, __u32 cls_bytes, __u64 hit_in, __u32 layers)
 {
-	struct cordon_scratch *s = bpf_map_lookup_elem(&cordon_scratch, &slot);
+	struct cordon_scratch *s;
 	struct cordon_rule_hit hit = {}, o = {};
 	struct cordon_layers l = {};
 	__u32 tier = cordon_hit_unpack(&hit, hit_in);
 	__u32 bytes = cls_bytes & 0xffff;
 	__u8 cls = (__u8)(cls_bytes >> 16);
 
+	if (!layers)
+		return hit_in; /* no task overlay or grants: the common case */
+	s = bpf_map_lookup_elem(&cordon_scratch, &slot);
 	if (!s || !cordon_layers_of(&l))
 		return hit_in;
 	if (bytes > CORDON_PATH_KEY_BYTES)
 		bytes = CORDON_PATH_KEY_BYTES;
+	if (cls == CORDON_PATH_GUARD) {
+		/* A directory above an overlay's rule is guarded as one above the policy's (a guard
+		 * entry's action is deny; no entry gives allow). */
+		if (hit.action == CORDON_ACTION_ALLOW && l.overlay_id &&
+		    cordon_path_find(s, l.overlay_id, cls, bytes, &o))
+			hit = o;
+		return cordon_hit_pack(&hit, tier);
+	}
 	if (l.overlay_id && hit.action != CORDON_ACTION_KILL && hit.action != CORDON_ACTION_FREEZE &&
 	    cordon_path_find(s, l.overlay_id, cls, bytes, &o))
 		hit = o;

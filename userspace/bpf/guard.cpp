@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
@@ -343,6 +344,14 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     if (opts.backend != CORDON_BACKEND_LSM && opts.backend != CORDON_BACKEND_COMPAT)
         throw Error("no usable backend on this kernel; run `cordon doctor` for the reason");
     const bool lsm = opts.backend == CORDON_BACKEND_LSM;
+    const auto t_start = std::chrono::steady_clock::now();
+    const bool timing = ::getenv("CORDON_VERIFIER_STATS") != nullptr;
+    const auto lap = [&](const char* what) {
+        if (timing)
+            std::fprintf(stderr, "guard-timing: %s at %lld ms\n", what,
+                         static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - t_start).count()));
+    };
     d.net.emplace(Skeleton<net_guard_bpf>::open());
     d.exec.emplace(Skeleton<exec_guard_bpf>::open());
     d.file.emplace(Skeleton<file_guard_bpf>::open());
@@ -413,16 +422,20 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
         std::function<void()> fn;
         ~PrintStats() { fn(); }
     } printer{print_stats};
+    lap("opened");
     if (int err = net.load(); err != 0)
         throw Error(load_failure("net_guard", -err, opts.backend));
     d.share_maps(exec.object());
+    lap("net loaded");
     if (int err = exec.load(); err != 0)
         throw Error(load_failure("exec_guard", -err, opts.backend));
     d.share_maps(file.object());
+    lap("exec loaded");
     if (int err = file.load(); err != 0)
         throw Error(load_failure("file_guard", -err, opts.backend));
     if (d.tamper) {
         d.share_maps(d.tamper->object());
+        lap("file loaded");
         if (int err = d.tamper->load(); err != 0)
             throw Error(load_failure("tamper_guard", -err, opts.backend));
     }
@@ -446,13 +459,16 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     if (d.cgroup_fd < 0)
         throw Error("cannot open cgroup " + opts.net_attach_cgroup.string() + ": " +
                     errno_text(errno));
+    lap("all loaded");
     d.attach_all(net.object());
     d.attach_all(exec.object());
     d.attach_all(file.object());
     if (d.tamper)
         d.attach_all(d.tamper->object());
+    lap("attached");
     if (opts.pin_dir)
         d.pin(*opts.pin_dir);
+    lap("pinned");
 }
 
 Guard::~Guard() = default;
