@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -38,6 +39,14 @@ int try_open(const fs::path& p)
         return 0;
     }
     return errno;
+}
+
+bool read_within(int fd, void* buf, std::size_t n, int timeout_ms)
+{
+    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+    if (::poll(&p, 1, timeout_ms) != 1)
+        return false;
+    return ::read(fd, buf, n) == static_cast<ssize_t>(n);
 }
 
 bool refused(const Exit& e)

@@ -29,6 +29,10 @@ std::string deny_policy(const std::filesystem::path& denied, const std::string& 
 /// 0: opened; else the errno of the refused open.
 int try_open(const std::filesystem::path& p);
 
+/// Reads exactly n bytes from fd if they arrive within `timeout`; false otherwise (and on EOF).
+/// For reports of a process that a freeze may stop before it writes.
+bool read_within(int fd, void* buf, std::size_t n, int timeout_ms);
+
 /// Refused as the backend refuses: EPERM (lsm), or SIGKILL (compat's file and exec denials).
 bool refused(const Exit& e);
 
