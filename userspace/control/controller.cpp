@@ -33,20 +33,22 @@ std::string sha256_hex(const std::string& data)
     return out;
 }
 
-PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
-                              const policy::Context& ctx, std::optional<policy::Mode> mode,
-                              policy::Resolver& resolver)
+PreparedPolicy prepare_document(const std::string& text, const std::string& file,
+                                const policy::Context& ctx, policy::Resolver& resolver,
+                                bool overlay, std::optional<policy::Mode> mode)
 {
-    const auto reject = [](const policy::Diagnostics& errs) {
-        std::string msg = "the policy is not valid; nothing was changed:";
+    const char* what = overlay ? "task overlay" : "policy";
+    const auto reject = [what](const policy::Diagnostics& errs) {
+        std::string msg = fmt::format("the {} is not valid; nothing was changed:", what);
         for (const auto& d : errs)
             msg += "\n" + d.str();
         return Error(msg);
     };
     if (text.size() > policy::kMaxPolicyBytes)
-        throw Error(fmt::format("policy {} is {} bytes; the limit is {}", file, text.size(),
-                                policy::kMaxPolicyBytes));
-    auto parsed = policy::parse_policy(text, file, ctx);
+        throw Error(fmt::format("{} {} is {} bytes; the limit is {}", overlay ? "overlay" : "policy",
+                                file, text.size(), policy::kMaxPolicyBytes));
+    auto parsed = overlay ? policy::parse_overlay(text, file, ctx)
+                          : policy::parse_policy(text, file, ctx);
     if (!parsed.policy)
         throw reject(parsed.errors);
     PreparedPolicy out{.policy = std::move(*parsed.policy), .file = file,
@@ -63,6 +65,13 @@ PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
     if (auto c = policy::compile(out.policy, 1); !c.compiled)
         throw reject(c.errors);
     return out;
+}
+
+PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
+                              const policy::Context& ctx, std::optional<policy::Mode> mode,
+                              policy::Resolver& resolver)
+{
+    return prepare_document(text, file, ctx, resolver, false, mode);
 }
 
 cordon_backend pick_backend(const std::string& wanted)
@@ -310,14 +319,7 @@ void Controller::forget(std::vector<AgentRecord>::iterator it)
     guard_->remove_agent(r.cgroup_id);
     // Its tasks and grants go with it (a task or grant of a removed agent gives nothing in the
     // kernel anyway: each names its agent's cgroup).
-    for (const auto& t : r.tasks) {
-        guard_->remove_task(t.number);
-        retire(t.overlay_id);
-        retire(t.grant_set);
-    }
-    for (const auto& g : r.grants)
-        guard_->remove_grant(g.id);
-    retire(r.grant_set);
+    drop_tasks_and_grants(r);
     guard_->unload_policy(r.policy_id);
     agents_.erase(it);
     if (opts_.registry_dir)
@@ -483,14 +485,7 @@ void Controller::repoint(AgentRecord& r, std::uint64_t new_id)
     if (const auto old = guard_->live(r.cgroup_id))
         l = *old;
     // Tasks and grants were given to the processes of the old cgroup: they end with it.
-    for (const auto& t : r.tasks) {
-        guard_->remove_task(t.number);
-        retire(t.overlay_id);
-        retire(t.grant_set);
-    }
-    for (const auto& g : r.grants)
-        guard_->remove_grant(g.id);
-    retire(r.grant_set);
+    drop_tasks_and_grants(r);
     r.tasks.clear();
     r.grants.clear();
     r.grant_set = 0;

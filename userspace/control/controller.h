@@ -37,6 +37,12 @@ PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
                               const policy::Context& ctx, std::optional<policy::Mode> mode,
                               policy::Resolver& resolver);
 
+/// prepare_policy and prepare_overlay: an AgentPolicy (with `mode` over its spec.mode) or a
+/// TaskOverlay document.
+PreparedPolicy prepare_document(const std::string& text, const std::string& file,
+                                const policy::Context& ctx, policy::Resolver& resolver,
+                                bool overlay, std::optional<policy::Mode> mode);
+
 /// Parses, resolves host names and test-compiles a task overlay (kind TaskOverlay) with an
 /// agent's variables. Throws Error listing every diagnostic when it is not valid.
 PreparedPolicy prepare_overlay(const std::string& text, const std::string& file,
@@ -204,6 +210,8 @@ private:
     /// A compiled set no decision may use once the next grace period has passed.
     void retire(std::uint32_t policy_id);
     void collect_retired();
+    /// Removes the kernel state of all of an agent's tasks and grants (not the records).
+    void drop_tasks_and_grants(const AgentRecord& r);
     /// Removes a task's and its grants' kernel state (not the record).
     void drop_task_state(AgentRecord& r, const TaskRecord& t);
     /// Every compiled policy or set an agent, task or grant set names (records and kernel).

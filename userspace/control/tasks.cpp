@@ -205,28 +205,7 @@ void check_task_id(const std::string& id)
 PreparedPolicy prepare_overlay(const std::string& text, const std::string& file,
                                const policy::Context& ctx, policy::Resolver& resolver)
 {
-    const auto reject = [](const policy::Diagnostics& errs) {
-        std::string msg = "the task overlay is not valid; nothing was changed:";
-        for (const auto& d : errs)
-            msg += "\n" + d.str();
-        return Error(msg);
-    };
-    if (text.size() > policy::kMaxPolicyBytes)
-        throw Error(fmt::format("overlay {} is {} bytes; the limit is {}", file, text.size(),
-                                policy::kMaxPolicyBytes));
-    auto parsed = policy::parse_overlay(text, file, ctx);
-    if (!parsed.policy)
-        throw reject(parsed.errors);
-    PreparedPolicy out{.policy = std::move(*parsed.policy), .file = file,
-                       .sha256 = sha256_hex(text), .warnings = {}, .context = ctx};
-    policy::Diagnostics warnings;
-    if (auto errs = policy::resolve_hosts(out.policy, resolver, &warnings); !errs.empty())
-        throw reject(errs);
-    for (const auto& w : warnings)
-        out.warnings.push_back(w.str());
-    if (auto c = policy::compile(out.policy, 1); !c.compiled)
-        throw reject(c.errors);
-    return out;
+    return prepare_document(text, file, ctx, resolver, true, std::nullopt);
 }
 
 // ---- trust ---------------------------------------------------------------------------------
@@ -417,6 +396,18 @@ void Controller::drop_task_state(AgentRecord& r, const TaskRecord& t)
     }
     retire(t.overlay_id);
     retire(t.grant_set);
+}
+
+void Controller::drop_tasks_and_grants(const AgentRecord& r)
+{
+    for (const auto& t : r.tasks) {
+        guard_->remove_task(t.number);
+        retire(t.overlay_id);
+        retire(t.grant_set);
+    }
+    for (const auto& g : r.grants)
+        guard_->remove_grant(g.id);
+    retire(r.grant_set);
 }
 
 void Controller::end_task(const std::string& name, const std::string& id)
