@@ -504,37 +504,44 @@ static __always_inline bool cordon_should_report(const struct cordon_ctx *c, __u
 	return verdict != CORDON_VERDICT_ALLOW || (c->policy && c->policy->trace_all);
 }
 
+/* Fills a record's header for the current task. */
+static __always_inline void cordon_header_fill(struct cordon_event_header *h,
+					       const struct cordon_ctx *c, __u32 hook,
+					       __u8 verdict, __u32 rule_id, __u16 size)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 id = bpf_get_current_pid_tgid();
+
+	h->ts_ns = bpf_ktime_get_ns();
+	h->cgroup_id = c->cgid;
+	h->task_id = c->task_id;
+	h->agent_id = c->agent_id;
+	h->pid = (__u32)id;
+	h->tgid = id >> 32;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = (__u32)bpf_get_current_uid_gid();
+	h->rule_id = c->stopped ? 0 : rule_id; /* refused because killed or frozen, not by a rule */
+	h->hook = hook;
+	h->verdict = verdict;
+	h->backend = backend_id;
+	h->size = size;
+	h->_pad0 = 0;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
 /* Reserves an event with its header filled; NULL (and a counted drop) when the buffer is full. */
 static __always_inline struct cordon_event *cordon_event_start(const struct cordon_ctx *c,
 							       __u32 hook, __u8 verdict,
 							       __u32 rule_id)
 {
 	struct cordon_event *e;
-	struct task_struct *task;
-	__u64 id;
 
 	e = bpf_ringbuf_reserve(&cordon_events, sizeof(*e), 0);
 	if (!e) {
 		cordon_count(CORDON_CNT_RINGBUF_DROPS);
 		return NULL;
 	}
-	task = (struct task_struct *)bpf_get_current_task();
-	id = bpf_get_current_pid_tgid();
-	e->h.ts_ns = bpf_ktime_get_ns();
-	e->h.cgroup_id = c->cgid;
-	e->h.task_id = c->task_id;
-	e->h.agent_id = c->agent_id;
-	e->h.pid = (__u32)id;
-	e->h.tgid = id >> 32;
-	e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->h.uid = (__u32)bpf_get_current_uid_gid();
-	e->h.rule_id = c->stopped ? 0 : rule_id; /* refused because killed or frozen, not by a rule */
-	e->h.hook = hook;
-	e->h.verdict = verdict;
-	e->h.backend = backend_id;
-	e->h.size = sizeof(*e);
-	e->h._pad0 = 0;
-	bpf_get_current_comm(e->h.comm, sizeof(e->h.comm));
+	cordon_header_fill(&e->h, c, hook, verdict, rule_id, sizeof(*e));
 	__builtin_memset(e->addr, 0, sizeof(e->addr));
 	e->port = 0;
 	e->family = 0;

@@ -50,6 +50,45 @@ int BPF_PROG(exec_guard_sched_exec, struct task_struct *p, pid_t old_pid, struct
 }
 
 /*
+ * exec_trace: with trace: exec (or all), every exec an agent's process completes is recorded for
+ * process lineage: pid, parent, uid, the file name the exec was given and the first
+ * CORDON_EVENT_ARGV bytes of its argument strings. It runs after the exec succeeded, in the new
+ * program's context, whose memory holds the new arguments. Loaded on every backend; it decides
+ * nothing. A full ring buffer loses the record (counted as a lost event), never the exec.
+ */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(exec_trace, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct cordon_exec_event *e;
+	struct cordon_ctx c;
+	unsigned long start, end;
+	__u32 len;
+
+	if (!cordon_enter(&c) || !c.policy || !c.policy->trace_exec)
+		return 0;
+	e = bpf_ringbuf_reserve(&cordon_events, sizeof(*e), 0);
+	if (!e) {
+		cordon_count(CORDON_CNT_RINGBUF_DROPS);
+		return 0;
+	}
+	cordon_header_fill(&e->h, &c, CORDON_HOOK_PROCESS, CORDON_VERDICT_ALLOW, 0, sizeof(*e));
+	if (bpf_probe_read_kernel_str(e->path, sizeof(e->path), BPF_CORE_READ(bprm, filename)) < 0)
+		e->path[0] = 0;
+	start = BPF_CORE_READ(p, mm, arg_start);
+	end = BPF_CORE_READ(p, mm, arg_end);
+	len = end > start ? end - start : 0;
+	e->argv_full = len;
+	if (len > CORDON_EVENT_ARGV)
+		len = CORDON_EVENT_ARGV;
+	barrier_var(len);
+	if (len > CORDON_EVENT_ARGV || bpf_probe_read_user(e->argv, len, (void *)start))
+		len = 0;
+	e->argv_len = len;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/*
  * task_guard: a process bound to a task (cordon task begin --pid) hands the binding to every
  * process it forks, before the child runs its first instruction, and the binding goes when the
  * process's last thread exits. Loaded on every backend (tracepoints, no LSM needed).

@@ -23,7 +23,7 @@
  * /sys/fs/bpf/cordon and their value layouts. Bump it with any change to a pinned map's key,
  * value or meaning; a daemon refuses pinned state of another version (cordon teardown clears it).
  */
-#define CORDON_ABI_VERSION 4
+#define CORDON_ABI_VERSION 5
 
 /* Length of a task's comm, as the kernel's TASK_COMM_LEN. */
 #define CORDON_COMM_LEN 16
@@ -44,11 +44,14 @@
 #define CORDON_MAX_LEVEL 16
 
 /*
- * Event ring buffer size: 4 MiB holds ~58,000 header-sized records, several seconds of a
- * misbehaving agent at machine speed, so the reader can fall behind briefly without losing
- * events. Must be a power of two and a multiple of the page size.
+ * Event ring buffer size: 64 MiB. A decision record takes 360 bytes in the buffer (352 + the
+ * ring's 8-byte header) and an exec trace record 600 (592 + 8), so it holds 186,413 decision
+ * records: a burst of 100,000 (36 MB) with room to spare, about half a second of an agent that
+ * makes denials as fast as two cores allow, while the reader catches up. The pages are allocated
+ * when the map is created and charged to cordond's memory cgroup. Must be a power of two and a
+ * multiple of the page size.
  */
-#define CORDON_RINGBUF_BYTES (4u << 20)
+#define CORDON_RINGBUF_BYTES (64u << 20)
 
 /** Which hook made a decision. Values are stable: they are stored in event logs. */
 enum cordon_hook {
@@ -77,6 +80,11 @@ enum cordon_hook {
 	 * it; verdict is freeze or kill when the tier entered says so (on_enter), allow otherwise.
 	 */
 	CORDON_HOOK_TRUST = 19,
+	/**
+	 * Not a decision: an agent's process executed a program (policies with trace: exec or all),
+	 * recorded for process lineage as a struct cordon_exec_event after the exec succeeded.
+	 */
+	CORDON_HOOK_PROCESS = 20,
 	CORDON_HOOK_MAX,
 };
 
@@ -464,7 +472,8 @@ struct cordon_policy {
 	__u32 tier_min_score[CORDON_MAX_TIERS]; /**< ascending; tier i holds scores >= [i] */
 	__u32 inbound_default_rule_id; /**< rule table entry of network.inbound.default */
 	__u8 inbound_default;       /**< enum cordon_action when no inbound rule matches */
-	__u8 _pad1[3];              /**< zero */
+	__u8 trace_exec;            /**< 1: record every exec that succeeded (trace: exec or all) */
+	__u8 _pad1[2];              /**< zero */
 	/** Capabilities (bit = CAP_* number) an agent may never use against the initial user
 	 *  namespace, whatever it runs as: the launch-time drop list, enforced again in the kernel
 	 *  (lsm backend, tamper_guard lsm/capable). */
@@ -492,3 +501,19 @@ struct cordon_event {
 					   an abstract Unix socket's name starts with '@' */
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_event) == 352, "cordon_event layout changed");
+
+/* Bytes of a process's argument strings an exec trace record keeps (NUL-separated). */
+#define CORDON_EVENT_ARGV 256
+
+/**
+ * An exec trace record (hook CORDON_HOOK_PROCESS): what process lineage needs, with the header's
+ * pid, ppid, uid and comm (the new program's).
+ */
+struct cordon_exec_event {
+	struct cordon_event_header h;
+	__u32 argv_len;  /**< bytes of argv used (at most CORDON_EVENT_ARGV) */
+	__u32 argv_full; /**< the argument strings' whole length (longer than argv_len: cut) */
+	char path[CORDON_EVENT_PATH]; /**< the file name the exec was given (bprm->filename) */
+	char argv[CORDON_EVENT_ARGV]; /**< the argument strings, NUL-separated, cut at argv_len */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_exec_event) == 592, "cordon_exec_event layout changed");

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "api/protocol.h"
 
@@ -47,6 +48,29 @@ int agent_op(api::Op op, const std::string& name, const std::string& reason,
 /// `cordon policy apply NAME FILE`.
 int apply(const std::string& name, const std::string& file, const std::optional<std::string>& mode,
           const std::string& reason);
+
+/// `cordon trace [NAME] [--verdict ...] [--hook ...] [--json]`: live, from cordond.
+struct TraceOptions {
+    std::optional<std::string> name;
+    std::vector<std::string> verdicts, hooks;
+    bool json = false;
+};
+int trace(const TraceOptions& o);
+
+/// `cordon events [NAME] ...`: a query of the event store.
+struct EventsOptions {
+    std::optional<std::string> name;
+    std::string store = "/var/lib/cordon/events.db";
+    std::optional<std::string> since, until, path, dest;
+    std::vector<std::string> verdicts, hooks;
+    bool json = false, csv = false;
+    std::size_t limit = 0;
+};
+int events_query(const EventsOptions& o);
+/// `cordon events verify [NAME]`: exit 0 intact, 1 tampered (the first bad record named).
+int events_verify(const std::string& store, const std::optional<std::string>& name);
+/// `cordon report NAME [--json]`.
+int report(const std::string& name, const std::string& store, bool json);
 
 struct TeardownOptions {
     std::string pin_dir = "/sys/fs/bpf/cordon";

@@ -232,6 +232,57 @@ int main(int argc, char** argv)
     revoke_cmd->add_option("ID", revoke_id, "Grant id (`cordon grants NAME`)")->required();
     revoke_cmd->add_option("--reason", revoke_reason, "Why; recorded with the operator action");
 
+    cordon::cli::TraceOptions trace_opts;
+    auto* trace_cmd = app.add_subcommand(
+        "trace", "Follow decisions live from cordond: one line per event (coloured on a "
+                 "terminal), or JSON lines with --json. Needs cordond");
+    trace_cmd->add_option("NAME", trace_opts.name, "Only this agent (default: every agent and "
+                                                   "operator actions)");
+    trace_cmd->add_option("--verdict", trace_opts.verdicts, "Only these verdicts: allow, deny, "
+                                                            "audit, kill, freeze")
+        ->delimiter(',');
+    trace_cmd->add_option("--hook", trace_opts.hooks, "Only these hooks: exec, file, net (groups), "
+                                                      "tamper, trust, action, or one hook name")
+        ->delimiter(',');
+    trace_cmd->add_flag("--json", trace_opts.json, "Print each event as one JSON line");
+
+    cordon::cli::EventsOptions events_opts;
+    auto* events_cmd = app.add_subcommand(
+        "events", "Query the event store (cordond's SQLite file): decisions, exec traces, trust "
+                  "changes and operator actions, oldest first. Reads the file; cordond need not "
+                  "run");
+    events_cmd->add_option("NAME", events_opts.name, "Only this agent");
+    events_cmd->add_option("--store", events_opts.store, "The store file")->capture_default_str();
+    events_cmd->add_option("--since", events_opts.since,
+                           "From: a duration ago (1h), a time (2026-11-29T10:00, local; Z: UTC) "
+                           "or @UNIX_SECONDS");
+    events_cmd->add_option("--until", events_opts.until, "Until (same forms as --since)");
+    events_cmd->add_option("--verdict", events_opts.verdicts, "Only these verdicts")->delimiter(',');
+    events_cmd->add_option("--hook", events_opts.hooks,
+                           "Only these hooks: exec, file, net, tamper, trust, action, or a hook name")
+        ->delimiter(',');
+    events_cmd->add_option("--path", events_opts.path, "Only paths matching this glob (* ? [..])");
+    events_cmd->add_option("--dest", events_opts.dest, "Only destinations in this CIDR or address");
+    events_cmd->add_option("--limit", events_opts.limit, "At most this many records (0: all)");
+    events_cmd->add_flag("--json", events_opts.json, "Print each record's JSON (OCSF fields)");
+    events_cmd->add_flag("--csv", events_opts.csv, "Print CSV with a header line");
+    auto* verify_cmd = events_cmd->add_subcommand(
+        "verify", "Check the store's hash chains: exit 0 when every record is as written, 1 "
+                  "naming the first record edited, deleted or inserted since");
+    std::optional<std::string> verify_name;
+    verify_cmd->add_option("NAME", verify_name, "Only this agent's chain");
+    verify_cmd->add_option("--store", events_opts.store, "The store file")->capture_default_str();
+
+    std::string report_name;
+    bool report_json = false;
+    auto* report_cmd = app.add_subcommand(
+        "report", "Summarise an agent's life from the event store: time span, decisions by hook "
+                  "and verdict, top denied paths and destinations, tier changes, operator "
+                  "actions, its process tree");
+    report_cmd->add_option("NAME", report_name, "Agent name")->required();
+    report_cmd->add_option("--store", events_opts.store, "The store file")->capture_default_str();
+    report_cmd->add_flag("--json", report_json, "Print JSON");
+
     auto* teardown_cmd = app.add_subcommand(
         "teardown", "Remove everything cordond put into the kernel and bpffs: ends the agents "
                     "cordon started, unguards attached ones, unpins maps and programs. Refuses "
@@ -275,6 +326,14 @@ int main(int argc, char** argv)
             return cordon::cli::detach(detach_name);
         if (teardown_cmd->parsed())
             return cordon::cli::teardown(teardown_opts);
+        if (trace_cmd->parsed())
+            return cordon::cli::trace(trace_opts);
+        if (verify_cmd->parsed())
+            return cordon::cli::events_verify(events_opts.store, verify_name);
+        if (events_cmd->parsed())
+            return cordon::cli::events_query(events_opts);
+        if (report_cmd->parsed())
+            return cordon::cli::report(report_name, events_opts.store, report_json);
         for (auto [cmd, op] : {std::pair{kill_cmd, cordon::api::Op::Kill},
                                std::pair{freeze_cmd, cordon::api::Op::Freeze},
                                std::pair{thaw_cmd, cordon::api::Op::Thaw},

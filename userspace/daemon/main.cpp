@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // cordond: runs in the foreground (as systemd expects), logs to stderr. See docs/api.md.
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -8,6 +10,7 @@
 #include "bpf/log.h"
 #include "common/error.h"
 #include "daemon/server.h"
+#include "policy/duration.h"
 
 int main(int argc, char** argv)
 {
@@ -30,8 +33,59 @@ int main(int argc, char** argv)
                    "auto, lsm or compat, for a fresh start (an adopted set keeps its backend)")
         ->check(CLI::IsMember({"auto", "lsm", "compat"}))
         ->capture_default_str();
+    std::string store, max_age = "30d", max_size = "1G", jsonl, jsonl_size = "64M";
+    bool no_store = false;
+    app.add_option("--store", store,
+                   "Forensic event store (SQLite) [default: events.db beside --actions-log]");
+    app.add_flag("--no-store", no_store, "Keep no SQLite store (JSONL and the actions log still)");
+    app.add_option("--store-max-age", max_age, "Retention by age: records older go (0: keep)")
+        ->capture_default_str();
+    app.add_option("--store-max-size", max_size,
+                   "Retention by size: the oldest records go past it (K, M, G; 0: no limit)")
+        ->capture_default_str();
+    app.add_option("--events-jsonl", jsonl,
+                   "Also write every record to this JSONL file (OCSF field names), rotated");
+    app.add_option("--jsonl-max-size", jsonl_size, "Rotate the JSONL file at this size (K, M, G)")
+        ->capture_default_str();
+    app.add_option("--jsonl-files", o.jsonl_files, "Rotated JSONL files kept (FILE.1 .. FILE.N)")
+        ->capture_default_str();
+    std::string metrics;
+    bool metrics_default = false;
+    app.add_flag("--metrics", metrics_default, "Serve Prometheus metrics on 127.0.0.1:9464");
+    app.add_option("--metrics-listen", metrics,
+                   "Serve Prometheus metrics on ADDR:PORT (http://ADDR:PORT/metrics)");
     app.add_flag("-v,--verbose", verbosity, "Debug logging");
     CLI11_PARSE(app, argc, argv);
+    const auto bytes = [](const std::string& what, const std::string& v) -> std::uint64_t {
+        std::size_t used = 0;
+        std::uint64_t n = 0;
+        try {
+            n = std::stoull(v, &used);
+        } catch (const std::exception&) {
+            used = std::string::npos;
+        }
+        const std::string unit = used == std::string::npos ? "?" : v.substr(used);
+        const int shift = unit.empty() ? 0 : unit == "K" ? 10 : unit == "M" ? 20 : unit == "G" ? 30 : -1;
+        if (shift < 0) {
+            std::fprintf(stderr, "cordond: %s '%s' is not a size (e.g. 512M, 2G)\n", what.c_str(), v.c_str());
+            std::exit(1);
+        }
+        return n << shift;
+    };
+    o.store = store;
+    o.store_enabled = !no_store;
+    o.store_max_bytes = bytes("--store-max-size", max_size);
+    o.jsonl_max_bytes = bytes("--jsonl-max-size", jsonl_size);
+    o.events_jsonl = jsonl;
+    if (max_age == "0") {
+        o.store_max_age_ms = 0;
+    } else if (std::string why; auto ms = cordon::policy::parse_duration_ms(max_age, why)) {
+        o.store_max_age_ms = static_cast<std::int64_t>(*ms);
+    } else {
+        std::fprintf(stderr, "cordond: --store-max-age '%s': %s\n", max_age.c_str(), why.c_str());
+        return 1;
+    }
+    o.metrics_listen = !metrics.empty() ? metrics : metrics_default ? "127.0.0.1:9464" : "";
     o.socket = socket;
     o.registry = registry;
     o.pin_dir = pin;

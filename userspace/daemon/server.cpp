@@ -22,6 +22,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <bpf/bpf.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -30,7 +31,9 @@
 #include "common/error.h"
 #include "control/controller.h"
 #include "events/format.h"
+#include "events/pipeline.h"
 #include "events/reader.h"
+#include "daemon/metrics.h"
 #include "policy/duration.h"
 #include "policy/net.h"
 
@@ -149,6 +152,17 @@ private:
     ServerOptions opts_;
     std::unique_ptr<control::Controller> ctl_;
     std::unique_ptr<events::Reader> reader_;
+    std::unique_ptr<events::Pipeline> pipeline_; ///< store and JSONL sinks (their own thread)
+    std::unique_ptr<Metrics> metrics_;           ///< Prometheus endpoint (its own thread)
+    /// Decisions read from the ring buffer, by (agent name, hook, verdict), for the metrics.
+    std::map<std::tuple<std::string, std::uint16_t, std::uint8_t>, std::uint64_t> decided_;
+    std::int64_t metrics_published_ms_ = 0;
+    json store_json() const;
+    /// Hands the tamper guard the daemon's files: socket, registry, actions log, event store
+    /// and JSONL file (again after a rotation made a new one).
+    void protect_files();
+    std::uint64_t protected_rotations_ = 0;
+    void publish_metrics();
     std::list<Peer> peers_;
     int listen_fd_ = -1;
     int actions_fd_ = -1;
@@ -384,6 +398,8 @@ void Server::handle_lines(Peer& p)
 
 std::string Server::append_action(const json& a)
 {
+    if (pipeline_)
+        pipeline_->push_action(a);
     const std::string line = a.dump(-1, ' ', false, json::error_handler_t::replace);
     if (actions_fd_ >= 0) {
         const std::string l = line + "\n";
@@ -391,6 +407,29 @@ std::string Server::append_action(const json& a)
             spdlog::error("cannot append to {}: {}", opts_.actions_log.string(), errno_text(errno));
     }
     return line;
+}
+
+void Server::protect_files()
+{
+    std::vector<fs::path> state = {opts_.socket, opts_.registry};
+    if (actions_fd_ >= 0)
+        state.push_back(opts_.actions_log);
+    std::vector<fs::path> dirs = {opts_.socket.parent_path(), opts_.actions_log.parent_path()};
+    if (pipeline_) {
+        const auto st = pipeline_->stats();
+        protected_rotations_ = st.jsonl_rotations;
+        for (const std::string& f : {st.db_path, st.db_path.empty() ? "" : st.db_path + "-wal",
+                                     st.db_path.empty() ? "" : st.db_path + "-shm", st.jsonl_path})
+            if (!f.empty() && fs::exists(f))
+                state.push_back(f);
+        for (const std::string& f : {st.db_path, st.jsonl_path})
+            if (!f.empty())
+                dirs.push_back(fs::path(f).parent_path());
+    }
+    for (const auto& dir : dirs)
+        if (dir.filename() == "cordon" && std::find(state.begin(), state.end(), dir) == state.end())
+            state.push_back(dir);
+    ctl_->guard().protect_state(state);
 }
 
 json Server::who_of(const Peer& p) const
@@ -569,6 +608,132 @@ policy::Context context_of(const api::Request& r)
     return {.home = r.home, .workspace = r.workspace, .user = r.user};
 }
 
+json Server::store_json() const
+{
+    if (!pipeline_)
+        return {{"enabled", false}};
+    const auto s = pipeline_->stats();
+    json j = {{"enabled", true},
+              {"received", s.received},
+              {"queue_dropped", s.queue_dropped},
+              {"lag_records", s.lag_records},
+              {"lag_ms", s.lag_ms},
+              {"store_cpu_ms", s.store_cpu_ns / 1'000'000}};
+    if (!s.db_path.empty())
+        j["sqlite"] = {{"path", s.db_path},       {"stored", s.db_stored},
+                       {"lost", s.db_lost},       {"write_errors", s.db_write_errors},
+                       {"pruned", s.pruned},      {"last_error", s.db_error},
+                       {"corrupt_moved", s.corrupt_moved}};
+    if (!s.jsonl_path.empty())
+        j["jsonl"] = {{"path", s.jsonl_path},
+                      {"written", s.jsonl_written},
+                      {"lost", s.jsonl_lost},
+                      {"write_errors", s.jsonl_write_errors},
+                      {"rotations", s.jsonl_rotations},
+                      {"last_error", s.jsonl_error}};
+    return j;
+}
+
+void Server::publish_metrics()
+{
+    auto& g = ctl_->guard();
+    const auto c = g.counters();
+    std::string t;
+    const auto help = [&t](const char* name, const char* type, const char* text) {
+        t += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, text, name, type);
+    };
+    help("cordon_decisions_total", "counter",
+         "Decisions reported by the kernel and read by cordond, by agent, hook and verdict "
+         "(allows only for agents with trace: all)");
+    for (const auto& [k, n] : decided_) {
+        const auto& [agent, hook, verdict] = k;
+        t += metric_line("cordon_decisions_total",
+                         {{"agent", agent},
+                          {"hook", std::string(events::hook_name(hook))},
+                          {"verdict", std::string(events::verdict_name(verdict))}},
+                         static_cast<double>(n));
+    }
+    help("cordon_kernel_decisions_total", "counter",
+         "Every decision the programs made, reported or not, by verdict");
+    for (auto [v, i] : {std::pair{"allow", CORDON_CNT_ALLOW}, std::pair{"deny", CORDON_CNT_DENY},
+                        std::pair{"audit", CORDON_CNT_AUDIT}, std::pair{"kill", CORDON_CNT_KILL},
+                        std::pair{"freeze", CORDON_CNT_FREEZE}})
+        t += metric_line("cordon_kernel_decisions_total", {{"verdict", v}}, static_cast<double>(c[i]));
+    help("cordon_lost_events_total", "counter", "Records the ring buffer had no room for");
+    t += metric_line("cordon_lost_events_total", {}, static_cast<double>(c[CORDON_CNT_RINGBUF_DROPS]));
+    help("cordon_malformed_events_total", "counter", "Records that failed to decode");
+    t += metric_line("cordon_malformed_events_total", {}, static_cast<double>(reader_->malformed()));
+    help("cordon_unresolved_paths_total", "counter",
+         "Accesses whose path the programs could not resolve (refused)");
+    t += metric_line("cordon_unresolved_paths_total", {}, static_cast<double>(c[CORDON_CNT_PATH_FAILED]));
+    help("cordon_subscriber_drops_total", "counter", "Events a slow subscriber did not take");
+    t += metric_line("cordon_subscriber_drops_total", {}, static_cast<double>(subscriber_drops_));
+    help("cordon_agent_score", "gauge", "Trust score of each agent (0-1000)");
+    std::string tiers;
+    for (const auto& a : ctl_->agents()) {
+        const auto st = g.agent(a.cgroup_id);
+        const auto live = g.live(a.cgroup_id);
+        if (!st || !live)
+            continue;
+        t += metric_line("cordon_agent_score", {{"agent", a.name}}, live->score);
+        const auto tier = ctl_->tier_of(st->policy_id, *live);
+        tiers += metric_line("cordon_agent_tier",
+                             {{"agent", a.name},
+                              {"tier", tier < a.tier_names.size() ? a.tier_names[tier]
+                                                                  : std::to_string(tier)}},
+                             tier);
+    }
+    help("cordon_agent_tier", "gauge", "The trust tier each agent is in (its index, lowest 0; the label names it)");
+    t += tiers;
+    if (pipeline_) {
+        const auto s = pipeline_->stats();
+        help("cordon_store_records_total", "counter", "Records written, by sink");
+        help("cordon_store_lost_total", "counter", "Records not stored, by sink and cause");
+        help("cordon_store_write_errors_total", "counter", "Failed writes, by sink");
+        std::string rec, lost, err;
+        if (!s.db_path.empty()) {
+            rec += metric_line("cordon_store_records_total", {{"sink", "sqlite"}}, static_cast<double>(s.db_stored));
+            lost += metric_line("cordon_store_lost_total", {{"sink", "sqlite"}, {"cause", "write"}}, static_cast<double>(s.db_lost));
+            err += metric_line("cordon_store_write_errors_total", {{"sink", "sqlite"}}, static_cast<double>(s.db_write_errors));
+        }
+        if (!s.jsonl_path.empty()) {
+            rec += metric_line("cordon_store_records_total", {{"sink", "jsonl"}}, static_cast<double>(s.jsonl_written));
+            lost += metric_line("cordon_store_lost_total", {{"sink", "jsonl"}, {"cause", "write"}}, static_cast<double>(s.jsonl_lost));
+            err += metric_line("cordon_store_write_errors_total", {{"sink", "jsonl"}}, static_cast<double>(s.jsonl_write_errors));
+        }
+        lost += metric_line("cordon_store_lost_total", {{"sink", "all"}, {"cause", "queue_full"}}, static_cast<double>(s.queue_dropped));
+        t += rec + lost + err;
+        help("cordon_store_lag_records", "gauge", "Records queued for the store, not yet written");
+        t += metric_line("cordon_store_lag_records", {}, static_cast<double>(s.lag_records));
+        help("cordon_store_lag_seconds", "gauge", "Age of the oldest record not yet written");
+        t += metric_line("cordon_store_lag_seconds", {}, static_cast<double>(s.lag_ms) / 1000.0);
+    }
+    // BPF program run time: the kernel counts it only while kernel.bpf_stats_enabled is 1.
+    std::ifstream stats_enabled("/proc/sys/kernel/bpf_stats_enabled");
+    int enabled = 0;
+    if (stats_enabled >> enabled && enabled == 1) {
+        help("cordon_bpf_run_seconds_total", "counter", "Time cordon's programs ran (kernel.bpf_stats_enabled=1)");
+        std::string runs;
+        for (const auto id : g.program_ids()) {
+            const int fd = bpf_prog_get_fd_by_id(id);
+            if (fd < 0)
+                continue;
+            bpf_prog_info info{};
+            __u32 len = sizeof(info);
+            if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+                t += metric_line("cordon_bpf_run_seconds_total", {{"program", info.name}},
+                                 static_cast<double>(info.run_time_ns) / 1e9);
+                runs += metric_line("cordon_bpf_runs_total", {{"program", info.name}},
+                                    static_cast<double>(info.run_cnt));
+            }
+            ::close(fd);
+        }
+        help("cordon_bpf_runs_total", "counter", "Times cordon's programs ran (kernel.bpf_stats_enabled=1)");
+        t += runs;
+    }
+    metrics_->publish(std::move(t));
+}
+
 json Server::agent_json(const control::AgentRecord& r)
 {
     json a = {{"name", r.name},
@@ -681,7 +846,8 @@ json Server::dispatch(Peer& p, const api::Request& r)
                 {"malformed_events", reader_->malformed()},
                 {"subscriber_drops", subscriber_drops_},
                 {"unresolved_paths", c[CORDON_CNT_PATH_FAILED]},
-                {"task_table_full", c[CORDON_CNT_TASK_FULL]}};
+                {"task_table_full", c[CORDON_CNT_TASK_FULL]},
+                {"store", store_json()}};
     }
     case api::Op::Agents: {
         json list = json::array();
@@ -983,6 +1149,21 @@ void Server::on_event(const events::Event& e)
     if (h.verdict == CORDON_VERDICT_DENY || h.verdict == CORDON_VERDICT_KILL ||
         h.verdict == CORDON_VERDICT_FREEZE)
         ++denials_[h.agent_id];
+    if (h.hook != CORDON_HOOK_PROCESS && h.hook != CORDON_HOOK_TRUST)
+        ++decided_[{name, h.hook, h.verdict}];
+    if (pipeline_) {
+        events::Context sc{.agent = name, .rule = {}, .task = cx.task, .old_tier = {}, .new_tier = {}};
+        if (h.hook == CORDON_HOOK_TRUST) {
+            sc.old_tier = rec && e.body.family < rec->tier_names.size() ? rec->tier_names[e.body.family]
+                                                                        : std::to_string(e.body.family);
+            sc.new_tier = rec && e.body.protocol < rec->tier_names.size()
+                              ? rec->tier_names[e.body.protocol]
+                              : std::to_string(e.body.protocol);
+        } else if (h.hook != CORDON_HOOK_PROCESS) {
+            sc.rule = events::source_text(e, namer);
+        }
+        pipeline_->push(e, std::move(sc));
+    }
     if (h.verdict == CORDON_VERDICT_KILL || h.verdict == CORDON_VERDICT_FREEZE)
         supervise_now_ = true;
     // Text is made only for a log line or a subscriber: under a flood most events need neither,
@@ -1003,7 +1184,7 @@ void Server::on_event(const events::Event& e)
         if (!p.subscribed || (p.filter && *p.filter != name))
             continue;
         if (line.empty()) {
-            if (reported && text.empty())
+            if (text.empty())
                 text = events::event_line(e, namer, cx);
             line = "{\"v\":1,\"event\":" + events::event_json(e, namer, name, cx) +
                    (text.empty() ? "" : ",\"line\":" + json(text).dump(-1, ' ', false,
@@ -1196,6 +1377,27 @@ int Server::run()
     if (actions_fd_ < 0)
         spdlog::error("cannot open {}: {}; operator actions go to this log only",
                       opts_.actions_log.string(), errno_text(errno));
+    events::PipelineOptions po;
+    if (opts_.store_enabled) {
+        po.db = opts_.store.empty() ? opts_.actions_log.parent_path() / "events.db" : opts_.store;
+        po.db_options.max_age_ns = opts_.store_max_age_ms * 1'000'000;
+        po.db_options.max_bytes = opts_.store_max_bytes;
+    }
+    if (!opts_.events_jsonl.empty())
+        po.jsonl = opts_.events_jsonl;
+    po.jsonl_max_bytes = opts_.jsonl_max_bytes;
+    po.jsonl_files = opts_.jsonl_files;
+    if (po.db || po.jsonl) {
+        pipeline_ = std::make_unique<events::Pipeline>(po);
+        spdlog::info("storing events in {}{}{}", po.db ? po.db->string() : "",
+                     po.db && po.jsonl ? " and " : "", po.jsonl ? po.jsonl->string() : "");
+    } else {
+        spdlog::warn("no event store (--no-store and no --events-jsonl): decisions are not kept");
+    }
+    if (!opts_.metrics_listen.empty()) {
+        metrics_ = std::make_unique<Metrics>(opts_.metrics_listen);
+        spdlog::info("metrics on http://{}/metrics", opts_.metrics_listen);
+    }
     reader_ = std::make_unique<events::Reader>(g.events_fd(),
                                                [this](const events::Event& e) { on_event(e); });
     if (g.backend() == CORDON_BACKEND_LSM)
@@ -1205,13 +1407,7 @@ int Server::run()
     // the socket would answer the operator's kill itself. Their directories too when they are
     // cordon's own (named "cordon", as /run/cordon and /var/lib/cordon), never a shared one
     // such as /tmp.
-    std::vector<fs::path> state = {opts_.socket, opts_.registry};
-    if (actions_fd_ >= 0)
-        state.push_back(opts_.actions_log);
-    for (const auto& dir : {opts_.socket.parent_path(), opts_.actions_log.parent_path()})
-        if (dir.filename() == "cordon")
-            state.push_back(dir);
-    g.protect_state(state);
+    protect_files();
     spdlog::info("listening on {}", opts_.socket.string());
 
     auto last_reconcile = now_ms();
@@ -1251,7 +1447,13 @@ int Server::run()
         // marks never wait behind an agent's flood of denials (the rest is read on the next
         // pass, which then does not wait in poll).
         reader_->drain(kEventsPerPass);
+        if (pipeline_)
+            pipeline_->flush();
         answer_pings();
+        if (metrics_ && now_ms() - metrics_published_ms_ >= 1000) {
+            publish_metrics();
+            metrics_published_ms_ = now_ms();
+        }
         if (now_ms() - log_window_ms_ >= 1000) {
             for (const auto& [name, counts] : logged_)
                 if (counts.second > 0)
@@ -1288,6 +1490,8 @@ int Server::run()
                                        {"change", change}});
                 }
                 reconcile();
+                if (pipeline_ && pipeline_->stats().jsonl_rotations != protected_rotations_)
+                    protect_files();
                 last_reconcile = now_ms();
             }
         } catch (const std::exception& e) {

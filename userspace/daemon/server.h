@@ -16,6 +16,16 @@ struct ServerOptions {
     std::filesystem::path pin_dir = "/sys/fs/bpf/cordon";
     std::filesystem::path actions_log = "/var/lib/cordon/actions.jsonl";
     std::string backend = "auto";
+    /// The forensic store (SQLite); empty: events.db beside the actions log. store_enabled
+    /// false: none (the actions log and the JSONL file, if any, still are written).
+    std::filesystem::path store;
+    bool store_enabled = true;
+    std::int64_t store_max_age_ms = 30LL * 24 * 3600 * 1000; ///< retention by age (0: none)
+    std::uint64_t store_max_bytes = 1ull << 30;              ///< retention by size (0: none)
+    std::filesystem::path events_jsonl;        ///< JSONL sink (OCSF fields); empty: none
+    std::uint64_t jsonl_max_bytes = 64ull << 20; ///< rotate at this size
+    unsigned jsonl_files = 5;                  ///< rotated files kept
+    std::string metrics_listen;                ///< Prometheus endpoint ADDR:PORT; empty: none
 };
 
 /// Runs until SIGTERM or SIGINT; returns the exit status. Agents stay enforced after it

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -35,6 +36,7 @@ std::string_view hook_name(std::uint16_t hook)
     case CORDON_HOOK_LISTEN: return "listen";
     case CORDON_HOOK_BIND: return "bind";
     case CORDON_HOOK_TRUST: return "trust";
+    case CORDON_HOOK_PROCESS: return "process";
     default: return "unknown";
     }
 }
@@ -135,10 +137,31 @@ std::string source_text(const Event& e, const RuleNamer& rule)
     return "agent killed or frozen";
 }
 
+std::vector<std::string> argv_strings(const Event& e)
+{
+    std::vector<std::string> out;
+    const std::string_view all(e.argv, std::min<std::size_t>(e.argv_len, sizeof(e.argv)));
+    for (std::size_t at = 0; at < all.size();) {
+        const auto end = all.find('\0', at);
+        out.emplace_back(all.substr(at, end == std::string_view::npos ? all.npos : end - at));
+        if (end == std::string_view::npos)
+            break;
+        at = end + 1;
+    }
+    return out;
+}
+
 std::string event_line(const Event& e, const RuleNamer& rule, const EventContext& cx)
 {
     const auto& h = e.header();
     const std::string task = cx.task.empty() ? "" : " task " + cx.task;
+    if (h.hook == CORDON_HOOK_PROCESS) {
+        std::string args;
+        for (const auto& a : argv_strings(e))
+            args += (args.empty() ? "" : " ") + a;
+        return fmt::format("process {} [{}{}] pid {} parent {} uid {}{}", e.body.path, args,
+                           e.argv_full > e.argv_len ? " ..." : "", h.tgid, h.ppid, h.uid, task);
+    }
     if (h.hook == CORDON_HOOK_TRUST)
         return fmt::format("trust tier {} -> {} ({}) score {}{}{}", tier_text(e.body.family, cx),
                            tier_text(e.body.protocol, cx), trust_cause_name(e.body.access),
@@ -179,7 +202,11 @@ std::string event_json(const Event& e, const RuleNamer& rule, std::string_view a
                         {"backend", h.backend == CORDON_BACKEND_LSM ? "lsm" : "compat"}};
     if (!cx.task.empty())
         j["task"] = cx.task;
-    if (h.hook == CORDON_HOOK_TRUST) {
+    if (h.hook == CORDON_HOOK_PROCESS) {
+        j["path"] = e.body.path;
+        j["argv"] = argv_strings(e);
+        j["argv_truncated"] = e.argv_full > e.argv_len;
+    } else if (h.hook == CORDON_HOOK_TRUST) {
         j["old_tier"] = tier_text(e.body.family, cx);
         j["new_tier"] = tier_text(e.body.protocol, cx);
         j["cause"] = trust_cause_name(e.body.access);

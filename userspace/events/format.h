@@ -28,6 +28,8 @@ struct EventContext {
 std::string source_text(const Event& e, const RuleNamer& rule);
 /// "deny", "kill", "burst", "recovery", "operator", "policy" (a trust event's cause).
 std::string_view trust_cause_name(std::uint8_t cause);
+/// An exec trace record's argument strings (the last one cut when the record was).
+std::vector<std::string> argv_strings(const Event& e);
 /// `deny exec /usr/bin/curl (policies/coding-agent.yaml:14) pid 4242`; a trust event:
 /// `trust tier standard -> restricted (deny) score 350`
 std::string event_line(const Event& e, const RuleNamer& rule, const EventContext& cx = {});

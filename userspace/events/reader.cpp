@@ -20,6 +20,19 @@ std::optional<Event> decode(std::span<const std::uint8_t> record)
     std::memcpy(&h, record.data(), sizeof(h));
     if (h.size < sizeof(h) || h.size > record.size())
         return std::nullopt;
+    if (h.hook == CORDON_HOOK_PROCESS) {
+        cordon_exec_event x{};
+        if (h.size < sizeof(x))
+            return std::nullopt;
+        std::memcpy(&x, record.data(), sizeof(x));
+        e.body.h = x.h;
+        std::memcpy(e.body.path, x.path, sizeof(x.path));
+        e.argv_len = std::min<std::uint32_t>(x.argv_len, sizeof(x.argv));
+        e.argv_full = x.argv_full;
+        std::memcpy(e.argv, x.argv, e.argv_len);
+        e.body.path[sizeof(e.body.path) - 1] = 0;
+        return e;
+    }
     std::memcpy(&e.body, record.data(), std::min<size_t>(h.size, sizeof(e.body)));
     e.body.path[sizeof(e.body.path) - 1] = 0; // the kernel terminates it; never trust that here
     return e;

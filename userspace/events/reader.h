@@ -16,7 +16,11 @@ namespace cordon::events {
 
 /// One decoded decision record (struct cordon_event; older, shorter records are zero-filled).
 struct Event {
-    cordon_event body{}; ///< the full record, header included
+    cordon_event body{}; ///< the full record, header included (an exec trace's path in body.path)
+    /// Exec trace records (hook CORDON_HOOK_PROCESS): the argument strings, NUL-separated.
+    std::uint32_t argv_len = 0;  ///< bytes used of argv
+    std::uint32_t argv_full = 0; ///< the strings' whole length in the process (more: cut)
+    char argv[CORDON_EVENT_ARGV] = {};
     const cordon_event_header& header() const { return body.h; }
 };
 

@@ -98,6 +98,7 @@ private:
         s.unix_abstract = static_cast<__u8>(p_.unix_abstract);
         s.mode = p_.mode == Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
         s.trace_all = p_.trace == Trace::All ? 1 : 0;
+        s.trace_exec = p_.trace == Trace::All || p_.trace == Trace::Exec ? 1 : 0;
         s.ntiers = static_cast<__u8>(p_.trust.tiers.size());
         s.penalty_deny = static_cast<__u16>(p_.trust.penalty_deny);
         s.penalty_kill = static_cast<__u16>(p_.trust.penalty_kill);

@@ -21,7 +21,9 @@ struct SourcePos {
 
 enum class Action : std::uint8_t { Allow = 0, Deny = 1, Audit = 2, Kill = 3, Freeze = 4 };
 enum class Mode : std::uint8_t { Enforce = 0, Audit = 1 };
-enum class Trace : std::uint8_t { Decisions = 0, All = 1 };
+/// What a policy reports beyond its decisions: nothing more, every exec (process lineage), or
+/// every access allowed too (execs included).
+enum class Trace : std::uint8_t { Decisions = 0, All = 1, Exec = 2 };
 
 /// Bits of PathRule::access.
 enum Access : std::uint8_t { kRead = 1, kWrite = 2 };

@@ -567,7 +567,9 @@ private:
             if (auto v = word<Mode>(*m, "mode", {{"enforce", Mode::Enforce}, {"audit", Mode::Audit}}))
                 p_.mode = *v;
         if (auto* t = optional(k, "trace"))
-            if (auto v = word<Trace>(*t, "trace", {{"decisions", Trace::Decisions}, {"all", Trace::All}}))
+            if (auto v = word<Trace>(*t, "trace", {{"decisions", Trace::Decisions},
+                                                   {"exec", Trace::Exec},
+                                                   {"all", Trace::All}}))
                 p_.trace = *v;
         // Trust first: rules name its tiers.
         if (auto* t = optional(k, "trust"))

@@ -11,6 +11,11 @@
 namespace cordon::policy {
 namespace {
 
+const char* trace_name(Trace t)
+{
+    return t == Trace::All ? "all" : t == Trace::Exec ? "exec" : "decisions";
+}
+
 std::string ports_text(const std::vector<PortRange>& ports)
 {
     if (ports.empty())
@@ -220,7 +225,7 @@ std::string show_text(const Policy& p)
     if (p.overlay)
         return overlay_text(p);
     std::string out = fmt::format("policy {} ({}), mode {}, trace {}\n", p.name, p.file,
-                                  mode_name(p.mode), p.trace == Trace::All ? "all" : "decisions");
+                                  mode_name(p.mode), trace_name(p.trace));
     out += trust_text(p.trust);
     out += fmt::format("hardening (seccomp, in every process of the agent): no_new_privs {}\n",
                        p.hardening.no_new_privs ? "on" : "off");
@@ -266,7 +271,7 @@ std::string show_json(const Policy& p)
         doc["network"] = {{"rules", net_rules_json(p)}};
     } else {
         doc["mode"] = mode_name(p.mode);
-        doc["trace"] = p.trace == Trace::All ? "all" : "decisions";
+        doc["trace"] = trace_name(p.trace);
         doc["trust"] = trust_json(p.trust);
         doc["hardening"] = hardening_json(p.hardening);
         doc["network"] = {{"default", action_name(p.network.default_action)},

@@ -1,0 +1,459 @@
+// SPDX-License-Identifier: Apache-2.0
+// The forensic event store on real SQLite files: searching, the tamper-evident chain, retention,
+// and what happens when the file or the disk fails.
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include "common/error.h"
+#include "events/store.h"
+
+namespace cordon::events::store {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr std::int64_t kSec = 1'000'000'000;
+
+Record rec(std::int64_t t, std::string agent, std::string kind, std::string hook, std::string verdict,
+           std::string path = "", std::string dest = "", std::uint16_t port = 0)
+{
+    Record r;
+    r.time_ns = t;
+    r.agent = std::move(agent);
+    r.kind = std::move(kind);
+    r.hook = std::move(hook);
+    r.verdict = std::move(verdict);
+    r.pid = 4242;
+    r.ppid = 1;
+    r.uid = 1000;
+    r.path = std::move(path);
+    r.dest = std::move(dest);
+    r.port = port;
+    r.json = "{\"t\":" + std::to_string(t) + ",\"agent\":\"" + r.agent + "\",\"pad\":\"" +
+             std::string(300, 'x') + "\"}";
+    return r;
+}
+
+/// `n` decisions per agent, interleaved, one second apart from time `t0`.
+std::vector<Record> interleaved(const std::vector<std::string>& agents, int n, std::int64_t t0 = kSec)
+{
+    std::vector<Record> v;
+    for (int i = 0; i < n; ++i)
+        for (const auto& a : agents)
+            v.push_back(rec(t0 + static_cast<std::int64_t>(v.size()) * kSec, a, "decision", "open",
+                            i % 2 ? "allow" : "deny", "/work/f" + std::to_string(i)));
+    return v;
+}
+
+class StoreTest : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        std::string t = (fs::temp_directory_path() / "cordon-store-XXXXXX").string();
+        ASSERT_NE(mkdtemp(t.data()), nullptr);
+        dir = t;
+        db = dir / "events.db";
+    }
+    void TearDown() override { fs::remove_all(dir); }
+
+    /// Runs SQL on a separate raw connection, as an attacker with write access to the file would.
+    void raw(const std::string& sql)
+    {
+        sqlite3* h = nullptr;
+        ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+        char* err = nullptr;
+        const int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
+        EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "") << " in: " << sql;
+        sqlite3_free(err);
+        sqlite3_close(h);
+    }
+
+    fs::path dir, db;
+};
+
+TEST_F(StoreTest, RoundTripKeepsEveryFieldAndChainsPerAgent)
+{
+    const std::vector<Record> in = {
+        rec(1 * kSec, "a1", "decision", "exec", "deny", "/usr/bin/curl"),
+        rec(2 * kSec, "a2", "decision", "connect6", "allow", "", "2001:db8::1", 443),
+        rec(3 * kSec, "a1", "action", "kill", "ok"),
+    };
+    {
+        Writer w(db, {});
+        ASSERT_TRUE(w.append(in)) << w.last_error();
+        const auto h = w.heads();
+        EXPECT_EQ(h.at("a1").first, 2);
+        EXPECT_EQ(h.at("a2").first, 1);
+    }
+    const auto rows = query(db, {});
+    ASSERT_EQ(rows.size(), 3u);
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        EXPECT_EQ(rows[i].time_ns, in[i].time_ns);
+        EXPECT_EQ(rows[i].agent, in[i].agent);
+        EXPECT_EQ(rows[i].kind, in[i].kind);
+        EXPECT_EQ(rows[i].hook, in[i].hook);
+        EXPECT_EQ(rows[i].verdict, in[i].verdict);
+        EXPECT_EQ(rows[i].pid, in[i].pid);
+        EXPECT_EQ(rows[i].ppid, in[i].ppid);
+        EXPECT_EQ(rows[i].uid, in[i].uid);
+        EXPECT_EQ(rows[i].path, in[i].path);
+        EXPECT_EQ(rows[i].dest, in[i].dest);
+        EXPECT_EQ(rows[i].port, in[i].port);
+        EXPECT_EQ(rows[i].json, in[i].json);
+        EXPECT_EQ(rows[i].hash_hex.size(), 64u);
+    }
+    EXPECT_EQ(rows[0].seq, 1);
+    EXPECT_EQ(rows[0].prev_hex, std::string(64, '0')); // first of its chain
+    EXPECT_EQ(rows[1].seq, 1);
+    EXPECT_EQ(rows[2].seq, 2);
+    EXPECT_EQ(rows[2].prev_hex, rows[0].hash_hex); // chained to a1's previous, not to a2's
+    EXPECT_TRUE(verify(db).ok);
+}
+
+TEST_F(StoreTest, ReopeningContinuesTheChain)
+{
+    {
+        Writer w(db, {});
+        ASSERT_TRUE(w.append(interleaved({"a1"}, 3)));
+    }
+    Writer w(db, {});
+    EXPECT_EQ(w.heads().at("a1").first, 3);
+    ASSERT_TRUE(w.append(interleaved({"a1"}, 2, 100 * kSec)));
+    EXPECT_EQ(w.heads().at("a1").first, 5);
+    const auto v = verify(db);
+    EXPECT_TRUE(v.ok) << v.reason;
+    EXPECT_EQ(v.records, 5u);
+}
+
+TEST_F(StoreTest, CreatesItsDirectoryPrivate)
+{
+    const auto nested = dir / "var" / "cordon" / "events.db";
+    Writer w(nested, {});
+    struct stat st {};
+    ASSERT_EQ(::stat(nested.parent_path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
+struct FilterCase {
+    const char* name;
+    Filter filter;
+    std::vector<std::int64_t> want; // time_ns in seconds of the rows expected, in order
+};
+void PrintTo(const FilterCase& c, std::ostream* os) { *os << c.name; }
+
+class StoreFilterTest : public StoreTest, public ::testing::WithParamInterface<FilterCase> {};
+
+TEST_P(StoreFilterTest, SelectsExactlyTheMatchingRows)
+{
+    {
+        Writer w(db, {});
+        // Out of time order on purpose: results come back ordered by time.
+        ASSERT_TRUE(w.append(std::vector<Record>{
+            rec(3 * kSec, "a2", "decision", "connect6", "deny", "", "2001:db8::5", 443),
+            rec(1 * kSec, "a1", "decision", "exec", "deny", "/usr/bin/curl"),
+            rec(2 * kSec, "a1", "decision", "connect4", "allow", "", "10.1.2.3", 443),
+            rec(4 * kSec, "a2", "process", "exec", "allow", "/bin/ls"),
+            rec(5 * kSec, "a1", "trust", "trust", "audit"),
+            rec(6 * kSec, "cordond", "action", "kill", "ok", "", "192.168.1.1", 22),
+            rec(7 * kSec, "a1", "decision", "open", "allow", "/home/dev/.ssh/id_rsa"),
+            rec(8 * kSec, "a2", "decision", "connect6", "allow", "", "2001:db9::1", 80),
+        }));
+    }
+    std::vector<std::int64_t> got;
+    for (const auto& r : query(db, GetParam().filter))
+        got.push_back(r.time_ns / kSec);
+    EXPECT_EQ(got, GetParam().want);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Store, StoreFilterTest,
+    ::testing::Values(
+        FilterCase{.name = "NoFilterReturnsAllByTime", .filter = {}, .want = {1, 2, 3, 4, 5, 6, 7, 8}},
+        FilterCase{.name = "Agent", .filter = {.agent = "a2"}, .want = {3, 4, 8}},
+        FilterCase{.name = "SinceIsInclusive", .filter = {.since_ns = 6 * kSec}, .want = {6, 7, 8}},
+        FilterCase{.name = "UntilIsInclusive", .filter = {.until_ns = 2 * kSec}, .want = {1, 2}},
+        FilterCase{.name = "SinceAndUntil",
+                   .filter = {.since_ns = 3 * kSec, .until_ns = 4 * kSec},
+                   .want = {3, 4}},
+        FilterCase{.name = "OneVerdict", .filter = {.verdicts = {"deny"}}, .want = {1, 3}},
+        FilterCase{.name = "VerdictAllowAlone", .filter = {.verdicts = {"allow"}}, .want = {2, 4, 7, 8}},
+        FilterCase{.name = "AnyOfVerdicts", .filter = {.verdicts = {"deny", "audit"}}, .want = {1, 3, 5}},
+        FilterCase{.name = "Hooks", .filter = {.hooks = {"exec", "connect4"}}, .want = {1, 2, 4}},
+        FilterCase{.name = "Kinds", .filter = {.kinds = {"trust", "action"}}, .want = {5, 6}},
+        FilterCase{.name = "PathGlob", .filter = {.path_glob = "/usr/*"}, .want = {1}},
+        FilterCase{.name = "PathGlobIsCaseSensitive", .filter = {.path_glob = "/USR/*"}, .want = {}},
+        FilterCase{.name = "CidrV4", .filter = {.dest_cidr = "10.0.0.0/8"}, .want = {2}},
+        FilterCase{.name = "CidrV4Wide", .filter = {.dest_cidr = "0.0.0.0/0"}, .want = {2, 6}},
+        FilterCase{.name = "CidrV4OddPrefix", .filter = {.dest_cidr = "192.168.1.0/31"}, .want = {6}},
+        FilterCase{.name = "CidrV6", .filter = {.dest_cidr = "2001:db8::/32"}, .want = {3}},
+        FilterCase{.name = "CidrV6Wider", .filter = {.dest_cidr = "2001:db8::/30"}, .want = {3, 8}},
+        FilterCase{.name = "BareAddress", .filter = {.dest_cidr = "2001:db9::1"}, .want = {8}},
+        FilterCase{.name = "Limit", .filter = {.limit = 3}, .want = {1, 2, 3}},
+        FilterCase{.name = "LimitAfterCidr",
+                   .filter = {.dest_cidr = "2001:db8::/30", .limit = 1},
+                   .want = {3}},
+        FilterCase{.name = "Combined",
+                   .filter = {.agent = "a1", .since_ns = 2 * kSec, .verdicts = {"allow"}, .kinds = {"decision"}},
+                   .want = {2, 7}}),
+    [](const auto& i) { return std::string(i.param.name); });
+
+TEST_F(StoreTest, MalformedCidrIsRefusedNamingIt)
+{
+    {
+        Writer w(db, {});
+    }
+    for (const std::string bad : {"10.0.0.0/33", "banana", "10.0.0.0/", "2001:db8::/129", "10.0.0/8",
+                                  "10.0.0.0/8x"}) {
+        try {
+            query(db, Filter{.dest_cidr = bad});
+            ADD_FAILURE() << bad << " accepted";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("'" + bad + "'"), std::string::npos) << e.what();
+        }
+    }
+}
+
+TEST_F(StoreTest, MissingStoreSaysSo)
+{
+    try {
+        query(dir / "nope.db", {});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_EQ(std::string(e.what()), "no event store at " + (dir / "nope.db").string() +
+                                             ": is cordond running with the store enabled?");
+    }
+    EXPECT_THROW(verify(dir / "nope.db"), Error);
+}
+
+TEST_F(StoreTest, NewerSchemaIsRefused)
+{
+    {
+        Writer w(db, {});
+    }
+    raw("UPDATE meta SET value = 99 WHERE key = 'schema_version'");
+    try {
+        Writer w(db, {});
+        FAIL() << "opened";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("schema version 99"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(query(db, {}), Error);
+    EXPECT_TRUE(fs::exists(db)); // not ours to move aside
+}
+
+struct TamperCase {
+    const char* name;
+    std::string sql;    // run on a raw connection after 10 records each of a1, a2
+    std::string agent;  // the first bad record named
+    std::int64_t seq;
+    std::string reason; // a word of the reason
+};
+void PrintTo(const TamperCase& c, std::ostream* os) { *os << c.name; }
+
+class StoreTamperTest : public StoreTest, public ::testing::WithParamInterface<TamperCase> {};
+
+// Columns without id, to copy a row into a forged one.
+const std::string kCols = "time_ns, agent, seq, kind, hook, verdict, pid, ppid, uid, path, dest, port, json, prev, hash";
+
+TEST_P(StoreTamperTest, VerifyNamesTheFirstBadRecord)
+{
+    {
+        Writer w(db, {});
+        ASSERT_TRUE(w.append(interleaved({"a1", "a2"}, 10)));
+    }
+    ASSERT_TRUE(verify(db).ok);
+    raw(GetParam().sql);
+    const auto v = verify(db);
+    EXPECT_FALSE(v.ok);
+    EXPECT_EQ(v.agent, GetParam().agent);
+    EXPECT_EQ(v.seq, GetParam().seq);
+    EXPECT_NE(v.reason.find(GetParam().reason), std::string::npos) << v.reason;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Store, StoreTamperTest,
+    ::testing::Values(
+        TamperCase{.name = "EditedJson",
+                   .sql = "UPDATE records SET json = '{}' WHERE agent = 'a2' AND seq = 4",
+                   .agent = "a2", .seq = 4, .reason = "edited"},
+        TamperCase{.name = "EditedVerdict",
+                   .sql = "UPDATE records SET verdict = 'allow' WHERE agent = 'a1' AND seq = 7",
+                   .agent = "a1", .seq = 7, .reason = "edited"},
+        TamperCase{.name = "EditedTime",
+                   .sql = "UPDATE records SET time_ns = time_ns + 1 WHERE agent = 'a1' AND seq = 1",
+                   .agent = "a1", .seq = 1, .reason = "edited"},
+        TamperCase{.name = "EditedHashToo",
+                   .sql = "UPDATE records SET hash = zeroblob(32) WHERE agent = 'a2' AND seq = 2",
+                   .agent = "a2", .seq = 2, .reason = "edited"},
+        TamperCase{.name = "DeletedFromTheMiddle",
+                   .sql = "DELETE FROM records WHERE agent = 'a1' AND seq = 5",
+                   .agent = "a1", .seq = 5, .reason = "deleted"},
+        TamperCase{.name = "DeletedTheFirst",
+                   .sql = "DELETE FROM records WHERE agent = 'a2' AND seq = 1",
+                   .agent = "a2", .seq = 1, .reason = "deleted"},
+        TamperCase{.name = "InsertedDuplicate",
+                   .sql = "INSERT INTO records(" + kCols + ") SELECT " + kCols +
+                          " FROM records WHERE agent = 'a2' AND seq = 3",
+                   .agent = "a2", .seq = 3, .reason = "inserted"},
+        TamperCase{.name = "InsertedPlausibleRow",
+                   .sql = "INSERT INTO records(" + kCols + ") SELECT time_ns + 1, agent, seq, kind, "
+                          "hook, 'allow', pid, ppid, uid, path, dest, port, json, prev, hash "
+                          "FROM records WHERE agent = 'a1' AND seq = 6",
+                   .agent = "a1", .seq = 6, .reason = "inserted"},
+        TamperCase{.name = "InsertedBeyondTheHead",
+                   .sql = "INSERT INTO records(" + kCols + ") SELECT time_ns + 1, agent, 11, kind, "
+                          "hook, verdict, pid, ppid, uid, path, dest, port, json, hash, hash "
+                          "FROM records WHERE agent = 'a1' AND seq = 10",
+                   .agent = "a1", .seq = 11, .reason = "inserted"},
+        TamperCase{.name = "InsertedForAnUnknownAgent",
+                   .sql = "INSERT INTO records(" + kCols + ") VALUES(5, 'a0', 1, 'decision', 'exec', "
+                          "'allow', 1, 1, 0, '/bin/sh', '', 0, '{}', zeroblob(32), zeroblob(32))",
+                   .agent = "a0", .seq = 1, .reason = "inserted"},
+        TamperCase{.name = "DeletedAtTheEnd",
+                   .sql = "DELETE FROM records WHERE agent = 'a2' AND seq >= 9",
+                   .agent = "a2", .seq = 9, .reason = "missing at the end (head says seq 10)"},
+        TamperCase{.name = "DeletedEveryRecordOfAnAgent",
+                   .sql = "DELETE FROM records WHERE agent = 'a1'",
+                   .agent = "a1", .seq = 1, .reason = "missing at the end"},
+        TamperCase{.name = "DeletedTheHead",
+                   .sql = "DELETE FROM heads WHERE agent = 'a1'",
+                   .agent = "a1", .seq = 1, .reason = "no chain head"},
+        TamperCase{.name = "ForgedTailHidesNothing",
+                   .sql = "DELETE FROM records WHERE agent = 'a1' AND seq <= 2; "
+                          "INSERT INTO tails VALUES('a1', 3, zeroblob(32))",
+                   .agent = "a1", .seq = 3, .reason = "edited"}),
+    [](const auto& i) { return std::string(i.param.name); });
+
+TEST_F(StoreTest, VerifyOfOneAgentIgnoresTheOthers)
+{
+    {
+        Writer w(db, {});
+        ASSERT_TRUE(w.append(interleaved({"a1", "a2"}, 5)));
+    }
+    raw("DELETE FROM records WHERE agent = 'a1' AND seq = 2");
+    EXPECT_FALSE(verify(db).ok);
+    const auto v = verify(db, "a2");
+    EXPECT_TRUE(v.ok) << v.reason;
+    EXPECT_EQ(v.records, 5u);
+    EXPECT_EQ(v.per_agent.count("a1"), 0u);
+}
+
+TEST_F(StoreTest, PruneByAgeKeepsTheChainVerifiable)
+{
+    Writer w(db, Options{.max_age_ns = 10 * kSec, .max_bytes = 0});
+    ASSERT_TRUE(w.append(interleaved({"a1", "a2"}, 10))); // times 1..20 s
+    ASSERT_TRUE(w.append(std::vector{rec(2 * kSec, "gone", "decision", "exec", "deny")}));
+    // Older than 25 - 10 = 15 s: times 1..14 and the "gone" agent entirely.
+    EXPECT_EQ(w.prune(25 * kSec), 15) << w.last_error();
+    EXPECT_EQ(query(db, {}).size(), 6u);
+    auto v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+    EXPECT_EQ(v.records, 6u);
+    EXPECT_EQ(w.prune(25 * kSec), 0); // nothing more to do
+    EXPECT_EQ(w.last_error(), "");
+
+    // The chain goes on from where it was, pruned or not.
+    ASSERT_TRUE(w.append(interleaved({"a1", "gone"}, 2, 30 * kSec)));
+    EXPECT_EQ(w.heads().at("a1").first, 12);
+    EXPECT_EQ(w.heads().at("gone").first, 3);
+    v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+    EXPECT_EQ(v.per_agent.at("gone"), 2u);
+
+    // Retention does not launder tampering: removing the oldest kept record still shows.
+    raw("DELETE FROM records WHERE agent = 'a2' AND seq = 8");
+    v = verify(db);
+    EXPECT_FALSE(v.ok);
+    EXPECT_EQ(v.agent, "a2");
+    EXPECT_EQ(v.seq, 8);
+}
+
+TEST_F(StoreTest, PruneBySizeShrinksTheFile)
+{
+    constexpr std::uint64_t kMax = 2 << 20;
+    {
+        Writer w(db, Options{.max_age_ns = 0, .max_bytes = 0});
+        for (int i = 0; i < 5; ++i)
+            ASSERT_TRUE(w.append(interleaved({"a1", "a2", "a3"}, 1000, (1 + i * 3000) * kSec)));
+    }
+    const auto before = fs::file_size(db);
+    ASSERT_GT(before, 4 * kMax);
+    Writer w(db, Options{.max_age_ns = 0, .max_bytes = kMax});
+    const auto n = w.prune(100'000 * kSec);
+    EXPECT_GT(n, 0) << w.last_error();
+    EXPECT_LE(fs::file_size(db), kMax);
+    EXPECT_EQ(static_cast<std::int64_t>(query(db, {}).size()), 15'000 - n);
+    auto v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+    // The oldest went first: what is left is the newest.
+    EXPECT_EQ(query(db, {}).back().time_ns, (1 + 14'999) * kSec);
+
+    ASSERT_TRUE(w.append(interleaved({"a1", "a2", "a3"}, 10, 20'000 * kSec)));
+    EXPECT_EQ(w.heads().at("a3").first, 5010);
+    v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+}
+
+TEST_F(StoreTest, CorruptFileIsMovedAsideAndAFreshStoreWorks)
+{
+    {
+        Writer w(db, {});
+        ASSERT_TRUE(w.append(interleaved({"a1"}, 3)));
+    }
+    {
+        std::ofstream f(db, std::ios::binary | std::ios::trunc);
+        for (int i = 0; i < 1000; ++i)
+            f << "this is not an SQLite database ";
+    }
+    Writer w(db, {});
+    ASSERT_TRUE(w.corrupt_moved().has_value());
+    EXPECT_EQ(w.corrupt_moved()->string().rfind(db.string() + ".corrupt-", 0), 0u) << *w.corrupt_moved();
+    EXPECT_TRUE(fs::exists(*w.corrupt_moved()));
+    EXPECT_TRUE(w.heads().empty());
+    ASSERT_TRUE(w.append(interleaved({"a1"}, 2))) << w.last_error();
+    EXPECT_EQ(w.heads().at("a1").first, 2);
+    EXPECT_EQ(query(db, {}).size(), 2u);
+    EXPECT_TRUE(verify(db).ok);
+}
+
+TEST_F(StoreTest, HealthyFileIsNotMoved)
+{
+    {
+        Writer w(db, {});
+    }
+    Writer w(db, {});
+    EXPECT_FALSE(w.corrupt_moved().has_value());
+}
+
+TEST_F(StoreTest, FailedAppendStoresNothingAndTheChainContinues)
+{
+    Writer w(db, {});
+    ASSERT_TRUE(w.append(interleaved({"a1", "a2"}, 5)));
+    const auto heads = w.heads();
+    // The file cannot grow past its current size (SQLite clamps the limit to it): SQLITE_FULL.
+    ASSERT_TRUE(w.exec_for_test("PRAGMA max_page_count = 1")) << w.last_error();
+    EXPECT_FALSE(w.append(interleaved({"a1", "a3"}, 2000, 100 * kSec)));
+    EXPECT_NE(w.last_error().find("full"), std::string::npos) << w.last_error();
+    EXPECT_EQ(w.heads(), heads);
+    EXPECT_EQ(query(db, {}).size(), 10u); // all or nothing
+    EXPECT_TRUE(verify(db).ok);
+
+    ASSERT_TRUE(w.exec_for_test("PRAGMA max_page_count = 1073741823"));
+    ASSERT_TRUE(w.append(interleaved({"a1", "a3"}, 2, 100 * kSec))) << w.last_error();
+    EXPECT_EQ(w.last_error(), "");
+    EXPECT_EQ(w.heads().at("a1").first, 7);
+    EXPECT_EQ(w.heads().at("a3").first, 2);
+    const auto v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+    EXPECT_EQ(v.records, 14u);
+}
+
+} // namespace
+} // namespace cordon::events::store

@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: Apache-2.0
+// cordon's forensic verbs: `trace` (live, from cordond), `events` and `events verify` (the
+// store), `report` (one agent's life from the store).
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "api/client.h"
+#include "cli/commands.h"
+#include "common/error.h"
+#include "events/store.h"
+#include "policy/duration.h"
+
+namespace cordon::cli {
+
+namespace {
+
+using json = nlohmann::json;
+namespace store = events::store;
+
+const std::map<std::string, std::vector<std::string>, std::less<>>& hook_groups()
+{
+    static const std::map<std::string, std::vector<std::string>, std::less<>> groups = {
+        {"exec", {"exec", "process"}},
+        {"file", {"open", "create", "unlink", "rename", "link", "truncate", "setattr"}},
+        {"net", {"connect4", "connect6", "sendmsg4", "sendmsg6", "socket", "listen", "bind",
+                 "unix_connect", "unix_send"}},
+    };
+    return groups;
+}
+
+/// --hook values: the groups exec, file, net, or single hooks; throws naming a bad one.
+std::set<std::string> expand_hooks(const std::vector<std::string>& hooks)
+{
+    static const std::set<std::string, std::less<>> single = {
+        "exec", "process", "open", "create", "unlink", "rename", "link", "truncate", "setattr",
+        "connect4", "connect6", "sendmsg4", "sendmsg6", "socket", "listen", "bind", "unix_connect",
+        "unix_send", "tamper", "trust", "action"};
+    std::set<std::string> out;
+    for (const auto& h : hooks) {
+        if (auto g = hook_groups().find(h); g != hook_groups().end()) {
+            out.insert(g->second.begin(), g->second.end());
+        } else if (single.count(h)) {
+            out.insert(h);
+        } else {
+            throw Error("unknown --hook '" + h + "': use exec, file, net, tamper, trust, action, "
+                        "or one hook name (open, connect4, ...; docs/forensics.md lists them)");
+        }
+    }
+    return out;
+}
+
+std::set<std::string> check_verdicts(const std::vector<std::string>& verdicts)
+{
+    static const std::set<std::string, std::less<>> known = {"allow", "deny", "audit", "kill",
+                                                             "freeze"};
+    for (const auto& v : verdicts)
+        if (!known.count(v))
+            throw Error("unknown --verdict '" + v + "': use allow, deny, audit, kill or freeze");
+    return {verdicts.begin(), verdicts.end()};
+}
+
+std::string local_time(std::int64_t ns, bool with_date = true)
+{
+    const std::time_t s = static_cast<std::time_t>(ns / 1'000'000'000);
+    std::tm tm{};
+    ::localtime_r(&s, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof(buf), with_date ? "%Y-%m-%dT%H:%M:%S" : "%H:%M:%S", &tm);
+    return fmt::format("{}.{:03}", buf, (ns / 1'000'000) % 1000);
+}
+
+/// "1h" (that long ago), "2026-11-29T10:00:00" (local time; a trailing Z: UTC), "@SECONDS".
+std::int64_t parse_time(const std::string& what, const std::string& text)
+{
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    if (!text.empty() && text[0] == '@') {
+        try {
+            std::size_t used = 0;
+            const auto s = std::stoll(text.substr(1), &used);
+            if (used == text.size() - 1)
+                return s * 1'000'000'000;
+        } catch (const std::exception&) {
+        }
+    }
+    std::string why;
+    if (auto ms = policy::parse_duration_ms(text, why))
+        return now - static_cast<std::int64_t>(*ms) * 1'000'000;
+    std::tm tm{};
+    const bool utc = !text.empty() && text.back() == 'Z';
+    const std::string t = utc ? text.substr(0, text.size() - 1) : text;
+    for (const char* f : {"%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"}) {
+        tm = {};
+        const char* end = ::strptime(t.c_str(), f, &tm);
+        if (end && *end == 0) {
+            tm.tm_isdst = -1;
+            const std::time_t s = utc ? ::timegm(&tm) : std::mktime(&tm);
+            return static_cast<std::int64_t>(s) * 1'000'000'000;
+        }
+    }
+    throw Error(what + " '" + text + "' is not a time: use a duration ago (30m, 1h, 2d), " +
+                "a date and time (2026-11-29T10:00:00, local; add Z for UTC) or @UNIX_SECONDS");
+}
+
+std::string object_of(const store::Row& r)
+{
+    if (!r.dest.empty())
+        return r.dest.find(':') != std::string::npos ? fmt::format("[{}]:{}", r.dest, r.port)
+                                                     : fmt::format("{}:{}", r.dest, r.port);
+    return r.path;
+}
+
+std::string csv_field(const std::string& s)
+{
+    if (s.find_first_of(",\"\n\r") == std::string::npos)
+        return s;
+    std::string out = "\"";
+    for (char c : s)
+        out += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return out + "\"";
+}
+
+std::vector<store::Row> load(const std::string& db, const store::Filter& f)
+{
+    return store::query(db, f);
+}
+
+/// The parts of a stored record's JSON a report reads (unmapped: cordon's own fields).
+json unmapped(const store::Row& r)
+{
+    const auto j = json::parse(r.json, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        return json::object();
+    return j.value("unmapped", json::object());
+}
+
+} // namespace
+
+int trace(const TraceOptions& o)
+{
+    const auto hooks = expand_hooks(o.hooks);
+    const auto verdicts = check_verdicts(o.verdicts);
+    auto c = connect_or_fail();
+    auto q = api::request(api::Op::Subscribe);
+    q.name = o.name;
+    c.call(q);
+    const bool tty = ::isatty(STDOUT_FILENO) && !o.json;
+    std::fprintf(stderr, "tracing %s from cordond (Ctrl-C ends)\n",
+                 o.name ? ("agent " + *o.name).c_str() : "every agent");
+    for (;;) {
+        const auto line = c.next(-1);
+        if (!line)
+            continue;
+        if (line->contains("action")) {
+            if (!hooks.empty() && !hooks.count("action"))
+                continue;
+            if (!verdicts.empty())
+                continue;
+            const auto& a = (*line)["action"];
+            if (o.json) {
+                std::printf("%s\n", json{{"action", a}}.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+            } else {
+                std::printf("%s%s action %s %s%s%s\n", tty ? "\033[36m" : "",
+                            local_time(a.value("time_ms", std::int64_t{0}) * 1'000'000, false).c_str(),
+                            a.value("op", "").c_str(), a.value("name", a.value("agent", "")).c_str(),
+                            a.value("result", "") == "ok" ? "" : (" (" + a.value("error", std::string("error")) + ")").c_str(),
+                            tty ? "\033[0m" : "");
+            }
+            std::fflush(stdout);
+            continue;
+        }
+        if (!line->contains("event"))
+            continue;
+        const auto& e = (*line)["event"];
+        const std::string hook = e.value("hook", ""), verdict = e.value("verdict", "");
+        if ((!hooks.empty() && !hooks.count(hook)) || (!verdicts.empty() && !verdicts.count(verdict)))
+            continue;
+        if (o.json) {
+            std::printf("%s\n", e.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+        } else {
+            const char* colour = !tty                  ? ""
+                                 : verdict == "deny"   ? "\033[31m"
+                                 : verdict == "kill"   ? "\033[1;35m"
+                                 : verdict == "freeze" ? "\033[1;34m"
+                                 : verdict == "audit"  ? "\033[33m"
+                                 : hook == "trust"     ? "\033[1;33m"
+                                                       : "\033[2m";
+            // ts_ns is the kernel's monotonic clock: print the wall time it was read at.
+            const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch()).count();
+            std::printf("%s%s %s: %s%s\n", colour, local_time(now, false).c_str(),
+                        e.value("agent", "").c_str(), line->value("line", hook + " " + verdict).c_str(),
+                        tty ? "\033[0m" : "");
+        }
+        std::fflush(stdout);
+    }
+}
+
+int events_query(const EventsOptions& o)
+{
+    if (o.json && o.csv)
+        throw Error("--json and --csv: choose one");
+    store::Filter f;
+    f.agent = o.name;
+    if (o.since)
+        f.since_ns = parse_time("--since", *o.since);
+    if (o.until)
+        f.until_ns = parse_time("--until", *o.until);
+    const auto verdicts = check_verdicts(o.verdicts);
+    f.verdicts.assign(verdicts.begin(), verdicts.end());
+    const auto hooks = expand_hooks(o.hooks);
+    for (const auto& h : hooks) {
+        if (h == "action")
+            f.kinds.push_back("action");
+        else
+            f.hooks.push_back(h);
+    }
+    if (f.kinds.size() && f.hooks.size())
+        throw Error("--hook action cannot be combined with other hooks; query them apart");
+    f.path_glob = o.path;
+    f.dest_cidr = o.dest;
+    f.limit = o.limit;
+    const auto rows = load(o.store, f);
+    if (o.csv)
+        std::printf("time,agent,kind,hook,verdict,pid,ppid,uid,path,dest,port,id,seq\n");
+    for (const auto& r : rows) {
+        if (o.json) {
+            std::printf("%s\n", r.json.c_str());
+        } else if (o.csv) {
+            std::printf("%s\n", fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}", local_time(r.time_ns),
+                                            csv_field(r.agent), r.kind, csv_field(r.hook), r.verdict, r.pid,
+                                            r.ppid, r.uid, csv_field(r.path), r.dest, r.port, r.id, r.seq)
+                                    .c_str());
+        } else {
+            std::printf("%s\n", fmt::format("{} {} {} {} {} pid {}", local_time(r.time_ns), r.agent,
+                                            r.verdict, r.hook, object_of(r), r.pid).c_str());
+        }
+    }
+    if (!o.json && !o.csv)
+        std::fprintf(stderr, "%zu records\n", rows.size());
+    return 0;
+}
+
+int events_verify(const std::string& db, const std::optional<std::string>& name)
+{
+    const auto v = store::verify(db, name);
+    if (v.ok) {
+        std::printf("ok: %llu records in %zu chains are intact\n",
+                    static_cast<unsigned long long>(v.records), v.per_agent.size());
+        for (const auto& [agent, n] : v.per_agent)
+            std::printf("  %s: %llu\n", agent.c_str(), static_cast<unsigned long long>(n));
+        return 0;
+    }
+    std::printf("TAMPERED: agent %s, record seq %lld (id %lld): %s\n", v.agent.c_str(),
+                static_cast<long long>(v.seq), static_cast<long long>(v.id), v.reason.c_str());
+    return 1;
+}
+
+int report(const std::string& name, const std::string& db, bool as_json)
+{
+    store::Filter f;
+    f.agent = name;
+    const auto rows = load(db, f);
+    if (rows.empty())
+        throw Error("no records of agent '" + name + "' in " + db +
+                    " (`cordon events` lists what the store holds)");
+    std::map<std::pair<std::string, std::string>, std::uint64_t> by;
+    std::map<std::string, std::uint64_t> paths, dests;
+    json tiers = json::array(), actions = json::array(), procs = json::array();
+    for (const auto& r : rows) {
+        if (r.kind == "decision") {
+            ++by[{r.hook, r.verdict}];
+            if (r.verdict == "deny" || r.verdict == "kill" || r.verdict == "freeze") {
+                if (!r.dest.empty())
+                    ++dests[object_of(r)];
+                else if (!r.path.empty())
+                    ++paths[r.path];
+            }
+        } else if (r.kind == "trust") {
+            const auto u = unmapped(r);
+            tiers.push_back({{"time", local_time(r.time_ns)}, {"from", u.value("old_tier", "")},
+                             {"to", u.value("new_tier", "")}, {"cause", u.value("cause", "")},
+                             {"score", u.value("score", 0)}});
+        } else if (r.kind == "action") {
+            const auto u = unmapped(r);
+            json a = {{"time", local_time(r.time_ns)}, {"op", r.hook}, {"result", r.verdict}};
+            for (const char* k : {"reason", "error", "mode", "id", "target"})
+                if (u.contains(k))
+                    a[k] = u[k];
+            actions.push_back(a);
+        } else if (r.kind == "process") {
+            const auto u = unmapped(r);
+            std::string cmd;
+            for (const auto& s : u.value("argv", json::array()))
+                cmd += (cmd.empty() ? "" : " ") + s.get<std::string>();
+            if (u.value("argv_truncated", false))
+                cmd += " ...";
+            procs.push_back({{"time", local_time(r.time_ns)}, {"pid", r.pid}, {"ppid", r.ppid},
+                             {"uid", r.uid}, {"path", r.path}, {"cmd", cmd}});
+        }
+    }
+    const auto top = [](const std::map<std::string, std::uint64_t>& m) {
+        std::vector<std::pair<std::string, std::uint64_t>> v(m.begin(), m.end());
+        std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
+        if (v.size() > 10)
+            v.resize(10);
+        json out = json::array();
+        for (auto& [k, n] : v)
+            out.push_back({{"what", k}, {"count", n}});
+        return out;
+    };
+    json counts = json::array();
+    for (const auto& [k, n] : by)
+        counts.push_back({{"hook", k.first}, {"verdict", k.second}, {"count", n}});
+    json rep = {{"agent", name},
+                {"first", local_time(rows.front().time_ns)},
+                {"last", local_time(rows.back().time_ns)},
+                {"records", rows.size()},
+                {"decisions", counts},
+                {"top_denied_paths", top(paths)},
+                {"top_denied_destinations", top(dests)},
+                {"tier_changes", tiers},
+                {"operator_actions", actions},
+                {"processes", procs}};
+    if (as_json) {
+        std::printf("%s\n", rep.dump(2, ' ', false, json::error_handler_t::replace).c_str());
+        return 0;
+    }
+    std::printf("agent %s: %zu records from %s to %s\n", name.c_str(), rows.size(),
+                rep["first"].get<std::string>().c_str(), rep["last"].get<std::string>().c_str());
+    std::printf("\ndecisions by hook and verdict:\n");
+    for (const auto& c : counts)
+        std::printf("  %-12s %-7s %llu\n", c["hook"].get<std::string>().c_str(),
+                    c["verdict"].get<std::string>().c_str(),
+                    static_cast<unsigned long long>(c["count"].get<std::uint64_t>()));
+    for (auto [title, key] : {std::pair{"top denied paths", "top_denied_paths"},
+                              std::pair{"top denied destinations", "top_denied_destinations"}}) {
+        std::printf("\n%s:\n", title);
+        if (rep[key].empty())
+            std::printf("  none\n");
+        for (const auto& t : rep[key])
+            std::printf("  %6llu  %s\n", static_cast<unsigned long long>(t["count"].get<std::uint64_t>()),
+                        t["what"].get<std::string>().c_str());
+    }
+    std::printf("\ntier changes:\n");
+    if (tiers.empty())
+        std::printf("  none\n");
+    for (const auto& t : tiers)
+        std::printf("  %s  %s -> %s (%s) score %d\n", t["time"].get<std::string>().c_str(),
+                    t["from"].get<std::string>().c_str(), t["to"].get<std::string>().c_str(),
+                    t["cause"].get<std::string>().c_str(), t["score"].get<int>());
+    std::printf("\noperator actions:\n");
+    if (actions.empty())
+        std::printf("  none\n");
+    for (const auto& a : actions)
+        std::printf("  %s  %s %s%s\n", a["time"].get<std::string>().c_str(),
+                    a["op"].get<std::string>().c_str(), a["result"].get<std::string>().c_str(),
+                    a.contains("reason") ? (": " + a["reason"].get<std::string>()).c_str() : "");
+    // The process tree: each exec under the process that ran it (by parent pid), in time order;
+    // an exec of a pid seen before replaces the image of the same process.
+    std::printf("\nprocess tree (execs; trace: exec or all records them):\n");
+    if (procs.empty())
+        std::printf("  none recorded\n");
+    std::map<std::uint32_t, std::vector<std::size_t>> children, images;
+    std::set<std::uint32_t> pids;
+    for (std::size_t i = 0; i < procs.size(); ++i)
+        pids.insert(procs[i]["pid"].get<std::uint32_t>());
+    std::vector<std::uint32_t> roots;
+    std::set<std::uint32_t> seen_child;
+    for (std::size_t i = 0; i < procs.size(); ++i) {
+        const auto pid = procs[i]["pid"].get<std::uint32_t>(), ppid = procs[i]["ppid"].get<std::uint32_t>();
+        if (images[pid].empty()) {
+            if (pids.count(ppid) && ppid != pid)
+                children[ppid].push_back(pid);
+            else
+                roots.push_back(pid);
+        }
+        images[pid].push_back(i);
+    }
+    std::set<std::uint32_t> printed;
+    std::function<void(std::uint32_t, int)> show = [&](std::uint32_t pid, int depth) {
+        if (!printed.insert(pid).second || depth > 64)
+            return;
+        for (std::size_t k = 0; k < images[pid].size(); ++k) {
+            const auto& p = procs[images[pid][k]];
+            std::printf("  %*s%s %s [%s]\n", depth * 2, "", k ? "  then" : fmt::format("pid {}", pid).c_str(),
+                        p["path"].get<std::string>().c_str(), p["cmd"].get<std::string>().c_str());
+        }
+        for (auto c : children[pid])
+            show(c, depth + 1);
+    };
+    for (auto r : roots)
+        show(r, 0);
+    return 0;
+}
+
+} // namespace cordon::cli

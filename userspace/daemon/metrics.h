@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: Apache-2.0
+// cordond's Prometheus endpoint (opt-in: --metrics-listen). It serves the text the daemon's
+// thread last published, from a thread of its own (cpp-httplib), so a scraper never touches a
+// BPF map or waits on the daemon, and the daemon never waits on a scraper.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace httplib {
+class Server;
+}
+
+namespace cordon::daemon {
+
+class Metrics {
+public:
+    /// Listens on "ADDR:PORT" (IPv4, or [IPv6]:PORT). Throws cordon::Error naming the address
+    /// and the cause when it cannot.
+    explicit Metrics(const std::string& listen);
+    ~Metrics();
+    Metrics(const Metrics&) = delete;
+    Metrics& operator=(const Metrics&) = delete;
+    /// Replaces what GET /metrics returns (Prometheus text format 0.0.4).
+    void publish(std::string text);
+    int port() const { return port_; }
+
+private:
+    std::unique_ptr<httplib::Server> http_;
+    std::thread thread_;
+    std::mutex mu_;
+    std::string text_;
+    int port_ = 0;
+};
+
+/// "name{k="v",...} value\n" with label values escaped as the text format wants.
+std::string metric_line(const std::string& name,
+                        std::initializer_list<std::pair<const char*, std::string>> labels,
+                        double value);
+
+} // namespace cordon::daemon

@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "events/ocsf.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "events/format.h"
+
+namespace cordon::events {
+
+namespace {
+
+// OCSF 1.1 categories and classes cordon's records belong to.
+constexpr int kSystemActivity = 1, kFindings = 2, kNetworkActivity = 4, kApplicationActivity = 6;
+constexpr int kFileSystemActivity = 1001, kProcessActivity = 1007, kDetectionFinding = 2004,
+              kNetworkActivityClass = 4001, kApiActivity = 6003;
+
+std::string_view category_name(int class_uid)
+{
+    switch (class_uid / 1000) {
+    case kSystemActivity: return "System Activity";
+    case kFindings: return "Findings";
+    case kNetworkActivity: return "Network Activity";
+    case kApplicationActivity: return "Application Activity";
+    default: return "Other";
+    }
+}
+
+bool is_net(std::uint16_t hook)
+{
+    return (hook >= CORDON_HOOK_CONNECT4 && hook <= CORDON_HOOK_SENDMSG6) ||
+           hook == CORDON_HOOK_LISTEN || hook == CORDON_HOOK_BIND;
+}
+
+/// A few keys and values; the writer keeps commas right.
+class Obj {
+public:
+    explicit Obj(std::string& out) : out_(out) { out_ += '{'; }
+    void close() { out_ += '}'; }
+    std::string& key(std::string_view k)
+    {
+        if (!first_)
+            out_ += ',';
+        first_ = false;
+        out_ += '"';
+        out_ += k; // keys are ours: plain ASCII
+        out_ += "\":";
+        return out_;
+    }
+    void str(std::string_view k, std::string_view v) { json_string(key(k), v); }
+    void num(std::string_view k, std::int64_t v) { fmt::format_to(std::back_inserter(key(k)), "{}", v); }
+    void boolean(std::string_view k, bool v) { key(k) += v ? "true" : "false"; }
+
+private:
+    std::string& out_;
+    bool first_ = true;
+};
+
+struct Verdict {
+    int action_id;   // 1 Allowed, 2 Denied
+    int disposition; // 1 Allowed, 2 Blocked, 3 Quarantined, 17 Logged
+    std::string_view disposition_name;
+    int severity;    // 1 Informational, 2 Low, 3 Medium, 4 High
+};
+
+Verdict verdict_of(std::uint8_t v)
+{
+    switch (v) {
+    case CORDON_VERDICT_AUDIT: return {1, 17, "Logged", 2};
+    case CORDON_VERDICT_DENY: return {2, 2, "Blocked", 3};
+    case CORDON_VERDICT_KILL: return {2, 2, "Blocked", 4};
+    case CORDON_VERDICT_FREEZE: return {2, 3, "Quarantined", 4};
+    default: return {1, 1, "Allowed", 1};
+    }
+}
+
+std::string address_text(const cordon_event& b)
+{
+    char buf[INET6_ADDRSTRLEN] = {};
+    ::inet_ntop(b.family == 4 ? AF_INET : AF_INET6, b.addr, buf, sizeof(buf));
+    return buf;
+}
+
+void header(Obj& o, const OcsfClass& c, std::int64_t time_ns, int severity)
+{
+    o.num("time", time_ns / 1'000'000);
+    o.num("class_uid", c.class_uid);
+    o.str("class_name", c.class_name);
+    o.num("category_uid", c.class_uid / 1000);
+    o.str("category_name", category_name(c.class_uid));
+    o.num("activity_id", c.activity_id);
+    o.str("activity_name", c.activity_name);
+    o.num("type_uid", static_cast<std::int64_t>(c.class_uid) * 100 + c.activity_id);
+    o.num("severity_id", severity);
+}
+
+void metadata(Obj& o)
+{
+    o.key("metadata") += R"({"version":"1.1.0","product":{"name":"cordon","vendor_name":"cordon"}})";
+}
+
+} // namespace
+
+void json_string(std::string& out, std::string_view s)
+{
+    static constexpr char hex[] = "0123456789abcdef";
+    out += '"';
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const auto* end = p + s.size();
+    while (p < end) {
+        const unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            const auto* run = p;
+            while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80)
+                ++p;
+            out.append(reinterpret_cast<const char*>(run), static_cast<std::size_t>(p - run));
+            continue;
+        }
+        if (c < 0x80) {
+            out += '\\';
+            switch (c) {
+            case '"': out += '"'; break;
+            case '\\': out += '\\'; break;
+            case '\n': out += 'n'; break;
+            case '\t': out += 't'; break;
+            case '\r': out += 'r'; break;
+            default:
+                out += "u00";
+                out += hex[c >> 4];
+                out += hex[c & 15];
+            }
+            ++p;
+            continue;
+        }
+        // A UTF-8 sequence is copied when it is well formed (shortest form, no surrogates);
+        // any other byte becomes U+FFFD, so every line stays valid JSON whatever a path holds.
+        int n = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 && c <= 0xdf ? 1 : -1;
+        if (c >= 0xf5)
+            n = -1;
+        bool ok = n > 0 && end - p > n;
+        for (int i = 1; ok && i <= n; ++i)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (ok && c == 0xe0)
+            ok = p[1] >= 0xa0;
+        if (ok && c == 0xed)
+            ok = p[1] < 0xa0;
+        if (ok && c == 0xf0)
+            ok = p[1] >= 0x90;
+        if (ok && c == 0xf4)
+            ok = p[1] < 0x90;
+        if (ok) {
+            out.append(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n + 1));
+            p += n + 1;
+        } else {
+            out += "\\ufffd";
+            ++p;
+        }
+    }
+    out += '"';
+}
+
+OcsfClass ocsf_class(std::uint16_t hook)
+{
+    switch (hook) {
+    case CORDON_HOOK_EXEC:
+    case CORDON_HOOK_PROCESS: return {kProcessActivity, 1, "Process Activity", "Launch"};
+    case CORDON_HOOK_TAMPER: return {kProcessActivity, 99, "Process Activity", "Other"};
+    case CORDON_HOOK_FILE_OPEN: return {kFileSystemActivity, 14, "File System Activity", "Open"};
+    case CORDON_HOOK_FILE_CREATE:
+    case CORDON_HOOK_FILE_LINK: return {kFileSystemActivity, 1, "File System Activity", "Create"};
+    case CORDON_HOOK_FILE_UNLINK: return {kFileSystemActivity, 4, "File System Activity", "Delete"};
+    case CORDON_HOOK_FILE_RENAME: return {kFileSystemActivity, 5, "File System Activity", "Rename"};
+    case CORDON_HOOK_FILE_TRUNCATE: return {kFileSystemActivity, 3, "File System Activity", "Update"};
+    case CORDON_HOOK_FILE_SETATTR:
+        return {kFileSystemActivity, 6, "File System Activity", "Set Attributes"};
+    case CORDON_HOOK_CONNECT4:
+    case CORDON_HOOK_CONNECT6:
+    case CORDON_HOOK_SOCKET:
+    case CORDON_HOOK_UNIX_CONNECT: return {kNetworkActivityClass, 1, "Network Activity", "Open"};
+    case CORDON_HOOK_SENDMSG4:
+    case CORDON_HOOK_SENDMSG6:
+    case CORDON_HOOK_UNIX_SEND: return {kNetworkActivityClass, 6, "Network Activity", "Traffic"};
+    case CORDON_HOOK_LISTEN:
+    case CORDON_HOOK_BIND: return {kNetworkActivityClass, 7, "Network Activity", "Listen"};
+    case CORDON_HOOK_TRUST: return {kDetectionFinding, 1, "Detection Finding", "Create"};
+    default: return {0, 99, "Base Event", "Other"};
+    }
+}
+
+store::Record stored_record(const Event& e, const Context& cx, std::int64_t time_ns)
+{
+    const auto& h = e.header();
+    const auto& b = e.body;
+    store::Record r;
+    r.time_ns = time_ns;
+    r.agent = cx.agent;
+    r.kind = h.hook == CORDON_HOOK_PROCESS ? "process" : h.hook == CORDON_HOOK_TRUST ? "trust"
+                                                                                     : "decision";
+    r.hook = hook_name(h.hook);
+    r.verdict = verdict_name(h.verdict);
+    r.pid = h.tgid;
+    r.ppid = h.ppid;
+    r.uid = h.uid;
+    const bool net = is_net(h.hook);
+    if (net) {
+        r.dest = address_text(b);
+        r.port = b.port;
+    } else if (h.hook != CORDON_HOOK_TRUST && h.hook != CORDON_HOOK_SOCKET) {
+        r.path = b.path;
+    }
+
+    const auto c = ocsf_class(h.hook);
+    const auto v = verdict_of(h.verdict);
+    std::string& out = r.json;
+    out.reserve(640);
+    Obj o(out);
+    header(o, c, time_ns, h.hook == CORDON_HOOK_TRUST && h.verdict == CORDON_VERDICT_ALLOW ? 2 : v.severity);
+    if (h.hook != CORDON_HOOK_PROCESS && h.hook != CORDON_HOOK_TRUST) {
+        o.num("action_id", v.action_id);
+        o.str("action", v.action_id == 1 ? "Allowed" : "Denied");
+        o.num("disposition_id", v.disposition);
+        o.str("disposition", v.disposition_name);
+    }
+    const std::string_view comm(h.comm, strnlen(h.comm, sizeof(h.comm)));
+    {
+        Obj actor(o.key("actor"));
+        {
+            Obj p(actor.key("process"));
+            p.num("pid", h.tgid);
+            p.num("tid", h.pid);
+            p.str("name", comm);
+            Obj(p.key("parent_process")).num("pid", h.ppid), out += '}';
+            p.close();
+        }
+        {
+            Obj u(actor.key("user"));
+            u.num("uid", h.uid);
+            u.close();
+        }
+        actor.close();
+    }
+    std::vector<std::string> argv;
+    if (h.hook == CORDON_HOOK_PROCESS) {
+        argv = argv_strings(e);
+        std::string cmd;
+        for (const auto& a : argv)
+            cmd += (cmd.empty() ? "" : " ") + a;
+        Obj p(o.key("process"));
+        p.num("pid", h.tgid);
+        p.str("name", comm);
+        p.str("cmd_line", cmd);
+        Obj(p.key("file")).str("path", b.path), out += '}';
+        Obj(p.key("parent_process")).num("pid", h.ppid), out += '}';
+        p.close();
+    } else if (h.hook == CORDON_HOOK_EXEC) {
+        Obj p(o.key("process"));
+        Obj(p.key("file")).str("path", b.path), out += '}';
+        p.close();
+    } else if (net) {
+        {
+            Obj d(o.key("dst_endpoint"));
+            d.str("ip", r.dest);
+            d.num("port", b.port);
+            d.close();
+        }
+        Obj ci(o.key("connection_info"));
+        ci.str("protocol_name", b.protocol == CORDON_PROTO_UDP ? "udp" : "tcp");
+        ci.num("protocol_ver_id", b.family == 6 ? 6 : 4);
+        ci.close();
+    } else if (h.hook == CORDON_HOOK_TRUST) {
+        Obj f(o.key("finding_info"));
+        f.str("title", "trust tier changed");
+        f.str("desc", fmt::format("{} -> {} ({}), score {}", cx.old_tier, cx.new_tier,
+                                  trust_cause_name(b.access), b.port));
+        f.close();
+    } else if (b.path[0] && h.hook != CORDON_HOOK_SOCKET) {
+        Obj f(o.key("file"));
+        f.str("path", b.path);
+        f.close();
+    }
+    metadata(o);
+    {
+        Obj u(o.key("unmapped"));
+        u.num("time_ns", time_ns);
+        u.str("agent", cx.agent);
+        u.num("agent_id", h.agent_id);
+        u.num("cgroup_id", static_cast<std::int64_t>(h.cgroup_id));
+        u.num("task_id", static_cast<std::int64_t>(h.task_id));
+        if (!cx.task.empty())
+            u.str("task", cx.task);
+        u.str("hook", r.hook);
+        u.str("verdict", r.verdict);
+        if (h.hook != CORDON_HOOK_PROCESS) {
+            u.str("rule", cx.rule);
+            u.num("rule_id", h.rule_id);
+        }
+        u.str("backend", h.backend == CORDON_BACKEND_LSM ? "lsm" : "compat");
+        if (b.access && h.hook != CORDON_HOOK_TRUST && !net)
+            u.str("access", b.access == 3 ? "read,write" : b.access & CORDON_ACCESS_WRITE ? "write" : "read");
+        if (h.hook == CORDON_HOOK_PROCESS) {
+            auto& a = u.key("argv");
+            a += '[';
+            for (std::size_t i = 0; i < argv.size(); ++i) {
+                if (i)
+                    a += ',';
+                json_string(a, argv[i]);
+            }
+            a += ']';
+            u.boolean("argv_truncated", e.argv_full > e.argv_len);
+        } else if (h.hook == CORDON_HOOK_TRUST) {
+            u.str("old_tier", cx.old_tier);
+            u.str("new_tier", cx.new_tier);
+            u.str("cause", trust_cause_name(b.access));
+            u.num("score", b.port);
+        } else if (h.hook == CORDON_HOOK_SOCKET) {
+            u.num(b.family ? "ip_family" : "address_family", b.family ? b.family : b.port);
+            u.num("ip_protocol", b.protocol);
+        }
+        u.close();
+    }
+    o.close();
+    return r;
+}
+
+store::Record stored_action(const nlohmann::json& a, std::int64_t time_ns)
+{
+    store::Record r;
+    r.time_ns = time_ns;
+    r.kind = "action";
+    r.agent = a.value("agent", a.value("name", std::string()));
+    if (r.agent.empty())
+        r.agent = "cordond"; // the daemon's own actions (expiries, ...) chain apart
+    r.hook = a.value("op", std::string());
+    r.verdict = a.value("result", std::string());
+    if (auto who = a.find("who"); who != a.end() && who->is_object()) {
+        r.pid = who->value("pid", 0u);
+        r.uid = who->value("uid", 0u);
+    }
+    const bool ok = r.verdict == "ok";
+    // API Activity: Create for what adds, Delete for what removes, Update for the rest.
+    int activity = 3;
+    std::string_view activity_name = "Update";
+    for (std::string_view op : {"attach", "run", "task_begin", "grant"})
+        if (r.hook == op)
+            activity = 1, activity_name = "Create";
+    for (std::string_view op : {"detach", "task_end", "revoke"})
+        if (r.hook == op)
+            activity = 4, activity_name = "Delete";
+    std::string& out = r.json;
+    Obj o(out);
+    header(o, {kApiActivity, activity, "API Activity", activity_name}, time_ns,
+           r.hook == "kill" || r.hook == "freeze" ? 3 : 1);
+    o.num("status_id", ok ? 1 : 2);
+    o.str("status", ok ? "Success" : "Failure");
+    {
+        Obj api(o.key("api"));
+        api.str("operation", r.hook);
+        api.close();
+    }
+    {
+        Obj actor(o.key("actor"));
+        Obj(actor.key("process")).num("pid", r.pid), out += '}';
+        Obj(actor.key("user")).num("uid", r.uid), out += '}';
+        actor.close();
+    }
+    metadata(o);
+    o.key("unmapped") += a.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    o.close();
+    return r;
+}
+
+store::Record stored_gap(std::uint64_t lost, std::string_view why, std::int64_t time_ns)
+{
+    store::Record r;
+    r.time_ns = time_ns;
+    r.kind = "gap";
+    r.agent = "cordond";
+    r.hook = "gap";
+    r.verdict = "error";
+    std::string& out = r.json;
+    Obj o(out);
+    header(o, {0, 99, "Base Event", "Other"}, time_ns, 3);
+    o.str("message", fmt::format("{} records could not be stored: {}", lost, why));
+    metadata(o);
+    {
+        Obj u(o.key("unmapped"));
+        u.num("lost", static_cast<std::int64_t>(lost));
+        u.str("reason", why);
+        u.close();
+    }
+    o.close();
+    return r;
+}
+
+} // namespace cordon::events

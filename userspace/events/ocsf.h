@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+// The stored form of a record: one JSON object with field names aligned to OCSF 1.1 (the class
+// of each hook and the mapping of each field: docs/forensics.md), and the columns the store
+// indexes. Made on the store thread, so the daemon's thread only copies the record.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "events/reader.h"
+#include "events/store.h"
+
+namespace cordon::events {
+
+/// What the daemon knows about a decision record beyond its bytes, resolved on its thread.
+struct Context {
+    std::string agent;          ///< agent name
+    std::string rule;           ///< source_text(): "file:line", a policy word, or a guard
+    std::string task;           ///< the task's id ("" none)
+    std::string old_tier, new_tier; ///< trust records: tier names
+};
+
+/// OCSF class of a hook: {class_uid, activity_id}.
+struct OcsfClass {
+    int class_uid;
+    int activity_id;
+    std::string_view class_name;
+    std::string_view activity_name;
+};
+OcsfClass ocsf_class(std::uint16_t hook);
+
+/// A kernel record (decision, exec trace or trust change) as stored. time_ns is CLOCK_REALTIME.
+store::Record stored_record(const Event& e, const Context& cx, std::int64_t time_ns);
+/// An operator action (the object the actions log records) as stored.
+store::Record stored_action(const nlohmann::json& action, std::int64_t time_ns);
+/// A marker for records that could not be stored: `lost` of them, for `why`, before time_ns.
+store::Record stored_gap(std::uint64_t lost, std::string_view why, std::int64_t time_ns);
+
+/// Appends s to out as a JSON string (quoted, escaped; invalid UTF-8 bytes become U+FFFD).
+void json_string(std::string& out, std::string_view s);
+
+} // namespace cordon::events

@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "events/pipeline.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <iterator>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+
+namespace cordon::events {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::int64_t clock_ns(clockid_t id)
+{
+    timespec ts{};
+    ::clock_gettime(id, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+/// A sink that failed is tried again after this long; meanwhile its records are counted lost
+/// (a full disk must not cost a failed write per batch at a million records a second).
+constexpr std::int64_t kRetryNs = 1'000'000'000;
+/// Records per SQLite transaction: large enough to amortise the commit, small enough that a
+/// failed one loses little.
+constexpr std::size_t kDbBatch = 8192;
+
+} // namespace
+
+Pipeline::Pipeline(PipelineOptions o) : opts_(std::move(o))
+{
+    realtime_offset_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
+    if (opts_.db) {
+        db_ = std::make_unique<store::Writer>(*opts_.db, opts_.db_options);
+        stats_.db_path = opts_.db->string();
+        if (auto moved = db_->corrupt_moved()) {
+            stats_.corrupt_moved = moved->string();
+            spdlog::error("event store {} was corrupt: moved aside to {}, a new one started",
+                          opts_.db->string(), moved->string());
+        }
+        heads_ = db_->heads();
+    }
+    if (opts_.jsonl) {
+        stats_.jsonl_path = opts_.jsonl->string();
+        open_jsonl();
+        if (jsonl_fd_ < 0)
+            throw Error("cannot open the event file " + opts_.jsonl->string() + ": " +
+                        stats_.jsonl_error);
+    }
+    staged_.reserve(1024);
+    thread_ = std::thread([this] { run(); });
+}
+
+Pipeline::~Pipeline()
+{
+    flush();
+    {
+        std::lock_guard lk(mu_);
+        stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable())
+        thread_.join();
+    if (jsonl_fd_ >= 0)
+        ::close(jsonl_fd_);
+}
+
+void Pipeline::push(const Event& e, Context cx)
+{
+    ++received_;
+    staged_.push_back({e, std::move(cx), std::nullopt, clock_ns(CLOCK_MONOTONIC)});
+}
+
+void Pipeline::push_action(const nlohmann::json& action)
+{
+    ++received_;
+    staged_.push_back({Event{}, {}, action, clock_ns(CLOCK_MONOTONIC)});
+}
+
+void Pipeline::flush()
+{
+    if (staged_.empty())
+        return;
+    {
+        std::lock_guard lk(mu_);
+        const std::size_t room = queue_.size() < opts_.queue_max ? opts_.queue_max - queue_.size() : 0;
+        const std::size_t n = std::min(room, staged_.size());
+        // Fails open for enforcement, closed for silence: the store thread is behind, so these
+        // records are not kept, and the count says so (status, metrics, a gap record).
+        queue_dropped_ += staged_.size() - n;
+        queue_.insert(queue_.end(), std::make_move_iterator(staged_.begin()),
+                      std::make_move_iterator(staged_.begin() + static_cast<std::ptrdiff_t>(n)));
+    }
+    staged_.clear();
+    cv_.notify_one();
+}
+
+PipelineStats Pipeline::stats() const
+{
+    std::lock_guard lk(mu_);
+    PipelineStats s = stats_;
+    s.received = received_;
+    s.queue_dropped = queue_dropped_;
+    s.lag_records += queue_.size();
+    if (!queue_.empty())
+        s.lag_ms = std::max(s.lag_ms, (clock_ns(CLOCK_MONOTONIC) - queue_.front().queued_ns) / 1'000'000);
+    return s;
+}
+
+std::map<std::string, std::pair<std::int64_t, std::string>> Pipeline::heads() const
+{
+    std::lock_guard lk(mu_);
+    return heads_;
+}
+
+void Pipeline::run()
+{
+    std::vector<Item> batch;
+    std::uint64_t dropped_seen = 0;
+    for (;;) {
+        {
+            std::unique_lock lk(mu_);
+            cv_.wait_for(lk, std::chrono::milliseconds(200), [this] { return !queue_.empty() || stop_; });
+            if (queue_.empty() && stop_)
+                return;
+            batch.swap(queue_);
+            stats_.lag_records = batch.size();
+            stats_.lag_ms = batch.empty() ? 0 : (clock_ns(CLOCK_MONOTONIC) - batch.front().queued_ns) / 1'000'000;
+        }
+        // Records the queue could not take are a gap in the store too.
+        if (const auto d = queue_dropped_.load(); d != dropped_seen) {
+            if (db_) {
+                db_pending_lost_ += d - dropped_seen;
+                if (db_pending_why_.empty())
+                    db_pending_why_ = "the store fell behind (queue full)";
+            }
+            dropped_seen = d;
+        }
+        if (!batch.empty())
+            write(batch);
+        batch.clear();
+        const auto now = clock_ns(CLOCK_MONOTONIC);
+        if (db_ && now - last_prune_ns_ >= opts_.prune_interval_ms * 1'000'000) {
+            last_prune_ns_ = now;
+            realtime_offset_ns_ = clock_ns(CLOCK_REALTIME) - now;
+            const auto n = db_->prune(clock_ns(CLOCK_REALTIME));
+            auto heads = db_->heads();
+            std::lock_guard lk(mu_);
+            if (n > 0)
+                stats_.pruned += static_cast<std::uint64_t>(n);
+            heads_ = std::move(heads);
+        }
+        std::lock_guard lk(mu_);
+        stats_.lag_records = 0;
+        stats_.lag_ms = 0;
+        stats_.store_cpu_ns = static_cast<std::uint64_t>(clock_ns(CLOCK_THREAD_CPUTIME_ID));
+    }
+}
+
+void Pipeline::write(std::vector<Item>& batch)
+{
+    std::vector<store::Record> records;
+    records.reserve(batch.size() + 1);
+    for (auto& it : batch) {
+        if (it.action) {
+            const auto ms = it.action->value("time_ms", std::int64_t{0});
+            records.push_back(stored_action(*it.action, ms ? ms * 1'000'000 : it.queued_ns + realtime_offset_ns_));
+        } else {
+            records.push_back(stored_record(it.event, it.cx,
+                                            static_cast<std::int64_t>(it.event.header().ts_ns) +
+                                                realtime_offset_ns_));
+        }
+    }
+    if (jsonl_fd_ >= 0 || opts_.jsonl)
+        write_jsonl(records);
+    if (opts_.db)
+        write_db(records);
+}
+
+void Pipeline::open_jsonl()
+{
+    std::error_code ec;
+    fs::create_directories(opts_.jsonl->parent_path(), ec);
+    jsonl_fd_ = ::open(opts_.jsonl->c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (jsonl_fd_ < 0) {
+        std::lock_guard lk(mu_);
+        stats_.jsonl_error = errno_text(errno);
+        return;
+    }
+    const off_t size = ::lseek(jsonl_fd_, 0, SEEK_END);
+    jsonl_size_ = size > 0 ? static_cast<std::uint64_t>(size) : 0;
+}
+
+bool Pipeline::rotate_jsonl()
+{
+    // FILE -> FILE.1 -> ... -> FILE.N; the oldest goes. A failed rename keeps writing to the
+    // current file (over its size, which the error in status says) rather than losing records.
+    const std::string base = opts_.jsonl->string();
+    std::error_code ec;
+    if (opts_.jsonl_files == 0) {
+        if (::ftruncate(jsonl_fd_, 0) == 0)
+            jsonl_size_ = 0;
+        return true;
+    }
+    fs::remove(base + "." + std::to_string(opts_.jsonl_files), ec);
+    for (unsigned i = opts_.jsonl_files; i-- > 1;)
+        if (fs::exists(base + "." + std::to_string(i)))
+            fs::rename(base + "." + std::to_string(i), base + "." + std::to_string(i + 1), ec);
+    fs::rename(base, base + ".1", ec);
+    if (ec) {
+        std::lock_guard lk(mu_);
+        stats_.jsonl_error = "cannot rotate " + base + ": " + ec.message();
+        return false;
+    }
+    ::close(jsonl_fd_);
+    jsonl_fd_ = -1;
+    open_jsonl();
+    std::lock_guard lk(mu_);
+    ++stats_.jsonl_rotations;
+    return jsonl_fd_ >= 0;
+}
+
+void Pipeline::write_jsonl(const std::vector<store::Record>& records)
+{
+    const auto now = clock_ns(CLOCK_MONOTONIC);
+    if (now < jsonl_retry_after_ns_ || (jsonl_fd_ < 0 && (open_jsonl(), jsonl_fd_ < 0))) {
+        std::lock_guard lk(mu_);
+        stats_.jsonl_lost += records.size();
+        jsonl_retry_after_ns_ = std::max(jsonl_retry_after_ns_, now + kRetryNs);
+        return;
+    }
+    std::string buf;
+    buf.reserve(std::min<std::size_t>(records.size() * 700, 8u << 20));
+    std::size_t lines = 0, lost = 0, written = 0;
+    int err = 0;
+    const auto put = [&]() {
+        if (buf.empty())
+            return;
+        const std::uint64_t before = jsonl_size_;
+        std::size_t off = 0;
+        while (off < buf.size()) {
+            const auto n = ::write(jsonl_fd_, buf.data() + off, buf.size() - off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                err = n < 0 ? errno : ENOSPC;
+                break;
+            }
+            off += static_cast<std::size_t>(n);
+        }
+        if (off == buf.size()) {
+            jsonl_size_ += off;
+            written += lines;
+        } else {
+            // No half line stays behind: the file is cut back to the last whole record.
+            if (::ftruncate(jsonl_fd_, static_cast<off_t>(before)) != 0)
+                jsonl_size_ += off;
+            lost += lines;
+        }
+        buf.clear();
+        lines = 0;
+    };
+    for (const auto& r : records) {
+        if (err) {
+            ++lost;
+            continue;
+        }
+        if (opts_.jsonl_max_bytes && jsonl_size_ + buf.size() + r.json.size() + 1 > opts_.jsonl_max_bytes &&
+            jsonl_size_ + buf.size() > 0) {
+            put();
+            if (!err && jsonl_size_ > 0 && !rotate_jsonl() && jsonl_fd_ < 0)
+                err = EBADF;
+            if (err) {
+                ++lost;
+                continue;
+            }
+        }
+        buf += r.json;
+        buf += '\n';
+        ++lines;
+        if (buf.size() >= (1u << 20))
+            put();
+    }
+    put();
+    std::lock_guard lk(mu_);
+    stats_.jsonl_written += written;
+    stats_.jsonl_lost += lost;
+    if (err) {
+        ++stats_.jsonl_write_errors;
+        stats_.jsonl_error = "cannot write " + opts_.jsonl->string() + ": " + errno_text(err);
+        jsonl_retry_after_ns_ = now + kRetryNs;
+    } else if (written) {
+        stats_.jsonl_error.clear();
+    }
+}
+
+void Pipeline::write_db(std::vector<store::Record>& records)
+{
+    const auto now = clock_ns(CLOCK_MONOTONIC);
+    std::size_t stored = 0, lost = 0;
+    std::string error;
+    bool failed = false;
+    if (!db_ && now >= db_retry_after_ns_) {
+        try {
+            db_ = std::make_unique<store::Writer>(*opts_.db, opts_.db_options);
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+    }
+    if (!db_ || now < db_retry_after_ns_) {
+        lost = records.size();
+        failed = !db_;
+    } else {
+        for (std::size_t at = 0; at < records.size(); at += kDbBatch) {
+            std::vector<store::Record> chunk;
+            const auto end = std::min(records.size(), at + kDbBatch);
+            const std::size_t n = end - at;
+            chunk.reserve(n + 1);
+            if (db_pending_lost_)
+                chunk.push_back(stored_gap(db_pending_lost_, db_pending_why_,
+                                           records[at].time_ns));
+            chunk.insert(chunk.end(), std::make_move_iterator(records.begin() + static_cast<std::ptrdiff_t>(at)),
+                         std::make_move_iterator(records.begin() + static_cast<std::ptrdiff_t>(end)));
+            if (db_->append(chunk)) {
+                stored += n;
+                db_pending_lost_ = 0;
+                db_pending_why_.clear();
+            } else {
+                // Fails open for enforcement: the records are counted lost, the chain goes on
+                // from what is stored, and the next write that works records the gap.
+                failed = true;
+                error = db_->last_error();
+                lost += records.size() - at;
+                db_pending_lost_ += records.size() - at;
+                if (db_pending_why_.empty())
+                    db_pending_why_ = error;
+                break;
+            }
+        }
+    }
+    std::lock_guard lk(mu_);
+    stats_.db_stored += stored;
+    stats_.db_lost += lost;
+    if (failed) {
+        ++stats_.db_write_errors;
+        stats_.db_error = error;
+        db_retry_after_ns_ = now + kRetryNs;
+        if (db_)
+            if (auto moved = db_->corrupt_moved())
+                stats_.corrupt_moved = moved->string();
+    } else if (stored) {
+        stats_.db_error.clear();
+    }
+}
+
+} // namespace cordon::events

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+// The one event pipeline of cordond: what its thread reads from the ring buffer (and the
+// operator actions it records) goes, through a bounded queue, to a store thread that writes the
+// sinks: JSONL files rotated by size and count, and the SQLite store. The daemon's thread only
+// copies records into the queue, so a slow, full or broken disk never delays a request, a kill
+// or the reading of the ring buffer: what cannot be queued or written is counted (stats()) and
+// noted in the store by a gap record once writing works again.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "events/ocsf.h"
+#include "events/reader.h"
+#include "events/store.h"
+
+namespace cordon::events {
+
+struct PipelineOptions {
+    std::optional<std::filesystem::path> db;    ///< the SQLite store; none: off
+    store::Options db_options;
+    std::optional<std::filesystem::path> jsonl; ///< the JSONL file; none: off
+    std::uint64_t jsonl_max_bytes = 64ull << 20; ///< rotate when the file would pass this
+    unsigned jsonl_files = 5;                    ///< rotated files kept (FILE.1 .. FILE.N)
+    /// Records queued for the store thread before new ones are dropped (and counted). At most
+    /// ~800 bytes each: 65,536 bound the queue near 50 MB, and hold 65 ms at 1,000,000/s.
+    std::size_t queue_max = 65536;
+    std::int64_t prune_interval_ms = 60'000; ///< how often retention runs
+};
+
+/// Counters; all but the strings are monotonic since the daemon started.
+struct PipelineStats {
+    std::uint64_t received = 0;       ///< records handed to the pipeline
+    std::uint64_t queue_dropped = 0;  ///< not queued: the store thread was that far behind
+    std::uint64_t db_stored = 0, db_lost = 0, db_write_errors = 0;
+    std::uint64_t jsonl_written = 0, jsonl_lost = 0, jsonl_write_errors = 0, jsonl_rotations = 0;
+    std::uint64_t pruned = 0;
+    std::uint64_t lag_records = 0;    ///< queued, not yet written (now)
+    std::int64_t lag_ms = 0;          ///< age of the oldest queued record (now)
+    std::uint64_t store_cpu_ns = 0;   ///< CPU time of the store thread
+    std::string db_error, jsonl_error; ///< the last write error of each sink ("" none since)
+    std::string corrupt_moved;        ///< where a corrupt database was moved aside ("" never)
+    std::string db_path, jsonl_path;
+};
+
+class Pipeline {
+public:
+    /// Opens the sinks (a database that cannot be created at all throws cordon::Error naming
+    /// the path) and starts the store thread.
+    explicit Pipeline(PipelineOptions o);
+    ~Pipeline(); ///< writes what is queued, then stops the thread
+    Pipeline(const Pipeline&) = delete;
+    Pipeline& operator=(const Pipeline&) = delete;
+
+    /// Daemon thread: stages a kernel record; flush() hands staged records over.
+    void push(const Event& e, Context cx);
+    /// Daemon thread: stages an operator action (the actions log's object).
+    void push_action(const nlohmann::json& action);
+    /// Daemon thread: hands staged records to the store thread (one lock per call).
+    void flush();
+    PipelineStats stats() const;
+    /// Chain heads of the store (agent -> seq, hash), as last written.
+    std::map<std::string, std::pair<std::int64_t, std::string>> heads() const;
+
+private:
+    struct Item {
+        Event event;
+        Context cx;
+        std::optional<nlohmann::json> action;
+        std::int64_t queued_ns = 0; ///< CLOCK_MONOTONIC when staged (for lag)
+    };
+    void run();
+    void write(std::vector<Item>& batch);
+    void write_jsonl(const std::vector<store::Record>& records);
+    void write_db(std::vector<store::Record>& records);
+    bool rotate_jsonl();
+    void open_jsonl();
+
+    PipelineOptions opts_;
+    std::vector<Item> staged_; ///< daemon thread only
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<Item> queue_;  ///< guarded by mu_
+    bool stop_ = false;        ///< guarded by mu_
+    std::atomic<std::uint64_t> received_{0}, queue_dropped_{0};
+    // Store thread's sinks.
+    std::unique_ptr<store::Writer> db_;
+    int jsonl_fd_ = -1;
+    std::uint64_t jsonl_size_ = 0;
+    std::uint64_t db_pending_lost_ = 0; ///< lost since the last successful write: a gap record
+    std::string db_pending_why_;
+    std::int64_t db_retry_after_ns_ = 0;
+    std::int64_t jsonl_retry_after_ns_ = 0;
+    std::int64_t last_prune_ns_ = 0;
+    std::int64_t realtime_offset_ns_ = 0; ///< CLOCK_REALTIME - CLOCK_MONOTONIC
+    PipelineStats stats_;                  ///< guarded by mu_ (store thread's part)
+    std::map<std::string, std::pair<std::int64_t, std::string>> heads_; ///< guarded by mu_
+    std::thread thread_;
+};
+
+} // namespace cordon::events

@@ -1,0 +1,876 @@
+// SPDX-License-Identifier: Apache-2.0
+// The forensic event store on SQLite; see store.h for the chain design.
+#include "events/store.h"
+
+#include <arpa/inet.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <variant>
+
+#include <fmt/format.h>
+#include <openssl/sha.h>
+#include <sqlite3.h>
+
+#include "common/error.h"
+
+namespace cordon::events::store {
+namespace {
+
+// Bump when the schema changes; a store written by a newer cordon is refused, not guessed at.
+constexpr std::int64_t kSchemaVersion = 1;
+
+using Digest = std::array<unsigned char, SHA256_DIGEST_LENGTH>;
+constexpr Digest kZero{};
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS records(
+    id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, agent TEXT NOT NULL, seq INTEGER NOT NULL,
+    kind TEXT NOT NULL, hook TEXT NOT NULL, verdict TEXT NOT NULL,
+    pid INTEGER NOT NULL, ppid INTEGER NOT NULL, uid INTEGER NOT NULL,
+    path TEXT NOT NULL, dest TEXT NOT NULL, port INTEGER NOT NULL, json TEXT NOT NULL,
+    prev BLOB NOT NULL, hash BLOB NOT NULL);
+-- (agent, seq) is deliberately not UNIQUE: a forged duplicate must be storable for verify to name it.
+CREATE INDEX IF NOT EXISTS records_time ON records(time_ns);
+CREATE INDEX IF NOT EXISTS records_agent_seq ON records(agent, seq);
+-- Partial: "allow" is the bulk of decisions and nobody searches for it by verdict alone; leaving
+-- it out of the index makes appends ~15% cheaper. query() adds the implied term to use it.
+CREATE INDEX IF NOT EXISTS records_verdict ON records(verdict) WHERE verdict <> 'allow';
+CREATE INDEX IF NOT EXISTS records_hook ON records(hook);
+CREATE TABLE IF NOT EXISTS heads(agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tails(agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, prev BLOB NOT NULL);
+INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 1);
+)sql";
+
+// Columns in the order of the canonical encoding, shared by insert, query and verify.
+constexpr const char* kColumns =
+    "id, time_ns, agent, seq, kind, hook, verdict, pid, ppid, uid, path, dest, port, json, prev, hash";
+
+std::string hex(const unsigned char* p, std::size_t n)
+{
+    static constexpr char d[] = "0123456789abcdef";
+    std::string s(n * 2, '0');
+    for (std::size_t i = 0; i < n; ++i) {
+        s[2 * i] = d[p[i] >> 4];
+        s[2 * i + 1] = d[p[i] & 15];
+    }
+    return s;
+}
+
+// Fixed-width little-endian integers and u32-length-prefixed strings: no field can bleed into the
+// next, so moving bytes between fields (path "a" + json "bc" vs "ab" + "c") changes the hash.
+void put_le(std::string& b, std::uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; ++i)
+        b.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_str(std::string& b, std::string_view s)
+{
+    put_le(b, s.size(), 4);
+    b.append(s);
+}
+
+/// SHA-256(prev || canonical(r, seq)); `buf` is reused so hashing does not allocate per record.
+Digest chain_hash(const unsigned char* prev, const Record& r, std::int64_t seq, std::string& buf)
+{
+    buf.assign(reinterpret_cast<const char*>(prev), SHA256_DIGEST_LENGTH);
+    put_le(buf, static_cast<std::uint64_t>(r.time_ns), 8);
+    put_str(buf, r.agent);
+    put_le(buf, static_cast<std::uint64_t>(seq), 8);
+    put_str(buf, r.kind);
+    put_str(buf, r.hook);
+    put_str(buf, r.verdict);
+    put_le(buf, r.pid, 4);
+    put_le(buf, r.ppid, 4);
+    put_le(buf, r.uid, 4);
+    put_str(buf, r.path);
+    put_str(buf, r.dest);
+    put_le(buf, r.port, 2);
+    put_str(buf, r.json);
+    Digest d;
+    SHA256(reinterpret_cast<const unsigned char*>(buf.data()), buf.size(), d.data());
+    return d;
+}
+
+bool is_corruption(int rc)
+{
+    rc &= 0xff; // extended codes (SQLITE_CORRUPT_VTAB...) share the primary code's low byte
+    return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB;
+}
+
+/// "SQLITE_FULL: database or disk is full (errno ENOSPC ...)" for messages.
+std::string sqlite_text(sqlite3* db, int rc)
+{
+    std::string s = fmt::format("{}: {}", sqlite3_errstr(rc), db ? sqlite3_errmsg(db) : "");
+    if (int e = db ? sqlite3_system_errno(db) : 0; e != 0)
+        s += " (" + errno_text(e) + ")";
+    return s;
+}
+
+/// Thrown inside the writer when SQLite says the file is damaged; never escapes the module.
+struct Corrupt : Error {
+    using Error::Error;
+};
+
+/// A statement finalized on scope exit (prepared once per call in the read-only paths).
+struct Stmt {
+    sqlite3_stmt* s = nullptr;
+    Stmt() = default;
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+    ~Stmt() { sqlite3_finalize(s); }
+};
+
+std::string col_text(sqlite3_stmt* s, int i)
+{
+    auto p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))) : std::string();
+}
+/// A 32-byte blob column, or nullopt when it has another size (tampered).
+std::optional<Digest> col_digest(sqlite3_stmt* s, int i)
+{
+    auto p = static_cast<const unsigned char*>(sqlite3_column_blob(s, i));
+    if (!p || sqlite3_column_bytes(s, i) != SHA256_DIGEST_LENGTH)
+        return std::nullopt;
+    Digest d;
+    std::memcpy(d.data(), p, d.size());
+    return d;
+}
+
+/// Reads one row selected with kColumns.
+Row read_row(sqlite3_stmt* s, std::optional<Digest>* prev = nullptr, std::optional<Digest>* hash = nullptr)
+{
+    Row r;
+    r.id = sqlite3_column_int64(s, 0);
+    r.time_ns = sqlite3_column_int64(s, 1);
+    r.agent = col_text(s, 2);
+    r.seq = sqlite3_column_int64(s, 3);
+    r.kind = col_text(s, 4);
+    r.hook = col_text(s, 5);
+    r.verdict = col_text(s, 6);
+    r.pid = static_cast<std::uint32_t>(sqlite3_column_int64(s, 7));
+    r.ppid = static_cast<std::uint32_t>(sqlite3_column_int64(s, 8));
+    r.uid = static_cast<std::uint32_t>(sqlite3_column_int64(s, 9));
+    r.path = col_text(s, 10);
+    r.dest = col_text(s, 11);
+    r.port = static_cast<std::uint16_t>(sqlite3_column_int64(s, 12));
+    r.json = col_text(s, 13);
+    auto pv = static_cast<const unsigned char*>(sqlite3_column_blob(s, 14));
+    r.prev_hex = pv ? hex(pv, static_cast<std::size_t>(sqlite3_column_bytes(s, 14))) : "";
+    auto hv = static_cast<const unsigned char*>(sqlite3_column_blob(s, 15));
+    r.hash_hex = hv ? hex(hv, static_cast<std::size_t>(sqlite3_column_bytes(s, 15))) : "";
+    if (prev)
+        *prev = col_digest(s, 14);
+    if (hash)
+        *hash = col_digest(s, 15);
+    return r;
+}
+
+/// A read-only connection for query/verify; the daemon may be writing meanwhile (WAL).
+struct ReadDb {
+    sqlite3* db = nullptr;
+    std::filesystem::path path;
+
+    explicit ReadDb(const std::filesystem::path& p) : path(p)
+    {
+        std::error_code ec;
+        if (!std::filesystem::exists(p, ec))
+            throw Error(fmt::format("no event store at {}: is cordond running with the store enabled?",
+                                    p.string()));
+        int rc = sqlite3_open_v2(p.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+        if (rc != SQLITE_OK)
+            fail("cannot open", rc);
+        sqlite3_busy_timeout(db, 5000);
+        Stmt s;
+        prepare(s, "SELECT value FROM meta WHERE key = 'schema_version'");
+        rc = sqlite3_step(s.s);
+        if (rc != SQLITE_ROW)
+            fail("cannot read", rc);
+        if (auto v = sqlite3_column_int64(s.s, 0); v > kSchemaVersion)
+            throw Error(fmt::format("event store {} has schema version {}, newer than this cordon "
+                                    "reads ({}): use the cordon that matches cordond",
+                                    p.string(), v, kSchemaVersion));
+    }
+    ~ReadDb() { sqlite3_close_v2(db); }
+    ReadDb(const ReadDb&) = delete;
+    ReadDb& operator=(const ReadDb&) = delete;
+
+    [[noreturn]] void fail(const char* what, int rc)
+    {
+        throw Error(fmt::format("{} event store {}: {}", what, path.string(), sqlite_text(db, rc)));
+    }
+    void prepare(Stmt& s, const std::string& sql)
+    {
+        if (int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &s.s, nullptr); rc != SQLITE_OK)
+            fail(rc == SQLITE_ERROR ? "not a cordon event store (or an unreadable one):" : "cannot read",
+                 rc);
+    }
+};
+
+/// Parsed dest_cidr: family, address bytes, prefix length.
+struct Cidr {
+    int family = AF_INET;
+    std::array<unsigned char, 16> addr{};
+    int bits = 0;
+};
+
+std::optional<Cidr> parse_cidr(const std::string& text)
+{
+    Cidr c;
+    const auto slash = text.find('/');
+    const std::string a = text.substr(0, slash);
+    if (inet_pton(AF_INET, a.c_str(), c.addr.data()) == 1)
+        c.family = AF_INET, c.bits = 32;
+    else if (inet_pton(AF_INET6, a.c_str(), c.addr.data()) == 1)
+        c.family = AF_INET6, c.bits = 128;
+    else
+        return std::nullopt;
+    if (slash != std::string::npos) {
+        const std::string n = text.substr(slash + 1);
+        if (n.empty() || n.size() > 3 || !std::all_of(n.begin(), n.end(), ::isdigit))
+            return std::nullopt;
+        const int b = std::stoi(n);
+        if (b > c.bits)
+            return std::nullopt;
+        c.bits = b;
+    }
+    return c;
+}
+
+bool cidr_contains(const Cidr& c, const std::string& dest)
+{
+    std::array<unsigned char, 16> a{};
+    if (dest.empty() || inet_pton(c.family, dest.c_str(), a.data()) != 1)
+        return false; // other family or no address: not in the range
+    const int full = c.bits / 8, rest = c.bits % 8;
+    if (std::memcmp(a.data(), c.addr.data(), static_cast<std::size_t>(full)) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    const auto mask = static_cast<unsigned char>(0xff << (8 - rest));
+    return (a[static_cast<std::size_t>(full)] & mask) == (c.addr[static_cast<std::size_t>(full)] & mask);
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+struct Writer::Impl {
+    struct Head {
+        std::int64_t seq = 0;
+        Digest hash{};
+    };
+
+    std::filesystem::path path;
+    Options opt;
+    sqlite3* db = nullptr;
+    sqlite3_stmt* insert = nullptr;
+    sqlite3_stmt* put_head = nullptr;
+    std::map<std::string, Head, std::less<>> heads;
+    std::string error;
+    std::optional<std::filesystem::path> moved;
+    std::string buf; // canonical encoding scratch, reused across records
+
+    void close()
+    {
+        sqlite3_finalize(insert);
+        sqlite3_finalize(put_head);
+        insert = put_head = nullptr;
+        sqlite3_close_v2(db);
+        db = nullptr;
+    }
+
+    [[noreturn]] void fail(const char* what, int rc)
+    {
+        auto msg = fmt::format("{} event store {}: {}", what, path.string(), sqlite_text(db, rc));
+        if (is_corruption(rc))
+            throw Corrupt(msg);
+        throw Error(msg);
+    }
+    void exec(const char* sql, const char* what)
+    {
+        if (int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr); rc != SQLITE_OK)
+            fail(what, rc);
+    }
+    sqlite3_stmt* prepare(const char* sql)
+    {
+        sqlite3_stmt* s = nullptr;
+        if (int rc = sqlite3_prepare_v2(db, sql, -1, &s, nullptr); rc != SQLITE_OK)
+            fail(rc == SQLITE_ERROR ? "not a cordon event store:" : "cannot prepare", rc);
+        return s;
+    }
+    std::int64_t scalar(const char* sql, const char* what)
+    {
+        sqlite3_stmt* s = prepare(sql);
+        const int rc = sqlite3_step(s);
+        const std::int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+        sqlite3_finalize(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            fail(what, rc);
+        return v;
+    }
+
+    /// Opens and, when new, creates the schema. Throws Corrupt when the file is damaged.
+    void open()
+    {
+        int rc = sqlite3_open_v2(path.c_str(), &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+        if (rc != SQLITE_OK)
+            fail("cannot open", rc);
+        sqlite3_extended_result_codes(db, 1);
+        // Readers (cordon events) never block a WAL writer; this only covers a checkpointing peer.
+        sqlite3_busy_timeout(db, 1000);
+        // The first read of sqlite_master is where garbage shows up as SQLITE_NOTADB.
+        const bool fresh = scalar("SELECT count(*) FROM sqlite_master", "cannot read") == 0;
+        // auto_vacuum can only be chosen before the first table exists.
+        if (fresh) {
+            exec("PRAGMA auto_vacuum = INCREMENTAL", "cannot configure");
+        }
+        // A 40 MB WAL between checkpoints instead of 4 MB: a batch of 4096 records is ~2.5 MB, and
+        // checkpointing every other batch cost a quarter of the append rate. prune() truncates it.
+        exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384; "
+             "PRAGMA wal_autocheckpoint = 10000",
+             "cannot configure");
+        exec("BEGIN IMMEDIATE", "cannot create the schema of");
+        try {
+            exec(kSchema, "cannot create the schema of");
+            exec("COMMIT", "cannot create the schema of");
+        } catch (...) {
+            sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+            throw;
+        }
+        if (auto v = scalar("SELECT value FROM meta WHERE key = 'schema_version'", "cannot read");
+            v > kSchemaVersion)
+            throw Error(fmt::format("event store {} has schema version {}, newer than this cordond "
+                                    "writes ({}): upgrade cordon or move the file away",
+                                    path.string(), v, kSchemaVersion));
+        insert = prepare("INSERT INTO records(time_ns, agent, seq, kind, hook, verdict, pid, ppid, "
+                         "uid, path, dest, port, json, prev, hash) "
+                         "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        put_head = prepare("INSERT OR REPLACE INTO heads(agent, seq, hash) VALUES(?,?,?)");
+        load_heads();
+    }
+
+    void load_heads()
+    {
+        std::map<std::string, Head, std::less<>> h;
+        sqlite3_stmt* s = prepare("SELECT agent, seq, hash FROM heads");
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            Head x;
+            x.seq = sqlite3_column_int64(s, 1);
+            if (auto d = col_digest(s, 2))
+                x.hash = *d;
+            h.emplace(col_text(s, 0), x);
+        }
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE)
+            fail("cannot read the chain heads of", rc);
+        heads = std::move(h);
+    }
+
+    /// Renames the damaged file (and its WAL/SHM, under names SQLite pairs with it) out of the way.
+    void move_aside()
+    {
+        close();
+        auto base = path.string() + ".corrupt-" + std::to_string(std::time(nullptr));
+        std::string to = base;
+        for (int i = 1; std::filesystem::exists(to); ++i)
+            to = base + "." + std::to_string(i); // two in one second: keep both
+        if (::rename(path.c_str(), to.c_str()) != 0 && errno != ENOENT)
+            throw Error(fmt::format("cannot move the corrupt event store {} aside: {}", path.string(),
+                                    errno_text(errno)));
+        for (const char* sfx : {"-wal", "-shm", "-journal"})
+            ::rename((path.string() + sfx).c_str(), (to + sfx).c_str()); // absent is fine
+        moved = to;
+    }
+
+    /// open(), moving a damaged file aside once; a second failure is the caller's Error.
+    void open_or_recover()
+    {
+        try {
+            open();
+        } catch (const Corrupt&) {
+            move_aside();
+            open();
+        }
+    }
+
+    void rollback()
+    {
+        // SQLite may already have rolled back by itself (SQLITE_FULL, IOERR): ROLLBACK would fail.
+        if (db && !sqlite3_get_autocommit(db))
+            sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+
+    /// After a failed transaction: realign the in-memory heads with the file, or start over on a
+    /// fresh file when the failure was corruption.
+    void recover(const std::map<std::string, Head, std::less<>>& before, bool corrupt)
+    {
+        rollback();
+        try {
+            if (corrupt) {
+                move_aside();
+                open();
+            } else {
+                load_heads();
+            }
+        } catch (const Error& e) {
+            heads = before; // what was committed before this call, the best we know
+            error += "; then: " + std::string(e.what());
+        }
+    }
+
+    void append(std::span<const Record> batch)
+    {
+        exec("BEGIN IMMEDIATE", "cannot write to");
+        std::map<std::string_view, Head*> touched;
+        for (const Record& r : batch) {
+            auto it = heads.find(r.agent);
+            if (it == heads.end())
+                it = heads.emplace(r.agent, Head{}).first; // zero prev: the chain's first record
+            Head& h = it->second;
+            const std::int64_t seq = h.seq + 1;
+            const Digest d = chain_hash(h.hash.data(), r, seq, buf);
+            // Strings are bound SQLITE_STATIC: they outlive the step, and copying them costs.
+            sqlite3_stmt* s = insert;
+            sqlite3_bind_int64(s, 1, r.time_ns);
+            sqlite3_bind_text(s, 2, r.agent.data(), static_cast<int>(r.agent.size()), SQLITE_STATIC);
+            sqlite3_bind_int64(s, 3, seq);
+            sqlite3_bind_text(s, 4, r.kind.data(), static_cast<int>(r.kind.size()), SQLITE_STATIC);
+            sqlite3_bind_text(s, 5, r.hook.data(), static_cast<int>(r.hook.size()), SQLITE_STATIC);
+            sqlite3_bind_text(s, 6, r.verdict.data(), static_cast<int>(r.verdict.size()), SQLITE_STATIC);
+            sqlite3_bind_int64(s, 7, r.pid);
+            sqlite3_bind_int64(s, 8, r.ppid);
+            sqlite3_bind_int64(s, 9, r.uid);
+            sqlite3_bind_text(s, 10, r.path.data(), static_cast<int>(r.path.size()), SQLITE_STATIC);
+            sqlite3_bind_text(s, 11, r.dest.data(), static_cast<int>(r.dest.size()), SQLITE_STATIC);
+            sqlite3_bind_int64(s, 12, r.port);
+            sqlite3_bind_text(s, 13, r.json.data(), static_cast<int>(r.json.size()), SQLITE_STATIC);
+            sqlite3_bind_blob(s, 14, h.hash.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
+            sqlite3_bind_blob(s, 15, d.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
+            const int rc = sqlite3_step(s);
+            sqlite3_reset(s);
+            if (rc != SQLITE_DONE)
+                fail("cannot append to", rc);
+            h.seq = seq;
+            h.hash = d;
+            touched[it->first] = &h;
+        }
+        // One heads row per agent per batch, in the same transaction: the head always matches
+        // the stored chain.
+        for (auto [agent, h] : touched) {
+            sqlite3_bind_text(put_head, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+            sqlite3_bind_int64(put_head, 2, h->seq);
+            sqlite3_bind_blob(put_head, 3, h->hash.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
+            const int rc = sqlite3_step(put_head);
+            sqlite3_reset(put_head);
+            if (rc != SQLITE_DONE)
+                fail("cannot update the chain heads of", rc);
+        }
+        exec("COMMIT", "cannot commit to");
+    }
+
+    /// Deletes each agent's records with seq <= cut (a prefix, so the rest still chains) and
+    /// records where the chain now starts. The tail's prev is the hash of the last deleted record
+    /// as stored, not copied from the oldest kept one: a record an attacker removed just above the
+    /// cut still shows as deleted.
+    std::int64_t apply_cuts(const std::map<std::string, std::int64_t>& cuts)
+    {
+        std::int64_t deleted = 0;
+        sqlite3_stmt* get = prepare("SELECT hash FROM records WHERE agent = ?1 AND seq = ?2 ORDER BY id LIMIT 1");
+        sqlite3_stmt* del = prepare("DELETE FROM records WHERE agent = ?1 AND seq <= ?2");
+        sqlite3_stmt* tail = prepare("INSERT OR REPLACE INTO tails(agent, seq, prev) VALUES(?1, ?2, ?3)");
+        int rc = SQLITE_OK;
+        for (const auto& [agent, cut] : cuts) {
+            sqlite3_bind_text(get, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+            sqlite3_bind_int64(get, 2, cut);
+            rc = sqlite3_step(get);
+            const auto prev = rc == SQLITE_ROW ? col_digest(get, 0) : std::nullopt;
+            sqlite3_reset(get);
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                break;
+            sqlite3_bind_text(del, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+            sqlite3_bind_int64(del, 2, cut);
+            rc = sqlite3_step(del);
+            sqlite3_reset(del);
+            if (rc != SQLITE_DONE)
+                break;
+            deleted += sqlite3_changes(db);
+            sqlite3_bind_text(tail, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+            sqlite3_bind_int64(tail, 2, cut + 1);
+            // A cut record already gone (tampered) leaves a zero prev: verify will say so.
+            const Digest p = prev.value_or(kZero);
+            sqlite3_bind_blob(tail, 3, p.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
+            rc = sqlite3_step(tail);
+            sqlite3_reset(tail);
+            if (rc != SQLITE_DONE)
+                break;
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(get);
+        sqlite3_finalize(del);
+        sqlite3_finalize(tail);
+        if (rc != SQLITE_OK)
+            fail("cannot prune", rc);
+        return deleted;
+    }
+
+    /// agent -> highest seq among rows selected by `where` (bound to one int64).
+    std::map<std::string, std::int64_t> cuts_where(const char* where, std::int64_t arg)
+    {
+        std::map<std::string, std::int64_t> cuts;
+        auto sql = fmt::format("SELECT agent, max(seq) FROM records WHERE {} GROUP BY agent", where);
+        sqlite3_stmt* s = prepare(sql.c_str());
+        sqlite3_bind_int64(s, 1, arg);
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+            cuts[col_text(s, 0)] = sqlite3_column_int64(s, 1);
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE)
+            fail("cannot prune", rc);
+        return cuts;
+    }
+
+    std::int64_t live_bytes()
+    {
+        const auto pages = scalar("PRAGMA page_count", "cannot measure") -
+                           scalar("PRAGMA freelist_count", "cannot measure");
+        return pages * scalar("PRAGMA page_size", "cannot measure");
+    }
+
+    std::int64_t prune(std::int64_t now_ns)
+    {
+        std::int64_t deleted = 0;
+        exec("BEGIN IMMEDIATE", "cannot prune");
+        // By age: per agent, everything up to its newest too-old record. A clock step backwards
+        // may take a few newer records along; it never leaves a hole in a chain.
+        if (opt.max_age_ns > 0)
+            deleted += apply_cuts(cuts_where("time_ns < ?1", now_ns - opt.max_age_ns));
+        // By size: oldest rows by id (insertion order, so per agent a prefix too) until the live
+        // pages fit in 90% of the budget; the margin keeps us from pruning on every call.
+        if (opt.max_bytes > 0) {
+            const auto target = static_cast<std::int64_t>(opt.max_bytes / 10 * 9);
+            for (int round = 0; round < 16; ++round) {
+                const auto live = live_bytes();
+                if (live <= static_cast<std::int64_t>(opt.max_bytes) && round == 0)
+                    break;
+                if (live <= target)
+                    break;
+                const auto lo = scalar("SELECT min(id) FROM records", "cannot prune");
+                const auto hi = scalar("SELECT max(id) FROM records", "cannot prune");
+                if (hi == 0)
+                    break; // nothing left to delete: the rest is schema and heads
+                // ids are dense enough (we only delete prefixes) to estimate rows from the range.
+                const double frac = static_cast<double>(live - target) / static_cast<double>(live);
+                const auto n = std::max<std::int64_t>(1, static_cast<std::int64_t>(frac * static_cast<double>(hi - lo + 1)) + 1);
+                deleted += apply_cuts(cuts_where("id < ?1", lo + n));
+            }
+        }
+        exec("COMMIT", "cannot prune");
+        // Give the freed pages back to the file system and shrink the WAL those deletes grew.
+        if (deleted > 0)
+            exec("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE)", "cannot vacuum");
+        return deleted;
+    }
+};
+
+Writer::Writer(std::filesystem::path path, Options o) : impl_(std::make_unique<Impl>())
+{
+    impl_->path = std::move(path);
+    impl_->opt = o;
+    const auto dir = impl_->path.parent_path();
+    std::error_code ec;
+    if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
+        std::filesystem::create_directories(dir, ec);
+        // Events name files and hosts an agent touched: not for other users to read.
+        if (ec || ::chmod(dir.c_str(), 0700) != 0)
+            throw Error(fmt::format("cannot create the event store directory {}: {}", dir.string(),
+                                    ec ? ec.message() : errno_text(errno)));
+    }
+    try {
+        impl_->open_or_recover();
+    } catch (...) {
+        impl_->close();
+        throw;
+    }
+}
+
+Writer::~Writer()
+{
+    if (impl_)
+        impl_->close();
+}
+
+bool Writer::append(std::span<const Record> batch)
+{
+    auto& m = *impl_;
+    m.error.clear();
+    if (batch.empty())
+        return true;
+    const auto before = m.heads;
+    try {
+        if (!m.db)
+            m.open_or_recover(); // a previous recovery failed; try again
+        m.append(batch);
+        return true;
+    } catch (const Corrupt& e) {
+        m.error = e.what();
+        m.recover(before, true);
+    } catch (const std::exception& e) {
+        m.error = e.what();
+        m.recover(before, false);
+    }
+    return false;
+}
+
+std::int64_t Writer::prune(std::int64_t now_ns)
+{
+    auto& m = *impl_;
+    m.error.clear();
+    try {
+        if (!m.db)
+            m.open_or_recover();
+        return m.prune(now_ns);
+    } catch (const Corrupt& e) {
+        m.error = e.what();
+        m.recover(m.heads, true);
+    } catch (const std::exception& e) {
+        m.error = e.what();
+        m.rollback(); // prune does not touch heads: nothing to realign
+    }
+    return 0;
+}
+
+const std::string& Writer::last_error() const { return impl_->error; }
+
+std::optional<std::filesystem::path> Writer::corrupt_moved() const { return impl_->moved; }
+
+std::map<std::string, std::pair<std::int64_t, std::string>> Writer::heads() const
+{
+    std::map<std::string, std::pair<std::int64_t, std::string>> out;
+    for (const auto& [agent, h] : impl_->heads)
+        out.emplace(agent, std::pair{h.seq, hex(h.hash.data(), h.hash.size())});
+    return out;
+}
+
+bool Writer::exec_for_test(const std::string& sql)
+{
+    if (int rc = sqlite3_exec(impl_->db, sql.c_str(), nullptr, nullptr, nullptr); rc != SQLITE_OK) {
+        impl_->error = sqlite_text(impl_->db, rc);
+        return false;
+    }
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+std::vector<Row> query(const std::filesystem::path& path, const Filter& f)
+{
+    // Bad input first: a typo should not wait on opening a large store.
+    std::optional<Cidr> cidr;
+    if (f.dest_cidr) {
+        cidr = parse_cidr(*f.dest_cidr);
+        if (!cidr)
+            throw Error(fmt::format("'{}' is not an address or CIDR range; expected e.g. 10.0.0.0/8, "
+                                    "2001:db8::/32 or 10.0.0.1",
+                                    *f.dest_cidr));
+    }
+    ReadDb db(path);
+
+    // Every value is bound, never spliced into the SQL.
+    std::string sql = fmt::format("SELECT {} FROM records WHERE 1", kColumns);
+    std::vector<std::variant<std::string, std::int64_t>> params;
+    auto param = [&](auto v) {
+        params.emplace_back(std::move(v));
+        return fmt::format("?{}", params.size());
+    };
+    auto any_of = [&](const char* col, const std::vector<std::string>& vs) {
+        if (vs.empty())
+            return;
+        sql += fmt::format(" AND {} IN (", col);
+        for (std::size_t i = 0; i < vs.size(); ++i)
+            sql += (i ? "," : "") + param(vs[i]);
+        sql += ")";
+    };
+    if (f.agent)
+        sql += " AND agent = " + param(*f.agent);
+    if (f.since_ns)
+        sql += " AND time_ns >= " + param(*f.since_ns);
+    if (f.until_ns)
+        sql += " AND time_ns <= " + param(*f.until_ns);
+    any_of("verdict", f.verdicts);
+    // Lets SQLite use the partial verdict index, which only holds the other verdicts.
+    if (!f.verdicts.empty() && std::find(f.verdicts.begin(), f.verdicts.end(), "allow") == f.verdicts.end())
+        sql += " AND verdict <> 'allow'";
+    any_of("hook", f.hooks);
+    any_of("kind", f.kinds);
+    if (f.path_glob)
+        sql += " AND path GLOB " + param(*f.path_glob);
+    sql += " ORDER BY time_ns, id";
+    // With a CIDR the filtering is ours, so the limit must be too.
+    if (f.limit && !cidr)
+        sql += " LIMIT " + std::to_string(f.limit);
+
+    Stmt s;
+    db.prepare(s, sql);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        const int idx = static_cast<int>(i + 1);
+        if (auto* t = std::get_if<std::string>(&params[i]))
+            sqlite3_bind_text(s.s, idx, t->data(), static_cast<int>(t->size()), SQLITE_STATIC);
+        else
+            sqlite3_bind_int64(s.s, idx, std::get<std::int64_t>(params[i]));
+    }
+    std::vector<Row> rows;
+    int rc;
+    while ((rc = sqlite3_step(s.s)) == SQLITE_ROW) {
+        Row r = read_row(s.s);
+        if (cidr && !cidr_contains(*cidr, r.dest))
+            continue;
+        rows.push_back(std::move(r));
+        if (f.limit && rows.size() >= f.limit)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        db.fail("cannot read", rc);
+    return rows;
+}
+
+VerifyResult verify(const std::filesystem::path& path, std::optional<std::string> agent)
+{
+    ReadDb db(path);
+    struct Mark {
+        std::int64_t seq;
+        Digest d;
+    };
+    auto load = [&](const char* sql) {
+        std::map<std::string, Mark> m;
+        Stmt s;
+        db.prepare(s, sql);
+        int rc;
+        while ((rc = sqlite3_step(s.s)) == SQLITE_ROW)
+            m[col_text(s.s, 0)] = Mark{sqlite3_column_int64(s.s, 1), col_digest(s.s, 2).value_or(kZero)};
+        if (rc != SQLITE_DONE)
+            db.fail("cannot read", rc);
+        return m;
+    };
+    // One read transaction for the whole walk, so a concurrent append cannot make heads and
+    // records disagree mid-way.
+    if (int rc = sqlite3_exec(db.db, "BEGIN", nullptr, nullptr, nullptr); rc != SQLITE_OK)
+        db.fail("cannot read", rc);
+    auto heads = load("SELECT agent, seq, hash FROM heads");
+    const auto tails = load("SELECT agent, seq, prev FROM tails");
+
+    VerifyResult res;
+    auto bad = [&](const std::string& a, std::int64_t id, std::int64_t seq, std::string why) {
+        res.ok = false;
+        res.agent = a, res.id = id, res.seq = seq, res.reason = std::move(why);
+    };
+
+    // The walk state of the agent being read; rows come sorted by (agent, seq, id).
+    std::string cur;
+    bool have = false;
+    std::int64_t want_seq = 1;
+    Digest want_prev{};
+    std::optional<Mark> head;
+    // The end of one agent's chain: the last row must be the head.
+    auto finish = [&]() {
+        if (!have)
+            return;
+        if (head && want_seq - 1 < head->seq)
+            bad(cur, 0, want_seq, fmt::format("records missing at the end (head says seq {})", head->seq));
+        else if (head && want_prev != head->d)
+            bad(cur, 0, head->seq, "record edited (last record's hash differs from the head)");
+        heads.erase(cur);
+    };
+
+    Stmt s;
+    db.prepare(s, fmt::format("SELECT {} FROM records {} ORDER BY agent, seq, id", kColumns,
+                              agent ? "WHERE agent = ?1" : ""));
+    if (agent)
+        sqlite3_bind_text(s.s, 1, agent->data(), static_cast<int>(agent->size()), SQLITE_STATIC);
+    // Heads not walked yet whose agent sorts before `upto` have no records at all: fine only if
+    // retention took them all. Checked as the walk passes them, so agents stay in name order.
+    auto orphans_before = [&](const std::string* upto) {
+        for (auto it = heads.begin(); res.ok && it != heads.end() && (!upto || it->first < *upto);
+             it = heads.erase(it)) {
+            const auto& [a, h] = *it;
+            if (agent && a != *agent)
+                continue;
+            const auto t = tails.find(a);
+            if (t == tails.end() || t->second.seq != h.seq + 1 || t->second.d != h.d)
+                bad(a, 0, t == tails.end() ? 1 : t->second.seq,
+                    fmt::format("records missing at the end (head says seq {})", h.seq));
+        }
+    };
+    std::string buf;
+    int rc = SQLITE_DONE;
+    while (res.ok && (rc = sqlite3_step(s.s)) == SQLITE_ROW) {
+        std::optional<Digest> prev, hash;
+        const Row r = read_row(s.s, &prev, &hash);
+        if (!have || r.agent != cur) {
+            finish();
+            orphans_before(&r.agent);
+            if (!res.ok)
+                break;
+            cur = r.agent, have = true;
+            const auto t = tails.find(cur);
+            want_seq = t == tails.end() ? 1 : t->second.seq;
+            want_prev = t == tails.end() ? kZero : t->second.d;
+            const auto h = heads.find(cur);
+            head = h == heads.end() ? std::nullopt : std::optional<Mark>(h->second);
+            if (!head) {
+                bad(cur, r.id, r.seq, "record inserted (agent has no chain head: out of chain)");
+                break;
+            }
+        }
+        if (r.seq < want_seq) {
+            bad(cur, r.id, r.seq, fmt::format("record inserted (seq {} duplicated / out of chain)", r.seq));
+            break;
+        }
+        if (r.seq > head->seq) {
+            bad(cur, r.id, r.seq,
+                fmt::format("record inserted (seq {} beyond the head's seq {})", r.seq, head->seq));
+            break;
+        }
+        if (r.seq > want_seq) {
+            bad(cur, r.id, want_seq, fmt::format("record missing before seq {} (deleted)", r.seq));
+            break;
+        }
+        if (!prev || !hash || chain_hash(prev->data(), r, r.seq, buf) != *hash) {
+            bad(cur, r.id, r.seq, "record edited (hash mismatch)");
+            break;
+        }
+        if (*prev != want_prev) {
+            // This row is self-consistent but does not link: the previous one was rewritten with
+            // a recomputed hash, or this one was forged in its place. Both are edits at this seq
+            // or the one before; name the lower so the report is the first bad record.
+            const bool first = want_seq == (tails.count(cur) ? tails.at(cur).seq : 1);
+            bad(cur, r.id, first ? r.seq : r.seq - 1,
+                first ? "record edited (prev does not match the chain start)"
+                      : fmt::format("record edited (seq {} hash does not match the prev of seq {})",
+                                    r.seq - 1, r.seq));
+            break;
+        }
+        want_seq = r.seq + 1;
+        want_prev = *hash;
+        ++res.records;
+        ++res.per_agent[cur];
+    }
+    if (res.ok && rc != SQLITE_DONE)
+        db.fail("cannot read", rc);
+    if (res.ok)
+        finish();
+    orphans_before(nullptr);
+    sqlite3_exec(db.db, "COMMIT", nullptr, nullptr, nullptr);
+    return res;
+}
+
+} // namespace cordon::events::store

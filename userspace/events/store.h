@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: Apache-2.0
+// The forensic event store: every decision, exec trace, trust change and operator action of the
+// daemon, kept in one SQLite file so that `cordon events` can search the past and `cordon verify`
+// can prove nobody edited it.
+//
+// Tamper evidence is a hash chain per agent: record n stores prev = hash(n-1) and
+// hash = SHA-256(prev || canonical(record n)). The `heads` table holds the last (seq, hash) of each
+// agent so truncation at the end shows; the `tails` table holds where retention legitimately
+// started the chain so pruning old records does not look like tampering. The chain is not keyed:
+// it proves consistency against an attacker who edits rows, not against one who rewrites the whole
+// chain; for that the daemon logs heads() elsewhere (journal, remote syslog) from time to time.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cordon::events::store {
+
+/// One stored record: a kernel decision, an exec trace, a trust change, an operator action, or a gap marker.
+struct Record {
+    std::int64_t time_ns = 0; ///< CLOCK_REALTIME, ns
+    std::string agent;        ///< agent name ("cordond" for gap markers)
+    std::string kind;         ///< "decision" | "process" | "trust" | "action" | "gap"
+    std::string hook;         ///< exec, open, connect4, ... ; action: the op (kill, apply, ...); process: "exec"
+    std::string verdict;      ///< allow|deny|audit|kill|freeze ; action: "ok"|"error"
+    std::uint32_t pid = 0, ppid = 0, uid = 0;
+    std::string path;         ///< file or exec path ("" none)
+    std::string dest;         ///< destination IP address text, "10.0.0.1" or "2001:db8::1" ("" none)
+    std::uint16_t port = 0;
+    std::string json;         ///< the full record as one JSON object, one line (opaque to the store)
+};
+/// A record as read back.
+struct Row : Record {
+    std::int64_t id = 0;  ///< SQLite rowid: insertion order
+    std::int64_t seq = 0; ///< position in its agent's chain, from 1
+    std::string prev_hex, hash_hex;
+};
+
+struct Options {
+    std::int64_t max_age_ns = 30LL * 24 * 3600 * 1'000'000'000; ///< retention by age (0 = none)
+    std::uint64_t max_bytes = 1ULL << 30; ///< retention by size of the database (0 = none)
+};
+
+/// The daemon's side: appends batches and applies retention. Used by one thread only (the store
+/// thread), so it holds one connection without locking of its own.
+class Writer {
+public:
+    /// Opens or creates the database at `path` (parent directory created 0700). A file that is not
+    /// a database or is corrupt is moved aside to "<path>.corrupt-<unix seconds>" (with its
+    /// -wal/-shm) and a new one created; corrupt_moved() names the moved file. Throws cordon::Error
+    /// when even a new database cannot be created, or when the file is a newer schema or not a
+    /// cordon store (those are left alone: they are not ours to move).
+    Writer(std::filesystem::path path, Options o);
+    ~Writer();
+    Writer(const Writer&) = delete;
+    Writer& operator=(const Writer&) = delete;
+
+    /// Stores the batch in one transaction, chaining each record to its agent's previous record.
+    /// All or nothing: on failure the transaction is rolled back, the chain heads are reloaded from
+    /// what is stored, last_error() is set and false returned. A corrupt database is moved aside and
+    /// a fresh one opened, so the next call can succeed.
+    bool append(std::span<const Record> batch);
+    /// Deletes records older than max_age and, while the database is over max_bytes, the oldest
+    /// records; records `tails` so verify still passes; then vacuums and truncates the WAL. Returns
+    /// the number of records deleted; 0 with last_error() set on failure (never throws).
+    std::int64_t prune(std::int64_t now_ns);
+    const std::string& last_error() const;
+    std::optional<std::filesystem::path> corrupt_moved() const;
+    /// Chain heads: agent -> (seq, hash hex), for the daemon to log periodically.
+    std::map<std::string, std::pair<std::int64_t, std::string>> heads() const;
+
+    /// Test hook: runs SQL on the writer's own connection (e.g. PRAGMA max_page_count to force
+    /// SQLITE_FULL). Returns false and sets last_error() on failure.
+    bool exec_for_test(const std::string& sql);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+struct Filter {
+    // The {} let callers name only the fields they set (designated initializers, no warnings).
+    std::optional<std::string> agent{};
+    std::optional<std::int64_t> since_ns{}, until_ns{};    ///< time_ns >= since, <= until
+    std::vector<std::string> verdicts{}, hooks{}, kinds{}; ///< any of (empty = all)
+    std::optional<std::string> path_glob{};                ///< SQLite GLOB on path
+    std::optional<std::string> dest_cidr{}; ///< "10.0.0.0/8", "2001:db8::/32" or a bare address
+    std::size_t limit = 0;                ///< 0 = no limit
+};
+/// Reads the database read-only, so it works while the daemon writes. Rows ordered by time_ns
+/// then id. Throws cordon::Error for a missing or unreadable store and for bad filter input
+/// (a malformed CIDR, named in the message).
+std::vector<Row> query(const std::filesystem::path& db, const Filter& f);
+
+struct VerifyResult {
+    bool ok = true;
+    std::uint64_t records = 0; ///< records checked
+    std::map<std::string, std::uint64_t> per_agent;
+    /// The first bad record, when !ok (lowest seq of the first agent in name order). For deletions,
+    /// seq is the first missing seq and id the row found after the gap (0 at the end).
+    std::string agent;
+    std::int64_t id = 0, seq = 0;
+    std::string reason; ///< names the tampering: "edited", "deleted", "inserted", "missing at the end"
+};
+/// Walks every chain (or only `agent`'s) read-only. Throws cordon::Error like query().
+VerifyResult verify(const std::filesystem::path& db, std::optional<std::string> agent = {});
+
+} // namespace cordon::events::store
