@@ -79,7 +79,8 @@ bool agents_until(const Daemon& d, const std::function<bool(const json&)>& pred)
     return false;
 }
 
-Daemon::Daemon(cordon_backend backend) : backend_(backend)
+Daemon::Daemon(cordon_backend backend, std::vector<std::string> extra_args)
+    : backend_(backend), extra_args_(std::move(extra_args))
 {
     static std::atomic<int> n{0};
     const std::string tag = "kt-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
@@ -106,6 +107,13 @@ void Daemon::start()
     // and the child may not allocate (only async-signal-safe calls before exec).
     const std::string log = (dir_ / "cordond.log").string();
     const std::string actions = (dir_ / "actions.jsonl").string();
+    std::vector<const char*> argv = {"cordond", "--socket", socket_.c_str(), "--registry",
+                                     registry_.c_str(), "--pin-dir", pin_dir_.c_str(),
+                                     "--actions-log", actions.c_str(), "--backend",
+                                     backend_ == CORDON_BACKEND_LSM ? "lsm" : "compat"};
+    for (const auto& a : extra_args_)
+        argv.push_back(a.c_str());
+    argv.push_back(nullptr);
     std::fflush(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -114,10 +122,7 @@ void Daemon::start()
             ::dup2(fd, 1);
             ::dup2(fd, 2);
         }
-        ::execl(CORDOND_BINARY, "cordond", "--socket", socket_.c_str(), "--registry",
-                registry_.c_str(), "--pin-dir", pin_dir_.c_str(), "--actions-log",
-                actions.c_str(), "--backend", backend_ == CORDON_BACKEND_LSM ? "lsm" : "compat",
-                nullptr);
+        ::execv(CORDOND_BINARY, const_cast<char* const*>(argv.data()));
         ::_exit(127);
     }
     wait_ready();

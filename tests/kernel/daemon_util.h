@@ -49,7 +49,7 @@ class Daemon {
 public:
     /// Starts cordond with `backend` and waits until it answers (a first start loads programs,
     /// which takes seconds under the VM tier's emulated CPU).
-    explicit Daemon(cordon_backend backend);
+    explicit Daemon(cordon_backend backend, std::vector<std::string> extra_args = {});
     /// Stops it and runs `cordon teardown` on its pins, so nothing is left behind.
     ~Daemon();
     Daemon(const Daemon&) = delete;
@@ -80,6 +80,8 @@ public:
     const std::filesystem::path& pin_dir() const { return pin_dir_; }
     const std::filesystem::path& registry() const { return registry_; }
     pid_t pid() const { return pid_; }
+    /// The daemon's own directory (socket, actions log, event store events.db).
+    const std::filesystem::path& dir() const { return dir_; }
     /// What the daemon wrote on stderr so far.
     std::string log() const;
 
@@ -87,6 +89,7 @@ private:
     void wait_ready();
     cordon_backend backend_;
     std::filesystem::path dir_, socket_, registry_, pin_dir_;
+    std::vector<std::string> extra_args_;
     pid_t pid_ = -1;
     std::unique_ptr<bpf::Guard> pinned_;
 };

@@ -103,11 +103,11 @@ TEST(GuardLifetime, LeavesNoProgramMapOrCgroupBehind)
             return 0;
         });
     }
-    // net_guard 7 (+2 on lsm); exec_guard 1 + task_guard's fork and exit 2; file_guard 1
+    // net_guard 7 (+2 on lsm); exec_guard 1 + exec_trace 1 + task_guard's fork and exit 2; file_guard 1
     // (compat) or 17 (lsm, +3 hooks that kernels >= 6.2 have: two for ACLs, file_truncate);
     // tamper_guard 33 (lsm only).
     const bool late_hooks = bpf::lsm_hook_args("inode_set_acl", 0) != 0;
-    EXPECT_EQ(ours.size(), backend == CORDON_BACKEND_LSM ? (late_hooks ? 66u : 63u) : 11u);
+    EXPECT_EQ(ours.size(), backend == CORDON_BACKEND_LSM ? (late_hooks ? 67u : 64u) : 12u);
     EXPECT_FALSE(std::filesystem::exists(cg_path));
     // Program ids are released when the last reference goes, after an RCU grace period (for
     // LSM programs an RCU-tasks-trace one, which takes seconds under QEMU's TCG): wait up to 15 s.

@@ -633,8 +633,9 @@ TEST_P(RingBufferTest, DropsAreCountedExactly)
     yaml.replace(yaml.find("spec:\n"), 6, "spec:\n  trace: all\n");
     const policy::Context ctx{.home = "/root", .workspace = ws.string(), .user = "root"};
     {
-        TestAgent agent(backend, yaml, ctx);
-        // 4 MiB / 352-byte records hold about 11,900 events: 20,000 opens must overflow.
+        // A 4 MiB ring buffer (not the default 64) holds about 11,900 records: 20,000 opens
+        // must overflow it.
+        TestAgent agent(backend, yaml, ctx, 4u << 20);
         constexpr int kOpens = 20000;
         const pid_t pid = spawn_in(agent.cg.path().string(), [&] {
             for (int i = 0; i < kOpens; ++i)

@@ -144,8 +144,12 @@ policy::Policy parse_or_throw(const std::string& yaml, const policy::Context& ct
 } // namespace
 
 TestAgent::TestAgent(cordon_backend backend, const std::string& policy_yaml,
-                     const policy::Context& ctx)
-    : guard(guard_options(backend)), cg(make_test_cgroup()), policy(parse_or_throw(policy_yaml, ctx))
+                     const policy::Context& ctx, std::uint32_t ringbuf_bytes)
+    : guard([&] {
+          auto o = guard_options(backend);
+          o.ringbuf_bytes = ringbuf_bytes;
+          return o;
+      }()), cg(make_test_cgroup()), policy(parse_or_throw(policy_yaml, ctx))
 {
     auto c = policy::compile(policy, guard.allocate_policy_id());
     if (!c.compiled)

@@ -66,7 +66,7 @@ inline void PrintTo(const Exit& e, std::ostream* os) { *os << describe(e); }
 /// A loaded backend with one agent running a policy, in a fresh test cgroup.
 struct TestAgent {
     TestAgent(cordon_backend backend, const std::string& policy_yaml,
-              const policy::Context& ctx);
+              const policy::Context& ctx, std::uint32_t ringbuf_bytes = 0);
     bpf::Guard guard;
     agents::Cgroup cg;
     policy::Policy policy;

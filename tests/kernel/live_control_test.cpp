@@ -408,7 +408,7 @@ TEST_P(LiveControlTest, AFreezeRuleRefusesAndFreezesTheWholeAgent)
 TEST_P(LiveControlTest, AFreezeRuleIsCarriedOutWhenItsEventIsLost)
 {
     Files f;
-    Daemon d(GetParam());
+    Daemon d(GetParam(), {"--ringbuf-size", "4M"});
     auto cg = make_test_cgroup();
     const std::string yaml = policy_text(
         "lost", "      - {path: " + f.secret.string() + ", access: read, action: freeze}\n",
@@ -416,7 +416,7 @@ TEST_P(LiveControlTest, AFreezeRuleIsCarriedOutWhenItsEventIsLost)
     ASSERT_TRUE(d.attach(cg.path(), yaml, "lost", f.dir.string()).value("ok", false));
     Subscription events(d, "lost");
     ASSERT_EQ(::kill(d.pid(), SIGSTOP), 0);
-    // 4 MiB of 352-byte records hold about 11,900 events: 20,000 reported opens overflow it.
+    // A 4 MiB ring buffer holds about 11,900 records: 20,000 reported opens overflow it.
     EXPECT_EQ(wait_exit(spawn_in(cg.path().string(), [&] {
                   for (int i = 0; i < 20000; ++i)
                       if (try_open(f.open) != 0)

@@ -361,6 +361,15 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
 
     // Configure (rodata, autoload) between open and load.
     d.configure(net, opts);
+    // The ring buffer is created by net_guard's object and shared by the others.
+    if (opts.ringbuf_bytes) {
+        const auto n = opts.ringbuf_bytes;
+        if (n < 4096 || (n & (n - 1)) != 0)
+            throw Error("ring buffer size " + std::to_string(n) +
+                        " is not a power of two of at least 4096 bytes (e.g. 64M)");
+        if (int err = bpf_map__set_max_entries(net->maps.cordon_events, n); err != 0)
+            throw Error("cannot size the ring buffer: " + errno_text(-err));
+    }
     d.configure(exec, opts);
     d.configure(file, opts);
     bpf_program__set_autoload(exec->progs.exec_guard_bprm_check, lsm);

@@ -26,6 +26,8 @@ struct GuardOptions {
     /// When set, maps and links are pinned here (cordond), so that the programs stay attached
     /// and the maps keep their entries after this process is gone.
     std::optional<std::filesystem::path> pin_dir;
+    /// Event ring buffer size in bytes (a power of two); 0: CORDON_RINGBUF_BYTES (abi.h).
+    std::uint32_t ringbuf_bytes = 0;
 };
 
 /// The number of arguments of LSM hook `hook` ("inode_setattr") on the running kernel, read from

@@ -148,7 +148,8 @@ Controller::Controller(const ControllerOptions& opts) : opts_(opts), mount_(agen
         guard_ = std::make_unique<bpf::Guard>(bpf::GuardOptions{
             .backend = pick_backend(opts.backend),
             .net_attach_cgroup = mount_.mount_point,
-            .pin_dir = opts.pin_dir});
+            .pin_dir = opts.pin_dir,
+            .ringbuf_bytes = opts.ringbuf_bytes});
     }
     if (opts.registry_dir) {
         if (adopted_)

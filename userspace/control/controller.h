@@ -60,6 +60,8 @@ struct ControllerOptions {
     std::optional<std::filesystem::path> pin_dir;
     /// cordond: keep the registry in this directory (a file per agent).
     std::optional<std::filesystem::path> registry_dir;
+    /// Event ring buffer size in bytes; 0: CORDON_RINGBUF_BYTES.
+    std::uint32_t ringbuf_bytes = 0;
 };
 
 /// What add_agent needs besides the policy.

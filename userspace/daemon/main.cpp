@@ -49,6 +49,11 @@ int main(int argc, char** argv)
         ->capture_default_str();
     app.add_option("--jsonl-files", o.jsonl_files, "Rotated JSONL files kept (FILE.1 .. FILE.N)")
         ->capture_default_str();
+    std::string ringbuf = "64M";
+    app.add_option("--ringbuf-size", ringbuf,
+                   "Event ring buffer, a power of two (K, M): what a burst of decisions may fill "
+                   "while the reader catches up; 64M holds 186,000 records. Fresh starts only")
+        ->capture_default_str();
     std::string metrics;
     bool metrics_default = false;
     app.add_flag("--metrics", metrics_default, "Serve Prometheus metrics on 127.0.0.1:9464");
@@ -77,6 +82,12 @@ int main(int argc, char** argv)
     o.store_max_bytes = bytes("--store-max-size", max_size);
     o.jsonl_max_bytes = bytes("--jsonl-max-size", jsonl_size);
     o.events_jsonl = jsonl;
+    const auto rb = bytes("--ringbuf-size", ringbuf);
+    if (rb > (1ull << 31)) {
+        std::fprintf(stderr, "cordond: --ringbuf-size %s is over 2G\n", ringbuf.c_str());
+        return 1;
+    }
+    o.ringbuf_bytes = static_cast<std::uint32_t>(rb);
     if (max_age == "0") {
         o.store_max_age_ms = 0;
     } else if (std::string why; auto ms = cordon::policy::parse_duration_ms(max_age, why)) {

@@ -157,6 +157,7 @@ private:
     /// Decisions read from the ring buffer, by (agent name, hook, verdict), for the metrics.
     std::map<std::tuple<std::string, std::uint16_t, std::uint8_t>, std::uint64_t> decided_;
     std::int64_t metrics_published_ms_ = 0;
+    bool store_full_ = false; ///< the store's queue is full: the ring buffer holds the rest
     json store_json() const;
     /// Hands the tamper guard the daemon's files: socket, registry, actions log, event store
     /// and JSONL file (again after a rotation made a new one).
@@ -549,7 +550,7 @@ void Server::answer_pings()
 {
     const auto now = monotonic_ns();
     std::erase_if(pings_, [&](const std::pair<std::uint64_t, std::int64_t>& ping) {
-        if (reader_->more_pending() && now < ping.second)
+        if ((reader_->more_pending() || store_full_) && now < ping.second)
             return false;
         for (auto& p : peers_)
             if (p.serial == ping.first) {
@@ -1359,7 +1360,10 @@ int Server::run()
     std::error_code ec;
     fs::create_directories(opts_.registry, ec);
     ctl_ = std::make_unique<control::Controller>(control::ControllerOptions{
-        .backend = opts_.backend, .pin_dir = opts_.pin_dir, .registry_dir = opts_.registry});
+        .backend = opts_.backend,
+        .pin_dir = opts_.pin_dir,
+        .registry_dir = opts_.registry,
+        .ringbuf_bytes = opts_.ringbuf_bytes});
     auto& g = ctl_->guard();
     spdlog::info("{} the {} program set in {} ({} programs), {} agents",
                  ctl_->adopted() ? "adopted" : "loaded and pinned",
@@ -1414,14 +1418,16 @@ int Server::run()
     std::int64_t last_supervise = 0;
     bool stop = false;
     while (!stop) {
-        std::vector<pollfd> fds = {{sfd, POLLIN, 0}, {listen_fd_, POLLIN, 0}, {reader_->fd(), POLLIN, 0}};
+        std::vector<pollfd> fds = {{sfd, POLLIN, 0},
+                                   {listen_fd_, POLLIN, 0},
+                                   {reader_->fd(), static_cast<short>(store_full_ ? 0 : POLLIN), 0}};
         for (auto& p : peers_)
             fds.push_back({p.fd, static_cast<short>(POLLIN | (p.out.empty() ? 0 : POLLOUT)), 0});
         const size_t peers_end = fds.size(); // peers accepted below have no entry
         // cgroup.events of pending kills and freezes: POLLPRI when the cgroup changes.
         for (const auto& w : pending_)
             fds.push_back({w.events_fd, POLLPRI, 0});
-        if (::poll(fds.data(), fds.size(), reader_->more_pending() ? 0 : 20) < 0 &&
+        if (::poll(fds.data(), fds.size(), store_full_ ? 5 : reader_->more_pending() ? 0 : 20) < 0 &&
             errno != EINTR)
             throw Error("poll failed: " + errno_text(errno));
         signalfd_siginfo si{};
@@ -1446,7 +1452,12 @@ int Server::run()
         // Events after requests, and a bounded number of them: requests, kill flags and freeze
         // marks never wait behind an agent's flood of denials (the rest is read on the next
         // pass, which then does not wait in poll).
-        reader_->drain(kEventsPerPass);
+        // Backpressure: no more records than the store's queue takes; the rest waits in the
+        // ring buffer, which absorbs a burst (and counts what it cannot hold).
+        const std::size_t budget = pipeline_ ? std::min(kEventsPerPass, pipeline_->room()) : kEventsPerPass;
+        store_full_ = budget == 0;
+        if (budget)
+            reader_->drain(budget);
         if (pipeline_)
             pipeline_->flush();
         answer_pings();

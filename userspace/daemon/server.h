@@ -3,6 +3,7 @@
 // (through control::Controller) and serves the control socket (docs/api.md).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -26,6 +27,7 @@ struct ServerOptions {
     std::uint64_t jsonl_max_bytes = 64ull << 20; ///< rotate at this size
     unsigned jsonl_files = 5;                  ///< rotated files kept
     std::string metrics_listen;                ///< Prometheus endpoint ADDR:PORT; empty: none
+    std::uint32_t ringbuf_bytes = 0;           ///< event ring buffer; 0: CORDON_RINGBUF_BYTES
 };
 
 /// Runs until SIGTERM or SIGINT; returns the exit status. Agents stay enforced after it

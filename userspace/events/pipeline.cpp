@@ -102,6 +102,13 @@ void Pipeline::flush()
     cv_.notify_one();
 }
 
+std::size_t Pipeline::room() const
+{
+    std::lock_guard lk(mu_);
+    const std::size_t used = queue_.size() + staged_.size();
+    return used < opts_.queue_max ? opts_.queue_max - used : 0;
+}
+
 PipelineStats Pipeline::stats() const
 {
     std::lock_guard lk(mu_);

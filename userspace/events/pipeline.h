@@ -67,6 +67,10 @@ public:
     void push_action(const nlohmann::json& action);
     /// Daemon thread: hands staged records to the store thread (one lock per call).
     void flush();
+    /// Daemon thread: records the queue can take now. The daemon reads no more than this from
+    /// the ring buffer, so a burst waits there (64 MiB, abi.h) rather than being dropped here;
+    /// only when the kernel's buffer is full too is anything lost (and counted by the kernel).
+    std::size_t room() const;
     PipelineStats stats() const;
     /// Chain heads of the store (agent -> seq, hash), as last written.
     std::map<std::string, std::pair<std::int64_t, std::string>> heads() const;

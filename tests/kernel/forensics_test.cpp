@@ -1,0 +1,436 @@
+// SPDX-License-Identifier: Apache-2.0
+// Forensics end to end on the real kernel: real decisions and exec traces of a real agent go
+// through the real cordond into its JSONL file and SQLite store; `cordon events` filters them,
+// `cordon events verify` catches a stored record edited, deleted or inserted, `cordon report`
+// rebuilds the process tree, the JSONL file rotates, a full filesystem (a real tmpfs) loses
+// records countably without touching enforcement, and `cordon trace` filters live.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include "daemon_util.h"
+#include "events/store.h"
+#include "kernel_test_util.h"
+
+namespace cordon::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string forensic_policy(const fs::path& secret, const std::string& name)
+{
+    return "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: " + name +
+           "\nspec:\n  trace: exec\n  exec: {default: allow}\n  files:\n    default: allow\n"
+           "    rules:\n      - {path: " + secret.string() + ", access: read, action: deny}\n"
+           "  network:\n    default: allow\n    rules:\n"
+           "      - {cidr: 10.0.0.0/8, action: deny}\n";
+}
+
+/// connect() to addr:9 from the calling process; 0 or the errno.
+int try_connect(const char* addr)
+{
+    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return errno;
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(9);
+    ::inet_pton(AF_INET, addr, &sa.sin_addr);
+    const int r = ::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0 ? 0 : errno;
+    ::close(s);
+    return r;
+}
+
+json store_status(const Daemon& d)
+{
+    return d.call(R"({"v":1,"op":"status"})").value("store", json::object());
+}
+
+/// Waits until the store (and the JSONL file, when on) took at least n records.
+bool stored_at_least(const Daemon& d, std::uint64_t n)
+{
+    for (int i = 0; i < 200; ++i) {
+        const auto s = store_status(d);
+        const bool db = !s.contains("sqlite") || s["sqlite"].value("stored", 0u) >= n;
+        const bool jl = !s.contains("jsonl") || s["jsonl"].value("written", 0u) >= n;
+        if (db && jl)
+            return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+}
+
+std::vector<json> json_lines(const std::string& text)
+{
+    std::vector<json> out;
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);)
+        if (!l.empty())
+            out.push_back(json::parse(l));
+    return out;
+}
+
+/// The agent's work: a denied open, an exec with arguments, a denied and an allowed connect.
+void agent_work(const agents::Cgroup& cg, const Files& f)
+{
+    const pid_t w = spawn_in(cg.path().string(), [&] {
+        pid_t p = ::fork();
+        if (p == 0)
+            ::_exit(try_open(f.secret));
+        const Exit open = wait_exit(p);
+        if (!refused(open))
+            return 1;
+        p = ::fork();
+        if (p == 0) {
+            ::execl("/bin/true", "true", "forensic-arg", "second arg", nullptr);
+            ::_exit(127);
+        }
+        if (!(wait_exit(p) == exited(0)))
+            return 2;
+        if (try_connect("10.1.2.3") != EPERM)
+            return 3;
+        return 0;
+    });
+    ASSERT_EQ(wait_exit(w), exited(0)) << "the agent's accesses were not decided as expected";
+}
+
+std::pair<int, std::string> cordon_cli(const Daemon& d, std::vector<std::string> args)
+{
+    return run_cordon(d, args);
+}
+
+void sql(const fs::path& db, const std::string& statement)
+{
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(h, statement.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+        << statement << ": " << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(h);
+}
+
+class ForensicsTest : public ::testing::TestWithParam<cordon_backend> {
+protected:
+    void SetUp() override
+    {
+        if (skip_unless_backend(GetParam()))
+            GTEST_SKIP() << "the kernel cannot run this backend; the VM tier runs it";
+    }
+};
+
+TEST_P(ForensicsTest, DecisionsAndExecsReachJsonlAndSqliteAndEachFilterSelects)
+{
+    Files f;
+    Daemon d(GetParam(), {"--events-jsonl", "EVENTS"});
+    auto cg = make_test_cgroup();
+    ASSERT_TRUE(d.attach(cg.path(), forensic_policy(f.secret, "ft"), "ft", f.dir.string())
+                    .value("ok", false));
+    agent_work(cg, f);
+    // attach + denied open + exec trace of true + denied connect
+    ASSERT_TRUE(stored_at_least(d, 4)) << store_status(d).dump();
+    const fs::path db = d.dir() / "events.db";
+
+    // JSONL: OCSF classes and fields.
+    std::ifstream in("EVENTS");
+    std::stringstream all;
+    all << in.rdbuf();
+    bool open_seen = false, exec_seen = false, connect_seen = false;
+    for (const auto& j : json_lines(all.str())) {
+        if (j["unmapped"].value("agent", "") != "ft")
+            continue;
+        const auto hook = j["unmapped"].value("hook", "");
+        if (hook == "open") {
+            open_seen = true;
+            EXPECT_EQ(j["class_uid"], 1001);
+            EXPECT_EQ(j["activity_id"], 14);
+            EXPECT_EQ(j["action_id"], 2);
+            EXPECT_EQ(j["file"]["path"], f.secret.string());
+        } else if (hook == "process") {
+            exec_seen = true;
+            EXPECT_EQ(j["class_uid"], 1007);
+            EXPECT_EQ(j["process"]["file"]["path"], "/bin/true");
+            EXPECT_EQ(j["process"]["cmd_line"], "true forensic-arg second arg");
+            EXPECT_EQ(j["unmapped"]["argv"], json::array({"true", "forensic-arg", "second arg"}));
+            EXPECT_GT(j["process"]["parent_process"]["pid"].get<int>(), 0);
+        } else if (hook == "connect4") {
+            connect_seen = true;
+            EXPECT_EQ(j["class_uid"], 4001);
+            EXPECT_EQ(j["dst_endpoint"]["ip"], "10.1.2.3");
+            EXPECT_EQ(j["dst_endpoint"]["port"], 9);
+        }
+    }
+    EXPECT_TRUE(open_seen && exec_seen && connect_seen) << all.str();
+
+    // Each query filter, through the CLI.
+    const auto count = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"events", "--store", db.string()});
+        args.push_back("--json");
+        const auto [rc, out] = cordon_cli(d, args);
+        EXPECT_EQ(rc, 0) << out;
+        return json_lines(out).size();
+    };
+    EXPECT_EQ(count({"ft", "--verdict", "deny"}), 2u);
+    EXPECT_EQ(count({"ft", "--hook", "file"}), 1u);
+    EXPECT_EQ(count({"ft", "--hook", "exec"}), 1u);
+    EXPECT_EQ(count({"ft", "--hook", "net", "--verdict", "deny"}), 1u);
+    EXPECT_EQ(count({"ft", "--hook", "action"}), 1u) << "the attach";
+    EXPECT_EQ(count({"ft", "--path", "*" + f.secret.filename().string()}), 1u);
+    EXPECT_EQ(count({"ft", "--dest", "10.0.0.0/8"}), 1u);
+    EXPECT_EQ(count({"ft", "--dest", "192.168.0.0/16"}), 0u);
+    EXPECT_EQ(count({"ft", "--since", "1h", "--verdict", "deny"}), 2u);
+    EXPECT_EQ(count({"ft", "--until", "2000-01-01"}), 0u);
+    EXPECT_EQ(count({"nobody"}), 0u);
+    const auto [csv_rc, csv] = cordon_cli(d, {"events", "--store", db.string(), "ft", "--csv", "--verdict", "deny"});
+    EXPECT_EQ(csv_rc, 0);
+    EXPECT_EQ(csv.rfind("time,agent,kind,hook,verdict,", 0), 0u) << csv;
+    EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3) << csv;
+    const auto [bad_rc, bad] = cordon_cli(d, {"events", "--store", db.string(), "--dest", "10.0.0.0/99"});
+    EXPECT_NE(bad_rc, 0) << "a malformed CIDR is refused";
+
+    // The report: counts, top denials, the exec under its parent.
+    const auto [rep_rc, rep] = cordon_cli(d, {"report", "ft", "--store", db.string(), "--json"});
+    ASSERT_EQ(rep_rc, 0) << rep;
+    const auto r = json::parse(rep);
+    EXPECT_EQ(r["top_denied_paths"][0]["what"], f.secret.string());
+    EXPECT_EQ(r["top_denied_destinations"][0]["what"], "10.1.2.3:9");
+    ASSERT_EQ(r["processes"].size(), 1u);
+    EXPECT_EQ(r["processes"][0]["cmd"], "true forensic-arg second arg");
+    EXPECT_EQ(r["operator_actions"][0]["op"], "attach");
+
+    // Tamper evidence: each kind of tampering on a copy, named by verify.
+    const auto [ok_rc, ok] = cordon_cli(d, {"events", "verify", "--store", db.string()});
+    EXPECT_EQ(ok_rc, 0) << ok;
+    struct Case {
+        const char* name;
+        const char* statement;
+        const char* word;
+    };
+    for (const Case& c : {
+             Case{.name = "edited",
+                  .statement = "UPDATE records SET verdict='allow' WHERE agent='ft' AND verdict='deny' AND hook='open'",
+                  .word = "edit"},
+             Case{.name = "deleted",
+                  .statement = "DELETE FROM records WHERE agent='ft' AND seq=2",
+                  .word = "delet"},
+             Case{.name = "inserted",
+                  .statement = "INSERT INTO records(time_ns,agent,seq,kind,hook,verdict,pid,ppid,uid,path,dest,port,json,prev,hash) "
+                               "SELECT time_ns,agent,seq,kind,hook,'allow',pid,ppid,uid,'/innocent',dest,port,json,prev,hash "
+                               "FROM records WHERE agent='ft' AND seq=2",
+                  .word = "insert"},
+         }) {
+        const fs::path copy = d.dir() / (std::string(c.name) + ".db");
+        sql(db, "VACUUM INTO '" + copy.string() + "'");
+        sql(copy, c.statement);
+        const auto [rc, out] = cordon_cli(d, {"events", "verify", "--store", copy.string()});
+        EXPECT_EQ(rc, 1) << c.name << ": " << out;
+        EXPECT_NE(out.find("agent ft"), std::string::npos) << c.name << ": " << out;
+        EXPECT_NE(out.find(c.word), std::string::npos) << c.name << ": " << out;
+    }
+    fs::remove("EVENTS");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ForensicsTest,
+                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+                         [](const auto& i) { return i.param == CORDON_BACKEND_LSM ? "lsm" : "compat"; });
+
+// The store is userspace: these run on the host's backend only (the VM tier skips them).
+cordon_backend host_backend()
+{
+    return skip_unless_backend(CORDON_BACKEND_COMPAT) ? CORDON_BACKEND_LSM : CORDON_BACKEND_COMPAT;
+}
+
+/// n denied connects from one agent process; true when every one was refused with EPERM.
+bool denied_connects(const agents::Cgroup& cg, int n, const char* addr = "10.1.2.3")
+{
+    const pid_t w = spawn_in(cg.path().string(), [&] {
+        for (int i = 0; i < n; ++i)
+            if (try_connect(addr) != EPERM)
+                return 1;
+        return 0;
+    });
+    return wait_exit(w) == exited(0);
+}
+
+TEST(ForensicsHostTest, TheJsonlFileRotatesBySizeAndKeepsTheNewestFiles)
+{
+    Files f;
+    const fs::path dir = fs::temp_directory_path() / ("cordon-rot-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const fs::path file = dir / "ev.jsonl";
+    Daemon d(host_backend(), {"--no-store", "--events-jsonl", file.string(), "--jsonl-max-size",
+                              "16K", "--jsonl-files", "2"});
+    auto cg = make_test_cgroup();
+    ASSERT_TRUE(d.attach(cg.path(), forensic_policy(f.secret, "rot"), "rot", f.dir.string()).value("ok", false));
+    ASSERT_TRUE(denied_connects(cg, 200));
+    ASSERT_TRUE(stored_at_least(d, 201)) << store_status(d).dump();
+    const auto s = store_status(d);
+    EXPECT_GE(s["jsonl"]["rotations"].get<int>(), 2);
+    EXPECT_EQ(s["jsonl"]["lost"], 0);
+    EXPECT_FALSE(s.contains("sqlite"));
+    for (const auto& p : {file, fs::path(file.string() + ".1"), fs::path(file.string() + ".2")}) {
+        ASSERT_TRUE(fs::exists(p)) << p;
+        EXPECT_LE(fs::file_size(p), 16u * 1024) << p;
+        std::ifstream in(p);
+        for (std::string l; std::getline(in, l);)
+            EXPECT_FALSE(json::parse(l, nullptr, false).is_discarded()) << p << ": a line is not whole JSON";
+    }
+    EXPECT_FALSE(fs::exists(file.string() + ".3")) << "only --jsonl-files rotated files are kept";
+    fs::remove_all(dir);
+}
+
+TEST(ForensicsHostTest, AFullFilesystemLosesRecordsCountablyNeverEnforcementAndStoringResumes)
+{
+    Files f;
+    const fs::path dir = fs::temp_directory_path() / ("cordon-full-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=512k,mode=0700"), 0) << strerror(errno);
+    struct Unmount {
+        fs::path p;
+        ~Unmount()
+        {
+            ::umount2(p.c_str(), MNT_DETACH);
+            std::error_code ec;
+            fs::remove_all(p, ec);
+        }
+    } unmount{dir};
+    const fs::path db = dir / "events.db";
+    Daemon d(host_backend(), {"--store", db.string(), "--events-jsonl", (dir / "ev.jsonl").string()});
+    auto cg = make_test_cgroup();
+    ASSERT_TRUE(d.attach(cg.path(), forensic_policy(f.secret, "full"), "full", f.dir.string()).value("ok", false));
+    // ~1 KB a record in each sink: 5,000 fill 512 KiB many times over.
+    ASSERT_TRUE(denied_connects(cg, 5000)) << "enforcement must not depend on the disk";
+    json s;
+    for (int i = 0; i < 100; ++i) {
+        s = store_status(d);
+        if (s["sqlite"].value("lost", 0u) > 0 && s["jsonl"].value("lost", 0u) > 0 && s.value("lag_records", 1u) == 0)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_GT(s["sqlite"]["lost"].get<std::uint64_t>(), 0u) << s.dump();
+    EXPECT_GT(s["sqlite"]["write_errors"].get<std::uint64_t>(), 0u) << s.dump();
+    EXPECT_NE(s["sqlite"]["last_error"].get<std::string>(), "") << s.dump();
+    EXPECT_GT(s["jsonl"]["lost"].get<std::uint64_t>(), 0u) << s.dump();
+    EXPECT_NE(s["jsonl"]["last_error"].get<std::string>().find("ENOSPC"), std::string::npos) << s.dump();
+    // Every record is accounted for: stored or counted lost.
+    const auto received = s["received"].get<std::uint64_t>();
+    EXPECT_EQ(s["sqlite"]["stored"].get<std::uint64_t>() + s["sqlite"]["lost"].get<std::uint64_t>() +
+                  s["queue_dropped"].get<std::uint64_t>(),
+              received) << s.dump();
+    EXPECT_EQ(try_open(f.secret), 0) << "the test itself is no agent";
+
+    // The disk recovers: storing resumes, and a gap record says how many were lost.
+    ASSERT_EQ(::mount(nullptr, dir.c_str(), nullptr, MS_REMOUNT, "size=64m,mode=0700"), 0) << strerror(errno);
+    std::error_code ec;
+    fs::remove(dir / "ev.jsonl", ec); // what an operator freeing space would do
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200)); // past the retry pause
+    const auto before = s["sqlite"]["stored"].get<std::uint64_t>();
+    ASSERT_TRUE(denied_connects(cg, 10));
+    bool resumed = false;
+    for (int i = 0; i < 100 && !resumed; ++i) {
+        s = store_status(d);
+        resumed = s["sqlite"]["stored"].get<std::uint64_t>() >= before + 10 && s["sqlite"]["last_error"] == "";
+        if (!resumed)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_TRUE(resumed) << s.dump();
+    events::store::Filter gap;
+    gap.kinds = {"gap"};
+    const auto gaps = events::store::query(db, gap);
+    ASSERT_GE(gaps.size(), 1u);
+    EXPECT_NE(gaps.back().json.find("could not be stored"), std::string::npos) << gaps.back().json;
+    const auto [rc, out] = run_cordon(d, {"events", "verify", "--store", db.string()});
+    EXPECT_EQ(rc, 0) << "the chain goes on over the gap: " << out;
+}
+
+// The default ring buffer (64 MiB) holds a burst of 100,000 records while cordond does not read
+// at all (SIGSTOP); once it reads again, the store takes every one (backpressure, no drops).
+TEST(ForensicsHostTest, ABurstOf100000RecordsWaitsInTheRingBufferAndIsStoredWhole)
+{
+    Files f;
+    Daemon d(host_backend());
+    auto cg = make_test_cgroup();
+    ASSERT_TRUE(d.attach(cg.path(), forensic_policy(f.secret, "burst"), "burst", f.dir.string()).value("ok", false));
+    ASSERT_EQ(::kill(d.pid(), SIGSTOP), 0);
+    const bool denied = denied_connects(cg, 100000);
+    ASSERT_EQ(::kill(d.pid(), SIGCONT), 0);
+    ASSERT_TRUE(denied);
+    json st;
+    for (int i = 0; i < 600; ++i) {
+        st = d.call(R"({"v":1,"op":"status"})");
+        if (st["store"]["sqlite"].value("stored", 0u) >= 100001)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(st["lost_events"], 0) << "the kernel dropped records: " << st.dump();
+    EXPECT_EQ(st["store"]["queue_dropped"], 0) << st.dump();
+    EXPECT_EQ(st["store"]["sqlite"]["lost"], 0) << st.dump();
+    EXPECT_EQ(st["store"]["sqlite"]["stored"], 100001) << "the attach and 100,000 denials: " << st.dump();
+}
+
+TEST(ForensicsHostTest, TraceShowsOnlyTheVerdictsAndHooksAskedFor)
+{
+    Files f;
+    Daemon d(host_backend());
+    auto cg = make_test_cgroup();
+    ASSERT_TRUE(d.attach(cg.path(), forensic_policy(f.secret, "tr"), "tr", f.dir.string()).value("ok", false));
+    int out[2];
+    ASSERT_EQ(::pipe(out), 0);
+    const pid_t tracer = ::fork();
+    if (tracer == 0) {
+        ::dup2(out[1], 1);
+        ::close(out[0]);
+        ::close(out[1]);
+        ::setenv("CORDON_SOCKET", d.socket().c_str(), 1);
+        ::execl(CORDON_BINARY, "cordon", "trace", "tr", "--verdict", "deny", "--hook", "net", "--json", nullptr);
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500)); // subscribed
+    agent_work(cg, f);                                             // open deny, exec, connect deny
+    ASSERT_TRUE(denied_connects(cg, 1, "10.9.9.9"));               // the last one
+    std::string text;
+    std::vector<json> lines;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (std::chrono::steady_clock::now() < deadline &&
+           text.find("10.9.9.9") == std::string::npos) {
+        pollfd p{.fd = out[0], .events = POLLIN, .revents = 0};
+        if (::poll(&p, 1, 200) == 1) {
+            char buf[4096];
+            const auto n = ::read(out[0], buf, sizeof(buf));
+            if (n <= 0)
+                break;
+            text.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+    ::kill(tracer, SIGTERM);
+    ::waitpid(tracer, nullptr, 0);
+    ::close(out[0]);
+    lines = json_lines(text);
+    ASSERT_EQ(lines.size(), 2u) << text;
+    for (const auto& l : lines) {
+        EXPECT_EQ(l["verdict"], "deny") << l.dump();
+        EXPECT_EQ(l["hook"], "connect4") << l.dump();
+    }
+    EXPECT_EQ(lines[0]["address"], "10.1.2.3");
+    EXPECT_EQ(lines[1]["address"], "10.9.9.9");
+}
+
+} // namespace
+} // namespace cordon::testing
