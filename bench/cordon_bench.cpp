@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -232,7 +233,8 @@ void daemon_scale(cordon_backend backend, const fs::path& ws, const fs::path& fi
 
 int main(int argc, char** argv)
 {
-    // Sections: enforcement, daemon, live, grants (default: all of them, in that order).
+    // Sections: enforcement, daemon, live, grants, forensics (default: all of them, in that
+    // order). CORDON_BENCH_SECONDS: how long forensics holds each fixed rate (default 60).
     std::set<std::string> sections(argv + 1, argv + argc);
     const auto wanted = [&](const char* s) { return sections.empty() || sections.contains(s); };
     // The probes' expected refusals (an LSM program on a kernel without the BPF LSM) are noise here.
@@ -341,6 +343,10 @@ int main(int argc, char** argv)
         bench::live_control(backend, ws);
     if (wanted("grants"))
         bench::grants(backend, ws);
+    if (wanted("forensics")) {
+        const char* secs = std::getenv("CORDON_BENCH_SECONDS");
+        bench::forensics(backend, ws, secs ? std::atoi(secs) : 60);
+    }
     ::close(ls);
     fs::remove_all(ws);
     return 0;

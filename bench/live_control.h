@@ -12,5 +12,8 @@ namespace cordon::bench {
 void live_control(cordon_backend backend, const std::filesystem::path& ws);
 /// Prints the "Just-in-time grants" section: reply to first decision, BPF time per decision.
 void grants(cordon_backend backend, const std::filesystem::path& ws);
+/// The event pipeline: records/s into JSONL and SQLite, CPU per record, loss at fixed rates
+/// sustained for `seconds`.
+void forensics(cordon_backend backend, const std::filesystem::path& ws, int seconds);
 
 } // namespace cordon::bench

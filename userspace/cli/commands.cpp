@@ -124,6 +124,29 @@ int status(bool as_json)
         std::printf("tasks:     %llu forks of task-bound processes found the host's table full "
                     "(the forking agent was killed)\n",
                     static_cast<unsigned long long>(full));
+    const auto st = r.value("store", nlohmann::json::object());
+    if (!st.value("enabled", false)) {
+        std::printf("store:     none (cordond runs with --no-store and no --events-jsonl)\n");
+        return 0;
+    }
+    const auto u = [](const nlohmann::json& j, const char* k) {
+        return static_cast<unsigned long long>(j.value(k, std::uint64_t{0}));
+    };
+    for (const char* sink : {"sqlite", "jsonl"}) {
+        if (!st.contains(sink))
+            continue;
+        const auto& k = st[sink];
+        std::printf("store:     %s %s: %llu records, %llu NOT stored (%llu write errors)%s%s\n",
+                    sink, k.value("path", "").c_str(), u(k, std::string(sink) == "sqlite" ? "stored" : "written"),
+                    u(k, "lost"), u(k, "write_errors"),
+                    k.value("last_error", "").empty() ? "" : "; last error: ",
+                    k.value("last_error", "").c_str());
+        if (!k.value("corrupt_moved", "").empty())
+            std::printf("           a corrupt database was moved aside to %s\n",
+                        k.value("corrupt_moved", "").c_str());
+    }
+    std::printf("           queue: %llu behind (%lld ms), %llu dropped\n", u(st, "lag_records"),
+                static_cast<long long>(st.value("lag_ms", std::int64_t{0})), u(st, "queue_dropped"));
     return 0;
 }
 

@@ -620,6 +620,12 @@ json Server::store_json() const
               {"lag_records", s.lag_records},
               {"lag_ms", s.lag_ms},
               {"store_cpu_ms", s.store_cpu_ns / 1'000'000}};
+    if (!s.db_path.empty()) {
+        json heads = json::object();
+        for (const auto& [agent, h] : pipeline_->heads())
+            heads[agent] = {{"seq", h.first}, {"hash", h.second}};
+        j["chain_heads"] = heads;
+    }
     if (!s.db_path.empty())
         j["sqlite"] = {{"path", s.db_path},       {"stored", s.db_stored},
                        {"lost", s.db_lost},       {"write_errors", s.db_write_errors},
