@@ -16,6 +16,7 @@
 #include "api/client.h"
 #include "cli/commands.h"
 #include "common/error.h"
+#include "events/format.h"
 #include "events/store.h"
 #include "policy/duration.h"
 
@@ -112,16 +113,22 @@ std::int64_t parse_time(const std::string& what, const std::string& text)
                 "a date and time (2026-11-29T10:00:00, local; add Z for UTC) or @UNIX_SECONDS");
 }
 
+/// What was accessed, safe to print (paths are the agent's choice: no newline or escape in them
+/// reaches the terminal as such).
 std::string object_of(const store::Row& r)
 {
     if (!r.dest.empty())
         return r.dest.find(':') != std::string::npos ? fmt::format("[{}]:{}", r.dest, r.port)
                                                      : fmt::format("{}:{}", r.dest, r.port);
-    return r.path;
+    return events::display_safe(r.path);
 }
 
-std::string csv_field(const std::string& s)
+std::string csv_field(const std::string& in)
 {
+    // A leading = + - @ would make a spreadsheet evaluate the field: quote it as text.
+    const std::string s = !in.empty() && std::string_view("=+-@").find(in[0]) != std::string_view::npos
+                              ? "'" + in
+                              : in;
     if (s.find_first_of(",\"\n\r") == std::string::npos)
         return s;
     std::string out = "\"";
@@ -284,7 +291,7 @@ int report(const std::string& name, const std::string& db, bool as_json)
                 if (!r.dest.empty())
                     ++dests[object_of(r)];
                 else if (!r.path.empty())
-                    ++paths[r.path];
+                    ++paths[events::display_safe(r.path)];
             }
         } else if (r.kind == "trust") {
             const auto u = unmapped(r);
@@ -302,11 +309,11 @@ int report(const std::string& name, const std::string& db, bool as_json)
             const auto u = unmapped(r);
             std::string cmd;
             for (const auto& s : u.value("argv", json::array()))
-                cmd += (cmd.empty() ? "" : " ") + s.get<std::string>();
+                cmd += (cmd.empty() ? "" : " ") + events::display_safe(s.get<std::string>());
             if (u.value("argv_truncated", false))
                 cmd += " ...";
             procs.push_back({{"time", local_time(r.time_ns)}, {"pid", r.pid}, {"ppid", r.ppid},
-                             {"uid", r.uid}, {"path", r.path}, {"cmd", cmd}});
+                             {"uid", r.uid}, {"path", events::display_safe(r.path)}, {"cmd", cmd}});
         }
     }
     const auto top = [](const std::map<std::string, std::uint64_t>& m) {
@@ -351,6 +358,22 @@ int report(const std::string& name, const std::string& db, bool as_json)
         for (const auto& t : rep[key])
             std::printf("  %6llu  %s\n", static_cast<unsigned long long>(t["count"].get<std::uint64_t>()),
                         t["what"].get<std::string>().c_str());
+    }
+    // Records lost to a full disk, a store that fell behind or a full ring buffer are not any
+    // agent's: every gap within the agent's time span is shown here.
+    store::Filter gf;
+    gf.kinds = {"gap"};
+    gf.since_ns = rows.front().time_ns;
+    gf.until_ns = rows.back().time_ns;
+    const auto gaps = store::query(db, gf);
+    std::printf("\nrecords not stored in this span (any agent's):\n");
+    if (gaps.empty())
+        std::printf("  none\n");
+    for (const auto& g : gaps) {
+        const auto u = unmapped(g);
+        std::printf("  %s  %llu (%s)\n", local_time(g.time_ns).c_str(),
+                    static_cast<unsigned long long>(u.value("lost", std::uint64_t{0})),
+                    u.value("reason", "").c_str());
     }
     std::printf("\ntier changes:\n");
     if (tiers.empty())

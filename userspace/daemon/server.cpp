@@ -157,6 +157,7 @@ private:
     /// Decisions read from the ring buffer, by (agent name, hook, verdict), for the metrics.
     std::map<std::tuple<std::string, std::uint16_t, std::uint8_t>, std::uint64_t> decided_;
     std::int64_t metrics_published_ms_ = 0;
+    std::optional<std::uint64_t> kernel_drops_seen_; ///< ring buffer drops already noted
     bool store_full_ = false; ///< the store's queue is full: the ring buffer holds the rest
     json store_json() const;
     /// Hands the tamper guard the daemon's files: socket, registry, actions log, event store
@@ -1509,6 +1510,15 @@ int Server::run()
                 reconcile();
                 if (pipeline_ && pipeline_->stats().jsonl_rotations != protected_rotations_)
                     protect_files();
+                // Records the kernel had no room for are a gap in the store too, not only a
+                // counter: a reader of the store sees when and how many.
+                if (pipeline_) {
+                    const auto drops = ctl_->guard().counters()[CORDON_CNT_RINGBUF_DROPS];
+                    if (kernel_drops_seen_ && drops > *kernel_drops_seen_)
+                        pipeline_->push_gap(drops - *kernel_drops_seen_,
+                                            "the kernel's ring buffer was full (lost_events)");
+                    kernel_drops_seen_ = drops;
+                }
                 last_reconcile = now_ms();
             }
         } catch (const std::exception& e) {

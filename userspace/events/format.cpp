@@ -137,6 +137,55 @@ std::string source_text(const Event& e, const RuleNamer& rule)
     return "agent killed or frozen";
 }
 
+std::string display_safe(std::string_view s)
+{
+    std::string out;
+    out.reserve(s.size());
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const auto* end = p + s.size();
+    while (p < end) {
+        const unsigned char c = *p;
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            out += static_cast<char>(c);
+            ++p;
+            continue;
+        }
+        if (c == '\\') {
+            out += "\\\\";
+            ++p;
+            continue;
+        }
+        if (c == '\n' || c == '\t' || c == '\r') {
+            out += c == '\n' ? "\\n" : c == '\t' ? "\\t" : "\\r";
+            ++p;
+            continue;
+        }
+        // A well-formed UTF-8 sequence (no C1 controls) is kept; any other byte is shown as \xNN.
+        int n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
+        bool ok = n > 0 && end - p > n;
+        for (int i = 1; ok && i <= n; ++i)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (ok && c == 0xc2)
+            ok = p[1] >= 0xa0; // U+0080..U+009F are C1 controls
+        if (ok && c == 0xe0)
+            ok = p[1] >= 0xa0;
+        if (ok && c == 0xed)
+            ok = p[1] < 0xa0;
+        if (ok && c == 0xf0)
+            ok = p[1] >= 0x90;
+        if (ok && c == 0xf4)
+            ok = p[1] < 0x90;
+        if (ok) {
+            out.append(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n + 1));
+            p += n + 1;
+        } else {
+            out += fmt::format("\\x{:02x}", c);
+            ++p;
+        }
+    }
+    return out;
+}
+
 std::vector<std::string> argv_strings(const Event& e)
 {
     std::vector<std::string> out;
@@ -158,8 +207,8 @@ std::string event_line(const Event& e, const RuleNamer& rule, const EventContext
     if (h.hook == CORDON_HOOK_PROCESS) {
         std::string args;
         for (const auto& a : argv_strings(e))
-            args += (args.empty() ? "" : " ") + a;
-        return fmt::format("process {} [{}{}] pid {} parent {} uid {}{}", e.body.path, args,
+            args += (args.empty() ? "" : " ") + display_safe(a);
+        return fmt::format("process {} [{}{}] pid {} parent {} uid {}{}", display_safe(e.body.path), args,
                            e.argv_full > e.argv_len ? " ..." : "", h.tgid, h.ppid, h.uid, task);
     }
     if (h.hook == CORDON_HOOK_TRUST)
@@ -176,7 +225,7 @@ std::string event_line(const Event& e, const RuleNamer& rule, const EventContext
                 : e.body.access & CORDON_ACCESS_WRITE                      ? " write"
                                                                            : " read";
     const std::string src = source_text(e, rule);
-    std::string obj = object_text(e);
+    std::string obj = display_safe(object_text(e));
     return fmt::format("{} {}{}{} ({}) pid {}{}", verdict_name(h.verdict), what,
                        obj.empty() ? "" : " ", obj, src, h.tgid, task);
 }

@@ -28,6 +28,10 @@ struct EventContext {
 std::string source_text(const Event& e, const RuleNamer& rule);
 /// "deny", "kill", "burst", "recovery", "operator", "policy" (a trust event's cause).
 std::string_view trust_cause_name(std::uint8_t cause);
+/// Text an agent chose (a path, an argument), made safe to print on a terminal or in a log line:
+/// control characters (newline, escape, ...), backslash and bytes that are not UTF-8 become
+/// \n, \xNN and the like, so that no name can forge a line or repaint a terminal.
+std::string display_safe(std::string_view s);
 /// An exec trace record's argument strings (the last one cut when the record was).
 std::vector<std::string> argv_strings(const Event& e);
 /// `deny exec /usr/bin/curl (policies/coding-agent.yaml:14) pid 4242`; a trust event:

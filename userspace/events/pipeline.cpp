@@ -46,6 +46,13 @@ Pipeline::Pipeline(PipelineOptions o) : opts_(std::move(o))
                           opts_.db->string(), moved->string());
         }
         heads_ = db_->heads();
+        // The store holds every agent's paths and arguments: the owner's alone, whoever made
+        // the directory (SQLite gives -wal and -shm the database file's mode).
+        for (const auto& f : {opts_.db->string(), opts_.db->string() + "-wal", opts_.db->string() + "-shm"}) {
+            std::error_code ec;
+            if (fs::exists(f, ec))
+                fs::permissions(f, fs::perms::owner_read | fs::perms::owner_write, ec);
+        }
     }
     if (opts_.jsonl) {
         stats_.jsonl_path = opts_.jsonl->string();
@@ -82,6 +89,11 @@ void Pipeline::push_action(const nlohmann::json& action)
 {
     ++received_;
     staged_.push_back({Event{}, {}, action, clock_ns(CLOCK_MONOTONIC)});
+}
+
+void Pipeline::push_gap(std::uint64_t n, const std::string& why)
+{
+    staged_.push_back({Event{}, {}, nlohmann::json{{"gap", n}, {"why", why}}, clock_ns(CLOCK_MONOTONIC)});
 }
 
 void Pipeline::flush()
@@ -176,7 +188,11 @@ void Pipeline::write(std::vector<Item>& batch)
     std::vector<store::Record> records;
     records.reserve(batch.size() + 1);
     for (auto& it : batch) {
-        if (it.action) {
+        if (it.action && it.action->contains("gap")) {
+            records.push_back(stored_gap((*it.action)["gap"].get<std::uint64_t>(),
+                                         (*it.action)["why"].get<std::string>(),
+                                         it.queued_ns + realtime_offset_ns_));
+        } else if (it.action) {
             const auto ms = it.action->value("time_ms", std::int64_t{0});
             records.push_back(stored_action(*it.action, ms ? ms * 1'000'000 : it.queued_ns + realtime_offset_ns_));
         } else {

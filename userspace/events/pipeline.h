@@ -65,6 +65,9 @@ public:
     void push(const Event& e, Context cx);
     /// Daemon thread: stages an operator action (the actions log's object).
     void push_action(const nlohmann::json& action);
+    /// Daemon thread: records that `n` records never reached the pipeline (the kernel's ring
+    /// buffer was full): a gap record in each sink.
+    void push_gap(std::uint64_t n, const std::string& why);
     /// Daemon thread: hands staged records to the store thread (one lock per call).
     void flush();
     /// Daemon thread: records the queue can take now. The daemon reads no more than this from
