@@ -40,9 +40,12 @@ bpf::Features& kernel_features()
 
 bpf::GuardOptions guard_options(cordon_backend backend)
 {
+    // 8 MiB ring buffers, not the production 64: the tables keep many program sets loaded at
+    // once, and the VM tier's guest has 1 GiB. The daemon tests run cordond's default.
     return {.backend = backend,
             .net_attach_cgroup = cgroup2().mount_point,
-            .pin_dir = std::nullopt};
+            .pin_dir = std::nullopt,
+            .ringbuf_bytes = 8u << 20};
 }
 
 int line_containing(const std::string& text, const std::string& marker)
@@ -147,7 +150,8 @@ TestAgent::TestAgent(cordon_backend backend, const std::string& policy_yaml,
                      const policy::Context& ctx, std::uint32_t ringbuf_bytes)
     : guard([&] {
           auto o = guard_options(backend);
-          o.ringbuf_bytes = ringbuf_bytes;
+          if (ringbuf_bytes)
+              o.ringbuf_bytes = ringbuf_bytes;
           return o;
       }()), cg(make_test_cgroup()), policy(parse_or_throw(policy_yaml, ctx))
 {
