@@ -539,6 +539,8 @@ static __always_inline struct cordon_event *cordon_event_start(const struct cord
 	e = bpf_ringbuf_reserve(&cordon_events, sizeof(*e), 0);
 	if (!e) {
 		cordon_count(CORDON_CNT_RINGBUF_DROPS);
+		if (c->live)
+			__sync_fetch_and_add(&c->live->events_lost, 1);
 		return NULL;
 	}
 	cordon_header_fill(&e->h, c, hook, verdict, rule_id, sizeof(*e));

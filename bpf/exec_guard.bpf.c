@@ -69,6 +69,8 @@ int BPF_PROG(exec_trace, struct task_struct *p, pid_t old_pid, struct linux_binp
 	e = bpf_ringbuf_reserve(&cordon_events, sizeof(*e), 0);
 	if (!e) {
 		cordon_count(CORDON_CNT_RINGBUF_DROPS);
+		if (c.live)
+			__sync_fetch_and_add(&c.live->events_lost, 1);
 		return 0;
 	}
 	cordon_header_fill(&e->h, &c, CORDON_HOOK_PROCESS, CORDON_VERDICT_ALLOW, 0, sizeof(*e));

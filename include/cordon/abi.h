@@ -210,8 +210,11 @@ struct cordon_agent_live {
 	__u32 set_seq;        /**< the last cordon_agent.score_set_seq applied */
 	__u32 tier;           /**< the tier last reported (a change is an event and may act) */
 	__u32 task_procs;     /**< processes of the agent that forks bound to a task (task_guard) */
+	/** Records of this agent the ring buffer had no room for: cordond stores each increase as
+	 *  a gap on the agent's own chain, so a flood cannot hide what it pushed out. */
+	__u64 events_lost;
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_live) == 48, "cordon_agent_live layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_live) == 56, "cordon_agent_live layout changed");
 
 /** Whether an agent is frozen: by the operator, or by a freeze verdict since its last thaw. */
 static inline int cordon_agent_frozen(const struct cordon_agent *a, const struct cordon_agent_live *l)

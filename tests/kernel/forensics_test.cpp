@@ -384,6 +384,40 @@ TEST(ForensicsHostTest, ABurstOf100000RecordsWaitsInTheRingBufferAndIsStoredWhol
     EXPECT_EQ(st["store"]["sqlite"]["stored"], 100001) << "the attach and 100,000 denials: " << st.dump();
 }
 
+// What the kernel had no room for is not only a counter: it is a gap on the flooding agent's own
+// chain, so its report shows how many of its records are missing.
+TEST(ForensicsHostTest, RecordsTheKernelDroppedAreAGapOnTheAgentsOwnChain)
+{
+    Files f;
+    Daemon d(host_backend(), {"--ringbuf-size", "4M"});
+    auto cg = make_test_cgroup();
+    ASSERT_TRUE(d.attach(cg.path(), forensic_policy(f.secret, "flood"), "flood", f.dir.string()).value("ok", false));
+    ASSERT_EQ(::kill(d.pid(), SIGSTOP), 0);
+    // A 4 MiB buffer holds about 11,900 records: 30,000 overflow it.
+    const bool denied = denied_connects(cg, 30000);
+    ASSERT_EQ(::kill(d.pid(), SIGCONT), 0);
+    ASSERT_TRUE(denied);
+    const fs::path db = d.dir() / "events.db";
+    std::vector<events::store::Row> gaps;
+    std::uint64_t lost = 0;
+    for (int i = 0; i < 100 && gaps.empty(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        const auto agents = d.call(R"({"v":1,"op":"agents"})")["agents"];
+        lost = agents.at(0).value("events_lost", std::uint64_t{0});
+        events::store::Filter g;
+        g.kinds = {"gap"};
+        g.agent = "flood";
+        gaps = events::store::query(db, g);
+    }
+    EXPECT_GT(lost, 0u);
+    ASSERT_EQ(gaps.size(), 1u);
+    const auto j = json::parse(gaps[0].json);
+    EXPECT_EQ(j["unmapped"]["lost"].get<std::uint64_t>(), lost) << gaps[0].json;
+    const auto [rc, out] = run_cordon(d, {"report", "flood", "--store", db.string()});
+    EXPECT_EQ(rc, 0) << out;
+    EXPECT_NE(out.find(std::to_string(lost) + " (the kernel's ring buffer was full"), std::string::npos) << out;
+}
+
 TEST(ForensicsHostTest, TraceShowsOnlyTheVerdictsAndHooksAskedFor)
 {
     Files f;

@@ -328,7 +328,15 @@ INSTANTIATE_TEST_SUITE_P(
         TamperCase{.name = "ForgedTailHidesNothing",
                    .sql = "DELETE FROM records WHERE agent = 'a1' AND seq <= 2; "
                           "INSERT INTO tails VALUES('a1', 3, zeroblob(32))",
-                   .agent = "a1", .seq = 3, .reason = "edited"}),
+                   .agent = "a1", .seq = 3, .reason = "edited"},
+        TamperCase{.name = "TailMovedWithoutAPrune",
+                   .sql = "INSERT INTO tails SELECT agent, 3, hash FROM records WHERE agent = 'a1' AND seq = 2; "
+                          "DELETE FROM records WHERE agent = 'a1' AND seq <= 2",
+                   .agent = "a1", .seq = 3, .reason = "chain start moved without a prune record"},
+        TamperCase{.name = "WholeChainDeletedWithAForgedTail",
+                   .sql = "INSERT INTO tails SELECT agent, 11, hash FROM records WHERE agent = 'a2' AND seq = 10; "
+                          "DELETE FROM records WHERE agent = 'a2'",
+                   .agent = "a2", .seq = 11, .reason = "missing at the end"}),
     [](const auto& i) { return std::string(i.param.name); });
 
 TEST_F(StoreTest, VerifyOfOneAgentIgnoresTheOthers)
@@ -350,29 +358,46 @@ TEST_F(StoreTest, PruneByAgeKeepsTheChainVerifiable)
     Writer w(db, Options{.max_age_ns = 10 * kSec, .max_bytes = 0});
     ASSERT_TRUE(w.append(interleaved({"a1", "a2"}, 10))); // times 1..20 s
     ASSERT_TRUE(w.append(std::vector{rec(2 * kSec, "gone", "decision", "exec", "deny")}));
-    // Older than 25 - 10 = 15 s: times 1..14 and the "gone" agent entirely.
+    // Older than 25 - 10 = 15 s: times 1..14 and the "gone" agent entirely. Each agent cut gets
+    // a prune record, "gone" too: its chain keeps that one record.
     EXPECT_EQ(w.prune(25 * kSec), 15) << w.last_error();
-    EXPECT_EQ(query(db, {}).size(), 6u);
+    EXPECT_EQ(query(db, {}).size(), 9u);
+    const auto pr = query(db, Filter{.agent = "a1", .kinds = {"prune"}});
+    ASSERT_EQ(pr.size(), 1u);
+    EXPECT_EQ(pr[0].seq, 11);
+    EXPECT_EQ(pr[0].hook, "prune");
+    EXPECT_EQ(pr[0].verdict, "ok");
+    EXPECT_NE(pr[0].json.find(R"("pruned_through_seq":7,"pruned_records":7,"cause":"age")"), std::string::npos)
+        << pr[0].json;
+    EXPECT_EQ(query(db, Filter{.agent = "gone"}).at(0).kind, "prune");
     auto v = verify(db);
     EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
-    EXPECT_EQ(v.records, 6u);
+    EXPECT_EQ(v.records, 9u);
     EXPECT_EQ(w.prune(25 * kSec), 0); // nothing more to do
     EXPECT_EQ(w.last_error(), "");
 
     // The chain goes on from where it was, pruned or not.
     ASSERT_TRUE(w.append(interleaved({"a1", "gone"}, 2, 30 * kSec)));
-    EXPECT_EQ(w.heads().at("a1").first, 12);
-    EXPECT_EQ(w.heads().at("gone").first, 3);
+    EXPECT_EQ(w.heads().at("a1").first, 13);
+    EXPECT_EQ(w.heads().at("gone").first, 4);
     v = verify(db);
     EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
-    EXPECT_EQ(v.per_agent.at("gone"), 2u);
+    EXPECT_EQ(v.per_agent.at("gone"), 3u);
+
+    // A later cut deletes the earlier prune records; the new ones vouch for the new starts.
+    // Older than 41 - 10 = 31 s: a1 seq 8..12, a2 8..11 (all it had), gone's prune record.
+    EXPECT_EQ(w.prune(41 * kSec), 10) << w.last_error();
+    v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+    EXPECT_EQ(query(db, Filter{.agent = "a1"}).size(), 2u); // seq 13 and the prune record
+    EXPECT_EQ(query(db, Filter{.agent = "a2"}).size(), 1u);
 
     // Retention does not launder tampering: removing the oldest kept record still shows.
-    raw("DELETE FROM records WHERE agent = 'a2' AND seq = 8");
+    raw("DELETE FROM records WHERE agent = 'a1' AND seq = 13");
     v = verify(db);
     EXPECT_FALSE(v.ok);
-    EXPECT_EQ(v.agent, "a2");
-    EXPECT_EQ(v.seq, 8);
+    EXPECT_EQ(v.agent, "a1");
+    EXPECT_EQ(v.seq, 13);
 }
 
 TEST_F(StoreTest, PruneBySizeShrinksTheFile)
@@ -389,17 +414,152 @@ TEST_F(StoreTest, PruneBySizeShrinksTheFile)
     const auto n = w.prune(100'000 * kSec);
     EXPECT_GT(n, 0) << w.last_error();
     EXPECT_LE(fs::file_size(db), kMax);
-    EXPECT_EQ(static_cast<std::int64_t>(query(db, {}).size()), 15'000 - n);
+    // Three agents cut, three prune records.
+    EXPECT_EQ(static_cast<std::int64_t>(query(db, {}).size()), 15'000 - n + 3);
     auto v = verify(db);
     EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
     // The oldest went first: what is left is the newest.
-    EXPECT_EQ(query(db, {}).back().time_ns, (1 + 14'999) * kSec);
+    EXPECT_EQ(query(db, Filter{.kinds = {"decision"}}).back().time_ns, (1 + 14'999) * kSec);
 
     ASSERT_TRUE(w.append(interleaved({"a1", "a2", "a3"}, 10, 20'000 * kSec)));
-    EXPECT_EQ(w.heads().at("a3").first, 5010);
+    EXPECT_EQ(w.heads().at("a3").first, 5011);
     v = verify(db);
     EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
 }
+
+TEST_F(StoreTest, PruneBySizeEvictsTheFloodingAgentFirst)
+{
+    constexpr std::uint64_t kMax = 2 << 20;
+    {
+        Writer w(db, Options{.max_age_ns = 0, .max_bytes = 0});
+        // "quiet" writes first (its records are the oldest), then "flood" ten times as many.
+        ASSERT_TRUE(w.append(interleaved({"quiet"}, 500)));
+        ASSERT_TRUE(w.append(interleaved({"flood"}, 5000, 1000 * kSec)));
+    }
+    ASSERT_GT(fs::file_size(db), kMax);
+    Writer w(db, Options{.max_age_ns = 0, .max_bytes = kMax});
+    const auto n = w.prune(100'000 * kSec);
+    EXPECT_GT(n, 0) << w.last_error();
+    EXPECT_LE(fs::file_size(db), kMax);
+    const auto quiet = query(db, Filter{.agent = "quiet"});
+    ASSERT_EQ(quiet.size(), 500u); // untouched, and no prune record: nothing cut
+    EXPECT_EQ(quiet.front().seq, 1);
+    const auto flood = query(db, Filter{.agent = "flood", .kinds = {"decision"}});
+    EXPECT_EQ(static_cast<std::int64_t>(flood.size()), 5000 - n);
+    EXPECT_EQ(flood.front().seq, n + 1); // its oldest went
+    EXPECT_EQ(flood.back().seq, 5000);
+    const auto pr = query(db, Filter{.agent = "flood", .kinds = {"prune"}});
+    ASSERT_EQ(pr.size(), 1u);
+    EXPECT_NE(pr[0].json.find(R"("cause":"size")"), std::string::npos) << pr[0].json;
+    const auto v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+}
+
+struct ShareCase {
+    const char* name;
+    std::vector<int> counts; // records of agents a0, a1, ...
+    std::uint64_t max_bytes;
+    std::vector<bool> cut;   // whether each agent lost records
+};
+void PrintTo(const ShareCase& c, std::ostream* os) { *os << c.name; }
+class StoreShareTest : public StoreTest, public ::testing::WithParamInterface<ShareCase> {};
+
+TEST_P(StoreShareTest, TheBiggestLoseTheirOldestFirst)
+{
+    const auto& c = GetParam();
+    {
+        Writer w(db, Options{.max_age_ns = 0, .max_bytes = 0});
+        for (std::size_t i = 0; i < c.counts.size(); ++i)
+            ASSERT_TRUE(w.append(interleaved({"a" + std::to_string(i)}, c.counts[i],
+                                             static_cast<std::int64_t>(i + 1) * 100'000 * kSec)));
+    }
+    Writer w(db, Options{.max_age_ns = 0, .max_bytes = c.max_bytes});
+    EXPECT_GT(w.prune(1'000'000 * kSec), 0) << w.last_error();
+    for (std::size_t i = 0; i < c.counts.size(); ++i) {
+        const auto a = "a" + std::to_string(i);
+        const auto rows = query(db, Filter{.agent = a, .kinds = {"decision"}});
+        EXPECT_EQ(static_cast<int>(rows.size()) < c.counts[i], c.cut[i]) << a << " kept " << rows.size();
+        EXPECT_EQ(query(db, Filter{.agent = a, .kinds = {"prune"}}).size(), c.cut[i] ? 1u : 0u) << a;
+    }
+    const auto v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Store, StoreShareTest,
+    ::testing::Values(
+        ShareCase{.name = "OneFlooderPaysAlone", .counts = {300, 6000, 300}, .max_bytes = 2 << 20,
+                  .cut = {false, true, false}},
+        ShareCase{.name = "TwoFloodersLevelTogether", .counts = {3000, 3000, 200}, .max_bytes = 2 << 20,
+                  .cut = {true, true, false}},
+        // Even the smallest budget leaves every chain its prune record.
+        ShareCase{.name = "TinyBudgetCutsEveryone", .counts = {500, 500}, .max_bytes = 64 << 10,
+                  .cut = {true, true}}),
+    [](const auto& i) { return std::string(i.param.name); });
+
+struct RetentionTamperCase {
+    const char* name;
+    std::string sql;    // run after a1, a2 had seq 1..3 pruned by age (prune records at seq 11)
+    std::string agent;  // "" = verify passes
+    std::int64_t seq;
+    std::string reason;
+};
+void PrintTo(const RetentionTamperCase& c, std::ostream* os) { *os << c.name; }
+class StoreRetentionTamperTest : public StoreTest, public ::testing::WithParamInterface<RetentionTamperCase> {};
+
+TEST_P(StoreRetentionTamperTest, OnlyAChainedPruneMovesTheChainStart)
+{
+    const auto& c = GetParam();
+    {
+        Writer w(db, Options{.max_age_ns = 10 * kSec, .max_bytes = 0});
+        ASSERT_TRUE(w.append(interleaved({"a1", "a2"}, 10))); // a1 at 1, 3, .. 19 s; a2 at 2, .. 20 s
+        ASSERT_EQ(w.prune(16 * kSec + kSec / 2), 6) << w.last_error();
+    }
+    ASSERT_TRUE(verify(db).ok);
+    if (!c.sql.empty())
+        raw(c.sql);
+    const auto v = verify(db);
+    if (c.agent.empty()) {
+        EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+        return;
+    }
+    EXPECT_FALSE(v.ok);
+    EXPECT_EQ(v.agent, c.agent);
+    EXPECT_EQ(v.seq, c.seq);
+    EXPECT_NE(v.reason.find(c.reason), std::string::npos) << v.reason;
+}
+
+// Moves a1's chain start to `seq` as the writer would have: tails names the hash of seq - 1.
+std::string move_tail(int seq)
+{
+    return "UPDATE tails SET seq = " + std::to_string(seq) + ", prev = (SELECT hash FROM records WHERE "
+           "agent = 'a1' AND seq = " + std::to_string(seq - 1) + ") WHERE agent = 'a1'; "
+           "DELETE FROM records WHERE agent = 'a1' AND seq < " + std::to_string(seq) + "; ";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Store, StoreRetentionTamperTest,
+    ::testing::Values(
+        RetentionTamperCase{.name = "LegitimatePruneVerifies", .sql = "", .agent = "", .seq = 0, .reason = ""},
+        RetentionTamperCase{.name = "TailMovedFurther", .sql = move_tail(6), .agent = "a1", .seq = 6,
+                            .reason = "chain start moved without a prune record"},
+        RetentionTamperCase{.name = "TailMovedBackIsADeletion",
+                            .sql = "UPDATE tails SET seq = 3, prev = zeroblob(32) WHERE agent = 'a1'",
+                            .agent = "a1", .seq = 3, .reason = "deleted"},
+        RetentionTamperCase{.name = "TailRowDeleted", .sql = "DELETE FROM tails WHERE agent = 'a2'",
+                            .agent = "a2", .seq = 1, .reason = "deleted"},
+        RetentionTamperCase{.name = "WholeChainDeletedAndTailMovedPastTheHead",
+                            .sql = move_tail(12) + "DELETE FROM records WHERE agent = 'a1'",
+                            .agent = "a1", .seq = 12, .reason = "missing at the end"},
+        RetentionTamperCase{.name = "PruneRecordEditedToMatch",
+                            .sql = move_tail(6) + "UPDATE records SET json = replace(json, "
+                                   "'\"pruned_through_seq\":3', '\"pruned_through_seq\":5') "
+                                   "WHERE agent = 'a1' AND kind = 'prune'",
+                            .agent = "a1", .seq = 11, .reason = "edited"},
+        RetentionTamperCase{.name = "PruneRecordRelabelled",
+                            .sql = "UPDATE records SET kind = 'decision' WHERE agent = 'a2' AND seq = 11",
+                            .agent = "a2", .seq = 11, .reason = "edited"}),
+    [](const auto& i) { return std::string(i.param.name); });
 
 TEST_F(StoreTest, CorruptFileIsMovedAsideAndAFreshStoreWorks)
 {

@@ -158,6 +158,8 @@ private:
     std::map<std::tuple<std::string, std::uint16_t, std::uint8_t>, std::uint64_t> decided_;
     std::int64_t metrics_published_ms_ = 0;
     std::optional<std::uint64_t> kernel_drops_seen_; ///< ring buffer drops already noted
+    std::map<std::pair<std::uint64_t, std::uint32_t>, std::uint64_t> agent_drops_seen_;
+    void note_kernel_drops();
     bool store_full_ = false; ///< the store's queue is full: the ring buffer holds the rest
     json store_json() const;
     /// Hands the tamper guard the daemon's files: socket, registry, actions log, event store
@@ -610,6 +612,32 @@ policy::Context context_of(const api::Request& r)
     return {.home = r.home, .workspace = r.workspace, .user = r.user};
 }
 
+// Each agent's records the kernel had no room for (cordon_agent_live.events_lost) become a gap
+// on that agent's own chain, so `cordon report NAME` shows what a flood pushed out; what no
+// agent accounts for goes on cordond's chain. Counts of agents adopted at start are taken as
+// they are (an earlier daemon saw them), not claimed as new.
+void Server::note_kernel_drops()
+{
+    const std::string why = "the kernel's ring buffer was full (lost_events)";
+    std::uint64_t attributed = 0;
+    for (const auto& a : ctl_->agents()) {
+        const auto live = ctl_->guard().live(a.cgroup_id);
+        if (!live)
+            continue;
+        // An agent added since this daemon started was created with a count of 0.
+        auto& seen = agent_drops_seen_[std::pair{a.cgroup_id, a.id}];
+        if (live->events_lost > seen) {
+            pipeline_->push_gap(live->events_lost - seen, why, a.name);
+            attributed += live->events_lost - seen;
+        }
+        seen = live->events_lost;
+    }
+    const auto drops = ctl_->guard().counters()[CORDON_CNT_RINGBUF_DROPS];
+    if (kernel_drops_seen_ && drops > *kernel_drops_seen_ + attributed)
+        pipeline_->push_gap(drops - *kernel_drops_seen_ - attributed, why);
+    kernel_drops_seen_ = drops;
+}
+
 json Server::store_json() const
 {
     if (!pipeline_)
@@ -677,13 +705,15 @@ void Server::publish_metrics()
     help("cordon_subscriber_drops_total", "counter", "Events a slow subscriber did not take");
     t += metric_line("cordon_subscriber_drops_total", {}, static_cast<double>(subscriber_drops_));
     help("cordon_agent_score", "gauge", "Trust score of each agent (0-1000)");
-    std::string tiers;
+    std::string tiers, lost_by_agent;
     for (const auto& a : ctl_->agents()) {
         const auto st = g.agent(a.cgroup_id);
         const auto live = g.live(a.cgroup_id);
         if (!st || !live)
             continue;
         t += metric_line("cordon_agent_score", {{"agent", a.name}}, live->score);
+        lost_by_agent += metric_line("cordon_agent_lost_events_total", {{"agent", a.name}},
+                                     static_cast<double>(live->events_lost));
         const auto tier = ctl_->tier_of(st->policy_id, *live);
         tiers += metric_line("cordon_agent_tier",
                              {{"agent", a.name},
@@ -693,6 +723,8 @@ void Server::publish_metrics()
     }
     help("cordon_agent_tier", "gauge", "The trust tier each agent is in (its index, lowest 0; the label names it)");
     t += tiers;
+    help("cordon_agent_lost_events_total", "counter", "Each agent's records the ring buffer had no room for");
+    t += lost_by_agent;
     if (pipeline_) {
         const auto s = pipeline_->stats();
         help("cordon_store_records_total", "counter", "Records written, by sink");
@@ -769,6 +801,7 @@ json Server::agent_json(const control::AgentRecord& r)
                 a["task"] = t.id;
         a["tasks"] = r.tasks.size();
         a["grants"] = r.grants.size();
+        a["events_lost"] = live->events_lost;
     }
     a["cgroup_frozen"] = agents::cgroup_frozen(r.cgroup);
     std::uint64_t procs = 0;
@@ -1409,6 +1442,10 @@ int Server::run()
         metrics_ = std::make_unique<Metrics>(opts_.metrics_listen);
         spdlog::info("metrics on http://{}/metrics", opts_.metrics_listen);
     }
+    for (const auto& a : ctl_->agents())
+        if (const auto live = g.live(a.cgroup_id))
+            agent_drops_seen_[{a.cgroup_id, a.id}] = live->events_lost;
+    kernel_drops_seen_ = g.counters()[CORDON_CNT_RINGBUF_DROPS];
     reader_ = std::make_unique<events::Reader>(g.events_fd(),
                                                [this](const events::Event& e) { on_event(e); });
     if (g.backend() == CORDON_BACKEND_LSM)
@@ -1512,13 +1549,8 @@ int Server::run()
                     protect_files();
                 // Records the kernel had no room for are a gap in the store too, not only a
                 // counter: a reader of the store sees when and how many.
-                if (pipeline_) {
-                    const auto drops = ctl_->guard().counters()[CORDON_CNT_RINGBUF_DROPS];
-                    if (kernel_drops_seen_ && drops > *kernel_drops_seen_)
-                        pipeline_->push_gap(drops - *kernel_drops_seen_,
-                                            "the kernel's ring buffer was full (lost_events)");
-                    kernel_drops_seen_ = drops;
-                }
+                if (pipeline_)
+                    note_kernel_drops();
                 last_reconcile = now_ms();
             }
         } catch (const std::exception& e) {

@@ -373,12 +373,13 @@ store::Record stored_action(const nlohmann::json& a, std::int64_t time_ns)
     return r;
 }
 
-store::Record stored_gap(std::uint64_t lost, std::string_view why, std::int64_t time_ns)
+store::Record stored_gap(std::uint64_t lost, std::string_view why, std::int64_t time_ns,
+                         std::string_view agent)
 {
     store::Record r;
     r.time_ns = time_ns;
     r.kind = "gap";
-    r.agent = "cordond";
+    r.agent = agent;
     r.hook = "gap";
     r.verdict = "error";
     std::string& out = r.json;
@@ -388,6 +389,7 @@ store::Record stored_gap(std::uint64_t lost, std::string_view why, std::int64_t 
     metadata(o);
     {
         Obj u(o.key("unmapped"));
+        u.str("agent", agent);
         u.num("lost", static_cast<std::int64_t>(lost));
         u.str("reason", why);
         u.close();

@@ -91,9 +91,10 @@ void Pipeline::push_action(const nlohmann::json& action)
     staged_.push_back({Event{}, {}, action, clock_ns(CLOCK_MONOTONIC)});
 }
 
-void Pipeline::push_gap(std::uint64_t n, const std::string& why)
+void Pipeline::push_gap(std::uint64_t n, const std::string& why, const std::string& agent)
 {
-    staged_.push_back({Event{}, {}, nlohmann::json{{"gap", n}, {"why", why}}, clock_ns(CLOCK_MONOTONIC)});
+    staged_.push_back({Event{}, {}, nlohmann::json{{"gap", n}, {"why", why}, {"agent", agent}},
+                       clock_ns(CLOCK_MONOTONIC)});
 }
 
 void Pipeline::flush()
@@ -191,7 +192,8 @@ void Pipeline::write(std::vector<Item>& batch)
         if (it.action && it.action->contains("gap")) {
             records.push_back(stored_gap((*it.action)["gap"].get<std::uint64_t>(),
                                          (*it.action)["why"].get<std::string>(),
-                                         it.queued_ns + realtime_offset_ns_));
+                                         it.queued_ns + realtime_offset_ns_,
+                                         (*it.action)["agent"].get<std::string>()));
         } else if (it.action) {
             const auto ms = it.action->value("time_ms", std::int64_t{0});
             records.push_back(stored_action(*it.action, ms ? ms * 1'000'000 : it.queued_ns + realtime_offset_ns_));

@@ -67,7 +67,7 @@ public:
     void push_action(const nlohmann::json& action);
     /// Daemon thread: records that `n` records never reached the pipeline (the kernel's ring
     /// buffer was full): a gap record in each sink.
-    void push_gap(std::uint64_t n, const std::string& why);
+    void push_gap(std::uint64_t n, const std::string& why, const std::string& agent = "cordond");
     /// Daemon thread: hands staged records to the store thread (one lock per call).
     void flush();
     /// Daemon thread: records the queue can take now. The daemon reads no more than this from

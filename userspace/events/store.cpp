@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -22,7 +23,8 @@ namespace cordon::events::store {
 namespace {
 
 // Bump when the schema changes; a store written by a newer cordon is refused, not guessed at.
-constexpr std::int64_t kSchemaVersion = 1;
+// 2: retention cuts are chained (a "prune" record vouches for each agent's tails row).
+constexpr std::int64_t kSchemaVersion = 2;
 
 using Digest = std::array<unsigned char, SHA256_DIGEST_LENGTH>;
 constexpr Digest kZero{};
@@ -41,11 +43,15 @@ CREATE INDEX IF NOT EXISTS records_agent_seq ON records(agent, seq);
 -- Partial: "allow" is the bulk of decisions and nobody searches for it by verdict alone; leaving
 -- it out of the index makes appends ~15% cheaper. query() adds the implied term to use it.
 CREATE INDEX IF NOT EXISTS records_verdict ON records(verdict) WHERE verdict <> 'allow';
-CREATE INDEX IF NOT EXISTS records_hook ON records(hook);
+-- The hook index leaves allows out too (one index write less per allow, the bulk); a search
+-- by hook alone walks the time index instead. Stores made before keep their full index.
+CREATE INDEX IF NOT EXISTS records_hook ON records(hook) WHERE verdict <> 'allow';
 CREATE TABLE IF NOT EXISTS heads(agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tails(agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, prev BLOB NOT NULL);
-INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 1);
+-- A new store starts at the current version; open() upgrades an older one.
+INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 2);
 )sql";
+static_assert(kSchemaVersion == 2, "update the INSERT above");
 
 // Columns in the order of the canonical encoding, shared by insert, query and verify.
 constexpr const char* kColumns =
@@ -95,6 +101,74 @@ Digest chain_hash(const unsigned char* prev, const Record& r, std::int64_t seq, 
     Digest d;
     SHA256(reinterpret_cast<const unsigned char*>(buf.data()), buf.size(), d.data());
     return d;
+}
+
+// The "prune" record: what a retention cut removed from an agent's chain, chained into that same
+// chain, so that the tails row (where the chain now starts) is vouched for by a hashed record and a
+// writer of the file cannot move the start of a chain (or empty it) and call it retention.
+constexpr std::string_view kPruneKind = "prune";
+
+std::string json_escape(std::string_view s)
+{
+    std::string o;
+    o.reserve(s.size());
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\')
+            o += '\\', o += c;
+        else if (u < 0x20)
+            o += fmt::format("\\u{:04x}", u);
+        else
+            o += c;
+    }
+    return o;
+}
+
+/// One line, OCSF-ish (class 0: no OCSF class fits a store's own housekeeping); the facts verify
+/// needs are in "unmapped".
+std::string prune_json(std::int64_t time_ns, const std::string& agent, std::int64_t through,
+                       std::int64_t n, std::string_view cause, const Digest& tail_prev)
+{
+    return fmt::format(R"({{"class_uid":0,"category_uid":0,"activity_name":"prune","time":{},)"
+                       R"("actor":{{"app_name":"cordond"}},"agent":"{}","unmapped":{{)"
+                       R"("pruned_through_seq":{},"pruned_records":{},"cause":"{}","tail_prev":"{}"}}}})",
+                       time_ns / 1'000'000, json_escape(agent), through, n, cause,
+                       hex(tail_prev.data(), tail_prev.size()));
+}
+
+/// What a prune record vouches for: the chain now starts at through + 1, chained to tail_prev.
+struct Vouch {
+    std::int64_t through = 0;
+    Digest tail_prev{};
+};
+/// Reads back what prune_json wrote. Only records of kind "prune" are read, whose JSON only the
+/// daemon writes (and whose hash verify has checked first), so a key search is enough; an agent
+/// name cannot fake a key since its quotes are escaped.
+std::optional<Vouch> parse_prune(std::string_view json)
+{
+    Vouch v;
+    constexpr std::string_view kThrough = R"("pruned_through_seq":)", kPrev = R"("tail_prev":")";
+    auto t = json.find(kThrough);
+    auto p = json.find(kPrev);
+    if (t == std::string_view::npos || p == std::string_view::npos)
+        return std::nullopt;
+    t += kThrough.size();
+    p += kPrev.size();
+    std::size_t digits = 0;
+    for (; t < json.size() && json[t] >= '0' && json[t] <= '9' && digits < 18; ++t, ++digits)
+        v.through = v.through * 10 + (json[t] - '0');
+    if (digits == 0 || json.size() < p + 2 * v.tail_prev.size())
+        return std::nullopt;
+    auto nib = [](char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    for (std::size_t i = 0; i < v.tail_prev.size(); ++i) {
+        const int hi = nib(json[p + 2 * i]), lo = nib(json[p + 2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return std::nullopt;
+        v.tail_prev[i] = static_cast<unsigned char>(hi << 4 | lo);
+    }
+    return v;
 }
 
 bool is_corruption(int rc)
@@ -272,6 +346,8 @@ struct Writer::Impl {
     sqlite3* db = nullptr;
     sqlite3_stmt* insert = nullptr;
     sqlite3_stmt* put_head = nullptr;
+    sqlite3_stmt* get_hash = nullptr;
+    sqlite3_stmt* del_prefix = nullptr;
     std::map<std::string, Head, std::less<>> heads;
     std::string error;
     std::optional<std::filesystem::path> moved;
@@ -281,7 +357,9 @@ struct Writer::Impl {
     {
         sqlite3_finalize(insert);
         sqlite3_finalize(put_head);
-        insert = put_head = nullptr;
+        sqlite3_finalize(get_hash);
+        sqlite3_finalize(del_prefix);
+        insert = put_head = get_hash = del_prefix = nullptr;
         sqlite3_close_v2(db);
         db = nullptr;
     }
@@ -345,16 +423,55 @@ struct Writer::Impl {
             sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
             throw;
         }
-        if (auto v = scalar("SELECT value FROM meta WHERE key = 'schema_version'", "cannot read");
-            v > kSchemaVersion)
+        const auto version = scalar("SELECT value FROM meta WHERE key = 'schema_version'", "cannot read");
+        if (version > kSchemaVersion)
             throw Error(fmt::format("event store {} has schema version {}, newer than this cordond "
                                     "writes ({}): upgrade cordon or move the file away",
-                                    path.string(), v, kSchemaVersion));
+                                    path.string(), version, kSchemaVersion));
         insert = prepare("INSERT INTO records(time_ns, agent, seq, kind, hook, verdict, pid, ppid, "
                          "uid, path, dest, port, json, prev, hash) "
                          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         put_head = prepare("INSERT OR REPLACE INTO heads(agent, seq, hash) VALUES(?,?,?)");
+        get_hash = prepare("SELECT hash FROM records WHERE agent = ?1 AND seq = ?2 ORDER BY id LIMIT 1");
+        del_prefix = prepare("DELETE FROM records WHERE agent = ?1 AND seq <= ?2");
         load_heads();
+        if (version < 2)
+            upgrade_to_2();
+    }
+
+    /// A version 1 store trusted its tails rows as they stood. Version 2 wants each vouched for
+    /// by a prune record, so on upgrade each is vouched for as found (cause "upgrade", 0 records):
+    /// a cut made before the upgrade is only as trustworthy as the file was until then.
+    void upgrade_to_2()
+    {
+        exec("BEGIN IMMEDIATE", "cannot upgrade");
+        try {
+            std::map<std::string, Cut> cuts;
+            sqlite3_stmt* s = prepare("SELECT agent, seq, prev FROM tails");
+            int rc;
+            while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+                cuts[col_text(s, 0)] = Cut{.through = sqlite3_column_int64(s, 1) - 1,
+                                            .prev = col_digest(s, 2).value_or(kZero)};
+            sqlite3_finalize(s);
+            if (rc != SQLITE_DONE)
+                fail("cannot upgrade", rc);
+            std::map<std::string_view, Head*> touched;
+            timespec ts{};
+            ::clock_gettime(CLOCK_REALTIME, &ts);
+            const std::int64_t now = ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+            for (const auto& [agent, c] : cuts) {
+                Record r = prune_record(now, agent, c);
+                r.json = prune_json(now, agent, c.through, 0, "upgrade", c.prev);
+                touched.try_emplace(agent, &insert_one(r));
+            }
+            put_heads(touched);
+            exec("UPDATE meta SET value = 2 WHERE key = 'schema_version'", "cannot upgrade");
+            exec("COMMIT", "cannot upgrade");
+        } catch (...) {
+            sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+            load_heads();
+            throw;
+        }
     }
 
     void load_heads()
@@ -427,44 +544,46 @@ struct Writer::Impl {
         }
     }
 
-    void append(std::span<const Record> batch)
+    /// Chains `r` to its agent's head and inserts it (inside the caller's transaction); the
+    /// in-memory head moves on, the heads row is the caller's to write (put_heads).
+    Head& insert_one(const Record& r)
     {
-        exec("BEGIN IMMEDIATE", "cannot write to");
-        std::map<std::string_view, Head*> touched;
-        for (const Record& r : batch) {
-            auto it = heads.find(r.agent);
-            if (it == heads.end())
-                it = heads.emplace(r.agent, Head{}).first; // zero prev: the chain's first record
-            Head& h = it->second;
-            const std::int64_t seq = h.seq + 1;
-            const Digest d = chain_hash(h.hash.data(), r, seq, buf);
-            // Strings are bound SQLITE_STATIC: they outlive the step, and copying them costs.
-            sqlite3_stmt* s = insert;
-            sqlite3_bind_int64(s, 1, r.time_ns);
-            sqlite3_bind_text(s, 2, r.agent.data(), static_cast<int>(r.agent.size()), SQLITE_STATIC);
-            sqlite3_bind_int64(s, 3, seq);
-            sqlite3_bind_text(s, 4, r.kind.data(), static_cast<int>(r.kind.size()), SQLITE_STATIC);
-            sqlite3_bind_text(s, 5, r.hook.data(), static_cast<int>(r.hook.size()), SQLITE_STATIC);
-            sqlite3_bind_text(s, 6, r.verdict.data(), static_cast<int>(r.verdict.size()), SQLITE_STATIC);
-            sqlite3_bind_int64(s, 7, r.pid);
-            sqlite3_bind_int64(s, 8, r.ppid);
-            sqlite3_bind_int64(s, 9, r.uid);
-            sqlite3_bind_text(s, 10, r.path.data(), static_cast<int>(r.path.size()), SQLITE_STATIC);
-            sqlite3_bind_text(s, 11, r.dest.data(), static_cast<int>(r.dest.size()), SQLITE_STATIC);
-            sqlite3_bind_int64(s, 12, r.port);
-            sqlite3_bind_text(s, 13, r.json.data(), static_cast<int>(r.json.size()), SQLITE_STATIC);
-            sqlite3_bind_blob(s, 14, h.hash.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
-            sqlite3_bind_blob(s, 15, d.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
-            const int rc = sqlite3_step(s);
-            sqlite3_reset(s);
-            if (rc != SQLITE_DONE)
-                fail("cannot append to", rc);
-            h.seq = seq;
-            h.hash = d;
-            touched[it->first] = &h;
-        }
-        // One heads row per agent per batch, in the same transaction: the head always matches
-        // the stored chain.
+        auto it = heads.find(r.agent);
+        if (it == heads.end())
+            it = heads.emplace(r.agent, Head{}).first; // zero prev: the chain's first record
+        Head& h = it->second;
+        const std::int64_t seq = h.seq + 1;
+        const Digest d = chain_hash(h.hash.data(), r, seq, buf);
+        // Strings are bound SQLITE_STATIC: they outlive the step, and copying them costs.
+        sqlite3_stmt* s = insert;
+        sqlite3_bind_int64(s, 1, r.time_ns);
+        sqlite3_bind_text(s, 2, r.agent.data(), static_cast<int>(r.agent.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, seq);
+        sqlite3_bind_text(s, 4, r.kind.data(), static_cast<int>(r.kind.size()), SQLITE_STATIC);
+        sqlite3_bind_text(s, 5, r.hook.data(), static_cast<int>(r.hook.size()), SQLITE_STATIC);
+        sqlite3_bind_text(s, 6, r.verdict.data(), static_cast<int>(r.verdict.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(s, 7, r.pid);
+        sqlite3_bind_int64(s, 8, r.ppid);
+        sqlite3_bind_int64(s, 9, r.uid);
+        sqlite3_bind_text(s, 10, r.path.data(), static_cast<int>(r.path.size()), SQLITE_STATIC);
+        sqlite3_bind_text(s, 11, r.dest.data(), static_cast<int>(r.dest.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(s, 12, r.port);
+        sqlite3_bind_text(s, 13, r.json.data(), static_cast<int>(r.json.size()), SQLITE_STATIC);
+        sqlite3_bind_blob(s, 14, h.hash.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 15, d.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
+        const int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE)
+            fail("cannot append to", rc);
+        h.seq = seq;
+        h.hash = d;
+        return h;
+    }
+
+    /// One heads row per agent touched, in the same transaction: the head always matches the
+    /// stored chain.
+    void put_heads(const std::map<std::string_view, Head*>& touched)
+    {
         for (auto [agent, h] : touched) {
             sqlite3_bind_text(put_head, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
             sqlite3_bind_int64(put_head, 2, h->seq);
@@ -474,52 +593,91 @@ struct Writer::Impl {
             if (rc != SQLITE_DONE)
                 fail("cannot update the chain heads of", rc);
         }
+    }
+
+    void append(std::span<const Record> batch)
+    {
+        exec("BEGIN IMMEDIATE", "cannot write to");
+        std::map<std::string_view, Head*> touched;
+        for (const Record& r : batch) {
+            Head& h = insert_one(r);
+            touched.try_emplace(r.agent, &h);
+        }
+        put_heads(touched);
         exec("COMMIT", "cannot commit to");
     }
 
-    /// Deletes each agent's records with seq <= cut (a prefix, so the rest still chains) and
-    /// records where the chain now starts. The tail's prev is the hash of the last deleted record
-    /// as stored, not copied from the oldest kept one: a record an attacker removed just above the
-    /// cut still shows as deleted.
-    std::int64_t apply_cuts(const std::map<std::string, std::int64_t>& cuts)
+    /// What one prune pass removed from one agent's chain.
+    struct Cut {
+        std::int64_t through = 0; ///< last seq deleted
+        Digest prev{};            ///< hash of that record as stored: the new chain start's prev
+        std::int64_t n = 0;       ///< records deleted
+        bool age = false, size = false;
+    };
+
+    /// Deletes `agent`'s records with seq <= through (a prefix, so the rest still chains). The
+    /// tail's prev is the hash of the last deleted record as stored, not copied from the oldest
+    /// kept one: a record an attacker removed just above the cut still shows as deleted.
+    void cut_prefix(std::map<std::string, Cut>& cuts, const std::string& agent, std::int64_t through,
+                    bool by_age)
     {
-        std::int64_t deleted = 0;
-        sqlite3_stmt* get = prepare("SELECT hash FROM records WHERE agent = ?1 AND seq = ?2 ORDER BY id LIMIT 1");
-        sqlite3_stmt* del = prepare("DELETE FROM records WHERE agent = ?1 AND seq <= ?2");
+        sqlite3_bind_text(get_hash, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(get_hash, 2, through);
+        int rc = sqlite3_step(get_hash);
+        // A cut record already gone (tampered) leaves a zero prev: verify will say so.
+        const Digest prev = (rc == SQLITE_ROW ? col_digest(get_hash, 0) : std::nullopt).value_or(kZero);
+        sqlite3_reset(get_hash);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            fail("cannot prune", rc);
+        sqlite3_bind_text(del_prefix, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(del_prefix, 2, through);
+        rc = sqlite3_step(del_prefix);
+        sqlite3_reset(del_prefix);
+        if (rc != SQLITE_DONE)
+            fail("cannot prune", rc);
+        Cut& c = cuts[agent];
+        c.through = std::max(c.through, through);
+        c.prev = prev;
+        c.n += sqlite3_changes(db);
+        (by_age ? c.age : c.size) = true;
+    }
+
+    /// Writes, per agent cut, the tails row and the prune record that vouches for it, in the
+    /// prune's transaction. Appended after every cut of the pass, so no pass prunes its own
+    /// prune record, and a chain emptied by retention still holds one record: its prune record.
+    void chain_cuts(const std::map<std::string, Cut>& cuts, std::int64_t now_ns)
+    {
         sqlite3_stmt* tail = prepare("INSERT OR REPLACE INTO tails(agent, seq, prev) VALUES(?1, ?2, ?3)");
-        int rc = SQLITE_OK;
-        for (const auto& [agent, cut] : cuts) {
-            sqlite3_bind_text(get, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
-            sqlite3_bind_int64(get, 2, cut);
-            rc = sqlite3_step(get);
-            const auto prev = rc == SQLITE_ROW ? col_digest(get, 0) : std::nullopt;
-            sqlite3_reset(get);
-            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                break;
-            sqlite3_bind_text(del, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
-            sqlite3_bind_int64(del, 2, cut);
-            rc = sqlite3_step(del);
-            sqlite3_reset(del);
-            if (rc != SQLITE_DONE)
-                break;
-            deleted += sqlite3_changes(db);
+        std::map<std::string_view, Head*> touched;
+        int rc = SQLITE_DONE;
+        for (const auto& [agent, c] : cuts) {
             sqlite3_bind_text(tail, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
-            sqlite3_bind_int64(tail, 2, cut + 1);
-            // A cut record already gone (tampered) leaves a zero prev: verify will say so.
-            const Digest p = prev.value_or(kZero);
-            sqlite3_bind_blob(tail, 3, p.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
+            sqlite3_bind_int64(tail, 2, c.through + 1);
+            sqlite3_bind_blob(tail, 3, c.prev.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
             rc = sqlite3_step(tail);
             sqlite3_reset(tail);
             if (rc != SQLITE_DONE)
                 break;
-            rc = SQLITE_OK;
+            touched.try_emplace(agent, &insert_one(prune_record(now_ns, agent, c)));
         }
-        sqlite3_finalize(get);
-        sqlite3_finalize(del);
         sqlite3_finalize(tail);
-        if (rc != SQLITE_OK)
+        if (rc != SQLITE_DONE)
             fail("cannot prune", rc);
-        return deleted;
+        put_heads(touched);
+    }
+
+    static Record prune_record(std::int64_t now_ns, const std::string& agent, const Cut& c)
+    {
+        Record r;
+        r.time_ns = now_ns;
+        r.agent = agent;
+        r.kind = kPruneKind;
+        r.hook = "prune";
+        r.verdict = "ok";
+        r.pid = static_cast<std::uint32_t>(::getpid());
+        r.json = prune_json(now_ns, agent, c.through, c.n,
+                            c.age && c.size ? "age+size" : c.age ? "age" : "size", c.prev);
+        return r;
     }
 
     /// agent -> highest seq among rows selected by `where` (bound to one int64).
@@ -545,35 +703,94 @@ struct Writer::Impl {
         return pages * scalar("PRAGMA page_size", "cannot measure");
     }
 
+    /// How many of each agent's oldest records to delete so that `need` go in all, taking from
+    /// the agent holding the most first: the biggest are levelled down together (water filling),
+    /// so an agent that floods evicts its own records and a quiet one keeps its history.
+    static std::map<std::string, std::int64_t> fair_shares(std::map<std::string, std::int64_t> counts,
+                                                          std::int64_t need)
+    {
+        std::vector<std::pair<std::int64_t, std::string>> by_count;
+        for (auto& [a, n] : counts)
+            by_count.emplace_back(n, a);
+        std::sort(by_count.begin(), by_count.end(), std::greater<>());
+        std::map<std::string, std::int64_t> take;
+        std::int64_t sum = 0;
+        for (std::size_t i = 0; i < by_count.size(); ++i) {
+            sum += by_count[i].first;
+            const std::int64_t next = i + 1 < by_count.size() ? by_count[i + 1].first : 0;
+            const auto k = static_cast<std::int64_t>(i + 1);
+            if (sum - k * next < need && i + 1 < by_count.size())
+                continue;
+            // Level the top k down to `level`: they lose sum - k * level >= need records.
+            const std::int64_t level = std::max<std::int64_t>(next, std::max<std::int64_t>(0, sum - need) / k);
+            for (std::size_t j = 0; j <= i; ++j)
+                if (by_count[j].first > level)
+                    take[by_count[j].second] = by_count[j].first - level;
+            break;
+        }
+        return take;
+    }
+
     std::int64_t prune(std::int64_t now_ns)
     {
-        std::int64_t deleted = 0;
+        std::map<std::string, Cut> cuts;
         exec("BEGIN IMMEDIATE", "cannot prune");
         // By age: per agent, everything up to its newest too-old record. A clock step backwards
         // may take a few newer records along; it never leaves a hole in a chain.
         if (opt.max_age_ns > 0)
-            deleted += apply_cuts(cuts_where("time_ns < ?1", now_ns - opt.max_age_ns));
-        // By size: oldest rows by id (insertion order, so per agent a prefix too) until the live
-        // pages fit in 90% of the budget; the margin keeps us from pruning on every call.
+            for (const auto& [agent, through] : cuts_where("time_ns < ?1", now_ns - opt.max_age_ns))
+                cut_prefix(cuts, agent, through, true);
+        // By size, fairly: while the live pages are over 90% of the budget (the margin keeps us
+        // from pruning on every call), the agents holding the most records lose their oldest.
         if (opt.max_bytes > 0) {
             const auto target = static_cast<std::int64_t>(opt.max_bytes / 10 * 9);
-            for (int round = 0; round < 16; ++round) {
-                const auto live = live_bytes();
-                if (live <= static_cast<std::int64_t>(opt.max_bytes) && round == 0)
-                    break;
-                if (live <= target)
-                    break;
-                const auto lo = scalar("SELECT min(id) FROM records", "cannot prune");
-                const auto hi = scalar("SELECT max(id) FROM records", "cannot prune");
-                if (hi == 0)
-                    break; // nothing left to delete: the rest is schema and heads
-                // ids are dense enough (we only delete prefixes) to estimate rows from the range.
-                const double frac = static_cast<double>(live - target) / static_cast<double>(live);
-                const auto n = std::max<std::int64_t>(1, static_cast<std::int64_t>(frac * static_cast<double>(hi - lo + 1)) + 1);
-                deleted += apply_cuts(cuts_where("id < ?1", lo + n));
+            sqlite3_stmt* count = prepare("SELECT agent, count(*) FROM records GROUP BY agent");
+            sqlite3_stmt* nth = prepare("SELECT seq FROM records WHERE agent = ?1 ORDER BY seq LIMIT 1 OFFSET ?2");
+            try {
+                for (int round = 0; round < 16; ++round) {
+                    const auto live = live_bytes();
+                    if ((round == 0 && live <= static_cast<std::int64_t>(opt.max_bytes)) || live <= target)
+                        break;
+                    std::map<std::string, std::int64_t> counts;
+                    std::int64_t total = 0;
+                    int rc;
+                    while ((rc = sqlite3_step(count)) == SQLITE_ROW) {
+                        total += sqlite3_column_int64(count, 1);
+                        counts[col_text(count, 0)] = sqlite3_column_int64(count, 1);
+                    }
+                    sqlite3_reset(count);
+                    if (rc != SQLITE_DONE)
+                        fail("cannot prune", rc);
+                    if (total == 0)
+                        break; // nothing left to delete: the rest is schema and heads
+                    // Records to delete, estimated from the mean size of one (index entries included).
+                    const double per = static_cast<double>(live) / static_cast<double>(total);
+                    const auto need = std::min<std::int64_t>(
+                        total, static_cast<std::int64_t>(static_cast<double>(live - target) / per) + 1);
+                    for (const auto& [agent, k] : fair_shares(std::move(counts), need)) {
+                        sqlite3_bind_text(nth, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+                        sqlite3_bind_int64(nth, 2, k - 1);
+                        rc = sqlite3_step(nth);
+                        const std::int64_t through = sqlite3_column_int64(nth, 0);
+                        sqlite3_reset(nth);
+                        if (rc != SQLITE_ROW)
+                            fail("cannot prune", rc == SQLITE_DONE ? SQLITE_INTERNAL : rc);
+                        cut_prefix(cuts, agent, through, false);
+                    }
+                }
+            } catch (...) {
+                sqlite3_finalize(count);
+                sqlite3_finalize(nth);
+                throw;
             }
+            sqlite3_finalize(count);
+            sqlite3_finalize(nth);
         }
+        chain_cuts(cuts, now_ns);
         exec("COMMIT", "cannot prune");
+        std::int64_t deleted = 0;
+        for (const auto& [agent, c] : cuts)
+            deleted += c.n;
         // Give the freed pages back to the file system and shrink the WAL those deletes grew.
         if (deleted > 0)
             exec("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE)", "cannot vacuum");
@@ -634,16 +851,17 @@ std::int64_t Writer::prune(std::int64_t now_ns)
 {
     auto& m = *impl_;
     m.error.clear();
+    const auto before = m.heads;
     try {
         if (!m.db)
             m.open_or_recover();
         return m.prune(now_ns);
     } catch (const Corrupt& e) {
         m.error = e.what();
-        m.recover(m.heads, true);
+        m.recover(before, true);
     } catch (const std::exception& e) {
         m.error = e.what();
-        m.rollback(); // prune does not touch heads: nothing to realign
+        m.recover(before, false); // the prune records moved heads: realign them
     }
     return 0;
 }
@@ -780,14 +998,27 @@ VerifyResult verify(const std::filesystem::path& path, std::optional<std::string
     std::int64_t want_seq = 1;
     Digest want_prev{};
     std::optional<Mark> head;
-    // The end of one agent's chain: the last row must be the head.
+    std::optional<Vouch> vouch; // the agent's latest prune record walked so far
+    // The end of one agent's chain: the last row must be the head, and a chain that does not
+    // start at 1 must say so in its latest prune record (tails alone is just a row anyone may
+    // write). Checked at the end because that record comes after the records it cut.
     auto finish = [&]() {
         if (!have)
             return;
+        const auto t = tails.find(cur);
         if (head && want_seq - 1 < head->seq)
             bad(cur, 0, want_seq, fmt::format("records missing at the end (head says seq {})", head->seq));
         else if (head && want_prev != head->d)
             bad(cur, 0, head->seq, "record edited (last record's hash differs from the head)");
+        else if (t != tails.end() && !vouch)
+            bad(cur, 0, t->second.seq,
+                fmt::format("chain start moved without a prune record (records before seq {} deleted)",
+                            t->second.seq));
+        else if (t != tails.end() && (vouch->through + 1 != t->second.seq || vouch->tail_prev != t->second.d))
+            bad(cur, 0, t->second.seq,
+                fmt::format("chain start moved without a prune record (the last prune cut through seq "
+                            "{}, the chain starts at seq {}: records deleted)",
+                            vouch->through, t->second.seq));
         heads.erase(cur);
     };
 
@@ -796,8 +1027,9 @@ VerifyResult verify(const std::filesystem::path& path, std::optional<std::string
                               agent ? "WHERE agent = ?1" : ""));
     if (agent)
         sqlite3_bind_text(s.s, 1, agent->data(), static_cast<int>(agent->size()), SQLITE_STATIC);
-    // Heads not walked yet whose agent sorts before `upto` have no records at all: fine only if
-    // retention took them all. Checked as the walk passes them, so agents stay in name order.
+    // Heads not walked yet whose agent sorts before `upto` have no records at all: never
+    // retention, which leaves at least its prune record. Checked as the walk passes them, so
+    // agents stay in name order.
     auto orphans_before = [&](const std::string* upto) {
         for (auto it = heads.begin(); res.ok && it != heads.end() && (!upto || it->first < *upto);
              it = heads.erase(it)) {
@@ -805,9 +1037,8 @@ VerifyResult verify(const std::filesystem::path& path, std::optional<std::string
             if (agent && a != *agent)
                 continue;
             const auto t = tails.find(a);
-            if (t == tails.end() || t->second.seq != h.seq + 1 || t->second.d != h.d)
-                bad(a, 0, t == tails.end() ? 1 : t->second.seq,
-                    fmt::format("records missing at the end (head says seq {})", h.seq));
+            bad(a, 0, t == tails.end() ? 1 : t->second.seq,
+                fmt::format("records missing at the end (head says seq {})", h.seq));
         }
     };
     std::string buf;
@@ -821,6 +1052,7 @@ VerifyResult verify(const std::filesystem::path& path, std::optional<std::string
             if (!res.ok)
                 break;
             cur = r.agent, have = true;
+            vouch.reset();
             const auto t = tails.find(cur);
             want_seq = t == tails.end() ? 1 : t->second.seq;
             want_prev = t == tails.end() ? kZero : t->second.d;
@@ -858,6 +1090,13 @@ VerifyResult verify(const std::filesystem::path& path, std::optional<std::string
                       : fmt::format("record edited (seq {} hash does not match the prev of seq {})",
                                     r.seq - 1, r.seq));
             break;
+        }
+        if (r.kind == kPruneKind) {
+            vouch = parse_prune(r.json);
+            if (!vouch) {
+                bad(cur, r.id, r.seq, "record edited (a prune record without its cut)");
+                break;
+            }
         }
         want_seq = r.seq + 1;
         want_prev = *hash;

@@ -5,8 +5,9 @@
 //
 // Tamper evidence is a hash chain per agent: record n stores prev = hash(n-1) and
 // hash = SHA-256(prev || canonical(record n)). The `heads` table holds the last (seq, hash) of each
-// agent so truncation at the end shows; the `tails` table holds where retention legitimately
-// started the chain so pruning old records does not look like tampering. The chain is not keyed:
+// agent so truncation at the end shows; the `tails` table holds where retention started the chain,
+// and a "prune" record chained into that agent's chain vouches for it, so moving a chain's start
+// without such a record shows too. The chain is not keyed:
 // it proves consistency against an attacker who edits rows, not against one who rewrites the whole
 // chain; for that the daemon logs heads() elsewhere (journal, remote syslog) from time to time.
 #pragma once
@@ -68,8 +69,11 @@ public:
     /// a fresh one opened, so the next call can succeed.
     bool append(std::span<const Record> batch);
     /// Deletes records older than max_age and, while the database is over max_bytes, the oldest
-    /// records; records `tails` so verify still passes; then vacuums and truncates the WAL. Returns
-    /// the number of records deleted; 0 with last_error() set on failure (never throws).
+    /// records of the agents holding the most (a flooding agent evicts its own first). Each
+    /// agent cut gets, in the same transaction, a `tails` row and a record of kind "prune" in its
+    /// own chain that vouches for it (so a chain never empties through retention); then vacuums
+    /// and truncates the WAL. Returns the number of records deleted (prune records not counted);
+    /// 0 with last_error() set on failure (never throws).
     std::int64_t prune(std::int64_t now_ns);
     const std::string& last_error() const;
     std::optional<std::filesystem::path> corrupt_moved() const;
@@ -107,7 +111,9 @@ struct VerifyResult {
     /// seq is the first missing seq and id the row found after the gap (0 at the end).
     std::string agent;
     std::int64_t id = 0, seq = 0;
-    std::string reason; ///< names the tampering: "edited", "deleted", "inserted", "missing at the end"
+    /// names the tampering: "edited", "deleted", "inserted", "missing at the end", "chain start
+    /// moved without a prune record"
+    std::string reason;
 };
 /// Walks every chain (or only `agent`'s) read-only. Throws cordon::Error like query().
 VerifyResult verify(const std::filesystem::path& db, std::optional<std::string> agent = {});
