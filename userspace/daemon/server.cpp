@@ -166,6 +166,7 @@ private:
     /// and JSONL file (again after a rotation made a new one).
     void protect_files();
     std::uint64_t protected_rotations_ = 0;
+    std::string protected_moved_; ///< the corrupt store moved aside, when protect_files last ran
     void publish_metrics();
     std::list<Peer> peers_;
     int listen_fd_ = -1;
@@ -422,8 +423,14 @@ void Server::protect_files()
     if (pipeline_) {
         const auto st = pipeline_->stats();
         protected_rotations_ = st.jsonl_rotations;
-        for (const std::string& f : {st.db_path, st.db_path.empty() ? "" : st.db_path + "-wal",
-                                     st.db_path.empty() ? "" : st.db_path + "-shm", st.jsonl_path})
+        protected_moved_ = st.corrupt_moved;
+        std::vector<std::string> files = {st.db_path, st.jsonl_path, st.corrupt_moved};
+        if (!st.db_path.empty())
+            files.insert(files.end(), {st.db_path + "-wal", st.db_path + "-shm"});
+        // Rotated JSONL files keep their protection: they are the older half of the record.
+        for (unsigned i = 1; !st.jsonl_path.empty() && i <= opts_.jsonl_files; ++i)
+            files.push_back(st.jsonl_path + "." + std::to_string(i));
+        for (const auto& f : files)
             if (!f.empty() && fs::exists(f))
                 state.push_back(f);
         for (const std::string& f : {st.db_path, st.jsonl_path})
@@ -1545,8 +1552,11 @@ int Server::run()
                                        {"change", change}});
                 }
                 reconcile();
-                if (pipeline_ && pipeline_->stats().jsonl_rotations != protected_rotations_)
-                    protect_files();
+                if (pipeline_) {
+                    const auto st = pipeline_->stats();
+                    if (st.jsonl_rotations != protected_rotations_ || st.corrupt_moved != protected_moved_)
+                        protect_files();
+                }
                 // Records the kernel had no room for are a gap in the store too, not only a
                 // counter: a reader of the store sees when and how many.
                 if (pipeline_)

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -43,16 +44,27 @@ public:
     void close() { out_ += '}'; }
     std::string& key(std::string_view k)
     {
+        // One append per key (keys are ours: short, plain ASCII): this runs ~40 times a record.
+        char buf[64];
+        std::size_t n = 0;
         if (!first_)
-            out_ += ',';
+            buf[n++] = ',';
         first_ = false;
-        out_ += '"';
-        out_ += k; // keys are ours: plain ASCII
-        out_ += "\":";
+        buf[n++] = '"';
+        const std::size_t len = std::min(k.size(), sizeof(buf) - 4);
+        std::memcpy(buf + n, k.data(), len);
+        n += len;
+        buf[n++] = '"';
+        buf[n++] = ':';
+        out_.append(buf, n);
         return out_;
     }
     void str(std::string_view k, std::string_view v) { json_string(key(k), v); }
-    void num(std::string_view k, std::int64_t v) { fmt::format_to(std::back_inserter(key(k)), "{}", v); }
+    void num(std::string_view k, std::int64_t v)
+    {
+        const fmt::format_int f(v); // no locale, no iterator per char: this runs per record
+        key(k).append(f.data(), f.size());
+    }
     void boolean(std::string_view k, bool v) { key(k) += v ? "true" : "false"; }
 
 private:
@@ -108,9 +120,18 @@ void metadata(Obj& o)
 void json_string(std::string& out, std::string_view s)
 {
     static constexpr char hex[] = "0123456789abcdef";
-    out += '"';
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     const auto* end = p + s.size();
+    // The common case, nothing to escape: three appends, no per-character work.
+    const auto* scan = p;
+    while (scan < end && *scan >= 0x20 && *scan != '"' && *scan != '\\' && *scan < 0x80)
+        ++scan;
+    if (scan == end) {
+        out.reserve(out.size() + s.size() + 2);
+        out.append(1, '"').append(s).append(1, '"');
+        return;
+    }
+    out += '"';
     while (p < end) {
         const unsigned char c = *p;
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
@@ -216,7 +237,7 @@ store::Record stored_record(const Event& e, const Context& cx, std::int64_t time
     const auto c = ocsf_class(h.hook);
     const auto v = verdict_of(h.verdict);
     std::string& out = r.json;
-    out.reserve(640);
+    out.reserve(1024);
     Obj o(out);
     header(o, c, time_ns, h.hook == CORDON_HOOK_TRUST && h.verdict == CORDON_VERDICT_ALLOW ? 2 : v.severity);
     if (h.hook != CORDON_HOOK_PROCESS && h.hook != CORDON_HOOK_TRUST) {
