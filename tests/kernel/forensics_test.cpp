@@ -418,6 +418,51 @@ TEST(ForensicsHostTest, RecordsTheKernelDroppedAreAGapOnTheAgentsOwnChain)
     EXPECT_NE(out.find(std::to_string(lost) + " (the kernel's ring buffer was full"), std::string::npos) << out;
 }
 
+/// GET http://127.0.0.1:port/metrics; the body, or "" when nothing answers.
+std::string http_metrics(int port)
+{
+    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(port));
+    ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    std::string text;
+    if (::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) {
+        const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+        (void)!::write(s, req.data(), req.size());
+        char buf[4096];
+        for (ssize_t n; (n = ::read(s, buf, sizeof(buf))) > 0;)
+            text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(s);
+    const auto body = text.find("\r\n\r\n");
+    return body == std::string::npos ? "" : text.substr(body + 4);
+}
+
+TEST(ForensicsHostTest, PrometheusMetricsCountDecisionsAndTheStore)
+{
+    Files f;
+    const int port = 20000 + ::getpid() % 20000;
+    Daemon d(host_backend(), {"--metrics-listen", "127.0.0.1:" + std::to_string(port)});
+    auto cg = make_test_cgroup();
+    ASSERT_TRUE(d.attach(cg.path(), forensic_policy(f.secret, "met"), "met", f.dir.string()).value("ok", false));
+    ASSERT_TRUE(denied_connects(cg, 3));
+    ASSERT_TRUE(stored_at_least(d, 4));
+    std::string m;
+    for (int i = 0; i < 50; ++i) { // published once a second
+        m = http_metrics(port);
+        if (m.find(R"(cordon_decisions_total{agent="met",hook="connect4",verdict="deny"} 3)") != std::string::npos &&
+            m.find(R"(cordon_store_records_total{sink="sqlite"} 4)") != std::string::npos)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_NE(m.find(R"(cordon_decisions_total{agent="met",hook="connect4",verdict="deny"} 3)"), std::string::npos) << m;
+    EXPECT_NE(m.find(R"(cordon_store_records_total{sink="sqlite"} 4)"), std::string::npos) << m;
+    EXPECT_NE(m.find("# TYPE cordon_lost_events_total counter\ncordon_lost_events_total 0\n"), std::string::npos) << m;
+    EXPECT_NE(m.find(R"(cordon_agent_score{agent="met"} )"), std::string::npos) << m;
+    EXPECT_NE(m.find(R"(cordon_store_lost_total{sink="sqlite",cause="write"} 0)"), std::string::npos) << m;
+}
+
 TEST(ForensicsHostTest, TraceShowsOnlyTheVerdictsAndHooksAskedFor)
 {
     Files f;

@@ -107,6 +107,11 @@ Digest chain_hash(const unsigned char* prev, const Record& r, std::int64_t seq, 
 // chain, so that the tails row (where the chain now starts) is vouched for by a hashed record and a
 // writer of the file cannot move the start of a chain (or empty it) and call it retention.
 constexpr std::string_view kPruneKind = "prune";
+/// Records one size-retention pass deletes at most (a few hundred ms of work), and pages one pass
+/// gives back to the file system: retention runs every few seconds, so a store over its limit
+/// shrinks over several passes, and the store thread never stalls for long.
+constexpr std::int64_t kPruneMaxRecords = 100'000;
+constexpr int kVacuumPages = 4096;
 
 std::string json_escape(std::string_view s)
 {
@@ -765,8 +770,16 @@ struct Writer::Impl {
                         break; // nothing left to delete: the rest is schema and heads
                     // Records to delete, estimated from the mean size of one (index entries included).
                     const double per = static_cast<double>(live) / static_cast<double>(total);
+                    // Bounded work per pass (kPruneMaxRecords): the store thread writes nothing
+                    // while it prunes, and cordond must stop promptly; the next pass goes on.
+                    std::int64_t done = 0;
+                    for (const auto& [a, c] : cuts)
+                        done += c.n;
+                    if (done >= kPruneMaxRecords)
+                        break;
                     const auto need = std::min<std::int64_t>(
-                        total, static_cast<std::int64_t>(static_cast<double>(live - target) / per) + 1);
+                        {total, kPruneMaxRecords - done,
+                         static_cast<std::int64_t>(static_cast<double>(live - target) / per) + 1});
                     for (const auto& [agent, k] : fair_shares(std::move(counts), need)) {
                         sqlite3_bind_text(nth, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
                         sqlite3_bind_int64(nth, 2, k - 1);
@@ -792,8 +805,11 @@ struct Writer::Impl {
         for (const auto& [agent, c] : cuts)
             deleted += c.n;
         // Give the freed pages back to the file system and shrink the WAL those deletes grew.
+        // At most kVacuumPages a pass: moving pages is the costly part, and new records reuse
+        // free pages anyway.
         if (deleted > 0)
-            exec("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE)", "cannot vacuum");
+            exec(fmt::format("PRAGMA incremental_vacuum({}); PRAGMA wal_checkpoint(TRUNCATE)", kVacuumPages).c_str(),
+                 "cannot vacuum");
         return deleted;
     }
 };
