@@ -125,10 +125,12 @@ std::string object_of(const store::Row& r)
 
 std::string csv_field(const std::string& in)
 {
-    // A leading = + - @ would make a spreadsheet evaluate the field: quote it as text.
-    const std::string s = !in.empty() && std::string_view("=+-@").find(in[0]) != std::string_view::npos
-                              ? "'" + in
-                              : in;
+    // A leading = + - @ (or a tab or CR before one) would make a spreadsheet evaluate the
+    // field: quote it as text. Control bytes and escapes are shown escaped, as on a terminal.
+    const std::string safe = events::display_safe(in);
+    const std::string s = !safe.empty() && std::string_view("=+-@\t\r").find(in[0]) != std::string_view::npos
+                              ? "'" + safe
+                              : safe;
     if (s.find_first_of(",\"\n\r") == std::string::npos)
         return s;
     std::string out = "\"";

@@ -165,6 +165,14 @@ void json_string(std::string& out, std::string_view s)
         bool ok = n > 0 && end - p > n;
         for (int i = 1; ok && i <= n; ++i)
             ok = (p[i] & 0xc0) == 0x80;
+        if (ok && c == 0xc2 && p[1] < 0xa0) {
+            // U+0080..U+009F, the C1 controls (CSI among them): escaped, never passed on raw.
+            out += "\\u00";
+            out += hex[p[1] >> 4];
+            out += hex[p[1] & 15];
+            p += 2;
+            continue;
+        }
         if (ok && c == 0xe0)
             ok = p[1] >= 0xa0;
         if (ok && c == 0xed)

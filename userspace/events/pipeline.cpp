@@ -103,13 +103,21 @@ void Pipeline::flush()
         return;
     {
         std::lock_guard lk(mu_);
-        const std::size_t room = queue_.size() < opts_.queue_max ? opts_.queue_max - queue_.size() : 0;
-        const std::size_t n = std::min(room, staged_.size());
-        // Fails open for enforcement, closed for silence: the store thread is behind, so these
-        // records are not kept, and the count says so (status, metrics, a gap record).
-        queue_dropped_ += staged_.size() - n;
-        queue_.insert(queue_.end(), std::make_move_iterator(staged_.begin()),
-                      std::make_move_iterator(staged_.begin() + static_cast<std::ptrdiff_t>(n)));
+        std::size_t room = queue_.size() < opts_.queue_max ? opts_.queue_max - queue_.size() : 0;
+        for (auto& it : staged_) {
+            // cordond's own records (operator actions, gap counts) always go in, over the limit
+            // if need be: they are few, and a gap dropped would hide what it counts. Kernel
+            // records are held to the room (the drain budget already keeps them within it).
+            if (it.action) {
+                queue_.push_back(std::move(it));
+            } else if (room > 0) {
+                queue_.push_back(std::move(it));
+                --room;
+            } else {
+                // Fails open for enforcement, closed for silence: counted, and a gap record.
+                ++queue_dropped_;
+            }
+        }
     }
     staged_.clear();
     cv_.notify_one();
@@ -156,7 +164,7 @@ void Pipeline::run()
         }
         // Records the queue could not take are a gap in the store too.
         if (const auto d = queue_dropped_.load(); d != dropped_seen) {
-            if (db_) {
+            if (opts_.db) {
                 db_pending_lost_ += d - dropped_seen;
                 if (db_pending_why_.empty())
                     db_pending_why_ = "the store fell behind (queue full)";
@@ -171,6 +179,10 @@ void Pipeline::run()
             last_prune_ns_ = now;
             realtime_offset_ns_ = clock_ns(CLOCK_REALTIME) - now;
             const auto n = db_->prune(clock_ns(CLOCK_REALTIME));
+            // A pass that hit its bound left work: the next one runs after the next batch, so
+            // retention keeps up with a flood (each pass is bounded, the store thread goes on).
+            if (n >= store::kPruneMaxRecords)
+                last_prune_ns_ = 0;
             auto heads = db_->heads();
             std::lock_guard lk(mu_);
             if (n > 0)
@@ -326,6 +338,12 @@ void Pipeline::write_jsonl(const std::vector<store::Record>& records)
     }
 }
 
+std::string Pipeline::stats_db_error() const
+{
+    std::lock_guard lk(mu_);
+    return stats_.db_error.empty() ? "the store could not be written" : stats_.db_error;
+}
+
 void Pipeline::write_db(std::vector<store::Record>& records)
 {
     const auto now = clock_ns(CLOCK_MONOTONIC);
@@ -340,7 +358,11 @@ void Pipeline::write_db(std::vector<store::Record>& records)
         }
     }
     if (!db_ || now < db_retry_after_ns_) {
+        // Lost while the sink waits to retry: part of the gap the next write records.
         lost = records.size();
+        db_pending_lost_ += records.size();
+        if (db_pending_why_.empty())
+            db_pending_why_ = error.empty() ? stats_db_error() : error;
         failed = !db_;
     } else {
         for (std::size_t at = 0; at < records.size(); at += kDbBatch) {

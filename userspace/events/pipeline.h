@@ -92,6 +92,7 @@ private:
     void write_jsonl(const std::vector<store::Record>& records);
     void write_db(std::vector<store::Record>& records);
     bool rotate_jsonl();
+    std::string stats_db_error() const;
     void open_jsonl();
 
     PipelineOptions opts_;

@@ -110,7 +110,6 @@ constexpr std::string_view kPruneKind = "prune";
 /// Records one size-retention pass deletes at most (a few hundred ms of work), and pages one pass
 /// gives back to the file system: retention runs every few seconds, so a store over its limit
 /// shrinks over several passes, and the store thread never stalls for long.
-constexpr std::int64_t kPruneMaxRecords = 100'000;
 constexpr int kVacuumPages = 4096;
 
 std::string json_escape(std::string_view s)
@@ -742,9 +741,23 @@ struct Writer::Impl {
         exec("BEGIN IMMEDIATE", "cannot prune");
         // By age: per agent, everything up to its newest too-old record. A clock step backwards
         // may take a few newer records along; it never leaves a hole in a chain.
-        if (opt.max_age_ns > 0)
-            for (const auto& [agent, through] : cuts_where("time_ns < ?1", now_ns - opt.max_age_ns))
-                cut_prefix(cuts, agent, through, true);
+        // Bounded like size cuts (kPruneMaxRecords a pass): an aged-out flood goes over passes.
+        if (opt.max_age_ns > 0) {
+            std::int64_t budget = kPruneMaxRecords;
+            sqlite3_stmt* first = prepare("SELECT min(seq) FROM records WHERE agent = ?1");
+            for (const auto& [agent, through] : cuts_where("time_ns < ?1", now_ns - opt.max_age_ns)) {
+                if (budget <= 0)
+                    break;
+                sqlite3_bind_text(first, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+                const int rc = sqlite3_step(first);
+                const std::int64_t from = rc == SQLITE_ROW ? sqlite3_column_int64(first, 0) : through;
+                sqlite3_reset(first);
+                const std::int64_t upto = std::min(through, from + budget - 1);
+                cut_prefix(cuts, agent, upto, true);
+                budget -= upto - from + 1;
+            }
+            sqlite3_finalize(first);
+        }
         // By size, fairly: while the live pages are over 90% of the budget (the margin keeps us
         // from pruning on every call), the agents holding the most records lose their oldest.
         if (opt.max_bytes > 0) {

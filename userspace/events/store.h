@@ -44,6 +44,11 @@ struct Row : Record {
     std::string prev_hex, hash_hex;
 };
 
+/// Records one retention pass deletes at most (a few hundred ms of work): a store far over its
+/// limits shrinks over several passes, and the store thread never stalls for long. A pass that
+/// deleted this many should be followed by another soon.
+constexpr std::int64_t kPruneMaxRecords = 100'000;
+
 struct Options {
     std::int64_t max_age_ns = 30LL * 24 * 3600 * 1'000'000'000; ///< retention by age (0 = none)
     std::uint64_t max_bytes = 1ULL << 30; ///< retention by size of the database (0 = none)
