@@ -41,7 +41,7 @@ int main(int argc, char** argv)
     app.add_option("--store-max-age", max_age, "Retention by age: records older go (0: keep)")
         ->capture_default_str();
     app.add_option("--store-max-size", max_size,
-                   "Retention by size: the oldest records go past it (K, M, G; 0: no limit)")
+                   "Retention by size: past it, the agent holding the most records loses its oldest first (K, M, G; 0: no limit)")
         ->capture_default_str();
     app.add_option("--events-jsonl", jsonl,
                    "Also write every record to this JSONL file (OCSF field names), rotated");
