@@ -331,6 +331,21 @@ int report(const std::string& name, const std::string& db, bool as_json)
     json counts = json::array();
     for (const auto& [k, n] : by)
         counts.push_back({{"hook", k.first}, {"verdict", k.second}, {"count", n}});
+    // Gaps: the agent's own (records of it the kernel had no room for) and cordond's (a full
+    // disk, a store that fell behind), within the agent's time span.
+    store::Filter gf;
+    gf.kinds = {"gap"};
+    gf.since_ns = rows.front().time_ns;
+    gf.until_ns = rows.back().time_ns;
+    json gaps = json::array();
+    for (const auto& g : store::query(db, gf)) {
+        if (g.agent != name && g.agent != "cordond")
+            continue;
+        const auto u = unmapped(g);
+        gaps.push_back({{"time", local_time(g.time_ns)},
+                        {"lost", u.value("lost", std::uint64_t{0})},
+                        {"reason", u.value("reason", "")}});
+    }
     json rep = {{"agent", name},
                 {"first", local_time(rows.front().time_ns)},
                 {"last", local_time(rows.back().time_ns)},
@@ -340,7 +355,8 @@ int report(const std::string& name, const std::string& db, bool as_json)
                 {"top_denied_destinations", top(dests)},
                 {"tier_changes", tiers},
                 {"operator_actions", actions},
-                {"processes", procs}};
+                {"processes", procs},
+                {"gaps", gaps}};
     if (as_json) {
         std::printf("%s\n", rep.dump(2, ' ', false, json::error_handler_t::replace).c_str());
         return 0;
@@ -361,22 +377,13 @@ int report(const std::string& name, const std::string& db, bool as_json)
             std::printf("  %6llu  %s\n", static_cast<unsigned long long>(t["count"].get<std::uint64_t>()),
                         t["what"].get<std::string>().c_str());
     }
-    // Records lost to a full disk, a store that fell behind or a full ring buffer are not any
-    // agent's: every gap within the agent's time span is shown here.
-    store::Filter gf;
-    gf.kinds = {"gap"};
-    gf.since_ns = rows.front().time_ns;
-    gf.until_ns = rows.back().time_ns;
-    const auto gaps = store::query(db, gf);
-    std::printf("\nrecords not stored in this span (any agent's):\n");
+    std::printf("\nrecords not stored in this span (this agent's, and cordond's own):\n");
     if (gaps.empty())
         std::printf("  none\n");
-    for (const auto& g : gaps) {
-        const auto u = unmapped(g);
-        std::printf("  %s  %llu (%s)\n", local_time(g.time_ns).c_str(),
-                    static_cast<unsigned long long>(u.value("lost", std::uint64_t{0})),
-                    u.value("reason", "").c_str());
-    }
+    for (const auto& g : gaps)
+        std::printf("  %s  %llu (%s)\n", g["time"].get<std::string>().c_str(),
+                    static_cast<unsigned long long>(g["lost"].get<std::uint64_t>()),
+                    events::display_safe(g["reason"].get<std::string>()).c_str());
     std::printf("\ntier changes:\n");
     if (tiers.empty())
         std::printf("  none\n");
