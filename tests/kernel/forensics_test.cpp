@@ -359,6 +359,56 @@ TEST(ForensicsHostTest, AFullFilesystemLosesRecordsCountablyNeverEnforcementAndS
     EXPECT_EQ(rc, 0) << "the chain goes on over the gap: " << out;
 }
 
+// A store on a read-only filesystem keeps cordond from nothing: it starts, guards, counts what it
+// cannot store, and stores again (after a gap record) once the filesystem is writable.
+TEST(ForensicsHostTest, AReadOnlyStoreNeverKeepsCordondFromStartingAndIsRetried)
+{
+    Files f;
+    const fs::path dir = fs::temp_directory_path() / ("cordon-ro-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=16m,mode=0700"), 0) << strerror(errno);
+    struct Unmount {
+        fs::path p;
+        ~Unmount()
+        {
+            ::umount2(p.c_str(), MNT_DETACH);
+            std::error_code ec;
+            fs::remove_all(p, ec);
+        }
+    } unmount{dir};
+    ASSERT_EQ(::mount(nullptr, dir.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, "size=16m,mode=0700"), 0) << strerror(errno);
+    const fs::path db = dir / "events.db";
+    Daemon d(host_backend(), {"--store", db.string()});
+    auto cg = make_test_cgroup();
+    ASSERT_TRUE(d.attach(cg.path(), forensic_policy(f.secret, "ro"), "ro", f.dir.string()).value("ok", false))
+        << "cordond guards with its store unwritable";
+    ASSERT_TRUE(denied_connects(cg, 3));
+    json s;
+    for (int i = 0; i < 50; ++i) {
+        s = store_status(d);
+        if (s["sqlite"].value("lost", 0u) >= 4)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_GE(s["sqlite"]["lost"].get<std::uint64_t>(), 4u) << "the attach and 3 denials: " << s.dump();
+    EXPECT_NE(s["sqlite"]["last_error"].get<std::string>(), "") << s.dump();
+    ASSERT_EQ(::mount(nullptr, dir.c_str(), nullptr, MS_REMOUNT, "size=16m,mode=0700"), 0) << strerror(errno);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200)); // past the retry pause
+    ASSERT_TRUE(denied_connects(cg, 3));
+    for (int i = 0; i < 50; ++i) {
+        s = store_status(d);
+        if (s["sqlite"].value("stored", 0u) >= 3 && s["sqlite"]["last_error"] == "")
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_GE(s["sqlite"]["stored"].get<std::uint64_t>(), 3u) << s.dump();
+    events::store::Filter gap;
+    gap.kinds = {"gap"};
+    const auto gaps = events::store::query(db, gap);
+    ASSERT_EQ(gaps.size(), 1u);
+    EXPECT_GE(json::parse(gaps[0].json)["unmapped"]["lost"].get<std::uint64_t>(), 4u) << gaps[0].json;
+}
+
 // The default ring buffer (64 MiB) holds a burst of 100,000 records while cordond does not read
 // at all (SIGSTOP); once it reads again, the store takes every one (backpressure, no drops).
 TEST(ForensicsHostTest, ABurstOf100000RecordsWaitsInTheRingBufferAndIsStoredWhole)

@@ -38,28 +38,25 @@ Pipeline::Pipeline(PipelineOptions o) : opts_(std::move(o))
 {
     realtime_offset_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
     if (opts_.db) {
-        db_ = std::make_unique<store::Writer>(*opts_.db, opts_.db_options);
         stats_.db_path = opts_.db->string();
-        if (auto moved = db_->corrupt_moved()) {
-            stats_.corrupt_moved = moved->string();
-            spdlog::error("event store {} was corrupt: moved aside to {}, a new one started",
-                          opts_.db->string(), moved->string());
-        }
-        heads_ = db_->heads();
-        // The store holds every agent's paths and arguments: the owner's alone, whoever made
-        // the directory (SQLite gives -wal and -shm the database file's mode).
-        for (const auto& f : {opts_.db->string(), opts_.db->string() + "-wal", opts_.db->string() + "-shm"}) {
-            std::error_code ec;
-            if (fs::exists(f, ec))
-                fs::permissions(f, fs::perms::owner_read | fs::perms::owner_write, ec);
+        // Fails open for enforcement: a store that cannot be opened (read-only or full disk)
+        // must not keep cordond from starting and guarding; it is retried each second, and
+        // until then every record is counted lost (status, metrics, then a gap record).
+        try {
+            db_ = std::make_unique<store::Writer>(*opts_.db, opts_.db_options);
+        } catch (const std::exception& e) {
+            stats_.db_error = e.what();
+            spdlog::error("event store: {}; records are counted lost until it can be written", e.what());
         }
     }
+    if (db_)
+        opened_db();
     if (opts_.jsonl) {
         stats_.jsonl_path = opts_.jsonl->string();
         open_jsonl();
         if (jsonl_fd_ < 0)
-            throw Error("cannot open the event file " + opts_.jsonl->string() + ": " +
-                        stats_.jsonl_error);
+            spdlog::error("cannot open the event file {}: {}; records are counted lost until it "
+                          "can be written", opts_.jsonl->string(), stats_.jsonl_error);
     }
     staged_.reserve(1024);
     thread_ = std::thread([this] { run(); });
@@ -121,6 +118,26 @@ void Pipeline::flush()
     }
     staged_.clear();
     cv_.notify_one();
+}
+
+void Pipeline::opened_db()
+{
+    const auto moved = db_->corrupt_moved();
+    if (moved)
+        spdlog::error("event store {} was corrupt: moved aside to {}, a new one started",
+                      opts_.db->string(), moved->string());
+    // The store holds every agent's paths and arguments: the owner's alone, whoever made the
+    // directory (SQLite gives -wal and -shm the database file's mode).
+    for (const auto& f : {opts_.db->string(), opts_.db->string() + "-wal", opts_.db->string() + "-shm"}) {
+        std::error_code ec;
+        if (fs::exists(f, ec))
+            fs::permissions(f, fs::perms::owner_read | fs::perms::owner_write, ec);
+    }
+    auto heads = db_->heads();
+    std::lock_guard lk(mu_); // only to publish: no disk access under it
+    if (moved)
+        stats_.corrupt_moved = moved->string();
+    heads_ = std::move(heads);
 }
 
 std::size_t Pipeline::room() const
@@ -353,6 +370,8 @@ void Pipeline::write_db(std::vector<store::Record>& records)
     if (!db_ && now >= db_retry_after_ns_) {
         try {
             db_ = std::make_unique<store::Writer>(*opts_.db, opts_.db_options);
+            opened_db();
+            spdlog::info("event store {} opened", opts_.db->string());
         } catch (const std::exception& e) {
             error = e.what();
         }

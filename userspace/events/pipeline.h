@@ -56,8 +56,8 @@ struct PipelineStats {
 
 class Pipeline {
 public:
-    /// Opens the sinks (a database that cannot be created at all throws cordon::Error naming
-    /// the path) and starts the store thread.
+    /// Opens the sinks and starts the store thread. A sink that cannot be opened is logged,
+    /// shown in stats() and retried each second; it never keeps cordond from starting.
     explicit Pipeline(PipelineOptions o);
     ~Pipeline(); ///< writes what is queued, then stops the thread
     Pipeline(const Pipeline&) = delete;
@@ -93,6 +93,9 @@ private:
     void write_db(std::vector<store::Record>& records);
     bool rotate_jsonl();
     std::string stats_db_error() const;
+    /// Store thread (or the constructor), after the store opened: notes a corrupt file moved
+    /// aside, makes the files 0600, publishes the chain heads.
+    void opened_db();
     void open_jsonl();
 
     PipelineOptions opts_;
