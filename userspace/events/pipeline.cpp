@@ -416,7 +416,8 @@ void Pipeline::write_db(std::vector<store::Record>& records)
     stats_.db_lost += lost;
     if (failed) {
         ++stats_.db_write_errors;
-        stats_.db_error = error;
+        if (!error.empty())
+            stats_.db_error = error; // a wait for the retry keeps the last cause
         db_retry_after_ns_ = now + kRetryNs;
         if (db_)
             if (auto moved = db_->corrupt_moved())
