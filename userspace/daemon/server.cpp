@@ -288,7 +288,9 @@ void Server::send(Peer& p, const std::string& line, bool is_event)
         ++subscriber_drops_;
         return;
     }
-    if (p.out.size() > kMaxQueued) {
+    // A subscriber's queue may be full of events it has not read yet: its replies still go in
+    // (a ping after a flood must be answered, not end the subscription), up to twice the limit.
+    if (p.out.size() > (p.subscribed ? 2 * kMaxQueued : kMaxQueued)) {
         // A client that sends requests and never reads the replies: not worth our memory.
         p.closing = true;
         p.out.clear();
