@@ -137,6 +137,25 @@ std::string source_text(const Event& e, const RuleNamer& rule)
     return "agent killed or frozen";
 }
 
+std::size_t utf8_sequence(const unsigned char* p, const unsigned char* end)
+{
+    const unsigned char c = *p;
+    const int n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
+    bool ok = n > 0 && end - p > n;
+    for (int i = 1; ok && i <= n; ++i)
+        ok = (p[i] & 0xc0) == 0x80;
+    // Shortest form only, no surrogates, nothing past U+10FFFF.
+    if (ok && c == 0xe0)
+        ok = p[1] >= 0xa0;
+    if (ok && c == 0xed)
+        ok = p[1] < 0xa0;
+    if (ok && c == 0xf0)
+        ok = p[1] >= 0x90;
+    if (ok && c == 0xf4)
+        ok = p[1] < 0x90;
+    return ok ? static_cast<std::size_t>(n + 1) : 0;
+}
+
 std::string display_safe(std::string_view s)
 {
     std::string out;
@@ -161,23 +180,11 @@ std::string display_safe(std::string_view s)
             continue;
         }
         // A well-formed UTF-8 sequence (no C1 controls) is kept; any other byte is shown as \xNN.
-        int n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
-        bool ok = n > 0 && end - p > n;
-        for (int i = 1; ok && i <= n; ++i)
-            ok = (p[i] & 0xc0) == 0x80;
-        if (ok && c == 0xc2)
-            ok = p[1] >= 0xa0; // U+0080..U+009F are C1 controls
-        if (ok && c == 0xe0)
-            ok = p[1] >= 0xa0;
-        if (ok && c == 0xed)
-            ok = p[1] < 0xa0;
-        if (ok && c == 0xf0)
-            ok = p[1] >= 0x90;
-        if (ok && c == 0xf4)
-            ok = p[1] < 0x90;
+        const std::size_t len = utf8_sequence(p, end);
+        const bool ok = len > 0 && !(c == 0xc2 && p[1] < 0xa0); // U+0080..U+009F: C1 controls
         if (ok) {
-            out.append(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n + 1));
-            p += n + 1;
+            out.append(reinterpret_cast<const char*>(p), len);
+            p += len;
         } else {
             out += fmt::format("\\x{:02x}", c);
             ++p;

@@ -28,6 +28,9 @@ struct EventContext {
 std::string source_text(const Event& e, const RuleNamer& rule);
 /// "deny", "kill", "burst", "recovery", "operator", "policy" (a trust event's cause).
 std::string_view trust_cause_name(std::uint8_t cause);
+/// Bytes of the well-formed UTF-8 sequence of 2 to 4 bytes at p (shortest form, no surrogates,
+/// at most U+10FFFF, within [p, end)), or 0 when there is none (ASCII or a malformed byte).
+std::size_t utf8_sequence(const unsigned char* p, const unsigned char* end);
 /// Text an agent chose (a path, an argument), made safe to print on a terminal or in a log line:
 /// control characters (newline, escape, ...), backslash and bytes that are not UTF-8 become
 /// \n, \xNN and the like, so that no name can forge a line or repaint a terminal.

@@ -159,13 +159,8 @@ void json_string(std::string& out, std::string_view s)
         }
         // A UTF-8 sequence is copied when it is well formed (shortest form, no surrogates);
         // any other byte becomes U+FFFD, so every line stays valid JSON whatever a path holds.
-        int n = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 && c <= 0xdf ? 1 : -1;
-        if (c >= 0xf5)
-            n = -1;
-        bool ok = n > 0 && end - p > n;
-        for (int i = 1; ok && i <= n; ++i)
-            ok = (p[i] & 0xc0) == 0x80;
-        if (ok && c == 0xc2 && p[1] < 0xa0) {
+        const std::size_t len = utf8_sequence(p, end);
+        if (len && c == 0xc2 && p[1] < 0xa0) {
             // U+0080..U+009F, the C1 controls (CSI among them): escaped, never passed on raw.
             out += "\\u00";
             out += hex[p[1] >> 4];
@@ -173,17 +168,9 @@ void json_string(std::string& out, std::string_view s)
             p += 2;
             continue;
         }
-        if (ok && c == 0xe0)
-            ok = p[1] >= 0xa0;
-        if (ok && c == 0xed)
-            ok = p[1] < 0xa0;
-        if (ok && c == 0xf0)
-            ok = p[1] >= 0x90;
-        if (ok && c == 0xf4)
-            ok = p[1] < 0x90;
-        if (ok) {
-            out.append(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n + 1));
-            p += n + 1;
+        if (len) {
+            out.append(reinterpret_cast<const char*>(p), len);
+            p += len;
         } else {
             out += "\\ufffd";
             ++p;
