@@ -256,6 +256,27 @@ cordon_backend host_backend()
     return skip_unless_backend(CORDON_BACKEND_COMPAT) ? CORDON_BACKEND_LSM : CORDON_BACKEND_COMPAT;
 }
 
+/// A real, small filesystem of the test's own (a tmpfs under /tmp), unmounted and removed after.
+struct Tmpfs {
+    fs::path dir;
+    bool ok = false;
+    Tmpfs(const std::string& name, const char* options)
+        : dir(fs::temp_directory_path() / (name + "-" + std::to_string(::getpid())))
+    {
+        fs::create_directories(dir);
+        ok = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, options) == 0;
+    }
+    ~Tmpfs()
+    {
+        ::umount2(dir.c_str(), MNT_DETACH);
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    Tmpfs(const Tmpfs&) = delete;
+    Tmpfs& operator=(const Tmpfs&) = delete;
+    bool mounted() const { return ok; }
+};
+
 /// n denied connects from one agent process; true when every one was refused with EPERM.
 bool denied_connects(const agents::Cgroup& cg, int n, const char* addr = "10.1.2.3")
 {
@@ -298,18 +319,9 @@ TEST(ForensicsHostTest, TheJsonlFileRotatesBySizeAndKeepsTheNewestFiles)
 TEST(ForensicsHostTest, AFullFilesystemLosesRecordsCountablyNeverEnforcementAndStoringResumes)
 {
     Files f;
-    const fs::path dir = fs::temp_directory_path() / ("cordon-full-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=512k,mode=0700"), 0) << strerror(errno);
-    struct Unmount {
-        fs::path p;
-        ~Unmount()
-        {
-            ::umount2(p.c_str(), MNT_DETACH);
-            std::error_code ec;
-            fs::remove_all(p, ec);
-        }
-    } unmount{dir};
+    const Tmpfs fs_("cordon-full", "size=512k,mode=0700");
+    ASSERT_TRUE(fs_.mounted()) << strerror(errno);
+    const fs::path& dir = fs_.dir;
     const fs::path db = dir / "events.db";
     Daemon d(host_backend(), {"--store", db.string(), "--events-jsonl", (dir / "ev.jsonl").string()});
     auto cg = make_test_cgroup();
@@ -364,18 +376,9 @@ TEST(ForensicsHostTest, AFullFilesystemLosesRecordsCountablyNeverEnforcementAndS
 TEST(ForensicsHostTest, AReadOnlyStoreNeverKeepsCordondFromStartingAndIsRetried)
 {
     Files f;
-    const fs::path dir = fs::temp_directory_path() / ("cordon-ro-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=16m,mode=0700"), 0) << strerror(errno);
-    struct Unmount {
-        fs::path p;
-        ~Unmount()
-        {
-            ::umount2(p.c_str(), MNT_DETACH);
-            std::error_code ec;
-            fs::remove_all(p, ec);
-        }
-    } unmount{dir};
+    const Tmpfs fs_("cordon-ro", "size=16m,mode=0700");
+    ASSERT_TRUE(fs_.mounted()) << strerror(errno);
+    const fs::path& dir = fs_.dir;
     ASSERT_EQ(::mount(nullptr, dir.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, "size=16m,mode=0700"), 0) << strerror(errno);
     const fs::path db = dir / "events.db";
     Daemon d(host_backend(), {"--store", db.string()});
