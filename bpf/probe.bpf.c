@@ -18,6 +18,12 @@ int BPF_PROG(probe_lsm_file_open, struct file *file, int ret)
 	return ret; /* pass through whatever earlier LSMs decided */
 }
 
+SEC("fmod_ret/security_file_open")
+int BPF_PROG(probe_fmod_ret_file_open, struct file *file, int ret)
+{
+	return ret; /* 0: the function runs as if nothing were attached */
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(probe_tp_btf_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {

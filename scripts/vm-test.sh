@@ -1,48 +1,49 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# VM tier: runs the kernel-tier tests inside a QEMU guest (TCG, no KVM needed) that boots Debian
-# bookworm's 6.1 cloud kernel, whose BPF LSM is active, so the lsm backend is tested for real.
+# VM tier: runs the kernel-tier tests inside QEMU guests (TCG, no KVM needed) that boot Debian
+# bookworm's 6.1 cloud kernel twice, side by side:
+#   lsm    its default LSM list, where the BPF LSM is active: doctor must choose lsm
+#   nobpf  an lsm= list without bpf (as Ubuntu's kernels ship): doctor must choose fmod_ret
 #
-# Usage: scripts/vm-test.sh --build-dir DIR [--shell]
+# Usage: scripts/vm-test.sh --build-dir DIR [--shell [BOOT]]
 #   --build-dir DIR  cordon build tree (holds cordon and tests/cordon_kernel_tests)
-#   --shell          boot to a busybox shell instead of running the tests (debugging)
+#   --shell [BOOT]   boot BOOT (default lsm) to a busybox shell instead of running the tests
 # Environment:
 #   CORDON_VM_KERNEL_PKG  Debian package to boot (default: newest linux-image-6.1.0-*-cloud-amd64)
-#   CORDON_VM_TIMEOUT     seconds before the guest is stopped (default 1800)
+#   CORDON_VM_TIMEOUT     seconds before a guest is stopped (default 1500)
+#   CORDON_VM_BOOTS       the boots to run and the backends each tests, as BOOT=B,B ... (default
+#                         "lsm=lsm,fmod_ret,compat nobpf=fmod_ret,compat": every backend each
+#                         boot offers)
 #   CORDON_VM_FILTER      a --gtest_filter for a quick partial run while developing (default:
-#                         every test)
+#                         every test of the boot's backends)
+#   CORDON_VM_PARALLEL    1 (default): the boots run at the same time, one QEMU each; 0: in turn
 #
 # The kernel package is fetched with `apt-get download` and unpacked with `dpkg -x` into
-# DIR/vm/cache; it is never installed on the host. QEMU exits 0 even when the guest fails, so the
-# run is judged only by the result line the guest prints:
-#   CORDON-VM-RESULT: passed=N failed=N skipped=N rc=N backend=NAME
-# and passes when failed=0, rc=0, passed>0, backend=lsm, and only compat cases that compat cannot
-# see by design were skipped.
+# DIR/vm/cache; it is never installed on the host. QEMU exits 0 even when the guest fails, so
+# each boot is judged only by the result line its guest prints:
+#   CORDON-VM-RESULT: boot=NAME passed=N failed=N skipped=N rc=N backend=NAME
+# and passes when failed=0, rc=0, passed>0, doctor chose the boot's backend, and only cases
+# that a backend cannot see by design (compat) or cannot run on that boot (lsm without the BPF
+# LSM) were skipped. Console logs: DIR/vm/console-BOOT.log.
 set -euo pipefail
 
 say() { printf 'vm-test: %s\n' "$*"; }
 die() { printf 'vm-test: error: %s\n' "$*" >&2; exit 1; }
 
 build_dir=""
-shell=0
+shell=""
 filter=${CORDON_VM_FILTER:-}
+boots_spec=${CORDON_VM_BOOTS:-"lsm=lsm,fmod_ret,compat nobpf=fmod_ret,compat"}
+parallel=${CORDON_VM_PARALLEL:-1}
 # The one test that switches kernel.ftrace_enabled off and on again runs last, in a run of its
 # own: after that toggle, Debian's 6.1 kernel refuses every new trampoline attach (EINVAL), so
-# no lsm program set could load after it.
+# no lsm or fmod_ret program set could load after it.
 last_test=RunTest.FtraceSwitchedOffStopsTheAgent
-# ForensicsHostTest covers the event store (userspace: the same on every kernel) on the host;
-# under TCG it would only add minutes. ForensicsTest, which needs the kernel, runs here.
-case "$filter" in
-  "") main_filter="*-$last_test:ForensicsHostTest.*"; last_filter=$last_test ;;
-  *-*) main_filter="$filter:$last_test"; last_filter="" ;;
-  *) main_filter="$filter-$last_test"; last_filter="" ;;
-esac
-case "$filter" in *Ftrace*|RunTest.\*|\*) last_filter=$last_test ;; esac
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir=$2; shift 2 ;;
-    --shell) shell=1; shift ;;
-    -h|--help) sed -n '3,19p' "$0"; exit 0 ;;
+    --shell) shell=lsm; shift; case "${1:-}" in lsm|nobpf) shell=$1; shift ;; esac ;;
+    -h|--help) sed -n '3,27p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
 done
@@ -118,6 +119,52 @@ copy_with_libs /usr/bin/true      # the kernel tests copy it as their exec fixtu
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 
+# What each boot is: its kernel command line, the backend doctor must choose, and every backend
+# the kernel offers there.
+boot_append() { case "$1" in lsm) echo "" ;; nobpf) echo "lsm=lockdown,capability,yama,apparmor" ;; esac; }
+boot_expect() { case "$1" in lsm) echo lsm ;; nobpf) echo fmod_ret ;; esac; }
+boot_offers() { case "$1" in lsm) echo "lsm fmod_ret compat" ;; nobpf) echo "fmod_ret compat" ;; esac; }
+all_backends="lsm fmod_ret compat"
+
+boots=""
+for spec in $boots_spec; do
+  name=${spec%%=*} list=${spec#*=}
+  [ -n "$(boot_expect "$name")" ] || die "CORDON_VM_BOOTS: unknown boot '$name' (lsm or nobpf)"
+  for b in ${list//,/ }; do
+    case " $(boot_offers "$name") " in *" $b "*) ;; *) die "CORDON_VM_BOOTS: boot $name cannot run backend '$b'" ;; esac
+  done
+  boots="$boots $name"
+  eval "backends_$name=\"${list//,/ }\""
+done
+[ -n "$shell" ] && boots=$shell
+
+# The gtest filters of a boot: every test, less the parameters of backends it does not run
+# (non-parameterised tests use the backend doctor chooses). ForensicsHostTest covers the event
+# store (userspace: the same on every kernel) on the host; under TCG it would only add minutes.
+main_filter_of() {
+  local name=$1 neg="$last_test:ForensicsHostTest.*" b
+  local mine; eval "mine=\$backends_$name"
+  for b in $all_backends; do
+    case " $mine " in *" $b "*) ;; *) neg="$neg:*/$b:*/${b}_*" ;; esac
+  done
+  case "$filter" in
+    "") echo "*-$neg" ;;
+    *-*) echo "$filter:$last_test" ;;
+    *) echo "$filter-$last_test" ;;
+  esac
+}
+last_filter_of() {
+  case "$filter" in ""|*Ftrace*|RunTest.\*|\*) echo "$last_test" ;; *) echo "" ;; esac
+}
+
+for name in $boots; do
+  cat > "$root/vmwork/boot-$name.env" <<ENV
+expect=$(boot_expect "$name")
+main_filter='$(main_filter_of "$name")'
+last_filter='$(last_filter_of)'
+ENV
+done
+
 cat > "$root/init" <<INIT
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -129,18 +176,20 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
 mount -t securityfs securityfs /sys/kernel/security
 ip link set lo up
-echo; echo "CORDON-VM: kernel \$(uname -r), LSMs: \$(cat /sys/kernel/security/lsm)"
-if [ $shell = 1 ]; then setsid cttyhack sh; poweroff -f; fi
+boot=\$(sed -n 's/.*cordon.boot=\([a-z]*\).*/\1/p' /proc/cmdline)
+echo; echo "CORDON-VM: boot \$boot, kernel \$(uname -r), LSMs: \$(cat /sys/kernel/security/lsm)"
+if [ -n "$shell" ]; then setsid cttyhack sh; poweroff -f; fi
+. /vmwork/boot-\$boot.env
 # The build tree may live anywhere, /tmp included: nothing is mounted over it.
 cd /vmwork
 export CORDON_VERIFIER_STATS=${CORDON_VERIFIER_STATS:-0}
 $cordon_bin doctor
 backend=\$($cordon_bin doctor --json | sed -n 's/^  "backend": "\(.*\)",\$/\1/p')
 # Streamed to the console as it runs, so that a hang shows where it is.
-( CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no --gtest_filter='$main_filter'; echo \$? > /vmwork/rc ) 2>&1 | tee /vmwork/tests.log
+( CORDON_EXPECT_BACKEND=\$expect $tests_bin --gtest_color=no --gtest_filter="\$main_filter"; echo \$? > /vmwork/rc ) 2>&1 | tee /vmwork/tests.log
 rc=\$(cat /vmwork/rc)
-if [ -n "$last_filter" ]; then
-  ( CORDON_EXPECT_BACKEND=lsm $tests_bin --gtest_color=no --gtest_filter='$last_filter'; echo \$? > /vmwork/rc2 ) 2>&1 | tee /vmwork/tests2.log
+if [ -n "\$last_filter" ]; then
+  ( CORDON_EXPECT_BACKEND=\$expect $tests_bin --gtest_color=no --gtest_filter="\$last_filter"; echo \$? > /vmwork/rc2 ) 2>&1 | tee /vmwork/tests2.log
   [ "\$(cat /vmwork/rc2)" = 0 ] || rc=\$(cat /vmwork/rc2)
 fi
 count() { # sums one gtest summary count over both runs
@@ -149,7 +198,7 @@ count() { # sums one gtest summary count over both runs
 passed=\$(count PASSED '\.')
 failed=\$(count FAILED ', listed below:')
 skipped=\$(count SKIPPED ', listed below:')
-echo "CORDON-VM-RESULT: passed=\${passed:-0} failed=\${failed:-0} skipped=\${skipped:-0} rc=\$rc backend=\${backend:-unknown}"
+echo "CORDON-VM-RESULT: boot=\$boot passed=\${passed:-0} failed=\${failed:-0} skipped=\${skipped:-0} rc=\$rc backend=\${backend:-unknown}"
 poweroff -f
 INIT
 chmod +x "$root/init"
@@ -157,43 +206,69 @@ chmod +x "$root/init"
 say "initramfs $(du -h "$vm_dir/initramfs.cpio.gz" | cut -f1), kernel $pkg"
 
 # --- boot -----------------------------------------------------------------------------------
-log=$vm_dir/console.log
-timeout_s=${CORDON_VM_TIMEOUT:-1800}
-# A small disk (NVMe is built into the cloud kernel): the tests prove that an agent cannot read
-# a raw block device.
-printf 'cordon-disk-secret\n' > "$vm_dir/disk.img"
-truncate -s 1M "$vm_dir/disk.img"
-qemu_args=(-machine q35 -cpu max -smp 1 -m 1024 -nographic -no-reboot
-           -drive "file=$vm_dir/disk.img,if=none,id=disk0,format=raw" -device nvme,drive=disk0,serial=cordon
-           -kernel "$vmlinuz" -initrd "$vm_dir/initramfs.cpio.gz"
-           -append "console=ttyS0 panic=-1 oops=panic loglevel=4")
-if [ $shell = 1 ]; then
+timeout_s=${CORDON_VM_TIMEOUT:-1500}
+qemu_args_of() { # the QEMU command line of one boot
+  local name=$1
+  # A small disk (NVMe is built into the cloud kernel): the tests prove that an agent cannot
+  # read a raw block device.
+  printf 'cordon-disk-secret\n' > "$vm_dir/disk-$name.img"
+  truncate -s 1M "$vm_dir/disk-$name.img"
+  qemu_args=(-machine q35 -cpu max -smp 1 -m 1024 -nographic -no-reboot
+             -drive "file=$vm_dir/disk-$name.img,if=none,id=disk0,format=raw"
+             -device nvme,drive=disk0,serial=cordon
+             -kernel "$vmlinuz" -initrd "$vm_dir/initramfs.cpio.gz"
+             -append "console=ttyS0 panic=-1 oops=panic loglevel=4 cordon.boot=$name $(boot_append "$name")")
+}
+if [ -n "$shell" ]; then
+  qemu_args_of "$shell"
   exec qemu-system-x86_64 "${qemu_args[@]}"
 fi
-say "booting (TCG, timeout ${timeout_s}s); console log: $log"
-start=$(date +%s)
-set +e
-timeout "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" </dev/null > "$log" 2>&1
-qemu_rc=$?
-set -e
-tr -d '\r' < "$log" | sed -n '/CORDON-VM:/,$p'
-say "guest ran $(( $(date +%s) - start ))s (qemu exit $qemu_rc)"
-[ $qemu_rc -ne 124 ] || die "the guest did not finish within ${timeout_s}s"
 
-result=$(tr -d '\r' < "$log" | grep '^CORDON-VM-RESULT:' | tail -n 1 || true)
-[ -n "$result" ] || die "the guest printed no result line (kernel panic or crash?); see $log"
-val() { printf '%s\n' "$result" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
-passed=$(val passed) failed=$(val failed) skipped=$(val skipped) rc=$(val rc) backend=$(val backend)
-say "$passed passed, $failed failed, $skipped skipped in the guest; doctor chose '$backend'"
+run_boot() { # boots one guest to the end; its console goes to console-NAME.log
+  local name=$1 log=$vm_dir/console-$1.log start rc
+  qemu_args_of "$name"
+  start=$(date +%s)
+  set +e
+  timeout "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" </dev/null > "$log" 2>&1
+  rc=$?
+  set -e
+  echo "$rc $(( $(date +%s) - start ))" > "$vm_dir/qemu-$name.rc"
+}
+say "booting:$boots (TCG, $( [ "$parallel" = 1 ] && echo "side by side" || echo "in turn" ), timeout ${timeout_s}s each); console logs: $vm_dir/console-BOOT.log"
+pids=""
+for name in $boots; do
+  rm -f "$vm_dir/qemu-$name.rc"
+  if [ "$parallel" = 1 ]; then run_boot "$name" & pids="$pids $!"; else run_boot "$name"; fi
+done
+for pid in $pids; do wait "$pid" || true; done
+
 ok=1
-[ "$failed" = 0 ] || { say "FAIL: $failed tests failed in the guest"; ok=0; }
-# Only compat cases the compat backend cannot see by design (unlink, rename, link, truncate,
-# tamper) may skip; every lsm case must run.
-bad_skips=$(tr -d '\r' < "$log" | grep -a '^\[  SKIPPED \] [A-Za-z]' | grep -v 'listed below' \
-            | grep -v '/compat_' || true)
-[ -z "$bad_skips" ] || { say "FAIL: tests skipped in the guest that must run on 6.1:"; printf '%s\n' "$bad_skips"; ok=0; }
-[ "$rc" = 0 ] || { say "FAIL: the test binary exited $rc"; ok=0; }
-[ "${passed:-0}" -gt 0 ] || { say "FAIL: no test passed"; ok=0; }
-[ "$backend" = lsm ] || { say "FAIL: cordon doctor chose '$backend' in the guest, expected 'lsm'"; ok=0; }
+for name in $boots; do
+  log=$vm_dir/console-$name.log
+  printf '\n'
+  tr -d '\r' < "$log" | sed -n '/CORDON-VM:/,$p'
+  read -r qemu_rc secs < "$vm_dir/qemu-$name.rc" || { qemu_rc=1 secs=0; }
+  say "boot $name: guest ran ${secs}s (qemu exit $qemu_rc)"
+  if [ "$qemu_rc" = 124 ]; then say "FAIL: boot $name did not finish within ${timeout_s}s"; ok=0; continue; fi
+  result=$(tr -d '\r' < "$log" | grep '^CORDON-VM-RESULT:' | tail -n 1 || true)
+  if [ -z "$result" ]; then say "FAIL: boot $name printed no result line (kernel panic or crash?); see $log"; ok=0; continue; fi
+  val() { printf '%s\n' "$result" | sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
+  passed=$(val passed) failed=$(val failed) skipped=$(val skipped) rc=$(val rc) backend=$(val backend)
+  say "boot $name: $passed passed, $failed failed, $skipped skipped; doctor chose '$backend'"
+  [ "$failed" = 0 ] || { say "FAIL: boot $name: $failed tests failed"; ok=0; }
+  # Only cases a backend cannot see by design (compat: unlink, rename, link, truncate, tamper)
+  # and those of a backend this boot does not offer may skip; every other case must run.
+  allowed='/compat_'
+  for b in $all_backends; do
+    case " $(boot_offers "$name") " in *" $b "*) ;; *) allowed="$allowed\\|/$b\$\\|/${b}_" ;; esac
+  done
+  bad_skips=$(tr -d '\r' < "$log" | grep -a '^\[  SKIPPED \] [A-Za-z]' | grep -v 'listed below' \
+              | sed 's/ (.*//' | grep -v "$allowed" || true)
+  [ -z "$bad_skips" ] || { say "FAIL: boot $name: tests skipped that must run on it:"; printf '%s\n' "$bad_skips"; ok=0; }
+  [ "$rc" = 0 ] || { say "FAIL: boot $name: the test binary exited $rc"; ok=0; }
+  [ "${passed:-0}" -gt 0 ] || { say "FAIL: boot $name: no test passed"; ok=0; }
+  want=$(boot_expect "$name")
+  [ "$backend" = "$want" ] || { say "FAIL: boot $name: cordon doctor chose '$backend', expected '$want'"; ok=0; }
+done
 [ $ok = 1 ] || exit 1
 say "PASS"

@@ -23,7 +23,7 @@
  * /sys/fs/bpf/cordon and their value layouts. Bump it with any change to a pinned map's key,
  * value or meaning; a daemon refuses pinned state of another version (cordon teardown clears it).
  */
-#define CORDON_ABI_VERSION 5
+#define CORDON_ABI_VERSION 6
 
 /* Length of a task's comm, as the kernel's TASK_COMM_LEN. */
 #define CORDON_COMM_LEN 16
@@ -110,6 +110,12 @@ enum cordon_backend {
 	CORDON_BACKEND_NONE = 0,
 	CORDON_BACKEND_LSM = 1,    /**< BPF LSM hooks: denials are -EPERM from the syscall */
 	CORDON_BACKEND_COMPAT = 2, /**< tracing hooks: exec/file denials are SIGKILL */
+	/**
+	 * The lsm backend's programs attached as fmod_ret to the kernel's security_* functions:
+	 * denials are -EPERM from the syscall, on kernels that run trampolines but whose active LSM
+	 * list lacks bpf (Ubuntu, CBL-Mariner, Flatcar).
+	 */
+	CORDON_BACKEND_FMOD_RET = 3,
 	CORDON_BACKEND_MAX,
 };
 

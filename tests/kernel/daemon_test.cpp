@@ -20,6 +20,7 @@
 
 #include "common/error.h"
 #include "daemon_util.h"
+#include "common/backend.h"
 #include "kernel_test_util.h"
 
 namespace cordon::testing {
@@ -176,7 +177,7 @@ TEST_P(DaemonTest, RefusesCallersInsideAnAgentAndStrangers)
             return n > 0 && std::strstr(buf, "\"ok\":true") ? 0 : 1;
         };
     };
-    const bool lsm = GetParam() == CORDON_BACKEND_LSM;
+    const bool lsm = runs_lsm_programs(GetParam());
     // Root inside the agent: the kernel refuses the connect on lsm, the daemon everywhere.
     EXPECT_EQ(wait_exit(spawn_in(cg.path().string(), probe(std::nullopt))),
               exited(lsm ? EPERM : 1));
@@ -270,7 +271,7 @@ TEST_P(DaemonTest, ManyAgentsShareOneProgramSetAndTeardownLeavesNothing)
                   programs);
         EXPECT_EQ(d.pinned().policy_ids().size(), 2u);
         // Each decides by its own policy.
-        const bool lsm = GetParam() == CORDON_BACKEND_LSM;
+        const bool lsm = runs_lsm_programs(GetParam());
         const Exit no = lsm ? exited(EPERM) : killed_by(SIGKILL);
         EXPECT_EQ(wait_exit(spawn_in(a.path().string(), [&] { return try_open(f.secret); })), no);
         EXPECT_EQ(wait_exit(spawn_in(a.path().string(), [&] { return try_open(f.open); })),
@@ -308,7 +309,7 @@ TEST_P(DaemonTest, RunRegistersWithTheDaemonAndEndsWithIt)
     Daemon d(GetParam());
     std::ofstream(f.dir / "p.yaml") << deny_policy(f.secret, "run");
     const std::string policy = (f.dir / "p.yaml").string();
-    const std::string backend = GetParam() == CORDON_BACKEND_LSM ? "lsm" : "compat";
+    const std::string backend(backend_name(GetParam()));
     const auto [status, out] = run_cordon(
         d, {"run", "--policy", policy, "--name", "ran", "--", "/bin/sh", "-c",
             "cat " + f.secret.string() + " >/dev/null 2>&1; echo denied=$?; cat " +
@@ -431,7 +432,7 @@ TEST_P(DaemonTest, AThousandAgentsWithDifferentPolicies)
     EXPECT_EQ(st["agents"], kAgents);
     EXPECT_EQ(st["policies"], kAgents);
     EXPECT_EQ(st["programs"], programs) << "one program set whatever the number of agents";
-    const Exit no = GetParam() == CORDON_BACKEND_LSM ? exited(EPERM) : killed_by(SIGKILL);
+    const Exit no = runs_lsm_programs(GetParam()) ? exited(EPERM) : killed_by(SIGKILL);
     for (int i : {0, 1, 499, 998, 999}) {
         const auto mine = f.dir / ("f" + std::to_string(i));
         const auto other = f.dir / ("f" + std::to_string((i + 1) % kAgents));
@@ -460,14 +461,14 @@ TEST_P(DaemonTest, AnAttachedServiceStaysGuardedAcrossARestart)
     EXPECT_TRUE(agents_until(d, [&](const json& a) {
         return a.size() == 1 && a[0]["cgroup_id"] == new_id;
     }));
-    const Exit no = GetParam() == CORDON_BACKEND_LSM ? exited(EPERM) : killed_by(SIGKILL);
+    const Exit no = runs_lsm_programs(GetParam()) ? exited(EPERM) : killed_by(SIGKILL);
     EXPECT_EQ(wait_exit(spawn_in(path.string(), [&] { return try_open(f.secret); })), no);
     EXPECT_FALSE(d.pinned().agent(old_id).has_value()) << "the old entry goes";
     ASSERT_TRUE(d.detach("svc").value("ok", false));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DaemonTest,
-                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET, CORDON_BACKEND_COMPAT),
                          [](const auto& tp) { return std::string(bpf::backend_name(tp.param)); });
 
 } // namespace

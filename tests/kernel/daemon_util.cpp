@@ -110,7 +110,7 @@ void Daemon::start()
     std::vector<const char*> argv = {"cordond", "--socket", socket_.c_str(), "--registry",
                                      registry_.c_str(), "--pin-dir", pin_dir_.c_str(),
                                      "--actions-log", actions.c_str(), "--backend",
-                                     backend_ == CORDON_BACKEND_LSM ? "lsm" : "compat"};
+                                     backend_name(backend_).data()};
     for (const auto& a : extra_args_)
         argv.push_back(a.c_str());
     argv.push_back(nullptr);

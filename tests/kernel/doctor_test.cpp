@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `cordon doctor` on the running kernel: the backend it picks must match what the kernel really
 // accepts, and the --json report must carry one entry per probe.
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/backend.h"
 #include "common/error.h"
 #include "kernel_test_util.h"
 
@@ -36,27 +38,63 @@ CommandResult run(const std::string& cmd)
     return r;
 }
 
-// Independent of the probe code: try to load the real lsm Guard.
-TEST(DoctorKernel, ChoosesLsmExactlyWhenTheLsmGuardLoads)
+// Whether a Guard of `backend` really refuses: a killed agent's open of /dev/null must fail with
+// EPERM (lsm, fmod_ret) or die of SIGKILL (compat). An lsm program set also loads and attaches
+// where the BPF LSM is not active; it is then never called, which only this shows.
+bool guard_refuses(cordon_backend backend, std::string& why)
 {
-    bool lsm_loads = false;
-    std::string why;
     try {
-        bpf::Guard g(guard_options(CORDON_BACKEND_LSM));
-        lsm_loads = true;
+        bpf::Guard guard(guard_options(backend));
+        auto cg = make_test_cgroup();
+        add_plain_agent(guard, cg.id(), 1, true);
+        const pid_t pid = spawn_in(cg.path().string(), [] {
+            const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+            return fd < 0 ? (errno == EPERM ? 77 : 1) : 0;
+        });
+        const Exit e = wait_exit(pid);
+        const Exit want = runs_lsm_programs(backend) ? exited(77) : killed_by(SIGKILL);
+        if (e == want)
+            return true;
+        why += std::string(bpf::backend_name(backend)) +
+               ": loaded, but a killed agent's open was not refused\n";
     } catch (const Error& e) {
-        why = e.what();
+        why += std::string(bpf::backend_name(backend)) + ": " + e.what() + "\n";
     }
+    return false;
+}
+
+// Independent of the probe code: load the real Guard of each backend, in cordon's order of
+// preference, and see it refuse; doctor must choose the first that does.
+TEST(DoctorKernel, ChoosesTheFirstBackendThatRefuses)
+{
+    cordon_backend first = CORDON_BACKEND_NONE;
+    std::string why;
+    for (auto b : bpf::kBackendPreference)
+        if (guard_refuses(b, why)) {
+            first = b;
+            break;
+        }
     const auto chosen = bpf::choose_backend(kernel_features());
-    EXPECT_EQ(bpf::backend_name(chosen), lsm_loads ? "lsm" : "compat")
-        << "lsm guard: " << (lsm_loads ? "loaded" : why);
-    if (!lsm_loads) {
-        // The reason doctor gives must be the kernel's refusal, not a guess.
+    EXPECT_EQ(bpf::backend_name(chosen), bpf::backend_name(first)) << why;
+    // The reason doctor gives for a backend it passed over must be the kernel's.
+    if (first != CORDON_BACKEND_LSM) {
+        const auto& listed = kernel_features().get(bpf::Probe::LsmListed);
         const auto& lsm = kernel_features().get(bpf::Probe::LsmAttach);
-        EXPECT_FALSE(lsm.ok);
-        EXPECT_NE(lsm.detail.find("refused"), std::string::npos) << lsm.detail;
+        EXPECT_TRUE(!listed.ok || !lsm.ok);
+        if (listed.ok)
+            EXPECT_NE(lsm.detail.find("refused"), std::string::npos) << lsm.detail;
+        else
+            EXPECT_NE(listed.detail.find("not in the active LSMs"), std::string::npos)
+                << listed.detail;
     }
-    // The VM tier states the backend its kernel must give.
+    if (first == CORDON_BACKEND_COMPAT) {
+        const auto& fmod = kernel_features().get(bpf::Probe::FmodRet);
+        EXPECT_FALSE(fmod.ok);
+        EXPECT_TRUE(fmod.detail.find("refused") != std::string::npos ||
+                    fmod.detail.find("has no") != std::string::npos)
+            << fmod.detail;
+    }
+    // The VM tier states the backend each of its boots must give.
     if (const char* want = std::getenv("CORDON_EXPECT_BACKEND")) {
         EXPECT_EQ(bpf::backend_name(chosen), want);
     }
@@ -103,11 +141,11 @@ TEST(GuardLifetime, LeavesNoProgramMapOrCgroupBehind)
             return 0;
         });
     }
-    // net_guard 7 (+2 on lsm); exec_guard 1 + exec_trace 1 + task_guard's fork and exit 2; file_guard 1
-    // (compat) or 17 (lsm, +3 hooks that kernels >= 6.2 have: two for ACLs, file_truncate);
-    // tamper_guard 33 (lsm only).
+    // net_guard 7 (+2 on lsm and fmod_ret); exec_guard 1 + exec_trace 1 + task_guard's fork and
+    // exit 2; file_guard 1 (compat) or 17 (lsm and fmod_ret, +3 hooks that kernels >= 6.2 have:
+    // two for ACLs, file_truncate); tamper_guard 33 (lsm and fmod_ret).
     const bool late_hooks = bpf::lsm_hook_args("inode_set_acl", 0) != 0;
-    EXPECT_EQ(ours.size(), backend == CORDON_BACKEND_LSM ? (late_hooks ? 67u : 64u) : 12u);
+    EXPECT_EQ(ours.size(), runs_lsm_programs(backend) ? (late_hooks ? 67u : 64u) : 12u);
     EXPECT_FALSE(std::filesystem::exists(cg_path));
     // Program ids are released when the last reference goes, after an RCU grace period (for
     // LSM programs an RCU-tasks-trace one, which takes seconds under QEMU's TCG): wait up to 15 s.

@@ -28,6 +28,7 @@
 #include "common/error.h"
 #include "daemon_util.h"
 #include "events/format.h"
+#include "common/backend.h"
 #include "kernel_test_util.h"
 #include "policy/parser.h"
 
@@ -261,7 +262,7 @@ public:
             for (std::uint8_t v = 0; v < CORDON_VERDICT_MAX; ++v)
                 if (events::verdict_name(v) == j.at("verdict").get<std::string>())
                     s.verdict = v;
-            s.backend = j.at("backend") == "lsm" ? CORDON_BACKEND_LSM : CORDON_BACKEND_COMPAT;
+            s.backend = backend_from_name(j.at("backend").get<std::string>()).value_or(CORDON_BACKEND_NONE);
             s.cgroup_id = j.at("cgroup_id").get<std::uint64_t>();
             s.path = j.value("path", std::string());
             s.rule_id = j.at("rule_id").get<std::uint32_t>();
@@ -321,9 +322,7 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
     const auto& [backend, via, c] = GetParam();
     if (skip_unless_backend(backend))
         GTEST_SKIP() << "the kernel cannot run this backend: "
-                     << kernel_features().get(backend == CORDON_BACKEND_LSM ? bpf::Probe::LsmAttach
-                                                                           : bpf::Probe::TpBtf)
-                            .detail
+                     << backend_probe_detail(backend)
                      << "; the VM tier runs it";
     if (backend == CORDON_BACKEND_COMPAT && c.expect == Expect::LsmOnly)
         GTEST_SKIP() << "the compat backend has no hook that sees the resolved path of this "
@@ -384,7 +383,7 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
         const Exit got = wait_exit(pid);
 
         Exit want = exited(0);
-        const bool lsm = backend == CORDON_BACKEND_LSM;
+        const bool lsm = runs_lsm_programs(backend);
         switch (c.expect) {
         case Expect::Runs: want = exited(0); break;
         case Expect::DeniedErrno: want = exited(EPERM); break;
@@ -600,7 +599,7 @@ const Case kCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, EnforcementTest,
-    ::testing::Combine(::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+    ::testing::Combine(::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET, CORDON_BACKEND_COMPAT),
                        ::testing::Values(Via::Embedded, Via::Daemon), ::testing::ValuesIn(kCases)),
     [](const auto& tp) {
         return std::string(bpf::backend_name(std::get<0>(tp.param))) +
@@ -656,7 +655,7 @@ TEST_P(RingBufferTest, DropsAreCountedExactly)
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RingBufferTest,
-                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET, CORDON_BACKEND_COMPAT),
                          [](const auto& tp) { return std::string(bpf::backend_name(tp.param)); });
 
 } // namespace

@@ -46,6 +46,7 @@
 #include <gtest/gtest.h>
 
 #include "agents/seccomp.h"
+#include "common/backend.h"
 #include "kernel_test_util.h"
 #include "policy/parser.h"
 
@@ -1056,7 +1057,7 @@ private:
 TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
 {
     const auto& [backend, t] = GetParam();
-    const Outcome& want = backend == CORDON_BACKEND_LSM ? t.lsm : t.compat;
+    const Outcome& want = runs_lsm_programs(backend) ? t.lsm : t.compat;
     if (want.skip)
         GTEST_SKIP() << want.skip;
     if (skip_unless_backend(backend))
@@ -1178,13 +1179,13 @@ TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
     const Exit after = wait_exit(spawn_in(agent.cg.path().string(), [&] {
         return read_one(::open((env.ws / "deny/secret").c_str(), O_RDONLY | O_CLOEXEC));
     }));
-    EXPECT_EQ(after, backend == CORDON_BACKEND_LSM ? kEperm : kKilled)
+    EXPECT_EQ(after, runs_lsm_programs(backend) ? kEperm : kKilled)
         << "the guard no longer enforces after the trick: " << describe(after);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Tricks, EscapeTest,
-    ::testing::Combine(::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+    ::testing::Combine(::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET, CORDON_BACKEND_COMPAT),
                        ::testing::ValuesIn(kTricks)),
     [](const auto& tp) {
         return std::string(bpf::backend_name(std::get<0>(tp.param))) + "_" + std::get<1>(tp.param).name;
@@ -1253,7 +1254,7 @@ TEST_P(PenaltyTest, ConcurrentDenialsAllLowerTheScore)
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PenaltyTest,
-                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET, CORDON_BACKEND_COMPAT),
                          [](const auto& tp) { return std::string(bpf::backend_name(tp.param)); });
 
 } // namespace

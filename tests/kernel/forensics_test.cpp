@@ -25,6 +25,7 @@
 
 #include "daemon_util.h"
 #include "events/store.h"
+#include "common/backend.h"
 #include "kernel_test_util.h"
 
 namespace cordon::testing {
@@ -247,8 +248,8 @@ TEST_P(ForensicsTest, DecisionsAndExecsReachJsonlAndSqliteAndEachFilterSelects)
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ForensicsTest,
-                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
-                         [](const auto& i) { return i.param == CORDON_BACKEND_LSM ? "lsm" : "compat"; });
+                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET, CORDON_BACKEND_COMPAT),
+                         [](const auto& i) { return std::string(bpf::backend_name(i.param)); });
 
 // The store is userspace: these run on the host's backend only (the VM tier skips them).
 cordon_backend host_backend()

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "common/backend.h"
 #include "kernel_test_util.h"
 
 #include <sys/wait.h>
@@ -188,14 +189,23 @@ int TestAgent::line_of(std::uint32_t rule_id) const
     return rule_id < policy.rules.size() ? policy.rules[rule_id].pos.line : -1;
 }
 
+std::string backend_probe_detail(cordon_backend backend)
+{
+    std::string out;
+    for (auto p : bpf::backend_blockers(kernel_features(), backend))
+        out += (out.empty() ? "" : "; ") + std::string(bpf::probe_name(p)) + ": " +
+               kernel_features().get(p).detail;
+    return out;
+}
+
 bool skip_unless_backend(cordon_backend backend)
 {
-    auto& f = kernel_features();
-    const auto probe = backend == CORDON_BACKEND_LSM ? bpf::Probe::LsmAttach : bpf::Probe::TpBtf;
-    if (f.has(probe))
+    // Every probe the backend needs, not only whether its programs load: an lsm program set
+    // also loads where the BPF LSM is not active, and is never called there.
+    if (bpf::backend_usable(kernel_features(), backend))
         return false;
     GTEST_LOG_(INFO) << "skipped: this kernel cannot run the " << bpf::backend_name(backend)
-                     << " backend (" << f.get(probe).detail << ")";
+                     << " backend (" << backend_probe_detail(backend) << ")";
     return true;
 }
 

@@ -17,6 +17,7 @@
 
 #include "agents/cgroup.h"
 #include "bpf/features.h"
+#include "common/backend.h"
 #include "bpf/guard.h"
 #include "events/reader.h"
 #include "policy/compiler.h"
@@ -107,6 +108,8 @@ private:
 /// Skips the current test when the kernel cannot run `backend`, printing the kernel's reason.
 /// Returns true when skipped.
 bool skip_unless_backend(cordon_backend backend);
+/// The kernel's reasons: each probe that keeps `backend` from running, with its detail.
+std::string backend_probe_detail(cordon_backend backend);
 
 /// Every event currently in the guard's ring buffer.
 std::vector<events::Event> drain_events(const bpf::Guard& guard);

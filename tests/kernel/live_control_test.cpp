@@ -31,6 +31,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "daemon_util.h"
+#include "common/backend.h"
 #include "kernel_test_util.h"
 
 namespace cordon::testing {
@@ -367,7 +368,7 @@ TEST_P(LiveControlTest, AFreezeRuleRefusesAndFreezesTheWholeAgent)
     // status after the thaw says what open returned.
     const bool reported = read_within(report[0], &result, sizeof(result), 10000);
     ::close(report[0]);
-    if (GetParam() == CORDON_BACKEND_LSM) {
+    if (runs_lsm_programs(GetParam())) {
         if (reported) {
             EXPECT_EQ(result, EPERM);
         }
@@ -395,7 +396,7 @@ TEST_P(LiveControlTest, AFreezeRuleRefusesAndFreezesTheWholeAgent)
     while (ticks->load() == at_freeze && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(10ms);
     EXPECT_GT(ticks->load(), at_freeze);
-    if (GetParam() == CORDON_BACKEND_LSM) {
+    if (runs_lsm_programs(GetParam())) {
         EXPECT_EQ(wait_exit(prober), exited(EPERM)) << "it ends once thawed";
     }
     EXPECT_EQ(wait_exit(spawn_in(cg.path().string(), [&] { return try_open(f.open); })), exited(0))
@@ -423,7 +424,7 @@ TEST_P(LiveControlTest, AFreezeRuleIsCarriedOutWhenItsEventIsLost)
                           return 1;
                   return try_open(f.secret) == 0 ? 2 : 0;
               })),
-              GetParam() == CORDON_BACKEND_LSM ? exited(0) : killed_by(SIGKILL));
+              runs_lsm_programs(GetParam()) ? exited(0) : killed_by(SIGKILL));
     const pid_t sleeper = spawn_sleeper(cg.path());
     ASSERT_EQ(::kill(d.pid(), SIGCONT), 0);
     EXPECT_TRUE(agents_until(d, [](const json& l) {
@@ -731,11 +732,11 @@ TEST_P(LiveControlTest, ModeSwitchesBetweenEnforceAndAudit)
     EXPECT_FALSE(d.call(request("mode", "md", {{"mode", "off"}}).dump()).value("ok", true));
 }
 
-INSTANTIATE_TEST_SUITE_P(Lsm, LsmLiveControlTest, ::testing::Values(CORDON_BACKEND_LSM),
+INSTANTIATE_TEST_SUITE_P(Lsm, LsmLiveControlTest, ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET),
                          [](const auto& tp) { return std::string(bpf::backend_name(tp.param)); });
 
 INSTANTIATE_TEST_SUITE_P(Backends, LiveControlTest,
-                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET, CORDON_BACKEND_COMPAT),
                          [](const auto& tp) { return std::string(bpf::backend_name(tp.param)); });
 
 } // namespace

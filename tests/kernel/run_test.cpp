@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bpf/introspect.h"
+#include "common/backend.h"
 #include "kernel_test_util.h"
 
 namespace cordon::testing {
@@ -336,7 +337,7 @@ TEST_F(RunTest, TwoAgentsWithDifferentPoliciesDoNotInterfere)
     const pid_t b = start_cordon({"run", "--policy", lax, "--", "/bin/sh", "-c", cmd},
                                  dir_ / "b.out", dir_ / "b.err");
     const int sa = status_of(wait_exit(a)), sb = status_of(wait_exit(b));
-    EXPECT_EQ(sa, backend_ == CORDON_BACKEND_LSM ? 1 : 128 + SIGKILL) << slurp(dir_ / "a.err");
+    EXPECT_EQ(sa, runs_lsm_programs(backend_) ? 1 : 128 + SIGKILL) << slurp(dir_ / "a.err");
     EXPECT_EQ(sb, 0) << slurp(dir_ / "b.err");
     EXPECT_EQ(slurp(dir_ / "b.out"), "secret");
     EXPECT_NE(slurp(dir_ / "a.err").find("deny open read"), std::string::npos);
@@ -583,7 +584,7 @@ TEST_F(RunTest, AClosedStderrDoesNotEndCordon)
 // reboots, so scripts/vm-test.sh runs this test last, on its own.
 TEST_F(RunTest, FtraceSwitchedOffStopsTheAgent)
 {
-    if (backend_ != CORDON_BACKEND_LSM)
+    if (!runs_lsm_programs(backend_))
         GTEST_SKIP() << "only lsm programs run through ftrace trampolines; the VM tier runs this";
     const char* knob = "/proc/sys/kernel/ftrace_enabled";
     const std::string name = "ftrace-" + std::to_string(::getpid());

@@ -25,6 +25,7 @@
 #include "agents/cgroup.h"
 #include "common/error.h"
 #include "daemon_util.h"
+#include "common/backend.h"
 #include "kernel_test_util.h"
 
 namespace cordon::testing {
@@ -215,7 +216,7 @@ TEST_P(TrustTaskTest, EnteringAFreezingTierFreezesTheAgent)
     // status after the thaw says what open returned.
     const bool reported = read_within(report[0], &result, sizeof(result), 10000);
     ::close(report[0]);
-    if (GetParam() == CORDON_BACKEND_LSM && reported) {
+    if (runs_lsm_programs(GetParam()) && reported) {
         EXPECT_EQ(result, EPERM);
     }
     EXPECT_TRUE(agents_until(d, [](const json& l) {
@@ -241,7 +242,7 @@ TEST_P(TrustTaskTest, EnteringAFreezingTierFreezesTheAgent)
     EXPECT_EQ(set["tier"], "normal");
     ASSERT_TRUE(d.call(request("thaw", "quar").dump()).value("ok", false));
     EXPECT_TRUE(eventually([&] { return ticks->load() > at_freeze; }, 10s));
-    EXPECT_EQ(wait_exit(prober), GetParam() == CORDON_BACKEND_LSM ? exited(EPERM)
+    EXPECT_EQ(wait_exit(prober), runs_lsm_programs(GetParam()) ? exited(EPERM)
                                                                  : killed_by(SIGKILL));
     EXPECT_EQ(open_in(cg, f.open), exited(0));
     const auto recorded = operator_actions(d, "trust_set", "quar");
@@ -343,7 +344,7 @@ TEST_P(TrustTaskTest, ConnectAndExecGrantsAllowExactlyWhatTheyName)
             return errno == EPERM ? 77 : 78;
         }));
     };
-    const Exit refused_exec = GetParam() == CORDON_BACKEND_LSM ? exited(77) : killed_by(SIGKILL);
+    const Exit refused_exec = runs_lsm_programs(GetParam()) ? exited(77) : killed_by(SIGKILL);
     EXPECT_EQ(run_true(), refused_exec);
     call_ok(d, request("grant", "net", {{"kind", "exec"}, {"target", "/usr/bin/true"},
                                         {"ttl", "2s"}}));
@@ -548,7 +549,7 @@ TEST_P(TrustTaskTest, TwoProcessBoundTasksHaveSeparateAllowances)
         // lsm: EPERM; compat: the process is killed by the refused open (the value stays -1).
         EXPECT_NE(r.child_other.load(), 0) << "its child may not read the other task's file";
         EXPECT_NE(r.other.load(), 0) << ids[i] << " may not read the other task's file";
-        if (GetParam() == CORDON_BACKEND_LSM) {
+        if (runs_lsm_programs(GetParam())) {
             EXPECT_EQ(r.other.load(), EPERM);
             EXPECT_EQ(e, exited(0));
         } else {
@@ -572,7 +573,7 @@ TEST_P(TrustTaskTest, TwoProcessBoundTasksHaveSeparateAllowances)
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TrustTaskTest,
-                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT),
+                         ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET, CORDON_BACKEND_COMPAT),
                          [](const auto& tp) { return std::string(bpf::backend_name(tp.param)); });
 
 } // namespace

@@ -58,14 +58,24 @@ TEST_P(ChooseBackendTest, PicksTheBestUsableBackend)
 
 const BackendCase kBackendCases[] = {
     {.name = "EverythingPresentIsLsm", .missing = {}, .want = CORDON_BACKEND_LSM, .want_exit = 0},
-    {.name = "LsmListedButRefusedIsCompat", .missing = {Probe::LsmAttach},
+    {.name = "LsmListedButRefusedIsFmodRet", .missing = {Probe::LsmAttach},
+     .want = CORDON_BACKEND_FMOD_RET, .want_exit = 0},
+    {.name = "LsmNotListedIsFmodRet", .missing = {Probe::LsmListed, Probe::LsmAttach},
+     .want = CORDON_BACKEND_FMOD_RET, .want_exit = 0},
+    {.name = "NoTrampolinesIsCompat", .missing = {Probe::LsmAttach, Probe::FmodRet},
      .want = CORDON_BACKEND_COMPAT, .want_exit = 0},
-    {.name = "LsmNotListedIsCompat", .missing = {Probe::LsmListed, Probe::LsmAttach},
+    {.name = "NoLsmNoFmodRetIsCompat",
+     .missing = {Probe::LsmListed, Probe::LsmAttach, Probe::FmodRet},
      .want = CORDON_BACKEND_COMPAT, .want_exit = 0},
+    {.name = "NoFmodRetStillLsm", .missing = {Probe::FmodRet}, .want = CORDON_BACKEND_LSM,
+     .want_exit = 0},
     {.name = "NoTpBtfStillLsm", .missing = {Probe::TpBtf}, .want = CORDON_BACKEND_LSM,
      .want_exit = 0},
-    {.name = "NoTpBtfNoLsmIsNone", .missing = {Probe::TpBtf, Probe::LsmAttach},
-     .want = CORDON_BACKEND_NONE, .want_exit = 1},
+    {.name = "NoTpBtfNoLsmIsFmodRet", .missing = {Probe::TpBtf, Probe::LsmAttach},
+     .want = CORDON_BACKEND_FMOD_RET, .want_exit = 0},
+    {.name = "NoTpBtfNoTrampolinesIsNone",
+     .missing = {Probe::TpBtf, Probe::LsmAttach, Probe::FmodRet}, .want = CORDON_BACKEND_NONE,
+     .want_exit = 1},
     {.name = "NoBtfIsNone", .missing = {Probe::Btf}, .want = CORDON_BACKEND_NONE, .want_exit = 1},
     {.name = "NoRingBufferIsNone", .missing = {Probe::RingBuffer}, .want = CORDON_BACKEND_NONE,
      .want_exit = 1},
@@ -95,7 +105,7 @@ TEST(Features, RunsEachProbeOnce)
 
 TEST(DoctorReport, JsonNamesEveryProbeAndTheBackend)
 {
-    auto f = features({Probe::LsmAttach});
+    auto f = features({Probe::LsmAttach, Probe::FmodRet});
     const auto doc = nlohmann::json::parse(control::doctor_json(f, "6.18-test"));
     EXPECT_EQ(doc.at("kernel"), "6.18-test");
     EXPECT_EQ(doc.at("backend"), "compat");
@@ -109,12 +119,39 @@ TEST(DoctorReport, JsonNamesEveryProbeAndTheBackend)
     EXPECT_FALSE(doc.at("limits").empty());
 }
 
+TEST(DoctorReport, JsonSaysWhyEachBackendWasOrWasNotChosen)
+{
+    auto f = features({Probe::LsmListed, Probe::LsmAttach});
+    const auto doc = nlohmann::json::parse(control::doctor_json(f, "x"));
+    EXPECT_EQ(doc.at("backend"), "fmod_ret");
+    const auto& b = doc.at("backends");
+    ASSERT_EQ(b.size(), 3u);
+    EXPECT_EQ(b[0].at("name"), "lsm");
+    EXPECT_EQ(b[0].at("usable"), false);
+    EXPECT_EQ(b[0].at("why"), "not usable: lsm_listed, lsm_attach missing");
+    EXPECT_EQ(b[1].at("name"), "fmod_ret");
+    EXPECT_EQ(b[1].at("chosen"), true);
+    EXPECT_EQ(b[1].at("why"), "chosen");
+    EXPECT_EQ(b[2].at("name"), "compat");
+    EXPECT_EQ(b[2].at("usable"), true);
+    EXPECT_EQ(b[2].at("chosen"), false);
+    EXPECT_EQ(b[2].at("why"), "usable, not chosen: fmod_ret comes first");
+    // fmod_ret runs the lsm programs: it promises what lsm does, and says what it adds.
+    const auto text = doc.at("guarantees").dump() + doc.at("limits").dump();
+    EXPECT_NE(text.find("fail with EPERM before any effect"), std::string::npos) << text;
+    EXPECT_NE(text.find("link-time optimisation"), std::string::npos) << text;
+}
+
 TEST(DoctorReport, TextShowsMissingProbesWithTheirImpact)
 {
-    auto f = features({Probe::LsmAttach});
+    auto f = features({Probe::LsmAttach, Probe::FmodRet});
     const auto text = control::doctor_text(f, "6.18-test");
     EXPECT_NE(text.find("missing  lsm_attach"), std::string::npos) << text;
     EXPECT_NE(text.find("(needed by: lsm)"), std::string::npos) << text;
+    EXPECT_NE(text.find("missing  fmod_ret"), std::string::npos) << text;
+    EXPECT_NE(text.find("(needed by: fmod_ret)"), std::string::npos) << text;
+    EXPECT_NE(text.find("fmod_ret  not usable: fmod_ret missing"), std::string::npos) << text;
+    EXPECT_NE(text.find("compat    chosen"), std::string::npos) << text;
     EXPECT_NE(text.find("backend: compat"), std::string::npos) << text;
 }
 

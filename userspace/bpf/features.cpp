@@ -10,12 +10,17 @@
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "agents/cgroup.h"
 #include "bpf/skeleton.h"
+#include "bpf/guard.h"
+#include "common/backend.h"
 #include "common/error.h"
 #include "probe.skel.h"
 
@@ -211,6 +216,19 @@ private:
         }
         case Probe::LsmAttach:
             return trial_program([](probe_bpf* s) { return s->progs.probe_lsm_file_open; });
+        case Probe::FmodRet: {
+            // Every function the backend attaches to must exist (a kernel built without
+            // CONFIG_SECURITY_PATH lacks security_path_*), and one must take a program.
+            if (const auto missing = missing_fmod_ret_targets(); !missing.empty())
+                return {false, fmt::format("this kernel has no {} (CONFIG_SECURITY_PATH and "
+                                           "CONFIG_SECURITY_NETWORK provide them)",
+                                           fmt::join(missing, ", "))};
+            auto r = trial_program([](probe_bpf* s) { return s->progs.probe_fmod_ret_file_open; });
+            if (r.ok)
+                r.detail += " (fmod_ret on security_file_open; every security_* function the "
+                            "backend needs is present)";
+            return r;
+        }
         case Probe::Count:
             break;
         }
@@ -247,6 +265,7 @@ std::string_view probe_name(Probe p)
     case Probe::Tracefs: return "tracefs";
     case Probe::LsmListed: return "lsm_listed";
     case Probe::LsmAttach: return "lsm_attach";
+    case Probe::FmodRet: return "fmod_ret";
     case Probe::Count: break;
     }
     return "?";
@@ -266,7 +285,11 @@ std::string_view probe_impact(Probe p)
     case Probe::Tracefs: return "informational only: cordon does not need tracefs";
     case Probe::LsmListed: return "the lsm backend needs the BPF LSM active";
     case Probe::LsmAttach:
-        return "the lsm backend is unavailable: exec/file denials fall back to SIGKILL (compat)";
+        return "the lsm backend is unavailable: the fmod_ret backend attaches the same programs "
+               "another way";
+    case Probe::FmodRet:
+        return "without lsm or fmod_ret, exec/file denials fall back to SIGKILL after the fact "
+               "(compat)";
     case Probe::Count: break;
     }
     return "";
@@ -281,12 +304,15 @@ bool probe_required_by(Probe p, cordon_backend backend)
     case Probe::Cgroup2:
     case Probe::CgroupKill:
     case Probe::SockAddr:
-        return backend == CORDON_BACKEND_LSM || backend == CORDON_BACKEND_COMPAT;
+        return backend == CORDON_BACKEND_LSM || backend == CORDON_BACKEND_FMOD_RET ||
+               backend == CORDON_BACKEND_COMPAT;
     case Probe::TpBtf:
         return backend == CORDON_BACKEND_COMPAT;
     case Probe::LsmListed:
     case Probe::LsmAttach:
         return backend == CORDON_BACKEND_LSM;
+    case Probe::FmodRet:
+        return backend == CORDON_BACKEND_FMOD_RET;
     case Probe::CgroupFreeze:
     case Probe::Tracefs:
     case Probe::Count:
@@ -295,28 +321,31 @@ bool probe_required_by(Probe p, cordon_backend backend)
     return false;
 }
 
+std::vector<Probe> backend_blockers(Features& f, cordon_backend b)
+{
+    std::vector<Probe> out;
+    for (size_t i = 0; i < kProbeCount; ++i)
+        if (probe_required_by(static_cast<Probe>(i), b) && !f.has(static_cast<Probe>(i)))
+            out.push_back(static_cast<Probe>(i));
+    return out;
+}
+
+bool backend_usable(Features& f, cordon_backend b)
+{
+    return backend_blockers(f, b).empty();
+}
+
 cordon_backend choose_backend(Features& f)
 {
-    const auto usable = [&f](cordon_backend b) {
-        for (size_t i = 0; i < kProbeCount; ++i)
-            if (probe_required_by(static_cast<Probe>(i), b) && !f.has(static_cast<Probe>(i)))
-                return false;
-        return true;
-    };
-    if (usable(CORDON_BACKEND_LSM))
-        return CORDON_BACKEND_LSM;
-    if (usable(CORDON_BACKEND_COMPAT))
-        return CORDON_BACKEND_COMPAT;
+    for (auto b : kBackendPreference)
+        if (backend_usable(f, b))
+            return b;
     return CORDON_BACKEND_NONE;
 }
 
 std::string_view backend_name(cordon_backend b)
 {
-    switch (b) {
-    case CORDON_BACKEND_LSM: return "lsm";
-    case CORDON_BACKEND_COMPAT: return "compat";
-    default: return "none";
-    }
+    return cordon::backend_name(b);
 }
 
 } // namespace cordon::bpf

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <cordon/abi.h>
 
@@ -27,6 +28,7 @@ enum class Probe {
     Tracefs,      ///< tracefs mounted (informational)
     LsmListed,    ///< "bpf" in the active LSM list
     LsmAttach,    ///< an LSM program actually loads and attaches
+    FmodRet,      ///< fmod_ret programs load and attach on every security_* function needed
     Count,
 };
 inline constexpr size_t kProbeCount = static_cast<size_t>(Probe::Count);
@@ -67,8 +69,18 @@ std::string_view probe_impact(Probe p);
 /// True when the backend cannot run without this probe.
 bool probe_required_by(Probe p, cordon_backend backend);
 
-/// The backend cordon uses on this kernel: lsm when every lsm requirement holds, else compat when
-/// every compat requirement holds, else CORDON_BACKEND_NONE. Pure function of the probe results.
+/// The backends in the order cordon prefers them: lsm, fmod_ret, compat.
+inline constexpr cordon_backend kBackendPreference[] = {
+    CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET, CORDON_BACKEND_COMPAT};
+
+/// Whether every probe that backend `b` requires holds.
+bool backend_usable(Features& f, cordon_backend b);
+
+/// The missing probes that keep backend `b` from running (empty: it can run).
+std::vector<Probe> backend_blockers(Features& f, cordon_backend b);
+
+/// The backend cordon uses on this kernel: the first of kBackendPreference whose every
+/// requirement holds, else CORDON_BACKEND_NONE. Pure function of the probe results.
 cordon_backend choose_backend(Features& f);
 
 std::string_view backend_name(cordon_backend b);

@@ -22,6 +22,7 @@
 #include <bpf/libbpf.h>
 
 #include "bpf/skeleton.h"
+#include "common/backend.h"
 #include "common/error.h"
 #include "exec_guard.skel.h"
 #include "file_guard.skel.h"
@@ -35,19 +36,33 @@ CORDON_SKELETON_OPS(file_guard_bpf);
 CORDON_SKELETON_OPS(net_guard_bpf);
 CORDON_SKELETON_OPS(tamper_guard_bpf);
 
-unsigned lsm_hook_args(const char* hook, unsigned missing)
+unsigned btf_func_args(const std::string& func, unsigned missing)
 {
     // The kernel's BTF is megabytes: parsed once per process, and kept (it does not change).
     static struct btf* const vmlinux = btf__load_vmlinux_btf();
     if (!vmlinux)
         return missing;
-    const int id = btf__find_by_name_kind(vmlinux, (std::string("bpf_lsm_") + hook).c_str(),
-                                          BTF_KIND_FUNC);
+    const int id = btf__find_by_name_kind(vmlinux, func.c_str(), BTF_KIND_FUNC);
     if (id <= 0)
         return missing;
     const struct btf_type* fn = btf__type_by_id(vmlinux, static_cast<__u32>(id));
     const struct btf_type* proto = btf__type_by_id(vmlinux, fn->type);
     return proto ? btf_vlen(proto) : missing;
+}
+
+unsigned lsm_hook_args(const char* hook, unsigned missing)
+{
+    return btf_func_args(std::string("bpf_lsm_") + hook, missing);
+}
+
+std::string fmod_ret_target(std::string_view hook)
+{
+    // The kernel calls most hooks from a security_<hook>() of the same name; these two differ.
+    if (hook == "bprm_check_security")
+        return "security_bprm_check";
+    if (hook == "userns_create")
+        return "security_create_user_ns";
+    return "security_" + std::string(hook);
 }
 
 namespace {
@@ -89,16 +104,48 @@ constexpr const char* kTeardownFix =
 std::string load_failure(const char* what, int err, cordon_backend backend)
 {
     std::string msg = std::string("the kernel refused to load ") + what + " for the " +
-                      std::string(backend == CORDON_BACKEND_LSM ? "lsm" : "compat") +
-                      " backend: " + errno_text(err);
+                      std::string(backend_name(backend)) + " backend: " + errno_text(err);
     if (err == EPERM)
         msg += "; run as root, and run `cordon doctor` to see which programs this kernel allows";
     return msg;
 }
 
+// A program of the lsm set ("lsm/<hook>"), whichever way it is attached.
 bool is_lsm(struct bpf_program* p)
 {
     return std::string_view(bpf_program__section_name(p)).starts_with("lsm");
+}
+
+// The hook of an lsm program: its section name after "lsm/".
+std::string_view lsm_hook_of(struct bpf_program* p)
+{
+    return std::string_view(bpf_program__section_name(p)).substr(4);
+}
+
+// fmod_ret backend: the same lsm programs, made fmod_ret (BPF_MODIFY_RETURN) programs on the
+// security_* function that calls their hook. The verifier accepts fmod_ret there whether or not
+// the BPF LSM is active; the context is the same (the hook's arguments, then the return value
+// so far), and a non-zero return skips the function and becomes its result, as an LSM's would.
+// Throws when the kernel lacks a function (nothing is loaded yet then).
+void retarget_fmod_ret(struct bpf_object* obj)
+{
+    struct bpf_program* p = nullptr;
+    bpf_object__for_each_program(p, obj)
+    {
+        if (!is_lsm(p) || !bpf_program__autoload(p))
+            continue;
+        const std::string target = fmod_ret_target(lsm_hook_of(p));
+        int err = bpf_program__set_type(p, BPF_PROG_TYPE_TRACING);
+        if (!err)
+            err = bpf_program__set_expected_attach_type(p, BPF_MODIFY_RETURN);
+        if (!err)
+            err = bpf_program__set_attach_target(p, 0, target.c_str());
+        if (err)
+            throw Error("the fmod_ret backend cannot use " + target + " for " +
+                        bpf_program__name(p) + ": " + errno_text(-err) +
+                        " (the kernel's BTF has no such function?); use --backend compat and "
+                        "see `cordon doctor`");
+    }
 }
 
 // Pins live on a bpffs. systemd mounts one at /sys/fs/bpf; on hosts without it (this project's
@@ -258,7 +305,10 @@ struct Guard::Impl {
             if (!bpf_program__autoload(p))
                 continue;
             const bool cgroup = std::string_view(bpf_program__section_name(p)).starts_with("cgroup/");
+            // Retargeted programs (fmod_ret) lost their section's attach handler.
+            const bool fmod = bpf_program__expected_attach_type(p) == BPF_MODIFY_RETURN;
             struct bpf_link* l = cgroup ? bpf_program__attach_cgroup(p, cgroup_fd)
+                                 : fmod ? bpf_program__attach_trace(p)
                                         : bpf_program__attach(p);
             if (!l)
                 throw Error(std::string("the kernel refused to attach ") +
@@ -341,9 +391,17 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
 {
     auto& d = *impl_;
     d.backend = opts.backend;
-    if (opts.backend != CORDON_BACKEND_LSM && opts.backend != CORDON_BACKEND_COMPAT)
+    if (opts.backend != CORDON_BACKEND_LSM && opts.backend != CORDON_BACKEND_FMOD_RET &&
+        opts.backend != CORDON_BACKEND_COMPAT)
         throw Error("no usable backend on this kernel; run `cordon doctor` for the reason");
-    const bool lsm = opts.backend == CORDON_BACKEND_LSM;
+    // lsm and fmod_ret load the same program set; they differ only in how it is attached.
+    const bool lsm = runs_lsm_programs(opts.backend);
+    const bool fmod_ret = opts.backend == CORDON_BACKEND_FMOD_RET;
+    // The number of arguments of a hook as this backend reaches it (0: the kernel lacks it).
+    const auto hook_args = [fmod_ret](std::string_view hook, unsigned missing) {
+        return fmod_ret ? btf_func_args(fmod_ret_target(hook), missing)
+                        : lsm_hook_args(std::string(hook).c_str(), missing);
+    };
     const auto t_start = std::chrono::steady_clock::now();
     const bool timing = ::getenv("CORDON_VERIFIER_STATS") != nullptr;
     const auto lap = [&](const char* what) {
@@ -386,20 +444,24 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     }
     if (lsm) {
         // Hooks whose arguments or existence differ between kernels, read from the kernel's BTF.
-        const bool idmap = lsm_hook_args("inode_setattr", 2) == 3;
+        // (security_inode_setattr took the idmap in 6.3, the inode_setattr hook only in 6.10.)
+        const bool idmap = hook_args("inode_setattr", 2) == 3;
         bpf_program__set_autoload(file->progs.file_guard_inode_setattr, !idmap);
         bpf_program__set_autoload(file->progs.file_guard_inode_setattr_idmap, idmap);
         // Hooks added in 6.2: before it, ACLs are xattrs and ftruncate is a path_truncate.
         for (auto* late : {file->progs.file_guard_inode_set_acl,
                            file->progs.file_guard_inode_remove_acl,
                            file->progs.file_guard_file_truncate})
-            if (lsm_hook_args(bpf_program__section_name(late) + 4, 0) == 0)
+            if (hook_args(lsm_hook_of(late), 0) == 0)
                 bpf_program__set_autoload(late, false);
     }
     if (lsm) {
         d.tamper.emplace(Skeleton<tamper_guard_bpf>::open());
         d.configure(*d.tamper, opts);
     }
+    if (fmod_ret)
+        for (auto* obj : {net.object(), exec.object(), file.object(), d.tamper->object()})
+            retarget_fmod_ret(obj);
 
     // CORDON_VERIFIER_STATS=1: each program's verifier statistics (instructions processed,
     // states, time) on stderr, to keep an eye on verification cost as the programs grow.
@@ -517,7 +579,8 @@ std::unique_ptr<Guard> Guard::adopt(const fs::path& pin_dir)
                                 "speaks version {}; {}",
                                 pin_dir.string(), c.abi_version, CORDON_ABI_VERSION,
                                 kTeardownFix));
-    if (c.backend != CORDON_BACKEND_LSM && c.backend != CORDON_BACKEND_COMPAT)
+    if (c.backend != CORDON_BACKEND_LSM && c.backend != CORDON_BACKEND_FMOD_RET &&
+        c.backend != CORDON_BACKEND_COMPAT)
         throw Error(fmt::format("the program set pinned in {} names no backend ({}); {}",
                                 pin_dir.string(), c.backend, kTeardownFix));
     d.backend = static_cast<cordon_backend>(c.backend);
@@ -923,6 +986,31 @@ std::vector<std::uint32_t> Guard::program_ids() const
         ::close(fd);
     std::sort(ids.begin(), ids.end());
     return ids;
+}
+
+std::vector<std::string> missing_fmod_ret_targets()
+{
+    // Hooks of the lsm set that kernels before 6.2 lack, and that the backend does without.
+    constexpr std::string_view kOptional[] = {"inode_set_acl", "inode_remove_acl",
+                                              "file_truncate"};
+    std::vector<std::string> missing;
+    const auto check = [&missing, &kOptional](struct bpf_object* obj) {
+        struct bpf_program* p = nullptr;
+        bpf_object__for_each_program(p, obj)
+        {
+            if (!is_lsm(p) || std::ranges::find(kOptional, lsm_hook_of(p)) != std::end(kOptional))
+                continue;
+            const std::string target = fmod_ret_target(lsm_hook_of(p));
+            if (btf_func_args(target, 0) == 0 && std::ranges::find(missing, target) == missing.end())
+                missing.push_back(target);
+        }
+    };
+    // Opening reads the objects' ELF only; nothing is loaded.
+    check(Skeleton<exec_guard_bpf>::open().object());
+    check(Skeleton<file_guard_bpf>::open().object());
+    check(Skeleton<net_guard_bpf>::open().object());
+    check(Skeleton<tamper_guard_bpf>::open().object());
+    return missing;
 }
 
 } // namespace cordon::bpf

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,9 +32,19 @@ struct GuardOptions {
     std::uint32_t ringbuf_bytes = 0;
 };
 
+/// The number of arguments of kernel function `func` on the running kernel, read from its BTF,
+/// or `missing` when the kernel has no such function.
+unsigned btf_func_args(const std::string& func, unsigned missing);
 /// The number of arguments of LSM hook `hook` ("inode_setattr") on the running kernel, read from
 /// bpf_lsm_<hook> in its BTF, or `missing` when the kernel has no such hook.
 unsigned lsm_hook_args(const char* hook, unsigned missing);
+/// The kernel function through which the fmod_ret backend reaches LSM hook `hook`
+/// ("security_file_open" for "file_open").
+std::string fmod_ret_target(std::string_view hook);
+/// The security_* functions the fmod_ret backend needs that the running kernel's BTF lacks
+/// (empty: all present). Hooks that only newer kernels have, and that the backend does without
+/// on older ones, are not counted.
+std::vector<std::string> missing_fmod_ret_targets();
 
 /// One agent as the kernel has it: the controller's half and the kernel's (abi.h).
 struct AgentEntry {

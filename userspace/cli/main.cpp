@@ -39,7 +39,7 @@ int main(int argc, char** argv)
     app.add_flag("-v,--verbose", verbosity, "More logging (-vv includes libbpf's debug output)");
 
     auto* doctor = app.add_subcommand(
-        "doctor", "Probe this kernel, choose the backend (lsm or compat) and say what it "
+        "doctor", "Probe this kernel, choose the backend (lsm, fmod_ret or compat) and say what it "
                   "guarantees. Exit 0 when a backend is usable, 1 otherwise. Run as root.");
     bool json = false;
     doctor->add_flag("--json", json, "Print the report as JSON, one entry per probe");
@@ -89,8 +89,8 @@ int main(int argc, char** argv)
                     "Directory for ${WORKSPACE}; CMD starts there (default: current directory)");
     run->add_option("--mode", run_mode, "enforce or audit (overrides the policy's spec.mode)")
         ->check(CLI::IsMember({"enforce", "audit"}));
-    run->add_option("--backend", run_opts.backend, "auto, lsm or compat (default: auto)")
-        ->check(CLI::IsMember({"auto", "lsm", "compat"}));
+    run->add_option("--backend", run_opts.backend, "auto, lsm, fmod_ret or compat (default: auto)")
+        ->check(CLI::IsMember({"auto", "lsm", "fmod_ret", "compat"}));
     run->add_option("--events", run_opts.events_file, "Append every event as a JSON line");
     run->add_flag("--detach", run_opts.detach,
                   "With cordond: leave the agent running under the daemon, print its name and "

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bpf/features.h"
+#include "common/backend.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "policy/parser.h"
@@ -83,23 +84,19 @@ cordon_backend pick_backend(const std::string& wanted)
             throw Error("no backend can run on this kernel; run `cordon doctor` for the reason");
         return best;
     }
-    if (wanted == "lsm") {
-        if (best != CORDON_BACKEND_LSM)
-            throw Error("the lsm backend is not usable here (" +
-                        f.get(bpf::Probe::LsmAttach).detail +
-                        "); use --backend compat or auto, and see `cordon doctor`");
-        return CORDON_BACKEND_LSM;
+    const auto b = backend_from_name(wanted);
+    if (!b)
+        throw Error("unknown backend '" + wanted + "'; expected auto, lsm, fmod_ret or compat");
+    if (const auto blockers = bpf::backend_blockers(f, *b); !blockers.empty()) {
+        std::string why;
+        for (auto p : blockers)
+            why += (why.empty() ? "" : "; ") + std::string(bpf::probe_name(p)) + ": " +
+                   f.get(p).detail;
+        throw Error(fmt::format("the {} backend is not usable here ({}); use --backend auto "
+                                "(here: {}), and see `cordon doctor`",
+                                wanted, why, bpf::backend_name(best)));
     }
-    if (wanted == "compat") {
-        for (size_t i = 0; i < bpf::kProbeCount; ++i) {
-            const auto p = static_cast<bpf::Probe>(i);
-            if (bpf::probe_required_by(p, CORDON_BACKEND_COMPAT) && !f.has(p))
-                throw Error("the compat backend is not usable here: " +
-                            std::string(bpf::probe_name(p)) + " " + f.get(p).detail);
-        }
-        return CORDON_BACKEND_COMPAT;
-    }
-    throw Error("unknown backend '" + wanted + "'; expected auto, lsm or compat");
+    return *b;
 }
 
 std::string random_suffix()

@@ -2,6 +2,7 @@
 #include "control/doctor.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 namespace cordon::control {
@@ -11,6 +12,23 @@ using bpf::Probe;
 BackendPromise backend_promise(cordon_backend b)
 {
     switch (b) {
+    case CORDON_BACKEND_FMOD_RET: {
+        // The lsm program set, attached another way: the same guarantees, and a few limits of
+        // attaching to the security_* functions rather than to the LSM hooks.
+        auto p = backend_promise(CORDON_BACKEND_LSM);
+        p.guarantees.insert(
+            p.guarantees.begin(),
+            "the lsm backend's programs, attached as fmod_ret to the kernel's security_* "
+            "functions (the BPF LSM is not active here): every guarantee below is the lsm one");
+        p.limits.insert(
+            p.limits.end(),
+            {"a denial skips the whole security_* function, so other LSMs (AppArmor, SELinux) "
+             "neither see nor audit an access cordon refused",
+             "a kernel built with link-time optimisation can inline a security_* function into "
+             "a caller, where no fmod_ret program runs; Debian, Ubuntu, RHEL and their cloud "
+             "kernels are not built that way, but check yours (docs/enforcement.md)"});
+        return p;
+    }
     case CORDON_BACKEND_LSM:
         return {
             .guarantees =
@@ -121,10 +139,25 @@ namespace {
 std::vector<std::string> required_by(Probe p)
 {
     std::vector<std::string> out;
-    for (auto b : {CORDON_BACKEND_LSM, CORDON_BACKEND_COMPAT})
+    for (auto b : bpf::kBackendPreference)
         if (bpf::probe_required_by(p, b))
             out.emplace_back(bpf::backend_name(b));
     return out;
+}
+
+// Why backend b was or was not chosen, given that `chosen` was.
+std::string backend_reason(bpf::Features& f, cordon_backend b, cordon_backend chosen)
+{
+    const auto blockers = bpf::backend_blockers(f, b);
+    if (!blockers.empty()) {
+        std::vector<std::string> names;
+        for (auto p : blockers)
+            names.emplace_back(bpf::probe_name(p));
+        return fmt::format("not usable: {} missing", fmt::join(names, ", "));
+    }
+    if (b == chosen)
+        return "chosen";
+    return fmt::format("usable, not chosen: {} comes first", bpf::backend_name(chosen));
 }
 
 } // namespace
@@ -144,6 +177,9 @@ std::string doctor_text(bpf::Features& f, const std::string& kernel_release)
                                need.empty() ? "" : fmt::format(" (needed by: {})",
                                                                fmt::join(need, ", ")));
     }
+    out += "\nbackends, in order of preference:\n";
+    for (auto b : bpf::kBackendPreference)
+        out += fmt::format("  {:<9} {}\n", bpf::backend_name(b), backend_reason(f, b, backend));
     const auto promise = backend_promise(backend);
     out += fmt::format("\nbackend: {}\n", bpf::backend_name(backend));
     for (const auto& g : promise.guarantees)
@@ -166,9 +202,16 @@ std::string doctor_json(bpf::Features& f, const std::string& kernel_release)
                           {"impact", r.ok ? "" : std::string(bpf::probe_impact(p))},
                           {"required_by", required_by(p)}});
     }
+    nlohmann::json backends = nlohmann::json::array();
+    for (auto b : bpf::kBackendPreference)
+        backends.push_back({{"name", bpf::backend_name(b)},
+                            {"usable", bpf::backend_usable(f, b)},
+                            {"chosen", b == backend},
+                            {"why", backend_reason(f, b, backend)}});
     const auto promise = backend_promise(backend);
     const nlohmann::json doc = {{"kernel", kernel_release},
                                 {"probes", probes},
+                                {"backends", backends},
                                 {"backend", bpf::backend_name(backend)},
                                 {"guarantees", promise.guarantees},
                                 {"limits", promise.limits}};

@@ -30,6 +30,7 @@
 #include "agents/seccomp.h"
 #include "bpf/features.h"
 #include "bpf/guard.h"
+#include "common/backend.h"
 #include "common/error.h"
 #include "control/policy_cmd.h"
 #include "events/format.h"
@@ -225,10 +226,10 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
     const auto reply = client.call(req);
     const std::string name = reply.at("agent").at("name").get<std::string>();
     const std::filesystem::path cgroup = reply.at("agent").at("cgroup").get<std::string>();
-    const std::string backend_name = reply.at("backend").get<std::string>();
+    const std::string backend_text = reply.at("backend").get<std::string>();
     const std::uint64_t cgroup_id = reply.at("agent").at("cgroup_id").get<std::uint64_t>();
     const std::filesystem::path pin_dir = reply.at("pin_dir").get<std::string>();
-    const auto backend = backend_name == "lsm" ? CORDON_BACKEND_LSM : CORDON_BACKEND_COMPAT;
+    const auto backend = backend_from_name(backend_text).value_or(CORDON_BACKEND_COMPAT);
     for (const auto& w : reply.at("warnings"))
         std::fprintf(stderr, "cordon: warning: %s\n", w.get<std::string>().c_str());
 
@@ -245,7 +246,7 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
                   "--user so it cannot unload its guard");
     term.line(fmt::format("guarding agent {} on the {} backend through cordond; cordon's lines "
                           "carry this tag [{}]",
-                          name, backend_name, term.tag()));
+                          name, backend_text, term.tag()));
     (void)ftrace_switched_off(); // opens the knob while no agent runs yet
     const int sfd = signal_fd();
     bool exec_failed = false;
@@ -267,7 +268,7 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
             return;
         const auto a = pinned->agent(cgroup_id);
         const auto l = pinned->live(cgroup_id);
-        const bool off = backend == CORDON_BACKEND_LSM && ftrace_switched_off();
+        const bool off = uses_trampolines(backend) && ftrace_switched_off();
         if (!a || !l || cordon_agent_killed(&*a, &*l) || off) {
             term.line(fmt::format("{}; stopping agent {}",
                                   off ? "kernel.ftrace_enabled is 0" : "the agent hit a kill rule",
@@ -428,7 +429,7 @@ int run_guarded(const RunOptions& o)
     term.line(fmt::format("guarding agent {} on the {} backend (embedded: no cordond); cordon's "
                           "lines carry this tag "
                           "[{}]",
-                          name, backend == CORDON_BACKEND_LSM ? "lsm" : "compat", term.tag()));
+                          name, backend_name(backend), term.tag()));
 
     // 3. CMD, in the cgroup. Signals arrive through a signalfd so the loop sees them in order.
     (void)ftrace_switched_off(); // opens the knob while no agent runs yet
@@ -448,7 +449,7 @@ int run_guarded(const RunOptions& o)
     std::uint32_t frozen_epoch = ~0u; // thaw epoch whose freeze verdict was carried out
     std::optional<PreparedPolicy> applied; // the policy file as applied again (SIGUSR1)
     const auto guard_switched_off = [&] {
-        return backend == CORDON_BACKEND_LSM && ftrace_switched_off();
+        return uses_trampolines(backend) && ftrace_switched_off();
     };
     const auto kill_if_flagged = [&] {
         if (killed)

@@ -30,8 +30,8 @@ int main(int argc, char** argv)
     app.add_option("--actions-log", actions, "Operator actions, one JSON line each")
         ->capture_default_str();
     app.add_option("--backend", o.backend,
-                   "auto, lsm or compat, for a fresh start (an adopted set keeps its backend)")
-        ->check(CLI::IsMember({"auto", "lsm", "compat"}))
+                   "auto, lsm, fmod_ret or compat, for a fresh start (an adopted set keeps its backend)")
+        ->check(CLI::IsMember({"auto", "lsm", "fmod_ret", "compat"}))
         ->capture_default_str();
     std::string store, max_age = "30d", max_size = "1G", jsonl, jsonl_size = "64M";
     bool no_store = false;

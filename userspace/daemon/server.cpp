@@ -28,6 +28,7 @@
 
 #include "api/protocol.h"
 #include "common/clock.h"
+#include "common/backend.h"
 #include "common/error.h"
 #include "control/controller.h"
 #include "events/format.h"
@@ -884,7 +885,7 @@ json Server::dispatch(Peer& p, const api::Request& r)
         return {{"daemon", {{"pid", ::getpid()}, {"version", CORDON_VERSION},
                             {"uptime_s", (now_ms() - started_ms_) / 1000},
                             {"adopted_pinned_state", ctl_->adopted()}}},
-                {"backend", g.backend() == CORDON_BACKEND_LSM ? "lsm" : "compat"},
+                {"backend", backend_name(g.backend())},
                 {"pin_dir", opts_.pin_dir.string()},
                 {"programs", g.program_ids()},
                 {"agents", ctl_->agents().size()},
@@ -936,7 +937,7 @@ json Server::dispatch(Peer& p, const api::Request& r)
         }
         json out = {{"agent", agent_json(rec)},
                     {"pin_dir", opts_.pin_dir.string()},
-                    {"backend", g.backend() == CORDON_BACKEND_LSM ? "lsm" : "compat"},
+                    {"backend", backend_name(g.backend())},
                     {"warnings", prepared.warnings}};
         if (r.op == api::Op::Attach && g.backend() == CORDON_BACKEND_COMPAT)
             out["warnings"].push_back(
@@ -1416,7 +1417,7 @@ int Server::run()
     auto& g = ctl_->guard();
     spdlog::info("{} the {} program set in {} ({} programs), {} agents",
                  ctl_->adopted() ? "adopted" : "loaded and pinned",
-                 g.backend() == CORDON_BACKEND_LSM ? "lsm" : "compat", opts_.pin_dir.string(),
+                 backend_name(g.backend()), opts_.pin_dir.string(),
                  g.program_ids().size(), ctl_->agents().size());
     reconcile();
     // Earlier daemons' pids are no longer cordon's; this one is.
@@ -1457,7 +1458,7 @@ int Server::run()
     kernel_drops_seen_ = g.counters()[CORDON_CNT_RINGBUF_DROPS];
     reader_ = std::make_unique<events::Reader>(g.events_fd(),
                                                [this](const events::Event& e) { on_event(e); });
-    if (g.backend() == CORDON_BACKEND_LSM)
+    if (uses_trampolines(g.backend()))
         ftrace_fd_ = ::open("/proc/sys/kernel/ftrace_enabled", O_RDONLY | O_CLOEXEC);
     listen_socket();
     // Its socket, registry and actions log are tamper-protected (lsm): an agent that replaced

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/backend.h"
 #include "policy/model.h"
 
 namespace cordon::events {
@@ -255,7 +256,7 @@ std::string event_json(const Event& e, const RuleNamer& rule, std::string_view a
                         {"verdict", verdict_name(h.verdict)},
                         {"rule_id", h.rule_id},
                         {"rule", source_text(e, rule)},
-                        {"backend", h.backend == CORDON_BACKEND_LSM ? "lsm" : "compat"}};
+                        {"backend", backend_name(h.backend)}};
     if (!cx.task.empty())
         j["task"] = cx.task;
     if (h.hook == CORDON_HOOK_PROCESS) {

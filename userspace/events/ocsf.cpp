@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/backend.h"
 #include "events/format.h"
 
 namespace cordon::events {
@@ -314,7 +315,7 @@ store::Record stored_record(const Event& e, const Context& cx, std::int64_t time
             u.str("rule", cx.rule);
             u.num("rule_id", h.rule_id);
         }
-        u.str("backend", h.backend == CORDON_BACKEND_LSM ? "lsm" : "compat");
+        u.str("backend", backend_name(h.backend));
         if (b.access && h.hook != CORDON_HOOK_TRUST && !net)
             u.str("access", b.access == 3 ? "read,write" : b.access & CORDON_ACCESS_WRITE ? "write" : "read");
         if (h.hook == CORDON_HOOK_PROCESS) {
