@@ -14,6 +14,8 @@
 #include <sched.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,22 +41,38 @@
 #include "bpf/features.h"
 #include "bpf/guard.h"
 #include "bpf/introspect.h"
+#include "common/backend.h"
 #include "common/error.h"
 #include "daemon_util.h"
 #include "kernel_test_util.h"
 #include "live_control.h"
 #include "policy/compiler.h"
 #include "policy/parser.h"
+#include "bpf/skeleton.h"
+#include "tp_compare.skel.h"
 
 namespace fs = std::filesystem;
 using namespace cordon;
 
+namespace cordon::bpf {
+CORDON_SKELETON_OPS(tp_compare_bpf);
+}
+
 namespace {
 
 constexpr int kReps = 11;
-constexpr int kOpens = 20000;
-constexpr int kConnects = 2000;
-constexpr int kExecs = 300;
+// Operations per sample, scaled by CORDON_BENCH_OPS_SCALE (percent).
+int ops_scaled(int n)
+{
+    static const int pct = [] {
+        const char* v = std::getenv("CORDON_BENCH_OPS_SCALE");
+        return v && *v ? std::max(1, std::atoi(v)) : 100;
+    }();
+    return std::max(1, n * pct / 100);
+}
+const int kOpens = ops_scaled(20000);
+const int kConnects = ops_scaled(2000);
+const int kExecs = ops_scaled(300);
 
 double now_ns()
 {
@@ -174,6 +192,235 @@ std::map<std::string, ProgStat> prog_stats()
     return out;
 }
 
+// The backends to measure: CORDON_BENCH_BACKENDS ("lsm,fmod_ret"), else the one this kernel
+// runs. Each must be usable here.
+std::vector<cordon_backend> bench_backends(bpf::Features& f, cordon_backend chosen)
+{
+    std::vector<cordon_backend> out;
+    const char* env = std::getenv("CORDON_BENCH_BACKENDS");
+    if (!env || !*env)
+        return {chosen};
+    std::string list = env;
+    for (size_t pos = 0; pos <= list.size();) {
+        const size_t comma = std::min(list.find(',', pos), list.size());
+        const std::string name = list.substr(pos, comma - pos);
+        pos = comma + 1;
+        const auto b = backend_from_name(name);
+        if (!b || !bpf::backend_usable(f, *b))
+            throw Error("CORDON_BENCH_BACKENDS: backend '" + name + "' cannot run here");
+        out.push_back(*b);
+    }
+    return out;
+}
+
+int env_int(const char* name, int fallback)
+{
+    const char* v = std::getenv(name);
+    return v && *v ? std::atoi(v) : fallback;
+}
+
+// Where the decision for each measured operation is made, per backend: the program whose
+// average run time is the per-decision cost.
+const char* const kHookProgs[][3] = {
+    /* lsm, fmod_ret */ {"file_guard_file", "exec_guard_bprm", "net_guard_conne"},
+    /* compat */ {"file_guard_sys_", "exec_guard_sche", "net_guard_conne"},
+};
+
+// Every backend of `backends` side by side in one run: per repetition, the operations without
+// cordon, then for each backend loaded (the process in no agent) and as an agent with 1,000 path
+// and 1,000 network rules. Ratios are of medians to "absent" in the same run.
+void backends_section(const std::vector<cordon_backend>& backends, const fs::path& ws,
+                      const fs::path& file, std::uint16_t port, const agents::Cgroup2Mount& mount,
+                      const agents::Cgroup& cg, int reps)
+{
+    const policy::Context ctx{.home = "/root", .workspace = ws.string(), .user = "root"};
+    auto parsed = policy::parse_policy(bench_policy(ws), "bench.yaml", ctx);
+    const char* ops[] = {"open+close", "connect (loopback)", "fork+exec /bin/true"};
+    std::vector<double> absent[3];
+    std::map<cordon_backend, std::array<std::vector<double>, 6>> got; // [op*2 + agent]
+    std::map<cordon_backend, std::map<std::string, ProgStat>> stats;
+    std::string old_stats;
+    std::ifstream("/proc/sys/kernel/bpf_stats_enabled") >> old_stats;
+    for (int rep = 0; rep < reps; ++rep) {
+        for (int op = 0; op < 3; ++op)
+            absent[op].push_back(measure(std::nullopt, op, file, port));
+        for (auto b : backends) {
+            bpf::Guard guard({.backend = b, .net_attach_cgroup = mount.mount_point,
+                              .pin_dir = std::nullopt});
+            auto compiled = policy::compile(*parsed.policy, guard.allocate_policy_id());
+            guard.load_policy(*compiled.compiled);
+            testing::add_agent(guard, cg, *parsed.policy, *compiled.compiled);
+            for (int op = 0; op < 3; ++op)
+                got[b][op * 2].push_back(measure(std::nullopt, op, file, port));
+            std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << "1";
+            for (int op = 0; op < 3; ++op)
+                got[b][op * 2 + 1].push_back(measure(cg.path(), op, file, port));
+            std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << old_stats;
+            for (const auto& [n, st] : prog_stats()) {
+                stats[b][n].run_ns += st.run_ns;
+                stats[b][n].runs += st.runs;
+            }
+            guard.remove_agent(cg.id());
+        }
+    }
+    const double agent_target[] = {1.10, 1.10, 1.05};
+    for (auto b : backends) {
+        std::printf("\n### %s backend\n\n", std::string(bpf::backend_name(b)).c_str());
+        std::printf("| operation | absent | loaded, not an agent | agent, 1,000+1,000 rules | "
+                    "ratio loaded (target) | ratio agent (target) |\n|---|---|---|---|---|---|\n");
+        for (int op = 0; op < 3; ++op) {
+            const double m0 = median(absent[op]), m1 = median(got[b][op * 2]),
+                         m2 = median(got[b][op * 2 + 1]);
+            std::printf("| %s | %.0f ns | %.0f ns | %.0f ns | %.3f (<= 1.03: %s) | %.3f (<= "
+                        "%.2f: %s) |\n",
+                        ops[op], m0, m1, m2, m1 / m0, m1 / m0 <= 1.03 ? "met" : "missed",
+                        m2 / m0, agent_target[op], m2 / m0 <= agent_target[op] ? "met" : "missed");
+        }
+        std::printf("\nBPF program run time while the agent ran (kernel.bpf_stats_enabled):\n\n");
+        std::printf("| program | runs | average ns |\n|---|---|---|\n");
+        for (const auto& [n, st] : stats[b])
+            if (st.runs)
+                std::printf("| %s | %llu | %.0f |\n", n.c_str(),
+                            static_cast<unsigned long long>(st.runs),
+                            static_cast<double>(st.run_ns) / static_cast<double>(st.runs));
+    }
+}
+
+// Decision cost as rules grow: the average run time of the program that decides each operation,
+// for an agent whose policy has 10, 1,000 and 10,000 path rules (half exec, half files) and as
+// many network rules.
+void rules_section(const std::vector<cordon_backend>& backends, const fs::path& ws,
+                   const fs::path& file, std::uint16_t port, const agents::Cgroup2Mount& mount,
+                   const agents::Cgroup& cg)
+{
+    const policy::Context ctx{.home = "/root", .workspace = ws.string(), .user = "root"};
+    const int sizes[] = {10, 1000, 10000};
+    std::string old_stats;
+    std::ifstream("/proc/sys/kernel/bpf_stats_enabled") >> old_stats;
+    std::printf("\nAverage BPF run time per decision (ns), by rules in the agent's policy (path "
+                "rules + as many network rules):\n\n");
+    std::printf("| backend | decision (program) | 10 + 10 | 1,000 + 1,000 | 10,000 + 10,000 "
+                "|\n|---|---|---|---|---|\n");
+    for (auto b : backends) {
+        const auto& progs = kHookProgs[b == CORDON_BACKEND_COMPAT ? 1 : 0];
+        double avg[3][3] = {};
+        for (int k = 0; k < 3; ++k) {
+            auto parsed =
+                policy::parse_policy(bench_policy(ws, std::max(1, sizes[k] / 2)), "bench.yaml", ctx);
+            bpf::Guard guard({.backend = b, .net_attach_cgroup = mount.mount_point,
+                              .pin_dir = std::nullopt});
+            auto compiled = policy::compile(*parsed.policy, guard.allocate_policy_id());
+            if (!compiled.compiled)
+                throw Error("the benchmark policy of " + std::to_string(sizes[k]) +
+                            " rules does not compile");
+            guard.load_policy(*compiled.compiled);
+            testing::add_agent(guard, cg, *parsed.policy, *compiled.compiled);
+            std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << "1";
+            for (int op = 0; op < 3; ++op)
+                measure(cg.path(), op, file, port);
+            std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << old_stats;
+            const auto st = prog_stats();
+            for (int op = 0; op < 3; ++op)
+                for (const auto& [n, v] : st)
+                    if (n.starts_with(progs[op]) && v.runs)
+                        avg[op][k] = static_cast<double>(v.run_ns) / static_cast<double>(v.runs);
+            guard.remove_agent(cg.id());
+        }
+        const char* what[] = {"open", "exec", "connect"};
+        for (int op = 0; op < 3; ++op)
+            std::printf("| %s | %s (%s) | %.0f | %.0f | %.0f |\n",
+                        std::string(bpf::backend_name(b)).c_str(), what[op], progs[op],
+                        avg[op][0], avg[op][1], avg[op][2]);
+    }
+}
+
+// getppid(): a syscall no cordon hook decides, to show what a syscall-exit hook costs the host.
+double bench_plain_syscall()
+{
+    const int n = ops_scaled(200000);
+    const double t0 = now_ns();
+    for (int i = 0; i < n; ++i)
+        (void)::syscall(SYS_getppid);
+    return (now_ns() - t0) / n;
+}
+
+// compat on a kernel without trampolines: the raw sys_exit tracepoint (one program on every
+// syscall exit, filtering on the number) against the per-syscall tracepoints
+// (syscalls/sys_exit_open* and co. through tracefs), each doing compat's first stage for a
+// process in no agent. Interleaved per repetition; ratios of medians to "absent".
+void tracepoints_section(const fs::path& file, int reps)
+{
+    // libbpf finds the per-syscall tracepoints' ids in tracefs; mounting it changes nothing else.
+    if (!fs::exists("/sys/kernel/tracing/events") && !fs::exists("/sys/kernel/debug/tracing/events"))
+        if (::mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nullptr) != 0)
+            throw Error("cannot mount tracefs on /sys/kernel/tracing: " + errno_text(errno));
+    const char* configs[] = {"absent", "raw tp_btf/sys_exit", "syscalls/sys_exit_* (7 calls)"};
+    std::vector<double> open_ns[3], plain_ns[3];
+    const auto sample = [&](int k) {
+        open_ns[k].push_back(measure(std::nullopt, 0, file, 0));
+        // measure() runs one of its three operations; the plain syscall runs here, on CPU 1 too.
+        int p[2];
+        if (::pipe(p) != 0)
+            return;
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(1, &one);
+            ::sched_setaffinity(0, sizeof(one), &one);
+            const double r = bench_plain_syscall();
+            (void)!::write(p[1], &r, sizeof(r));
+            ::_exit(0);
+        }
+        double r = -1;
+        (void)!::read(p[0], &r, sizeof(r));
+        ::waitpid(pid, nullptr, 0);
+        ::close(p[0]);
+        ::close(p[1]);
+        plain_ns[k].push_back(r);
+    };
+    for (int rep = 0; rep < reps; ++rep) {
+        sample(0);
+        for (int k = 1; k <= 2; ++k) {
+            auto skel = bpf::Skeleton<tp_compare_bpf>::open();
+            struct bpf_program* p = nullptr;
+            bpf_object__for_each_program(p, skel.object())
+            {
+                const bool raw = std::string_view(bpf_program__name(p)) == "cmp_raw_sys_exit";
+                bpf_program__set_autoload(p, raw == (k == 1));
+            }
+            if (int err = skel.load(); err != 0)
+                throw Error("cannot load tp_compare: " + errno_text(-err));
+            std::vector<struct bpf_link*> links;
+            bpf_object__for_each_program(p, skel.object())
+            {
+                if (!bpf_program__autoload(p))
+                    continue;
+                struct bpf_link* l = bpf_program__attach(p);
+                if (!l)
+                    throw Error(std::string("cannot attach ") + bpf_program__name(p) + ": " +
+                                errno_text(errno));
+                links.push_back(l);
+            }
+            sample(k);
+            for (auto* l : links)
+                bpf_link__destroy(l);
+        }
+    }
+    std::printf("\n## compat: raw sys_exit against the per-syscall tracepoints (%d repetitions, "
+                "medians)\n\n",
+                reps);
+    std::printf("| operation | %s | %s | %s | ratio raw | ratio per-syscall |\n|---|---|---|---|---|---|\n",
+                configs[0], configs[1], configs[2]);
+    const auto row = [](const char* what, std::vector<double>* v) {
+        const double m0 = median(v[0]), m1 = median(v[1]), m2 = median(v[2]);
+        std::printf("| %s | %.0f ns | %.0f ns | %.0f ns | %.3f | %.3f |\n", what, m0, m1, m2,
+                    m1 / m0, m2 / m0);
+    };
+    row("open+close (decided)", open_ns);
+    row("getppid (not decided)", plain_ns);
+}
+
 } // namespace
 
 // cordond: what a process in no agent pays with 1 and with 100 agents guarded by one daemon
@@ -233,8 +480,12 @@ void daemon_scale(cordon_backend backend, const fs::path& ws, const fs::path& fi
 
 int main(int argc, char** argv)
 {
-    // Sections: enforcement, daemon, live, grants, forensics (default: all of them, in that
-    // order). CORDON_BENCH_SECONDS: how long forensics holds each fixed rate (default 60).
+    // Sections: enforcement, backends, rules, daemon, live, grants, forensics (default: all of
+    // them, in that order). CORDON_BENCH_SECONDS: how long forensics holds each fixed rate
+    // (default 60). CORDON_BENCH_BACKENDS (backends, rules): the backends to measure side by side
+    // ("lsm,fmod_ret"; default: the one this kernel runs). CORDON_BENCH_REPS (backends):
+    // repetitions (default 11). CORDON_BENCH_OPS_SCALE: operations per sample in percent
+    // (default 100; the VM uses less under TCG).
     std::set<std::string> sections(argv + 1, argv + argc);
     const auto wanted = [&](const char* s) { return sections.empty() || sections.contains(s); };
     // The probes' expected refusals (an LSM program on a kernel without the BPF LSM) are noise here.
@@ -337,6 +588,18 @@ int main(int argc, char** argv)
                         static_cast<unsigned long long>(s.runs),
                         static_cast<double>(s.run_ns) / static_cast<double>(s.runs));
     }
+    if (wanted("backends") || wanted("rules")) {
+        const auto list = bench_backends(features, backend);
+        if (wanted("backends")) {
+            const int reps = env_int("CORDON_BENCH_REPS", kReps);
+            std::printf("\n## Every backend side by side (%d repetitions, medians)\n", reps);
+            backends_section(list, ws, file, port, mount, cg, reps);
+        }
+        if (wanted("rules"))
+            rules_section(list, ws, file, port, mount, cg);
+    }
+    if (sections.contains("tracepoints")) // not by default: it mounts tracefs
+        tracepoints_section(file, env_int("CORDON_BENCH_REPS", kReps));
     if (wanted("daemon"))
         daemon_scale(backend, ws, file, port);
     if (wanted("live"))

@@ -500,29 +500,26 @@ static __always_inline void compat_listen(struct cordon_ctx *c, long fd)
 	cordon_kill_agent(c);
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
+/*
+ * compat: the end of a syscall that may have opened a file, connected or listened (nr), with its
+ * return value and, for connect and listen, its first argument (the socket's descriptor).
+ */
+static __always_inline int compat_sys_exit(long nr, long ret, long fd_arg)
 {
 	struct cordon_ctx c;
 	struct file *file;
 	__u8 v, access;
-	long nr;
 
-	/* Cheap filter first: this runs on every syscall of every process on the host. */
 	if (ret < 0)
-		return 0;
-	nr = BPF_CORE_READ(regs, orig_ax);
-	if (nr != NR_openat && nr != NR_open && nr != NR_creat && nr != NR_openat2 &&
-	    nr != NR_open_by_handle_at && nr != NR_connect && nr != NR_listen)
 		return 0;
 	if (!cordon_enter(&c))
 		return 0;
 	if (nr == NR_connect) {
-		compat_unix_connect(&c, BPF_CORE_READ(regs, di));
+		compat_unix_connect(&c, fd_arg);
 		return 0;
 	}
 	if (nr == NR_listen) {
-		compat_listen(&c, BPF_CORE_READ(regs, di));
+		compat_listen(&c, fd_arg);
 		return 0;
 	}
 	file = current_fd_file(ret);
@@ -540,4 +537,54 @@ int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
 	if (v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_FREEZE)
 		bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
 	return 0;
+}
+
+/*
+ * compat, where the kernel has the per-syscall tracepoints (CONFIG_FTRACE_SYSCALLS, reached
+ * through tracefs): one program per call. The kernel filters on the syscall number before any
+ * program runs, so the rest of the host's syscalls pay less than with sys_exit below
+ * (docs/benchmarks.md). The exit record has no arguments: connect and listen read the socket's
+ * descriptor from the task's saved registers.
+ */
+#define COMPAT_EXIT(call, nr)                                                                      \
+	SEC("tracepoint/syscalls/sys_exit_" #call)                                                 \
+	int file_guard_exit_##call(struct trace_event_raw_sys_exit *ctx)                           \
+	{                                                                                          \
+		return compat_sys_exit(nr, ctx->ret, 0);                                           \
+	}
+COMPAT_EXIT(open, NR_open)
+COMPAT_EXIT(openat, NR_openat)
+COMPAT_EXIT(openat2, NR_openat2)
+COMPAT_EXIT(creat, NR_creat)
+COMPAT_EXIT(open_by_handle_at, NR_open_by_handle_at)
+
+#define COMPAT_EXIT_FD(call, nr)                                                                   \
+	SEC("tracepoint/syscalls/sys_exit_" #call)                                                 \
+	int file_guard_exit_##call(struct trace_event_raw_sys_exit *ctx)                           \
+	{                                                                                          \
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(                        \
+			(struct task_struct *)bpf_get_current_task_btf());                         \
+                                                                                                   \
+		return compat_sys_exit(nr, ctx->ret, BPF_CORE_READ(regs, di));                     \
+	}
+COMPAT_EXIT_FD(connect, NR_connect)
+COMPAT_EXIT_FD(listen, NR_listen)
+
+/*
+ * compat, where the per-syscall tracepoints are missing: one program on every syscall exit of
+ * every process on the host, which filters on the number itself.
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
+{
+	long nr;
+
+	/* Cheap filter first: this runs on every syscall of every process on the host. */
+	if (ret < 0)
+		return 0;
+	nr = BPF_CORE_READ(regs, orig_ax);
+	if (nr != NR_openat && nr != NR_open && nr != NR_creat && nr != NR_openat2 &&
+	    nr != NR_open_by_handle_at && nr != NR_connect && nr != NR_listen)
+		return 0;
+	return compat_sys_exit(nr, ret, BPF_CORE_READ(regs, di));
 }

@@ -5,15 +5,23 @@
 #   lsm    its default LSM list, where the BPF LSM is active: doctor must choose lsm
 #   nobpf  an lsm= list without bpf (as Ubuntu's kernels ship): doctor must choose fmod_ret
 #
-# Usage: scripts/vm-test.sh --build-dir DIR [--shell [BOOT]]
+# Usage: scripts/vm-test.sh --build-dir DIR [--shell [BOOT]] [--bench SECTIONS]
 #   --build-dir DIR  cordon build tree (holds cordon and tests/cordon_kernel_tests)
 #   --shell [BOOT]   boot BOOT (default lsm) to a busybox shell instead of running the tests
+#   --bench SECTIONS boot lsm and run DIR/bench/cordon_bench SECTIONS ("backends rules") there
+#                    instead of the tests, with CORDON_BENCH_BACKENDS=lsm,fmod_ret (one run,
+#                    both backends side by side); its output is printed between
+#                    CORDON-VM-BENCH-BEGIN and CORDON-VM-BENCH-END
 # Environment:
 #   CORDON_VM_KERNEL_PKG  Debian package to boot (default: newest linux-image-6.1.0-*-cloud-amd64)
 #   CORDON_VM_TIMEOUT     seconds before a guest is stopped (default 1500)
-#   CORDON_VM_BOOTS       the boots to run and the backends each tests, as BOOT=B,B ... (default
-#                         "lsm=lsm,fmod_ret,compat nobpf=fmod_ret,compat": every backend each
-#                         boot offers)
+#   CORDON_VM_BOOTS       the boots to run and the backends each tests, as BOOT=B,B ...; B/tables
+#                         runs only the decision tables (every hook and escape trick, one shared
+#                         program set) of backend B, not the suites that start a cordond per test.
+#                         Default: "lsm=lsm,compat,fmod_ret/tables nobpf=fmod_ret,compat/tables":
+#                         every backend each boot offers, and the whole table of each backend on
+#                         one boot. "lsm=lsm,fmod_ret,compat nobpf=fmod_ret,compat" runs all of it
+#                         on both (twice as long).
 #   CORDON_VM_FILTER      a --gtest_filter for a quick partial run while developing (default:
 #                         every test of the boot's backends)
 #   CORDON_VM_PARALLEL    1 (default): the boots run at the same time, one QEMU each; 0: in turn
@@ -32,8 +40,9 @@ die() { printf 'vm-test: error: %s\n' "$*" >&2; exit 1; }
 
 build_dir=""
 shell=""
+bench=""
 filter=${CORDON_VM_FILTER:-}
-boots_spec=${CORDON_VM_BOOTS:-"lsm=lsm,fmod_ret,compat nobpf=fmod_ret,compat"}
+boots_spec=${CORDON_VM_BOOTS:-"lsm=lsm,compat,fmod_ret/tables nobpf=fmod_ret,compat/tables"}
 parallel=${CORDON_VM_PARALLEL:-1}
 # The one test that switches kernel.ftrace_enabled off and on again runs last, in a run of its
 # own: after that toggle, Debian's 6.1 kernel refuses every new trampoline attach (EINVAL), so
@@ -43,6 +52,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir=$2; shift 2 ;;
     --shell) shell=lsm; shift; case "${1:-}" in lsm|nobpf) shell=$1; shift ;; esac ;;
+    --bench) bench=$2; shift 2 ;;
     -h|--help) sed -n '3,27p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
@@ -114,6 +124,10 @@ copy_with_libs() { # copies a binary to the same absolute path, with every share
 copy_with_libs "$cordon_bin"      # kept at its build path: the kernel tests run it from there
 copy_with_libs "$cordond_bin"     # likewise: the daemon tests start it
 copy_with_libs "$tests_bin"
+if [ -n "$bench" ]; then
+  [ -x "$build_dir/bench/cordon_bench" ] || die "build the benchmark first: cmake --build $build_dir --target cordon_bench"
+  copy_with_libs "$build_dir/bench/cordon_bench"
+fi
 copy_with_libs /usr/bin/true      # the kernel tests copy it as their exec fixtures
 # Users for `cordon run --user` (glibc reads these files itself).
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' > "$root/etc/passwd"
@@ -131,12 +145,13 @@ for spec in $boots_spec; do
   name=${spec%%=*} list=${spec#*=}
   [ -n "$(boot_expect "$name")" ] || die "CORDON_VM_BOOTS: unknown boot '$name' (lsm or nobpf)"
   for b in ${list//,/ }; do
-    case " $(boot_offers "$name") " in *" $b "*) ;; *) die "CORDON_VM_BOOTS: boot $name cannot run backend '$b'" ;; esac
+    case " $(boot_offers "$name") " in *" ${b%/tables} "*) ;; *) die "CORDON_VM_BOOTS: boot $name cannot run backend '$b'" ;; esac
   done
   boots="$boots $name"
   eval "backends_$name=\"${list//,/ }\""
 done
 [ -n "$shell" ] && boots=$shell
+[ -n "$bench" ] && [ -z "${CORDON_VM_BOOTS:-}" ] && boots=lsm
 
 # The gtest filters of a boot: every test, less the parameters of backends it does not run
 # (non-parameterised tests use the backend doctor chooses). ForensicsHostTest covers the event
@@ -145,7 +160,12 @@ main_filter_of() {
   local name=$1 neg="$last_test:ForensicsHostTest.*" b
   local mine; eval "mine=\$backends_$name"
   for b in $all_backends; do
-    case " $mine " in *" $b "*) ;; *) neg="$neg:*/$b:*/${b}_*" ;; esac
+    case " $mine " in
+      *" $b "*) ;;
+      # Only the tables (Cases/, Tricks/): not the suites that start a cordond per test.
+      *" $b/tables "*) neg="$neg:Backends/*/$b:Lsm/*/$b" ;;
+      *) neg="$neg:*/$b:*/${b}_*" ;;
+    esac
   done
   case "$filter" in
     "") echo "*-$neg" ;;
@@ -185,6 +205,13 @@ cd /vmwork
 export CORDON_VERIFIER_STATS=${CORDON_VERIFIER_STATS:-0}
 $cordon_bin doctor
 backend=\$($cordon_bin doctor --json | sed -n 's/^  "backend": "\(.*\)",\$/\1/p')
+if [ -n "$bench" ]; then
+  echo "CORDON-VM-BENCH-BEGIN (QEMU TCG, no KVM: absolute times are those of an emulated CPU)"
+  CORDON_BENCH_BACKENDS=${CORDON_BENCH_BACKENDS:-lsm,fmod_ret} CORDON_BENCH_REPS=${CORDON_BENCH_REPS:-5} \
+    CORDON_BENCH_OPS_SCALE=${CORDON_BENCH_OPS_SCALE:-10} $build_dir/bench/cordon_bench $bench
+  echo "CORDON-VM-BENCH-END rc=\$?"
+  poweroff -f
+fi
 # Streamed to the console as it runs, so that a hang shows where it is.
 ( CORDON_EXPECT_BACKEND=\$expect $tests_bin --gtest_color=no --gtest_filter="\$main_filter"; echo \$? > /vmwork/rc ) 2>&1 | tee /vmwork/tests.log
 rc=\$(cat /vmwork/rc)
@@ -242,6 +269,16 @@ for name in $boots; do
 done
 for pid in $pids; do wait "$pid" || true; done
 
+if [ -n "$bench" ]; then
+  for name in $boots; do
+    log=$vm_dir/console-$name.log
+    read -r qemu_rc secs < "$vm_dir/qemu-$name.rc" || { qemu_rc=1 secs=0; }
+    say "boot $name: guest ran ${secs}s (qemu exit $qemu_rc)"
+    tr -d '\r' < "$log" | sed -n '/CORDON-VM-BENCH-BEGIN/,/CORDON-VM-BENCH-END/p'
+    tr -d '\r' < "$log" | grep -q 'CORDON-VM-BENCH-END rc=0' || die "the benchmark failed in boot $name; see $log"
+  done
+  exit 0
+fi
 ok=1
 for name in $boots; do
   log=$vm_dir/console-$name.log

@@ -303,6 +303,10 @@ struct Trick {
     /// compat: the kernel marks the whole agent killed (a denial at a syscall's exit that a
     /// forked child could otherwise outlive), so that cordon empties its cgroup.
     bool compat_kills_agent = false;
+    /// fmod_ret, where it differs from lsm: its program runs at the entry of the security_*
+    /// function, before the capability module, so a capability cordon dropped at launch is
+    /// refused by cordon first, and reported (on lsm the capability module refuses it first).
+    std::optional<Outcome> fmod_ret = std::nullopt;
 };
 void PrintTo(const Trick& t, std::ostream* os) { *os << t.name; }
 
@@ -687,16 +691,19 @@ const Trick kTricks[] = {
     {.name = "RawPortAccessAsRoot", .as_nobody = false, .layer = Layer::Full,
      // ioperm only grants the port; nothing is read or written.
      .run = [](const Env&) { return result(::syscall(SYS_ioperm, 0x80, 1, 1)); },
-     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+     .unguarded = kWorks, .lsm = refused(), .compat = refused(),
+     .fmod_ret = tamper("(capability 17)")},
     {.name = "DeviceNodeAsRoot", .as_nobody = false, .layer = Layer::Full,
      .run = [](const Env& e) {
          return result(::mknod((e.ws / "public/mem").c_str(), S_IFCHR | 0600, makedev(1, 1)));
      },
-     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+     .unguarded = kWorks, .lsm = refused(), .compat = refused(),
+     .fmod_ret = tamper("(capability 27)")},
     {.name = "SwapoffAsRoot", .as_nobody = false, .layer = Layer::Full,
      // Unguarded, ENOENT shows the call got past its CAP_SYS_ADMIN check; nothing is swapped.
      .run = [](const Env& e) { return result(::syscall(SYS_swapoff, (e.ws / "none").c_str())); },
-     .unguarded = exited(ENOENT), .lsm = refused(), .compat = refused()},
+     .unguarded = exited(ENOENT), .lsm = refused(), .compat = refused(),
+     .fmod_ret = tamper("(capability 21)")},
     {.name = "FinitModule", .as_nobody = false, .layer = Layer::Full,
      // Unguarded, a bad descriptor shows that the call reaches the module loader.
      .run = [](const Env&) { return result(::syscall(SYS_finit_module, -1, "", 0)); },
@@ -865,7 +872,8 @@ const Trick kTricks[] = {
          const sched_param p{.sched_priority = 1};
          return result(::sched_setscheduler(0, SCHED_FIFO, &p));
      },
-     .unguarded = kWorks, .lsm = refused(), .compat = refused()},
+     .unguarded = kWorks, .lsm = refused(), .compat = refused(),
+     .fmod_ret = tamper("(capability 23)")},
     {.name = "RealtimeSchedulingRefusedByTheKernel", .as_nobody = false, .layer = Layer::Kernel,
      .run = [](const Env&) {
          const sched_param p{.sched_priority = 1};
@@ -1057,7 +1065,9 @@ private:
 TEST_P(EscapeTest, TrickWorksUnguardedAndFailsUnderTheGuard)
 {
     const auto& [backend, t] = GetParam();
-    const Outcome& want = runs_lsm_programs(backend) ? t.lsm : t.compat;
+    const Outcome& want = backend == CORDON_BACKEND_FMOD_RET && t.fmod_ret ? *t.fmod_ret
+                          : runs_lsm_programs(backend)                   ? t.lsm
+                                                                         : t.compat;
     if (want.skip)
         GTEST_SKIP() << want.skip;
     if (skip_unless_backend(backend))

@@ -55,6 +55,26 @@ unsigned lsm_hook_args(const char* hook, unsigned missing)
     return btf_func_args(std::string("bpf_lsm_") + hook, missing);
 }
 
+// The syscalls whose exit compat decides (file_guard.bpf.c, COMPAT_EXIT).
+constexpr const char* kCompatExitCalls[] = {"open", "openat", "openat2", "creat",
+                                           "open_by_handle_at", "connect", "listen"};
+
+bool syscall_tracepoints()
+{
+    // The ids live in tracefs; mount it where it belongs when nothing has (as systemd would).
+    // Mounting it changes no tracing setting.
+    std::error_code ec;
+    std::filesystem::path events = "/sys/kernel/tracing/events";
+    if (!std::filesystem::exists(events, ec) && std::filesystem::exists("/sys/kernel/debug/tracing/events", ec))
+        events = "/sys/kernel/debug/tracing/events";
+    if (!std::filesystem::exists(events, ec))
+        ::mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nullptr);
+    for (const char* call : kCompatExitCalls)
+        if (!std::filesystem::exists(events / "syscalls" / (std::string("sys_exit_") + call) / "id", ec))
+            return false;
+    return true;
+}
+
 std::string fmod_ret_target(std::string_view hook)
 {
     // The kernel calls most hooks from a security_<hook>() of the same name; these two differ.
@@ -433,9 +453,19 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     bpf_program__set_autoload(exec->progs.exec_guard_bprm_check, lsm);
     bpf_program__set_autoload(exec->progs.exec_guard_sched_exec, !lsm);
     struct bpf_program* p = nullptr;
+    // compat decides opens, connects and listens at the syscalls' exits: through the
+    // per-syscall tracepoints where the kernel has them (cheaper for the rest of the host), else
+    // through the one sys_exit tracepoint.
+    const bool per_syscall = !lsm && syscall_tracepoints();
     bpf_object__for_each_program(p, file.object())
     {
-        bpf_program__set_autoload(p, is_lsm(p) == lsm);
+        const std::string_view sec = bpf_program__section_name(p);
+        bool on = is_lsm(p) == lsm;
+        if (!lsm && sec.starts_with("tracepoint/syscalls/"))
+            on = per_syscall;
+        else if (!lsm && sec == "tp_btf/sys_exit")
+            on = !per_syscall;
+        bpf_program__set_autoload(p, on);
     }
     bpf_object__for_each_program(p, net.object())
     {

@@ -41,6 +41,10 @@ unsigned lsm_hook_args(const char* hook, unsigned missing);
 /// The kernel function through which the fmod_ret backend reaches LSM hook `hook`
 /// ("security_file_open" for "file_open").
 std::string fmod_ret_target(std::string_view hook);
+/// Whether the kernel has the per-syscall exit tracepoints the compat backend prefers to the raw
+/// sys_exit one (CONFIG_FTRACE_SYSCALLS, seen through tracefs, which this mounts at
+/// /sys/kernel/tracing when nothing has).
+bool syscall_tracepoints();
 /// The security_* functions the fmod_ret backend needs that the running kernel's BTF lacks
 /// (empty: all present). Hooks that only newer kernels have, and that the backend does without
 /// on older ones, are not counted.
