@@ -534,8 +534,17 @@ static __always_inline int compat_sys_exit(long nr, long ret, long fd_arg)
 		return 0; /* O_PATH: names the file without opening it; a later reopen is decided */
 	v = cordon_check_path(&c, CORDON_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_path.dentry),
 			      BPF_CORE_READ(file, f_path.mnt), access);
-	if (v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_FREEZE)
-		bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
+	if (v == CORDON_VERDICT_DENY || v == CORDON_VERDICT_FREEZE) {
+		/* The descriptor exists until SIGKILL lands. Another thread of the process could
+		 * pass it on (SCM_RIGHTS) or fork with it in that instant, and the receiver would
+		 * keep the file: where the opener has other threads, the whole agent is killed
+		 * (fails closed). A single-threaded opener shares its descriptor table with no one
+		 * (the seccomp layer refuses CLONE_FILES and pidfd_getfd on compat). */
+		if (BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), signal, nr_threads) > 1)
+			cordon_kill_agent(&c);
+		else
+			bpf_send_signal(SIGKILL); /* kill verdicts already sent it */
+	}
 	return 0;
 }
 
@@ -582,7 +591,9 @@ int BPF_PROG(file_guard_sys_exit, struct pt_regs *regs, long ret)
 	/* Cheap filter first: this runs on every syscall of every process on the host. */
 	if (ret < 0)
 		return 0;
-	nr = BPF_CORE_READ(regs, orig_ax);
+	/* The kernel runs the call numbered by the low 32 bits (do_syscall_64 takes an int):
+	 * compare those, or a number with high bits set would open without a decision. */
+	nr = (int)BPF_CORE_READ(regs, orig_ax);
 	if (nr != NR_openat && nr != NR_open && nr != NR_creat && nr != NR_openat2 &&
 	    nr != NR_open_by_handle_at && nr != NR_connect && nr != NR_listen)
 		return 0;

@@ -25,6 +25,7 @@
 #   CORDON_VM_FILTER      a --gtest_filter for a quick partial run while developing (default:
 #                         every test of the boot's backends)
 #   CORDON_VM_PARALLEL    1 (default): the boots run at the same time, one QEMU each; 0: in turn
+#   CORDON_VM_APPEND      more kernel command line for every boot
 #
 # The kernel package is fetched with `apt-get download` and unpacked with `dpkg -x` into
 # DIR/vm/cache; it is never installed on the host. QEMU exits 0 even when the guest fails, so
@@ -244,7 +245,7 @@ qemu_args_of() { # the QEMU command line of one boot
              -drive "file=$vm_dir/disk-$name.img,if=none,id=disk0,format=raw"
              -device nvme,drive=disk0,serial=cordon
              -kernel "$vmlinuz" -initrd "$vm_dir/initramfs.cpio.gz"
-             -append "console=ttyS0 panic=-1 oops=panic loglevel=4 cordon.boot=$name $(boot_append "$name")")
+             -append "console=ttyS0 panic=-1 oops=panic loglevel=4 cordon.boot=$name $(boot_append "$name") ${CORDON_VM_APPEND:-}")
 }
 if [ -n "$shell" ]; then
   qemu_args_of "$shell"

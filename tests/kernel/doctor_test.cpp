@@ -2,6 +2,7 @@
 // `cordon doctor` on the running kernel: the backend it picks must match what the kernel really
 // accepts, and the --json report must carry one entry per probe.
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -162,6 +163,40 @@ TEST(GuardLifetime, LeavesNoProgramMapOrCgroupBehind)
     }
     ADD_FAILURE() << "programs still loaded 15 s after the Guard was destroyed";
 }
+
+} // namespace
+} // namespace cordon::testing
+
+namespace cordon::testing {
+namespace {
+
+// compat decides at the exit of the open-family calls. The kernel runs the call numbered by the
+// low 32 bits of rax: a number with high bits set must be decided like the plain one, through
+// the per-syscall tracepoints and through the raw sys_exit fallback alike.
+class CompatExitTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(CompatExitTest, HighBitsInTheSyscallNumberAreDecided)
+{
+    if (skip_unless_backend(CORDON_BACKEND_COMPAT))
+        GTEST_SKIP() << "this kernel cannot run the compat backend";
+    const bool raw = GetParam();
+    if (!raw && !bpf::syscall_tracepoints())
+        GTEST_SKIP() << "this kernel has no per-syscall exit tracepoints";
+    auto opts = guard_options(CORDON_BACKEND_COMPAT);
+    opts.compat_raw_sys_exit = raw;
+    bpf::Guard guard(opts);
+    auto cg = make_test_cgroup();
+    add_plain_agent(guard, cg.id(), 1, true); // killed: every open is refused
+    const pid_t pid = spawn_in(cg.path().string(), [] {
+        const long nr = static_cast<long>((1UL << 32) | SYS_openat);
+        const long fd = ::syscall(nr, AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC);
+        return fd >= 0 ? 0 : 1;
+    });
+    EXPECT_EQ(wait_exit(pid), killed_by(SIGKILL));
+}
+
+INSTANTIATE_TEST_SUITE_P(ExitHooks, CompatExitTest, ::testing::Values(false, true),
+                         [](const auto& i) { return std::string(i.param ? "raw" : "per_syscall"); });
 
 } // namespace
 } // namespace cordon::testing

@@ -39,6 +39,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <atomic>
 #include <thread>
 
 #include <linux/bpf.h>
@@ -927,6 +928,22 @@ const Trick kTricks[] = {
      .lsm = {.exit = kEperm, .event = CORDON_HOOK_SOCKET, .event_path = nullptr, .skip = nullptr},
      .compat = skipped("compat's cgroup/sock_create sees inet sockets only; the seccomp layer "
                        "refuses packet sockets (PacketSocket)")},
+    // A second thread could hand a denied open's descriptor on (SCM_RIGHTS, fork) in the instant
+    // before SIGKILL lands on compat: there the whole agent is killed.
+    {.name = "DeniedOpenByAThreadedProcess", .as_nobody = true, .layer = Layer::Kernel,
+     .run = [](const Env& e) {
+         std::atomic<bool> stop{false};
+         std::thread other([&stop] {
+             while (!stop)
+                 ::usleep(1000);
+         });
+         const int r = read_one(::open((e.ws / "deny/secret").c_str(), O_RDONLY | O_CLOEXEC));
+         stop = true;
+         other.join();
+         return r;
+     },
+     .unguarded = kWorks, .lsm = lsm_denies(CORDON_HOOK_FILE_OPEN, "deny/secret"),
+     .compat = compat_kills(CORDON_HOOK_FILE_OPEN, "deny/secret"), .compat_kills_agent = true},
     // ---- Unix sockets: a host daemon's socket is code execution outside the cgroup ------------
     {.name = "ConnectToUnixSocketInDeniedDirectory", .as_nobody = true, .layer = Layer::Kernel,
      .run = [](const Env& e) { return unix_reach(e.ws / "deny/sock", SOCK_STREAM); },

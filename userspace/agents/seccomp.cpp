@@ -81,8 +81,10 @@ SeccompLayer::SeccompLayer(const policy::Policy& p, cordon_backend backend)
     if (!c.ctx)
         throw Error("cannot build the seccomp layer: seccomp_init failed");
     // A call through a foreign ABI (int $0x80, x32) is refused before any rule: the BPF
-    // programs match x86_64 numbers, and the same number means another call there.
-    if (refused(SideDoor::ForeignAbi)) {
+    // programs match x86_64 numbers, and the same number means another call there. On compat it
+    // stays refused whatever the policy says: compat decides opens, connects and listens at the
+    // exit of x86_64 syscalls only, so a 32-bit open would not be decided at all.
+    if (refused(SideDoor::ForeignAbi) || compat) {
         check(seccomp_attr_set(c.ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(EPERM)), "badarch");
     } else {
         check(seccomp_arch_add(c.ctx, SCMP_ARCH_X86), "ia32");

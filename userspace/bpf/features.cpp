@@ -187,14 +187,13 @@ private:
             ::close(fd);
             return r;
         }
-        case Probe::Tracefs: {
-            const std::string mounts = read_text("/proc/self/mounts");
-            std::istringstream in(mounts);
-            for (std::string dev, dir, type, rest; in >> dev >> dir >> type && std::getline(in, rest);)
-                if (type == "tracefs")
-                    return {true, "mounted at " + dir};
-            return {false, "not mounted (mount -t tracefs nodev /sys/kernel/tracing)"};
-        }
+        case Probe::Tracefs:
+            // syscall_tracepoints() mounts tracefs where nothing has (that changes no setting).
+            if (syscall_tracepoints())
+                return {true, "per-syscall exit tracepoints present: compat decides opens, "
+                              "connects and listens there"};
+            return {false, "no per-syscall exit tracepoints in tracefs (CONFIG_FTRACE_SYSCALLS, "
+                           "or tracefs cannot be mounted at /sys/kernel/tracing)"};
         case Probe::LsmListed: {
             const fs::path lsm = "/sys/kernel/security/lsm";
             if (!fs::exists(lsm)) {
@@ -282,7 +281,9 @@ std::string_view probe_impact(Probe p)
     case Probe::CgroupFreeze: return "agents cannot be frozen for review (kill still works)";
     case Probe::TpBtf: return "the compat backend cannot stop exec and file access";
     case Probe::SockAddr: return "network access cannot be decided; no backend can run";
-    case Probe::Tracefs: return "informational only: cordon does not need tracefs";
+    case Probe::Tracefs:
+        return "compat falls back to the raw sys_exit tracepoint, which costs every syscall on "
+               "the host more";
     case Probe::LsmListed: return "the lsm backend needs the BPF LSM active";
     case Probe::LsmAttach:
         return "the lsm backend is unavailable: the fmod_ret backend attaches the same programs "

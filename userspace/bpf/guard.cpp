@@ -456,7 +456,7 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     // compat decides opens, connects and listens at the syscalls' exits: through the
     // per-syscall tracepoints where the kernel has them (cheaper for the rest of the host), else
     // through the one sys_exit tracepoint.
-    const bool per_syscall = !lsm && syscall_tracepoints();
+    const bool per_syscall = !lsm && !opts.compat_raw_sys_exit && syscall_tracepoints();
     bpf_object__for_each_program(p, file.object())
     {
         const std::string_view sec = bpf_program__section_name(p);

@@ -30,6 +30,9 @@ struct GuardOptions {
     std::optional<std::filesystem::path> pin_dir;
     /// Event ring buffer size in bytes (a power of two); 0: CORDON_RINGBUF_BYTES (abi.h).
     std::uint32_t ringbuf_bytes = 0;
+    /// compat: decide at the raw sys_exit tracepoint even where the per-syscall ones exist (the
+    /// fallback, chosen by tests and benchmarks).
+    bool compat_raw_sys_exit = false;
 };
 
 /// The number of arguments of kernel function `func` on the running kernel, read from its BTF,

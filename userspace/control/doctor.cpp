@@ -26,7 +26,11 @@ BackendPromise backend_promise(cordon_backend b)
              "neither see nor audit an access cordon refused",
              "a kernel built with link-time optimisation can inline a security_* function into "
              "a caller, where no fmod_ret program runs; Debian, Ubuntu, RHEL and their cloud "
-             "kernels are not built that way, but check yours (docs/enforcement.md)"});
+             "kernels are not built that way, but check yours (docs/enforcement.md)",
+             "on a kernel with full preemption (preempt=full, PREEMPT_RT), a task preempted "
+             "inside one of cordon's programs makes the kernel skip that program for the other "
+             "tasks on its CPU (fmod_ret programs are guarded against recursion, LSM programs "
+             "are not); distribution server kernels run preempt=none or voluntary"});
         return p;
     }
     case CORDON_BACKEND_LSM:
@@ -117,6 +121,11 @@ BackendPromise backend_promise(cordon_backend b)
                     "usable by its receiver, and a thread swapping descriptors during the call "
                     "can hide it from the exit hook: use lsm where agents may reach host sockets",
                     "a script is decided by its interpreter, not by its own path",
+                    "a denied open by a process with several threads kills the whole agent "
+                    "(another thread could pass the descriptor on before SIGKILL lands)",
+                    "on a kernel with full preemption (preempt=full, PREEMPT_RT) the kernel can "
+                    "skip a tracepoint program while another BPF program or map call is "
+                    "preempted on the same CPU, and the access is not decided",
                     "a UDP socket that sends without bind() receives on a kernel-chosen port",
                     "a denied exec is not an error return: the caller sees its child die of "
                     "SIGKILL",

@@ -247,7 +247,12 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
     term.line(fmt::format("guarding agent {} on the {} backend through cordond; cordon's lines "
                           "carry this tag [{}]",
                           name, backend_text, term.tag()));
-    (void)ftrace_switched_off(); // opens the knob while no agent runs yet
+    // Also opens the knob while no agent runs yet. Trampolines that ftrace no longer calls
+    // guard nothing: refuse to start CMD rather than run it unguarded until the first poll.
+    if (ftrace_switched_off() && uses_trampolines(backend))
+        throw Error("kernel.ftrace_enabled is 0, so the " + std::string(backend_name(backend)) +
+                    " backend's programs are never called; set it to 1 (sysctl "
+                    "kernel.ftrace_enabled=1) or use --backend compat");
     const int sfd = signal_fd();
     bool exec_failed = false;
     const pid_t child = launch(o, cgroup, seccomp, pol, std::nullopt, who, ctx, term, exec_failed);
@@ -432,7 +437,12 @@ int run_guarded(const RunOptions& o)
                           name, backend_name(backend), term.tag()));
 
     // 3. CMD, in the cgroup. Signals arrive through a signalfd so the loop sees them in order.
-    (void)ftrace_switched_off(); // opens the knob while no agent runs yet
+    // Also opens the knob while no agent runs yet. Trampolines that ftrace no longer calls
+    // guard nothing: refuse to start CMD rather than run it unguarded until the first poll.
+    if (ftrace_switched_off() && uses_trampolines(backend))
+        throw Error("kernel.ftrace_enabled is 0, so the " + std::string(backend_name(backend)) +
+                    " backend's programs are never called; set it to 1 (sysctl "
+                    "kernel.ftrace_enabled=1) or use --backend compat");
     const int sfd = signal_fd();
     bool exec_failed = false;
     const pid_t child = launch(o, cg.path(), seccomp, pol, oom_score, who, ctx, term, exec_failed);
