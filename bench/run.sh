@@ -25,10 +25,13 @@ out=$("$build/bench/cordon_bench")
   "absent" figures move by 10-30% between runs, and a ratio below 1.0 is noise. Compare ratios
   within one run only.
 - compat, "loaded, not an agent", open+close: compat decides opens at the exit of the
-  open-family syscalls, through the `sys_exit` tracepoint. Attaching to it puts every syscall of
-  every task on the kernel's slower syscall-exit path, and the program runs (a syscall-number
-  compare) on each. That cost is paid by the whole host while cordon runs on compat; it is the
-  price of deciding opens without the BPF LSM. The lsm backend has no such hook.
+  open-family syscalls, through the per-syscall exit tracepoints (`syscalls/sys_exit_openat`
+  and the others; the raw `sys_exit` tracepoint where a kernel lacks them). Attaching to either
+  puts every syscall of every task on the kernel's slower syscall-exit path; with the
+  per-syscall ones the kernel filters on the number before any program runs, which is why they
+  cost the host less ("compat: raw sys_exit against the per-syscall tracepoints"). That cost is
+  paid by the whole host while cordon runs on compat; it is the price of deciding opens without
+  the BPF LSM or trampolines. The lsm and fmod_ret backends have no such hook.
 - agent, open+close: the file actually opened is resolved to its path in the kernel (a walk from
   the dentry to the root, then a longest-prefix lookup per access class); that walk is most of
   the `file_guard` and `exec_guard` run time above.
