@@ -309,13 +309,12 @@ TEST_P(DaemonTest, RunRegistersWithTheDaemonAndEndsWithIt)
     Daemon d(GetParam());
     std::ofstream(f.dir / "p.yaml") << deny_policy(f.secret, "run");
     const std::string policy = (f.dir / "p.yaml").string();
-    const std::string backend(backend_name(GetParam()));
     const auto [status, out] = run_cordon(
         d, {"run", "--policy", policy, "--name", "ran", "--", "/bin/sh", "-c",
             "cat " + f.secret.string() + " >/dev/null 2>&1; echo denied=$?; cat " +
                 f.open.string()});
     EXPECT_EQ(status, 0);
-    EXPECT_EQ(out, std::string("denied=") + (backend == "lsm" ? "1" : "137") + "\no");
+    EXPECT_EQ(out, std::string("denied=") + (runs_lsm_programs(GetParam()) ? "1" : "137") + "\no");
     EXPECT_TRUE(agents_until(d, [](const json& a) { return a.empty(); }))
         << "the agent ends with its command";
 
