@@ -28,6 +28,7 @@
 #                         every test of the boot's backends)
 #   CORDON_VM_PARALLEL    1 (default): the boots run at the same time, one QEMU each; 0: in turn
 #   CORDON_VM_APPEND      more kernel command line for every boot
+#   CORDON_VM_SPLIT_RUNTEST  1 (default): RunTest's plumbing cases run in one boot each (below)
 #
 # The kernel package is fetched with `apt-get download` and unpacked with `dpkg -x` into
 # DIR/vm/cache; it is never installed on the host. QEMU exits 0 even when the guest fails, so
@@ -159,8 +160,20 @@ done
 # The gtest filters of a boot: every test, less the parameters of backends it does not run
 # (non-parameterised tests use the backend doctor chooses). ForensicsHostTest covers the event
 # store (userspace: the same on every kernel) on the host; under TCG it would only add minutes.
+# RunTest's cases that exercise cordon run's own plumbing (exit status, descriptors, signals,
+# users, stderr), the same code whichever trampoline backend guards: each runs in one boot only
+# (CORDON_VM_SPLIT_RUNTEST=0 runs all of them in both). Those that decide, kill, freeze or must
+# see no false denial run in both.
+runtest_only_lsm="RunTest.TwoAgentsWithDifferentPoliciesDoNotInterfere:RunTest.AgentInheritsNoDescriptorOfCordon:RunTest.ExitsWithTheCommandsStatus:RunTest.UserOptionRunsTheCommandAsThatUser:RunTest.InvalidPolicyChangesNothingAndExits125:RunTest.CompatWarnsWhenTheAgentRunsAsRoot"
+runtest_only_nobpf="RunTest.AgentRunsWithNoNewPrivsInItsOwnSession:RunTest.SigtermStopsTheAgentAndCleansUp:RunTest.CordonIsShieldedFromTheOomKillerAndTheAgentIsNot:RunTest.AClosedStderrDoesNotEndCordon:RunTest.TraceAllRecordsAllowedAccessesInTheEventsFile"
 main_filter_of() {
   local name=$1 neg="$last_test:ForensicsHostTest.*" b
+  if [ "${CORDON_VM_SPLIT_RUNTEST:-1}" = 1 ]; then
+    case "$name" in
+      lsm) neg="$neg:$runtest_only_nobpf" ;;
+      nobpf) neg="$neg:$runtest_only_lsm" ;;
+    esac
+  fi
   local mine; eval "mine=\$backends_$name"
   for b in $all_backends; do
     case " $mine " in

@@ -2,6 +2,7 @@
 #include "common/backend.h"
 #include "kernel_test_util.h"
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -19,6 +20,21 @@
 #include "policy/parser.h"
 
 namespace cordon::testing {
+
+namespace {
+// The tables keep one loaded program set per backend and policy for the whole run (a load
+// costs seconds under QEMU); with three backends in one process their descriptors (programs,
+// links, maps: about 200 a set) pass the default soft limit of 1,024. Raised to the hard limit
+// before any test runs.
+const bool kRaisedNofile = [] {
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return true;
+}();
+} // namespace
 
 const agents::Cgroup2Mount& cgroup2()
 {
