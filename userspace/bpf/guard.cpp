@@ -55,6 +55,17 @@ unsigned lsm_hook_args(const char* hook, unsigned missing)
     return btf_func_args(std::string("bpf_lsm_") + hook, missing);
 }
 
+// Hooks of the lsm set that kernels before 6.2 lack, and that the set does without there: ACLs
+// are xattrs before it, and ftruncate a path_truncate.
+namespace {
+constexpr std::string_view kLateHooks[] = {"inode_set_acl", "inode_remove_acl", "file_truncate"};
+
+bool late_hook(std::string_view hook)
+{
+    return std::ranges::find(kLateHooks, hook) != std::end(kLateHooks);
+}
+} // namespace
+
 // The syscalls whose exit compat decides (file_guard.bpf.c, COMPAT_EXIT).
 constexpr const char* kCompatExitCalls[] = {"open", "openat", "openat2", "creat",
                                            "open_by_handle_at", "connect", "listen"};
@@ -411,8 +422,7 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
 {
     auto& d = *impl_;
     d.backend = opts.backend;
-    if (opts.backend != CORDON_BACKEND_LSM && opts.backend != CORDON_BACKEND_FMOD_RET &&
-        opts.backend != CORDON_BACKEND_COMPAT)
+    if (backend_name(opts.backend) == "none")
         throw Error("no usable backend on this kernel; run `cordon doctor` for the reason");
     // lsm and fmod_ret load the same program set; they differ only in how it is attached.
     const bool lsm = runs_lsm_programs(opts.backend);
@@ -478,12 +488,11 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
         const bool idmap = hook_args("inode_setattr", 2) == 3;
         bpf_program__set_autoload(file->progs.file_guard_inode_setattr, !idmap);
         bpf_program__set_autoload(file->progs.file_guard_inode_setattr_idmap, idmap);
-        // Hooks added in 6.2: before it, ACLs are xattrs and ftruncate is a path_truncate.
-        for (auto* late : {file->progs.file_guard_inode_set_acl,
-                           file->progs.file_guard_inode_remove_acl,
-                           file->progs.file_guard_file_truncate})
-            if (hook_args(lsm_hook_of(late), 0) == 0)
-                bpf_program__set_autoload(late, false);
+        bpf_object__for_each_program(p, file.object())
+        {
+            if (is_lsm(p) && late_hook(lsm_hook_of(p)) && hook_args(lsm_hook_of(p), 0) == 0)
+                bpf_program__set_autoload(p, false);
+        }
     }
     if (lsm) {
         d.tamper.emplace(Skeleton<tamper_guard_bpf>::open());
@@ -609,8 +618,7 @@ std::unique_ptr<Guard> Guard::adopt(const fs::path& pin_dir)
                                 "speaks version {}; {}",
                                 pin_dir.string(), c.abi_version, CORDON_ABI_VERSION,
                                 kTeardownFix));
-    if (c.backend != CORDON_BACKEND_LSM && c.backend != CORDON_BACKEND_FMOD_RET &&
-        c.backend != CORDON_BACKEND_COMPAT)
+    if (backend_name(c.backend) == "none")
         throw Error(fmt::format("the program set pinned in {} names no backend ({}); {}",
                                 pin_dir.string(), c.backend, kTeardownFix));
     d.backend = static_cast<cordon_backend>(c.backend);
@@ -1020,15 +1028,12 @@ std::vector<std::uint32_t> Guard::program_ids() const
 
 std::vector<std::string> missing_fmod_ret_targets()
 {
-    // Hooks of the lsm set that kernels before 6.2 lack, and that the backend does without.
-    constexpr std::string_view kOptional[] = {"inode_set_acl", "inode_remove_acl",
-                                              "file_truncate"};
     std::vector<std::string> missing;
-    const auto check = [&missing, &kOptional](struct bpf_object* obj) {
+    const auto check = [&missing](struct bpf_object* obj) {
         struct bpf_program* p = nullptr;
         bpf_object__for_each_program(p, obj)
         {
-            if (!is_lsm(p) || std::ranges::find(kOptional, lsm_hook_of(p)) != std::end(kOptional))
+            if (!is_lsm(p) || late_hook(lsm_hook_of(p)))
                 continue;
             const std::string target = fmod_ret_target(lsm_hook_of(p));
             if (btf_func_args(target, 0) == 0 && std::ranges::find(missing, target) == missing.end())
