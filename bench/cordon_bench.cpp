@@ -120,8 +120,18 @@ double bench_exec()
     return (now_ns() - t0) / kExecs;
 }
 
+// getppid(): a syscall no cordon hook decides, to show what a syscall-exit hook costs the host.
+double bench_plain_syscall()
+{
+    const int n = ops_scaled(200000);
+    const double t0 = now_ns();
+    for (int i = 0; i < n; ++i)
+        (void)::syscall(SYS_getppid);
+    return (now_ns() - t0) / n;
+}
+
 // Runs one measurement in a child (which joins `cgroup` and installs `seccomp` first, if
-// given); returns ns per op.
+// given); returns ns per op. op: 0 open+close, 1 connect, 2 fork+exec, 3 getppid.
 double measure(const std::optional<fs::path>& cgroup, int op, const fs::path& file,
                std::uint16_t port, const agents::SeccompLayer* seccomp = nullptr)
 {
@@ -143,7 +153,10 @@ double measure(const std::optional<fs::path>& cgroup, int op, const fs::path& fi
         // kernel text, which throws away translated code; the first pass after that pays for
         // translating it again, whichever configuration it measures.
         const auto once = [&] {
-            return op == 0 ? bench_open(file) : op == 1 ? bench_connect(port) : bench_exec();
+            return op == 0   ? bench_open(file)
+                   : op == 1 ? bench_connect(port)
+                   : op == 2 ? bench_exec()
+                             : bench_plain_syscall();
         };
         (void)once();
         const double r = once();
@@ -360,16 +373,6 @@ void rules_section(const std::vector<cordon_backend>& backends, const fs::path& 
     }
 }
 
-// getppid(): a syscall no cordon hook decides, to show what a syscall-exit hook costs the host.
-double bench_plain_syscall()
-{
-    const int n = ops_scaled(200000);
-    const double t0 = now_ns();
-    for (int i = 0; i < n; ++i)
-        (void)::syscall(SYS_getppid);
-    return (now_ns() - t0) / n;
-}
-
 // compat on a kernel without trampolines: the raw sys_exit tracepoint (one program on every
 // syscall exit, filtering on the number) against the per-syscall tracepoints
 // (syscalls/sys_exit_open* and co. through tracefs), each doing compat's first stage for a
@@ -384,26 +387,7 @@ void tracepoints_section(const fs::path& file, int reps)
     std::vector<double> open_ns[3], plain_ns[3];
     const auto sample = [&](int k) {
         open_ns[k].push_back(measure(std::nullopt, 0, file, 0));
-        // measure() runs one of its three operations; the plain syscall runs here, on CPU 1 too.
-        int p[2];
-        if (::pipe(p) != 0)
-            return;
-        const pid_t pid = ::fork();
-        if (pid == 0) {
-            cpu_set_t one;
-            CPU_ZERO(&one);
-            CPU_SET(1, &one);
-            ::sched_setaffinity(0, sizeof(one), &one);
-            const double r = bench_plain_syscall();
-            (void)!::write(p[1], &r, sizeof(r));
-            ::_exit(0);
-        }
-        double r = -1;
-        (void)!::read(p[0], &r, sizeof(r));
-        ::waitpid(pid, nullptr, 0);
-        ::close(p[0]);
-        ::close(p[1]);
-        plain_ns[k].push_back(r);
+        plain_ns[k].push_back(measure(std::nullopt, 3, file, 0));
     };
     for (int rep = 0; rep < reps; ++rep) {
         sample(0);
