@@ -207,11 +207,7 @@ int TestAgent::line_of(std::uint32_t rule_id) const
 
 std::string backend_probe_detail(cordon_backend backend)
 {
-    std::string out;
-    for (auto p : bpf::backend_blockers(kernel_features(), backend))
-        out += (out.empty() ? "" : "; ") + std::string(bpf::probe_name(p)) + ": " +
-               kernel_features().get(p).detail;
-    return out;
+    return bpf::backend_blockers_text(kernel_features(), backend);
 }
 
 bool skip_unless_backend(cordon_backend backend)

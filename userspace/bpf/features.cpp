@@ -331,6 +331,14 @@ std::vector<Probe> backend_blockers(Features& f, cordon_backend b)
     return out;
 }
 
+std::string backend_blockers_text(Features& f, cordon_backend b)
+{
+    std::string out;
+    for (auto p : backend_blockers(f, b))
+        out += (out.empty() ? "" : "; ") + std::string(probe_name(p)) + ": " + f.get(p).detail;
+    return out;
+}
+
 bool backend_usable(Features& f, cordon_backend b)
 {
     return backend_blockers(f, b).empty();

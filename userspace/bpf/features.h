@@ -78,6 +78,8 @@ bool backend_usable(Features& f, cordon_backend b);
 
 /// The missing probes that keep backend `b` from running (empty: it can run).
 std::vector<Probe> backend_blockers(Features& f, cordon_backend b);
+/// The same as one line for a person: "name: detail; name: detail" (empty: it can run).
+std::string backend_blockers_text(Features& f, cordon_backend b);
 
 /// The backend cordon uses on this kernel: the first of kBackendPreference whose every
 /// requirement holds, else CORDON_BACKEND_NONE. Pure function of the probe results.

@@ -87,11 +87,7 @@ cordon_backend pick_backend(const std::string& wanted)
     const auto b = backend_from_name(wanted);
     if (!b)
         throw Error("unknown backend '" + wanted + "'; expected auto, lsm, fmod_ret or compat");
-    if (const auto blockers = bpf::backend_blockers(f, *b); !blockers.empty()) {
-        std::string why;
-        for (auto p : blockers)
-            why += (why.empty() ? "" : "; ") + std::string(bpf::probe_name(p)) + ": " +
-                   f.get(p).detail;
+    if (const auto why = bpf::backend_blockers_text(f, *b); !why.empty()) {
         throw Error(fmt::format("the {} backend is not usable here ({}); use --backend auto "
                                 "(here: {}), and see `cordon doctor`",
                                 wanted, why, bpf::backend_name(best)));

@@ -154,6 +154,16 @@ bool ftrace_switched_off()
     return fd >= 0 && ::pread(fd, &c, 1, 0) == 1 && c == '0';
 }
 
+// Trampolines that ftrace no longer calls guard nothing: refuse to start CMD rather than run it
+// unguarded until the first poll.
+void refuse_if_ftrace_off(cordon_backend backend)
+{
+    if (ftrace_switched_off() && uses_trampolines(backend))
+        throw Error("kernel.ftrace_enabled is 0, so the " + std::string(backend_name(backend)) +
+                    " backend's programs are never called; set it to 1 (sysctl "
+                    "kernel.ftrace_enabled=1) or use --backend compat");
+}
+
 // Blocks SIGCHLD and the stop signals and returns a signalfd for them: the loops see them in
 // order with everything else.
 int signal_fd()
@@ -247,12 +257,7 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
     term.line(fmt::format("guarding agent {} on the {} backend through cordond; cordon's lines "
                           "carry this tag [{}]",
                           name, backend_text, term.tag()));
-    // Also opens the knob while no agent runs yet. Trampolines that ftrace no longer calls
-    // guard nothing: refuse to start CMD rather than run it unguarded until the first poll.
-    if (ftrace_switched_off() && uses_trampolines(backend))
-        throw Error("kernel.ftrace_enabled is 0, so the " + std::string(backend_name(backend)) +
-                    " backend's programs are never called; set it to 1 (sysctl "
-                    "kernel.ftrace_enabled=1) or use --backend compat");
+    refuse_if_ftrace_off(backend); // also opens the knob while no agent runs yet
     const int sfd = signal_fd();
     bool exec_failed = false;
     const pid_t child = launch(o, cgroup, seccomp, pol, std::nullopt, who, ctx, term, exec_failed);
@@ -437,12 +442,7 @@ int run_guarded(const RunOptions& o)
                           name, backend_name(backend), term.tag()));
 
     // 3. CMD, in the cgroup. Signals arrive through a signalfd so the loop sees them in order.
-    // Also opens the knob while no agent runs yet. Trampolines that ftrace no longer calls
-    // guard nothing: refuse to start CMD rather than run it unguarded until the first poll.
-    if (ftrace_switched_off() && uses_trampolines(backend))
-        throw Error("kernel.ftrace_enabled is 0, so the " + std::string(backend_name(backend)) +
-                    " backend's programs are never called; set it to 1 (sysctl "
-                    "kernel.ftrace_enabled=1) or use --backend compat");
+    refuse_if_ftrace_off(backend); // also opens the knob while no agent runs yet
     const int sfd = signal_fd();
     bool exec_failed = false;
     const pid_t child = launch(o, cg.path(), seccomp, pol, oom_score, who, ctx, term, exec_failed);
