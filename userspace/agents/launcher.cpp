@@ -2,6 +2,7 @@
 #include "agents/launcher.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <grp.h>
 #include <linux/close_range.h>
 #include <pwd.h>
@@ -56,6 +57,7 @@ pid_t start_guardian(const Cgroup& cg, int& keepalive_fd)
         ::signal(SIGTERM, SIG_IGN);
         ::signal(SIGHUP, SIG_IGN);
         ::prctl(PR_SET_NAME, "cordon-guardian");
+        (void)raise_control_priority(); // cordon warned already if it could not raise its own
         char c;
         while (::read(fds[0], &c, 1) < 0 && errno == EINTR) {
         }
@@ -77,6 +79,15 @@ pid_t start_guardian(const Cgroup& cg, int& keepalive_fd)
     ::close(fds[0]);
     keepalive_fd = fds[1];
     return pid;
+}
+
+std::string raise_control_priority()
+{
+    const sched_param sp{.sched_priority = kControlPriority};
+    if (::sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0)
+        return "";
+    return "cannot run at real-time priority (" + errno_text(errno) +
+           "): agent processes compete with cordon for CPU";
 }
 
 // cordon and its guardian are never the OOM killer's choice: an agent that exhausts memory must

@@ -17,7 +17,7 @@
 #include "common/error.h"
 #include "control/doctor.h"
 #include "control/policy_cmd.h"
-#include "control/runner.h"
+#include "cli/run.h"
 
 namespace {
 
@@ -76,7 +76,7 @@ int main(int argc, char** argv)
                "controller (embedded); the first line of output says which. Exits with CMD's "
                "status (128+N if a signal ended it), or 125 if cordon could not start it. Run "
                "as root.");
-    cordon::control::RunOptions run_opts;
+    cordon::cli::RunOptions run_opts;
     std::string run_mode;
     run->add_option("--policy", run_opts.policy_file, "Policy file (see docs/policy.md)")
         ->required();
@@ -314,7 +314,7 @@ int main(int argc, char** argv)
             if (!run_mode.empty())
                 run_opts.mode = run_mode == "audit" ? cordon::policy::Mode::Audit
                                                     : cordon::policy::Mode::Enforce;
-            return cordon::control::run_guarded(run_opts);
+            return cordon::cli::run_guarded(run_opts);
         }
         if (agents_cmd->parsed())
             return cordon::cli::agents(agents_json);
@@ -366,7 +366,7 @@ int main(int argc, char** argv)
         }
     } catch (const cordon::Error& e) {
         std::fprintf(stderr, "cordon: error: %s\n", e.what());
-        return run->parsed() ? cordon::control::kRunSetupFailed : 1;
+        return run->parsed() ? cordon::cli::kRunSetupFailed : 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "cordon: internal error: %s\n", e.what());
         return 2;

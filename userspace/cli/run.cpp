@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "control/runner.h"
+#include "cli/run.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -27,6 +27,7 @@
 #include "agents/launcher.h"
 #include "api/client.h"
 #include "control/controller.h"
+#include "control/supervisor.h"
 #include "agents/seccomp.h"
 #include "bpf/features.h"
 #include "bpf/guard.h"
@@ -38,7 +39,8 @@
 #include "policy/compiler.h"
 #include "policy/parser.h"
 
-namespace cordon::control {
+namespace cordon::cli {
+using namespace cordon::control;
 namespace {
 
 // cordon's lines on its stderr while an agent runs. The agent shares that stderr, so two things
@@ -144,26 +146,6 @@ int exit_status(int status)
     return WEXITSTATUS(status);
 }
 
-// LSM programs run from ftrace trampolines: with kernel.ftrace_enabled at 0 none of them runs.
-// An agent cannot write it (tamper protection), but whoever does switches the guard off, so the
-// agent is stopped then (fails closed). The knob is opened once, before any agent exists.
-bool ftrace_switched_off()
-{
-    static const int fd = ::open("/proc/sys/kernel/ftrace_enabled", O_RDONLY | O_CLOEXEC);
-    char c = '1';
-    return fd >= 0 && ::pread(fd, &c, 1, 0) == 1 && c == '0';
-}
-
-// Trampolines that ftrace no longer calls guard nothing: refuse to start CMD rather than run it
-// unguarded until the first poll.
-void refuse_if_ftrace_off(cordon_backend backend)
-{
-    if (ftrace_switched_off() && uses_trampolines(backend))
-        throw Error("kernel.ftrace_enabled is 0, so the " + std::string(backend_name(backend)) +
-                    " backend's programs are never called; set it to 1 (sysctl "
-                    "kernel.ftrace_enabled=1) or use --backend compat");
-}
-
 // Blocks SIGCHLD and the stop signals and returns a signalfd for them: the loops see them in
 // order with everything else.
 int signal_fd()
@@ -216,15 +198,54 @@ pid_t launch(const RunOptions& o, const std::filesystem::path& cgroup_dir,
     return child;
 }
 
-// `cordon run` with cordond: the daemon owns the agent (cgroup, maps, kill verdicts), this
-// process launches CMD and shows the agent's events, which the daemon streams on this
-// connection. If this process dies, the daemon ends the agent (the connection closes); if the
-// daemon dies, the agent stays enforced by its pinned programs and this process ends it with CMD.
-int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedPolicy& prepared,
-                       const std::string& text, const policy::Context& ctx,
-                       const std::optional<agents::Identity>& who)
+// What the supervisor did, as lines on the terminal.
+void report(Terminal& term, const std::vector<SupervisorAction>& done, const std::string& how_thaw)
 {
-    const policy::Policy& pol = prepared.policy;
+    using W = SupervisorAction::What;
+    for (const auto& a : done) {
+        switch (a.what) {
+        case W::GuardOff:
+            term.line(fmt::format("kernel.ftrace_enabled is 0, so the kernel runs none of cordon's "
+                                  "programs; stopping agent {}",
+                                  a.agent));
+            break;
+        case W::Kill:
+            term.line(fmt::format("agent {} is killed; stopping every process in it", a.agent));
+            break;
+        case W::FreezeRule:
+            term.line(fmt::format("agent {} hit a freeze rule and is frozen for review; {}",
+                                  a.agent, how_thaw));
+            break;
+        case W::Refreeze:
+            term.line(fmt::format("agent {} was thawed outside cordon; frozen again", a.agent));
+            break;
+        }
+        if (!a.error.empty())
+            term.line(fmt::format("agent {}: {}", a.agent, a.error));
+    }
+}
+
+void warn_dropped_lines(const Terminal& term)
+{
+    if (term.dropped() > 0)
+        std::fprintf(stderr, "cordon[%s]: warning: %llu lines were not shown because the terminal "
+                     "did not take them in time\n",
+                     term.tag().c_str(), static_cast<unsigned long long>(term.dropped()));
+}
+
+// The agent cordond made for this run, as its reply to `run` describes it.
+struct DaemonAgent {
+    std::string name;
+    std::filesystem::path cgroup;
+    std::uint64_t cgroup_id = 0;
+    std::filesystem::path pin_dir;
+    cordon_backend backend = CORDON_BACKEND_COMPAT;
+    std::string backend_text;
+};
+
+DaemonAgent register_with_daemon(const RunOptions& o, api::Client& client, const std::string& text,
+                                 const policy::Context& ctx)
+{
     api::Request req = api::request(api::Op::Run);
     req.name = o.name;
     req.policy = api::PolicyText{.file = o.policy_file, .text = text};
@@ -234,16 +255,124 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
     if (o.mode)
         req.mode = *o.mode == policy::Mode::Audit ? "audit" : "enforce";
     const auto reply = client.call(req);
-    const std::string name = reply.at("agent").at("name").get<std::string>();
-    const std::filesystem::path cgroup = reply.at("agent").at("cgroup").get<std::string>();
-    const std::string backend_text = reply.at("backend").get<std::string>();
-    const std::uint64_t cgroup_id = reply.at("agent").at("cgroup_id").get<std::uint64_t>();
-    const std::filesystem::path pin_dir = reply.at("pin_dir").get<std::string>();
-    const auto backend = backend_from_name(backend_text).value_or(CORDON_BACKEND_COMPAT);
+    DaemonAgent d;
+    d.name = reply.at("agent").at("name").get<std::string>();
+    d.cgroup = reply.at("agent").at("cgroup").get<std::string>();
+    d.cgroup_id = reply.at("agent").at("cgroup_id").get<std::uint64_t>();
+    d.pin_dir = reply.at("pin_dir").get<std::string>();
+    d.backend_text = reply.at("backend").get<std::string>();
+    d.backend = backend_from_name(d.backend_text).value_or(CORDON_BACKEND_COMPAT);
     for (const auto& w : reply.at("warnings"))
         std::fprintf(stderr, "cordon: warning: %s\n", w.get<std::string>().c_str());
+    return d;
+}
 
-    const agents::SeccompLayer seccomp(pol, backend);
+// The part of a daemon run that outlives the daemon: without it, this process carries out the
+// agent's kill flag and freeze marks (and the ftrace switch) from the pinned maps, through the
+// same supervisor as cordond (fails closed: a pinned set it cannot read ends the agent).
+class Orphaned {
+public:
+    Orphaned(const DaemonAgent& d, Terminal& term) : d_(d), term_(term), sup_(d.backend) {}
+    bool active() const { return active_; }
+    void begin()
+    {
+        active_ = true;
+        term_.line(fmt::format("cordond went away; agent {} stays enforced by its pinned programs "
+                               "and ends with its command",
+                               d_.name));
+        try {
+            pinned_ = bpf::Guard::adopt(d_.pin_dir);
+        } catch (const Error& e) {
+            term_.line(fmt::format("cannot read the pinned maps ({}); stopping agent {}", e.what(),
+                                   d_.name));
+            agents::kill_cgroup(d_.cgroup); // nobody would carry out its kill verdicts
+        }
+    }
+    void supervise()
+    {
+        if (pinned_)
+            report(term_, sup_.pass(pinned_->agents(), {{d_.name, d_.cgroup, d_.cgroup_id}}),
+                   "`cordon thaw` needs cordond; Ctrl-C ends it");
+    }
+
+private:
+    const DaemonAgent& d_;
+    Terminal& term_;
+    Supervisor sup_;
+    std::unique_ptr<bpf::Guard> pinned_;
+    bool active_ = false;
+};
+
+// Shows what cordond streams on this connection: event lines, and every event in --events.
+void show_daemon_messages(api::Client& client, Terminal& term, FILE* events_out)
+{
+    while (auto msg = client.next(0)) {
+        if (msg->contains("line"))
+            term.line(msg->at("line").get<std::string>());
+        if (events_out && msg->contains("event")) {
+            std::fprintf(events_out, "%s\n", msg->at("event").dump().c_str());
+            std::fflush(events_out);
+        }
+    }
+}
+
+// Until CMD ends: the daemon's messages, signals, and (once the daemon is gone) supervision.
+int wait_with_daemon(const DaemonAgent& d, api::Client& client, Terminal& term, FILE* events_out,
+                     int sfd, pid_t child)
+{
+    Orphaned orphan(d, term);
+    for (;;) {
+        pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
+                         {.fd = orphan.active() ? -1 : client.fd(), .events = POLLIN, .revents = 0}};
+        if (::poll(fds, 2, orphan.active() ? 10 : 100) < 0 && errno != EINTR)
+            throw Error("waiting for events failed: " + errno_text(errno));
+        try {
+            if (!orphan.active() && fds[1].revents)
+                show_daemon_messages(client, term, events_out);
+        } catch (const Error&) {
+            orphan.begin();
+        }
+        orphan.supervise();
+        signalfd_siginfo si{};
+        if (fds[0].revents && ::read(sfd, &si, sizeof(si)) == sizeof(si) &&
+            si.ssi_signo != SIGCHLD) {
+            const auto sig = static_cast<int>(si.ssi_signo);
+            if (sig == SIGUSR1 || sig == SIGUSR2) {
+                term.line(fmt::format("{}: agent {} belongs to cordond; use `cordon policy apply "
+                                      "{} FILE` or `cordon freeze|thaw {}`",
+                                      strsignal(sig), d.name, d.name, d.name));
+            } else {
+                term.line(fmt::format("{}: stopping agent {}", strsignal(sig), d.name));
+                agents::kill_cgroup(d.cgroup);
+            }
+        }
+        int st = 0;
+        if (::waitpid(child, &st, WNOHANG) == child) {
+            if (orphan.active()) {
+                // Without a daemon, the cgroup is emptied and removed here and the next daemon
+                // forgets the agent. (With one, closing the connection tells it so.)
+                try {
+                    agents::kill_cgroup(d.cgroup);
+                } catch (const Error&) {
+                }
+                for (int i = 0; i < 2000 && ::rmdir(d.cgroup.c_str()) != 0 && errno == EBUSY; ++i)
+                    ::usleep(5000);
+            }
+            return st;
+        }
+    }
+}
+
+// `cordon run` with cordond: the daemon owns the agent (cgroup, maps, kill verdicts), this
+// process launches CMD and shows the agent's events, which the daemon streams on this
+// connection. If this process dies, the daemon ends the agent (the connection closes); if the
+// daemon dies, the agent stays enforced by its pinned programs and this process ends it with CMD.
+int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedPolicy& prepared,
+                       const std::string& text, const policy::Context& ctx,
+                       const std::optional<agents::Identity>& who)
+{
+    const DaemonAgent d = register_with_daemon(o, client, text, ctx);
+    const agents::SeccompLayer seccomp(prepared.policy, d.backend);
     Terminal term;
     FILE* events_out = nullptr;
     if (o.events_file) {
@@ -251,117 +380,249 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
         if (!events_out)
             throw Error("cannot open --events file " + *o.events_file + ": " + errno_text(errno));
     }
-    if (backend == CORDON_BACKEND_COMPAT && !who)
+    if (d.backend == CORDON_BACKEND_COMPAT && !who)
         term.line("warning: the compat backend has no tamper protection; run the agent with "
                   "--user so it cannot unload its guard");
     term.line(fmt::format("guarding agent {} on the {} backend through cordond; cordon's lines "
                           "carry this tag [{}]",
-                          name, backend_text, term.tag()));
-    refuse_if_ftrace_off(backend); // also opens the knob while no agent runs yet
+                          d.name, d.backend_text, term.tag()));
+    refuse_if_ftrace_off(d.backend); // also opens the knob while no agent runs yet
     const int sfd = signal_fd();
     bool exec_failed = false;
-    const pid_t child = launch(o, cgroup, seccomp, pol, std::nullopt, who, ctx, term, exec_failed);
+    const pid_t child =
+        launch(o, d.cgroup, seccomp, prepared.policy, std::nullopt, who, ctx, term, exec_failed);
     if (o.detach && !exec_failed) {
         client.call(api::request(api::Op::Release));
-        std::printf("%s\n", name.c_str());
+        std::printf("%s\n", d.name.c_str());
         std::fflush(stdout);
         return 0;
     }
-
-    bool daemon_gone = false;
-    // Without the daemon, this process carries out the agent's kill flag (and, on lsm, the
-    // ftrace switch), reading the pinned maps, as an embedded run does: fails closed.
-    std::unique_ptr<bpf::Guard> pinned;
-    bool killed = false;
-    const auto kill_if_flagged = [&] {
-        if (!pinned || killed)
-            return;
-        const auto a = pinned->agent(cgroup_id);
-        const auto l = pinned->live(cgroup_id);
-        const bool off = uses_trampolines(backend) && ftrace_switched_off();
-        if (!a || !l || cordon_agent_killed(&*a, &*l) || off) {
-            term.line(fmt::format("{}; stopping agent {}",
-                                  off ? "kernel.ftrace_enabled is 0" : "the agent hit a kill rule",
-                                  name));
-            agents::kill_cgroup(cgroup);
-            killed = true;
-        }
-    };
-    int status = 0;
-    for (bool done = false; !done;) {
-        pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
-                         {.fd = daemon_gone ? -1 : client.fd(), .events = POLLIN, .revents = 0}};
-        if (::poll(fds, 2, daemon_gone ? 10 : 100) < 0 && errno != EINTR)
-            throw Error("waiting for events failed: " + errno_text(errno));
-        try {
-            while (!daemon_gone && fds[1].revents) {
-                auto msg = client.next(0);
-                if (!msg)
-                    break;
-                if (msg->contains("line"))
-                    term.line(msg->at("line").get<std::string>());
-                if (events_out && msg->contains("event")) {
-                    std::fprintf(events_out, "%s\n", msg->at("event").dump().c_str());
-                    std::fflush(events_out);
-                }
-            }
-        } catch (const Error&) {
-            daemon_gone = true;
-            term.line(fmt::format("cordond went away; agent {} stays enforced by its pinned "
-                                  "programs and ends with its command",
-                                  name));
-            try {
-                pinned = bpf::Guard::adopt(pin_dir);
-            } catch (const Error& e) {
-                term.line(fmt::format("cannot read the pinned maps ({}); stopping agent {}",
-                                      e.what(), name));
-                agents::kill_cgroup(cgroup); // nobody would carry out its kill verdicts
-                killed = true;
-            }
-        }
-        kill_if_flagged();
-        signalfd_siginfo si{};
-        if (fds[0].revents && ::read(sfd, &si, sizeof(si)) == sizeof(si) &&
-            si.ssi_signo != SIGCHLD) {
-            if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
-                term.line(fmt::format("{}: agent {} belongs to cordond; use `cordon policy apply "
-                                      "{} FILE` or `cordon freeze|thaw {}`",
-                                      strsignal(static_cast<int>(si.ssi_signo)), name, name,
-                                      name));
-            } else {
-                term.line(fmt::format("{}: stopping agent {}",
-                                      strsignal(static_cast<int>(si.ssi_signo)), name));
-                agents::kill_cgroup(cgroup);
-            }
-        }
-        int st = 0;
-        if (::waitpid(child, &st, WNOHANG) == child) {
-            status = st;
-            done = true;
-        }
-    }
-    // CMD is gone: the agent ends with it. Closing the connection tells the daemon so; without
-    // a daemon, the cgroup is emptied and removed here and the next daemon forgets the agent.
-    if (daemon_gone) {
-        try {
-            agents::kill_cgroup(cgroup);
-        } catch (const Error&) {
-        }
-        for (int i = 0; i < 2000 && ::rmdir(cgroup.c_str()) != 0 && errno == EBUSY; ++i)
-            ::usleep(5000);
-    }
+    const int status = wait_with_daemon(d, client, term, events_out, sfd, child);
     if (events_out)
         std::fclose(events_out);
     ::close(sfd);
-    if (term.dropped() > 0)
-        std::fprintf(stderr, "cordon[%s]: warning: %llu lines were not shown because the terminal "
-                     "did not take them in time\n",
-                     term.tag().c_str(), static_cast<unsigned long long>(term.dropped()));
+    warn_dropped_lines(term);
+    return exec_failed ? 127 : exit_status(status);
+}
+
+// The policy file, whole: read, parse, resolve host names, compile; nothing is touched before
+// this. Prints every diagnostic and returns nothing when it is not valid.
+std::optional<PreparedPolicy> prepare_run_policy(const RunOptions& o, const policy::Context& ctx,
+                                                 std::string& text)
+{
+    policy::Diagnostics read_errors;
+    const auto read = policy::read_policy_file(o.policy_file, read_errors);
+    if (!read) {
+        for (const auto& d : read_errors)
+            std::fprintf(stderr, "%s\n", d.str().c_str());
+        return std::nullopt;
+    }
+    text = *read;
+    try {
+        auto resolver = policy::system_resolver();
+        auto prepared = prepare_policy(text, o.policy_file, ctx, o.mode, *resolver);
+        for (const auto& w : prepared.warnings)
+            std::fprintf(stderr, "cordon: warning: %s\n", w.c_str());
+        return prepared;
+    } catch (const Error& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return std::nullopt;
+    }
+}
+
+// An embedded run: this process is the controller, with a guardian outside the agent.
+class Embedded {
+public:
+    Embedded(const RunOptions& o, const PreparedPolicy& prepared, const policy::Context& ctx);
+    ~Embedded();
+    Embedded(const Embedded&) = delete;
+    Embedded& operator=(const Embedded&) = delete;
+    int run(const std::optional<agents::Identity>& who);
+
+private:
+    void supervise();
+    void operator_signal(int sig);
+    bool wait_for_command(int sfd, bool signalled, pid_t child, int& status);
+    void report_losses(const events::Reader& reader);
+
+    const RunOptions& o_;
+    const PreparedPolicy& prepared_;
+    const policy::Context& ctx_;
+    Controller ctl_;
+    std::string name_;
+    std::uint64_t cgroup_id_ = 0;
+    std::filesystem::path cgroup_;
+    Supervisor sup_;
+    Terminal term_;
+    std::optional<std::string> oom_score_;
+    int keepalive_ = -1;
+    pid_t guardian_ = -1;
+    std::optional<PreparedPolicy> applied_; // the policy file as applied again (SIGUSR1)
+    std::unique_ptr<EventSink> sink_;
+};
+
+Embedded::Embedded(const RunOptions& o, const PreparedPolicy& prepared, const policy::Context& ctx)
+    : o_(o), prepared_(prepared), ctx_(ctx),
+      ctl_({.backend = o.backend, .pin_dir = std::nullopt, .registry_dir = std::nullopt}),
+      name_(ctl_.add_agent({.name = o.name, .cgroup = {}, .owner_pid = std::nullopt}, prepared)
+                .name),
+      cgroup_id_(ctl_.cgroup(name_).id()), cgroup_(ctl_.cgroup(name_).path()),
+      sup_(ctl_.guard().backend())
+{
+    sink_ = std::make_unique<EventSink>(prepared.policy, name_, o.events_file, term_);
+    auto& guard = ctl_.guard();
+    guard.protect_process(static_cast<std::uint32_t>(::getpid()));
+    oom_score_ = agents::shield_from_oom(); // the guardian inherits the shield
+    guardian_ = agents::start_guardian(ctl_.cgroup(name_), keepalive_);
+    guard.protect_process(static_cast<std::uint32_t>(guardian_));
+}
+
+Embedded::~Embedded()
+{
+    try {
+        ctl_.remove_agent(name_);
+    } catch (const Error& e) {
+        std::fprintf(stderr, "cordon: %s\n", e.what());
+    }
+    ::close(keepalive_); // the guardian finds the cgroup gone and exits
+    if (guardian_ > 0)
+        ::waitpid(guardian_, nullptr, 0);
+}
+
+void Embedded::supervise()
+{
+    if (sink_->kill_requested)
+        sup_.kill_requested(cgroup_id_);
+    report(term_, sup_.pass(ctl_.guard().agents(), {{name_, cgroup_, cgroup_id_}}),
+           fmt::format("`kill -USR2 {}` thaws it, Ctrl-C ends it", ::getpid()));
+}
+
+// SIGUSR1: the policy file again, applied whole or not at all. SIGUSR2: freeze or thaw.
+void Embedded::operator_signal(int sig)
+{
+    try {
+        if (sig == SIGUSR1) {
+            policy::Diagnostics errs;
+            const auto again = policy::read_policy_file(o_.policy_file, errs);
+            if (!again)
+                throw Error(errs.empty() ? "cannot read " + o_.policy_file : errs[0].str());
+            auto resolver = policy::system_resolver();
+            auto next = prepare_policy(*again, o_.policy_file, ctx_, o_.mode, *resolver);
+            const auto r = ctl_.apply_policy(name_, next);
+            applied_ = std::move(next);
+            sink_->set_policy(applied_->policy);
+            term_.line(fmt::format("applied {} again to agent {} (policy {} -> {})",
+                                   o_.policy_file, name_, r.old_policy, r.new_policy));
+        } else if (ctl_.frozen(*ctl_.find(name_))) {
+            ctl_.thaw(name_);
+            sup_.thawed(cgroup_id_);
+            term_.line(fmt::format("agent {} thawed", name_));
+        } else {
+            ctl_.freeze(name_);
+            term_.line(fmt::format("agent {} frozen; `kill -USR2 {}` thaws it", name_, ::getpid()));
+        }
+    } catch (const Error& e) {
+        term_.line(fmt::format("{}: {}; nothing was changed", strsignal(sig), e.what()));
+    }
+}
+
+// One pass after a poll: signals (when the signalfd is readable: it blocks), then whether CMD
+// (or the guardian) ended. True when CMD did.
+bool Embedded::wait_for_command(int sfd, bool signalled, pid_t child, int& status)
+{
+    signalfd_siginfo si{};
+    while (signalled && ::read(sfd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGCHLD)
+            break;
+        if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
+            operator_signal(static_cast<int>(si.ssi_signo));
+            break;
+        }
+        term_.line(fmt::format("{}: stopping agent {}", strsignal(si.ssi_signo), name_));
+        ctl_.kill(name_); // the kill switch: refused everything from the flag on, then emptied
+        break;
+    }
+    int st = 0;
+    const bool done = ::waitpid(child, &st, WNOHANG) == child;
+    if (done)
+        status = st;
+    // Either of cordon and its guardian outlives the other only to end the agent.
+    if (guardian_ > 0 && ::waitpid(guardian_, &st, WNOHANG) == guardian_) {
+        guardian_ = -1;
+        if (!done) {
+            term_.line(fmt::format("the guardian died (status {}); stopping agent {}",
+                                   exit_status(st), name_));
+            agents::kill_cgroup(cgroup_);
+        }
+    }
+    return done;
+}
+
+void Embedded::report_losses(const events::Reader& reader)
+{
+    const auto counters = ctl_.guard().counters();
+    // The agent is gone: these lines may block again, so that none of them is lost.
+    const auto say = [&](std::uint64_t n, const char* what) {
+        if (n > 0)
+            std::fprintf(stderr, "cordon[%s]: warning: %llu %s\n", term_.tag().c_str(),
+                         static_cast<unsigned long long>(n), what);
+    };
+    say(counters[CORDON_CNT_RINGBUF_DROPS],
+        "events were lost because the ring buffer was full (decisions were still enforced)");
+    say(reader.malformed(), "malformed event records were dropped");
+    say(counters[CORDON_CNT_PATH_FAILED],
+        "accesses were denied because their path could not be resolved");
+    say(term_.dropped(), "lines were not shown because the terminal did not take them in time "
+                         "(the --events file has every event)");
+}
+
+// Until CMD ends: events, kill verdicts, signals. A kill verdict is carried out from the agent's
+// kill flag in the kernel, polled here, so it does not depend on its event being read: an agent
+// that floods the ring buffer (the KILL record among those lost) still dies. Nothing in this
+// loop waits on the agent: terminal lines never block (see Terminal).
+int Embedded::run(const std::optional<agents::Identity>& who)
+{
+    const auto backend = ctl_.guard().backend();
+    const agents::SeccompLayer seccomp(prepared_.policy, backend);
+    events::Reader reader(ctl_.guard().events_fd(), [this](const events::Event& e) { (*sink_)(e); });
+    if (backend == CORDON_BACKEND_COMPAT && !who)
+        term_.line("warning: the compat backend has no tamper protection; run the agent with "
+                   "--user so it cannot unload its guard");
+    if (!oom_score_)
+        term_.line("warning: cannot shield cordon from the OOM killer (no CAP_SYS_RESOURCE); if "
+                   "it or its guardian is killed, the agent is killed too");
+    term_.line(fmt::format("guarding agent {} on the {} backend (embedded: no cordond); cordon's "
+                           "lines carry this tag [{}]",
+                           name_, backend_name(backend), term_.tag()));
+    refuse_if_ftrace_off(backend); // CMD never starts under a switched-off guard
+    const int sfd = signal_fd();
+    bool exec_failed = false;
+    const pid_t child = launch(o_, cgroup_, seccomp, prepared_.policy, oom_score_, who, ctx_,
+                               term_, exec_failed);
+    constexpr int kKillPollMs = 10;
+    // A bounded number per pass: an agent's flood of denials never holds this loop from
+    // signals and kill or freeze flags (the rest is read on the next pass).
+    constexpr std::size_t kEventsPerPass = 1024;
+    int status = 0;
+    pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
+                     {.fd = reader.fd(), .events = POLLIN, .revents = 0}};
+    for (bool done = false; !done;) {
+        if (::poll(fds, 2, reader.more_pending() ? 0 : kKillPollMs) < 0 && errno != EINTR)
+            throw Error("waiting for events failed: " + errno_text(errno));
+        supervise();
+        reader.drain(kEventsPerPass);
+        supervise();
+        done = wait_for_command(sfd, fds[0].revents != 0, child, status);
+    }
+    // CMD is gone: the agent ends with it. Report, then remove everything (the destructor).
+    agents::kill_cgroup(cgroup_);
+    reader.drain();
+    report_losses(reader);
+    ::close(sfd);
     return exec_failed ? 127 : exit_status(status);
 }
 
 } // namespace
-
 
 int run_guarded(const RunOptions& o)
 {
@@ -375,209 +636,30 @@ int run_guarded(const RunOptions& o)
     // user's next key sends cordon a stop signal: cordon cannot be stopped from its terminal.
     for (int sig : {SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU})
         ::signal(sig, SIG_IGN);
-
-    // 1. The policy, whole: read, parse, resolve host names, compile. Nothing is touched before
-    // this.
     const auto ctx = make_context(o.user, o.workspace);
-    policy::Diagnostics read_errors;
-    const auto text = policy::read_policy_file(o.policy_file, read_errors);
-    if (!text) {
-        for (const auto& d : read_errors)
-            std::fprintf(stderr, "%s\n", d.str().c_str());
+    std::string text;
+    const auto prepared = prepare_run_policy(o, ctx, text);
+    if (!prepared)
         return kRunSetupFailed;
-    }
-    std::optional<PreparedPolicy> prepared;
-    try {
-        auto resolver = policy::system_resolver();
-        prepared.emplace(prepare_policy(*text, o.policy_file, ctx, o.mode, *resolver));
-    } catch (const Error& e) {
-        std::fprintf(stderr, "%s\n", e.what());
-        return kRunSetupFailed;
-    }
-    for (const auto& w : prepared->warnings)
-        std::fprintf(stderr, "cordon: warning: %s\n", w.c_str());
-    const policy::Policy& pol = prepared->policy;
-
     std::optional<agents::Identity> who;
     if (o.user)
         who = agents::lookup_user(*o.user);
-
+    // The agent never outruns its guard for CPU: this process (and so the guardian and the
+    // loop that carries out kills) runs above every agent process; CMD does not inherit it.
+    if (const auto why = agents::raise_control_priority(); !why.empty())
+        std::fprintf(stderr, "cordon: warning: %s\n", why.c_str());
     // With a daemon, the agent is registered with it; without one, this process is its
     // controller (embedded), guardian included.
     if (!o.embedded) {
         if (auto client = api::Client::connect(api::socket_path()))
-            return run_through_daemon(o, *client, *prepared, *text, ctx, who);
+            return run_through_daemon(o, *client, *prepared, text, ctx, who);
     }
     if (o.detach)
         throw Error("--detach needs cordond (no daemon listens on " + api::socket_path() +
                     "); start it with `systemctl start cordond` or `cordond &`");
-
-    // 2. Backend, cgroup, programs, maps: all in place before CMD exists.
-    Controller ctl({.backend = o.backend, .pin_dir = std::nullopt, .registry_dir = std::nullopt});
-    auto& guard = ctl.guard();
-    const auto backend = guard.backend();
-    const std::string name =
-        ctl.add_agent({.name = o.name, .cgroup = {}, .owner_pid = std::nullopt}, *prepared).name;
-    const agents::Cgroup& cg = ctl.cgroup(name);
-    guard.protect_process(static_cast<std::uint32_t>(::getpid()));
-    const auto oom_score = agents::shield_from_oom(); // the guardian inherits the shield
-
-    int keepalive = -1;
-    pid_t guardian = agents::start_guardian(cg, keepalive);
-    guard.protect_process(static_cast<std::uint32_t>(guardian));
-
-    const agents::SeccompLayer seccomp(pol, backend);
-    Terminal term;
-    EventSink sink(pol, name, o.events_file, term);
-    events::Reader reader(guard.events_fd(), [&sink](const events::Event& e) { sink(e); });
-    if (backend == CORDON_BACKEND_COMPAT && !who)
-        term.line("warning: the compat backend has no tamper protection; run the agent with "
-                  "--user so it cannot unload its guard");
-    if (!oom_score)
-        term.line("warning: cannot shield cordon from the OOM killer (no CAP_SYS_RESOURCE); if "
-                  "it or its guardian is killed, the agent is killed too");
-    term.line(fmt::format("guarding agent {} on the {} backend (embedded: no cordond); cordon's "
-                          "lines carry this tag "
-                          "[{}]",
-                          name, backend_name(backend), term.tag()));
-
-    // 3. CMD, in the cgroup. Signals arrive through a signalfd so the loop sees them in order.
-    refuse_if_ftrace_off(backend); // also opens the knob while no agent runs yet
-    const int sfd = signal_fd();
-    bool exec_failed = false;
-    const pid_t child = launch(o, cg.path(), seccomp, pol, oom_score, who, ctx, term, exec_failed);
-
-    // 4. Until CMD ends: events, kill verdicts, signals. A kill verdict is carried out from the
-    // agent's kill flag in the kernel, polled here, so it does not depend on its event being
-    // read: an agent that floods the ring buffer (the KILL record among those lost) still dies.
-    // Nothing in this loop waits on the agent: terminal lines never block (see Terminal).
-    constexpr int kKillPollMs = 10;
-    constexpr std::size_t kEventsPerPass = 1024;
-    int status = 0;
-    bool done = false;
-    bool killed = false;
-    std::uint32_t frozen_epoch = ~0u; // thaw epoch whose freeze verdict was carried out
-    std::optional<PreparedPolicy> applied; // the policy file as applied again (SIGUSR1)
-    const auto guard_switched_off = [&] {
-        return uses_trampolines(backend) && ftrace_switched_off();
-    };
-    const auto kill_if_flagged = [&] {
-        if (killed)
-            return;
-        const auto a = guard.agent(cg.id());
-        const auto l = guard.live(cg.id());
-        const bool off = guard_switched_off();
-        if (sink.kill_requested || !a || !l || cordon_agent_killed(&*a, &*l) || off) {
-            if (off)
-                term.line(fmt::format("kernel.ftrace_enabled is 0, so the kernel runs none of "
-                                      "cordon's LSM programs; stopping agent {}",
-                                      name));
-            cg.kill(); // the kernel already refuses every access; empty the cgroup now
-            killed = true;
-        } else if (cordon_agent_frozen(&*a, &*l)) {
-            // Frozen: the kernel refuses the agent everything already; stop it too, and again
-            // if anyone outside cordon thaws its cgroup (only SIGUSR2 here ends a freeze).
-            const bool by_rule = l->frozen_mark == a->thaw_epoch + 1;
-            if (by_rule && frozen_epoch != a->thaw_epoch) {
-                frozen_epoch = a->thaw_epoch;
-                agents::freeze_cgroup(cg.path(), true);
-                term.line(fmt::format("agent {} hit a freeze rule and is frozen for review; "
-                                      "`kill -USR2 {}` thaws it, Ctrl-C ends it",
-                                      name, ::getpid()));
-            } else if (!agents::cgroup_freeze_requested(cg.path())) {
-                agents::freeze_cgroup(cg.path(), true);
-                term.line(fmt::format("agent {} was thawed outside cordon; frozen again", name));
-            }
-        }
-    };
-    // SIGUSR1: the policy file again, applied whole or not at all. SIGUSR2: freeze or thaw.
-    const auto operator_signal = [&](int sig) {
-        try {
-            if (sig == SIGUSR1) {
-                policy::Diagnostics errs;
-                const auto again = policy::read_policy_file(o.policy_file, errs);
-                if (!again)
-                    throw Error(errs.empty() ? "cannot read " + o.policy_file : errs[0].str());
-                auto resolver = policy::system_resolver();
-                auto next = prepare_policy(*again, o.policy_file, ctx, o.mode, *resolver);
-                const auto r = ctl.apply_policy(name, next);
-                applied = std::move(next);
-                sink.set_policy(applied->policy);
-                term.line(fmt::format("applied {} again to agent {} (policy {} -> {})",
-                                      o.policy_file, name, r.old_policy, r.new_policy));
-            } else if (ctl.frozen(*ctl.find(name))) {
-                ctl.thaw(name);
-                term.line(fmt::format("agent {} thawed", name));
-            } else {
-                ctl.freeze(name);
-                term.line(fmt::format("agent {} frozen; `kill -USR2 {}` thaws it", name,
-                                      ::getpid()));
-            }
-        } catch (const Error& e) {
-            term.line(fmt::format("{}: {}; nothing was changed", strsignal(sig), e.what()));
-        }
-    };
-    pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
-                     {.fd = reader.fd(), .events = POLLIN, .revents = 0}};
-    while (!done) {
-        if (::poll(fds, 2, reader.more_pending() ? 0 : kKillPollMs) < 0 && errno != EINTR)
-            throw Error("waiting for events failed: " + errno_text(errno));
-        kill_if_flagged();
-        // A bounded number per pass: an agent's flood of denials never holds this loop from
-        // signals and kill or freeze flags (the rest is read on the next pass).
-        reader.drain(kEventsPerPass);
-        kill_if_flagged();
-        signalfd_siginfo si{};
-        while (fds[0].revents && ::read(sfd, &si, sizeof(si)) == sizeof(si)) {
-            if (si.ssi_signo == SIGCHLD)
-                break;
-            if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
-                operator_signal(static_cast<int>(si.ssi_signo));
-                break;
-            }
-            term.line(fmt::format("{}: stopping agent {}", strsignal(si.ssi_signo), name));
-            ctl.kill(name); // the kill switch: refused everything from the flag on, then emptied
-            break;
-        }
-        int st = 0;
-        if (::waitpid(child, &st, WNOHANG) == child) {
-            status = st;
-            done = true;
-        }
-        // Either of cordon and its guardian outlives the other only to end the agent.
-        if (guardian > 0 && ::waitpid(guardian, &st, WNOHANG) == guardian) {
-            guardian = -1;
-            if (!done) {
-                term.line(fmt::format("the guardian died (status {}); stopping agent {}",
-                                      exit_status(st), name));
-                cg.kill();
-            }
-        }
-    }
-
-    // 5. CMD is gone: the agent ends with it. Report, then remove everything.
-    cg.kill();
-    reader.drain();
-    const auto counters = guard.counters();
-    // The agent is gone: these lines may block again, so that none of them is lost.
-    const auto report = [&](std::uint64_t n, const char* what) {
-        if (n > 0)
-            std::fprintf(stderr, "cordon[%s]: warning: %llu %s\n", term.tag().c_str(),
-                         static_cast<unsigned long long>(n), what);
-    };
-    report(counters[CORDON_CNT_RINGBUF_DROPS],
-           "events were lost because the ring buffer was full (decisions were still enforced)");
-    report(reader.malformed(), "malformed event records were dropped");
-    report(counters[CORDON_CNT_PATH_FAILED],
-           "accesses were denied because their path could not be resolved");
-    report(term.dropped(), "lines were not shown because the terminal did not take them in time "
-                           "(the --events file has every event)");
-    ctl.remove_agent(name);
-    ::close(keepalive); // the guardian finds the cgroup gone and exits
-    if (guardian > 0)
-        ::waitpid(guardian, nullptr, 0);
-    ::close(sfd);
-    return exec_failed ? 127 : exit_status(status);
+    // Backend, cgroup, programs, maps: all in place before CMD exists.
+    Embedded e(o, *prepared, ctx);
+    return e.run(who);
 }
 
-} // namespace cordon::control
+} // namespace cordon::cli
