@@ -2,6 +2,7 @@
 #include "api/protocol.h"
 
 #include <array>
+#include <limits>
 #include <set>
 
 namespace cordon::api {
@@ -18,9 +19,9 @@ struct OpInfo {
     std::set<std::string> required;
 };
 
-const std::array<OpInfo, 21>& ops()
+const std::array<OpInfo, kOpCount>& ops()
 {
-    static const std::array<OpInfo, 21> table = {{
+    static const std::array<OpInfo, kOpCount> table = {{
         {Op::Ping, "ping", false, {}, {}},
         {Op::Status, "status", false, {}, {}},
         {Op::Agents, "agents", false, {}, {}},
@@ -31,8 +32,8 @@ const std::array<OpInfo, 21>& ops()
          {"policy"}},
         {Op::Release, "release", true, {}, {}},
         {Op::Subscribe, "subscribe", false, {"name"}, {}},
-        {Op::Kill, "kill", true, {"name", "reason"}, {"name"}},
-        {Op::Freeze, "freeze", true, {"name", "reason"}, {"name"}},
+        {Op::Kill, "kill", true, {"name", "reason", "sent_ns"}, {"name"}},
+        {Op::Freeze, "freeze", true, {"name", "reason", "sent_ns"}, {"name"}},
         {Op::Thaw, "thaw", true, {"name", "reason"}, {"name"}},
         {Op::Apply, "apply", true, {"name", "policy", "mode", "reason"}, {"name", "policy"}},
         {Op::Mode, "mode", true, {"name", "mode", "reason"}, {"name", "mode"}},
@@ -50,12 +51,14 @@ const std::array<OpInfo, 21>& ops()
     return table;
 }
 
+// The table is indexed by Op: a row out of place, or a missing one, is found at start-up by
+// the unit tests (ApiProtocol.OpTableIsIndexedByOp) and by every lookup below.
 const OpInfo& info(Op op)
 {
-    for (const auto& i : ops())
-        if (i.op == op)
-            return i;
-    throw ProtocolError("unknown op");
+    const auto i = static_cast<std::size_t>(op);
+    if (i >= kOpCount || ops()[i].op != op)
+        throw ProtocolError("unknown op");
+    return ops()[i];
 }
 
 std::int64_t int_field(const json& j, const char* key, std::int64_t lo, std::int64_t hi)
@@ -154,6 +157,8 @@ Request decode_request(std::string_view line)
         r.pid = int_field(j, "pid", 1, 0x7fffffff);
     if (j.contains("grant"))
         r.grant = int_field(j, "grant", 1, 0xffffffffll);
+    if (j.contains("sent_ns"))
+        r.sent_ns = int_field(j, "sent_ns", 0, std::numeric_limits<std::int64_t>::max());
     if (r.kind && *r.kind != "exec" && *r.kind != "read" && *r.kind != "write" &&
         *r.kind != "connect")
         throw ProtocolError("\"kind\" must be \"exec\", \"read\", \"write\" or \"connect\"");
@@ -194,7 +199,7 @@ std::string encode_request(const Request& r)
         if (*src)
             j[key] = **src;
     for (auto [key, src] : {std::pair{"score", &r.score}, std::pair{"pid", &r.pid},
-                            std::pair{"grant", &r.grant}})
+                            std::pair{"grant", &r.grant}, std::pair{"sent_ns", &r.sent_ns}})
         if (*src)
             j[key] = **src;
     return j.dump(-1, ' ', false, json::error_handler_t::replace);

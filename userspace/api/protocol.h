@@ -23,8 +23,10 @@ inline constexpr const char* kDefaultSocket = "/run/cordon/cordon.sock";
 
 enum class Op {
     Ping, Status, Agents, Attach, Detach, Run, Release, Subscribe, Kill, Freeze, Thaw, Apply, Mode,
-    Trust, TrustSet, TaskBegin, TaskEnd, Tasks, Grant, Grants, Revoke
+    Trust, TrustSet, TaskBegin, TaskEnd, Tasks, Grant, Grants, Revoke,
+    Count ///< not an op: the number of ops, for tables indexed by Op
 };
+inline constexpr std::size_t kOpCount = static_cast<std::size_t>(Op::Count);
 const char* op_name(Op op);
 /// Whether a request changes state (and is recorded as an operator action).
 bool changes_state(Op op);
@@ -50,6 +52,9 @@ struct Request {
     std::optional<std::string> target;   ///< grant: PATH, or CIDR|HOST[:PORTS][/tcp|udp]
     std::optional<std::string> task;     ///< grant: bind the grant to this task
     std::optional<std::int64_t> grant;   ///< revoke: the grant id
+    /// kill, freeze: the caller's CLOCK_MONOTONIC when it wrote the request (same host), so that
+    /// the reply can say how long the request waited before cordond read it.
+    std::optional<std::int64_t> sent_ns;
 };
 
 /// A request with only its op set.

@@ -48,6 +48,11 @@ PreparedPolicy prepare_document(const std::string& text, const std::string& file
 PreparedPolicy prepare_overlay(const std::string& text, const std::string& file,
                                const policy::Context& ctx, policy::Resolver& resolver);
 
+/// The addresses a connect grant's target (CIDR|HOST[:PORTS][/tcp|udp]) names, host names
+/// resolved through `resolver`: what Controller::grant does with it, for a caller that resolves
+/// off its own thread first. Throws Error naming what is wrong with the target.
+std::vector<policy::Cidr> grant_addresses(const std::string& target, policy::Resolver& resolver);
+
 /// "auto", "lsm" or "compat" -> the backend to load, or Error naming why it cannot run.
 cordon_backend pick_backend(const std::string& wanted);
 

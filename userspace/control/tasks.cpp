@@ -428,6 +428,13 @@ void Controller::end_task(const std::string& name, const std::string& id)
 
 // ---- grants --------------------------------------------------------------------------------
 
+std::vector<policy::Cidr> grant_addresses(const std::string& target, policy::Resolver& resolver)
+{
+    GrantRecord g;
+    parse_connect(target, g, resolver);
+    return g.cidrs;
+}
+
 const GrantRecord& Controller::grant(const std::string& name, const GrantSpec& spec,
                                      policy::Resolver& resolver)
 {

@@ -4,13 +4,22 @@
 // BPF map or waits on the daemon, and the daemon never waits on a scraper.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <tuple>
 #include <mutex>
 #include <string>
 #include <thread>
 
 namespace httplib {
 class Server;
+}
+namespace cordon::control {
+class Controller;
+}
+namespace cordon::events {
+class Pipeline;
 }
 
 namespace cordon::daemon {
@@ -39,5 +48,17 @@ private:
 std::string metric_line(const std::string& name,
                         std::initializer_list<std::pair<const char*, std::string>> labels,
                         double value);
+
+/// What the metrics text is made of.
+struct MetricsInputs {
+    control::Controller& ctl;
+    /// Decisions read from the ring buffer, by (agent name, hook, verdict).
+    const std::map<std::tuple<std::string, std::uint16_t, std::uint8_t>, std::uint64_t>& decided;
+    std::uint64_t malformed = 0;
+    std::uint64_t subscriber_drops = 0;
+    const events::Pipeline* pipeline = nullptr;
+};
+/// Every series, in the Prometheus text format.
+std::string metrics_text(const MetricsInputs& in);
 
 } // namespace cordon::daemon
