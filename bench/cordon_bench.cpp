@@ -616,6 +616,8 @@ int main(int argc, char** argv)
         bench::live_control(backend, ws);
     if (wanted("grants"))
         bench::grants(backend, ws);
+    if (wanted("killwait"))
+        bench::kill_wait(backend, ws);
     if (wanted("forensics")) {
         const char* secs = std::getenv("CORDON_BENCH_SECONDS");
         bench::forensics(backend, ws, secs ? std::atoi(secs) : 60);

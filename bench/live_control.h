@@ -12,6 +12,9 @@ namespace cordon::bench {
 void live_control(cordon_backend backend, const std::filesystem::path& ws);
 /// Prints the "Just-in-time grants" section: reply to first decision, BPF time per decision.
 void grants(cordon_backend backend, const std::filesystem::path& ws);
+/// "A kill never waits": `cordon kill` against a bare cgroup.kill under agent load, and the kill
+/// reply's time under load on cordond (bench/kill_wait.cpp).
+void kill_wait(cordon_backend backend, const std::filesystem::path& ws);
 /// The event pipeline: records/s into JSONL and SQLite, CPU per record, loss at fixed rates
 /// sustained for `seconds`.
 void forensics(cordon_backend backend, const std::filesystem::path& ws, int seconds);
