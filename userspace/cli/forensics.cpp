@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "events/format.h"
+#include "events/hooks.h"
 #include "events/store.h"
 #include "policy/duration.h"
 
@@ -27,34 +28,27 @@ namespace {
 using json = nlohmann::json;
 namespace store = events::store;
 
-const std::map<std::string, std::vector<std::string>, std::less<>>& hook_groups()
+/// --hook values: the groups exec, file, net, single hook names (events/hooks), or "action";
+/// throws naming a bad one.
+std::set<std::string> expand_hooks(const std::vector<std::string>& wanted)
 {
-    static const std::map<std::string, std::vector<std::string>, std::less<>> groups = {
-        {"exec", {"exec", "process"}},
-        {"file", {"open", "create", "unlink", "rename", "link", "truncate", "setattr"}},
-        {"net", {"connect4", "connect6", "sendmsg4", "sendmsg6", "socket", "listen", "bind",
-                 "unix_connect", "unix_send"}},
-    };
-    return groups;
-}
-
-/// --hook values: the groups exec, file, net, or single hooks; throws naming a bad one.
-std::set<std::string> expand_hooks(const std::vector<std::string>& hooks)
-{
-    static const std::set<std::string, std::less<>> single = {
-        "exec", "process", "open", "create", "unlink", "rename", "link", "truncate", "setattr",
-        "connect4", "connect6", "sendmsg4", "sendmsg6", "socket", "listen", "bind", "unix_connect",
-        "unix_send", "tamper", "trust", "action"};
     std::set<std::string> out;
-    for (const auto& h : hooks) {
-        if (auto g = hook_groups().find(h); g != hook_groups().end()) {
-            out.insert(g->second.begin(), g->second.end());
-        } else if (single.count(h)) {
-            out.insert(h);
-        } else {
-            throw Error("unknown --hook '" + h + "': use exec, file, net, tamper, trust, action, "
-                        "or one hook name (open, connect4, ...; docs/forensics.md lists them)");
+    for (const auto& w : wanted) {
+        bool known = w == "action";
+        if (known)
+            out.insert(w);
+        for (const auto& h : events::hooks()) {
+            if (h.id == CORDON_HOOK_NONE) // no record has it: not a filter
+                continue;
+            if (h.name == w ||
+                (h.group != events::HookGroup::None && events::hook_group_name(h.group) == w)) {
+                out.insert(std::string(h.name));
+                known = true;
+            }
         }
+        if (!known)
+            throw Error("unknown --hook '" + w + "': use exec, file, net, tamper, trust, action, "
+                        "or one hook name (open, connect4, ...; docs/forensics.md lists them)");
     }
     return out;
 }

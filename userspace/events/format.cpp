@@ -17,53 +17,45 @@ namespace cordon::events {
 
 std::string_view hook_name(std::uint16_t hook)
 {
-    switch (hook) {
-    case CORDON_HOOK_EXEC: return "exec";
-    case CORDON_HOOK_FILE_OPEN: return "open";
-    case CORDON_HOOK_CONNECT4: return "connect4";
-    case CORDON_HOOK_CONNECT6: return "connect6";
-    case CORDON_HOOK_SENDMSG4: return "sendmsg4";
-    case CORDON_HOOK_SENDMSG6: return "sendmsg6";
-    case CORDON_HOOK_FILE_CREATE: return "create";
-    case CORDON_HOOK_FILE_UNLINK: return "unlink";
-    case CORDON_HOOK_FILE_RENAME: return "rename";
-    case CORDON_HOOK_FILE_LINK: return "link";
-    case CORDON_HOOK_FILE_TRUNCATE: return "truncate";
-    case CORDON_HOOK_TAMPER: return "tamper";
-    case CORDON_HOOK_SOCKET: return "socket";
-    case CORDON_HOOK_UNIX_CONNECT: return "unix_connect";
-    case CORDON_HOOK_UNIX_SEND: return "unix_send";
-    case CORDON_HOOK_FILE_SETATTR: return "setattr";
-    case CORDON_HOOK_LISTEN: return "listen";
-    case CORDON_HOOK_BIND: return "bind";
-    case CORDON_HOOK_TRUST: return "trust";
-    case CORDON_HOOK_PROCESS: return "process";
-    default: return "unknown";
-    }
+    const HookInfo* h = hook_info(hook);
+    return h ? h->name : "unknown";
 }
 
 std::string_view verdict_name(std::uint8_t verdict)
 {
-    switch (verdict) {
-    case CORDON_VERDICT_ALLOW: return "allow";
-    case CORDON_VERDICT_DENY: return "deny";
-    case CORDON_VERDICT_AUDIT: return "audit";
-    case CORDON_VERDICT_KILL: return "kill";
-    case CORDON_VERDICT_FREEZE: return "freeze";
-    default: return "unknown";
-    }
+    // The kernel's byte: only a value past the enum is unknown; -Wswitch checks the rest.
+    if (verdict < CORDON_VERDICT_MAX)
+        switch (static_cast<cordon_verdict>(verdict)) {
+        case CORDON_VERDICT_ALLOW: return "allow";
+        case CORDON_VERDICT_DENY: return "deny";
+        case CORDON_VERDICT_AUDIT: return "audit";
+        case CORDON_VERDICT_KILL: return "kill";
+        case CORDON_VERDICT_FREEZE: return "freeze";
+        case CORDON_VERDICT_MAX: break;
+        }
+    return "unknown";
 }
 
 std::string_view trust_cause_name(std::uint8_t cause)
 {
-    switch (cause) {
-    case CORDON_TRUST_DENY: return "deny";
-    case CORDON_TRUST_KILL: return "kill";
-    case CORDON_TRUST_BURST: return "burst";
-    case CORDON_TRUST_RECOVERY: return "recovery";
-    case CORDON_TRUST_OPERATOR: return "operator";
-    default: return "policy"; // no cause seen: a policy apply changed the tiers
-    }
+    if (cause == 0)
+        return "policy"; // no cause seen: a policy apply changed the tiers
+    if (cause < CORDON_TRUST_CAUSE_MAX)
+        switch (static_cast<cordon_trust_cause>(cause)) {
+        case CORDON_TRUST_DENY: return "deny";
+        case CORDON_TRUST_KILL: return "kill";
+        case CORDON_TRUST_BURST: return "burst";
+        case CORDON_TRUST_RECOVERY: return "recovery";
+        case CORDON_TRUST_OPERATOR: return "operator";
+        case CORDON_TRUST_CAUSE_MAX: break;
+        }
+    return "unknown";
+}
+
+bool is_network_hook(std::uint16_t hook)
+{
+    const HookInfo* h = hook_info(hook);
+    return h && h->network;
 }
 
 namespace {
@@ -73,12 +65,6 @@ std::string tier_text(std::uint32_t tier, const EventContext& cx)
     if (cx.tiers && tier < cx.tiers->size())
         return (*cx.tiers)[tier];
     return std::to_string(tier);
-}
-
-bool is_net(std::uint16_t hook)
-{
-    return (hook >= CORDON_HOOK_CONNECT4 && hook <= CORDON_HOOK_SENDMSG6) ||
-           hook == CORDON_HOOK_LISTEN || hook == CORDON_HOOK_BIND;
 }
 
 std::string address(const cordon_event& b)
@@ -93,7 +79,7 @@ std::string address(const cordon_event& b)
 std::string object_text(const Event& e)
 {
     const auto& b = e.body;
-    if (is_net(e.header().hook))
+    if (is_network_hook(e.header().hook))
         return fmt::format(fmt::runtime(b.family == 6 ? "[{}]:{}/{}" : "{}:{}/{}"), address(b),
                            b.port, b.protocol == CORDON_PROTO_UDP ? "udp" : "tcp");
     if (e.header().hook == CORDON_HOOK_SOCKET)
@@ -268,7 +254,7 @@ std::string event_json(const Event& e, const RuleNamer& rule, std::string_view a
         j["new_tier"] = tier_text(e.body.protocol, cx);
         j["cause"] = trust_cause_name(e.body.access);
         j["score"] = e.body.port;
-    } else if (is_net(h.hook)) {
+    } else if (is_network_hook(h.hook)) {
         j["address"] = address(e.body);
         j["port"] = e.body.port;
         j["protocol"] = e.body.protocol == CORDON_PROTO_UDP ? "udp" : "tcp";

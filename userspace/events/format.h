@@ -7,11 +7,14 @@
 #include <string_view>
 #include <vector>
 
+#include "events/hooks.h"
 #include "events/reader.h"
 
 namespace cordon::events {
 
-std::string_view hook_name(std::uint16_t hook);       ///< "exec", "open", "connect4", ...
+std::string_view hook_name(std::uint16_t hook);       ///< "exec", "open", "connect4", ... (events/hooks)
+/// The record names an IP address and port (events/hooks: HookInfo::network).
+bool is_network_hook(std::uint16_t hook);
 std::string_view verdict_name(std::uint8_t verdict);  ///< "allow", "deny", "audit", "kill", "freeze"
 std::string object_text(const Event& e);              ///< path, or address:port/protocol
 

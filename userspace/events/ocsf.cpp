@@ -18,8 +18,8 @@ namespace {
 
 // OCSF 1.1 categories and classes cordon's records belong to.
 constexpr int kSystemActivity = 1, kFindings = 2, kNetworkActivity = 4, kApplicationActivity = 6;
-constexpr int kFileSystemActivity = 1001, kProcessActivity = 1007, kDetectionFinding = 2004,
-              kNetworkActivityClass = 4001, kApiActivity = 6003;
+// Decision records' classes are in the hook table (events/hooks.cpp); these are the others'.
+constexpr int kApiActivity = 6003;
 
 std::string_view category_name(int class_uid)
 {
@@ -30,12 +30,6 @@ std::string_view category_name(int class_uid)
     case kApplicationActivity: return "Application Activity";
     default: return "Other";
     }
-}
-
-bool is_net(std::uint16_t hook)
-{
-    return (hook >= CORDON_HOOK_CONNECT4 && hook <= CORDON_HOOK_SENDMSG6) ||
-           hook == CORDON_HOOK_LISTEN || hook == CORDON_HOOK_BIND;
 }
 
 /// A few keys and values; the writer keeps commas right.
@@ -82,13 +76,18 @@ struct Verdict {
 
 Verdict verdict_of(std::uint8_t v)
 {
-    switch (v) {
-    case CORDON_VERDICT_AUDIT: return {1, 17, "Logged", 2};
-    case CORDON_VERDICT_DENY: return {2, 2, "Blocked", 3};
-    case CORDON_VERDICT_KILL: return {2, 2, "Blocked", 4};
-    case CORDON_VERDICT_FREEZE: return {2, 3, "Quarantined", 4};
-    default: return {1, 1, "Allowed", 1};
-    }
+    constexpr Verdict allowed{1, 1, "Allowed", 1};
+    // The kernel's byte: a value past the enum is shown as an allow, as it always was.
+    if (v < CORDON_VERDICT_MAX)
+        switch (static_cast<cordon_verdict>(v)) {
+        case CORDON_VERDICT_ALLOW: return allowed;
+        case CORDON_VERDICT_AUDIT: return {1, 17, "Logged", 2};
+        case CORDON_VERDICT_DENY: return {2, 2, "Blocked", 3};
+        case CORDON_VERDICT_KILL: return {2, 2, "Blocked", 4};
+        case CORDON_VERDICT_FREEZE: return {2, 3, "Quarantined", 4};
+        case CORDON_VERDICT_MAX: break;
+        }
+    return allowed;
 }
 
 std::string address_text(const cordon_event& b)
@@ -182,30 +181,8 @@ void json_string(std::string& out, std::string_view s)
 
 OcsfClass ocsf_class(std::uint16_t hook)
 {
-    switch (hook) {
-    case CORDON_HOOK_EXEC:
-    case CORDON_HOOK_PROCESS: return {kProcessActivity, 1, "Process Activity", "Launch"};
-    case CORDON_HOOK_TAMPER: return {kProcessActivity, 99, "Process Activity", "Other"};
-    case CORDON_HOOK_FILE_OPEN: return {kFileSystemActivity, 14, "File System Activity", "Open"};
-    case CORDON_HOOK_FILE_CREATE:
-    case CORDON_HOOK_FILE_LINK: return {kFileSystemActivity, 1, "File System Activity", "Create"};
-    case CORDON_HOOK_FILE_UNLINK: return {kFileSystemActivity, 4, "File System Activity", "Delete"};
-    case CORDON_HOOK_FILE_RENAME: return {kFileSystemActivity, 5, "File System Activity", "Rename"};
-    case CORDON_HOOK_FILE_TRUNCATE: return {kFileSystemActivity, 3, "File System Activity", "Update"};
-    case CORDON_HOOK_FILE_SETATTR:
-        return {kFileSystemActivity, 6, "File System Activity", "Set Attributes"};
-    case CORDON_HOOK_CONNECT4:
-    case CORDON_HOOK_CONNECT6:
-    case CORDON_HOOK_SOCKET:
-    case CORDON_HOOK_UNIX_CONNECT: return {kNetworkActivityClass, 1, "Network Activity", "Open"};
-    case CORDON_HOOK_SENDMSG4:
-    case CORDON_HOOK_SENDMSG6:
-    case CORDON_HOOK_UNIX_SEND: return {kNetworkActivityClass, 6, "Network Activity", "Traffic"};
-    case CORDON_HOOK_LISTEN:
-    case CORDON_HOOK_BIND: return {kNetworkActivityClass, 7, "Network Activity", "Listen"};
-    case CORDON_HOOK_TRUST: return {kDetectionFinding, 1, "Detection Finding", "Create"};
-    default: return {0, 99, "Base Event", "Other"};
-    }
+    const HookInfo* h = hook_info(hook);
+    return h ? h->ocsf : hooks()[CORDON_HOOK_NONE].ocsf;
 }
 
 store::Record stored_record(const Event& e, const Context& cx, std::int64_t time_ns)
@@ -222,7 +199,7 @@ store::Record stored_record(const Event& e, const Context& cx, std::int64_t time
     r.pid = h.tgid;
     r.ppid = h.ppid;
     r.uid = h.uid;
-    const bool net = is_net(h.hook);
+    const bool net = is_network_hook(h.hook);
     if (net) {
         r.dest = address_text(b);
         r.port = b.port;

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "events/hooks.h"
 #include "events/reader.h"
 #include "events/store.h"
 
@@ -23,13 +24,7 @@ struct Context {
     std::string old_tier, new_tier; ///< trust records: tier names
 };
 
-/// OCSF class of a hook: {class_uid, activity_id}.
-struct OcsfClass {
-    int class_uid;
-    int activity_id;
-    std::string_view class_name;
-    std::string_view activity_name;
-};
+/// OCSF class of a hook (events/hooks); Base Event, Other for a number out of range.
 OcsfClass ocsf_class(std::uint16_t hook);
 
 /// A kernel record (decision, exec trace or trust change) as stored. time_ns is CLOCK_REALTIME.
