@@ -11,6 +11,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "events/hooks.h"
+#include "events/json.h" // json_string, which stored records are written with
 #include "events/reader.h"
 #include "events/store.h"
 
@@ -35,8 +36,5 @@ store::Record stored_action(const nlohmann::json& action, std::int64_t time_ns);
 /// the chain of `agent` (the agent whose records they were, or "cordond" when not known).
 store::Record stored_gap(std::uint64_t lost, std::string_view why, std::int64_t time_ns,
                          std::string_view agent = "cordond");
-
-/// Appends s to out as a JSON string (quoted, escaped; invalid UTF-8 bytes become U+FFFD).
-void json_string(std::string& out, std::string_view s);
 
 } // namespace cordon::events

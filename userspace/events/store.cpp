@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "common/error.h"
+#include "events/json.h"
 #include "policy/net.h"
 
 namespace cordon::events::store {
@@ -112,31 +113,17 @@ constexpr std::string_view kPruneKind = "prune";
 /// shrinks over several passes, and the store thread never stalls for long.
 constexpr int kVacuumPages = 4096;
 
-std::string json_escape(std::string_view s)
-{
-    std::string o;
-    o.reserve(s.size());
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\')
-            o += '\\', o += c;
-        else if (u < 0x20)
-            o += fmt::format("\\u{:04x}", u);
-        else
-            o += c;
-    }
-    return o;
-}
-
 /// One line, OCSF-ish (class 0: no OCSF class fits a store's own housekeeping); the facts verify
 /// needs are in "unmapped".
 std::string prune_json(std::int64_t time_ns, const std::string& agent, std::int64_t through,
                        std::int64_t n, std::string_view cause, const Digest& tail_prev)
 {
+    std::string quoted_agent;
+    json_string(quoted_agent, agent);
     return fmt::format(R"({{"class_uid":0,"category_uid":0,"activity_name":"prune","time":{},)"
-                       R"("actor":{{"app_name":"cordond"}},"agent":"{}","unmapped":{{)"
+                       R"("actor":{{"app_name":"cordond"}},"agent":{},"unmapped":{{)"
                        R"("pruned_through_seq":{},"pruned_records":{},"cause":"{}","tail_prev":"{}"}}}})",
-                       time_ns / 1'000'000, json_escape(agent), through, n, cause,
+                       time_ns / 1'000'000, quoted_agent, through, n, cause,
                        hex(tail_prev.data(), tail_prev.size()));
 }
 
