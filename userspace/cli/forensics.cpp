@@ -185,7 +185,9 @@ int trace(const TraceOptions& o)
         if (!line->contains("event"))
             continue;
         const auto& e = (*line)["event"];
-        const std::string hook = e.value("hook", ""), verdict = e.value("verdict", "");
+        // The record as stored (docs/forensics.md): cordon's own fields are under "unmapped".
+        const auto u = e.value("unmapped", json::object());
+        const std::string hook = u.value("hook", ""), verdict = u.value("verdict", "");
         if ((!hooks.empty() && !hooks.count(hook)) || (!verdicts.empty() && !verdicts.count(verdict)))
             continue;
         if (o.json) {
@@ -198,11 +200,9 @@ int trace(const TraceOptions& o)
                                  : verdict == "audit"  ? "\033[33m"
                                  : hook == "trust"     ? "\033[1;33m"
                                                        : "\033[2m";
-            // ts_ns is the kernel's monotonic clock: print the wall time it was read at.
-            const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch()).count();
-            std::printf("%s%s %s: %s%s\n", colour, local_time(now, false).c_str(),
-                        e.value("agent", "").c_str(), line->value("line", hook + " " + verdict).c_str(),
+            std::printf("%s%s %s: %s%s\n", colour,
+                        local_time(u.value("time_ns", std::int64_t{0}), false).c_str(),
+                        u.value("agent", "").c_str(), line->value("line", hook + " " + verdict).c_str(),
                         tty ? "\033[0m" : "");
         }
         std::fflush(stdout);

@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
-#include "common/backend.h"
+#include "events/ocsf.h"
 #include "policy/model.h"
 
 namespace cordon::events {
@@ -224,55 +224,31 @@ std::string event_line(const Event& e, const RuleNamer& rule, const EventContext
                        obj.empty() ? "" : " ", obj, src, h.tgid, task);
 }
 
-std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name,
+Context record_context(const Event& e, const RuleNamer& rule, std::string_view agent_name,
                        const EventContext& cx)
 {
     const auto& h = e.header();
-    nlohmann::json j = {{"ts_ns", h.ts_ns},
-                        {"agent", agent_name},
-                        {"agent_id", h.agent_id},
-                        {"cgroup_id", h.cgroup_id},
-                        {"task_id", h.task_id},
-                        {"pid", h.pid},
-                        {"tgid", h.tgid},
-                        {"ppid", h.ppid},
-                        {"uid", h.uid},
-                        {"comm", std::string(h.comm, strnlen(h.comm, sizeof(h.comm)))},
-                        {"hook", hook_name(h.hook)},
-                        {"verdict", verdict_name(h.verdict)},
-                        {"rule_id", h.rule_id},
-                        {"rule", source_text(e, rule)},
-                        {"backend", backend_name(h.backend)}};
-    if (!cx.task.empty())
-        j["task"] = cx.task;
-    if (h.hook == CORDON_HOOK_PROCESS) {
-        j["path"] = e.body.path;
-        j["argv"] = argv_strings(e);
-        j["argv_truncated"] = e.argv_full > e.argv_len;
-    } else if (h.hook == CORDON_HOOK_TRUST) {
-        j["old_tier"] = tier_text(e.body.family, cx);
-        j["new_tier"] = tier_text(e.body.protocol, cx);
-        j["cause"] = trust_cause_name(e.body.access);
-        j["score"] = e.body.port;
-    } else if (is_network_hook(h.hook)) {
-        j["address"] = address(e.body);
-        j["port"] = e.body.port;
-        j["protocol"] = e.body.protocol == CORDON_PROTO_UDP ? "udp" : "tcp";
-    } else if (h.hook == CORDON_HOOK_SOCKET) {
-        if (e.body.family) {
-            j["family"] = e.body.family;
-            j["ip_protocol"] = e.body.protocol;
-        } else {
-            j["address_family"] = e.body.port;
-            j["protocol"] = e.body.protocol;
-        }
-    } else if (e.body.path[0]) {
-        j["path"] = e.body.path;
-        if (e.body.access)
-            j["access"] = e.body.access == 3 ? "read,write"
-                          : e.body.access & CORDON_ACCESS_WRITE ? "write" : "read";
+    Context c{.agent = std::string(agent_name), .rule = {}, .task = cx.task, .old_tier = {}, .new_tier = {}};
+    if (h.hook == CORDON_HOOK_TRUST) {
+        c.old_tier = tier_text(e.body.family, cx);
+        c.new_tier = tier_text(e.body.protocol, cx);
+    } else if (h.hook != CORDON_HOOK_PROCESS) {
+        c.rule = source_text(e, rule);
     }
-    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return c;
+}
+
+std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name,
+                       const EventContext& cx)
+{
+    // The record's ts_ns is CLOCK_MONOTONIC; the record's time is wall-clock, as when stored.
+    timespec real{}, mono{};
+    ::clock_gettime(CLOCK_REALTIME, &real);
+    ::clock_gettime(CLOCK_MONOTONIC, &mono);
+    const std::int64_t offset = (real.tv_sec - mono.tv_sec) * 1'000'000'000LL + (real.tv_nsec - mono.tv_nsec);
+    return stored_record(e, record_context(e, rule, agent_name, cx),
+                         static_cast<std::int64_t>(e.header().ts_ns) + offset)
+        .json;
 }
 
 } // namespace cordon::events

@@ -123,65 +123,32 @@ OcsfClass ocsf_class(std::uint16_t hook)
     return h ? h->ocsf : hooks()[CORDON_HOOK_NONE].ocsf;
 }
 
-store::Record stored_record(const Event& e, const Context& cx, std::int64_t time_ns)
+namespace {
+
+void actor(Obj& o, const cordon_event_header& h, std::string_view comm)
+{
+    std::string& out = o.key("actor");
+    Obj actor(out);
+    {
+        Obj p(actor.key("process"));
+        p.num("pid", h.tgid);
+        p.num("tid", h.pid);
+        p.str("name", comm);
+        Obj(p.key("parent_process")).num("pid", h.ppid), out += '}';
+        p.close();
+    }
+    Obj(actor.key("user")).num("uid", h.uid), out += '}';
+    actor.close();
+}
+
+/// What was accessed, in the OCSF object of its class.
+void object(Obj& o, const Event& e, const Context& cx, std::string_view comm, const std::string& cmd)
 {
     const auto& h = e.header();
     const auto& b = e.body;
-    store::Record r;
-    r.time_ns = time_ns;
-    r.agent = cx.agent;
-    r.kind = h.hook == CORDON_HOOK_PROCESS ? "process" : h.hook == CORDON_HOOK_TRUST ? "trust"
-                                                                                     : "decision";
-    r.hook = hook_name(h.hook);
-    r.verdict = verdict_name(h.verdict);
-    r.pid = h.tgid;
-    r.ppid = h.ppid;
-    r.uid = h.uid;
-    const bool net = is_network_hook(h.hook);
-    if (net) {
-        r.dest = address_text(b);
-        r.port = b.port;
-    } else if (h.hook != CORDON_HOOK_TRUST && h.hook != CORDON_HOOK_SOCKET) {
-        r.path = b.path;
-    }
-
-    const auto c = ocsf_class(h.hook);
-    const auto v = verdict_of(h.verdict);
-    std::string& out = r.json;
-    out.reserve(1024);
-    Obj o(out);
-    header(o, c, time_ns, h.hook == CORDON_HOOK_TRUST && h.verdict == CORDON_VERDICT_ALLOW ? 2 : v.severity);
-    if (h.hook != CORDON_HOOK_PROCESS && h.hook != CORDON_HOOK_TRUST) {
-        o.num("action_id", v.action_id);
-        o.str("action", v.action_id == 1 ? "Allowed" : "Denied");
-        o.num("disposition_id", v.disposition);
-        o.str("disposition", v.disposition_name);
-    }
-    const std::string_view comm(h.comm, strnlen(h.comm, sizeof(h.comm)));
-    {
-        Obj actor(o.key("actor"));
-        {
-            Obj p(actor.key("process"));
-            p.num("pid", h.tgid);
-            p.num("tid", h.pid);
-            p.str("name", comm);
-            Obj(p.key("parent_process")).num("pid", h.ppid), out += '}';
-            p.close();
-        }
-        {
-            Obj u(actor.key("user"));
-            u.num("uid", h.uid);
-            u.close();
-        }
-        actor.close();
-    }
-    std::vector<std::string> argv;
     if (h.hook == CORDON_HOOK_PROCESS) {
-        argv = argv_strings(e);
-        std::string cmd;
-        for (const auto& a : argv)
-            cmd += (cmd.empty() ? "" : " ") + a;
-        Obj p(o.key("process"));
+        std::string& out = o.key("process");
+        Obj p(out);
         p.num("pid", h.tgid);
         p.str("name", comm);
         p.str("cmd_line", cmd);
@@ -189,16 +156,15 @@ store::Record stored_record(const Event& e, const Context& cx, std::int64_t time
         Obj(p.key("parent_process")).num("pid", h.ppid), out += '}';
         p.close();
     } else if (h.hook == CORDON_HOOK_EXEC) {
-        Obj p(o.key("process"));
+        std::string& out = o.key("process");
+        Obj p(out);
         Obj(p.key("file")).str("path", b.path), out += '}';
         p.close();
-    } else if (net) {
-        {
-            Obj d(o.key("dst_endpoint"));
-            d.str("ip", r.dest);
-            d.num("port", b.port);
-            d.close();
-        }
+    } else if (is_network_hook(h.hook)) {
+        Obj d(o.key("dst_endpoint"));
+        d.str("ip", address_text(b));
+        d.num("port", b.port);
+        d.close();
         Obj ci(o.key("connection_info"));
         ci.str("protocol_name", b.protocol == CORDON_PROTO_UDP ? "udp" : "tcp");
         ci.num("protocol_ver_id", b.family == 6 ? 6 : 4);
@@ -214,46 +180,100 @@ store::Record stored_record(const Event& e, const Context& cx, std::int64_t time
         f.str("path", b.path);
         f.close();
     }
-    metadata(o);
-    {
-        Obj u(o.key("unmapped"));
-        u.num("time_ns", time_ns);
-        u.str("agent", cx.agent);
-        u.num("agent_id", h.agent_id);
-        u.num("cgroup_id", static_cast<std::int64_t>(h.cgroup_id));
-        u.num("task_id", static_cast<std::int64_t>(h.task_id));
-        if (!cx.task.empty())
-            u.str("task", cx.task);
-        u.str("hook", r.hook);
-        u.str("verdict", r.verdict);
-        if (h.hook != CORDON_HOOK_PROCESS) {
-            u.str("rule", cx.rule);
-            u.num("rule_id", h.rule_id);
-        }
-        u.str("backend", backend_name(h.backend));
-        if (b.access && h.hook != CORDON_HOOK_TRUST && !net)
-            u.str("access", b.access == 3 ? "read,write" : b.access & CORDON_ACCESS_WRITE ? "write" : "read");
-        if (h.hook == CORDON_HOOK_PROCESS) {
-            auto& a = u.key("argv");
-            a += '[';
-            for (std::size_t i = 0; i < argv.size(); ++i) {
-                if (i)
-                    a += ',';
-                json_string(a, argv[i]);
-            }
-            a += ']';
-            u.boolean("argv_truncated", e.argv_full > e.argv_len);
-        } else if (h.hook == CORDON_HOOK_TRUST) {
-            u.str("old_tier", cx.old_tier);
-            u.str("new_tier", cx.new_tier);
-            u.str("cause", trust_cause_name(b.access));
-            u.num("score", b.port);
-        } else if (h.hook == CORDON_HOOK_SOCKET) {
-            u.num(b.family ? "ip_family" : "address_family", b.family ? b.family : b.port);
-            u.num("ip_protocol", b.protocol);
-        }
-        u.close();
+}
+
+/// cordon's own fields (docs/forensics.md, `unmapped`).
+void unmapped(Obj& o, const Event& e, const Context& cx, std::int64_t time_ns,
+              const std::vector<std::string>& argv)
+{
+    const auto& h = e.header();
+    const auto& b = e.body;
+    Obj u(o.key("unmapped"));
+    u.num("time_ns", time_ns);
+    u.num("ts_ns", static_cast<std::int64_t>(h.ts_ns));
+    u.str("agent", cx.agent);
+    u.num("agent_id", h.agent_id);
+    u.num("cgroup_id", static_cast<std::int64_t>(h.cgroup_id));
+    u.num("task_id", static_cast<std::int64_t>(h.task_id));
+    if (!cx.task.empty())
+        u.str("task", cx.task);
+    u.str("hook", hook_name(h.hook));
+    u.str("verdict", verdict_name(h.verdict));
+    if (h.hook != CORDON_HOOK_PROCESS) {
+        u.str("rule", cx.rule);
+        u.num("rule_id", h.rule_id);
     }
+    u.str("backend", backend_name(h.backend));
+    if (b.access && h.hook != CORDON_HOOK_TRUST && !is_network_hook(h.hook))
+        u.str("access", b.access == 3 ? "read,write" : b.access & CORDON_ACCESS_WRITE ? "write" : "read");
+    if (h.hook == CORDON_HOOK_PROCESS) {
+        auto& a = u.key("argv");
+        a += '[';
+        for (std::size_t i = 0; i < argv.size(); ++i) {
+            if (i)
+                a += ',';
+            json_string(a, argv[i]);
+        }
+        a += ']';
+        u.boolean("argv_truncated", e.argv_full > e.argv_len);
+    } else if (h.hook == CORDON_HOOK_TRUST) {
+        u.str("old_tier", cx.old_tier);
+        u.str("new_tier", cx.new_tier);
+        u.str("cause", trust_cause_name(b.access));
+        u.num("score", b.port);
+    } else if (h.hook == CORDON_HOOK_SOCKET) {
+        u.num(b.family ? "ip_family" : "address_family", b.family ? b.family : b.port);
+        u.num("ip_protocol", b.protocol);
+    }
+    u.close();
+}
+
+} // namespace
+
+store::Record stored_record(const Event& e, const Context& cx, std::int64_t time_ns)
+{
+    const auto& h = e.header();
+    const auto& b = e.body;
+    store::Record r;
+    r.time_ns = time_ns;
+    r.agent = cx.agent;
+    r.kind = h.hook == CORDON_HOOK_PROCESS ? "process" : h.hook == CORDON_HOOK_TRUST ? "trust"
+                                                                                     : "decision";
+    r.hook = hook_name(h.hook);
+    r.verdict = verdict_name(h.verdict);
+    r.pid = h.tgid;
+    r.ppid = h.ppid;
+    r.uid = h.uid;
+    if (is_network_hook(h.hook)) {
+        r.dest = address_text(b);
+        r.port = b.port;
+    } else if (h.hook != CORDON_HOOK_TRUST && h.hook != CORDON_HOOK_SOCKET) {
+        r.path = b.path;
+    }
+
+    const auto v = verdict_of(h.verdict);
+    r.json.reserve(1024);
+    Obj o(r.json);
+    header(o, ocsf_class(h.hook), time_ns,
+           h.hook == CORDON_HOOK_TRUST && h.verdict == CORDON_VERDICT_ALLOW ? 2 : v.severity);
+    if (h.hook != CORDON_HOOK_PROCESS && h.hook != CORDON_HOOK_TRUST) {
+        o.num("action_id", v.action_id);
+        o.str("action", v.action_id == 1 ? "Allowed" : "Denied");
+        o.num("disposition_id", v.disposition);
+        o.str("disposition", v.disposition_name);
+    }
+    const std::string_view comm(h.comm, strnlen(h.comm, sizeof(h.comm)));
+    actor(o, h, comm);
+    std::vector<std::string> argv;
+    std::string cmd;
+    if (h.hook == CORDON_HOOK_PROCESS) {
+        argv = argv_strings(e);
+        for (const auto& a : argv)
+            cmd += (cmd.empty() ? "" : " ") + a;
+    }
+    object(o, e, cx, comm, cmd);
+    metadata(o);
+    unmapped(o, e, cx, time_ns, argv);
     o.close();
     return r;
 }
