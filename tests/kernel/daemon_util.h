@@ -94,6 +94,22 @@ private:
     std::unique_ptr<bpf::Guard> pinned_;
 };
 
+/// cordon's own fields of an event record (the OCSF object of docs/forensics.md): hook,
+/// verdict, rule, rule_id, task, backend, cgroup_id, tiers...
+inline const nlohmann::json& cordon_fields(const nlohmann::json& record)
+{
+    return record.at("unmapped");
+}
+/// The path a record names: file.path, or process.file.path for exec decisions and traces.
+inline std::string path_of(const nlohmann::json& record)
+{
+    if (record.contains("file"))
+        return record["file"].value("path", "");
+    if (record.contains("process") && record["process"].contains("file"))
+        return record["process"]["file"].value("path", "");
+    return "";
+}
+
 /// One subscription to an agent's events; barrier() returns every event the daemon read before.
 class Subscription {
 public:

@@ -254,7 +254,8 @@ public:
     std::vector<Seen> events() override
     {
         std::vector<Seen> out;
-        for (const auto& j : sub_->barrier()) {
+        for (const auto& record : sub_->barrier()) {
+            const auto& j = cordon_fields(record);
             Seen s;
             for (std::uint16_t h = 0; h < CORDON_HOOK_MAX; ++h)
                 if (events::hook_name(h) == j.at("hook").get<std::string>())
@@ -264,7 +265,7 @@ public:
                     s.verdict = v;
             s.backend = backend_from_name(j.at("backend").get<std::string>()).value_or(CORDON_BACKEND_NONE);
             s.cgroup_id = j.at("cgroup_id").get<std::uint64_t>();
-            s.path = j.value("path", std::string());
+            s.path = path_of(record);
             s.rule_id = j.at("rule_id").get<std::uint32_t>();
             out.push_back(std::move(s));
         }

@@ -558,11 +558,11 @@ TEST(ForensicsHostTest, TraceShowsOnlyTheVerdictsAndHooksAskedFor)
     lines = json_lines(text);
     ASSERT_EQ(lines.size(), 2u) << text;
     for (const auto& l : lines) {
-        EXPECT_EQ(l["verdict"], "deny") << l.dump();
-        EXPECT_EQ(l["hook"], "connect4") << l.dump();
+        EXPECT_EQ(l["unmapped"]["verdict"], "deny") << l.dump();
+        EXPECT_EQ(l["unmapped"]["hook"], "connect4") << l.dump();
     }
-    EXPECT_EQ(lines[0]["address"], "10.1.2.3");
-    EXPECT_EQ(lines[1]["address"], "10.9.9.9");
+    EXPECT_EQ(lines[0]["dst_endpoint"]["ip"], "10.1.2.3");
+    EXPECT_EQ(lines[1]["dst_endpoint"]["ip"], "10.9.9.9");
 }
 
 } // namespace

@@ -384,10 +384,10 @@ TEST_P(LiveControlTest, AFreezeRuleRefusesAndFreezesTheWholeAgent)
     EXPECT_EQ(ticks->load(), at_freeze) << "the agent's other process is stopped too";
     bool seen = false;
     for (const auto& e : events.barrier())
-        if (e["verdict"] == "freeze") {
+        if (cordon_fields(e)["verdict"] == "freeze") {
             seen = true;
-            EXPECT_EQ(e["path"], f.secret.string());
-            EXPECT_EQ(e["rule"], "test.yaml:" + std::to_string(line_containing(yaml, "freeze")));
+            EXPECT_EQ(path_of(e), f.secret.string());
+            EXPECT_EQ(cordon_fields(e)["rule"], "test.yaml:" + std::to_string(line_containing(yaml, "freeze")));
         }
     EXPECT_TRUE(seen) << "an event says which rule froze the agent";
 
@@ -432,7 +432,7 @@ TEST_P(LiveControlTest, AFreezeRuleIsCarriedOutWhenItsEventIsLost)
     }));
     EXPECT_GT(d.call(R"({"v":1,"op":"status"})")["lost_events"].get<std::uint64_t>(), 0u);
     for (const auto& e : events.barrier())
-        EXPECT_NE(e["verdict"], "freeze") << "the freeze event was among those lost";
+        EXPECT_NE(cordon_fields(e)["verdict"], "freeze") << "the freeze event was among those lost";
     ASSERT_TRUE(d.call(request("kill", "lost").dump()).value("ok", false));
     EXPECT_EQ(wait_exit(sleeper), killed_by(SIGKILL));
 }
@@ -654,10 +654,10 @@ TEST_P(LiveControlTest, PolicyApplySwitchesAtomically)
     std::set<std::pair<std::string, std::uint32_t>> kinds;
     int decisions = 0;
     for (const auto& e : seen) {
-        if (e["path"] != f.secret.string())
+        if (path_of(e) != f.secret.string())
             continue;
         ++decisions;
-        kinds.insert({e["verdict"].get<std::string>(), e["rule_id"].get<std::uint32_t>()});
+        kinds.insert({cordon_fields(e)["verdict"].get<std::string>(), cordon_fields(e)["rule_id"].get<std::uint32_t>()});
     }
     EXPECT_GE(decisions, before_call + after_return - 1);
     ASSERT_EQ(kinds.size(), 2u) << "every decision was the old policy's or the new one's";
@@ -726,7 +726,7 @@ TEST_P(LiveControlTest, ModeSwitchesBetweenEnforceAndAudit)
     EXPECT_TRUE(refused(probe()));
     std::vector<std::string> verdicts;
     for (const auto& e : events.barrier())
-        verdicts.push_back(e["verdict"]);
+        verdicts.push_back(cordon_fields(e)["verdict"]);
     EXPECT_EQ(verdicts, (std::vector<std::string>{"deny", "audit", "deny"}));
     EXPECT_EQ(actions(d, "mode").size(), 2u);
     EXPECT_FALSE(d.call(request("mode", "md", {{"mode", "off"}}).dump()).value("ok", true));

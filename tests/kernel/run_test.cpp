@@ -202,15 +202,22 @@ TEST_F(RunTest, ReportsADenialOnStderrAndAsJson)
     const std::string line = "cordon: deny open read " + (dir_ / "secret").string() + " (" +
                              p.string() + ":15) pid ";
     EXPECT_NE(o.err.find(line), std::string::npos) << o.err;
-    const auto j = nlohmann::json::parse(slurp(events)); // exactly one line
+    // The record as cordond stores it (docs/forensics.md): OCSF fields, cordon's own in unmapped.
+    const auto r = nlohmann::json::parse(slurp(events)); // exactly one line
+    const auto& j = r.at("unmapped");
+    EXPECT_EQ(r.at("class_uid"), 1001);
     EXPECT_EQ(j.at("hook"), "open");
     EXPECT_EQ(j.at("verdict"), "deny");
-    EXPECT_EQ(j.at("path"), (dir_ / "secret").string());
+    EXPECT_EQ(r.at("file").at("path"), (dir_ / "secret").string());
     EXPECT_EQ(j.at("rule"), p.string() + ":15");
-    EXPECT_EQ(j.at("comm"), "cat");
+    EXPECT_EQ(r.at("actor").at("process").at("name"), "cat");
     EXPECT_EQ(j.at("backend"), bpf::backend_name(backend_));
-    for (const char* k : {"ts_ns", "agent", "pid", "tgid", "ppid", "uid", "rule_id", "task_id"})
+    for (const char* k : {"ts_ns", "agent", "rule_id", "task_id"})
         EXPECT_TRUE(j.contains(k)) << k;
+    for (const char* k : {"pid", "tid"})
+        EXPECT_TRUE(r.at("actor").at("process").contains(k)) << k;
+    EXPECT_TRUE(r.at("actor").at("process").at("parent_process").contains("pid"));
+    EXPECT_TRUE(r.at("actor").at("user").contains("uid"));
 }
 
 TEST_F(RunTest, TraceAllRecordsAllowedAccessesInTheEventsFile)
@@ -222,11 +229,13 @@ TEST_F(RunTest, TraceAllRecordsAllowedAccessesInTheEventsFile)
     bool exec_allowed = false, read_allowed = false;
     std::istringstream lines(slurp(events));
     for (std::string line; std::getline(lines, line);) {
-        const auto j = nlohmann::json::parse(line);
+        const auto r = nlohmann::json::parse(line);
+        const auto& j = r.at("unmapped");
         if (j.at("verdict") != "allow")
             continue;
         exec_allowed |= j.at("hook") == "exec";
-        read_allowed |= j.at("hook") == "open" && j.value("path", "") == (dir_ / "plain").string();
+        read_allowed |= j.at("hook") == "open" &&
+                        r.value("file", nlohmann::json::object()).value("path", "") == (dir_ / "plain").string();
     }
     EXPECT_TRUE(exec_allowed);
     EXPECT_TRUE(read_allowed);

@@ -146,11 +146,11 @@ TEST_P(TrustTaskTest, RecoveryRaisesTheTierAgainAndATierGatedRuleAllowsAgain)
     EXPECT_EQ(open_in(cg, f.open), exited(0)) << "the tier-gated rule allows again";
     bool down = false, up = false;
     for (const auto& e : events.barrier()) {
-        if (e["hook"] != "trust")
+        if (cordon_fields(e)["hook"] != "trust")
             continue;
-        if (e["old_tier"] == "high" && e["new_tier"] == "low" && e["cause"] == "deny")
+        if (cordon_fields(e)["old_tier"] == "high" && cordon_fields(e)["new_tier"] == "low" && cordon_fields(e)["cause"] == "deny")
             down = true;
-        if (e["old_tier"] == "low" && e["new_tier"] == "high" && e["cause"] == "recovery")
+        if (cordon_fields(e)["old_tier"] == "low" && cordon_fields(e)["new_tier"] == "high" && cordon_fields(e)["cause"] == "recovery")
             up = true;
     }
     EXPECT_TRUE(down) << "the tier change to low is an event naming its cause";
@@ -230,10 +230,10 @@ TEST_P(TrustTaskTest, EnteringAFreezingTierFreezesTheAgent)
     EXPECT_EQ(ticks->load(), at_freeze);
     bool seen = false;
     for (const auto& e : events.barrier())
-        if (e["hook"] == "trust" && e["new_tier"] == "quarantine") {
+        if (cordon_fields(e)["hook"] == "trust" && cordon_fields(e)["new_tier"] == "quarantine") {
             seen = true;
-            EXPECT_EQ(e["verdict"], "freeze");
-            EXPECT_EQ(e["score"], 400);
+            EXPECT_EQ(cordon_fields(e)["verdict"], "freeze");
+            EXPECT_EQ(cordon_fields(e)["score"], 400);
         }
     EXPECT_TRUE(seen);
     // The operator raises the score and thaws: the agent runs again.
@@ -266,8 +266,8 @@ TEST_P(TrustTaskTest, AGrantAllowsUntilItExpires)
     EXPECT_EQ(open_in(cg, f.secret), exited(0)) << "allowed at once";
     bool named = false;
     for (const auto& e : events.barrier())
-        if (e["verdict"] == "audit" && e["path"] == f.secret.string())
-            named = e["rule"].get<std::string>().starts_with("grant " + std::to_string(id));
+        if (cordon_fields(e)["verdict"] == "audit" && path_of(e) == f.secret.string())
+            named = cordon_fields(e)["rule"].get<std::string>().starts_with("grant " + std::to_string(id));
     EXPECT_TRUE(named) << "the access the grant allowed is reported with the grant";
     EXPECT_EQ(call_ok(d, request("grants", "gr"))["grants"].size(), 1u);
     std::this_thread::sleep_for(2s);
@@ -432,8 +432,8 @@ TEST_P(TrustTaskTest, EndingATaskRemovesItsOverlayAndItsGrants)
     EXPECT_EQ(call_ok(d, request("tasks", "tk"))["tasks"].size(), 1u);
     bool tagged = false;
     for (const auto& e : events.barrier())
-        if (e["path"] == other.string() && e["verdict"] == "audit")
-            tagged = e.value("task", "") == "call-1";
+        if (path_of(e) == other.string() && cordon_fields(e)["verdict"] == "audit")
+            tagged = cordon_fields(e).value("task", "") == "call-1";
     EXPECT_TRUE(tagged) << "events carry the task id";
 
     call_ok(d, request("task_end", "tk", {{"id", "call-1"}}));
@@ -442,8 +442,8 @@ TEST_P(TrustTaskTest, EndingATaskRemovesItsOverlayAndItsGrants)
     EXPECT_TRUE(call_ok(d, request("grants", "tk"))["grants"].empty());
     EXPECT_TRUE(call_ok(d, request("tasks", "tk"))["tasks"].empty());
     for (const auto& e : events.barrier())
-        if (e["verdict"] != "audit" && e["path"] == f.secret.string()) {
-            EXPECT_FALSE(e.contains("task")) << "no task after it ended: " << e.dump();
+        if (cordon_fields(e)["verdict"] != "audit" && path_of(e) == f.secret.string()) {
+            EXPECT_FALSE(cordon_fields(e).contains("task")) << "no task after it ended: " << e.dump();
         }
 
     // A TTL ends the task in the kernel.
@@ -558,12 +558,12 @@ TEST_P(TrustTaskTest, TwoProcessBoundTasksHaveSeparateAllowances)
     }
     int tagged = 0;
     for (const auto& e : events.barrier()) {
-        if (e["verdict"] == "deny" && e["path"] == b.string() && e.value("task", "") == "call-a")
+        if (cordon_fields(e)["verdict"] == "deny" && path_of(e) == b.string() && cordon_fields(e).value("task", "") == "call-a")
             ++tagged;
-        if (e["verdict"] == "deny" && e["path"] == a.string() && e.value("task", "") == "call-b")
+        if (cordon_fields(e)["verdict"] == "deny" && path_of(e) == a.string() && cordon_fields(e).value("task", "") == "call-b")
             ++tagged;
-        if (e["verdict"] == "audit" && e["path"] == a.string()) {
-            EXPECT_EQ(e.value("task", ""), "call-a") << e.dump();
+        if (cordon_fields(e)["verdict"] == "audit" && path_of(e) == a.string()) {
+            EXPECT_EQ(cordon_fields(e).value("task", ""), "call-a") << e.dump();
         }
     }
     EXPECT_GE(tagged, 2) << "each refusal names the task of the process that made it";

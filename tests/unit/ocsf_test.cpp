@@ -106,6 +106,29 @@ TEST(OcsfTest, AnExecTraceKeepsItsArgumentsApartAndSaysWhenTheyWereCut)
     EXPECT_EQ(j["process"]["parent_process"]["pid"], 4);
 }
 
+// `cordon trace --json` and `cordon events --json` print one decision as one object: the live
+// one differs from the stored one only in the wall-clock offset each was timed with.
+TEST(OcsfTest, ALiveRecordHasTheShapeOfTheStoredOne)
+{
+    auto e = denied_open("/etc/shadow");
+    e.body.h.ts_ns = 5'000'000'000;
+    e.body.h.rule_id = 3;
+    const RuleNamer rule = [](std::uint32_t) { return std::string("p.yaml:3"); };
+    auto live = json::parse(event_json(e, rule, "a", {.task = "t1", .tiers = nullptr}));
+    auto stored = json::parse(stored_record(e, record_context(e, rule, "a", {.task = "t1", .tiers = nullptr}), 0).json);
+    EXPECT_GT(live["time"].get<std::int64_t>(), 1'600'000'000'000) << "wall-clock ms";
+    EXPECT_EQ(live["unmapped"]["ts_ns"], 5'000'000'000);
+    for (auto* j : {&live, &stored}) {
+        j->erase("time");
+        (*j)["unmapped"].erase("time_ns");
+    }
+    EXPECT_EQ(live, stored);
+    EXPECT_EQ(live["unmapped"]["hook"], "open");
+    EXPECT_EQ(live["unmapped"]["rule"], "p.yaml:3");
+    EXPECT_EQ(live["unmapped"]["task"], "t1");
+    EXPECT_EQ(live["file"]["path"], "/etc/shadow");
+}
+
 TEST(OcsfTest, AnEventLineShowsAnAgentsNewlineEscaped)
 {
     const auto line = event_line(denied_open("/x\nallow open /y"), [](std::uint32_t) { return std::string("r"); });

@@ -195,6 +195,7 @@ INSTANTIATE_TEST_SUITE_P(
         FilterCase{.name = "CidrV6", .filter = {.dest_cidr = "2001:db8::/32"}, .want = {3}},
         FilterCase{.name = "CidrV6Wider", .filter = {.dest_cidr = "2001:db8::/30"}, .want = {3, 8}},
         FilterCase{.name = "BareAddress", .filter = {.dest_cidr = "2001:db9::1"}, .want = {8}},
+        FilterCase{.name = "HostBitsMeanTheRangeThatHoldsThem", .filter = {.dest_cidr = "10.9.9.9/8"}, .want = {2}},
         FilterCase{.name = "Limit", .filter = {.limit = 3}, .want = {1, 2, 3}},
         FilterCase{.name = "LimitAfterCidr",
                    .filter = {.dest_cidr = "2001:db8::/30", .limit = 1},

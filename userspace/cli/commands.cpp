@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cassert>
 #include <cstdio>
 #include <filesystem>
 
@@ -222,8 +223,17 @@ int agent_op(api::Op op, const std::string& name, const std::string& reason,
     case api::Op::Thaw:
         std::printf("thawed agent %s\n", name.c_str());
         break;
-    default:
+    case api::Op::Mode:
         std::printf("agent %s is in %s mode\n", name.c_str(), mode.c_str());
+        break;
+    case api::Op::Ping: case api::Op::Status: case api::Op::Agents: case api::Op::Attach:
+    case api::Op::Detach: case api::Op::Run: case api::Op::Release: case api::Op::Subscribe:
+    case api::Op::Apply: case api::Op::Trust: case api::Op::TrustSet: case api::Op::TaskBegin:
+    case api::Op::TaskEnd: case api::Op::Tasks: case api::Op::Grant: case api::Op::Grants:
+    case api::Op::Revoke:
+        // Listed so that a new op is a -Wswitch warning here, not a silent "mode" line.
+        assert(!"agent_op is for kill, freeze, thaw and mode");
+        break;
     }
     return 0;
 }

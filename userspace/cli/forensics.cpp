@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "events/format.h"
+#include "events/hooks.h"
 #include "events/store.h"
 #include "policy/duration.h"
 
@@ -27,34 +28,27 @@ namespace {
 using json = nlohmann::json;
 namespace store = events::store;
 
-const std::map<std::string, std::vector<std::string>, std::less<>>& hook_groups()
+/// --hook values: the groups exec, file, net, single hook names (events/hooks), or "action";
+/// throws naming a bad one.
+std::set<std::string> expand_hooks(const std::vector<std::string>& wanted)
 {
-    static const std::map<std::string, std::vector<std::string>, std::less<>> groups = {
-        {"exec", {"exec", "process"}},
-        {"file", {"open", "create", "unlink", "rename", "link", "truncate", "setattr"}},
-        {"net", {"connect4", "connect6", "sendmsg4", "sendmsg6", "socket", "listen", "bind",
-                 "unix_connect", "unix_send"}},
-    };
-    return groups;
-}
-
-/// --hook values: the groups exec, file, net, or single hooks; throws naming a bad one.
-std::set<std::string> expand_hooks(const std::vector<std::string>& hooks)
-{
-    static const std::set<std::string, std::less<>> single = {
-        "exec", "process", "open", "create", "unlink", "rename", "link", "truncate", "setattr",
-        "connect4", "connect6", "sendmsg4", "sendmsg6", "socket", "listen", "bind", "unix_connect",
-        "unix_send", "tamper", "trust", "action"};
     std::set<std::string> out;
-    for (const auto& h : hooks) {
-        if (auto g = hook_groups().find(h); g != hook_groups().end()) {
-            out.insert(g->second.begin(), g->second.end());
-        } else if (single.count(h)) {
-            out.insert(h);
-        } else {
-            throw Error("unknown --hook '" + h + "': use exec, file, net, tamper, trust, action, "
-                        "or one hook name (open, connect4, ...; docs/forensics.md lists them)");
+    for (const auto& w : wanted) {
+        bool known = w == "action";
+        if (known)
+            out.insert(w);
+        for (const auto& h : events::hooks()) {
+            if (h.id == CORDON_HOOK_NONE) // no record has it: not a filter
+                continue;
+            if (h.name == w ||
+                (h.group != events::HookGroup::None && events::hook_group_name(h.group) == w)) {
+                out.insert(std::string(h.name));
+                known = true;
+            }
         }
+        if (!known)
+            throw Error("unknown --hook '" + w + "': use exec, file, net, tamper, trust, action, "
+                        "or one hook name (open, connect4, ...; docs/forensics.md lists them)");
     }
     return out;
 }
@@ -191,7 +185,9 @@ int trace(const TraceOptions& o)
         if (!line->contains("event"))
             continue;
         const auto& e = (*line)["event"];
-        const std::string hook = e.value("hook", ""), verdict = e.value("verdict", "");
+        // The record as stored (docs/forensics.md): cordon's own fields are under "unmapped".
+        const auto u = e.value("unmapped", json::object());
+        const std::string hook = u.value("hook", ""), verdict = u.value("verdict", "");
         if ((!hooks.empty() && !hooks.count(hook)) || (!verdicts.empty() && !verdicts.count(verdict)))
             continue;
         if (o.json) {
@@ -204,11 +200,9 @@ int trace(const TraceOptions& o)
                                  : verdict == "audit"  ? "\033[33m"
                                  : hook == "trust"     ? "\033[1;33m"
                                                        : "\033[2m";
-            // ts_ns is the kernel's monotonic clock: print the wall time it was read at.
-            const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch()).count();
-            std::printf("%s%s %s: %s%s\n", colour, local_time(now, false).c_str(),
-                        e.value("agent", "").c_str(), line->value("line", hook + " " + verdict).c_str(),
+            std::printf("%s%s %s: %s%s\n", colour,
+                        local_time(u.value("time_ns", std::int64_t{0}), false).c_str(),
+                        u.value("agent", "").c_str(), line->value("line", hook + " " + verdict).c_str(),
                         tty ? "\033[0m" : "");
         }
         std::fflush(stdout);

@@ -17,12 +17,15 @@ constexpr std::string_view backend_name(cordon_backend b)
     case CORDON_BACKEND_LSM: return "lsm";
     case CORDON_BACKEND_FMOD_RET: return "fmod_ret";
     case CORDON_BACKEND_COMPAT: return "compat";
-    default: return "none";
+    case CORDON_BACKEND_NONE:
+    case CORDON_BACKEND_MAX: break;
     }
+    return "none";
 }
+/// A backend number read from a record or a map: out of range is "none", as no backend.
 constexpr std::string_view backend_name(unsigned b)
 {
-    return backend_name(static_cast<cordon_backend>(b));
+    return b < CORDON_BACKEND_MAX ? backend_name(static_cast<cordon_backend>(b)) : "none";
 }
 
 /// The backend called `name`, or nothing.

@@ -137,10 +137,10 @@ BackendPromise backend_promise(cordon_backend b)
                     "layer and the capability drop; run agents with --user",
                 },
         };
-    default:
-        return {.guarantees = {},
-                .limits = {"nothing is enforced: fix the missing probes marked 'needed'"}};
+    case CORDON_BACKEND_NONE:
+    case CORDON_BACKEND_MAX: break;
     }
+    return {.guarantees = {}, .limits = {"nothing is enforced: fix the missing probes marked 'needed'"}};
 }
 
 namespace {

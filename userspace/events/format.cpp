@@ -6,64 +6,56 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
-#include "common/backend.h"
+#include "events/ocsf.h"
 #include "policy/model.h"
 
 namespace cordon::events {
 
 std::string_view hook_name(std::uint16_t hook)
 {
-    switch (hook) {
-    case CORDON_HOOK_EXEC: return "exec";
-    case CORDON_HOOK_FILE_OPEN: return "open";
-    case CORDON_HOOK_CONNECT4: return "connect4";
-    case CORDON_HOOK_CONNECT6: return "connect6";
-    case CORDON_HOOK_SENDMSG4: return "sendmsg4";
-    case CORDON_HOOK_SENDMSG6: return "sendmsg6";
-    case CORDON_HOOK_FILE_CREATE: return "create";
-    case CORDON_HOOK_FILE_UNLINK: return "unlink";
-    case CORDON_HOOK_FILE_RENAME: return "rename";
-    case CORDON_HOOK_FILE_LINK: return "link";
-    case CORDON_HOOK_FILE_TRUNCATE: return "truncate";
-    case CORDON_HOOK_TAMPER: return "tamper";
-    case CORDON_HOOK_SOCKET: return "socket";
-    case CORDON_HOOK_UNIX_CONNECT: return "unix_connect";
-    case CORDON_HOOK_UNIX_SEND: return "unix_send";
-    case CORDON_HOOK_FILE_SETATTR: return "setattr";
-    case CORDON_HOOK_LISTEN: return "listen";
-    case CORDON_HOOK_BIND: return "bind";
-    case CORDON_HOOK_TRUST: return "trust";
-    case CORDON_HOOK_PROCESS: return "process";
-    default: return "unknown";
-    }
+    const HookInfo* h = hook_info(hook);
+    return h ? h->name : "unknown";
 }
 
 std::string_view verdict_name(std::uint8_t verdict)
 {
-    switch (verdict) {
-    case CORDON_VERDICT_ALLOW: return "allow";
-    case CORDON_VERDICT_DENY: return "deny";
-    case CORDON_VERDICT_AUDIT: return "audit";
-    case CORDON_VERDICT_KILL: return "kill";
-    case CORDON_VERDICT_FREEZE: return "freeze";
-    default: return "unknown";
-    }
+    // The kernel's byte: only a value past the enum is unknown; -Wswitch checks the rest.
+    if (verdict < CORDON_VERDICT_MAX)
+        switch (static_cast<cordon_verdict>(verdict)) {
+        case CORDON_VERDICT_ALLOW: return "allow";
+        case CORDON_VERDICT_DENY: return "deny";
+        case CORDON_VERDICT_AUDIT: return "audit";
+        case CORDON_VERDICT_KILL: return "kill";
+        case CORDON_VERDICT_FREEZE: return "freeze";
+        case CORDON_VERDICT_MAX: break;
+        }
+    return "unknown";
 }
 
 std::string_view trust_cause_name(std::uint8_t cause)
 {
-    switch (cause) {
-    case CORDON_TRUST_DENY: return "deny";
-    case CORDON_TRUST_KILL: return "kill";
-    case CORDON_TRUST_BURST: return "burst";
-    case CORDON_TRUST_RECOVERY: return "recovery";
-    case CORDON_TRUST_OPERATOR: return "operator";
-    default: return "policy"; // no cause seen: a policy apply changed the tiers
-    }
+    if (cause == 0)
+        return "policy"; // no cause seen: a policy apply changed the tiers
+    if (cause < CORDON_TRUST_CAUSE_MAX)
+        switch (static_cast<cordon_trust_cause>(cause)) {
+        case CORDON_TRUST_DENY: return "deny";
+        case CORDON_TRUST_KILL: return "kill";
+        case CORDON_TRUST_BURST: return "burst";
+        case CORDON_TRUST_RECOVERY: return "recovery";
+        case CORDON_TRUST_OPERATOR: return "operator";
+        case CORDON_TRUST_CAUSE_MAX: break;
+        }
+    return "unknown";
+}
+
+bool is_network_hook(std::uint16_t hook)
+{
+    const HookInfo* h = hook_info(hook);
+    return h && h->network;
 }
 
 namespace {
@@ -73,12 +65,6 @@ std::string tier_text(std::uint32_t tier, const EventContext& cx)
     if (cx.tiers && tier < cx.tiers->size())
         return (*cx.tiers)[tier];
     return std::to_string(tier);
-}
-
-bool is_net(std::uint16_t hook)
-{
-    return (hook >= CORDON_HOOK_CONNECT4 && hook <= CORDON_HOOK_SENDMSG6) ||
-           hook == CORDON_HOOK_LISTEN || hook == CORDON_HOOK_BIND;
 }
 
 std::string address(const cordon_event& b)
@@ -93,7 +79,7 @@ std::string address(const cordon_event& b)
 std::string object_text(const Event& e)
 {
     const auto& b = e.body;
-    if (is_net(e.header().hook))
+    if (is_network_hook(e.header().hook))
         return fmt::format(fmt::runtime(b.family == 6 ? "[{}]:{}/{}" : "{}:{}/{}"), address(b),
                            b.port, b.protocol == CORDON_PROTO_UDP ? "udp" : "tcp");
     if (e.header().hook == CORDON_HOOK_SOCKET)
@@ -238,55 +224,31 @@ std::string event_line(const Event& e, const RuleNamer& rule, const EventContext
                        obj.empty() ? "" : " ", obj, src, h.tgid, task);
 }
 
-std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name,
+Context record_context(const Event& e, const RuleNamer& rule, std::string_view agent_name,
                        const EventContext& cx)
 {
     const auto& h = e.header();
-    nlohmann::json j = {{"ts_ns", h.ts_ns},
-                        {"agent", agent_name},
-                        {"agent_id", h.agent_id},
-                        {"cgroup_id", h.cgroup_id},
-                        {"task_id", h.task_id},
-                        {"pid", h.pid},
-                        {"tgid", h.tgid},
-                        {"ppid", h.ppid},
-                        {"uid", h.uid},
-                        {"comm", std::string(h.comm, strnlen(h.comm, sizeof(h.comm)))},
-                        {"hook", hook_name(h.hook)},
-                        {"verdict", verdict_name(h.verdict)},
-                        {"rule_id", h.rule_id},
-                        {"rule", source_text(e, rule)},
-                        {"backend", backend_name(h.backend)}};
-    if (!cx.task.empty())
-        j["task"] = cx.task;
-    if (h.hook == CORDON_HOOK_PROCESS) {
-        j["path"] = e.body.path;
-        j["argv"] = argv_strings(e);
-        j["argv_truncated"] = e.argv_full > e.argv_len;
-    } else if (h.hook == CORDON_HOOK_TRUST) {
-        j["old_tier"] = tier_text(e.body.family, cx);
-        j["new_tier"] = tier_text(e.body.protocol, cx);
-        j["cause"] = trust_cause_name(e.body.access);
-        j["score"] = e.body.port;
-    } else if (is_net(h.hook)) {
-        j["address"] = address(e.body);
-        j["port"] = e.body.port;
-        j["protocol"] = e.body.protocol == CORDON_PROTO_UDP ? "udp" : "tcp";
-    } else if (h.hook == CORDON_HOOK_SOCKET) {
-        if (e.body.family) {
-            j["family"] = e.body.family;
-            j["ip_protocol"] = e.body.protocol;
-        } else {
-            j["address_family"] = e.body.port;
-            j["protocol"] = e.body.protocol;
-        }
-    } else if (e.body.path[0]) {
-        j["path"] = e.body.path;
-        if (e.body.access)
-            j["access"] = e.body.access == 3 ? "read,write"
-                          : e.body.access & CORDON_ACCESS_WRITE ? "write" : "read";
+    Context c{.agent = std::string(agent_name), .rule = {}, .task = cx.task, .old_tier = {}, .new_tier = {}};
+    if (h.hook == CORDON_HOOK_TRUST) {
+        c.old_tier = tier_text(e.body.family, cx);
+        c.new_tier = tier_text(e.body.protocol, cx);
+    } else if (h.hook != CORDON_HOOK_PROCESS) {
+        c.rule = source_text(e, rule);
     }
-    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return c;
+}
+
+std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name,
+                       const EventContext& cx)
+{
+    // The record's ts_ns is CLOCK_MONOTONIC; the record's time is wall-clock, as when stored.
+    timespec real{}, mono{};
+    ::clock_gettime(CLOCK_REALTIME, &real);
+    ::clock_gettime(CLOCK_MONOTONIC, &mono);
+    const std::int64_t offset = (real.tv_sec - mono.tv_sec) * 1'000'000'000LL + (real.tv_nsec - mono.tv_nsec);
+    return stored_record(e, record_context(e, rule, agent_name, cx),
+                         static_cast<std::int64_t>(e.header().ts_ns) + offset)
+        .json;
 }
 
 } // namespace cordon::events

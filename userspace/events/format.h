@@ -7,11 +7,14 @@
 #include <string_view>
 #include <vector>
 
+#include "events/hooks.h"
 #include "events/reader.h"
 
 namespace cordon::events {
 
-std::string_view hook_name(std::uint16_t hook);       ///< "exec", "open", "connect4", ...
+std::string_view hook_name(std::uint16_t hook);       ///< "exec", "open", "connect4", ... (events/hooks)
+/// The record names an IP address and port (events/hooks: HookInfo::network).
+bool is_network_hook(std::uint16_t hook);
 std::string_view verdict_name(std::uint8_t verdict);  ///< "allow", "deny", "audit", "kill", "freeze"
 std::string object_text(const Event& e);              ///< path, or address:port/protocol
 
@@ -40,7 +43,13 @@ std::vector<std::string> argv_strings(const Event& e);
 /// `deny exec /usr/bin/curl (policies/coding-agent.yaml:14) pid 4242`; a trust event:
 /// `trust tier standard -> restricted (deny) score 350`
 std::string event_line(const Event& e, const RuleNamer& rule, const EventContext& cx = {});
-/// One JSON object, no newline.
+struct Context;
+/// What a record is stored and sent with beyond its bytes: the agent's name, the rule's
+/// source_text (none for exec traces and trust changes), the task, the tier names.
+Context record_context(const Event& e, const RuleNamer& rule, std::string_view agent_name,
+                       const EventContext& cx = {});
+/// The record as one JSON object, no newline: the same object the store keeps (events/ocsf.h,
+/// docs/forensics.md), timed now by the wall clock.
 std::string event_json(const Event& e, const RuleNamer& rule, std::string_view agent_name,
                        const EventContext& cx = {});
 

@@ -18,8 +18,8 @@ namespace {
 
 // OCSF 1.1 categories and classes cordon's records belong to.
 constexpr int kSystemActivity = 1, kFindings = 2, kNetworkActivity = 4, kApplicationActivity = 6;
-constexpr int kFileSystemActivity = 1001, kProcessActivity = 1007, kDetectionFinding = 2004,
-              kNetworkActivityClass = 4001, kApiActivity = 6003;
+// Decision records' classes are in the hook table (events/hooks.cpp); these are the others'.
+constexpr int kApiActivity = 6003;
 
 std::string_view category_name(int class_uid)
 {
@@ -30,12 +30,6 @@ std::string_view category_name(int class_uid)
     case kApplicationActivity: return "Application Activity";
     default: return "Other";
     }
-}
-
-bool is_net(std::uint16_t hook)
-{
-    return (hook >= CORDON_HOOK_CONNECT4 && hook <= CORDON_HOOK_SENDMSG6) ||
-           hook == CORDON_HOOK_LISTEN || hook == CORDON_HOOK_BIND;
 }
 
 /// A few keys and values; the writer keeps commas right.
@@ -82,13 +76,18 @@ struct Verdict {
 
 Verdict verdict_of(std::uint8_t v)
 {
-    switch (v) {
-    case CORDON_VERDICT_AUDIT: return {1, 17, "Logged", 2};
-    case CORDON_VERDICT_DENY: return {2, 2, "Blocked", 3};
-    case CORDON_VERDICT_KILL: return {2, 2, "Blocked", 4};
-    case CORDON_VERDICT_FREEZE: return {2, 3, "Quarantined", 4};
-    default: return {1, 1, "Allowed", 1};
-    }
+    constexpr Verdict allowed{1, 1, "Allowed", 1};
+    // The kernel's byte: a value past the enum is shown as an allow, as it always was.
+    if (v < CORDON_VERDICT_MAX)
+        switch (static_cast<cordon_verdict>(v)) {
+        case CORDON_VERDICT_ALLOW: return allowed;
+        case CORDON_VERDICT_AUDIT: return {1, 17, "Logged", 2};
+        case CORDON_VERDICT_DENY: return {2, 2, "Blocked", 3};
+        case CORDON_VERDICT_KILL: return {2, 2, "Blocked", 4};
+        case CORDON_VERDICT_FREEZE: return {2, 3, "Quarantined", 4};
+        case CORDON_VERDICT_MAX: break;
+        }
+    return allowed;
 }
 
 std::string address_text(const cordon_event& b)
@@ -118,155 +117,38 @@ void metadata(Obj& o)
 
 } // namespace
 
-void json_string(std::string& out, std::string_view s)
-{
-    static constexpr char hex[] = "0123456789abcdef";
-    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-    const auto* end = p + s.size();
-    // The common case, nothing to escape: three appends, no per-character work.
-    const auto* scan = p;
-    while (scan < end && *scan >= 0x20 && *scan != '"' && *scan != '\\' && *scan < 0x80)
-        ++scan;
-    if (scan == end) {
-        out.reserve(out.size() + s.size() + 2);
-        out.append(1, '"').append(s).append(1, '"');
-        return;
-    }
-    out += '"';
-    while (p < end) {
-        const unsigned char c = *p;
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            const auto* run = p;
-            while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80)
-                ++p;
-            out.append(reinterpret_cast<const char*>(run), static_cast<std::size_t>(p - run));
-            continue;
-        }
-        if (c < 0x80) {
-            out += '\\';
-            switch (c) {
-            case '"': out += '"'; break;
-            case '\\': out += '\\'; break;
-            case '\n': out += 'n'; break;
-            case '\t': out += 't'; break;
-            case '\r': out += 'r'; break;
-            default:
-                out += "u00";
-                out += hex[c >> 4];
-                out += hex[c & 15];
-            }
-            ++p;
-            continue;
-        }
-        // A UTF-8 sequence is copied when it is well formed (shortest form, no surrogates);
-        // any other byte becomes U+FFFD, so every line stays valid JSON whatever a path holds.
-        const std::size_t len = utf8_sequence(p, end);
-        if (len && c == 0xc2 && p[1] < 0xa0) {
-            // U+0080..U+009F, the C1 controls (CSI among them): escaped, never passed on raw.
-            out += "\\u00";
-            out += hex[p[1] >> 4];
-            out += hex[p[1] & 15];
-            p += 2;
-            continue;
-        }
-        if (len) {
-            out.append(reinterpret_cast<const char*>(p), len);
-            p += len;
-        } else {
-            out += "\\ufffd";
-            ++p;
-        }
-    }
-    out += '"';
-}
-
 OcsfClass ocsf_class(std::uint16_t hook)
 {
-    switch (hook) {
-    case CORDON_HOOK_EXEC:
-    case CORDON_HOOK_PROCESS: return {kProcessActivity, 1, "Process Activity", "Launch"};
-    case CORDON_HOOK_TAMPER: return {kProcessActivity, 99, "Process Activity", "Other"};
-    case CORDON_HOOK_FILE_OPEN: return {kFileSystemActivity, 14, "File System Activity", "Open"};
-    case CORDON_HOOK_FILE_CREATE:
-    case CORDON_HOOK_FILE_LINK: return {kFileSystemActivity, 1, "File System Activity", "Create"};
-    case CORDON_HOOK_FILE_UNLINK: return {kFileSystemActivity, 4, "File System Activity", "Delete"};
-    case CORDON_HOOK_FILE_RENAME: return {kFileSystemActivity, 5, "File System Activity", "Rename"};
-    case CORDON_HOOK_FILE_TRUNCATE: return {kFileSystemActivity, 3, "File System Activity", "Update"};
-    case CORDON_HOOK_FILE_SETATTR:
-        return {kFileSystemActivity, 6, "File System Activity", "Set Attributes"};
-    case CORDON_HOOK_CONNECT4:
-    case CORDON_HOOK_CONNECT6:
-    case CORDON_HOOK_SOCKET:
-    case CORDON_HOOK_UNIX_CONNECT: return {kNetworkActivityClass, 1, "Network Activity", "Open"};
-    case CORDON_HOOK_SENDMSG4:
-    case CORDON_HOOK_SENDMSG6:
-    case CORDON_HOOK_UNIX_SEND: return {kNetworkActivityClass, 6, "Network Activity", "Traffic"};
-    case CORDON_HOOK_LISTEN:
-    case CORDON_HOOK_BIND: return {kNetworkActivityClass, 7, "Network Activity", "Listen"};
-    case CORDON_HOOK_TRUST: return {kDetectionFinding, 1, "Detection Finding", "Create"};
-    default: return {0, 99, "Base Event", "Other"};
-    }
+    const HookInfo* h = hook_info(hook);
+    return h ? h->ocsf : hooks()[CORDON_HOOK_NONE].ocsf;
 }
 
-store::Record stored_record(const Event& e, const Context& cx, std::int64_t time_ns)
+namespace {
+
+void actor(Obj& o, const cordon_event_header& h, std::string_view comm)
+{
+    std::string& out = o.key("actor");
+    Obj actor(out);
+    {
+        Obj p(actor.key("process"));
+        p.num("pid", h.tgid);
+        p.num("tid", h.pid);
+        p.str("name", comm);
+        Obj(p.key("parent_process")).num("pid", h.ppid), out += '}';
+        p.close();
+    }
+    Obj(actor.key("user")).num("uid", h.uid), out += '}';
+    actor.close();
+}
+
+/// What was accessed, in the OCSF object of its class.
+void object(Obj& o, const Event& e, const Context& cx, std::string_view comm, const std::string& cmd)
 {
     const auto& h = e.header();
     const auto& b = e.body;
-    store::Record r;
-    r.time_ns = time_ns;
-    r.agent = cx.agent;
-    r.kind = h.hook == CORDON_HOOK_PROCESS ? "process" : h.hook == CORDON_HOOK_TRUST ? "trust"
-                                                                                     : "decision";
-    r.hook = hook_name(h.hook);
-    r.verdict = verdict_name(h.verdict);
-    r.pid = h.tgid;
-    r.ppid = h.ppid;
-    r.uid = h.uid;
-    const bool net = is_net(h.hook);
-    if (net) {
-        r.dest = address_text(b);
-        r.port = b.port;
-    } else if (h.hook != CORDON_HOOK_TRUST && h.hook != CORDON_HOOK_SOCKET) {
-        r.path = b.path;
-    }
-
-    const auto c = ocsf_class(h.hook);
-    const auto v = verdict_of(h.verdict);
-    std::string& out = r.json;
-    out.reserve(1024);
-    Obj o(out);
-    header(o, c, time_ns, h.hook == CORDON_HOOK_TRUST && h.verdict == CORDON_VERDICT_ALLOW ? 2 : v.severity);
-    if (h.hook != CORDON_HOOK_PROCESS && h.hook != CORDON_HOOK_TRUST) {
-        o.num("action_id", v.action_id);
-        o.str("action", v.action_id == 1 ? "Allowed" : "Denied");
-        o.num("disposition_id", v.disposition);
-        o.str("disposition", v.disposition_name);
-    }
-    const std::string_view comm(h.comm, strnlen(h.comm, sizeof(h.comm)));
-    {
-        Obj actor(o.key("actor"));
-        {
-            Obj p(actor.key("process"));
-            p.num("pid", h.tgid);
-            p.num("tid", h.pid);
-            p.str("name", comm);
-            Obj(p.key("parent_process")).num("pid", h.ppid), out += '}';
-            p.close();
-        }
-        {
-            Obj u(actor.key("user"));
-            u.num("uid", h.uid);
-            u.close();
-        }
-        actor.close();
-    }
-    std::vector<std::string> argv;
     if (h.hook == CORDON_HOOK_PROCESS) {
-        argv = argv_strings(e);
-        std::string cmd;
-        for (const auto& a : argv)
-            cmd += (cmd.empty() ? "" : " ") + a;
-        Obj p(o.key("process"));
+        std::string& out = o.key("process");
+        Obj p(out);
         p.num("pid", h.tgid);
         p.str("name", comm);
         p.str("cmd_line", cmd);
@@ -274,16 +156,15 @@ store::Record stored_record(const Event& e, const Context& cx, std::int64_t time
         Obj(p.key("parent_process")).num("pid", h.ppid), out += '}';
         p.close();
     } else if (h.hook == CORDON_HOOK_EXEC) {
-        Obj p(o.key("process"));
+        std::string& out = o.key("process");
+        Obj p(out);
         Obj(p.key("file")).str("path", b.path), out += '}';
         p.close();
-    } else if (net) {
-        {
-            Obj d(o.key("dst_endpoint"));
-            d.str("ip", r.dest);
-            d.num("port", b.port);
-            d.close();
-        }
+    } else if (is_network_hook(h.hook)) {
+        Obj d(o.key("dst_endpoint"));
+        d.str("ip", address_text(b));
+        d.num("port", b.port);
+        d.close();
         Obj ci(o.key("connection_info"));
         ci.str("protocol_name", b.protocol == CORDON_PROTO_UDP ? "udp" : "tcp");
         ci.num("protocol_ver_id", b.family == 6 ? 6 : 4);
@@ -299,46 +180,100 @@ store::Record stored_record(const Event& e, const Context& cx, std::int64_t time
         f.str("path", b.path);
         f.close();
     }
-    metadata(o);
-    {
-        Obj u(o.key("unmapped"));
-        u.num("time_ns", time_ns);
-        u.str("agent", cx.agent);
-        u.num("agent_id", h.agent_id);
-        u.num("cgroup_id", static_cast<std::int64_t>(h.cgroup_id));
-        u.num("task_id", static_cast<std::int64_t>(h.task_id));
-        if (!cx.task.empty())
-            u.str("task", cx.task);
-        u.str("hook", r.hook);
-        u.str("verdict", r.verdict);
-        if (h.hook != CORDON_HOOK_PROCESS) {
-            u.str("rule", cx.rule);
-            u.num("rule_id", h.rule_id);
-        }
-        u.str("backend", backend_name(h.backend));
-        if (b.access && h.hook != CORDON_HOOK_TRUST && !net)
-            u.str("access", b.access == 3 ? "read,write" : b.access & CORDON_ACCESS_WRITE ? "write" : "read");
-        if (h.hook == CORDON_HOOK_PROCESS) {
-            auto& a = u.key("argv");
-            a += '[';
-            for (std::size_t i = 0; i < argv.size(); ++i) {
-                if (i)
-                    a += ',';
-                json_string(a, argv[i]);
-            }
-            a += ']';
-            u.boolean("argv_truncated", e.argv_full > e.argv_len);
-        } else if (h.hook == CORDON_HOOK_TRUST) {
-            u.str("old_tier", cx.old_tier);
-            u.str("new_tier", cx.new_tier);
-            u.str("cause", trust_cause_name(b.access));
-            u.num("score", b.port);
-        } else if (h.hook == CORDON_HOOK_SOCKET) {
-            u.num(b.family ? "ip_family" : "address_family", b.family ? b.family : b.port);
-            u.num("ip_protocol", b.protocol);
-        }
-        u.close();
+}
+
+/// cordon's own fields (docs/forensics.md, `unmapped`).
+void unmapped(Obj& o, const Event& e, const Context& cx, std::int64_t time_ns,
+              const std::vector<std::string>& argv)
+{
+    const auto& h = e.header();
+    const auto& b = e.body;
+    Obj u(o.key("unmapped"));
+    u.num("time_ns", time_ns);
+    u.num("ts_ns", static_cast<std::int64_t>(h.ts_ns));
+    u.str("agent", cx.agent);
+    u.num("agent_id", h.agent_id);
+    u.num("cgroup_id", static_cast<std::int64_t>(h.cgroup_id));
+    u.num("task_id", static_cast<std::int64_t>(h.task_id));
+    if (!cx.task.empty())
+        u.str("task", cx.task);
+    u.str("hook", hook_name(h.hook));
+    u.str("verdict", verdict_name(h.verdict));
+    if (h.hook != CORDON_HOOK_PROCESS) {
+        u.str("rule", cx.rule);
+        u.num("rule_id", h.rule_id);
     }
+    u.str("backend", backend_name(h.backend));
+    if (b.access && h.hook != CORDON_HOOK_TRUST && !is_network_hook(h.hook))
+        u.str("access", b.access == 3 ? "read,write" : b.access & CORDON_ACCESS_WRITE ? "write" : "read");
+    if (h.hook == CORDON_HOOK_PROCESS) {
+        auto& a = u.key("argv");
+        a += '[';
+        for (std::size_t i = 0; i < argv.size(); ++i) {
+            if (i)
+                a += ',';
+            json_string(a, argv[i]);
+        }
+        a += ']';
+        u.boolean("argv_truncated", e.argv_full > e.argv_len);
+    } else if (h.hook == CORDON_HOOK_TRUST) {
+        u.str("old_tier", cx.old_tier);
+        u.str("new_tier", cx.new_tier);
+        u.str("cause", trust_cause_name(b.access));
+        u.num("score", b.port);
+    } else if (h.hook == CORDON_HOOK_SOCKET) {
+        u.num(b.family ? "ip_family" : "address_family", b.family ? b.family : b.port);
+        u.num("ip_protocol", b.protocol);
+    }
+    u.close();
+}
+
+} // namespace
+
+store::Record stored_record(const Event& e, const Context& cx, std::int64_t time_ns)
+{
+    const auto& h = e.header();
+    const auto& b = e.body;
+    store::Record r;
+    r.time_ns = time_ns;
+    r.agent = cx.agent;
+    r.kind = h.hook == CORDON_HOOK_PROCESS ? "process" : h.hook == CORDON_HOOK_TRUST ? "trust"
+                                                                                     : "decision";
+    r.hook = hook_name(h.hook);
+    r.verdict = verdict_name(h.verdict);
+    r.pid = h.tgid;
+    r.ppid = h.ppid;
+    r.uid = h.uid;
+    if (is_network_hook(h.hook)) {
+        r.dest = address_text(b);
+        r.port = b.port;
+    } else if (h.hook != CORDON_HOOK_TRUST && h.hook != CORDON_HOOK_SOCKET) {
+        r.path = b.path;
+    }
+
+    const auto v = verdict_of(h.verdict);
+    r.json.reserve(1024);
+    Obj o(r.json);
+    header(o, ocsf_class(h.hook), time_ns,
+           h.hook == CORDON_HOOK_TRUST && h.verdict == CORDON_VERDICT_ALLOW ? 2 : v.severity);
+    if (h.hook != CORDON_HOOK_PROCESS && h.hook != CORDON_HOOK_TRUST) {
+        o.num("action_id", v.action_id);
+        o.str("action", v.action_id == 1 ? "Allowed" : "Denied");
+        o.num("disposition_id", v.disposition);
+        o.str("disposition", v.disposition_name);
+    }
+    const std::string_view comm(h.comm, strnlen(h.comm, sizeof(h.comm)));
+    actor(o, h, comm);
+    std::vector<std::string> argv;
+    std::string cmd;
+    if (h.hook == CORDON_HOOK_PROCESS) {
+        argv = argv_strings(e);
+        for (const auto& a : argv)
+            cmd += (cmd.empty() ? "" : " ") + a;
+    }
+    object(o, e, cx, comm, cmd);
+    metadata(o);
+    unmapped(o, e, cx, time_ns, argv);
     o.close();
     return r;
 }

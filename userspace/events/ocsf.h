@@ -10,6 +10,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "events/hooks.h"
+#include "events/json.h" // json_string, which stored records are written with
 #include "events/reader.h"
 #include "events/store.h"
 
@@ -23,13 +25,7 @@ struct Context {
     std::string old_tier, new_tier; ///< trust records: tier names
 };
 
-/// OCSF class of a hook: {class_uid, activity_id}.
-struct OcsfClass {
-    int class_uid;
-    int activity_id;
-    std::string_view class_name;
-    std::string_view activity_name;
-};
+/// OCSF class of a hook (events/hooks); Base Event, Other for a number out of range.
 OcsfClass ocsf_class(std::uint16_t hook);
 
 /// A kernel record (decision, exec trace or trust change) as stored. time_ns is CLOCK_REALTIME.
@@ -40,8 +36,5 @@ store::Record stored_action(const nlohmann::json& action, std::int64_t time_ns);
 /// the chain of `agent` (the agent whose records they were, or "cordond" when not known).
 store::Record stored_gap(std::uint64_t lost, std::string_view why, std::int64_t time_ns,
                          std::string_view agent = "cordond");
-
-/// Appends s to out as a JSON string (quoted, escaped; invalid UTF-8 bytes become U+FFFD).
-void json_string(std::string& out, std::string_view s);
 
 } // namespace cordon::events

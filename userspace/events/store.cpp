@@ -2,7 +2,6 @@
 // The forensic event store on SQLite; see store.h for the chain design.
 #include "events/store.h"
 
-#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +17,8 @@
 #include <sqlite3.h>
 
 #include "common/error.h"
+#include "events/json.h"
+#include "policy/net.h"
 
 namespace cordon::events::store {
 namespace {
@@ -112,31 +113,17 @@ constexpr std::string_view kPruneKind = "prune";
 /// shrinks over several passes, and the store thread never stalls for long.
 constexpr int kVacuumPages = 4096;
 
-std::string json_escape(std::string_view s)
-{
-    std::string o;
-    o.reserve(s.size());
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\')
-            o += '\\', o += c;
-        else if (u < 0x20)
-            o += fmt::format("\\u{:04x}", u);
-        else
-            o += c;
-    }
-    return o;
-}
-
 /// One line, OCSF-ish (class 0: no OCSF class fits a store's own housekeeping); the facts verify
 /// needs are in "unmapped".
 std::string prune_json(std::int64_t time_ns, const std::string& agent, std::int64_t through,
                        std::int64_t n, std::string_view cause, const Digest& tail_prev)
 {
+    std::string quoted_agent;
+    json_string(quoted_agent, agent);
     return fmt::format(R"({{"class_uid":0,"category_uid":0,"activity_name":"prune","time":{},)"
-                       R"("actor":{{"app_name":"cordond"}},"agent":"{}","unmapped":{{)"
+                       R"("actor":{{"app_name":"cordond"}},"agent":{},"unmapped":{{)"
                        R"("pruned_through_seq":{},"pruned_records":{},"cause":"{}","tail_prev":"{}"}}}})",
-                       time_ns / 1'000'000, json_escape(agent), through, n, cause,
+                       time_ns / 1'000'000, quoted_agent, through, n, cause,
                        hex(tail_prev.data(), tail_prev.size()));
 }
 
@@ -290,48 +277,12 @@ struct ReadDb {
     }
 };
 
-/// Parsed dest_cidr: family, address bytes, prefix length.
-struct Cidr {
-    int family = AF_INET;
-    std::array<unsigned char, 16> addr{};
-    int bits = 0;
-};
-
-std::optional<Cidr> parse_cidr(const std::string& text)
+/// A stored destination (a bare address, "" for none) lies in the queried range.
+bool dest_in(const policy::Cidr& range, const std::string& dest)
 {
-    Cidr c;
-    const auto slash = text.find('/');
-    const std::string a = text.substr(0, slash);
-    if (inet_pton(AF_INET, a.c_str(), c.addr.data()) == 1)
-        c.family = AF_INET, c.bits = 32;
-    else if (inet_pton(AF_INET6, a.c_str(), c.addr.data()) == 1)
-        c.family = AF_INET6, c.bits = 128;
-    else
-        return std::nullopt;
-    if (slash != std::string::npos) {
-        const std::string n = text.substr(slash + 1);
-        if (n.empty() || n.size() > 3 || !std::all_of(n.begin(), n.end(), ::isdigit))
-            return std::nullopt;
-        const int b = std::stoi(n);
-        if (b > c.bits)
-            return std::nullopt;
-        c.bits = b;
-    }
-    return c;
-}
-
-bool cidr_contains(const Cidr& c, const std::string& dest)
-{
-    std::array<unsigned char, 16> a{};
-    if (dest.empty() || inet_pton(c.family, dest.c_str(), a.data()) != 1)
-        return false; // other family or no address: not in the range
-    const int full = c.bits / 8, rest = c.bits % 8;
-    if (std::memcmp(a.data(), c.addr.data(), static_cast<std::size_t>(full)) != 0)
-        return false;
-    if (rest == 0)
-        return true;
-    const auto mask = static_cast<unsigned char>(0xff << (8 - rest));
-    return (a[static_cast<std::size_t>(full)] & mask) == (c.addr[static_cast<std::size_t>(full)] & mask);
+    std::string why;
+    const auto a = dest.empty() ? std::nullopt : policy::parse_cidr(dest, why);
+    return a && policy::cidr_contains(range, *a); // other family or no address: not in it
 }
 
 } // namespace
@@ -922,13 +873,14 @@ bool Writer::exec_for_test(const std::string& sql)
 std::vector<Row> query(const std::filesystem::path& path, const Filter& f)
 {
     // Bad input first: a typo should not wait on opening a large store.
-    std::optional<Cidr> cidr;
+    std::optional<policy::Cidr> cidr;
     if (f.dest_cidr) {
-        cidr = parse_cidr(*f.dest_cidr);
+        std::string why;
+        cidr = policy::parse_cidr(*f.dest_cidr, why, policy::HostBits::Clear);
         if (!cidr)
-            throw Error(fmt::format("'{}' is not an address or CIDR range; expected e.g. 10.0.0.0/8, "
-                                    "2001:db8::/32 or 10.0.0.1",
-                                    *f.dest_cidr));
+            throw Error(fmt::format("'{}' is not an address or CIDR range ({}); expected e.g. "
+                                    "10.0.0.0/8, 2001:db8::/32 or 10.0.0.1",
+                                    *f.dest_cidr, why));
     }
     ReadDb db(path);
 
@@ -979,7 +931,7 @@ std::vector<Row> query(const std::filesystem::path& path, const Filter& f)
     int rc;
     while ((rc = sqlite3_step(s.s)) == SQLITE_ROW) {
         Row r = read_row(s.s);
-        if (cidr && !cidr_contains(*cidr, r.dest))
+        if (cidr && !dest_in(*cidr, r.dest))
             continue;
         rows.push_back(std::move(r));
         if (f.limit && rows.size() >= f.limit)

@@ -21,7 +21,7 @@ bool parse_uint(std::string_view s, unsigned long max, unsigned long& out)
 
 } // namespace
 
-std::optional<Cidr> parse_cidr(std::string_view text, std::string& why)
+std::optional<Cidr> parse_cidr(std::string_view text, std::string& why, HostBits host_bits)
 {
     const auto slash = text.find('/');
     const std::string addr(text.substr(0, slash));
@@ -47,6 +47,8 @@ std::optional<Cidr> parse_cidr(std::string_view text, std::string& why)
     Cidr masked = c;
     for (int bit = c.prefix; bit < static_cast<int>(max); ++bit)
         masked.addr[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+    if (host_bits == HostBits::Clear)
+        return masked;
     if (masked.addr != c.addr) {
         why = "host bits are set; did you mean " + cidr_text(masked) + "?";
         return std::nullopt;

@@ -11,9 +11,16 @@
 
 namespace cordon::policy {
 
-/// "10.0.0.0/8", "2001:db8::/32", or a bare address (a /32 or /128). Host bits must be zero;
-/// `why` says what is wrong otherwise.
-std::optional<Cidr> parse_cidr(std::string_view text, std::string& why);
+/// What parse_cidr does with host bits set below the prefix ("10.1.2.3/8").
+enum class HostBits {
+    Refuse, ///< an error naming the range meant: in a policy it is most likely a typo
+    Clear,  ///< the range that holds the address: a query ("events near this address") means it
+};
+
+/// "10.0.0.0/8", "2001:db8::/32", or a bare address (a /32 or /128). Host bits must be zero
+/// unless `host_bits` clears them; `why` says what is wrong otherwise.
+std::optional<Cidr> parse_cidr(std::string_view text, std::string& why,
+                               HostBits host_bits = HostBits::Refuse);
 
 /// True when `inner` lies within `outer` (same family, outer's prefix covers it).
 bool cidr_contains(const Cidr& outer, const Cidr& inner);
