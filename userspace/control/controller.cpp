@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "policy/parser.h"
+#include "policy/trust.h"
 
 namespace cordon::control {
 
@@ -451,13 +452,9 @@ void Controller::set_mode(const std::string& name, cordon_mode mode)
 
 std::uint32_t Controller::tier_of(std::uint32_t policy_id, const cordon_agent_live& live) const
 {
+    // A policy already gone (the agent is being removed) has one tier left: the lowest.
     const auto p = guard_->policy_settings(policy_id);
-    std::uint32_t tier = 0;
-    if (p)
-        for (std::uint32_t i = 1; i < CORDON_MAX_TIERS && i < p->ntiers; ++i)
-            if (live.score >= p->tier_min_score[i])
-                tier = i;
-    return tier;
+    return p ? policy::tier_from_score(*p, live.score) : 0;
 }
 
 void Controller::repoint(AgentRecord& r, std::uint64_t new_id)

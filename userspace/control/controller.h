@@ -184,7 +184,8 @@ public:
     /// again at its path (a service restart) is guarded there. Returns what changed, and why.
     std::vector<std::string> reconcile();
 
-    /// The trust tier an agent's score gives under a policy, as the kernel computes it.
+    /// The trust tier an agent's score gives under a loaded policy, as the kernel computes it
+    /// (policy::tier_from_score over the policy's settings in cordon_policies).
     std::uint32_t tier_of(std::uint32_t policy_id, const cordon_agent_live& live) const;
 
     bpf::Guard& guard() { return *guard_; }
