@@ -19,6 +19,7 @@
 #include "control/registry.h"
 #include "policy/compiler.h"
 #include "policy/model.h"
+#include "policy/pipeline.h"
 
 namespace cordon::control {
 
@@ -31,8 +32,9 @@ struct PreparedPolicy {
     policy::Context context; ///< what ${HOME}, ${WORKSPACE} and ${USER} stood for
 };
 
-/// Parses, resolves host names and test-compiles policy text. Throws Error listing every
-/// diagnostic (one per line, file:line:column) when it is not valid; nothing is touched.
+/// Parses, resolves host names and test-compiles policy text (policy::prepare_document). Throws
+/// Error listing every diagnostic (one per line, file:line:column) when it is not valid; nothing
+/// is touched.
 PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
                               const policy::Context& ctx, std::optional<policy::Mode> mode,
                               policy::Resolver& resolver);
@@ -47,6 +49,12 @@ PreparedPolicy prepare_document(const std::string& text, const std::string& file
 /// agent's variables. Throws Error listing every diagnostic when it is not valid.
 PreparedPolicy prepare_overlay(const std::string& text, const std::string& file,
                                const policy::Context& ctx, policy::Resolver& resolver);
+
+/// The end of policy::resolve_and_compile() (which may run on a worker thread) as the
+/// controller takes it: the policy with the text's digest and the variables it was expanded
+/// with, or Error listing every diagnostic. `text`, `file` and `ctx` are what it was checked from.
+PreparedPolicy accept_prepared(policy::Prepared prepared, const std::string& text,
+                               const std::string& file, const policy::Context& ctx, bool overlay);
 
 /// "auto", "lsm" or "compat" -> the backend to load, or Error naming why it cannot run.
 cordon_backend pick_backend(const std::string& wanted);
