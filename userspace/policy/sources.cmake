@@ -4,6 +4,7 @@
 set(CORDON_POLICY_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/compiler.cpp
   ${CMAKE_CURRENT_LIST_DIR}/duration.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/grant.cpp
   ${CMAKE_CURRENT_LIST_DIR}/lookup.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model.cpp
   ${CMAKE_CURRENT_LIST_DIR}/net.cpp
