@@ -2,7 +2,8 @@
 // libFuzzer target for the grant target grammar (policy/grant.h), the text cordond takes from
 // any client allowed on its socket. The first byte picks the kind, the rest is the target. Any
 // input must give a target or a message, never both, never a crash; a target must be what the
-// kernel can match (checked below) and must compile. Seeded with tests/fuzz/grants.
+// kernel can match (checked below) and must compile or be refused by the compiler with a
+// reason. Seeded with tests/fuzz/grants.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -74,7 +75,11 @@ void check_compiles(const GrantTarget& t)
         r.action = Action::Allow;
         (t.kind == GrantKind::Exec ? p.exec : p.files).rules.push_back(std::move(r));
     }
-    check(compile(p, kTrialPolicyId).compiled.has_value());
+    // Not always compiled: the compiler's own limits still apply (more than
+    // CORDON_NET_SLOTS disjoint port ranges on one address is refused there,
+    // and Controller::grant reports it), but never without a reason.
+    const auto c = compile(p, kTrialPolicyId);
+    check(c.compiled.has_value() || !c.errors.empty());
 }
 
 } // namespace
