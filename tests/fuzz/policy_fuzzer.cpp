@@ -9,6 +9,7 @@
 #include "policy/compiler.h"
 #include "policy/lookup.h"
 #include "policy/parser.h"
+#include "policy/pipeline.h"
 #include "policy/render.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
@@ -26,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)e.str();
         return 0;
     }
-    auto compiled = compile(*parsed.policy, 1);
+    auto compiled = compile(*parsed.policy, kTrialPolicyId);
     if (compiled.compiled) {
         (void)serialize(*compiled.compiled);
         (void)lookup_path(*compiled.compiled, CORDON_PATH_READ, "/home/fuzz/.ssh/id_rsa");

@@ -9,6 +9,7 @@
 #include "api/client.h"
 #include "cli/commands.h"
 #include "common/error.h"
+#include "policy/grant.h"
 
 namespace cordon::cli {
 
@@ -148,10 +149,12 @@ int grant(const GrantOptions& g)
     auto q = api::request(api::Op::Grant);
     q.name = g.name;
     int given = 0;
-    for (auto [kind, target] : {std::pair{"exec", &g.exec}, std::pair{"read", &g.read},
-                                std::pair{"write", &g.write}, std::pair{"connect", &g.connect}})
+    using policy::GrantKind;
+    for (auto [kind, target] :
+         {std::pair{GrantKind::Exec, &g.exec}, std::pair{GrantKind::Read, &g.read},
+          std::pair{GrantKind::Write, &g.write}, std::pair{GrantKind::Connect, &g.connect}})
         if (!target->empty()) {
-            q.kind = kind;
+            q.kind = policy::grant_kind_name(kind);
             q.target = *target;
             ++given;
         }

@@ -17,6 +17,8 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "policy/parser.h"
+#include "policy/pipeline.h"
+#include "policy/trust.h"
 
 namespace cordon::control {
 
@@ -34,38 +36,31 @@ std::string sha256_hex(const std::string& data)
     return out;
 }
 
+PreparedPolicy accept_prepared(policy::Prepared prepared, const std::string& text,
+                               const std::string& file, const policy::Context& ctx, bool overlay)
+{
+    if (!prepared.policy) {
+        std::string msg = fmt::format("the {} is not valid; nothing was changed:",
+                                      overlay ? "task overlay" : "policy");
+        for (const auto& d : prepared.errors)
+            msg += "\n" + d.str();
+        throw Error(msg);
+    }
+    PreparedPolicy out{.policy = std::move(*prepared.policy), .file = file,
+                       .sha256 = sha256_hex(text), .warnings = {}, .context = ctx};
+    for (const auto& w : prepared.warnings)
+        out.warnings.push_back(w.str());
+    return out;
+}
+
 PreparedPolicy prepare_document(const std::string& text, const std::string& file,
                                 const policy::Context& ctx, policy::Resolver& resolver,
                                 bool overlay, std::optional<policy::Mode> mode)
 {
-    const char* what = overlay ? "task overlay" : "policy";
-    const auto reject = [what](const policy::Diagnostics& errs) {
-        std::string msg = fmt::format("the {} is not valid; nothing was changed:", what);
-        for (const auto& d : errs)
-            msg += "\n" + d.str();
-        return Error(msg);
-    };
-    if (text.size() > policy::kMaxPolicyBytes)
-        throw Error(fmt::format("{} {} is {} bytes; the limit is {}", overlay ? "overlay" : "policy",
-                                file, text.size(), policy::kMaxPolicyBytes));
-    auto parsed = overlay ? policy::parse_overlay(text, file, ctx)
-                          : policy::parse_policy(text, file, ctx);
-    if (!parsed.policy)
-        throw reject(parsed.errors);
-    PreparedPolicy out{.policy = std::move(*parsed.policy), .file = file,
-                       .sha256 = sha256_hex(text), .warnings = {}, .context = ctx};
-    if (mode)
-        out.policy.mode = *mode;
-    policy::Diagnostics warnings;
-    if (auto errs = policy::resolve_hosts(out.policy, resolver, &warnings); !errs.empty())
-        throw reject(errs);
-    for (const auto& w : warnings)
-        out.warnings.push_back(w.str());
-    // Compile errors (conflicts, sizes) show before any map is touched; the real compilation
-    // uses a fresh id from the program set.
-    if (auto c = policy::compile(out.policy, 1); !c.compiled)
-        throw reject(c.errors);
-    return out;
+    const auto kind =
+        overlay ? policy::DocumentKind::TaskOverlay : policy::DocumentKind::AgentPolicy;
+    return accept_prepared(policy::prepare_document(text, file, ctx, kind, mode, resolver), text,
+                           file, ctx, overlay);
 }
 
 PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
@@ -451,13 +446,9 @@ void Controller::set_mode(const std::string& name, cordon_mode mode)
 
 std::uint32_t Controller::tier_of(std::uint32_t policy_id, const cordon_agent_live& live) const
 {
+    // A policy already gone (the agent is being removed) has one tier left: the lowest.
     const auto p = guard_->policy_settings(policy_id);
-    std::uint32_t tier = 0;
-    if (p)
-        for (std::uint32_t i = 1; i < CORDON_MAX_TIERS && i < p->ntiers; ++i)
-            if (live.score >= p->tier_min_score[i])
-                tier = i;
-    return tier;
+    return p ? policy::tier_from_score(*p, live.score) : 0;
 }
 
 void Controller::repoint(AgentRecord& r, std::uint64_t new_id)

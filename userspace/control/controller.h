@@ -19,6 +19,7 @@
 #include "control/registry.h"
 #include "policy/compiler.h"
 #include "policy/model.h"
+#include "policy/pipeline.h"
 
 namespace cordon::control {
 
@@ -31,8 +32,9 @@ struct PreparedPolicy {
     policy::Context context; ///< what ${HOME}, ${WORKSPACE} and ${USER} stood for
 };
 
-/// Parses, resolves host names and test-compiles policy text. Throws Error listing every
-/// diagnostic (one per line, file:line:column) when it is not valid; nothing is touched.
+/// Parses, resolves host names and test-compiles policy text (policy::prepare_document). Throws
+/// Error listing every diagnostic (one per line, file:line:column) when it is not valid; nothing
+/// is touched.
 PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
                               const policy::Context& ctx, std::optional<policy::Mode> mode,
                               policy::Resolver& resolver);
@@ -48,10 +50,11 @@ PreparedPolicy prepare_document(const std::string& text, const std::string& file
 PreparedPolicy prepare_overlay(const std::string& text, const std::string& file,
                                const policy::Context& ctx, policy::Resolver& resolver);
 
-/// The addresses a connect grant's target (CIDR|HOST[:PORTS][/tcp|udp]) names, host names
-/// resolved through `resolver`: what Controller::grant does with it, for a caller that resolves
-/// off its own thread first. Throws Error naming what is wrong with the target.
-std::vector<policy::Cidr> grant_addresses(const std::string& target, policy::Resolver& resolver);
+/// The end of policy::resolve_and_compile() (which may run on a worker thread) as the
+/// controller takes it: the policy with the text's digest and the variables it was expanded
+/// with, or Error listing every diagnostic. `text`, `file` and `ctx` are what it was checked from.
+PreparedPolicy accept_prepared(policy::Prepared prepared, const std::string& text,
+                               const std::string& file, const policy::Context& ctx, bool overlay);
 
 /// "auto", "lsm" or "compat" -> the backend to load, or Error naming why it cannot run.
 cordon_backend pick_backend(const std::string& wanted);
@@ -189,7 +192,8 @@ public:
     /// again at its path (a service restart) is guarded there. Returns what changed, and why.
     std::vector<std::string> reconcile();
 
-    /// The trust tier an agent's score gives under a policy, as the kernel computes it.
+    /// The trust tier an agent's score gives under a loaded policy, as the kernel computes it
+    /// (policy::tier_from_score over the policy's settings in cordon_policies).
     std::uint32_t tier_of(std::uint32_t policy_id, const cordon_agent_live& live) const;
 
     bpf::Guard& guard() { return *guard_; }

@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "common/error.h"
-#include "policy/parser.h"
+#include "policy/pipeline.h"
 #include "policy/render.h"
 
 namespace cordon::control {
@@ -65,20 +65,19 @@ int policy_check(const std::vector<std::string>& files, const policy::Context& c
 {
     int rc = 0;
     for (const auto& f : files) {
-        auto parsed = policy::load_document_file(f, ctx); // an AgentPolicy or a TaskOverlay
-        if (parsed.policy) {
-            auto compiled = policy::compile(*parsed.policy, 1);
-            parsed.errors = std::move(compiled.errors);
-        }
-        if (!parsed.errors.empty()) {
-            print_errors(parsed.errors);
-            std::fprintf(stderr, "%s: %zu error%s\n", f.c_str(), parsed.errors.size(),
-                         parsed.errors.size() == 1 ? "" : "s");
+        // Host names stay unresolved: a check needs no network, and says nothing about DNS.
+        const auto checked = policy::trial_compile(
+            policy::check_file(f, ctx, policy::DocumentKind::Either));
+        if (!checked.policy) {
+            print_errors(checked.errors);
+            std::fprintf(stderr, "%s: %zu error%s\n", f.c_str(), checked.errors.size(),
+                         checked.errors.size() == 1 ? "" : "s");
             rc = 1;
             continue;
         }
         std::printf("%s: ok (%s %s)\n", f.c_str(),
-                    parsed.policy->overlay ? "task overlay" : "policy", parsed.policy->name.c_str());
+                    checked.policy->overlay ? "task overlay" : "policy",
+                    checked.policy->name.c_str());
     }
     return rc;
 }
@@ -86,22 +85,20 @@ int policy_check(const std::vector<std::string>& files, const policy::Context& c
 int policy_show(const std::string& file, bool json, const policy::Context& ctx,
                 policy::Resolver& resolver)
 {
-    auto parsed = policy::load_document_file(file, ctx);
-    if (!parsed.policy) {
-        print_errors(parsed.errors);
+    auto checked = policy::check_file(file, ctx, policy::DocumentKind::Either);
+    if (!checked.policy) {
+        print_errors(checked.errors);
         return 1;
     }
-    policy::Diagnostics warnings;
-    auto errs = policy::resolve_hosts(*parsed.policy, resolver, &warnings);
-    for (const auto& w : warnings)
+    const auto prepared = policy::resolve_and_compile(std::move(checked), resolver);
+    for (const auto& w : prepared.warnings)
         std::fprintf(stderr, "warning: %s\n", w.str().c_str());
-    if (errs.empty())
-        errs = policy::compile(*parsed.policy, 1).errors;
-    if (!errs.empty()) {
-        print_errors(errs);
+    if (!prepared.policy) {
+        print_errors(prepared.errors);
         return 1;
     }
-    const auto text = json ? policy::show_json(*parsed.policy) : policy::show_text(*parsed.policy);
+    const auto& p = *prepared.policy;
+    const auto text = json ? policy::show_json(p) : policy::show_text(p);
     std::fputs(text.c_str(), stdout);
     return 0;
 }

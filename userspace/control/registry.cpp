@@ -23,21 +23,6 @@ const char* origin_name(Origin o)
     return o == Origin::Run ? "run" : "attach";
 }
 
-const char* grant_kind_name(GrantKind k)
-{
-    switch (k) {
-    case GrantKind::Exec:
-        return "exec";
-    case GrantKind::Read:
-        return "read";
-    case GrantKind::Write:
-        return "write";
-    case GrantKind::Connect:
-        return "connect";
-    }
-    return "?";
-}
-
 namespace {
 
 json task_json(const TaskRecord& t)
@@ -95,14 +80,10 @@ GrantRecord grant_from(const json& j)
     GrantRecord g;
     g.id = j.at("id").get<std::uint32_t>();
     const auto kind = j.at("kind").get<std::string>();
-    bool known = false;
-    for (auto k : {GrantKind::Exec, GrantKind::Read, GrantKind::Write, GrantKind::Connect})
-        if (kind == grant_kind_name(k)) {
-            g.kind = k;
-            known = true;
-        }
-    if (!known)
+    const auto k = policy::grant_kind_from_name(kind);
+    if (!k)
         throw Error("unknown grant kind " + kind);
+    g.kind = *k;
     g.target = j.at("target").get<std::string>();
     g.path = j.at("path").get<std::string>();
     for (const auto& c : j.at("cidrs")) {

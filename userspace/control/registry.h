@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "policy/grant.h"
 #include "policy/model.h"
 
 namespace cordon::control {
@@ -37,8 +38,10 @@ struct TaskRecord {
     std::uint64_t expires_ns = 0; ///< CLOCK_MONOTONIC, the kernel's clock; 0 = no TTL
 };
 
-enum class GrantKind { Exec, Read, Write, Connect };
-const char* grant_kind_name(GrantKind k);
+/// The grant grammar's kinds (policy/grant.h), named here too so that control's callers need
+/// not change.
+using GrantKind = policy::GrantKind;
+using policy::grant_kind_name;
 
 /// A just-in-time grant (`cordon grant`). Its kernel state: a cordon_grants entry and the
 /// entries compiled into its agent's (or task's) grant set.

@@ -15,12 +15,10 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "control/controller.h"
-#include "policy/net.h"
+#include "policy/grant.h"
 #include "policy/parser.h"
 
 namespace cordon::control {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -42,105 +40,6 @@ void mark_rules(policy::Policy& p, std::uint32_t flag)
     for (auto* rc : {&p.network, &p.inbound})
         for (auto& r : rc->rules)
             r.id |= flag;
-}
-
-// An absolute path as rules name it: symlinks resolved (the kernel matches the resolved path),
-// a trailing '/' kept for "everything below".
-std::string grant_path(const std::string& target)
-{
-    if (target.empty() || target[0] != '/')
-        throw Error("grant path '" + target + "' is not absolute; expected a path such as "
-                    "/usr/bin/git or /data/ (a trailing '/' covers everything below)");
-    const bool dir = target.size() > 1 && target.back() == '/';
-    std::string out = fs::path(target).lexically_normal().string();
-    while (out.size() > 1 && out.back() == '/')
-        out.pop_back();
-    // Rules match the path the kernel resolves, so a grant names a resolved path. A symlink on
-    // the way is refused, not followed: one the agent made would turn the grant into another
-    // path than the one the operator read (cordond resolves in its own mount namespace, too).
-    std::error_code ec;
-    const fs::path resolved = fs::weakly_canonical(fs::path(out), ec);
-    if (ec)
-        throw Error("cannot resolve grant path " + target + ": " + ec.message());
-    if (resolved.string() != out)
-        throw Error("grant path " + target + " passes through a symbolic link (it resolves to " +
-                    resolved.string() + "); grant the resolved path itself, if that is what "
-                    "you mean to allow");
-    if (dir || (target == "/"))
-        out += out == "/" ? "" : "/";
-    if (out.size() > CORDON_PATH_MAX)
-        throw Error(fmt::format("grant path {} is {} bytes; at most {}", out, out.size(),
-                                CORDON_PATH_MAX));
-    return out;
-}
-
-// CIDR|HOST[:PORTS][/tcp|udp]; an IPv6 address with ports goes in brackets: [2001:db8::1]:443.
-void parse_connect(const std::string& target, GrantRecord& g, policy::Resolver& resolver)
-{
-    const char* expected = "expected CIDR|HOST[:PORTS][/tcp|udp], such as 10.0.0.0/8:443/tcp, "
-                           "api.example.com:443, [2001:db8::1]:8000-8999 or 192.0.2.7";
-    std::string t = target;
-    g.protocols = policy::kAnyProtocol;
-    for (auto [suffix, proto] : {std::pair{"/tcp", policy::kTcp}, std::pair{"/udp", policy::kUdp}})
-        if (t.size() > 4 && t.ends_with(suffix)) {
-            g.protocols = proto;
-            t.resize(t.size() - 4);
-        }
-    std::string addr = t, ports;
-    if (!t.empty() && t[0] == '[') {
-        const auto close = t.find(']');
-        if (close == std::string::npos)
-            throw Error("grant target '" + target + "' has no closing ']'; " + expected);
-        addr = t.substr(1, close - 1);
-        std::string rest = t.substr(close + 1);
-        if (rest.starts_with("/")) { // [2001:db8::]/32:443
-            const auto colon = rest.find(':');
-            addr += rest.substr(0, colon);
-            rest = colon == std::string::npos ? "" : rest.substr(colon);
-        }
-        if (!rest.empty() && rest[0] != ':')
-            throw Error("grant target '" + target + "' is not valid; " + expected);
-        ports = rest.empty() ? "" : rest.substr(1);
-        if (!rest.empty() && ports.empty())
-            throw Error("grant target '" + target + "' has ':' and no ports; " + expected);
-    } else if (std::count(t.begin(), t.end(), ':') == 1) {
-        const auto colon = t.find(':');
-        addr = t.substr(0, colon);
-        ports = t.substr(colon + 1);
-        if (ports.empty())
-            throw Error("grant target '" + target + "' has ':' and no ports; " + expected);
-    }
-    if (!ports.empty()) {
-        std::vector<policy::PortRange> ranges;
-        size_t at = 0;
-        while (at <= ports.size()) {
-            const auto comma = ports.find(',', at);
-            const auto item = ports.substr(at, comma == std::string::npos ? std::string::npos
-                                                                          : comma - at);
-            const auto r = policy::parse_port_range(item);
-            if (!r)
-                throw Error("grant target '" + target + "' has port '" + item +
-                            "'; expected ports 1-65535 such as 443, 8000-8999 or 80,443");
-            ranges.push_back(*r);
-            if (comma == std::string::npos)
-                break;
-            at = comma + 1;
-        }
-        g.ports = policy::merge_port_ranges(ranges);
-    }
-    std::string why;
-    if (auto c = policy::parse_cidr(addr, why)) {
-        g.cidrs = {*c};
-        return;
-    }
-    if (!policy::valid_host_name(addr))
-        throw Error("grant target '" + target + "': '" + addr + "' is neither an address (" +
-                    why + ") nor a host name; " + expected);
-    std::string err;
-    g.cidrs = resolver.resolve(addr, err);
-    if (g.cidrs.empty())
-        throw Error("grant host " + addr + " does not resolve (" + err +
-                    "); nothing was granted");
 }
 
 // The grants of one set as a policy whose every rule allows, named CORDON_RULE_GRANT | id.
@@ -428,13 +327,6 @@ void Controller::end_task(const std::string& name, const std::string& id)
 
 // ---- grants --------------------------------------------------------------------------------
 
-std::vector<policy::Cidr> grant_addresses(const std::string& target, policy::Resolver& resolver)
-{
-    GrantRecord g;
-    parse_connect(target, g, resolver);
-    return g.cidrs;
-}
-
 const GrantRecord& Controller::grant(const std::string& name, const GrantSpec& spec,
                                      policy::Resolver& resolver)
 {
@@ -451,10 +343,13 @@ const GrantRecord& Controller::grant(const std::string& name, const GrantSpec& s
     g.task = spec.task;
     g.reason = spec.reason;
     g.by = spec.by;
-    if (spec.kind == GrantKind::Connect)
-        parse_connect(spec.target, g, resolver);
-    else
-        g.path = grant_path(spec.target);
+    auto target = policy::prepare_grant_target(spec.kind, spec.target, resolver);
+    if (!target.target)
+        throw Error(target.error);
+    g.path = std::move(target.target->path);
+    g.cidrs = std::move(target.target->cidrs);
+    g.ports = std::move(target.target->ports);
+    g.protocols = target.target->protocols;
     std::uint64_t task_number = 0;
     if (!spec.task.empty()) {
         const auto t = std::find_if(r.tasks.begin(), r.tasks.end(),

@@ -19,6 +19,7 @@
 #include "daemon/views.h"
 #include "events/reader.h"
 #include "policy/duration.h"
+#include "policy/grant.h"
 
 namespace cordon::daemon {
 
@@ -399,11 +400,7 @@ Outcome grant(State& s, Peer& p, const api::Request& r)
 {
     const auto& rec = s.agent(r);
     control::Controller::GrantSpec spec;
-    const std::string& k = *r.kind;
-    spec.kind = k == "exec"    ? control::GrantKind::Exec
-                : k == "read"  ? control::GrantKind::Read
-                : k == "write" ? control::GrantKind::Write
-                               : control::GrantKind::Connect;
+    spec.kind = policy::grant_kind_from_name(*r.kind).value_or(policy::GrantKind::Read);
     spec.target = *r.target;
     spec.ttl_ms = ttl_ms(*r.ttl);
     spec.task = r.task.value_or("");
@@ -413,7 +410,9 @@ Outcome grant(State& s, Peer& p, const api::Request& r)
     if (spec.kind != control::GrantKind::Connect)
         return give_grant(s, rec.name, spec, *names);
     return Slow{.work = [names, target = spec.target] {
-                    (void)control::grant_addresses(target, *names);
+                    // The grammar and the lookup, as Controller::grant will run them; the
+                    // answers are what it gets on the loop (a refusal is its to give).
+                    (void)policy::prepare_grant_target(policy::GrantKind::Connect, target, *names);
                 },
                 .then = [&s, names, name = rec.name, spec](Peer*) {
                     names->replay();

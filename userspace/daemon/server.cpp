@@ -38,6 +38,7 @@
 #include "daemon/peer.h"
 #include "daemon/worker.h"
 #include "events/format.h"
+#include "events/json.h"
 #include "events/pipeline.h"
 #include "events/reader.h"
 
@@ -711,16 +712,8 @@ void Server::on_event(const events::Event& e)
         ++state_->denials[h.agent_id];
     if (h.hook != CORDON_HOOK_PROCESS && !trust)
         ++decided_[{name, h.hook, h.verdict}];
-    if (pipeline_) {
-        events::Context sc{.agent = name, .rule = {}, .task = cx.task, .old_tier = {}, .new_tier = {}};
-        if (trust) {
-            sc.old_tier = tier_name(rec, e.body.family);
-            sc.new_tier = tier_name(rec, e.body.protocol);
-        } else if (h.hook != CORDON_HOOK_PROCESS) {
-            sc.rule = events::source_text(e, namer);
-        }
-        pipeline_->push(e, std::move(sc));
-    }
+    if (pipeline_)
+        pipeline_->push(e, events::record_context(e, namer, name, cx));
     if (h.verdict == CORDON_VERDICT_KILL || h.verdict == CORDON_VERDICT_FREEZE ||
         (trust && h.verdict != CORDON_VERDICT_ALLOW))
         supervise_now_ = true;
@@ -749,10 +742,12 @@ void Server::fan_out(const events::Event& e, const std::string& name, const std:
             continue;
         if (line.empty()) {
             const std::string shown = text.empty() ? events::event_line(e, namer, cx) : text;
-            line = "{\"v\":1,\"event\":" + events::event_json(e, namer, name, cx) +
-                   (shown.empty() ? "" : ",\"line\":" + json(shown).dump(-1, ' ', false,
-                                                                       json::error_handler_t::replace)) +
-                   "}";
+            line = "{\"v\":1,\"event\":" + events::event_json(e, namer, name, cx);
+            if (!shown.empty()) {
+                line += ",\"line\":";
+                events::json_string(line, shown);
+            }
+            line += "}";
         }
         send(p, line, true);
     }

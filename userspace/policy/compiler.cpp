@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "policy/net.h"
+#include "policy/trust.h"
 
 // Actions are written into the maps as their enum cordon_action values.
 static_assert(static_cast<int>(cordon::policy::Action::Kill) == CORDON_ACTION_KILL);
@@ -345,7 +346,7 @@ cordon_agent_live live_for(const Policy& p, std::uint32_t agent_id)
     l.agent_id = agent_id;
     // The tier it starts in is not a change: no event, no on_enter. (stamp_ns, from which
     // recovery counts, is the caller's to set: it needs the kernel's clock.)
-    l.tier = tier_of(p.trust, p.trust.initial);
+    l.tier = static_cast<__u8>(tier_from_score(p.trust, p.trust.initial));
     return l;
 }
 

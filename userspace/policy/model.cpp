@@ -49,15 +49,6 @@ std::string_view tier_enter_name(TierEnter e)
     return "?";
 }
 
-std::uint8_t tier_of(const Trust& t, std::uint32_t score)
-{
-    std::uint8_t tier = 0;
-    for (size_t i = 0; i < t.tiers.size(); ++i)
-        if (score >= t.tiers[i].min_score)
-            tier = static_cast<std::uint8_t>(i);
-    return tier;
-}
-
 std::string access_names(std::uint8_t access)
 {
     if (access == (kRead | kWrite))

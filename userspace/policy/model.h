@@ -111,9 +111,6 @@ struct Trust {
     std::uint32_t recovery_per_minute = 0;
 };
 
-/// Index of the tier a score falls in: the highest tier whose min_score it reaches.
-std::uint8_t tier_of(const Trust& t, std::uint32_t score);
-
 /// Side doors that the seccomp layer closes in every process of an agent (docs/policy.md,
 /// "hardening"). A policy may reopen the relaxable ones by name in spec.hardening.allow.
 enum class SideDoor : std::uint8_t {

@@ -4,8 +4,11 @@
 set(CORDON_POLICY_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/compiler.cpp
   ${CMAKE_CURRENT_LIST_DIR}/duration.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/grant.cpp
   ${CMAKE_CURRENT_LIST_DIR}/lookup.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model.cpp
   ${CMAKE_CURRENT_LIST_DIR}/net.cpp
   ${CMAKE_CURRENT_LIST_DIR}/parser.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/render.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/pipeline.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/render.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/trust.cpp)
