@@ -90,8 +90,9 @@ void populate(const fs::path& cg, Shape shape)
         if (shape == Shape::Threads)
             for (int i = 0; i < 100; ++i)
                 std::thread([] {
-                    for (volatile unsigned long x = 0;; x = x + 1) {
-                    }
+                    std::atomic<unsigned long> x{0};
+                    for (;;)
+                        x.fetch_add(1, std::memory_order_relaxed);
                 }).detach();
         for (;;)
             ::pause();
