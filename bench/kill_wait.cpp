@@ -233,13 +233,21 @@ std::vector<std::thread> load(const testing::Daemon& d, const std::string& kind,
     } else if (kind == "apply" || kind == "unresolvable") {
         threads.emplace_back([&d, &stop, &done, kind] {
             const bool names = kind == "unresolvable";
+            auto c = d.connect();
             for (int i = 0; !stop; ++i) {
                 const std::string text = names ? policy(fmt::format("u{}", i % 2), 0,
                                                         fmt::format("never-{}.cordon.invalid", i))
                                                : policy(fmt::format("big{}", i % 2), 10000);
-                (void)d.call(json{{"v", 1}, {"op", "apply"}, {"name", "load"},
-                                  {"policy", {{"file", "load.yaml"}, {"text", text}}}}
-                                 .dump());
+                const std::string line =
+                    json{{"v", 1}, {"op", "apply"}, {"name", "load"},
+                         {"policy", {{"file", "load.yaml"}, {"text", text}}}}
+                        .dump() +
+                    "\n";
+                // An apply whose names never resolve waits for the resolver's whole timeout.
+                if (::send(c.fd(), line.data(), line.size(), MSG_NOSIGNAL) < 0)
+                    return;
+                while (!stop && !c.next(200)) {
+                }
                 ++done;
             }
         });
