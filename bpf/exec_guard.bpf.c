@@ -11,7 +11,7 @@
  *                             sees the final file (a script's interpreter, not the script).
  * The controller autoloads only the program of the chosen backend.
  *
- * Missing entries: a task whose cgroup is not an agent is allowed (see cordon.bpf.h).
+ * Missing entries: a task whose cgroup is not an agent is allowed (see decide.bpf.h).
  */
 #include "path.bpf.h"
 

@@ -8,7 +8,7 @@
  */
 #pragma once
 
-#include "cordon.bpf.h"
+#include "effects.bpf.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -93,38 +93,11 @@ static __always_inline bool net_find(struct cordon_net_key *key, __u32 policy_id
 }
 
 /*
- * Global (verified once per program): the overlay and grants over an outbound network hit, for
+ * Global (decide.bpf.c; verified once per program): the overlay and grants over an outbound network hit, for
  * the agent of the current task. The address in two halves (IPv4 in the first 4 bytes of hi),
  * meta = family | proto << 8 | port << 16, hit_in as cordon_hit_pack. Returns the hit.
  */
-__noinline __u64 cordon_net_layers(__u64 hi, __u64 lo, __u32 meta, __u64 hit_in, __u32 layers)
-{
-	struct cordon_net_key key = {};
-	struct cordon_rule_hit hit = {}, o = {};
-	struct cordon_layers l = {};
-	__u32 tier = cordon_hit_unpack(&hit, hit_in);
-	__u16 port = (__u16)(meta >> 16);
-	__u8 proto = (__u8)(meta >> 8);
-
-	if (!layers || !cordon_layers_of(&l))
-		return hit_in; /* no task overlay or grants (or inbound): the common case */
-	key.family = (__u8)meta;
-	key.prefixlen = 40 + (key.family == 4 ? 32 : 128);
-	__builtin_memcpy(key.addr, &hi, 8);
-	__builtin_memcpy(key.addr + 8, &lo, 8);
-	if (l.overlay_id && hit.action != CORDON_ACTION_KILL && hit.action != CORDON_ACTION_FREEZE &&
-	    net_find(&key, l.overlay_id, port, proto, &o))
-		hit = o;
-	if (cordon_grantable(tier, &hit)) {
-		if (l.task_grants && net_find(&key, l.task_grants, port, proto, &o) &&
-		    cordon_grant_live(&l, o.rule_id))
-			cordon_granted(&hit, o.rule_id);
-		else if (l.agent_grants && net_find(&key, l.agent_grants, port, proto, &o) &&
-			 cordon_grant_live(&l, o.rule_id))
-			cordon_granted(&hit, o.rule_id);
-	}
-	return cordon_hit_pack(&hit, tier);
-}
+__u64 cordon_net_layers(__u64 hi, __u64 lo, __u32 meta, __u64 hit_in, __u32 layers);
 
 /*
  * Decides (key's address, port, proto) for an agent, outbound or inbound, reports it with

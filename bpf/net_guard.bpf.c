@@ -28,7 +28,7 @@
  *
  * Lookup: see net.bpf.h.
  *
- * Missing entries: a task whose cgroup is not an agent is allowed (see cordon.bpf.h).
+ * Missing entries: a task whose cgroup is not an agent is allowed (see decide.bpf.h).
  */
 #include "net.bpf.h"
 

@@ -29,39 +29,10 @@
  */
 #pragma once
 
-#include "cordon.bpf.h"
+#include "effects.bpf.h"
 
-#define CORDON_PATH_DEPTH 64 /* components; a power of two (used as a mask) */
-#define CORDON_SCRATCH_SLOTS 4 /* nesting depth on one CPU: task, softirq, preemption, spare */
 #define PIPEFS_MAGIC 0x50495045
 #define SOCKFS_MAGIC 0x534F434B
-
-struct cordon_scratch {
-	struct cordon_path_key key;
-	char spill[264]; /* a component copy may run past key.path before the length check */
-	__u64 names[CORDON_PATH_DEPTH];
-	__u32 len; /* path bytes written to key.path (without the NUL) */
-	/*
-	 * Walk state lives here, not on the stack: the verifier does not track values in map
-	 * memory, so every bpf_loop() iteration looks the same to it and verification stays small.
-	 */
-	__u64 dentry;
-	__u64 mnt;
-	__u64 ns_root; /* root mount of the current task's mount namespace */
-	__u32 n;    /* components collected, leaf first */
-	__u32 off;  /* bytes written to key.path */
-	__u32 done; /* reached the namespace root through attached mounts */
-	__u32 busy; /* slot claimed (cmpxchg 0 -> 1) */
-	__u32 slot; /* this slot's index, for the global functions that look it up again */
-	__u32 _pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, CORDON_SCRATCH_SLOTS);
-	__type(key, __u32);
-	__type(value, struct cordon_scratch);
-} cordon_scratch SEC(".maps");
 
 /* Slot i of this CPU if it was free (now claimed), else NULL. */
 static __always_inline struct cordon_scratch *cordon_scratch_claim(__u32 i)
@@ -611,45 +582,20 @@ static __always_inline __u8 cordon_check_inode_write(const struct cordon_ctx *c,
 	return cordon_path_done(c, hook, s, verdict, hit.rule_id, CORDON_ACCESS_WRITE);
 }
 
-/*
- * Global (verified once per program): the overlay and grants over a path hit, for the agent of
- * the current task, which it finds again (cordon_layers). `slot` is the scratch slot holding the
- * resolved path; cls_bytes is class << 16 | bytes; hit_in as cordon_hit_pack. Returns the hit.
- */
-__noinline __u64 cordon_path_layers(__u32 slot, __u32 cls_bytes, __u64 hit_in, __u32 layers)
-{
-	struct cordon_scratch *s;
-	struct cordon_rule_hit hit = {}, o = {};
-	struct cordon_layers l = {};
-	__u32 tier = cordon_hit_unpack(&hit, hit_in);
-	__u32 bytes = cls_bytes & 0xffff;
-	__u8 cls = (__u8)(cls_bytes >> 16);
+#define FMODE_READ 0x1
+#define FMODE_WRITE 0x2
+#define O_TRUNC 01000
 
-	if (!layers)
-		return hit_in; /* no task overlay or grants: the common case */
-	s = bpf_map_lookup_elem(&cordon_scratch, &slot);
-	if (!s || !cordon_layers_of(&l))
-		return hit_in;
-	if (bytes > CORDON_PATH_KEY_BYTES)
-		bytes = CORDON_PATH_KEY_BYTES;
-	if (cls == CORDON_PATH_GUARD) {
-		/* A directory above an overlay's rule is guarded as one above the policy's (a guard
-		 * entry's action is deny; no entry gives allow). */
-		if (hit.action == CORDON_ACTION_ALLOW && l.overlay_id &&
-		    cordon_path_find(s, l.overlay_id, cls, bytes, &o))
-			hit = o;
-		return cordon_hit_pack(&hit, tier);
-	}
-	if (l.overlay_id && hit.action != CORDON_ACTION_KILL && hit.action != CORDON_ACTION_FREEZE &&
-	    cordon_path_find(s, l.overlay_id, cls, bytes, &o))
-		hit = o;
-	if (cordon_grantable(tier, &hit)) {
-		if (l.task_grants && cordon_path_find(s, l.task_grants, cls, bytes, &o) &&
-		    cordon_grant_live(&l, o.rule_id))
-			cordon_granted(&hit, o.rule_id);
-		else if (l.agent_grants && cordon_path_find(s, l.agent_grants, cls, bytes, &o) &&
-			 cordon_grant_live(&l, o.rule_id))
-			cordon_granted(&hit, o.rule_id);
-	}
-	return cordon_hit_pack(&hit, tier);
+/* What an open file was opened for (read, write; O_TRUNC writes), for the files rules. */
+static __always_inline __u8 cordon_open_access(struct file *file)
+{
+	__u32 mode = BPF_CORE_READ(file, f_mode);
+	__u32 flags = BPF_CORE_READ(file, f_flags);
+	__u8 access = 0;
+
+	if (mode & FMODE_READ)
+		access |= CORDON_ACCESS_READ;
+	if ((mode & FMODE_WRITE) || (flags & O_TRUNC))
+		access |= CORDON_ACCESS_WRITE;
+	return access;
 }

@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 # Compiles BPF programs with clang and wraps each in a libbpf skeleton.
 #
-#   cordon_bpf_skeleton(<name>)
-#     compiles bpf/<name>.bpf.c to <build>/bpf/<name>.bpf.o, generates <name>.skel.h with
+#   cordon_bpf_skeleton(<name> [SOURCES <src>...])
+#     compiles bpf/<name>.bpf.c (or, with SOURCES, each bpf/<src>.bpf.c, linked into one object
+#     with `bpftool gen object`) to <build>/bpf/<name>.bpf.o, generates <name>.skel.h with
 #     `bpftool gen skeleton`, and defines the INTERFACE target cordon::bpf_<name> whose users may
 #     #include "<name>.skel.h". The skeleton struct is `struct <name>_bpf`.
-#     Editing the .bpf.c or any header it includes rebuilds it (clang writes a depfile).
+#     Editing a .bpf.c or any header it includes rebuilds it (clang writes a depfile).
 
 find_program(CORDON_BPF_CLANG NAMES clang clang-14 clang-15 clang-16 REQUIRED)
 find_program(CORDON_BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
@@ -49,22 +50,44 @@ else()
 endif()
 add_custom_target(cordon_vmlinux_h DEPENDS ${CORDON_VMLINUX_H_OUT})
 
-function(cordon_bpf_skeleton name)
-  set(src ${CMAKE_CURRENT_SOURCE_DIR}/${name}.bpf.c)
-  set(obj ${CORDON_BPF_OUT}/${name}.bpf.o)
-  set(skel ${CORDON_BPF_OUT}/${name}.skel.h)
-  add_custom_command(OUTPUT ${obj}
+# Compiles bpf/<src>.bpf.c to <out>; editing it or any header it includes rebuilds it.
+function(cordon_bpf_compile src out)
+  add_custom_command(OUTPUT ${out}
     COMMAND ${CORDON_BPF_CLANG} -target bpf -mcpu=v3 -g -O2 -Wall -Werror
             -D__TARGET_ARCH_${CORDON_BPF_ARCH}
             -I${CORDON_VMLINUX_DIR} -I${PROJECT_SOURCE_DIR}/include -I${CMAKE_CURRENT_SOURCE_DIR}
-            -MD -MF ${obj}.d -c ${src} -o ${obj}
+            -MD -MF ${out}.d -c ${CMAKE_CURRENT_SOURCE_DIR}/${src}.bpf.c -o ${out}
     # -mcpu=v3: 32-bit atomics (agent flags, scratch nesting); every kernel with BTF has v3.
     # Drop DWARF but keep .BTF/.BTF.ext, which CO-RE needs; this keeps skeletons small.
-    COMMAND ${CORDON_LLVM_STRIP} -g ${obj}
-    DEPENDS ${src} ${CORDON_VMLINUX_H_OUT}
-    DEPFILE ${obj}.d
-    COMMENT "BPF ${name}.bpf.c"
+    COMMAND ${CORDON_LLVM_STRIP} -g ${out}
+    DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${src}.bpf.c ${CORDON_VMLINUX_H_OUT}
+    DEPFILE ${out}.d
+    COMMENT "BPF ${src}.bpf.c"
     VERBATIM)
+endfunction()
+
+# cordon_bpf_skeleton(<name> [SOURCES <src>...]): see the top of this file.
+function(cordon_bpf_skeleton name)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "SOURCES")
+  set(obj ${CORDON_BPF_OUT}/${name}.bpf.o)
+  set(skel ${CORDON_BPF_OUT}/${name}.skel.h)
+  if(arg_SOURCES)
+    # One object from several files: libbpf's static linker resolves each file's references to
+    # the maps, globals and functions another file defines (maps.bpf.h explains the rules).
+    set(units)
+    foreach(src IN LISTS arg_SOURCES)
+      set(unit ${CORDON_BPF_OUT}/units/${src}.bpf.o)
+      cordon_bpf_compile(${src} ${unit})
+      list(APPEND units ${unit})
+    endforeach()
+    add_custom_command(OUTPUT ${obj}
+      COMMAND ${CORDON_BPFTOOL} gen object ${obj} ${units}
+      DEPENDS ${units}
+      COMMENT "BPF link ${name}.bpf.o"
+      VERBATIM)
+  else()
+    cordon_bpf_compile(${name} ${obj})
+  endif()
   add_custom_command(OUTPUT ${skel}
     COMMAND ${CORDON_BPFTOOL} gen skeleton ${obj} name ${name}_bpf > ${skel}.tmp
     COMMAND ${CMAKE_COMMAND} -E rename ${skel}.tmp ${skel}

@@ -284,7 +284,7 @@ enum cordon_tier_enter {
  * kernel state in cordon_tasks: the agent it belongs to, its expiry on the kernel clock, its
  * overlay policy and its grant set. An agent-wide task is named by cordon_agent.task_id; a
  * process-bound one by cordon_proc_tasks, keyed by the process's tgid, which every process the
- * bound one forks inherits (bpf/task_guard.bpf.c).
+ * bound one forks inherits (task_guard_fork, bpf/exec_guard.bpf.c).
  */
 #define CORDON_MAX_TASKS 16384      /* cordon_tasks entries, all agents */
 #define CORDON_MAX_TASK_PROCS 32768 /* processes bound to tasks, all agents (forks included) */

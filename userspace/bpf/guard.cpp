@@ -24,17 +24,11 @@
 #include "bpf/skeleton.h"
 #include "common/backend.h"
 #include "common/error.h"
-#include "exec_guard.skel.h"
-#include "file_guard.skel.h"
-#include "net_guard.skel.h"
-#include "tamper_guard.skel.h"
+#include "guard.skel.h"
 
 namespace cordon::bpf {
 
-CORDON_SKELETON_OPS(exec_guard_bpf);
-CORDON_SKELETON_OPS(file_guard_bpf);
-CORDON_SKELETON_OPS(net_guard_bpf);
-CORDON_SKELETON_OPS(tamper_guard_bpf);
+CORDON_SKELETON_OPS(guard_bpf);
 
 unsigned btf_func_args(const std::string& func, unsigned missing)
 {
@@ -66,7 +60,7 @@ bool late_hook(std::string_view hook)
 }
 } // namespace
 
-// The syscalls whose exit compat decides (file_guard.bpf.c, COMPAT_EXIT).
+// The syscalls whose exit compat decides (compat_exit.bpf.c, COMPAT_EXIT).
 constexpr const char* kCompatExitCalls[] = {"open", "openat", "openat2", "creat",
                                            "open_by_handle_at", "connect", "listen"};
 
@@ -100,8 +94,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Maps that every object declares and that must be one map across objects. cordon_config is
-// last: pinned last, it marks a pinned set as complete.
+// The maps the controller uses and pins (bpf/maps.bpf.h), by the names they are pinned under.
+// cordon_config is last: pinned last, it marks a pinned set as complete.
 enum MapIndex {
     kAgents, kLive, kPolicies, kPathRules, kNetRules, kProtected, kStateInodes, kEvents,
     kCounters, kTasks, kProcTasks, kGrants, kConfig, kMapCount
@@ -272,11 +266,8 @@ template <typename Key> std::vector<Key> all_keys(int fd)
 
 struct Guard::Impl {
     cordon_backend backend = CORDON_BACKEND_NONE;
-    // Loaded here (not adopted): the objects, and the links that keep the programs attached.
-    std::optional<Skeleton<net_guard_bpf>> net;
-    std::optional<Skeleton<exec_guard_bpf>> exec;
-    std::optional<Skeleton<file_guard_bpf>> file;
-    std::optional<Skeleton<tamper_guard_bpf>> tamper;
+    // Loaded here (not adopted): the object, and the links that keep the programs attached.
+    std::optional<Skeleton<guard_bpf>> skel;
     std::vector<struct bpf_link*> links;
     std::vector<std::string> link_names; ///< the program of each link
     std::optional<fs::path> pin_dir;
@@ -307,24 +298,6 @@ struct Guard::Impl {
         for (int fd : fds)
             if (fd >= 0)
                 ::close(fd);
-    }
-
-    // Hands net_guard's maps to another object before it loads.
-    void share_maps(struct bpf_object* obj)
-    {
-        for (const char* name : kSharedMaps) {
-            struct bpf_map* mine = bpf_object__find_map_by_name(obj, name);
-            struct bpf_map* theirs = bpf_object__find_map_by_name(net->object(), name);
-            if (!mine || !theirs)
-                continue; // an object may not declare every map
-            if (int err = bpf_map__reuse_fd(mine, bpf_map__fd(theirs)); err != 0)
-                throw Error(std::string("cannot share map ") + name + ": " + errno_text(-err));
-        }
-    }
-
-    template <typename Skel> void configure(Skel& s, const GuardOptions& o)
-    {
-        s->rodata->backend_id = o.backend;
     }
 
     // Attaches every program whose autoload is on; cgroup programs go to cgroup_fd.
@@ -418,142 +391,150 @@ struct Guard::Impl {
 
 Guard::Guard() : impl_(std::make_unique<Impl>()) {}
 
-Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
+namespace {
+
+// Which programs of the one object this backend loads. lsm and fmod_ret: the lsm/ programs
+// (exec, files, network, tamper). compat: the tracing programs, deciding opens, connects and
+// listens at the per-syscall exit tracepoints where the kernel has them (cheaper for the rest of
+// the host), else at the one sys_exit tracepoint. Every backend: the cgroup sock_addr programs,
+// task_guard's fork and exit, exec_trace.
+void choose_programs(guard_bpf* skel, const GuardOptions& opts)
 {
-    auto& d = *impl_;
-    d.backend = opts.backend;
-    if (backend_name(opts.backend) == "none")
-        throw Error("no usable backend on this kernel; run `cordon doctor` for the reason");
-    // lsm and fmod_ret load the same program set; they differ only in how it is attached.
     const bool lsm = runs_lsm_programs(opts.backend);
+    const bool per_syscall = !lsm && !opts.compat_raw_sys_exit && syscall_tracepoints();
+    struct bpf_program* p = nullptr;
+    bpf_object__for_each_program(p, skel->obj)
+    {
+        const std::string_view sec = bpf_program__section_name(p);
+        bool on = true;
+        if (is_lsm(p))
+            on = lsm;
+        else if (sec.starts_with("tracepoint/syscalls/"))
+            on = per_syscall;
+        else if (sec == "tp_btf/sys_exit")
+            on = !lsm && !per_syscall;
+        bpf_program__set_autoload(p, on);
+    }
+    bpf_program__set_autoload(skel->progs.exec_guard_sched_exec, !lsm);
+    if (!lsm)
+        return;
     const bool fmod_ret = opts.backend == CORDON_BACKEND_FMOD_RET;
     // The number of arguments of a hook as this backend reaches it (0: the kernel lacks it).
     const auto hook_args = [fmod_ret](std::string_view hook, unsigned missing) {
         return fmod_ret ? btf_func_args(fmod_ret_target(hook), missing)
                         : lsm_hook_args(std::string(hook).c_str(), missing);
     };
-    const auto t_start = std::chrono::steady_clock::now();
-    const bool timing = ::getenv("CORDON_VERIFIER_STATS") != nullptr;
-    const auto lap = [&](const char* what) {
-        if (timing)
-            std::fprintf(stderr, "guard-timing: %s at %lld ms\n", what,
-                         static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::steady_clock::now() - t_start).count()));
-    };
-    d.net.emplace(Skeleton<net_guard_bpf>::open());
-    d.exec.emplace(Skeleton<exec_guard_bpf>::open());
-    d.file.emplace(Skeleton<file_guard_bpf>::open());
-    auto& net = *d.net;
-    auto& exec = *d.exec;
-    auto& file = *d.file;
+    // Hooks whose arguments or existence differ between kernels, read from the kernel's BTF.
+    // (security_inode_setattr took the idmap in 6.3, the inode_setattr hook only in 6.10.)
+    const bool idmap = hook_args("inode_setattr", 2) == 3;
+    bpf_program__set_autoload(skel->progs.file_guard_inode_setattr, !idmap);
+    bpf_program__set_autoload(skel->progs.file_guard_inode_setattr_idmap, idmap);
+    bpf_object__for_each_program(p, skel->obj)
+    {
+        if (is_lsm(p) && late_hook(lsm_hook_of(p)) && hook_args(lsm_hook_of(p), 0) == 0)
+            bpf_program__set_autoload(p, false);
+    }
+}
 
-    // Configure (rodata, autoload) between open and load.
-    d.configure(net, opts);
-    // The ring buffer is created by net_guard's object and shared by the others.
-    if (opts.ringbuf_bytes) {
-        const auto n = opts.ringbuf_bytes;
-        if (n < 4096 || (n & (n - 1)) != 0)
-            throw Error("ring buffer size " + std::to_string(n) +
-                        " is not a power of two of at least 4096 bytes (e.g. 64M)");
-        if (int err = bpf_map__set_max_entries(net->maps.cordon_events, n); err != 0)
-            throw Error("cannot size the ring buffer: " + errno_text(-err));
-    }
-    d.configure(exec, opts);
-    d.configure(file, opts);
-    bpf_program__set_autoload(exec->progs.exec_guard_bprm_check, lsm);
-    bpf_program__set_autoload(exec->progs.exec_guard_sched_exec, !lsm);
-    struct bpf_program* p = nullptr;
-    // compat decides opens, connects and listens at the syscalls' exits: through the
-    // per-syscall tracepoints where the kernel has them (cheaper for the rest of the host), else
-    // through the one sys_exit tracepoint.
-    const bool per_syscall = !lsm && !opts.compat_raw_sys_exit && syscall_tracepoints();
-    bpf_object__for_each_program(p, file.object())
+// Rodata and map sizes, set between open and load.
+void configure(guard_bpf* skel, const GuardOptions& opts)
+{
+    skel->rodata->backend_id = opts.backend;
+    if (!opts.ringbuf_bytes)
+        return;
+    const auto n = opts.ringbuf_bytes;
+    if (n < 4096 || (n & (n - 1)) != 0)
+        throw Error("ring buffer size " + std::to_string(n) +
+                    " is not a power of two of at least 4096 bytes (e.g. 64M)");
+    if (int err = bpf_map__set_max_entries(skel->maps.cordon_events, n); err != 0)
+        throw Error("cannot size the ring buffer: " + errno_text(-err));
+}
+
+// CORDON_VERIFIER_STATS=1: each loaded program's verifier statistics (instructions processed,
+// states, time) on stderr when the load ends, loaded or refused, to keep an eye on verification
+// cost as the programs grow. Set up between open and load.
+class VerifierStats {
+public:
+    explicit VerifierStats(struct bpf_object* obj)
     {
-        const std::string_view sec = bpf_program__section_name(p);
-        bool on = is_lsm(p) == lsm;
-        if (!lsm && sec.starts_with("tracepoint/syscalls/"))
-            on = per_syscall;
-        else if (!lsm && sec == "tp_btf/sys_exit")
-            on = !per_syscall;
-        bpf_program__set_autoload(p, on);
-    }
-    bpf_object__for_each_program(p, net.object())
-    {
-        if (is_lsm(p))
-            bpf_program__set_autoload(p, lsm);
-    }
-    if (lsm) {
-        // Hooks whose arguments or existence differ between kernels, read from the kernel's BTF.
-        // (security_inode_setattr took the idmap in 6.3, the inode_setattr hook only in 6.10.)
-        const bool idmap = hook_args("inode_setattr", 2) == 3;
-        bpf_program__set_autoload(file->progs.file_guard_inode_setattr, !idmap);
-        bpf_program__set_autoload(file->progs.file_guard_inode_setattr_idmap, idmap);
-        bpf_object__for_each_program(p, file.object())
+        const char* v = ::getenv("CORDON_VERIFIER_STATS");
+        if (!v || *v != '1')
+            return;
+        struct bpf_program* p = nullptr;
+        bpf_object__for_each_program(p, obj)
         {
-            if (is_lsm(p) && late_hook(lsm_hook_of(p)) && hook_args(lsm_hook_of(p), 0) == 0)
-                bpf_program__set_autoload(p, false);
+            if (!bpf_program__autoload(p))
+                continue;
+            auto& [name, buf] =
+                stats_.emplace_back(bpf_program__name(p), std::make_unique<char[]>(kLogBytes));
+            buf[0] = 0;
+            bpf_program__set_log_buf(p, buf.get(), kLogBytes);
+            bpf_program__set_log_level(p, 4);
         }
     }
-    if (lsm) {
-        d.tamper.emplace(Skeleton<tamper_guard_bpf>::open());
-        d.configure(*d.tamper, opts);
-    }
-    if (fmod_ret)
-        for (auto* obj : {net.object(), exec.object(), file.object(), d.tamper->object()})
-            retarget_fmod_ret(obj);
-
-    // CORDON_VERIFIER_STATS=1: each program's verifier statistics (instructions processed,
-    // states, time) on stderr, to keep an eye on verification cost as the programs grow.
-    std::vector<std::pair<std::string, std::unique_ptr<char[]>>> stats;
-    if (const char* v = ::getenv("CORDON_VERIFIER_STATS"); v && *v == '1') {
-        std::vector<struct bpf_object*> objs{net.object(), exec.object(), file.object()};
-        if (d.tamper)
-            objs.push_back(d.tamper->object());
-        for (auto* obj : objs)
-            bpf_object__for_each_program(p, obj)
-            {
-                if (!bpf_program__autoload(p))
-                    continue;
-                auto& [name, buf] = stats.emplace_back(bpf_program__name(p),
-                                                       std::make_unique<char[]>(4096));
-                buf[0] = 0;
-                bpf_program__set_log_buf(p, buf.get(), 4096);
-                bpf_program__set_log_level(p, 4);
-            }
-    }
-    const auto print_stats = [&] {
-        for (const auto& [name, buf] : stats) {
+    VerifierStats(const VerifierStats&) = delete;
+    VerifierStats& operator=(const VerifierStats&) = delete;
+    ~VerifierStats()
+    {
+        for (const auto& [name, buf] : stats_) {
             std::string log(buf.get());
             std::erase(log, '\n');
             std::fprintf(stderr, "verifier: %s: %s\n", name.c_str(), log.c_str());
         }
-    };
-    struct PrintStats {
-        std::function<void()> fn;
-        ~PrintStats() { fn(); }
-    } printer{print_stats};
-    lap("opened");
-    if (int err = net.load(); err != 0)
-        throw Error(load_failure("net_guard", -err, opts.backend));
-    d.share_maps(exec.object());
-    lap("net loaded");
-    if (int err = exec.load(); err != 0)
-        throw Error(load_failure("exec_guard", -err, opts.backend));
-    d.share_maps(file.object());
-    lap("exec loaded");
-    if (int err = file.load(); err != 0)
-        throw Error(load_failure("file_guard", -err, opts.backend));
-    if (d.tamper) {
-        d.share_maps(d.tamper->object());
-        lap("file loaded");
-        if (int err = d.tamper->load(); err != 0)
-            throw Error(load_failure("tamper_guard", -err, opts.backend));
+    }
+
+private:
+    static constexpr size_t kLogBytes = 4096; // level 4 is the statistics line only
+    std::vector<std::pair<std::string, std::unique_ptr<char[]>>> stats_;
+};
+
+// CORDON_VERIFIER_STATS set (any value): the phases of a load on stderr, in ms from its start.
+class LoadTimer {
+public:
+    LoadTimer() : on_(::getenv("CORDON_VERIFIER_STATS") != nullptr) {}
+    void lap(const char* what) const
+    {
+        if (!on_)
+            return;
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - start_);
+        std::fprintf(stderr, "guard-timing: %s at %lld ms\n", what,
+                     static_cast<long long>(ms.count()));
+    }
+
+private:
+    bool on_;
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+} // namespace
+
+Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
+{
+    auto& d = *impl_;
+    d.backend = opts.backend;
+    if (backend_name(opts.backend) == "none")
+        throw Error("no usable backend on this kernel; run `cordon doctor` for the reason");
+    const LoadTimer timer;
+    // One object holds every program and every map (bpf/maps.bpf.h): open, configure (rodata,
+    // sizes, which programs load), load, attach.
+    auto& skel = d.skel.emplace(Skeleton<guard_bpf>::open());
+    configure(skel.get(), opts);
+    choose_programs(skel.get(), opts);
+    // lsm and fmod_ret load the same program set; they differ only in how it is attached.
+    if (opts.backend == CORDON_BACKEND_FMOD_RET)
+        retarget_fmod_ret(skel.object());
+    {
+        const VerifierStats stats(skel.object());
+        timer.lap("opened");
+        if (int err = skel.load(); err != 0)
+            throw Error(load_failure("the guard programs", -err, opts.backend));
     }
     for (int i = 0; i < kMapCount; ++i) {
-        struct bpf_map* m = bpf_object__find_map_by_name(net.object(), kSharedMaps[i]);
+        struct bpf_map* m = bpf_object__find_map_by_name(skel.object(), kSharedMaps[i]);
         d.fds[i] = m ? ::fcntl(bpf_map__fd(m), F_DUPFD_CLOEXEC, 3) : -1;
         if (d.fds[i] < 0)
-            throw Error(std::string("net_guard has no usable map ") + kSharedMaps[i]);
+            throw Error(std::string("the guard object has no usable map ") + kSharedMaps[i]);
     }
     d.set_config({.abi_version = CORDON_ABI_VERSION,
                   .backend = static_cast<__u8>(opts.backend),
@@ -569,16 +550,12 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     if (d.cgroup_fd < 0)
         throw Error("cannot open cgroup " + opts.net_attach_cgroup.string() + ": " +
                     errno_text(errno));
-    lap("all loaded");
-    d.attach_all(net.object());
-    d.attach_all(exec.object());
-    d.attach_all(file.object());
-    if (d.tamper)
-        d.attach_all(d.tamper->object());
-    lap("attached");
+    timer.lap("all loaded");
+    d.attach_all(skel.object());
+    timer.lap("attached");
     if (opts.pin_dir)
         d.pin(*opts.pin_dir);
-    lap("pinned");
+    timer.lap("pinned");
 }
 
 Guard::~Guard() = default;
@@ -1040,11 +1017,8 @@ std::vector<std::string> missing_fmod_ret_targets()
                 missing.push_back(target);
         }
     };
-    // Opening reads the objects' ELF only; nothing is loaded.
-    check(Skeleton<exec_guard_bpf>::open().object());
-    check(Skeleton<file_guard_bpf>::open().object());
-    check(Skeleton<net_guard_bpf>::open().object());
-    check(Skeleton<tamper_guard_bpf>::open().object());
+    // Opening reads the object's ELF only; nothing is loaded.
+    check(Skeleton<guard_bpf>::open().object());
     return missing;
 }
 

@@ -60,8 +60,8 @@ struct AgentEntry {
     std::optional<cordon_agent_live> live; ///< missing: the agent is refused everything
 };
 
-/// Owns the exec_guard, file_guard, net_guard and (lsm) tamper_guard programs and their shared
-/// maps. Construction opens, configures, loads and attaches them (and throws Error naming the
+/// Owns the guard programs (exec_guard, file_guard, compat_exit, net_guard, tamper_guard: one
+/// linked object, bpf/CMakeLists.txt) and their maps. Construction opens, configures, loads and attaches them (and throws Error naming the
 /// refused program and the fix); destruction detaches and unloads everything that is not pinned,
 /// so no program, link or map outlives an unpinned Guard.
 class Guard {
