@@ -34,6 +34,13 @@ void State::note_trust(const std::string& agent, json change)
         log.pop_front();
 }
 
+void State::same_agent(const std::string& name, std::uint32_t id) const
+{
+    const auto* rec = ctl.find(name);
+    if (!rec || rec->id != id)
+        throw Error("agent " + name + " was detached or replaced meanwhile; nothing was changed");
+}
+
 const control::AgentRecord& State::agent(const api::Request& r) const
 {
     const auto* rec = r.name ? ctl.find(*r.name) : nullptr;
@@ -163,6 +170,10 @@ Outcome add(State& s, Peer& asker, const api::Request& r)
             if (!caller)
                 throw Error("the caller went away before its policy was ready; nothing was added");
             Peer& p = *caller;
+            // Checked again now: runs read in one turn all passed the check at arrival.
+            if (run && !p.subscribed && s.subscription_refusal)
+                if (const auto why = s.subscription_refusal(p); !why.empty())
+                    throw Error(why);
             auto& g = s.ctl.guard();
             control::NewAgent na;
             na.name = r.name;
@@ -261,11 +272,18 @@ Outcome apply(State& s, Peer&, const api::Request& r)
 {
     const auto& rec = s.agent(r);
     const auto received_ns = monotonic_ns();
+    // Applies of one agent take effect in the order they arrived: one that a later apply
+    // overtook while its policy was being prepared changes nothing.
+    const auto seq = ++s.apply_seq[rec.name];
     // The agent's own context: its ${HOME} and ${WORKSPACE} mean what they meant at start.
     return prepare_then(
         *r.policy, rec.context, mode_of(r), false,
-        [&s, name = rec.name, received_ns](const control::PreparedPolicy& prepared,
-                                           Peer*) -> Reply {
+        [&s, name = rec.name, id = rec.id, seq, received_ns](const control::PreparedPolicy& prepared,
+                                                           Peer*) -> Reply {
+            s.same_agent(name, id);
+            if (s.apply_seq[name] != seq)
+                throw Error("a later apply of agent " + name + " came first; this one changed "
+                            "nothing");
             const auto prepared_ns = monotonic_ns();
             const auto a = s.ctl.apply_policy(name, prepared);
             json warnings = prepared.warnings;
@@ -359,8 +377,9 @@ Outcome task_begin(State& s, Peer&, const api::Request& r)
     if (!r.policy)
         return begin_task(s, rec.name, std::move(spec));
     return prepare_then(*r.policy, rec.context, std::nullopt, true,
-                        [&s, name = rec.name, spec](const control::PreparedPolicy& overlay,
-                                                    Peer*) mutable {
+                        [&s, name = rec.name, id = rec.id, spec](
+                            const control::PreparedPolicy& overlay, Peer*) mutable {
+                            s.same_agent(name, id);
                             spec.overlay = overlay;
                             return begin_task(s, name, std::move(spec));
                         });
@@ -414,7 +433,8 @@ Outcome grant(State& s, Peer& p, const api::Request& r)
                     // answers are what it gets on the loop (a refusal is its to give).
                     (void)policy::prepare_grant_target(policy::GrantKind::Connect, target, *names);
                 },
-                .then = [&s, names, name = rec.name, spec](Peer*) {
+                .then = [&s, names, name = rec.name, id = rec.id, spec](Peer*) {
+                    s.same_agent(name, id);
                     names->replay();
                     return give_grant(s, name, spec, *names);
                 }};

@@ -40,10 +40,15 @@ struct State {
     /// Recent trust changes by agent name (tier-change events read, operator sets), newest last.
     std::map<std::string, std::deque<nlohmann::json>> trust_log;
     std::uint64_t subscriber_drops = 0;
+    /// Applies requested per agent name: a slow apply that a later one overtook is refused.
+    std::map<std::string, std::uint64_t> apply_seq;
     /// Why `peer` may not hold one more subscription (empty: it may); the loop's caps.
     std::function<std::string(const Peer&)> subscription_refusal;
 
     void note_trust(const std::string& agent, nlohmann::json change);
+    /// Throws unless agent `name` is still the one with `id` (not detached or replaced while a
+    /// slow request of it was being prepared).
+    void same_agent(const std::string& name, std::uint32_t id) const;
     /// The agent a request names; throws the one "no agent named" error otherwise.
     const control::AgentRecord& agent(const api::Request& r) const;
 };

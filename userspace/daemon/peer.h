@@ -19,6 +19,7 @@ struct Peer {
     int pid = 0;
     unsigned uid = 0, gid = 0;
     std::string in;  ///< bytes of unfinished (or not yet handled) request lines
+    bool has_line = false; ///< `in` holds a complete line (kept so no turn rescans `in`)
     std::string out; ///< bytes not yet written
     bool closing = false;               ///< close once `out` is written
     std::optional<std::string> session; ///< run agent this connection owns

@@ -82,8 +82,11 @@ constexpr std::size_t kEventsPerTurn = 1024;
 constexpr std::uint64_t kLogLinesPerSecond = 50;
 /// A ping waits at most this long for the ring buffer to be read up to it (under a flood).
 constexpr std::int64_t kPingWaitNs = 200'000'000;
-/// Worker threads for slow work: two, so that one hung resolver does not hold every apply.
+/// Worker threads for slow work: two for callers other than root, so that one hung resolver
+/// does not hold every apply, and one of root's own, so that no other caller's slow requests
+/// queue ahead of root's. A caller other than root has at most kSlowPerUid under way.
 constexpr unsigned kWorkers = 2;
+constexpr std::size_t kSlowPerUid = 4;
 
 bool in_group(int pid, unsigned gid, gid_t group)
 {
@@ -103,6 +106,7 @@ bool in_group(int pid, unsigned gid, gid_t group)
 /// A request whose slow work runs on a worker: who asked, and what to do with the result.
 struct SlowJob {
     std::uint64_t peer = 0;
+    unsigned uid = 0;
     api::Request request;
     json who;
     std::string session;
@@ -122,13 +126,14 @@ private:
     std::string admission_refusal(unsigned uid);
     std::string subscription_refusal(const Peer& p) const;
     void read_peer(Peer& p);
+    void shed_buffered();
     void write_peer(Peer& p);
     void handle_lines(Peer& p);
     void handle(Peer& p, const std::string& line);
     void carry_out(Peer& p, const api::Request& r, Outcome out);
     void answer(std::uint64_t peer, const api::Request& r, const json& who,
                 const std::string& session, bool ok, const Reply& reply, const std::string& error);
-    void finish_slow();
+    void finish_slow(Worker& worker);
     void settle_pending();
     void finish(Pending& w, bool ok, json reply, const std::string& error);
     void answer_pings();
@@ -141,7 +146,7 @@ private:
     void note_kernel_drops();
     void protect_files();
     void expire_peers();
-    bool evict_idle(std::optional<unsigned> uid);
+    bool evict_idle(std::optional<unsigned> uid, bool spare_root);
     void drop_peer(Peer& p);
     std::string refusal_for(int pid, unsigned uid, unsigned gid);
     void send(Peer& p, const std::string& line, bool is_event = false);
@@ -157,7 +162,8 @@ private:
     std::unique_ptr<Metrics> metrics_;           ///< Prometheus endpoint (its own thread)
     std::unique_ptr<ActionsLog> actions_;
     std::unique_ptr<State> state_;
-    std::unique_ptr<Worker> worker_;
+    std::unique_ptr<Worker> worker_;      ///< slow work of callers other than root
+    std::unique_ptr<Worker> root_worker_; ///< root's slow work
     int sfd_ = -1;
     int listen_fd_ = -1;
     std::list<Peer> peers_;
@@ -234,10 +240,10 @@ std::string Server::admission_refusal(unsigned uid)
         return static_cast<std::size_t>(
             std::count_if(peers_.begin(), peers_.end(), [&](const Peer& p) { return p.uid == uid; }));
     };
-    if (of_uid() >= kPerUid && !evict_idle(uid))
+    if (of_uid() >= kPerUid && !evict_idle(uid, false))
         return fmt::format("uid {} holds {} connections already (at most {})", uid, kPerUid, kPerUid);
     const std::size_t room = uid == 0 ? kMaxClients : kMaxClients - kRootReserve;
-    if (peers_.size() >= room && !evict_idle(std::nullopt))
+    if (peers_.size() >= room && !evict_idle(std::nullopt, uid != 0))
         return fmt::format("too many connections (at most {}, the last {} kept for root)",
                            kMaxClients, kRootReserve);
     return "";
@@ -388,17 +394,42 @@ void Server::read_peer(Peer& p)
     p.last_active_ms = now_ms();
     p.readable_ns = monotonic_ns();
     p.in.append(buf.data(), static_cast<std::size_t>(n));
-    std::size_t buffered = 0;
-    for (const auto& q : peers_)
-        buffered += q.in.size();
-    if (buffered > kMaxBufferedBytes) {
-        send(p, api::error_reply("the daemon is busy with other large requests; try again"));
-        p.closing = true;
-        p.in.clear();
-    } else if (p.in.size() > api::kMaxRequestBytes && p.in.find('\n') == std::string::npos) {
+    const char* chunk = p.in.data() + p.in.size() - static_cast<std::size_t>(n);
+    p.has_line = p.has_line || std::memchr(chunk, '\n', static_cast<std::size_t>(n)) != nullptr;
+    if (p.in.size() > api::kMaxRequestBytes && !p.has_line) {
         send(p, api::error_reply(fmt::format("request longer than {} bytes; nothing was changed",
                                              api::kMaxRequestBytes)));
         p.closing = true;
+        return;
+    }
+    shed_buffered();
+}
+
+// Unfinished lines of callers other than root share kMaxBufferedBytes. Over it, the connection
+// holding the largest unfinished line (never root's, never the one a complete request waits
+// on) is closed, and said so: no caller's memory can get another's request refused.
+void Server::shed_buffered()
+{
+    for (;;) {
+        std::size_t buffered = 0;
+        Peer* largest = nullptr;
+        for (auto& q : peers_) {
+            if (q.uid == 0 || q.closing)
+                continue;
+            buffered += q.in.size();
+            if (!q.has_line && (!largest || q.in.size() > largest->in.size()))
+                largest = &q;
+        }
+        if (buffered <= kMaxBufferedBytes || !largest)
+            return;
+        spdlog::warn("closed the connection of pid {} uid {}: its {} unfinished bytes put callers "
+                     "over {} MiB",
+                     largest->pid, largest->uid, largest->in.size(), kMaxBufferedBytes >> 20);
+        send(*largest, api::error_reply("the daemon holds too many unfinished requests; this one "
+                                        "was the largest; nothing was changed"));
+        largest->closing = true;
+        largest->in.clear();
+        largest->has_line = false;
     }
 }
 
@@ -407,11 +438,14 @@ void Server::read_peer(Peer& p)
 void Server::handle_lines(Peer& p)
 {
     std::size_t nl;
-    for (int n = 0; n < kLinesPerTurn && !p.waiting && !p.closing &&
-                    (nl = p.in.find('\n')) != std::string::npos;
-         ++n) {
+    for (int n = 0; n < kLinesPerTurn && p.has_line && !p.waiting && !p.closing; ++n) {
+        if ((nl = p.in.find('\n')) == std::string::npos) {
+            p.has_line = false;
+            break;
+        }
         const std::string line = p.in.substr(0, nl);
         p.in.erase(0, nl + 1);
+        p.has_line = p.in.find('\n') != std::string::npos;
         handle(p, line);
     }
 }
@@ -481,11 +515,17 @@ void Server::carry_out(Peer& p, const api::Request& r, Outcome out)
         pending_.push_back(std::move(*w));
         settle_pending();
     } else if (auto* slow = std::get_if<Slow>(&out)) {
+        const auto mine = std::count_if(slow_.begin(), slow_.end(),
+                                        [&](const auto& j) { return j.second.uid == p.uid; });
+        if (p.uid != 0 && static_cast<std::size_t>(mine) >= kSlowPerUid)
+            throw Error(fmt::format("uid {} has {} slow requests (policy loads, name lookups) "
+                                    "under way; wait for their replies",
+                                    p.uid, kSlowPerUid));
         const std::uint64_t id = next_serial_++;
-        slow_[id] = SlowJob{.peer = p.serial, .request = r, .who = who_of(p),
+        slow_[id] = SlowJob{.peer = p.serial, .uid = p.uid, .request = r, .who = who_of(p),
                             .session = p.session.value_or(""), .then = std::move(slow->then)};
         p.waiting = true;
-        worker_->submit(id, std::move(slow->work));
+        (p.uid == 0 ? root_worker_ : worker_)->submit(id, std::move(slow->work));
     } else {
         // Answered after a turn has read the ring buffer: every event of an access that
         // returned before the ping was sent comes first on a subscription (docs/api.md).
@@ -495,9 +535,9 @@ void Server::carry_out(Peer& p, const api::Request& r, Outcome out)
 }
 
 // Slow work that ended: its result is used here, on the loop, and the caller answered.
-void Server::finish_slow()
+void Server::finish_slow(Worker& worker)
 {
-    for (const auto& d : worker_->done()) {
+    for (const auto& d : worker.done()) {
         const auto it = slow_.find(d.id);
         if (it == slow_.end())
             continue;
@@ -507,6 +547,11 @@ void Server::finish_slow()
         try {
             if (d.error)
                 std::rethrow_exception(d.error);
+            // A caller that went away gets nothing done late in its name (a policy applied
+            // minutes after, over a newer one): refused, and recorded so.
+            if (!p)
+                throw Error("the caller went away before its request was ready; nothing was "
+                            "changed");
             const Reply reply = job.then(p);
             answer(job.peer, job.request, job.who, job.session, true, reply, "");
         } catch (const std::exception& e) {
@@ -799,8 +844,7 @@ void Server::expire_peers()
     const auto now = now_ms();
     for (auto& p : peers_) {
         const bool waits = p.subscribed || p.session || p.waiting;
-        if ((!p.in.empty() && p.in.find('\n') == std::string::npos &&
-             now - p.last_active_ms > kLineTimeoutMs) ||
+        if ((!p.in.empty() && !p.has_line && now - p.last_active_ms > kLineTimeoutMs) ||
             (!waits && now - p.last_active_ms > kIdleTimeoutMs)) {
             p.closing = true;
             p.out.clear();
@@ -808,14 +852,15 @@ void Server::expire_peers()
     }
 }
 
-// At a connection limit: the longest-idle connection (of `uid`, or of anyone) that is neither a
-// subscription, a run session nor waiting for a reply makes room, so that idle clients cannot
-// lock the operator out. False when there is none.
-bool Server::evict_idle(std::optional<unsigned> uid)
+// At a connection limit: the longest-idle connection (of `uid`, or of anyone; root's spared when
+// a caller other than root knocks) that is neither a subscription, a run session nor waiting
+// for a reply makes room, so that idle clients cannot lock the operator out. False when none.
+bool Server::evict_idle(std::optional<unsigned> uid, bool spare_root)
 {
     Peer* oldest = nullptr;
     for (auto& p : peers_)
         if (!p.subscribed && !p.session && !p.waiting && (!uid || p.uid == *uid) &&
+            !(spare_root && p.uid == 0) &&
             (!oldest || p.last_active_ms < oldest->last_active_ms))
             oldest = &p;
     if (!oldest)
@@ -914,9 +959,10 @@ void Server::start()
                                            .reader = *reader_, .pipeline = pipeline_.get(),
                                            .started_ms = now_ms(), .denials = {},
                                            .trust_log = {}, .subscriber_drops = 0,
-                                           .subscription_refusal = {}});
+                                           .apply_seq = {}, .subscription_refusal = {}});
     state_->subscription_refusal = [this](const Peer& p) { return subscription_refusal(p); };
     worker_ = std::make_unique<Worker>(kWorkers);
+    root_worker_ = std::make_unique<Worker>(1);
 }
 
 // Once a second: idle connections, expiries, reconcile, file protection, lost-record gaps.
@@ -954,11 +1000,12 @@ void Server::turn(bool& stop)
 {
     bool busy = reader_->more_pending();
     for (const auto& p : peers_)
-        busy = busy || (!p.waiting && !p.closing && p.in.find('\n') != std::string::npos);
+        busy = busy || (!p.waiting && !p.closing && p.has_line);
     std::vector<pollfd> fds = {{sfd_, POLLIN, 0},
                                {listen_fd_, POLLIN, 0},
                                {reader_->fd(), static_cast<short>(store_full_ ? 0 : POLLIN), 0},
-                               {worker_->fd(), POLLIN, 0}};
+                               {worker_->fd(), POLLIN, 0},
+                               {root_worker_->fd(), POLLIN, 0}};
     for (auto& p : peers_)
         fds.push_back({p.fd, static_cast<short>(POLLIN | (p.out.empty() ? 0 : POLLOUT)), 0});
     const std::size_t peers_end = fds.size(); // peers accepted below have no entry
@@ -974,10 +1021,12 @@ void Server::turn(bool& stop)
         stop = true;
     }
     if (fds[3].revents & POLLIN)
-        finish_slow();
+        finish_slow(*worker_);
+    if (fds[4].revents & POLLIN)
+        finish_slow(*root_worker_);
     if (fds[1].revents & POLLIN)
         accept_peers();
-    std::size_t i = 4;
+    std::size_t i = 5;
     for (auto& p : peers_) {
         if (i >= peers_end)
             break;
