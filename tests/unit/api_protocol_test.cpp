@@ -48,6 +48,9 @@ TEST(RequestDecoder, RefusesEverythingButTheDocumentedRequests)
         {.name = "GrantBadKind", .line = R"({"v":1,"op":"grant","name":"a","kind":"delete","target":"/x","ttl":"5m"})", .says = "\"kind\""},
         {.name = "GrantWithPid", .line = R"({"v":1,"op":"grant","name":"a","kind":"read","target":"/x","ttl":"5m","pid":3})", .says = "unknown field"},
         {.name = "RevokeWithoutId", .line = R"({"v":1,"op":"revoke","name":"a"})", .says = "needs \"grant\""},
+        {.name = "ExplainWithoutTarget", .line = R"({"v":1,"op":"explain","name":"a","kind":"read"})", .says = "needs \"target\""},
+        {.name = "ExplainBadKind", .line = R"({"v":1,"op":"explain","name":"a","kind":"open","target":"/x"})", .says = "\"kind\""},
+        {.name = "ExplainWithTtl", .line = R"({"v":1,"op":"explain","name":"a","kind":"read","target":"/x","ttl":"5m"})", .says = "unknown field"},
         {.name = "RevokeNegative", .line = R"({"v":1,"op":"revoke","name":"a","grant":-1})", .says = "\"grant\""},
     };
     for (const auto& c : cases) {
@@ -121,6 +124,27 @@ TEST(RequestDecoder, AcceptsTrustTasksAndGrantsAndEncodesThemBack)
         EXPECT_TRUE(changes_state(op)) << op_name(op);
     for (Op op : {Op::Trust, Op::Tasks, Op::Grants})
         EXPECT_FALSE(changes_state(op)) << op_name(op);
+}
+
+TEST(RequestDecoder, AcceptsExplainAndEncodesItBack)
+{
+    const auto e = decode_request(
+        R"({"v":1,"op":"explain","name":"a","kind":"connect","target":"127.0.0.1:443/tcp"})");
+    EXPECT_EQ(e.op, Op::Explain);
+    EXPECT_EQ(e.kind, "connect");
+    EXPECT_EQ(e.target, "127.0.0.1:443/tcp");
+    const auto back = decode_request(encode_request(e));
+    EXPECT_EQ(back.op, Op::Explain);
+    EXPECT_EQ(back.name, "a");
+    EXPECT_EQ(back.target, "127.0.0.1:443/tcp");
+    EXPECT_FALSE(changes_state(Op::Explain)) << "a question, not an operator action";
+    try {
+        decode_request(R"({"v":1,"op":"nope"})");
+        FAIL() << "an unknown op is refused";
+    } catch (const ProtocolError& err) {
+        EXPECT_NE(std::string(err.what()).find("grants, revoke or explain"), std::string::npos)
+            << "the ops named come from the table: " << err.what();
+    }
 }
 
 TEST(Callers, NeverFromInsideAnAgentWhateverTheUid)

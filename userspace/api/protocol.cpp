@@ -47,6 +47,7 @@ const std::array<OpInfo, kOpCount>& ops()
          {"name", "kind", "target", "ttl"}},
         {Op::Grants, "grants", false, {"name"}, {"name"}},
         {Op::Revoke, "revoke", true, {"name", "grant", "reason"}, {"name", "grant"}},
+        {Op::Explain, "explain", false, {"name", "kind", "target"}, {"name", "kind", "target"}},
     }};
     return table;
 }
@@ -120,11 +121,13 @@ Request decode_request(std::string_view line)
     for (const auto& i : ops())
         if (opname == i.name)
             oi = &i;
-    if (!oi)
-        throw ProtocolError("unknown op \"" + opname.substr(0, 64) +
-                            "\" (expected ping, status, agents, attach, detach, run, release, "
-                            "subscribe, kill, freeze, thaw, apply, mode, trust, trust_set, "
-                            "task_begin, task_end, tasks, grant, grants or revoke)");
+    if (!oi) {
+        // The ops listed from the table, so that a new op is named here without another edit.
+        std::string known;
+        for (std::size_t i = 0; i < kOpCount; ++i)
+            known += std::string(i == 0 ? "" : i + 1 == kOpCount ? " or " : ", ") + ops()[i].name;
+        throw ProtocolError("unknown op \"" + opname.substr(0, 64) + "\" (expected " + known + ")");
+    }
     for (const auto& [k, v] : j.items())
         if (k != "v" && k != "op" && !oi->fields.contains(k))
             throw ProtocolError("unknown field \"" + k.substr(0, 64) + "\" for op " + oi->name);

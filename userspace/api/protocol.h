@@ -23,7 +23,7 @@ inline constexpr const char* kDefaultSocket = "/run/cordon/cordon.sock";
 
 enum class Op {
     Ping, Status, Agents, Attach, Detach, Run, Release, Subscribe, Kill, Freeze, Thaw, Apply, Mode,
-    Trust, TrustSet, TaskBegin, TaskEnd, Tasks, Grant, Grants, Revoke,
+    Trust, TrustSet, TaskBegin, TaskEnd, Tasks, Grant, Grants, Revoke, Explain,
     Count ///< not an op: the number of ops, for tables indexed by Op
 };
 inline constexpr std::size_t kOpCount = static_cast<std::size_t>(Op::Count);
@@ -48,8 +48,9 @@ struct Request {
     std::optional<std::string> id;       ///< task_begin, task_end: the task id
     std::optional<std::string> ttl;      ///< task_begin, grant: a duration ("90s", "5m", "1h")
     std::optional<std::int64_t> pid;     ///< task_begin: bind the task to this process subtree
-    std::optional<std::string> kind;     ///< grant: exec | read | write | connect
-    std::optional<std::string> target;   ///< grant: PATH, or CIDR|HOST[:PORTS][/tcp|udp]
+    std::optional<std::string> kind;     ///< grant, explain: exec | read | write | connect
+    /// grant: PATH, or CIDR|HOST[:PORTS][/tcp|udp]; explain: PATH, or ADDR:PORT[/tcp|udp]
+    std::optional<std::string> target;
     std::optional<std::string> task;     ///< grant: bind the grant to this task
     std::optional<std::int64_t> grant;   ///< revoke: the grant id
     /// kill, freeze: the caller's CLOCK_MONOTONIC when it wrote the request (same host), so that

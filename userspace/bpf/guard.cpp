@@ -825,6 +825,30 @@ std::vector<std::pair<std::uint32_t, cordon_grant>> Guard::grants() const
     return all_entries<std::uint32_t, cordon_grant>(impl_->fds[kGrants]);
 }
 
+std::optional<cordon_grant> Guard::grant(std::uint32_t id) const
+{
+    cordon_grant g{};
+    if (bpf_map_lookup_elem(impl_->fds[kGrants], &id, &g) != 0)
+        return std::nullopt;
+    return g;
+}
+
+std::optional<cordon_path_value> Guard::path_rule(const cordon_path_key& key) const
+{
+    cordon_path_value v{};
+    if (bpf_map_lookup_elem(impl_->fds[kPathRules], &key, &v) != 0)
+        return std::nullopt;
+    return v;
+}
+
+std::optional<cordon_net_value> Guard::net_rule(const cordon_net_key& key) const
+{
+    cordon_net_value v{};
+    if (bpf_map_lookup_elem(impl_->fds[kNetRules], &key, &v) != 0)
+        return std::nullopt;
+    return v;
+}
+
 std::uint32_t Guard::allocate_agent_id()
 {
     return impl_->next_id(&cordon_config::next_agent_id);

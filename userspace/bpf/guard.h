@@ -123,6 +123,12 @@ public:
     void set_grant(std::uint32_t id, const cordon_grant& g);
     void remove_grant(std::uint32_t id);
     std::vector<std::pair<std::uint32_t, cordon_grant>> grants() const;
+    std::optional<cordon_grant> grant(std::uint32_t id) const;
+
+    /// The rule maps as a decision reads them: one lookup in the LPM trie, which answers with
+    /// the longest prefix of `key` it holds (cordon explain replays the kernel's lookups here).
+    std::optional<cordon_path_value> path_rule(const cordon_path_key& key) const;
+    std::optional<cordon_net_value> net_rule(const cordon_net_key& key) const;
 
     /// Writes a compiled policy into the maps, whole or not at all: on any failure the entries
     /// already written are removed again and Error is thrown.

@@ -191,6 +191,37 @@ int detach(const std::string& name)
     return 0;
 }
 
+int explain(const ExplainOptions& o)
+{
+    if (o.path.empty() == o.connect.empty())
+        throw Error("explain names one access: PATH [--access read|write|exec], or --connect "
+                    "ADDR:PORT[/tcp|udp]");
+    auto q = api::request(api::Op::Explain);
+    q.name = o.name;
+    q.kind = o.connect.empty() ? o.access : "connect";
+    // Absolute here: cordond's working directory is not this one.
+    q.target = o.connect.empty() ? std::filesystem::absolute(o.path).lexically_normal().string()
+                                 : o.connect;
+    auto c = connect_or_fail();
+    auto r = c.call(q);
+    if (o.json) {
+        r.erase("v");
+        r.erase("ok");
+        std::printf("%s\n", r.dump(2).c_str());
+        return 0;
+    }
+    const auto& by = r.at("decided_by");
+    const auto rule = by.at("rule").get<std::string>();
+    std::printf("%s: %s %s %s (%s%s%s)\n  %s\n", r.at("verdict").get<std::string>().c_str(),
+                o.name.c_str(), r.at("access").get<std::string>().c_str(),
+                r.at("looked_up").get<std::string>().c_str(),
+                by.at("layer").get<std::string>().c_str(), rule.empty() ? "" : ": ",
+                rule.c_str(), r.at("why").get<std::string>().c_str());
+    for (const auto& n : r.at("notes"))
+        std::printf("  note: %s\n", n.get<std::string>().c_str());
+    return 0;
+}
+
 int agent_op(api::Op op, const std::string& name, const std::string& reason,
              const std::string& mode)
 {

@@ -42,6 +42,12 @@ int status(bool json);
 int attach(const std::string& cgroup, const std::string& policy_file,
            const std::optional<std::string>& name, const std::optional<std::string>& mode);
 int detach(const std::string& name);
+/// `cordon explain NAME PATH [--access read|write|exec]` or `NAME --connect ADDR:PORT[/proto]`.
+struct ExplainOptions {
+    std::string name, path, access = "read", connect;
+    bool json = false;
+};
+int explain(const ExplainOptions& o);
 /// kill, freeze, thaw, mode: one request about one agent; prints what happened.
 int agent_op(api::Op op, const std::string& name, const std::string& reason,
              const std::string& mode);

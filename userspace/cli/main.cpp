@@ -232,6 +232,21 @@ int main(int argc, char** argv)
     revoke_cmd->add_option("ID", revoke_id, "Grant id (`cordon grants NAME`)")->required();
     revoke_cmd->add_option("--reason", revoke_reason, "Why; recorded with the operator action");
 
+    cordon::cli::ExplainOptions explain_opts;
+    auto* explain_cmd = app.add_subcommand(
+        "explain", "Say what an agent's access would get now and why: the rule, task overlay, "
+                   "grant, trust tier, kill or freeze flag or mode that decides it, read from the "
+                   "maps the kernel reads (not from the policy file). Needs cordond");
+    explain_cmd->add_option("NAME", explain_opts.name, "Agent name")->required();
+    explain_cmd->add_option("PATH", explain_opts.path, "The file (symbolic links are resolved)");
+    explain_cmd->add_option("--access", explain_opts.access, "What the agent does with PATH")
+        ->check(CLI::IsMember({"read", "write", "exec"}))
+        ->capture_default_str();
+    explain_cmd->add_option("--connect", explain_opts.connect,
+                            "Instead of PATH: a connection to ADDR:PORT[/tcp|udp] ([ADDR]:PORT "
+                            "for IPv6; tcp if not said)");
+    explain_cmd->add_flag("--json", explain_opts.json, "Print JSON");
+
     cordon::cli::TraceOptions trace_opts;
     auto* trace_cmd = app.add_subcommand(
         "trace", "Follow decisions live from cordond: one line per event (coloured on a "
@@ -352,6 +367,8 @@ int main(int argc, char** argv)
             return cordon::cli::grant(grant_opts);
         if (grants_cmd->parsed())
             return cordon::cli::grants(grants_name, grants_json);
+        if (explain_cmd->parsed())
+            return cordon::cli::explain(explain_opts);
         if (revoke_cmd->parsed())
             return cordon::cli::revoke(revoke_name, revoke_id, revoke_reason);
         if (apply->parsed())

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <cordon/abi.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -21,6 +23,22 @@ using nlohmann::json;
 const char* origin_name(Origin o)
 {
     return o == Origin::Run ? "run" : "attach";
+}
+
+std::string rule_source(const AgentRecord* rec, const TaskRecord* task, std::uint32_t id)
+{
+    if (id & CORDON_RULE_GRANT) {
+        if (rec)
+            for (const auto& g : rec->grants)
+                if (g.id == (id & ~CORDON_RULE_GRANT))
+                    return fmt::format("grant {} ({} {})", g.id, grant_kind_name(g.kind), g.target);
+        return "";
+    }
+    if (id & CORDON_RULE_OVERLAY) {
+        const auto i = id & CORDON_RULE_INDEX_MASK;
+        return task && i < task->overlay_sources.size() ? task->overlay_sources[i] : "";
+    }
+    return rec && id < rec->rule_sources.size() ? rec->rule_sources[id] : "";
 }
 
 namespace {

@@ -87,6 +87,11 @@ struct AgentRecord {
 
 const char* origin_name(Origin o);
 
+/// The name a compiled rule id stands for, as events and `cordon explain` print it: a grant
+/// ("grant 7 (read /srv/x)"), a rule of `task`'s overlay or of the agent's policy ("file:line");
+/// empty when the records do not know it.
+std::string rule_source(const AgentRecord* rec, const TaskRecord* task, std::uint32_t id);
+
 /// Reads every record of a registry directory, by name; a missing directory is an empty
 /// registry. Throws Error naming the file when one is corrupt.
 std::vector<AgentRecord> load_registry(const std::filesystem::path& dir);

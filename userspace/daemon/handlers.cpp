@@ -15,6 +15,7 @@
 #include "common/backend.h"
 #include "common/clock.h"
 #include "common/error.h"
+#include "control/explain.h"
 #include "daemon/actions.h"
 #include "daemon/views.h"
 #include "events/reader.h"
@@ -456,6 +457,24 @@ Outcome revoke(State& s, Peer&, const api::Request& r)
     return Reply{.fields = {{"name", rec.name}, {"grant", *r.grant}}};
 }
 
+// A path's symbolic links are resolved on a worker (a stat may wait on a slow filesystem); the
+// maps are read on the loop, which owns them.
+Outcome explain(State& s, Peer&, const api::Request& r)
+{
+    const auto& rec = s.agent(r);
+    const auto kind = policy::grant_kind_from_name(*r.kind).value_or(policy::GrantKind::Read);
+    auto q = std::make_shared<control::ExplainQuery>(control::parse_explain(kind, *r.target));
+    if (kind == policy::GrantKind::Connect)
+        return Reply{.fields = control::explain(s.ctl, rec, *q)};
+    return Slow{.work = [q] { control::resolve_explain_path(*q); },
+                .then = [&s, q, name = rec.name](Peer*) {
+                    const auto* now = s.ctl.find(name);
+                    if (!now)
+                        throw Error("agent " + name + " was removed meanwhile");
+                    return Reply{.fields = control::explain(s.ctl, *now, *q)};
+                }};
+}
+
 struct Row {
     api::Op op;
     Handler fn;
@@ -484,6 +503,7 @@ constexpr std::array<Row, api::kOpCount> kHandlers = {{
     {api::Op::Grant, grant},
     {api::Op::Grants, grants},
     {api::Op::Revoke, revoke},
+    {api::Op::Explain, explain},
 }};
 
 constexpr bool rows_in_order()

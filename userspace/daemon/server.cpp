@@ -697,25 +697,6 @@ void Server::protect_files()
 
 namespace {
 
-// The name a rule id stands for in an event: a grant, a task overlay's rule or a policy rule.
-std::string rule_name(const control::AgentRecord* rec, const control::TaskRecord* task,
-                      std::uint32_t id)
-{
-    if (id & CORDON_RULE_GRANT) {
-        if (rec)
-            for (const auto& g : rec->grants)
-                if (g.id == (id & ~CORDON_RULE_GRANT))
-                    return fmt::format("grant {} ({} {})", g.id, control::grant_kind_name(g.kind),
-                                       g.target);
-        return "";
-    }
-    if (id & CORDON_RULE_OVERLAY) {
-        const auto i = id & CORDON_RULE_INDEX_MASK;
-        return task && i < task->overlay_sources.size() ? task->overlay_sources[i] : "";
-    }
-    return rec && id < rec->rule_sources.size() ? rec->rule_sources[id] : "";
-}
-
 std::string tier_name(const control::AgentRecord* rec, std::uint32_t tier)
 {
     return rec && tier < rec->tier_names.size() ? rec->tier_names[tier] : std::to_string(tier);
@@ -736,7 +717,9 @@ void Server::on_event(const events::Event& e)
         for (const auto& t : rec->tasks)
             if (t.number == h.task_id)
                 task = &t;
-    const auto namer = [rec, task](std::uint32_t id) { return rule_name(rec, task, id); };
+    const auto namer = [rec, task](std::uint32_t id) {
+        return control::rule_source(rec, task, id);
+    };
     events::EventContext cx;
     if (task)
         cx.task = task->id;
