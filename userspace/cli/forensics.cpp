@@ -269,64 +269,85 @@ int events_verify(const std::string& db, const std::optional<std::string>& name)
     return 1;
 }
 
-int report(const std::string& name, const std::string& db, bool as_json)
-{
-    store::Filter f;
-    f.agent = name;
-    const auto rows = load(db, f);
-    if (rows.empty())
-        throw Error("no records of agent '" + name + "' in " + db +
-                    " (`cordon events` lists what the store holds)");
-    std::map<std::pair<std::string, std::string>, std::uint64_t> by;
-    std::map<std::string, std::uint64_t> paths, dests;
+namespace {
+
+// What one agent's records say, gathered in one pass over them for `report`.
+struct Activity {
+    std::map<std::pair<std::string, std::string>, std::uint64_t> by; ///< (hook, verdict) -> count
+    std::map<std::string, std::uint64_t> paths, dests;               ///< denied objects -> count
     json tiers = json::array(), actions = json::array(), procs = json::array();
+};
+
+json tier_change_of(const store::Row& r)
+{
+    const auto u = unmapped(r);
+    return {{"time", local_time(r.time_ns)}, {"from", u.value("old_tier", "")},
+            {"to", u.value("new_tier", "")}, {"cause", u.value("cause", "")},
+            {"score", u.value("score", 0)}};
+}
+
+json action_of(const store::Row& r)
+{
+    const auto u = unmapped(r);
+    json a = {{"time", local_time(r.time_ns)}, {"op", r.hook}, {"result", r.verdict}};
+    for (const char* k : {"reason", "error", "mode", "id", "target"})
+        if (u.contains(k))
+            a[k] = u[k];
+    return a;
+}
+
+json process_of(const store::Row& r)
+{
+    const auto u = unmapped(r);
+    std::string cmd;
+    for (const auto& s : u.value("argv", json::array()))
+        cmd += (cmd.empty() ? "" : " ") + events::display_safe(s.get<std::string>());
+    if (u.value("argv_truncated", false))
+        cmd += " ...";
+    return {{"time", local_time(r.time_ns)}, {"pid", r.pid}, {"ppid", r.ppid},
+            {"uid", r.uid}, {"path", events::display_safe(r.path)}, {"cmd", cmd}};
+}
+
+Activity collect_activity(const std::vector<store::Row>& rows)
+{
+    Activity a;
     for (const auto& r : rows) {
         if (r.kind == "decision") {
-            ++by[{r.hook, r.verdict}];
+            ++a.by[{r.hook, r.verdict}];
             if (r.verdict == "deny" || r.verdict == "kill" || r.verdict == "freeze") {
                 if (!r.dest.empty())
-                    ++dests[object_of(r)];
+                    ++a.dests[object_of(r)];
                 else if (!r.path.empty())
-                    ++paths[events::display_safe(r.path)];
+                    ++a.paths[events::display_safe(r.path)];
             }
         } else if (r.kind == "trust") {
-            const auto u = unmapped(r);
-            tiers.push_back({{"time", local_time(r.time_ns)}, {"from", u.value("old_tier", "")},
-                             {"to", u.value("new_tier", "")}, {"cause", u.value("cause", "")},
-                             {"score", u.value("score", 0)}});
+            a.tiers.push_back(tier_change_of(r));
         } else if (r.kind == "action") {
-            const auto u = unmapped(r);
-            json a = {{"time", local_time(r.time_ns)}, {"op", r.hook}, {"result", r.verdict}};
-            for (const char* k : {"reason", "error", "mode", "id", "target"})
-                if (u.contains(k))
-                    a[k] = u[k];
-            actions.push_back(a);
+            a.actions.push_back(action_of(r));
         } else if (r.kind == "process") {
-            const auto u = unmapped(r);
-            std::string cmd;
-            for (const auto& s : u.value("argv", json::array()))
-                cmd += (cmd.empty() ? "" : " ") + events::display_safe(s.get<std::string>());
-            if (u.value("argv_truncated", false))
-                cmd += " ...";
-            procs.push_back({{"time", local_time(r.time_ns)}, {"pid", r.pid}, {"ppid", r.ppid},
-                             {"uid", r.uid}, {"path", events::display_safe(r.path)}, {"cmd", cmd}});
+            a.procs.push_back(process_of(r));
         }
     }
-    const auto top = [](const std::map<std::string, std::uint64_t>& m) {
-        std::vector<std::pair<std::string, std::uint64_t>> v(m.begin(), m.end());
-        std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
-        if (v.size() > 10)
-            v.resize(10);
-        json out = json::array();
-        for (auto& [k, n] : v)
-            out.push_back({{"what", k}, {"count", n}});
-        return out;
-    };
-    json counts = json::array();
-    for (const auto& [k, n] : by)
-        counts.push_back({{"hook", k.first}, {"verdict", k.second}, {"count", n}});
-    // Gaps: the agent's own (records of it the kernel had no room for) and cordond's (a full
-    // disk, a store that fell behind), within the agent's time span.
+    return a;
+}
+
+// The ten most frequent entries, most frequent first, ties by name.
+json top_ten(const std::map<std::string, std::uint64_t>& m)
+{
+    std::vector<std::pair<std::string, std::uint64_t>> v(m.begin(), m.end());
+    std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
+    if (v.size() > 10)
+        v.resize(10);
+    json out = json::array();
+    for (auto& [k, n] : v)
+        out.push_back({{"what", k}, {"count", n}});
+    return out;
+}
+
+// Gaps: the agent's own (records of it the kernel had no room for) and cordond's (a full
+// disk, a store that fell behind), within the agent's time span.
+json gaps_in_span(const std::string& db, const std::string& name, const std::vector<store::Row>& rows)
+{
     store::Filter gf;
     gf.kinds = {"gap"};
     gf.since_ns = rows.front().time_ns;
@@ -340,25 +361,36 @@ int report(const std::string& name, const std::string& db, bool as_json)
                         {"lost", u.value("lost", std::uint64_t{0})},
                         {"reason", u.value("reason", "")}});
     }
-    json rep = {{"agent", name},
-                {"first", local_time(rows.front().time_ns)},
-                {"last", local_time(rows.back().time_ns)},
-                {"records", rows.size()},
-                {"decisions", counts},
-                {"top_denied_paths", top(paths)},
-                {"top_denied_destinations", top(dests)},
-                {"tier_changes", tiers},
-                {"operator_actions", actions},
-                {"processes", procs},
-                {"gaps", gaps}};
-    if (as_json) {
-        std::printf("%s\n", rep.dump(2, ' ', false, json::error_handler_t::replace).c_str());
-        return 0;
-    }
-    std::printf("agent %s: %zu records from %s to %s\n", name.c_str(), rows.size(),
-                rep["first"].get<std::string>().c_str(), rep["last"].get<std::string>().c_str());
+    return gaps;
+}
+
+// The report as one JSON document: what --json prints and what the text form is printed from.
+json build_report(const std::string& name, const std::string& db, const std::vector<store::Row>& rows)
+{
+    const auto a = collect_activity(rows);
+    json counts = json::array();
+    for (const auto& [k, n] : a.by)
+        counts.push_back({{"hook", k.first}, {"verdict", k.second}, {"count", n}});
+    return {{"agent", name},
+            {"first", local_time(rows.front().time_ns)},
+            {"last", local_time(rows.back().time_ns)},
+            {"records", rows.size()},
+            {"decisions", counts},
+            {"top_denied_paths", top_ten(a.paths)},
+            {"top_denied_destinations", top_ten(a.dests)},
+            {"tier_changes", a.tiers},
+            {"operator_actions", a.actions},
+            {"processes", a.procs},
+            {"gaps", gaps_in_span(db, name, rows)}};
+}
+
+void print_summary(const json& rep)
+{
+    std::printf("agent %s: %zu records from %s to %s\n", rep["agent"].get<std::string>().c_str(),
+                rep["records"].get<std::size_t>(), rep["first"].get<std::string>().c_str(),
+                rep["last"].get<std::string>().c_str());
     std::printf("\ndecisions by hook and verdict:\n");
-    for (const auto& c : counts)
+    for (const auto& c : rep["decisions"])
         std::printf("  %-12s %-7s %llu\n", c["hook"].get<std::string>().c_str(),
                     c["verdict"].get<std::string>().c_str(),
                     static_cast<unsigned long long>(c["count"].get<std::uint64_t>()));
@@ -371,6 +403,12 @@ int report(const std::string& name, const std::string& db, bool as_json)
             std::printf("  %6llu  %s\n", static_cast<unsigned long long>(t["count"].get<std::uint64_t>()),
                         t["what"].get<std::string>().c_str());
     }
+}
+
+// Gaps, tier changes and operator actions: the events that explain the decisions above.
+void print_timeline(const json& rep)
+{
+    const auto& gaps = rep["gaps"];
     std::printf("\nrecords not stored in this span (this agent's, and cordond's own):\n");
     if (gaps.empty())
         std::printf("  none\n");
@@ -378,6 +416,7 @@ int report(const std::string& name, const std::string& db, bool as_json)
         std::printf("  %s  %llu (%s)\n", g["time"].get<std::string>().c_str(),
                     static_cast<unsigned long long>(g["lost"].get<std::uint64_t>()),
                     events::display_safe(g["reason"].get<std::string>()).c_str());
+    const auto& tiers = rep["tier_changes"];
     std::printf("\ntier changes:\n");
     if (tiers.empty())
         std::printf("  none\n");
@@ -385,6 +424,7 @@ int report(const std::string& name, const std::string& db, bool as_json)
         std::printf("  %s  %s -> %s (%s) score %d\n", t["time"].get<std::string>().c_str(),
                     t["from"].get<std::string>().c_str(), t["to"].get<std::string>().c_str(),
                     t["cause"].get<std::string>().c_str(), t["score"].get<int>());
+    const auto& actions = rep["operator_actions"];
     std::printf("\noperator actions:\n");
     if (actions.empty())
         std::printf("  none\n");
@@ -392,8 +432,12 @@ int report(const std::string& name, const std::string& db, bool as_json)
         std::printf("  %s  %s %s%s\n", a["time"].get<std::string>().c_str(),
                     a["op"].get<std::string>().c_str(), a["result"].get<std::string>().c_str(),
                     a.contains("reason") ? (": " + a["reason"].get<std::string>()).c_str() : "");
-    // The process tree: each exec under the process that ran it (by parent pid), in time order;
-    // an exec of a pid seen before replaces the image of the same process.
+}
+
+// The process tree: each exec under the process that ran it (by parent pid), in time order;
+// an exec of a pid seen before replaces the image of the same process.
+void print_process_tree(const json& procs)
+{
     std::printf("\nprocess tree (execs; trace: exec or all records them):\n");
     if (procs.empty())
         std::printf("  none recorded\n");
@@ -402,7 +446,6 @@ int report(const std::string& name, const std::string& db, bool as_json)
     for (std::size_t i = 0; i < procs.size(); ++i)
         pids.insert(procs[i]["pid"].get<std::uint32_t>());
     std::vector<std::uint32_t> roots;
-    std::set<std::uint32_t> seen_child;
     for (std::size_t i = 0; i < procs.size(); ++i) {
         const auto pid = procs[i]["pid"].get<std::uint32_t>(), ppid = procs[i]["ppid"].get<std::uint32_t>();
         if (images[pid].empty()) {
@@ -427,6 +470,26 @@ int report(const std::string& name, const std::string& db, bool as_json)
     };
     for (auto r : roots)
         show(r, 0);
+}
+
+} // namespace
+
+int report(const std::string& name, const std::string& db, bool as_json)
+{
+    store::Filter f;
+    f.agent = name;
+    const auto rows = load(db, f);
+    if (rows.empty())
+        throw Error("no records of agent '" + name + "' in " + db +
+                    " (`cordon events` lists what the store holds)");
+    const json rep = build_report(name, db, rows);
+    if (as_json) {
+        std::printf("%s\n", rep.dump(2, ' ', false, json::error_handler_t::replace).c_str());
+        return 0;
+    }
+    print_summary(rep);
+    print_timeline(rep);
+    print_process_tree(rep["processes"]);
     return 0;
 }
 

@@ -197,6 +197,46 @@ const agents::Cgroup& Controller::cgroup(const std::string& name) const
     return it->second;
 }
 
+namespace {
+
+// `cordon attach`'s cgroup, canonical, once it is known to be one cordon may guard: a cgroup v2
+// directory that is not the root, not the run agents' subtree, and not cordon's own.
+fs::path attachable_cgroup(const agents::Cgroup2Mount& mount, const fs::path& cgroup)
+{
+    const fs::path subtree = mount.mount_point / agents::kSubtree;
+    std::error_code ec;
+    const fs::path dir = fs::canonical(cgroup, ec);
+    if (ec || !fs::is_directory(dir))
+        throw Error("cannot attach " + cgroup.string() + ": " +
+                    (ec ? ec.message() : "not a directory"));
+    if (!agents::cgroup_within(dir, mount.mount_point) || !fs::exists(dir / "cgroup.procs"))
+        throw Error("cannot attach " + dir.string() + ": not a cgroup v2 directory below " +
+                    mount.mount_point.string());
+    if (dir == mount.mount_point)
+        throw Error("cannot attach the root cgroup: it holds every process of the host, "
+                    "cordon included");
+    if (dir == subtree)
+        throw Error("cannot attach " + dir.string() + ": it holds every agent that "
+                    "`cordon run` starts");
+    const auto self = agents::process_cgroup(mount, static_cast<int>(::getpid()));
+    if (self && (*self == dir || agents::cgroup_within(*self, dir)))
+        throw Error("cannot attach " + dir.string() + ": cordon itself runs in it (" +
+                    self->string() + "); an agent may not contain its guard");
+    return dir;
+}
+
+// Agents never nest: one process, one agent, one policy (docs/api.md).
+void check_no_nesting(const std::vector<AgentRecord>& existing, const fs::path& dir)
+{
+    for (const auto& r : existing)
+        if (r.cgroup == dir || agents::cgroup_within(dir, r.cgroup) || agents::cgroup_within(r.cgroup, dir))
+            throw Error("cannot guard " + dir.string() + ": it is inside or above the cgroup of " +
+                        "agent " + r.name + " (" + r.cgroup.string() +
+                        "); agents may not nest, detach that one first");
+}
+
+} // namespace
+
 const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy& p)
 {
     static const std::regex kName("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
@@ -209,36 +249,9 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
     if (agents_.size() >= CORDON_MAX_AGENTS)
         throw Error(fmt::format("cordon guards at most {} agents at once", CORDON_MAX_AGENTS));
 
-    const fs::path subtree = mount_.mount_point / agents::kSubtree;
-    fs::path dir;
-    if (!a.cgroup.empty()) {
-        std::error_code ec;
-        dir = fs::canonical(a.cgroup, ec);
-        if (ec || !fs::is_directory(dir))
-            throw Error("cannot attach " + a.cgroup.string() + ": " +
-                        (ec ? ec.message() : "not a directory"));
-        if (!agents::cgroup_within(dir, mount_.mount_point) || !fs::exists(dir / "cgroup.procs"))
-            throw Error("cannot attach " + dir.string() + ": not a cgroup v2 directory below " +
-                        mount_.mount_point.string());
-        if (dir == mount_.mount_point)
-            throw Error("cannot attach the root cgroup: it holds every process of the host, "
-                        "cordon included");
-        if (dir == subtree)
-            throw Error("cannot attach " + dir.string() + ": it holds every agent that "
-                        "`cordon run` starts");
-        const auto self = agents::process_cgroup(mount_, static_cast<int>(::getpid()));
-        if (self && (*self == dir || agents::cgroup_within(*self, dir)))
-            throw Error("cannot attach " + dir.string() + ": cordon itself runs in it (" +
-                        self->string() + "); an agent may not contain its guard");
-    } else {
-        dir = subtree / name;
-    }
-    // Agents never nest: one process, one agent, one policy (docs/api.md).
-    for (const auto& r : agents_)
-        if (r.cgroup == dir || agents::cgroup_within(dir, r.cgroup) || agents::cgroup_within(r.cgroup, dir))
-            throw Error("cannot guard " + dir.string() + ": it is inside or above the cgroup of " +
-                        "agent " + r.name + " (" + r.cgroup.string() +
-                        "); agents may not nest, detach that one first");
+    const fs::path dir = a.cgroup.empty() ? mount_.mount_point / agents::kSubtree / name
+                                          : attachable_cgroup(mount_, a.cgroup);
+    check_no_nesting(agents_, dir);
 
     std::optional<agents::Cgroup> created;
     if (a.cgroup.empty())

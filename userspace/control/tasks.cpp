@@ -166,9 +166,12 @@ Controller::Trust Controller::set_score(const std::string& name, std::uint32_t s
 
 // ---- tasks ---------------------------------------------------------------------------------
 
-const TaskRecord& Controller::begin_task(const std::string& name, TaskSpec spec)
+namespace {
+
+// What stops a task before anything changes: a bad or duplicate id, a second agent-wide task,
+// too many tasks, a TTL out of range.
+void check_new_task(const std::string& name, const AgentRecord& r, const Controller::TaskSpec& spec)
 {
-    AgentRecord& r = record(name);
     check_task_id(spec.id);
     for (const auto& t : r.tasks) {
         if (t.id == spec.id)
@@ -183,37 +186,44 @@ const TaskRecord& Controller::begin_task(const std::string& name, TaskSpec spec)
                                 r.tasks.size(), CORDON_MAX_TASKS_PER_AGENT));
     if (spec.ttl_ms && (spec.ttl_ms < kMinGrantTtlMs || spec.ttl_ms > kMaxTtlMs))
         throw Error("a task's --ttl must be from 1s to 24h");
-    const auto current = guard_->agent(r.cgroup_id);
-    if (!current)
-        throw Error("the kernel has no entry for agent " + name + "; it is being removed");
-    std::uint64_t pid_start = 0;
-    if (spec.pid) {
-        if (*spec.pid <= 0)
-            throw Error(fmt::format("--pid {} is not a process id", *spec.pid));
-        pid_start = process_start_time(*spec.pid);
-        const auto cg = agents::process_cgroup(mount_, *spec.pid);
-        if (!pid_start || !cg)
-            throw Error(fmt::format("process {} does not exist", *spec.pid));
-        // A thread id has a /proc entry too, but the kernel binds processes (by tgid): a
-        // thread's id would bind nothing now and whatever process gets that number later.
-        if (const auto tgid = thread_group_of(*spec.pid); tgid != *spec.pid)
-            throw Error(fmt::format("{} is a thread of process {}, not a process; bind the "
-                                    "process (--pid {})",
-                                    *spec.pid, tgid, tgid));
-        if (*cg != r.cgroup && !agents::cgroup_within(*cg, r.cgroup))
-            throw Error(fmt::format("process {} is not in agent {} (its cgroup is {}); a task "
-                                    "binds a process of its own agent",
-                                    *spec.pid, name, cg->string()));
-        for (const auto& [tgid, pt] : guard_->bound_processes())
-            if (tgid == static_cast<std::uint32_t>(*spec.pid))
-                throw Error(fmt::format("process {} is bound to a task already", *spec.pid));
-    }
+}
 
+// A task binds a live process (not a thread) of its own agent that no task binds yet. Returns
+// the process's start time, which later tells it from another process that reuses its pid.
+std::uint64_t check_task_process(bpf::Guard& guard, const agents::Cgroup2Mount& mount,
+                                 const std::string& name, const AgentRecord& r, int pid)
+{
+    if (pid <= 0)
+        throw Error(fmt::format("--pid {} is not a process id", pid));
+    const std::uint64_t pid_start = process_start_time(pid);
+    const auto cg = agents::process_cgroup(mount, pid);
+    if (!pid_start || !cg)
+        throw Error(fmt::format("process {} does not exist", pid));
+    // A thread id has a /proc entry too, but the kernel binds processes (by tgid): a
+    // thread's id would bind nothing now and whatever process gets that number later.
+    if (const auto tgid = thread_group_of(pid); tgid != pid)
+        throw Error(fmt::format("{} is a thread of process {}, not a process; bind the "
+                                "process (--pid {})",
+                                pid, tgid, tgid));
+    if (*cg != r.cgroup && !agents::cgroup_within(*cg, r.cgroup))
+        throw Error(fmt::format("process {} is not in agent {} (its cgroup is {}); a task "
+                                "binds a process of its own agent",
+                                pid, name, cg->string()));
+    for (const auto& [tgid, pt] : guard.bound_processes())
+        if (tgid == static_cast<std::uint32_t>(pid))
+            throw Error(fmt::format("process {} is bound to a task already", pid));
+    return pid_start;
+}
+
+// The task's record: its kernel number, its expiry, and its overlay compiled and loaded (whole
+// or not at all). Nothing names the task in the kernel yet.
+TaskRecord make_task(bpf::Guard& guard, Controller::TaskSpec& spec, std::uint64_t pid_start)
+{
     TaskRecord t;
     t.id = spec.id;
     t.pid = spec.pid;
     t.pid_start = pid_start;
-    t.number = guard_->allocate_task_id();
+    t.number = guard.allocate_task_id();
     t.begun_ms = now_unix_ms();
     if (spec.ttl_ms) {
         t.expires_ns = static_cast<std::uint64_t>(monotonic_ns()) + spec.ttl_ms * 1'000'000ull;
@@ -222,18 +232,33 @@ const TaskRecord& Controller::begin_task(const std::string& name, TaskSpec spec)
     if (spec.overlay) {
         auto& ov = spec.overlay->policy;
         mark_rules(ov, CORDON_RULE_OVERLAY);
-        t.overlay_id = guard_->allocate_policy_id();
+        t.overlay_id = guard.allocate_policy_id();
         auto compiled = policy::compile(ov, t.overlay_id);
         if (!compiled.compiled)
             throw Error("the overlay did not compile; nothing was changed: " +
                         compiled.errors.at(0).str());
-        guard_->load_policy(*compiled.compiled); // whole or not at all
+        guard.load_policy(*compiled.compiled); // whole or not at all
         t.overlay_file = spec.overlay->file;
         t.overlay_name = ov.name;
         for (const auto& rule : ov.rules)
             t.overlay_sources.push_back(
                 rule.pos.line ? fmt::format("{}:{}", spec.overlay->file, rule.pos.line) : "");
     }
+    return t;
+}
+
+} // namespace
+
+const TaskRecord& Controller::begin_task(const std::string& name, TaskSpec spec)
+{
+    AgentRecord& r = record(name);
+    check_new_task(name, r, spec);
+    const auto current = guard_->agent(r.cgroup_id);
+    if (!current)
+        throw Error("the kernel has no entry for agent " + name + "; it is being removed");
+    const std::uint64_t pid_start =
+        spec.pid ? check_task_process(*guard_, mount_, name, r, *spec.pid) : 0;
+    const TaskRecord t = make_task(*guard_, spec, pid_start);
     // The kernel's task first, then what names it (the agent, or the process): a decision never
     // meets a task number without its state.
     try {

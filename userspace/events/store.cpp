@@ -686,83 +686,100 @@ struct Writer::Impl {
         return take;
     }
 
+    /// By age: per agent, everything up to its newest too-old record. A clock step backwards
+    /// may take a few newer records along; it never leaves a hole in a chain.
+    /// Bounded like size cuts (kPruneMaxRecords a pass): an aged-out flood goes over passes.
+    void cut_by_age(std::map<std::string, Cut>& cuts, std::int64_t now_ns)
+    {
+        std::int64_t budget = kPruneMaxRecords;
+        sqlite3_stmt* first = prepare("SELECT min(seq) FROM records WHERE agent = ?1");
+        for (const auto& [agent, through] : cuts_where("time_ns < ?1", now_ns - opt.max_age_ns)) {
+            if (budget <= 0)
+                break;
+            sqlite3_bind_text(first, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+            const int rc = sqlite3_step(first);
+            const std::int64_t from = rc == SQLITE_ROW ? sqlite3_column_int64(first, 0) : through;
+            sqlite3_reset(first);
+            const std::int64_t upto = std::min(through, from + budget - 1);
+            cut_prefix(cuts, agent, upto, true);
+            budget -= upto - from + 1;
+        }
+        sqlite3_finalize(first);
+    }
+
+    /// By size, fairly: while the live pages are over 90% of the budget (the margin keeps us
+    /// from pruning on every call), the agents holding the most records lose their oldest.
+    void cut_by_size(std::map<std::string, Cut>& cuts)
+    {
+        const auto target = static_cast<std::int64_t>(opt.max_bytes / 10 * 9);
+        sqlite3_stmt* count = prepare("SELECT agent, count(*) FROM records GROUP BY agent");
+        sqlite3_stmt* nth = prepare("SELECT seq FROM records WHERE agent = ?1 ORDER BY seq LIMIT 1 OFFSET ?2");
+        try {
+            for (int round = 0; round < 16; ++round)
+                if (!size_round(cuts, count, nth, round, target))
+                    break;
+        } catch (...) {
+            sqlite3_finalize(count);
+            sqlite3_finalize(nth);
+            throw;
+        }
+        sqlite3_finalize(count);
+        sqlite3_finalize(nth);
+    }
+
+    /// One round of cut_by_size: estimates how many records to delete to get under `target`
+    /// and cuts them, fairly. False when no further round is needed or allowed.
+    bool size_round(std::map<std::string, Cut>& cuts, sqlite3_stmt* count, sqlite3_stmt* nth, int round,
+                    std::int64_t target)
+    {
+        const auto live = live_bytes();
+        if ((round == 0 && live <= static_cast<std::int64_t>(opt.max_bytes)) || live <= target)
+            return false;
+        std::map<std::string, std::int64_t> counts;
+        std::int64_t total = 0;
+        int rc;
+        while ((rc = sqlite3_step(count)) == SQLITE_ROW) {
+            total += sqlite3_column_int64(count, 1);
+            counts[col_text(count, 0)] = sqlite3_column_int64(count, 1);
+        }
+        sqlite3_reset(count);
+        if (rc != SQLITE_DONE)
+            fail("cannot prune", rc);
+        if (total == 0)
+            return false; // nothing left to delete: the rest is schema and heads
+        // Records to delete, estimated from the mean size of one (index entries included).
+        const double per = static_cast<double>(live) / static_cast<double>(total);
+        // Bounded work per pass (kPruneMaxRecords): the store thread writes nothing
+        // while it prunes, and cordond must stop promptly; the next pass goes on.
+        std::int64_t done = 0;
+        for (const auto& [a, c] : cuts)
+            done += c.n;
+        if (done >= kPruneMaxRecords)
+            return false;
+        const auto need = std::min<std::int64_t>(
+            {total, kPruneMaxRecords - done,
+             static_cast<std::int64_t>(static_cast<double>(live - target) / per) + 1});
+        for (const auto& [agent, k] : fair_shares(std::move(counts), need)) {
+            sqlite3_bind_text(nth, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+            sqlite3_bind_int64(nth, 2, k - 1);
+            rc = sqlite3_step(nth);
+            const std::int64_t through = sqlite3_column_int64(nth, 0);
+            sqlite3_reset(nth);
+            if (rc != SQLITE_ROW)
+                fail("cannot prune", rc == SQLITE_DONE ? SQLITE_INTERNAL : rc);
+            cut_prefix(cuts, agent, through, false);
+        }
+        return true;
+    }
+
     std::int64_t prune(std::int64_t now_ns)
     {
         std::map<std::string, Cut> cuts;
         exec("BEGIN IMMEDIATE", "cannot prune");
-        // By age: per agent, everything up to its newest too-old record. A clock step backwards
-        // may take a few newer records along; it never leaves a hole in a chain.
-        // Bounded like size cuts (kPruneMaxRecords a pass): an aged-out flood goes over passes.
-        if (opt.max_age_ns > 0) {
-            std::int64_t budget = kPruneMaxRecords;
-            sqlite3_stmt* first = prepare("SELECT min(seq) FROM records WHERE agent = ?1");
-            for (const auto& [agent, through] : cuts_where("time_ns < ?1", now_ns - opt.max_age_ns)) {
-                if (budget <= 0)
-                    break;
-                sqlite3_bind_text(first, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
-                const int rc = sqlite3_step(first);
-                const std::int64_t from = rc == SQLITE_ROW ? sqlite3_column_int64(first, 0) : through;
-                sqlite3_reset(first);
-                const std::int64_t upto = std::min(through, from + budget - 1);
-                cut_prefix(cuts, agent, upto, true);
-                budget -= upto - from + 1;
-            }
-            sqlite3_finalize(first);
-        }
-        // By size, fairly: while the live pages are over 90% of the budget (the margin keeps us
-        // from pruning on every call), the agents holding the most records lose their oldest.
-        if (opt.max_bytes > 0) {
-            const auto target = static_cast<std::int64_t>(opt.max_bytes / 10 * 9);
-            sqlite3_stmt* count = prepare("SELECT agent, count(*) FROM records GROUP BY agent");
-            sqlite3_stmt* nth = prepare("SELECT seq FROM records WHERE agent = ?1 ORDER BY seq LIMIT 1 OFFSET ?2");
-            try {
-                for (int round = 0; round < 16; ++round) {
-                    const auto live = live_bytes();
-                    if ((round == 0 && live <= static_cast<std::int64_t>(opt.max_bytes)) || live <= target)
-                        break;
-                    std::map<std::string, std::int64_t> counts;
-                    std::int64_t total = 0;
-                    int rc;
-                    while ((rc = sqlite3_step(count)) == SQLITE_ROW) {
-                        total += sqlite3_column_int64(count, 1);
-                        counts[col_text(count, 0)] = sqlite3_column_int64(count, 1);
-                    }
-                    sqlite3_reset(count);
-                    if (rc != SQLITE_DONE)
-                        fail("cannot prune", rc);
-                    if (total == 0)
-                        break; // nothing left to delete: the rest is schema and heads
-                    // Records to delete, estimated from the mean size of one (index entries included).
-                    const double per = static_cast<double>(live) / static_cast<double>(total);
-                    // Bounded work per pass (kPruneMaxRecords): the store thread writes nothing
-                    // while it prunes, and cordond must stop promptly; the next pass goes on.
-                    std::int64_t done = 0;
-                    for (const auto& [a, c] : cuts)
-                        done += c.n;
-                    if (done >= kPruneMaxRecords)
-                        break;
-                    const auto need = std::min<std::int64_t>(
-                        {total, kPruneMaxRecords - done,
-                         static_cast<std::int64_t>(static_cast<double>(live - target) / per) + 1});
-                    for (const auto& [agent, k] : fair_shares(std::move(counts), need)) {
-                        sqlite3_bind_text(nth, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
-                        sqlite3_bind_int64(nth, 2, k - 1);
-                        rc = sqlite3_step(nth);
-                        const std::int64_t through = sqlite3_column_int64(nth, 0);
-                        sqlite3_reset(nth);
-                        if (rc != SQLITE_ROW)
-                            fail("cannot prune", rc == SQLITE_DONE ? SQLITE_INTERNAL : rc);
-                        cut_prefix(cuts, agent, through, false);
-                    }
-                }
-            } catch (...) {
-                sqlite3_finalize(count);
-                sqlite3_finalize(nth);
-                throw;
-            }
-            sqlite3_finalize(count);
-            sqlite3_finalize(nth);
-        }
+        if (opt.max_age_ns > 0)
+            cut_by_age(cuts, now_ns);
+        if (opt.max_bytes > 0)
+            cut_by_size(cuts);
         chain_cuts(cuts, now_ns);
         exec("COMMIT", "cannot prune");
         std::int64_t deleted = 0;
@@ -942,155 +959,207 @@ std::vector<Row> query(const std::filesystem::path& path, const Filter& f)
     return rows;
 }
 
+namespace {
+
+/// One end of a chain as the heads or tails table records it.
+struct Mark {
+    std::int64_t seq;
+    Digest d;
+};
+
+/// agent -> Mark from a query selecting (agent, seq, digest): the heads or the tails table.
+std::map<std::string, Mark> load_marks(ReadDb& db, const char* sql)
+{
+    std::map<std::string, Mark> m;
+    Stmt s;
+    db.prepare(s, sql);
+    int rc;
+    while ((rc = sqlite3_step(s.s)) == SQLITE_ROW)
+        m[col_text(s.s, 0)] = Mark{sqlite3_column_int64(s.s, 1), col_digest(s.s, 2).value_or(kZero)};
+    if (rc != SQLITE_DONE)
+        db.fail("cannot read", rc);
+    return m;
+}
+
+/// verify's walk over the records, fed in (agent, seq, id) order: the state of the agent being
+/// read, and in res the counts so far or the first bad record.
+class ChainWalk {
+public:
+    ChainWalk(std::map<std::string, Mark> heads, std::map<std::string, Mark> tails,
+              const std::optional<std::string>& agent)
+        : heads_(std::move(heads)), tails_(std::move(tails)), agent_(agent)
+    {
+    }
+
+    VerifyResult res;
+
+    /// Checks the next record and moves the walk on; on a bad one, res says which and why.
+    void row(const Row& r, const std::optional<Digest>& prev, const std::optional<Digest>& hash)
+    {
+        if ((!have_ || r.agent != cur_) && !start_agent(r))
+            return;
+        if (!links(r, prev, hash))
+            return;
+        if (r.kind == kPruneKind) {
+            vouch_ = parse_prune(r.json);
+            if (!vouch_) {
+                bad(cur_, r.id, r.seq, "record edited (a prune record without its cut)");
+                return;
+            }
+        }
+        want_seq_ = r.seq + 1;
+        want_prev_ = *hash;
+        ++res.records;
+        ++res.per_agent[cur_];
+    }
+
+    // The end of one agent's chain: the last row must be the head, and a chain that does not
+    // start at 1 must say so in its latest prune record (tails alone is just a row anyone may
+    // write). Checked at the end because that record comes after the records it cut.
+    void finish()
+    {
+        if (!have_)
+            return;
+        const auto t = tails_.find(cur_);
+        if (head_ && want_seq_ - 1 < head_->seq)
+            bad(cur_, 0, want_seq_, fmt::format("records missing at the end (head says seq {})", head_->seq));
+        else if (head_ && want_prev_ != head_->d)
+            bad(cur_, 0, head_->seq, "record edited (last record's hash differs from the head)");
+        else if (t != tails_.end() && !vouch_)
+            bad(cur_, 0, t->second.seq,
+                fmt::format("chain start moved without a prune record (records before seq {} deleted)",
+                            t->second.seq));
+        else if (t != tails_.end() && (vouch_->through + 1 != t->second.seq || vouch_->tail_prev != t->second.d))
+            bad(cur_, 0, t->second.seq,
+                fmt::format("chain start moved without a prune record (the last prune cut through seq "
+                            "{}, the chain starts at seq {}: records deleted)",
+                            vouch_->through, t->second.seq));
+        heads_.erase(cur_);
+    }
+
+    // Heads not walked yet whose agent sorts before `upto` have no records at all: never
+    // retention, which leaves at least its prune record. Checked as the walk passes them, so
+    // agents stay in name order.
+    void orphans_before(const std::string* upto)
+    {
+        for (auto it = heads_.begin(); res.ok && it != heads_.end() && (!upto || it->first < *upto);
+             it = heads_.erase(it)) {
+            const auto& [a, h] = *it;
+            if (agent_ && a != *agent_)
+                continue;
+            const auto t = tails_.find(a);
+            bad(a, 0, t == tails_.end() ? 1 : t->second.seq,
+                fmt::format("records missing at the end (head says seq {})", h.seq));
+        }
+    }
+
+private:
+    void bad(const std::string& a, std::int64_t id, std::int64_t seq, std::string why)
+    {
+        res.ok = false;
+        res.agent = a, res.id = id, res.seq = seq, res.reason = std::move(why);
+    }
+
+    /// The first record of the next agent: ends the previous chain and sets where this one
+    /// must start. False when something is bad.
+    bool start_agent(const Row& r)
+    {
+        finish();
+        orphans_before(&r.agent);
+        if (!res.ok)
+            return false;
+        cur_ = r.agent, have_ = true;
+        vouch_.reset();
+        const auto t = tails_.find(cur_);
+        want_seq_ = t == tails_.end() ? 1 : t->second.seq;
+        want_prev_ = t == tails_.end() ? kZero : t->second.d;
+        const auto h = heads_.find(cur_);
+        head_ = h == heads_.end() ? std::nullopt : std::optional<Mark>(h->second);
+        if (!head_) {
+            bad(cur_, r.id, r.seq, "record inserted (agent has no chain head: out of chain)");
+            return false;
+        }
+        return true;
+    }
+
+    /// The record is the next one of its chain: the expected seq, its own hash, linked to the
+    /// previous record's. False (and res set) when not.
+    bool links(const Row& r, const std::optional<Digest>& prev, const std::optional<Digest>& hash)
+    {
+        if (r.seq < want_seq_) {
+            bad(cur_, r.id, r.seq, fmt::format("record inserted (seq {} duplicated / out of chain)", r.seq));
+            return false;
+        }
+        if (r.seq > head_->seq) {
+            bad(cur_, r.id, r.seq,
+                fmt::format("record inserted (seq {} beyond the head's seq {})", r.seq, head_->seq));
+            return false;
+        }
+        if (r.seq > want_seq_) {
+            bad(cur_, r.id, want_seq_, fmt::format("record missing before seq {} (deleted)", r.seq));
+            return false;
+        }
+        if (!prev || !hash || chain_hash(prev->data(), r, r.seq, buf_) != *hash) {
+            bad(cur_, r.id, r.seq, "record edited (hash mismatch)");
+            return false;
+        }
+        if (*prev != want_prev_) {
+            // This row is self-consistent but does not link: the previous one was rewritten with
+            // a recomputed hash, or this one was forged in its place. Both are edits at this seq
+            // or the one before; name the lower so the report is the first bad record.
+            const bool first = want_seq_ == (tails_.count(cur_) ? tails_.at(cur_).seq : 1);
+            bad(cur_, r.id, first ? r.seq : r.seq - 1,
+                first ? "record edited (prev does not match the chain start)"
+                      : fmt::format("record edited (seq {} hash does not match the prev of seq {})",
+                                    r.seq - 1, r.seq));
+            return false;
+        }
+        return true;
+    }
+
+    std::map<std::string, Mark> heads_;
+    const std::map<std::string, Mark> tails_;
+    const std::optional<std::string>& agent_;
+    std::string cur_; ///< the agent being read
+    bool have_ = false;
+    std::int64_t want_seq_ = 1;
+    Digest want_prev_{};
+    std::optional<Mark> head_;
+    std::optional<Vouch> vouch_; ///< the agent's latest prune record walked so far
+    std::string buf_;
+};
+
+} // namespace
+
 VerifyResult verify(const std::filesystem::path& path, std::optional<std::string> agent)
 {
     ReadDb db(path);
-    struct Mark {
-        std::int64_t seq;
-        Digest d;
-    };
-    auto load = [&](const char* sql) {
-        std::map<std::string, Mark> m;
-        Stmt s;
-        db.prepare(s, sql);
-        int rc;
-        while ((rc = sqlite3_step(s.s)) == SQLITE_ROW)
-            m[col_text(s.s, 0)] = Mark{sqlite3_column_int64(s.s, 1), col_digest(s.s, 2).value_or(kZero)};
-        if (rc != SQLITE_DONE)
-            db.fail("cannot read", rc);
-        return m;
-    };
     // One read transaction for the whole walk, so a concurrent append cannot make heads and
     // records disagree mid-way.
     if (int rc = sqlite3_exec(db.db, "BEGIN", nullptr, nullptr, nullptr); rc != SQLITE_OK)
         db.fail("cannot read", rc);
-    auto heads = load("SELECT agent, seq, hash FROM heads");
-    const auto tails = load("SELECT agent, seq, prev FROM tails");
-
-    VerifyResult res;
-    auto bad = [&](const std::string& a, std::int64_t id, std::int64_t seq, std::string why) {
-        res.ok = false;
-        res.agent = a, res.id = id, res.seq = seq, res.reason = std::move(why);
-    };
-
-    // The walk state of the agent being read; rows come sorted by (agent, seq, id).
-    std::string cur;
-    bool have = false;
-    std::int64_t want_seq = 1;
-    Digest want_prev{};
-    std::optional<Mark> head;
-    std::optional<Vouch> vouch; // the agent's latest prune record walked so far
-    // The end of one agent's chain: the last row must be the head, and a chain that does not
-    // start at 1 must say so in its latest prune record (tails alone is just a row anyone may
-    // write). Checked at the end because that record comes after the records it cut.
-    auto finish = [&]() {
-        if (!have)
-            return;
-        const auto t = tails.find(cur);
-        if (head && want_seq - 1 < head->seq)
-            bad(cur, 0, want_seq, fmt::format("records missing at the end (head says seq {})", head->seq));
-        else if (head && want_prev != head->d)
-            bad(cur, 0, head->seq, "record edited (last record's hash differs from the head)");
-        else if (t != tails.end() && !vouch)
-            bad(cur, 0, t->second.seq,
-                fmt::format("chain start moved without a prune record (records before seq {} deleted)",
-                            t->second.seq));
-        else if (t != tails.end() && (vouch->through + 1 != t->second.seq || vouch->tail_prev != t->second.d))
-            bad(cur, 0, t->second.seq,
-                fmt::format("chain start moved without a prune record (the last prune cut through seq "
-                            "{}, the chain starts at seq {}: records deleted)",
-                            vouch->through, t->second.seq));
-        heads.erase(cur);
-    };
+    auto heads = load_marks(db, "SELECT agent, seq, hash FROM heads");
+    auto tails = load_marks(db, "SELECT agent, seq, prev FROM tails");
+    ChainWalk walk(std::move(heads), std::move(tails), agent);
 
     Stmt s;
     db.prepare(s, fmt::format("SELECT {} FROM records {} ORDER BY agent, seq, id", kColumns,
                               agent ? "WHERE agent = ?1" : ""));
     if (agent)
         sqlite3_bind_text(s.s, 1, agent->data(), static_cast<int>(agent->size()), SQLITE_STATIC);
-    // Heads not walked yet whose agent sorts before `upto` have no records at all: never
-    // retention, which leaves at least its prune record. Checked as the walk passes them, so
-    // agents stay in name order.
-    auto orphans_before = [&](const std::string* upto) {
-        for (auto it = heads.begin(); res.ok && it != heads.end() && (!upto || it->first < *upto);
-             it = heads.erase(it)) {
-            const auto& [a, h] = *it;
-            if (agent && a != *agent)
-                continue;
-            const auto t = tails.find(a);
-            bad(a, 0, t == tails.end() ? 1 : t->second.seq,
-                fmt::format("records missing at the end (head says seq {})", h.seq));
-        }
-    };
-    std::string buf;
     int rc = SQLITE_DONE;
-    while (res.ok && (rc = sqlite3_step(s.s)) == SQLITE_ROW) {
+    while (walk.res.ok && (rc = sqlite3_step(s.s)) == SQLITE_ROW) {
         std::optional<Digest> prev, hash;
         const Row r = read_row(s.s, &prev, &hash);
-        if (!have || r.agent != cur) {
-            finish();
-            orphans_before(&r.agent);
-            if (!res.ok)
-                break;
-            cur = r.agent, have = true;
-            vouch.reset();
-            const auto t = tails.find(cur);
-            want_seq = t == tails.end() ? 1 : t->second.seq;
-            want_prev = t == tails.end() ? kZero : t->second.d;
-            const auto h = heads.find(cur);
-            head = h == heads.end() ? std::nullopt : std::optional<Mark>(h->second);
-            if (!head) {
-                bad(cur, r.id, r.seq, "record inserted (agent has no chain head: out of chain)");
-                break;
-            }
-        }
-        if (r.seq < want_seq) {
-            bad(cur, r.id, r.seq, fmt::format("record inserted (seq {} duplicated / out of chain)", r.seq));
-            break;
-        }
-        if (r.seq > head->seq) {
-            bad(cur, r.id, r.seq,
-                fmt::format("record inserted (seq {} beyond the head's seq {})", r.seq, head->seq));
-            break;
-        }
-        if (r.seq > want_seq) {
-            bad(cur, r.id, want_seq, fmt::format("record missing before seq {} (deleted)", r.seq));
-            break;
-        }
-        if (!prev || !hash || chain_hash(prev->data(), r, r.seq, buf) != *hash) {
-            bad(cur, r.id, r.seq, "record edited (hash mismatch)");
-            break;
-        }
-        if (*prev != want_prev) {
-            // This row is self-consistent but does not link: the previous one was rewritten with
-            // a recomputed hash, or this one was forged in its place. Both are edits at this seq
-            // or the one before; name the lower so the report is the first bad record.
-            const bool first = want_seq == (tails.count(cur) ? tails.at(cur).seq : 1);
-            bad(cur, r.id, first ? r.seq : r.seq - 1,
-                first ? "record edited (prev does not match the chain start)"
-                      : fmt::format("record edited (seq {} hash does not match the prev of seq {})",
-                                    r.seq - 1, r.seq));
-            break;
-        }
-        if (r.kind == kPruneKind) {
-            vouch = parse_prune(r.json);
-            if (!vouch) {
-                bad(cur, r.id, r.seq, "record edited (a prune record without its cut)");
-                break;
-            }
-        }
-        want_seq = r.seq + 1;
-        want_prev = *hash;
-        ++res.records;
-        ++res.per_agent[cur];
+        walk.row(r, prev, hash);
     }
-    if (res.ok && rc != SQLITE_DONE)
+    if (walk.res.ok && rc != SQLITE_DONE)
         db.fail("cannot read", rc);
-    if (res.ok)
-        finish();
-    orphans_before(nullptr);
+    if (walk.res.ok)
+        walk.finish();
+    walk.orphans_before(nullptr);
     sqlite3_exec(db.db, "COMMIT", nullptr, nullptr, nullptr);
-    return res;
+    return walk.res;
 }
 
 } // namespace cordon::events::store
