@@ -488,6 +488,112 @@ void daemon_scale(cordon_backend backend, const fs::path& ws, const fs::path& fi
                 attach_us[attach_us.size() * 9 / 10], attach_us.back());
 }
 
+namespace {
+
+// A listener that accepts and closes, so the connect loop never fills the backlog: its socket
+// and its port on 127.0.0.1. Its accept thread runs on CPU 0, away from the measured one.
+std::pair<int, std::uint16_t> start_listener()
+{
+    const int ls = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof(a);
+    ::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    ::listen(ls, 4096);
+    ::getsockname(ls, reinterpret_cast<sockaddr*>(&a), &alen);
+    const std::uint16_t port = ntohs(a.sin_port);
+    std::thread([ls] {
+        cpu_set_t zero;
+        CPU_ZERO(&zero);
+        CPU_SET(0, &zero);
+        ::sched_setaffinity(0, sizeof(zero), &zero);
+        for (;;) {
+            const int c = ::accept(ls, nullptr, nullptr);
+            if (c < 0)
+                return;
+            ::close(c);
+        }
+    }).detach();
+    return {ls, port};
+}
+
+// The enforcement section's measures, over its repetitions.
+struct Enforcement {
+    std::vector<double> samples[3][4]; // [op][config]
+    std::map<std::string, ProgStat> stats;
+};
+
+// What one enforcement repetition needs: the machine, the agent's policy and cgroup.
+struct EnforcementSetup {
+    cordon_backend backend;
+    const policy::Policy& agent_policy;
+    const agents::Cgroup2Mount& mount;
+    const agents::Cgroup& cg;
+    const fs::path& file;
+    std::uint16_t port;
+    const agents::SeccompLayer& seccomp;
+    const std::string& old_stats; ///< kernel.bpf_stats_enabled as found
+};
+
+// One repetition: each operation without cordon, with the programs loaded, in the agent
+// (BPF run time counted) and in the agent under the seccomp layer.
+void enforcement_rep(const EnforcementSetup& s, Enforcement& e)
+{
+    for (int op = 0; op < 3; ++op)
+        e.samples[op][0].push_back(measure(std::nullopt, op, s.file, s.port));
+    bpf::Guard guard({.backend = s.backend,
+                      .net_attach_cgroup = s.mount.mount_point,
+                      .pin_dir = std::nullopt});
+    auto compiled = policy::compile(s.agent_policy, guard.allocate_policy_id());
+    guard.load_policy(*compiled.compiled);
+    testing::add_agent(guard, s.cg, s.agent_policy, *compiled.compiled);
+    for (int op = 0; op < 3; ++op)
+        e.samples[op][1].push_back(measure(std::nullopt, op, s.file, s.port));
+    std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << "1";
+    for (int op = 0; op < 3; ++op)
+        e.samples[op][2].push_back(measure(s.cg.path(), op, s.file, s.port));
+    std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << s.old_stats;
+    for (int op = 0; op < 3; ++op)
+        e.samples[op][3].push_back(measure(s.cg.path(), op, s.file, s.port, &s.seccomp));
+    for (const auto& [n, st] : prog_stats()) {
+        e.stats[n].run_ns += st.run_ns;
+        e.stats[n].runs += st.runs;
+    }
+}
+
+void print_enforcement(cordon_backend backend, const Enforcement& e)
+{
+    const char* ops[] = {"open+close", "connect (loopback)", "fork+exec /bin/true"};
+    const char* configs[] = {"absent", "loaded, not an agent", "agent, 1,000+1,000 rules",
+                             "agent + seccomp layer"};
+    std::printf("Backend: %s; %d repetitions; medians per operation.\n\n",
+                std::string(bpf::backend_name(backend)).c_str(), kReps);
+    std::printf("| operation | %s | %s | %s | %s | ratio loaded (target) | ratio agent (target) "
+                "| ratio agent + seccomp | seccomp layer's cost |\n",
+                configs[0], configs[1], configs[2], configs[3]);
+    std::printf("|---|---|---|---|---|---|---|---|---|\n");
+    const double agent_target[] = {1.10, 1.10, 1.05};
+    for (int op = 0; op < 3; ++op) {
+        const double m0 = median(e.samples[op][0]), m1 = median(e.samples[op][1]),
+                     m2 = median(e.samples[op][2]), m3 = median(e.samples[op][3]);
+        std::printf("| %s | %.0f ns | %.0f ns | %.0f ns | %.0f ns | %.3f (<= 1.03: %s) | %.3f (<= "
+                    "%.2f: %s) | %.3f | %.3f |\n",
+                    ops[op], m0, m1, m2, m3, m1 / m0, m1 / m0 <= 1.03 ? "met" : "missed", m2 / m0,
+                    agent_target[op], m2 / m0 <= agent_target[op] ? "met" : "missed", m3 / m0,
+                    m3 / m2);
+    }
+    std::printf("\nBPF program run time while the agent ran (kernel.bpf_stats_enabled):\n\n");
+    std::printf("| program | runs | average ns |\n|---|---|---|\n");
+    for (const auto& [n, s] : e.stats)
+        if (s.runs)
+            std::printf("| %s | %llu | %.0f |\n", n.c_str(),
+                        static_cast<unsigned long long>(s.runs),
+                        static_cast<double>(s.run_ns) / static_cast<double>(s.runs));
+}
+
+} // namespace
+
 int main(int argc, char** argv)
 {
     // Sections: enforcement, backends, rules, daemon, live, grants, forensics (default: all of
@@ -510,94 +616,22 @@ int main(int argc, char** argv)
     const fs::path ws = ::mkdtemp(tmpl);
     const fs::path file = ws / "file";
     std::ofstream(file) << "data";
-
-    // A listener that accepts and closes, so the connect loop never fills the backlog.
-    const int ls = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t alen = sizeof(a);
-    ::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    ::listen(ls, 4096);
-    ::getsockname(ls, reinterpret_cast<sockaddr*>(&a), &alen);
-    const std::uint16_t port = ntohs(a.sin_port);
-    std::thread([ls] {
-        cpu_set_t zero;
-        CPU_ZERO(&zero);
-        CPU_SET(0, &zero);
-        ::sched_setaffinity(0, sizeof(zero), &zero);
-        for (;;) {
-            const int c = ::accept(ls, nullptr, nullptr);
-            if (c < 0)
-                return;
-            ::close(c);
-        }
-    }).detach();
+    const auto [ls, port] = start_listener();
 
     const policy::Context ctx{.home = "/root", .workspace = ws.string(), .user = "root"};
     auto parsed = policy::parse_policy(bench_policy(ws), "bench.yaml", ctx);
     const auto mount = agents::cgroup2_mount();
     auto cg = agents::Cgroup::create(mount, "bench-" + std::to_string(::getpid()));
 
-    const char* ops[] = {"open+close", "connect (loopback)", "fork+exec /bin/true"};
-    const char* configs[] = {"absent", "loaded, not an agent", "agent, 1,000+1,000 rules",
-                             "agent + seccomp layer"};
-    std::vector<double> samples[3][4]; // [op][config]
     const agents::SeccompLayer seccomp(*parsed.policy, backend);
     std::string old_stats;
     std::ifstream("/proc/sys/kernel/bpf_stats_enabled") >> old_stats;
-    std::map<std::string, ProgStat> stats;
-
-    for (int rep = 0; rep < kReps && wanted("enforcement"); ++rep) {
-        for (int op = 0; op < 3; ++op)
-            samples[op][0].push_back(measure(std::nullopt, op, file, port));
-        {
-            bpf::Guard guard({.backend = backend,
-                              .net_attach_cgroup = mount.mount_point,
-                              .pin_dir = std::nullopt});
-            auto compiled = policy::compile(*parsed.policy, guard.allocate_policy_id());
-            guard.load_policy(*compiled.compiled);
-            testing::add_agent(guard, cg, *parsed.policy, *compiled.compiled);
-            for (int op = 0; op < 3; ++op)
-                samples[op][1].push_back(measure(std::nullopt, op, file, port));
-            std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << "1";
-            for (int op = 0; op < 3; ++op)
-                samples[op][2].push_back(measure(cg.path(), op, file, port));
-            std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << old_stats;
-            for (int op = 0; op < 3; ++op)
-                samples[op][3].push_back(measure(cg.path(), op, file, port, &seccomp));
-            for (const auto& [n, s] : prog_stats()) {
-                stats[n].run_ns += s.run_ns;
-                stats[n].runs += s.runs;
-            }
-        }
-    }
-
-    if (wanted("enforcement")) {
-    std::printf("Backend: %s; %d repetitions; medians per operation.\n\n",
-                std::string(bpf::backend_name(backend)).c_str(), kReps);
-    std::printf("| operation | %s | %s | %s | %s | ratio loaded (target) | ratio agent (target) "
-                "| ratio agent + seccomp | seccomp layer's cost |\n",
-                configs[0], configs[1], configs[2], configs[3]);
-    std::printf("|---|---|---|---|---|---|---|---|---|\n");
-    const double agent_target[] = {1.10, 1.10, 1.05};
-    for (int op = 0; op < 3; ++op) {
-        const double m0 = median(samples[op][0]), m1 = median(samples[op][1]),
-                     m2 = median(samples[op][2]), m3 = median(samples[op][3]);
-        std::printf("| %s | %.0f ns | %.0f ns | %.0f ns | %.0f ns | %.3f (<= 1.03: %s) | %.3f (<= "
-                    "%.2f: %s) | %.3f | %.3f |\n",
-                    ops[op], m0, m1, m2, m3, m1 / m0, m1 / m0 <= 1.03 ? "met" : "missed", m2 / m0,
-                    agent_target[op], m2 / m0 <= agent_target[op] ? "met" : "missed", m3 / m0,
-                    m3 / m2);
-    }
-    std::printf("\nBPF program run time while the agent ran (kernel.bpf_stats_enabled):\n\n");
-    std::printf("| program | runs | average ns |\n|---|---|---|\n");
-    for (const auto& [n, s] : stats)
-        if (s.runs)
-            std::printf("| %s | %llu | %.0f |\n", n.c_str(),
-                        static_cast<unsigned long long>(s.runs),
-                        static_cast<double>(s.run_ns) / static_cast<double>(s.runs));
-    }
+    Enforcement enforcement;
+    const EnforcementSetup setup{backend, *parsed.policy, mount, cg, file, port, seccomp, old_stats};
+    for (int rep = 0; rep < kReps && wanted("enforcement"); ++rep)
+        enforcement_rep(setup, enforcement);
+    if (wanted("enforcement"))
+        print_enforcement(backend, enforcement);
     if (wanted("backends") || wanted("rules")) {
         const auto list = bench_backends(features, backend);
         if (wanted("backends")) {
