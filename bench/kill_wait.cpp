@@ -65,7 +65,8 @@ const char* shape_name(Shape s)
     return "";
 }
 
-std::size_t procs_in(const fs::path& cg)
+// Threads, not processes: the CPU-bound shape is one process of 101 threads.
+std::size_t threads_in(const fs::path& cg)
 {
     std::ifstream in(cg / "cgroup.threads");
     std::size_t n = 0;
@@ -100,19 +101,10 @@ void populate(const fs::path& cg, Shape shape)
     const std::size_t want = shape == Shape::Storm ? kStormLimit * 9 / 10
                              : shape == Shape::Threads ? 101 : 1;
     const auto end = std::chrono::steady_clock::now() + 10s;
-    while (procs_in(cg) < want && std::chrono::steady_clock::now() < end)
+    while (threads_in(cg) < want && std::chrono::steady_clock::now() < end)
         std::this_thread::sleep_for(5ms);
 }
 
-void wait_empty(const fs::path& cg)
-{
-    const int fd = ::open((cg / "cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
-    while (agents::cgroup_populated(cg)) {
-        pollfd p{.fd = fd, .events = POLLPRI, .revents = 0};
-        ::poll(&p, 1, 100);
-    }
-    ::close(fd);
-}
 
 // Runs argv as a new process with CORDON_SOCKET set; returns its pid.
 pid_t start(const std::vector<std::string>& argv, const fs::path& socket)

@@ -115,16 +115,6 @@ void populate(const fs::path& cg, int n, Hammer* h, std::uint16_t port)
         std::this_thread::sleep_for(100us);
 }
 
-// Blocks until cgroup.events says "populated 0" (POLLPRI on each change).
-void wait_empty(const fs::path& cg)
-{
-    const int fd = ::open((cg / "cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
-    while (agents::cgroup_populated(cg)) {
-        pollfd p{.fd = fd, .events = POLLPRI, .revents = 0};
-        ::poll(&p, 1, 100);
-    }
-    ::close(fd);
-}
 
 struct Stats {
     std::vector<double> v;
@@ -160,6 +150,17 @@ json call(const testing::Daemon& d, const json& request)
 }
 
 } // namespace
+
+// Blocks until cgroup.events says "populated 0" (POLLPRI on each change).
+void wait_empty(const fs::path& cg)
+{
+    const int fd = ::open((cg / "cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
+    while (agents::cgroup_populated(cg)) {
+        pollfd p{.fd = fd, .events = POLLPRI, .revents = 0};
+        ::poll(&p, 1, 100);
+    }
+    ::close(fd);
+}
 
 namespace {
 

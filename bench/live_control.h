@@ -8,6 +8,8 @@
 
 namespace cordon::bench {
 
+/// Blocks until the cgroup's cgroup.events says "populated 0" (POLLPRI on each change).
+void wait_empty(const std::filesystem::path& cg);
 /// Prints the "Kill switch and policy apply" section of docs/benchmarks.md.
 void live_control(cordon_backend backend, const std::filesystem::path& ws);
 /// Prints the "Just-in-time grants" section: reply to first decision, BPF time per decision.
