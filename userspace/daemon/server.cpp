@@ -981,7 +981,9 @@ void Server::every_second()
 // requests, kills and freezes waiting for their cgroup, a bounded number of events, pings.
 void Server::turn(bool& stop)
 {
-    bool busy = reader_->more_pending();
+    // Work that is ready now: no wait in poll. Records the store has no room for are not (the
+    // loop runs real-time: spinning on them would starve the store thread that makes room).
+    bool busy = reader_->more_pending() && !store_full_;
     for (const auto& p : peers_)
         busy = busy || (!p.waiting && !p.closing && p.has_line);
     std::vector<pollfd> fds = {{sfd_, POLLIN, 0},
