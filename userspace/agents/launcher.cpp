@@ -57,7 +57,6 @@ pid_t start_guardian(const Cgroup& cg, int& keepalive_fd)
         ::signal(SIGTERM, SIG_IGN);
         ::signal(SIGHUP, SIG_IGN);
         ::prctl(PR_SET_NAME, "cordon-guardian");
-        (void)raise_control_priority(); // cordon warned already if it could not raise its own
         char c;
         while (::read(fds[0], &c, 1) < 0 && errno == EINTR) {
         }

@@ -41,8 +41,8 @@ pid_t start_guardian(const Cgroup& cg, int& keepalive_fd);
 /// change) when the process lacks CAP_SYS_RESOURCE.
 std::optional<std::string> shield_from_oom();
 
-/// Real-time priority of cordon's control path (cordond's loop, an embedded `cordon run` and its
-/// guardian, `cordon kill`): above every agent process, which runs SCHED_OTHER and can never
+/// Real-time priority of `cordon kill` and `cordon freeze` run by root (cordond's loop is not
+/// real-time yet: it also reads the ring buffer, see docs/api.md): above every agent process, which runs SCHED_OTHER and can never
 /// raise itself (CAP_SYS_NICE is dropped at launch and refused by the tamper rules). Low among
 /// real-time priorities so that the kernel's own threads (migration, watchdogs) still come first.
 inline constexpr int kControlPriority = 10;

@@ -644,10 +644,7 @@ int run_guarded(const RunOptions& o)
     std::optional<agents::Identity> who;
     if (o.user)
         who = agents::lookup_user(*o.user);
-    // The agent never outruns its guard for CPU: this process (and so the guardian and the
-    // loop that carries out kills) runs above every agent process; CMD does not inherit it.
-    if (const auto why = agents::raise_control_priority(); !why.empty())
-        std::fprintf(stderr, "cordon: warning: %s\n", why.c_str());
+    // Not real-time, as cordond's loop (which this loop is): it also reads the ring buffer.
     // With a daemon, the agent is registered with it; without one, this process is its
     // controller (embedded), guardian included.
     if (!o.embedded) {

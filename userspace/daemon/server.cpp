@@ -885,10 +885,10 @@ void Server::start()
         sigaddset(&mask, sig);
     ::sigprocmask(SIG_BLOCK, &mask, nullptr);
     sfd_ = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    // The loop that carries out kills runs above every agent process; the worker, store and
-    // metrics threads started below do not inherit it (SCHED_RESET_ON_FORK).
-    if (const auto why = agents::raise_control_priority(); !why.empty())
-        spdlog::warn("{}", why);
+    // Not real-time: this loop also reads the ring buffer, and at SCHED_FIFO a flood of an
+    // agent's denials kept the dying processes of its own killed fork bomb from running (a
+    // 1-vCPU guest's kill did not empty the cgroup in 10 s). Real-time waits for event reading
+    // to have a thread of its own (docs/api.md).
     std::error_code ec;
     fs::create_directories(opts_.registry, ec);
     ctl_ = std::make_unique<control::Controller>(control::ControllerOptions{
