@@ -14,7 +14,7 @@
 #                    CORDON-VM-BENCH-BEGIN and CORDON-VM-BENCH-END
 # Environment:
 #   CORDON_VM_KERNEL_PKG  Debian package to boot (default: newest linux-image-6.1.0-*-cloud-amd64)
-#   CORDON_VM_TIMEOUT     seconds before a guest is stopped (default 1500)
+#   CORDON_VM_TIMEOUT     seconds before a guest is stopped (default 2400)
 #   CORDON_VM_BOOTS       the boots to run and the backends each tests, as BOOT=B,B ...; B/tables
 #                         runs only the decision tables (every hook and escape trick, one shared
 #                         program set) of backend B, not the suites that start a cordond per test.
@@ -249,7 +249,7 @@ chmod +x "$root/init"
 say "initramfs $(du -h "$vm_dir/initramfs.cpio.gz" | cut -f1), kernel $pkg"
 
 # --- boot -----------------------------------------------------------------------------------
-timeout_s=${CORDON_VM_TIMEOUT:-1500}
+timeout_s=${CORDON_VM_TIMEOUT:-2400}
 qemu_args_of() { # the QEMU command line of one boot
   local name=$1
   # A small disk (NVMe is built into the cloud kernel): the tests prove that an agent cannot
