@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 
 #include "agents/cgroup.h"
-#include "agents/launcher.h"
 #include "api/client.h"
 #include "common/clock.h"
 #include "bpf/guard.h"
@@ -226,10 +225,7 @@ int agent_op(api::Op op, const std::string& name, const std::string& reason,
              const std::string& mode)
 {
     const bool stop = op == api::Op::Kill || op == api::Op::Freeze;
-    // The kill switch must not wait for CPU behind the agent it stops: from here to the
-    // reply this process runs above every agent process (root only; else it goes on as is).
-    if (stop && ::geteuid() == 0)
-        (void)agents::raise_control_priority();
+    // Already above every agent process when root: main() raised kill and freeze before parsing.
     auto c = connect_or_fail();
     auto q = api::request(op);
     q.name = name;
