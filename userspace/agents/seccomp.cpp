@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <functional>
 #include <string>
 
 #include <seccomp.h>
@@ -63,6 +64,69 @@ bool family_allowed(int family, bool raw)
            family == AF_NETLINK || (raw && family == AF_PACKET);
 }
 
+// The refusals of the side doors a policy leaves closed, and those closed to every agent.
+void add_refusals(scmp_filter_ctx ctx, const policy::Policy& p,
+                  const std::function<bool(SideDoor)>& refused)
+{
+    // clone3 passes its flags in memory that seccomp cannot read: answer ENOSYS so that libc
+    // falls back to clone(), whose flags are checked below.
+    refuse(ctx, "clone3", SCMP_ACT_ERRNO(ENOSYS));
+    if (refused(SideDoor::Namespaces)) {
+        refuse(ctx, "setns");
+        for (unsigned long f : kNamespaceFlags) {
+            refuse(ctx, "unshare", SCMP_ACT_ERRNO(EPERM), {SCMP_A0(SCMP_CMP_MASKED_EQ, f, f)});
+            refuse(ctx, "clone", SCMP_ACT_ERRNO(EPERM), {SCMP_A0(SCMP_CMP_MASKED_EQ, f, f)});
+        }
+    }
+    if (refused(SideDoor::Mount))
+        for (const char* n : {"mount", "umount2", "open_tree", "move_mount", "fsopen", "fsconfig",
+                              "fsmount", "fspick", "mount_setattr", "pivot_root"})
+            refuse(ctx, n);
+    if (refused(SideDoor::Bpf))
+        refuse(ctx, "bpf");
+    if (refused(SideDoor::Perf))
+        refuse(ctx, "perf_event_open");
+    if (refused(SideDoor::FileHandles))
+        refuse(ctx, "open_by_handle_at");
+    if (refused(SideDoor::IoUring))
+        for (const char* n : {"io_uring_setup", "io_uring_enter", "io_uring_register"})
+            refuse(ctx, n);
+    if (refused(SideDoor::FdSharing)) {
+        refuse(ctx, "pidfd_getfd");
+        refuse(ctx, "clone", SCMP_ACT_ERRNO(EPERM),
+               {SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_FILES | CLONE_THREAD, CLONE_FILES)});
+    }
+    for (const char* n : {"init_module", "finit_module", "delete_module", "kexec_load",
+                          "kexec_file_load"})
+        refuse(ctx, n);
+    const bool raw = policy::raw_sockets_allowed(p);
+    for (int family = 0; family < AF_MAX; ++family)
+        if (!family_allowed(family, raw))
+            refuse(ctx, "socket", SCMP_ACT_ERRNO(EPERM),
+                   {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))});
+    refuse(ctx, "socket", SCMP_ACT_ERRNO(EPERM), {SCMP_A0(SCMP_CMP_GE, AF_MAX)});
+}
+
+std::vector<sock_filter> export_program(scmp_filter_ctx ctx)
+{
+    const int fd = ::memfd_create("cordon-seccomp", MFD_CLOEXEC);
+    if (fd < 0)
+        throw Error("cannot build the seccomp layer: memfd_create: " + errno_text(errno));
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    check(seccomp_export_bpf(ctx, fd), "export");
+    const off_t bytes = ::lseek(fd, 0, SEEK_END);
+    if (bytes <= 0 || bytes % sizeof(sock_filter) != 0)
+        throw Error("cannot build the seccomp layer: libseccomp exported " +
+                    std::to_string(bytes) + " bytes");
+    std::vector<sock_filter> prog(static_cast<size_t>(bytes) / sizeof(sock_filter));
+    if (::pread(fd, prog.data(), static_cast<size_t>(bytes), 0) != bytes)
+        throw Error("cannot build the seccomp layer: reading the program: " + errno_text(errno));
+    return prog;
+}
+
 } // namespace
 
 SeccompLayer::SeccompLayer(const policy::Policy& p, cordon_backend backend)
@@ -76,10 +140,10 @@ SeccompLayer::SeccompLayer(const policy::Policy& p, cordon_backend backend)
                 return !h.allows(d) && (!info.compat_only || compat);
         return true;
     };
-
     Ctx c{seccomp_init(SCMP_ACT_ALLOW)};
     if (!c.ctx)
         throw Error("cannot build the seccomp layer: seccomp_init failed");
+
     // A call through a foreign ABI (int $0x80, x32) is refused before any rule: the BPF
     // programs match x86_64 numbers, and the same number means another call there. On compat it
     // stays refused whatever the policy says: compat decides opens, connects and listens at the
@@ -94,60 +158,9 @@ SeccompLayer::SeccompLayer(const policy::Policy& p, cordon_backend backend)
     // no_new_privs itself.
     check(seccomp_attr_set(c.ctx, SCMP_FLTATR_CTL_NNP, 0), "nnp");
 
-    // clone3 passes its flags in memory that seccomp cannot read: answer ENOSYS so that libc
-    // falls back to clone(), whose flags are checked below.
-    refuse(c.ctx, "clone3", SCMP_ACT_ERRNO(ENOSYS));
-    if (refused(SideDoor::Namespaces)) {
-        refuse(c.ctx, "setns");
-        for (unsigned long f : kNamespaceFlags) {
-            refuse(c.ctx, "unshare", SCMP_ACT_ERRNO(EPERM), {SCMP_A0(SCMP_CMP_MASKED_EQ, f, f)});
-            refuse(c.ctx, "clone", SCMP_ACT_ERRNO(EPERM), {SCMP_A0(SCMP_CMP_MASKED_EQ, f, f)});
-        }
-    }
-    if (refused(SideDoor::Mount))
-        for (const char* n : {"mount", "umount2", "open_tree", "move_mount", "fsopen", "fsconfig",
-                              "fsmount", "fspick", "mount_setattr", "pivot_root"})
-            refuse(c.ctx, n);
-    if (refused(SideDoor::Bpf))
-        refuse(c.ctx, "bpf");
-    if (refused(SideDoor::Perf))
-        refuse(c.ctx, "perf_event_open");
-    if (refused(SideDoor::FileHandles))
-        refuse(c.ctx, "open_by_handle_at");
-    if (refused(SideDoor::IoUring))
-        for (const char* n : {"io_uring_setup", "io_uring_enter", "io_uring_register"})
-            refuse(c.ctx, n);
-    if (refused(SideDoor::FdSharing)) {
-        refuse(c.ctx, "pidfd_getfd");
-        refuse(c.ctx, "clone", SCMP_ACT_ERRNO(EPERM),
-               {SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_FILES | CLONE_THREAD, CLONE_FILES)});
-    }
-    for (const char* n : {"init_module", "finit_module", "delete_module", "kexec_load",
-                          "kexec_file_load"})
-        refuse(c.ctx, n);
-    const bool raw = policy::raw_sockets_allowed(p);
-    for (int family = 0; family < AF_MAX; ++family)
-        if (!family_allowed(family, raw))
-            refuse(c.ctx, "socket", SCMP_ACT_ERRNO(EPERM),
-                   {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))});
-    refuse(c.ctx, "socket", SCMP_ACT_ERRNO(EPERM), {SCMP_A0(SCMP_CMP_GE, AF_MAX)});
-
+    add_refusals(c.ctx, p, refused);
     // Export the program once, here, so that install() needs no allocation after fork.
-    const int fd = ::memfd_create("cordon-seccomp", MFD_CLOEXEC);
-    if (fd < 0)
-        throw Error("cannot build the seccomp layer: memfd_create: " + errno_text(errno));
-    struct Closer {
-        int fd;
-        ~Closer() { ::close(fd); }
-    } closer{fd};
-    check(seccomp_export_bpf(c.ctx, fd), "export");
-    const off_t bytes = ::lseek(fd, 0, SEEK_END);
-    if (bytes <= 0 || bytes % sizeof(sock_filter) != 0)
-        throw Error("cannot build the seccomp layer: libseccomp exported " +
-                    std::to_string(bytes) + " bytes");
-    prog_.resize(static_cast<size_t>(bytes) / sizeof(sock_filter));
-    if (::pread(fd, prog_.data(), static_cast<size_t>(bytes), 0) != bytes)
-        throw Error("cannot build the seccomp layer: reading the program: " + errno_text(errno));
+    prog_ = export_program(c.ctx);
 }
 
 int drop_capabilities(std::uint64_t caps)

@@ -123,115 +123,139 @@ ProbeResult probe_cgroup_file(const char* file, const char* needs)
     return {false, std::string(file) + " is missing (" + needs + ")"};
 }
 
+ProbeResult probe_btf()
+{
+    struct btf* btf = btf__load_vmlinux_btf();
+    if (!btf)
+        return {false, "cannot read /sys/kernel/btf/vmlinux: " + errno_text(errno) +
+                           " (the kernel needs CONFIG_DEBUG_INFO_BTF=y)"};
+    const auto n = btf__type_cnt(btf);
+    btf__free(btf);
+    return {true, "/sys/kernel/btf/vmlinux, " + std::to_string(n) + " types"};
+}
+
+ProbeResult probe_bpf_syscall()
+{
+    const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cordon_probe", 4, 4, 1, nullptr);
+    if (fd < 0) {
+        const int err = errno;
+        return {false, "bpf() refused: " + errno_text(err) + root_hint(err)};
+    }
+    ::close(fd);
+    return {true, "bpf() creates maps"};
+}
+
+ProbeResult probe_ring_buffer()
+{
+    const int r = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr);
+    if (r == 1)
+        return {true, "BPF_MAP_TYPE_RINGBUF supported"};
+    return {false, r == 0 ? "BPF_MAP_TYPE_RINGBUF not supported by this kernel"
+                          : "cannot probe BPF_MAP_TYPE_RINGBUF: " + errno_text(-r) + root_hint(-r)};
+}
+
+ProbeResult probe_sock_addr()
+{
+    std::string why;
+    auto cg = probe_cgroup(why);
+    if (!cg)
+        return {false, why};
+    const int fd = ::open(cg->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return {false, "cannot open " + cg->path().string() + ": " + errno_text(errno)};
+    auto r = trial_program([](probe_bpf* s) { return s->progs.probe_sock_addr_connect4; }, fd);
+    ::close(fd);
+    return r;
+}
+
+ProbeResult probe_tracefs()
+{
+    // syscall_tracepoints() mounts tracefs where nothing has (that changes no setting).
+    if (syscall_tracepoints())
+        return {true, "per-syscall exit tracepoints present: compat decides opens, connects and "
+                      "listens there"};
+    return {false, "no per-syscall exit tracepoints in tracefs (CONFIG_FTRACE_SYSCALLS, or "
+                   "tracefs cannot be mounted at /sys/kernel/tracing)"};
+}
+
+ProbeResult probe_lsm_listed()
+{
+    const fs::path lsm = "/sys/kernel/security/lsm";
+    if (!fs::exists(lsm)) {
+        // securityfs is not mounted on every host; mounting it changes no policy.
+        if (::mount("securityfs", "/sys/kernel/security", "securityfs", 0, nullptr) != 0 &&
+            errno != EBUSY)
+            return {false, "securityfs is not mounted and mounting it failed: " +
+                               errno_text(errno) + root_hint(errno)};
+    }
+    const std::string list = trim(read_text(lsm));
+    if (list.empty())
+        return {false, "cannot read " + lsm.string()};
+    std::istringstream items(list);
+    for (std::string item; std::getline(items, item, ',');)
+        if (item == "bpf")
+            return {true, "active LSMs: " + list};
+    return {false, "\"bpf\" is not in the active LSMs (" + list +
+                       "); add it with the lsm= kernel parameter"};
+}
+
+ProbeResult probe_fmod_ret()
+{
+    // Every function the backend attaches to must exist (a kernel built without
+    // CONFIG_SECURITY_PATH lacks security_path_*), and one must take a program.
+    if (const auto missing = missing_fmod_ret_targets(); !missing.empty())
+        return {false, fmt::format("this kernel has no {} (CONFIG_SECURITY_PATH and "
+                                   "CONFIG_SECURITY_NETWORK provide them)",
+                                   fmt::join(missing, ", "))};
+    auto r = trial_program([](probe_bpf* s) { return s->progs.probe_fmod_ret_file_open; });
+    if (r.ok)
+        r.detail += " (fmod_ret on security_file_open; every security_* function the backend "
+                    "needs is present)";
+    return r;
+}
+
+ProbeResult run_probe(Probe p)
+{
+    switch (p) {
+    case Probe::Btf:
+        return probe_btf();
+    case Probe::BpfSyscall:
+        return probe_bpf_syscall();
+    case Probe::RingBuffer:
+        return probe_ring_buffer();
+    case Probe::Cgroup2:
+        return {true, "mounted at " + agents::cgroup2_mount().mount_point.string()};
+    case Probe::CgroupKill:
+        return probe_cgroup_file("cgroup.kill", "kernel 5.14 or later has it");
+    case Probe::CgroupFreeze:
+        return probe_cgroup_file("cgroup.freeze", "kernel 5.2 or later has it");
+    case Probe::TpBtf:
+        return trial_program([](probe_bpf* s) { return s->progs.probe_tp_btf_exec; });
+    case Probe::SockAddr:
+        return probe_sock_addr();
+    case Probe::Tracefs:
+        return probe_tracefs();
+    case Probe::LsmListed:
+        return probe_lsm_listed();
+    case Probe::LsmAttach:
+        return trial_program([](probe_bpf* s) { return s->progs.probe_lsm_file_open; });
+    case Probe::FmodRet:
+        return probe_fmod_ret();
+    case Probe::Count:
+        break;
+    }
+    return {false, "unknown probe"};
+}
+
 class KernelProbeSource final : public ProbeSource {
 public:
     ProbeResult run(Probe p) override
     {
         try {
-            return run_unchecked(p);
+            return run_probe(p);
         } catch (const std::exception& e) {
             return {false, e.what()};
         }
-    }
-
-private:
-    ProbeResult run_unchecked(Probe p)
-    {
-        switch (p) {
-        case Probe::Btf: {
-            struct btf* btf = btf__load_vmlinux_btf();
-            if (!btf)
-                return {false, "cannot read /sys/kernel/btf/vmlinux: " + errno_text(errno) +
-                                   " (the kernel needs CONFIG_DEBUG_INFO_BTF=y)"};
-            const auto n = btf__type_cnt(btf);
-            btf__free(btf);
-            return {true, "/sys/kernel/btf/vmlinux, " + std::to_string(n) + " types"};
-        }
-        case Probe::BpfSyscall: {
-            const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cordon_probe", 4, 4, 1, nullptr);
-            if (fd < 0) {
-                const int err = errno;
-                return {false, "bpf() refused: " + errno_text(err) + root_hint(err)};
-            }
-            ::close(fd);
-            return {true, "bpf() creates maps"};
-        }
-        case Probe::RingBuffer: {
-            const int r = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr);
-            if (r == 1)
-                return {true, "BPF_MAP_TYPE_RINGBUF supported"};
-            return {false, r == 0 ? "BPF_MAP_TYPE_RINGBUF not supported by this kernel"
-                                  : "cannot probe BPF_MAP_TYPE_RINGBUF: " + errno_text(-r) +
-                                        root_hint(-r)};
-        }
-        case Probe::Cgroup2: {
-            const auto m = agents::cgroup2_mount();
-            return {true, "mounted at " + m.mount_point.string()};
-        }
-        case Probe::CgroupKill:
-            return probe_cgroup_file("cgroup.kill", "kernel 5.14 or later has it");
-        case Probe::CgroupFreeze:
-            return probe_cgroup_file("cgroup.freeze", "kernel 5.2 or later has it");
-        case Probe::TpBtf:
-            return trial_program([](probe_bpf* s) { return s->progs.probe_tp_btf_exec; });
-        case Probe::SockAddr: {
-            std::string why;
-            auto cg = probe_cgroup(why);
-            if (!cg)
-                return {false, why};
-            const int fd = ::open(cg->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd < 0)
-                return {false, "cannot open " + cg->path().string() + ": " + errno_text(errno)};
-            auto r = trial_program(
-                [](probe_bpf* s) { return s->progs.probe_sock_addr_connect4; }, fd);
-            ::close(fd);
-            return r;
-        }
-        case Probe::Tracefs:
-            // syscall_tracepoints() mounts tracefs where nothing has (that changes no setting).
-            if (syscall_tracepoints())
-                return {true, "per-syscall exit tracepoints present: compat decides opens, "
-                              "connects and listens there"};
-            return {false, "no per-syscall exit tracepoints in tracefs (CONFIG_FTRACE_SYSCALLS, "
-                           "or tracefs cannot be mounted at /sys/kernel/tracing)"};
-        case Probe::LsmListed: {
-            const fs::path lsm = "/sys/kernel/security/lsm";
-            if (!fs::exists(lsm)) {
-                // securityfs is not mounted on every host; mounting it changes no policy.
-                if (::mount("securityfs", "/sys/kernel/security", "securityfs", 0, nullptr) != 0 &&
-                    errno != EBUSY)
-                    return {false, "securityfs is not mounted and mounting it failed: " +
-                                       errno_text(errno) + root_hint(errno)};
-            }
-            const std::string list = trim(read_text(lsm));
-            if (list.empty())
-                return {false, "cannot read " + lsm.string()};
-            std::istringstream items(list);
-            for (std::string item; std::getline(items, item, ',');)
-                if (item == "bpf")
-                    return {true, "active LSMs: " + list};
-            return {false, "\"bpf\" is not in the active LSMs (" + list +
-                               "); add it with the lsm= kernel parameter"};
-        }
-        case Probe::LsmAttach:
-            return trial_program([](probe_bpf* s) { return s->progs.probe_lsm_file_open; });
-        case Probe::FmodRet: {
-            // Every function the backend attaches to must exist (a kernel built without
-            // CONFIG_SECURITY_PATH lacks security_path_*), and one must take a program.
-            if (const auto missing = missing_fmod_ret_targets(); !missing.empty())
-                return {false, fmt::format("this kernel has no {} (CONFIG_SECURITY_PATH and "
-                                           "CONFIG_SECURITY_NETWORK provide them)",
-                                           fmt::join(missing, ", "))};
-            auto r = trial_program([](probe_bpf* s) { return s->progs.probe_fmod_ret_file_open; });
-            if (r.ok)
-                r.detail += " (fmod_ret on security_file_open; every security_* function the "
-                            "backend needs is present)";
-            return r;
-        }
-        case Probe::Count:
-            break;
-        }
-        return {false, "unknown probe"};
     }
 };
 
