@@ -57,6 +57,10 @@ pid_t start_guardian(const Cgroup& cg, int& keepalive_fd)
         ::signal(SIGTERM, SIG_IGN);
         ::signal(SIGHUP, SIG_IGN);
         ::prctl(PR_SET_NAME, "cordon-guardian");
+        // Above every agent process, as cordon (the fork reset it): when cordon dies under an
+        // agent's fork storm, its guardian must still get the CPU to end the storm. It sleeps
+        // in read() and usleep(), so it never holds the CPU.
+        (void)raise_control_priority();
         char c;
         while (::read(fds[0], &c, 1) < 0 && errno == EINTR) {
         }

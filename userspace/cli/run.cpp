@@ -32,6 +32,7 @@
 #include "bpf/features.h"
 #include "bpf/guard.h"
 #include "common/backend.h"
+#include "common/cpu_share.h"
 #include "common/error.h"
 #include "control/policy_cmd.h"
 #include "events/format.h"
@@ -318,13 +319,17 @@ void show_daemon_messages(api::Client& client, Terminal& term, FILE* events_out)
 
 // Until CMD ends: the daemon's messages, signals, and (once the daemon is gone) supervision.
 int wait_with_daemon(const DaemonAgent& d, api::Client& client, Terminal& term, FILE* events_out,
-                     int sfd, pid_t child)
+                     int sfd, pid_t child, bool realtime)
 {
     Orphaned orphan(d, term);
+    CpuShare share(realtime);
     for (;;) {
         pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
                          {.fd = orphan.active() ? -1 : client.fd(), .events = POLLIN, .revents = 0}};
-        if (::poll(fds, 2, orphan.active() ? 10 : 100) < 0 && errno != EINTR)
+        share.before_wait();
+        const int polled = ::poll(fds, 2, orphan.active() ? 10 : 100);
+        share.after_wait();
+        if (polled < 0 && errno != EINTR)
             throw Error("waiting for events failed: " + errno_text(errno));
         try {
             if (!orphan.active() && fds[1].revents)
@@ -369,7 +374,7 @@ int wait_with_daemon(const DaemonAgent& d, api::Client& client, Terminal& term, 
 // daemon dies, the agent stays enforced by its pinned programs and this process ends it with CMD.
 int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedPolicy& prepared,
                        const std::string& text, const policy::Context& ctx,
-                       const std::optional<agents::Identity>& who)
+                       const std::optional<agents::Identity>& who, bool realtime)
 {
     const DaemonAgent d = register_with_daemon(o, client, text, ctx);
     const agents::SeccompLayer seccomp(prepared.policy, d.backend);
@@ -397,7 +402,7 @@ int run_through_daemon(const RunOptions& o, api::Client& client, const PreparedP
         std::fflush(stdout);
         return 0;
     }
-    const int status = wait_with_daemon(d, client, term, events_out, sfd, child);
+    const int status = wait_with_daemon(d, client, term, events_out, sfd, child, realtime);
     if (events_out)
         std::fclose(events_out);
     ::close(sfd);
@@ -437,7 +442,7 @@ public:
     ~Embedded();
     Embedded(const Embedded&) = delete;
     Embedded& operator=(const Embedded&) = delete;
-    int run(const std::optional<agents::Identity>& who);
+    int run(const std::optional<agents::Identity>& who, bool realtime);
 
 private:
     void supervise();
@@ -580,7 +585,7 @@ void Embedded::report_losses(const events::Reader& reader)
 // kill flag in the kernel, polled here, so it does not depend on its event being read: an agent
 // that floods the ring buffer (the KILL record among those lost) still dies. Nothing in this
 // loop waits on the agent: terminal lines never block (see Terminal).
-int Embedded::run(const std::optional<agents::Identity>& who)
+int Embedded::run(const std::optional<agents::Identity>& who, bool realtime)
 {
     const auto backend = ctl_.guard().backend();
     const agents::SeccompLayer seccomp(prepared_.policy, backend);
@@ -606,8 +611,12 @@ int Embedded::run(const std::optional<agents::Identity>& who)
     int status = 0;
     pollfd fds[2] = {{.fd = sfd, .events = POLLIN, .revents = 0},
                      {.fd = reader.fd(), .events = POLLIN, .revents = 0}};
+    CpuShare share(realtime);
     for (bool done = false; !done;) {
-        if (::poll(fds, 2, reader.more_pending() ? 0 : kKillPollMs) < 0 && errno != EINTR)
+        share.before_wait();
+        const int polled = ::poll(fds, 2, reader.more_pending() ? 0 : kKillPollMs);
+        share.after_wait();
+        if (polled < 0 && errno != EINTR)
             throw Error("waiting for events failed: " + errno_text(errno));
         supervise();
         reader.drain(kEventsPerPass);
@@ -644,19 +653,26 @@ int run_guarded(const RunOptions& o)
     std::optional<agents::Identity> who;
     if (o.user)
         who = agents::lookup_user(*o.user);
-    // Not real-time, as cordond's loop (which this loop is): it also reads the ring buffer.
+    // The agent never outruns its guard for CPU: this process (the loop that carries out kills,
+    // and the guardian, which raises itself) runs above every agent process; CMD does not
+    // inherit it. The loop reads the agent's records too, so it takes at most half of a CPU
+    // (CpuShare), as cordond's loop does.
+    const auto why = agents::raise_control_priority();
+    const bool realtime = why.empty();
+    if (!realtime)
+        std::fprintf(stderr, "cordon: warning: %s\n", why.c_str());
     // With a daemon, the agent is registered with it; without one, this process is its
     // controller (embedded), guardian included.
     if (!o.embedded) {
         if (auto client = api::Client::connect(api::socket_path()))
-            return run_through_daemon(o, *client, *prepared, text, ctx, who);
+            return run_through_daemon(o, *client, *prepared, text, ctx, who, realtime);
     }
     if (o.detach)
         throw Error("--detach needs cordond (no daemon listens on " + api::socket_path() +
                     "); start it with `systemctl start cordond` or `cordond &`");
     // Backend, cgroup, programs, maps: all in place before CMD exists.
     Embedded e(o, *prepared, ctx);
-    return e.run(who);
+    return e.run(who, realtime);
 }
 
 } // namespace cordon::cli

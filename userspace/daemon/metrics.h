@@ -12,6 +12,8 @@
 #include <string>
 #include <thread>
 
+#include "common/pi_mutex.h"
+
 namespace httplib {
 class Server;
 }
@@ -39,7 +41,7 @@ public:
 private:
     std::unique_ptr<httplib::Server> http_;
     std::thread thread_;
-    std::mutex mu_;
+    PiMutex mu_;
     std::string text_;
     int port_ = 0;
 };

@@ -29,6 +29,7 @@
 #include "api/protocol.h"
 #include "common/backend.h"
 #include "common/clock.h"
+#include "common/cpu_share.h"
 #include "common/error.h"
 #include "control/controller.h"
 #include "control/supervisor.h"
@@ -111,6 +112,7 @@ struct SlowJob {
     json who;
     std::string session;
     std::function<Reply(Peer*)> then;
+    std::function<void()> abandon; ///< instead of `then` when it cannot run
 };
 
 class Server {
@@ -134,6 +136,8 @@ private:
     void answer(std::uint64_t peer, const api::Request& r, const json& who,
                 const std::string& session, bool ok, const Reply& reply, const std::string& error);
     void finish_slow(Worker& worker);
+    void finish_background(const Worker::Done& d, const std::function<void()>& then);
+    void background(std::function<void()> work, std::function<void()> then);
     void settle_pending();
     void finish(Pending& w, bool ok, json reply, const std::string& error);
     void answer_pings();
@@ -170,6 +174,8 @@ private:
     std::uint64_t next_serial_ = 1;
     std::list<Pending> pending_;
     std::map<std::uint64_t, SlowJob> slow_;
+    /// Work no caller waits for (State::background), by job id: what runs on the loop after.
+    std::map<std::uint64_t, std::function<void()>> background_;
     /// Pings waiting for the ring buffer to be read up to them: (connection, deadline).
     std::vector<std::pair<std::uint64_t, std::int64_t>> pings_;
     /// Decisions read from the ring buffer, by (agent name, hook, verdict), for the metrics.
@@ -186,6 +192,7 @@ private:
     std::int64_t last_second_ms_ = 0;
     std::int64_t last_supervise_ms_ = 0;
     bool supervise_now_ = false; ///< a kill or freeze verdict was read: do not wait for the poll
+    CpuShare share_{false}; ///< the loop's share of the CPU, once it runs real-time
 };
 
 void Server::listen_socket()
@@ -523,7 +530,8 @@ void Server::carry_out(Peer& p, const api::Request& r, Outcome out)
                                     p.uid, kSlowPerUid));
         const std::uint64_t id = next_serial_++;
         slow_[id] = SlowJob{.peer = p.serial, .uid = p.uid, .request = r, .who = who_of(p),
-                            .session = p.session.value_or(""), .then = std::move(slow->then)};
+                            .session = p.session.value_or(""), .then = std::move(slow->then),
+                            .abandon = std::move(slow->abandon)};
         p.waiting = true;
         (p.uid == 0 ? root_worker_ : worker_)->submit(id, std::move(slow->work));
     } else {
@@ -538,6 +546,12 @@ void Server::carry_out(Peer& p, const api::Request& r, Outcome out)
 void Server::finish_slow(Worker& worker)
 {
     for (const auto& d : worker.done()) {
+        if (const auto bg = background_.find(d.id); bg != background_.end()) {
+            const auto then = std::move(bg->second);
+            background_.erase(bg);
+            finish_background(d, then);
+            continue;
+        }
         const auto it = slow_.find(d.id);
         if (it == slow_.end())
             continue;
@@ -545,10 +559,12 @@ void Server::finish_slow(Worker& worker)
         slow_.erase(it);
         Peer* p = peer(job.peer);
         try {
-            if (d.error)
-                std::rethrow_exception(d.error);
             // A caller that went away gets nothing done late in its name (a policy applied
             // minutes after, over a newer one): refused, and recorded so.
+            if ((d.error || !p) && job.abandon)
+                job.abandon();
+            if (d.error)
+                std::rethrow_exception(d.error);
             if (!p)
                 throw Error("the caller went away before its request was ready; nothing was "
                             "changed");
@@ -560,6 +576,30 @@ void Server::finish_slow(Worker& worker)
         if ((p = peer(job.peer)))
             p->waiting = false;
     }
+}
+
+void Server::finish_background(const Worker::Done& d, const std::function<void()>& then)
+{
+    try {
+        if (d.error)
+            std::rethrow_exception(d.error);
+    } catch (const std::exception& e) {
+        spdlog::warn("background work failed: {}; reconcile finishes it later", e.what());
+    }
+    try {
+        then();
+    } catch (const std::exception& e) {
+        spdlog::error("after background work: {}", e.what());
+    }
+}
+
+// Work of the daemon's own (unloading a policy an apply replaced): on the root callers' worker,
+// whose jobs never wait on a name server.
+void Server::background(std::function<void()> work, std::function<void()> then)
+{
+    const std::uint64_t id = next_serial_++;
+    background_[id] = std::move(then);
+    root_worker_->submit(id, std::move(work));
 }
 
 void Server::finish(Pending& w, bool ok, json reply, const std::string& error)
@@ -885,10 +925,16 @@ void Server::start()
         sigaddset(&mask, sig);
     ::sigprocmask(SIG_BLOCK, &mask, nullptr);
     sfd_ = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    // Not real-time: this loop also reads the ring buffer, and at SCHED_FIFO a flood of an
-    // agent's denials kept the dying processes of its own killed fork bomb from running (a
-    // 1-vCPU guest's kill did not empty the cgroup in 10 s). Real-time waits for event reading
-    // to have a thread of its own (docs/api.md).
+    // The loop that serves requests and carries out kill flags runs above every agent process;
+    // the worker, store and metrics threads started below do not inherit it
+    // (SCHED_RESET_ON_FORK), and their locks lend a waiting loop's priority to their holder
+    // (PiMutex). The loop also reads the agents' records, so it takes at most half of a CPU
+    // (CpuShare): at SCHED_FIFO with no limit, a flood of an agent's denials kept the dying
+    // processes of its own killed fork bomb from running in a 1-vCPU guest.
+    if (const auto why = agents::raise_control_priority(); why.empty())
+        share_ = CpuShare(true);
+    else
+        spdlog::warn("{}", why);
     std::error_code ec;
     fs::create_directories(opts_.registry, ec);
     ctl_ = std::make_unique<control::Controller>(control::ControllerOptions{
@@ -942,8 +988,12 @@ void Server::start()
                                            .reader = *reader_, .pipeline = pipeline_.get(),
                                            .started_ms = now_ms(), .denials = {},
                                            .trust_log = {}, .subscriber_drops = 0,
-                                           .apply_seq = {}, .subscription_refusal = {}});
+                                           .apply_seq = {}, .subscription_refusal = {},
+                                           .background = {}});
     state_->subscription_refusal = [this](const Peer& p) { return subscription_refusal(p); };
+    state_->background = [this](std::function<void()> work, std::function<void()> then) {
+        background(std::move(work), std::move(then));
+    };
     worker_ = std::make_unique<Worker>(kWorkers);
     root_worker_ = std::make_unique<Worker>(1);
 }
@@ -981,8 +1031,8 @@ void Server::every_second()
 // requests, kills and freezes waiting for their cgroup, a bounded number of events, pings.
 void Server::turn(bool& stop)
 {
-    // Work that is ready now: no wait in poll. Records the store has no room for are not (the
-    // loop runs real-time: spinning on them would starve the store thread that makes room).
+    // Work that is ready now: no wait in poll. Records the store has no room for are not
+    // (spinning on them would take the CPU from the store thread that makes room).
     bool busy = reader_->more_pending() && !store_full_;
     for (const auto& p : peers_)
         busy = busy || (!p.waiting && !p.closing && p.has_line);
@@ -997,7 +1047,10 @@ void Server::turn(bool& stop)
     // cgroup.events of pending kills and freezes: POLLPRI when the cgroup changes.
     for (const auto& w : pending_)
         fds.push_back({w.events_fd, POLLPRI, 0});
-    if (::poll(fds.data(), fds.size(), busy ? 0 : store_full_ ? 5 : 20) < 0 && errno != EINTR)
+    share_.before_wait(); // may rest first: the loop's share of the CPU (CpuShare)
+    const int polled = ::poll(fds.data(), fds.size(), busy ? 0 : store_full_ ? 5 : 20);
+    share_.after_wait();
+    if (polled < 0 && errno != EINTR)
         throw Error("poll failed: " + errno_text(errno));
     signalfd_siginfo si{};
     if (::read(sfd_, &si, sizeof(si)) == sizeof(si)) {

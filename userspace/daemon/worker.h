@@ -6,7 +6,6 @@
 // kernel's flags never wait behind a job.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <exception>
@@ -14,6 +13,8 @@
 #include <memory>
 #include <mutex>
 #include <vector>
+
+#include "common/pi_mutex.h"
 
 namespace cordon::daemon {
 
@@ -41,8 +42,8 @@ public:
 private:
     struct Shared {
         ~Shared();
-        std::mutex mu;
-        std::condition_variable cv;
+        PiMutex mu;
+        PiCondition cv;
         std::deque<std::pair<std::uint64_t, std::function<void()>>> queue;
         std::vector<Done> done;
         bool stop = false;

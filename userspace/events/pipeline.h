@@ -8,7 +8,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
@@ -19,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/pi_mutex.h"
 #include "events/ocsf.h"
 #include "events/reader.h"
 #include "events/store.h"
@@ -100,8 +100,8 @@ private:
 
     PipelineOptions opts_;
     std::vector<Item> staged_; ///< daemon thread only
-    mutable std::mutex mu_;
-    std::condition_variable cv_;
+    mutable PiMutex mu_;
+    PiCondition cv_;
     std::vector<Item> queue_;  ///< guarded by mu_
     bool stop_ = false;        ///< guarded by mu_
     std::atomic<std::uint64_t> received_{0}, queue_dropped_{0};
