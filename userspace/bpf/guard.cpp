@@ -24,6 +24,7 @@
 #include "bpf/skeleton.h"
 #include "common/backend.h"
 #include "common/error.h"
+#include "common/pi_mutex.h"
 #include "guard.skel.h"
 
 namespace cordon::bpf {
@@ -285,6 +286,10 @@ struct Guard::Impl {
     // Keys of the policies loaded by this Guard; others are found by scanning the maps.
     std::map<std::uint32_t, std::pair<std::vector<cordon_path_key>, std::vector<cordon_net_key>>>
         loaded;
+    // load_policy, unload_policy and wait_for_decisions may run on cordond's worker threads
+    // beside its loop: this guards `loaded` and the creation of the maps to wait on. The map
+    // writes themselves need no lock (each is one syscall).
+    PiMutex mu;
 
     ~Impl()
     {
@@ -708,6 +713,7 @@ std::vector<AgentEntry> Guard::agents() const
 void Guard::wait_for_decisions()
 {
     auto& d = *impl_;
+    std::unique_lock lk(d.mu);
     // Updating an array of maps makes the kernel wait for an RCU grace period before it returns
     // (so that no program still uses the inner map it replaced). Every cordon program runs
     // under RCU (none is sleepable), so when this returns, every decision that began before it
@@ -723,7 +729,9 @@ void Guard::wait_for_decisions()
     }
     const std::uint32_t zero = 0;
     const std::uint32_t inner = static_cast<std::uint32_t>(d.rcu_inner);
-    if (bpf_map_update_elem(d.rcu_outer, &zero, &inner, BPF_ANY) != 0)
+    const int outer = d.rcu_outer;
+    lk.unlock(); // the wait itself holds no lock
+    if (bpf_map_update_elem(outer, &zero, &inner, BPF_ANY) != 0)
         throw Error("cannot wait for decisions in flight: " + errno_text(errno));
 }
 
@@ -888,6 +896,7 @@ void Guard::load_policy(const policy::CompiledPolicy& c)
     }
     if (bpf_map_update_elem(d.fds[kPolicies], &c.policy_id, &c.settings, BPF_ANY) != 0)
         fail("policy settings");
+    std::lock_guard lk(d.mu);
     d.loaded[c.policy_id] = {std::move(paths_done), std::move(nets_done)};
 }
 
@@ -900,11 +909,14 @@ void Guard::unload_policy(std::uint32_t policy_id)
         throw Error(fmt::format("cannot remove policy {}: {}", policy_id, errno_text(errno)));
     std::vector<cordon_path_key> paths;
     std::vector<cordon_net_key> nets;
+    std::unique_lock lk(d.mu);
     if (auto it = d.loaded.find(policy_id); it != d.loaded.end()) {
         paths = std::move(it->second.first);
         nets = std::move(it->second.second);
         d.loaded.erase(it);
+        lk.unlock();
     } else {
+        lk.unlock();
         for_each_key<cordon_path_key>(d.fds[kPathRules], [&](const cordon_path_key& k) {
             if (k.policy_id == policy_id)
                 paths.push_back(k);

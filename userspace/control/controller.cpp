@@ -401,28 +401,76 @@ bool Controller::frozen(const AgentRecord& r) const
 
 Controller::Applied Controller::apply_policy(const std::string& name, const PreparedPolicy& p)
 {
+    record(name); // an unknown agent is refused before anything is loaded
+    const auto id = reserve_policy_id();
+    Applied out;
+    bool loaded = false;
+    try {
+        const auto mode = load_reserved(*guard_, id, p); // loads whole or not at all
+        loaded = true;
+        out = switch_policy(name, p, id, mode);
+    } catch (...) {
+        if (loaded) // never used by any agent: no decision can hold it
+            try {
+                guard_->unload_policy(id);
+            } catch (const Error& e) {
+                spdlog::warn("agent {}: policy {} stays loaded until the next reconcile: {}",
+                             name, id, e.what());
+            }
+        release_policy_id(id);
+        throw;
+    }
+    release_policy_id(id);
+    // Decisions that began before the switch may still hold the old policy: it goes only when
+    // they have all ended. If the wait fails the old policy stays loaded, unused, and reconcile
+    // removes it later (never a decision by a half-removed policy).
+    try {
+        unload_after_decisions(*guard_, out.old_policy);
+    } catch (const Error& e) {
+        spdlog::warn("agent {}: the old policy {} stays loaded until the next reconcile: {}", name,
+                     out.old_policy, e.what());
+    }
+    release_policy_id(out.old_policy);
+    return out;
+}
+
+std::uint32_t Controller::reserve_policy_id()
+{
+    const auto id = guard_->allocate_policy_id();
+    reserved_.insert(id);
+    return id;
+}
+
+std::uint8_t Controller::load_reserved(bpf::Guard& g, std::uint32_t id, const PreparedPolicy& p)
+{
+    auto compiled = policy::compile(p.policy, id);
+    if (!compiled.compiled)
+        throw Error("the policy did not compile; nothing was changed: " +
+                    compiled.errors.at(0).str());
+    g.load_policy(*compiled.compiled); // whole or not at all
+    return compiled.compiled->settings.mode;
+}
+
+Controller::Applied Controller::switch_policy(const std::string& name, const PreparedPolicy& p,
+                                              std::uint32_t id, std::uint8_t mode)
+{
     AgentRecord& r = record(name);
     const auto current = guard_->agent(r.cgroup_id);
     if (!current)
         throw Error("the kernel has no entry for agent " + name + "; it is being removed");
     Applied out;
     out.old_policy = r.policy_id;
-    out.new_policy = guard_->allocate_policy_id();
+    out.new_policy = id;
     out.old_mode = current->mode;
-    auto compiled = policy::compile(p.policy, out.new_policy);
-    if (!compiled.compiled)
-        throw Error("the policy did not compile; nothing was changed: " +
-                    compiled.errors.at(0).str());
-    guard_->load_policy(*compiled.compiled); // whole or not at all
     out.loaded_ns = monotonic_ns();
     // The record first: a daemon that dies between the two finds the record naming a loaded
     // policy the kernel does not use yet, and reconcile finishes the switch.
     const AgentRecord before = r;
-    r.policy_id = out.new_policy;
+    r.policy_id = id;
     describe_policy(r, p);
     cordon_agent next = *current;
-    next.policy_id = out.new_policy;
-    next.mode = compiled.compiled->settings.mode;
+    next.policy_id = id;
+    next.mode = mode;
     out.new_mode = next.mode;
     try {
         save(r);
@@ -436,20 +484,21 @@ Controller::Applied Controller::apply_policy(const std::string& name, const Prep
         } catch (const Error& e) {
             spdlog::error("agent {}: cannot restore its record: {}", name, e.what());
         }
-        guard_->unload_policy(out.new_policy);
         throw;
     }
-    // Decisions that began before the switch may still hold the old policy: it goes only when
-    // they have all ended. If the wait fails the old policy stays loaded, unused, and reconcile
-    // removes it later (never a decision by a half-removed policy).
-    try {
-        guard_->wait_for_decisions();
-        guard_->unload_policy(out.old_policy);
-    } catch (const Error& e) {
-        spdlog::warn("agent {}: the old policy {} stays loaded until the next reconcile: {}", name,
-                     out.old_policy, e.what());
-    }
+    reserved_.insert(out.old_policy); // until its unload: no reconcile removes it meanwhile
     return out;
+}
+
+void Controller::unload_after_decisions(bpf::Guard& g, std::uint32_t id)
+{
+    g.wait_for_decisions();
+    g.unload_policy(id);
+}
+
+void Controller::release_policy_id(std::uint32_t id)
+{
+    reserved_.erase(id);
 }
 
 void Controller::set_mode(const std::string& name, cordon_mode mode)

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -131,6 +132,22 @@ public:
     /// never by a mix or by neither. Score, task and kill/freeze state are kernel state and stay.
     /// Throws Error (and changes nothing) when the policy does not compile or load.
     Applied apply_policy(const std::string& name, const PreparedPolicy& p);
+
+    /// apply_policy in steps, so that a daemon's loop does only the switch and the slow steps
+    /// (compile and load; the grace period and unload) run on a worker thread:
+    /// 1. on the loop, reserve_policy_id(): an id that reconcile leaves alone until released;
+    /// 2. anywhere, load_reserved(): compiles and loads the policy under it (whole or not at
+    ///    all; it touches the kernel's maps only, never the records); returns its mode;
+    /// 3. on the loop, switch_policy(): the record, then the agent's entry, one map write;
+    ///    the old id comes back reserved (Applied::old_policy);
+    /// 4. anywhere, unload_after_decisions(old); then on the loop release_policy_id(old).
+    /// A reserved id that is never switched to is unloaded and released the same way.
+    std::uint32_t reserve_policy_id();
+    static std::uint8_t load_reserved(bpf::Guard& g, std::uint32_t id, const PreparedPolicy& p);
+    Applied switch_policy(const std::string& name, const PreparedPolicy& p, std::uint32_t id,
+                          std::uint8_t mode);
+    static void unload_after_decisions(bpf::Guard& g, std::uint32_t id);
+    void release_policy_id(std::uint32_t id);
     /// Switches an agent between enforce and audit with one map write.
     void set_mode(const std::string& name, cordon_mode mode);
 
@@ -197,6 +214,9 @@ public:
     std::uint32_t tier_of(std::uint32_t policy_id, const cordon_agent_live& live) const;
 
     bpf::Guard& guard() { return *guard_; }
+    /// For work on another thread that may outlive this controller (a daemon that exits while a
+    /// worker still loads): the Guard stays until the work ends.
+    std::shared_ptr<bpf::Guard> shared_guard() const { return guard_; }
     const agents::Cgroup2Mount& mount() const { return mount_; }
     bool adopted() const { return adopted_; }
 
@@ -233,11 +253,12 @@ private:
 
     ControllerOptions opts_;
     agents::Cgroup2Mount mount_;
-    std::unique_ptr<bpf::Guard> guard_;
+    std::shared_ptr<bpf::Guard> guard_; ///< shared with worker threads' loads (shared_guard)
     bool adopted_ = false;
     std::vector<AgentRecord> agents_;
     std::map<std::string, agents::Cgroup> owned_; ///< run agents' cgroups, by name
     std::vector<std::uint32_t> retired_; ///< compiled sets to unload after a grace period
+    std::set<std::uint32_t> reserved_;   ///< ids of applies under way (reconcile spares them)
 };
 
 } // namespace cordon::control

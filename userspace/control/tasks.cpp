@@ -568,6 +568,7 @@ std::vector<std::uint32_t> Controller::policies_in_use() const
         ids.insert(t.overlay_id);
         ids.insert(t.grant_set);
     }
+    ids.insert(reserved_.begin(), reserved_.end()); // applies under way
     ids.erase(0);
     return {ids.begin(), ids.end()};
 }

@@ -44,6 +44,9 @@ struct State {
     std::map<std::string, std::uint64_t> apply_seq;
     /// Why `peer` may not hold one more subscription (empty: it may); the loop's caps.
     std::function<std::string(const Peer&)> subscription_refusal;
+    /// Work for a worker thread that no caller waits for; `then` runs on the loop after it
+    /// (also when it failed: the failure is logged).
+    std::function<void(std::function<void()> work, std::function<void()> then)> background;
 
     void note_trust(const std::string& agent, nlohmann::json change);
     /// Throws unless agent `name` is still the one with `id` (not detached or replaced while a
@@ -59,11 +62,13 @@ struct Reply {
     nlohmann::json details = nlohmann::json::object();
 };
 /// Slow work: `work` runs on a worker thread and must touch nothing of the loop's (it captures
-/// copies); `then` runs on the loop with its result, given the connection (null when the caller
-/// went away meanwhile).
+/// copies, or what is safe on any thread); `then` runs on the loop with its result, given the
+/// connection (null when the caller went away meanwhile). `abandon`, when set, runs on the loop
+/// instead of `then` when the work failed or the caller went away (to undo what work did).
 struct Slow {
     std::function<void()> work;
     std::function<Reply(Peer*)> then;
+    std::function<void()> abandon;
 };
 /// A ping: answered once the ring buffer has been read up to it.
 struct AfterDrain {};
