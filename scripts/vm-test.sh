@@ -66,8 +66,8 @@ build_dir=$(cd "$build_dir" && pwd)
 cordon_bin=$build_dir/cordon
 cordond_bin=$build_dir/cordond
 tests_bin=$build_dir/tests/cordon_kernel_tests
-[ -x "$cordon_bin" ] && [ -x "$cordond_bin" ] && [ -x "$tests_bin" ] \
-  || die "build first: $cordon_bin, $cordond_bin or $tests_bin is missing"
+[ -x "$cordon_bin" ] && [ -x "$build_dir/cordon-cli" ] && [ -x "$cordond_bin" ] && [ -x "$tests_bin" ] \
+  || die "build first: $cordon_bin, $build_dir/cordon-cli, $cordond_bin or $tests_bin is missing"
 for tool in qemu-system-x86_64 busybox cpio gzip apt-get dpkg ldd; do
   command -v "$tool" >/dev/null || die "$tool not found; run scripts/bootstrap.sh"
 done
@@ -120,12 +120,13 @@ copy_with_libs() { # copies a binary to the same absolute path, with every share
   local bin=$1 dest=$root$1
   mkdir -p "$(dirname "$dest")"
   cp "$bin" "$dest"
-  ldd "$bin" | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | while read -r lib; do
+  { ldd "$bin" || true; } | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     [ -e "$root$lib" ] || cp -L "$lib" "$root$lib"
   done
 }
 copy_with_libs "$cordon_bin"      # kept at its build path: the kernel tests run it from there
+copy_with_libs "$build_dir/cordon-cli" # the verbs the static front end (cordon) passes on
 copy_with_libs "$cordond_bin"     # likewise: the daemon tests start it
 copy_with_libs "$tests_bin"
 if [ -n "$bench" ]; then

@@ -84,15 +84,6 @@ pid_t start_guardian(const Cgroup& cg, int& keepalive_fd)
     return pid;
 }
 
-std::string raise_control_priority()
-{
-    const sched_param sp{.sched_priority = kControlPriority};
-    if (::sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0)
-        return "";
-    return "cannot run at real-time priority (" + errno_text(errno) +
-           "): agent processes compete with cordon for CPU";
-}
-
 // cordon and its guardian are never the OOM killer's choice: an agent that exhausts memory must
 // not end its guard that way (that kill passes no LSM hook). Returns the value cordon had, which
 // the agent gets back (restore_oom_score), or nothing when cordon lacks CAP_SYS_RESOURCE (some

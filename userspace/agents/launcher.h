@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agents/cgroup.h"
+#include "common/priority.h"
 #include "agents/seccomp.h"
 
 namespace cordon::agents {
@@ -41,18 +42,7 @@ pid_t start_guardian(const Cgroup& cg, int& keepalive_fd);
 /// change) when the process lacks CAP_SYS_RESOURCE.
 std::optional<std::string> shield_from_oom();
 
-/// Real-time priority of `cordon kill` and `cordon freeze` run by root (cordond's loop is not
-/// real-time yet: it also reads the ring buffer, see docs/api.md): above every agent process, which runs SCHED_OTHER and can never
-/// raise itself (CAP_SYS_NICE is dropped at launch and refused by the tamper rules). Low among
-/// real-time priorities so that the kernel's own threads (migration, watchdogs) still come first.
-inline constexpr int kControlPriority = 10;
-
-/// Moves the calling thread to SCHED_FIFO at kControlPriority with SCHED_RESET_ON_FORK, so that
-/// nothing it forks or spawns (the agent's first process, worker threads) inherits the priority.
-/// The kernel's real-time throttling (kernel.sched_rt_runtime_us) still leaves the rest of the
-/// host 5% of each second should cordon ever spin. Returns an empty string on success, else why
-/// not (no CAP_SYS_NICE, RLIMIT_RTPRIO, a container's seccomp): the caller warns and goes on.
-std::string raise_control_priority();
+using cordon::raise_control_priority; // common/priority.h
 
 /// In the agent's first process: everything up to exec (see launcher.cpp). Reports (stage,
 /// errno) on `err_fd` on failure and never runs the command then (fail closed).

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/commands.h"
+#include "cli/stop.h"
 
 #include <unistd.h>
 
@@ -224,8 +225,10 @@ int explain(const ExplainOptions& o)
 int agent_op(api::Op op, const std::string& name, const std::string& reason,
              const std::string& mode)
 {
-    const bool stop = op == api::Op::Kill || op == api::Op::Freeze;
-    // Already above every agent process when root: main() raised kill and freeze before parsing.
+    // Already above every agent process when root: the front end (or main) raised kill and
+    // freeze before parsing.
+    if (op == api::Op::Kill || op == api::Op::Freeze)
+        return stop_agent(op, name, reason);
     auto c = connect_or_fail();
     auto q = api::request(op);
     q.name = name;
@@ -233,19 +236,9 @@ int agent_op(api::Op op, const std::string& name, const std::string& reason,
         q.reason = reason;
     if (op == api::Op::Mode)
         q.mode = mode;
-    if (stop)
-        q.sent_ns = monotonic_ns(); // the reply counts from here: a wait to be read shows
-    const auto r = c.call(q);
-    // Only these four ops come here (main.cpp's table): a chain, not a switch over every op.
-    if (op == api::Op::Kill)
-        std::printf("killed agent %s: the kernel refused it everything %.1f ms after the request "
-                    "was sent; its cgroup was empty after %.1f ms\n",
-                    name.c_str(), r.at("flag_ms").get<double>(), r.at("elapsed_ms").get<double>());
-    else if (op == api::Op::Freeze)
-        std::printf("froze agent %s in %.1f ms; `cordon thaw %s` resumes it, `cordon kill %s` "
-                    "ends it\n",
-                    name.c_str(), r.at("elapsed_ms").get<double>(), name.c_str(), name.c_str());
-    else if (op == api::Op::Thaw)
+    c.call(q);
+    // Only thaw and mode remain here (verbs.cpp's add_controls): a chain, not a switch.
+    if (op == api::Op::Thaw)
         std::printf("thawed agent %s\n", name.c_str());
     else
         std::printf("agent %s is in %s mode\n", name.c_str(), mode.c_str());
