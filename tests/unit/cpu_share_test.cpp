@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The real-time loop's CPU share (common/cpu_share.h) and the priority-inheriting lock
-// (common/pi_mutex.h). Bounds come from the clock itself: a loop that worked W ns owes at least
-// W - kBurst in rest; no assertion depends on how fast this machine is.
+// (common/pi_mutex.h). Bounds come from the clocks themselves: a loop that used W ns of CPU with
+// no wait owes at least W - kBurst in rest; no assertion depends on how fast this machine is.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -16,17 +16,18 @@
 namespace cordon {
 namespace {
 
+// Uses `ns` of this thread's CPU time.
 void work_for(std::int64_t ns)
 {
-    const auto until = monotonic_ns() + ns;
-    while (monotonic_ns() < until) {
+    const auto until = CpuShare::thread_cpu_ns() + ns;
+    while (CpuShare::thread_cpu_ns() < until) {
     }
 }
 
 TEST(CpuShare, WorkBeyondTheBurstIsOwedAsRest)
 {
     CpuShare share(false); // counts, never rests
-    share.after_wait();
+    share.before_wait();
     work_for(CpuShare::kBurst + 5'000'000);
     share.before_wait();
     EXPECT_GE(share.debt(), 5'000'000);
@@ -35,7 +36,7 @@ TEST(CpuShare, WorkBeyondTheBurstIsOwedAsRest)
 TEST(CpuShare, ALoopThatRestsPaysItsDebtAtMostOneRestAtATime)
 {
     CpuShare share(true);
-    share.after_wait();
+    share.before_wait();
     work_for(CpuShare::kBurst + 10'000'000);
     const auto before = monotonic_ns();
     share.before_wait(); // rests kMaxRest, not the whole 10 ms
@@ -51,7 +52,6 @@ TEST(CpuShare, WaitingEarnsNoMoreThanTheBurst)
 {
     CpuShare share(false);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    share.after_wait();
     share.before_wait();
     work_for(CpuShare::kBurst + 1'000'000);
     share.before_wait();

@@ -114,7 +114,7 @@ Identity lookup_user(const std::string& user)
 const char* const kStageText[kStages] = {
     "",
     "restore its OOM score",
-    "limit core dumps",
+    "limit core dumps and real-time priority",
     "join the agent cgroup",
     "start a new session",
     "install the seccomp layer",

@@ -191,7 +191,14 @@ int drop_capabilities(std::uint64_t caps)
 int limit_core_dumps()
 {
     const rlimit one{.rlim_cur = 1, .rlim_max = 1};
-    return ::setrlimit(RLIMIT_CORE, &one) == 0 ? 0 : errno;
+    if (::setrlimit(RLIMIT_CORE, &one) != 0)
+        return errno;
+    // No real-time class either: the kernel lets a process without CAP_SYS_NICE (which an agent
+    // never has) choose SCHED_FIFO up to RLIMIT_RTPRIO, and an agent started with a limit above
+    // cordon's priority (systemd's LimitRTPRIO=, PAM limits) could take the CPU from cordon's
+    // control path. The hard limit at 0 cannot be raised again without CAP_SYS_RESOURCE.
+    const rlimit none{.rlim_cur = 0, .rlim_max = 0};
+    return ::setrlimit(RLIMIT_RTPRIO, &none) == 0 ? 0 : errno;
 }
 
 int SeccompLayer::install() const

@@ -25,7 +25,8 @@ int drop_capabilities(std::uint64_t caps);
 /// Sets RLIMIT_CORE to exactly 1 (soft and hard) in the calling process: a crash then starts
 /// no core-dump helper (a `|program` core_pattern runs as root outside every cgroup, whatever
 /// the limit, except for exactly 1), and without CAP_SYS_RESOURCE the limit cannot be raised
-/// again. Async-signal-safe. Returns 0 or an errno.
+/// again. Also sets RLIMIT_RTPRIO to 0, so that the agent can never choose a real-time class
+/// (cordon's control path runs at SCHED_FIFO 10). Async-signal-safe. Returns 0 or an errno.
 int limit_core_dumps();
 
 /// A compiled filter, built in the controller (where allocating and throwing are fine) and

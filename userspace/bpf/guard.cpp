@@ -934,6 +934,33 @@ void Guard::unload_policy(std::uint32_t policy_id)
         bpf_map_delete_elem(d.fds[kNetRules], &k);
 }
 
+std::size_t Guard::remove_orphan_rules(const std::vector<std::uint32_t>& keep)
+{
+    auto& d = *impl_;
+    const auto ids = policy_ids();
+    const auto orphan = [&](std::uint32_t id) {
+        return std::find(ids.begin(), ids.end(), id) == ids.end() &&
+               std::find(keep.begin(), keep.end(), id) == keep.end();
+    };
+    std::vector<cordon_path_key> paths;
+    std::vector<cordon_net_key> nets;
+    for_each_key<cordon_path_key>(d.fds[kPathRules], [&](const cordon_path_key& k) {
+        if (orphan(k.policy_id))
+            paths.push_back(k);
+        return true;
+    });
+    for_each_key<cordon_net_key>(d.fds[kNetRules], [&](const cordon_net_key& k) {
+        if (orphan(k.policy_id))
+            nets.push_back(k);
+        return true;
+    });
+    for (const auto& k : paths)
+        bpf_map_delete_elem(d.fds[kPathRules], &k);
+    for (const auto& k : nets)
+        bpf_map_delete_elem(d.fds[kNetRules], &k);
+    return paths.size() + nets.size();
+}
+
 std::optional<cordon_policy> Guard::policy_settings(std::uint32_t policy_id) const
 {
     cordon_policy p{};

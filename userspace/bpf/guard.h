@@ -134,8 +134,13 @@ public:
     /// already written are removed again and Error is thrown.
     void load_policy(const policy::CompiledPolicy& c);
     /// Removes every entry of a policy (its settings first, so no agent sees half of it). Found
-    /// by scanning the rule maps, so it needs no record of what was loaded.
+    /// by scanning the rule maps, so it needs no record of what was loaded. load_policy,
+    /// unload_policy and wait_for_decisions may be called from several threads at once.
     void unload_policy(std::uint32_t policy_id);
+    /// Removes the rules of policies that have no settings entry (a load or an unload that a
+    /// dying daemon left half done: rules go in first and out last) and are not in `keep`.
+    /// Returns how many rule entries it removed. Scans the rule maps: for a start, not a loop.
+    std::size_t remove_orphan_rules(const std::vector<std::uint32_t>& keep);
     /// A loaded policy's settings (trust tiers, defaults), or nothing.
     std::optional<cordon_policy> policy_settings(std::uint32_t policy_id) const;
     /// Ids of the policies that have settings in the maps.

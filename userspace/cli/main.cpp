@@ -1,27 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// The `cordon` command line: the verbs registered in cli/verbs.h, and how a failure exits.
-#include <unistd.h>
-
+// cordon-cli, the full `cordon` command line (behind the static front end, front.cpp): the verbs
+// registered in cli/verbs.h, and how a failure exits.
 #include <cstdio>
 #include <exception>
 #include <string>
-#include <string_view>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
-#include "agents/launcher.h"
 #include "bpf/log.h"
 #include "cli/verbs.h"
 #include "common/error.h"
 
 int main(int argc, char** argv)
 {
-    // The kill switch must not wait for CPU behind the agent it stops: before any argument
-    // parsing, `cordon kill` and `cordon freeze` run by root move above every agent process.
-    if (argc > 1 && ::geteuid() == 0 &&
-        (std::string_view(argv[1]) == "kill" || std::string_view(argv[1]) == "freeze"))
-        (void)cordon::agents::raise_control_priority();
     CLI::App app{"cordon: kernel-level guard for hosts that run autonomous AI agents"};
     app.set_version_flag("--version", std::string("cordon ") + CORDON_VERSION);
     app.require_subcommand(1);

@@ -328,7 +328,6 @@ int wait_with_daemon(const DaemonAgent& d, api::Client& client, Terminal& term, 
                          {.fd = orphan.active() ? -1 : client.fd(), .events = POLLIN, .revents = 0}};
         share.before_wait();
         const int polled = ::poll(fds, 2, orphan.active() ? 10 : 100);
-        share.after_wait();
         if (polled < 0 && errno != EINTR)
             throw Error("waiting for events failed: " + errno_text(errno));
         try {
@@ -615,7 +614,6 @@ int Embedded::run(const std::optional<agents::Identity>& who, bool realtime)
     for (bool done = false; !done;) {
         share.before_wait();
         const int polled = ::poll(fds, 2, reader.more_pending() ? 0 : kKillPollMs);
-        share.after_wait();
         if (polled < 0 && errno != EINTR)
             throw Error("waiting for events failed: " + errno_text(errno));
         supervise();

@@ -3,6 +3,7 @@
 #include "cli/verbs.h"
 
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "bpf/features.h"
 #include "cli/commands.h"
 #include "cli/run.h"
+#include "common/priority.h"
 #include "control/doctor.h"
 #include "control/policy_cmd.h"
 #include "policy/compiler.h"
@@ -141,7 +143,13 @@ void add_agent_op(CLI::App& app, Chosen& chosen, api::Op op, const char* verb, c
         c->add_option("MODE", o->mode, "enforce or audit")
             ->required()
             ->check(CLI::IsMember({"enforce", "audit"}));
-    on_parsed(c, chosen, [o, op] { return agent_op(op, o->name, o->reason, o->mode); });
+    on_parsed(c, chosen, [o, op] {
+        // The kill switch must not wait for CPU behind the agent it stops. The static front end
+        // (front.cpp) already did this for the plain forms, before any library was loaded.
+        if ((op == api::Op::Kill || op == api::Op::Freeze) && ::geteuid() == 0)
+            (void)raise_control_priority();
+        return agent_op(op, o->name, o->reason, o->mode);
+    });
 }
 
 void add_trust(CLI::App& app, Chosen& chosen)

@@ -4,9 +4,11 @@
 // read the agent's records, and an agent can make those as fast as it can call the kernel: a loop
 // that read them at real-time priority without a limit would hold the CPU (on a 1-CPU machine,
 // all of it) and keep everything else from running, the agent's own killed processes included,
-// which must run to die. So such a loop may work at most as long as it has waited: after a burst
-// of kBurst it rests, at most kMaxRest at a time, so that a request that arrives meanwhile waits
-// at most that long. Half of a CPU at least stays with everything else.
+// which must run to die. So such a loop may use the CPU at most as long as it has left it to
+// others: its own CPU time (CLOCK_THREAD_CPUTIME_ID: system calls and polls count, not only the
+// code between them) against the wall time that passed. After a burst of kBurst it rests, from
+// kMinRest to kMaxRest at a time, so that a request that arrives meanwhile waits at most that
+// long. Half of a CPU at least stays with everything else.
 #pragma once
 
 #include <time.h>
@@ -20,43 +22,47 @@ namespace cordon {
 
 class CpuShare {
 public:
-    static constexpr std::int64_t kBurst = 2'000'000;     ///< ns of work with no rest first
+    static constexpr std::int64_t kBurst = 2'000'000;     ///< ns of CPU with no rest first
+    static constexpr std::int64_t kMinRest = 1'000'000;   ///< ns: a rest worth a context switch
     static constexpr std::int64_t kMaxRest = 3'000'000;   ///< ns of one rest
-    static constexpr std::int64_t kMaxDebt = 100'000'000; ///< ns of work still to rest for
+    static constexpr std::int64_t kMaxDebt = 100'000'000; ///< ns of CPU still to rest for
 
     /// `realtime`: whether the loop runs at a real-time priority (else it never rests).
     explicit CpuShare(bool realtime) : on_(realtime) {}
 
-    /// Call when the loop is about to wait: counts the work since the last call, and rests when
-    /// the loop has worked longer than it waited.
+    /// Call before each wait (poll): counts the CPU the loop used since the last call against
+    /// the time it left to others, and rests when it used more.
     void before_wait()
     {
-        const auto now = monotonic_ns();
-        credit_ = std::max(credit_ - (now - mark_), -kMaxDebt);
-        mark_ = now;
+        const auto wall = monotonic_ns();
+        const auto cpu = thread_cpu_ns();
+        const auto used = cpu - cpu_mark_;
+        const auto left = (wall - wall_mark_) - used;
+        credit_ = std::clamp(credit_ + left - used, -kMaxDebt, kBurst);
+        wall_mark_ = wall;
+        cpu_mark_ = cpu;
         if (!on_ || credit_ >= 0)
             return;
-        const auto rest = std::min(-credit_, kMaxRest);
+        const auto rest = std::clamp(-credit_, kMinRest, kMaxRest);
         const timespec ts{.tv_sec = 0, .tv_nsec = static_cast<long>(rest)};
-        ::nanosleep(&ts, nullptr);
-        after_wait();
+        ::nanosleep(&ts, nullptr); // counted as time left to others at the next call
     }
 
-    /// Call when the wait ended: the time waited (or rested) is credit for later work.
-    void after_wait()
-    {
-        const auto now = monotonic_ns();
-        credit_ = std::min(credit_ + (now - mark_), kBurst);
-        mark_ = now;
-    }
-
-    /// ns the loop still owes in rest (0 when it may work).
+    /// ns of CPU the loop still owes in rest (0 when it may work).
     std::int64_t debt() const { return credit_ < 0 ? -credit_ : 0; }
+
+    static std::int64_t thread_cpu_ns()
+    {
+        timespec ts{};
+        ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    }
 
 private:
     bool on_;
     std::int64_t credit_ = kBurst;
-    std::int64_t mark_ = monotonic_ns();
+    std::int64_t wall_mark_ = monotonic_ns();
+    std::int64_t cpu_mark_ = thread_cpu_ns();
 };
 
 } // namespace cordon

@@ -639,6 +639,16 @@ std::vector<std::string> Controller::reconcile()
     for (auto pid : guard_->policy_ids())
         if (!std::binary_search(used.begin(), used.end(), pid))
             guard_->unload_policy(pid);
+    // Once per start: rules whose policy has no settings, left by a daemon that died while a
+    // worker loaded or unloaded them. They decide nothing (no agent can name a policy without
+    // settings), but they fill the maps.
+    if (!orphans_swept_) {
+        orphans_swept_ = true;
+        if (const auto n = guard_->remove_orphan_rules(used))
+            spdlog::warn("removed {} rules of policies that a stopped daemon left half loaded or "
+                         "half unloaded",
+                         n);
+    }
     return changes;
 }
 

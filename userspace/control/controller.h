@@ -259,6 +259,7 @@ private:
     std::map<std::string, agents::Cgroup> owned_; ///< run agents' cgroups, by name
     std::vector<std::uint32_t> retired_; ///< compiled sets to unload after a grace period
     std::set<std::uint32_t> reserved_;   ///< ids of applies under way (reconcile spares them)
+    bool orphans_swept_ = false;         ///< the first reconcile removed half-loaded rules
 };
 
 } // namespace cordon::control

@@ -8,6 +8,7 @@
 
 #include "agents/cgroup.h"
 #include "common/backend.h"
+#include "common/clock.h"
 #include "common/error.h"
 
 namespace cordon::control {
@@ -41,6 +42,7 @@ void Supervisor::forget(std::uint64_t cgroup_id)
     requested_.erase(cgroup_id);
     frozen_handled_.erase(cgroup_id);
     std::erase_if(killed_handled_, [&](const auto& k) { return k.first == cgroup_id; });
+    last_kill_ns_.erase(cgroup_id);
 }
 
 std::vector<SupervisorAction> Supervisor::pass(const std::vector<bpf::AgentEntry>& kernel,
@@ -84,11 +86,14 @@ void Supervisor::kill(const Watched& w, std::uint32_t agent_id, std::vector<Supe
     if (!std::filesystem::exists(w.cgroup, ec))
         return;
     const bool first = killed_handled_.insert({w.cgroup_id, agent_id}).second;
-    if (!first && !agents::cgroup_populated(w.cgroup))
+    const auto now = monotonic_ns();
+    auto& last = last_kill_ns_[w.cgroup_id];
+    if (!first && (now - last < kRekillNs || !agents::cgroup_populated(w.cgroup)))
         return;
     std::string error;
     try {
         agents::kill_cgroup(w.cgroup);
+        last = now;
     } catch (const Error& e) {
         error = e.what();
     }

@@ -75,6 +75,13 @@ private:
     /// Kill flags already reported, by (cgroup id, agent id): an agent attached again to the
     /// same cgroup has a fresh id, so its kill is reported (and carried out) again.
     std::set<std::pair<std::uint64_t, std::uint32_t>> killed_handled_;
+    /// When each killed cgroup was last written cgroup.kill (CLOCK_MONOTONIC ns): again at most
+    /// every kRekillNs, not on every pass. Each write walks every task of the cgroup, and a pass
+    /// may come every few milliseconds at real-time priority while a storm dies; after the
+    /// first write no task in it can fork (SIGKILL is pending), so only a process moved in from
+    /// outside needs the next one.
+    std::map<std::uint64_t, std::int64_t> last_kill_ns_;
+    static constexpr std::int64_t kRekillNs = 100'000'000;
     /// Freeze verdicts already carried out, by cgroup id: the thaw epoch they marked.
     std::map<std::uint64_t, std::uint32_t> frozen_handled_;
 };

@@ -260,6 +260,9 @@ Outcome stop(State& s, Peer& p, const api::Request& r)
         w.flagged_ns = monotonic_ns();
     }
     w.events_fd = ::open((rec.cgroup / "cgroup.events").c_str(), O_RDONLY | O_CLOEXEC);
+    // Read once now: until a read, the kernel reports the file ready on every poll, and the
+    // loop would spin at real-time priority while the dying agent needs the CPU.
+    rearm_events(w.events_fd);
     return w;
 }
 
@@ -321,6 +324,7 @@ Outcome apply(State& s, Peer&, const api::Request& r)
         std::optional<control::PreparedPolicy> prepared;
         std::int64_t prepared_ns = 0;
         std::uint8_t mode = 0;
+        bool started = false; ///< the work began (a refused request's never does)
         bool loaded = false;
     };
     auto st = std::make_shared<Staged>();
@@ -329,6 +333,7 @@ Outcome apply(State& s, Peer&, const api::Request& r)
     // The agent's own context: its ${HOME} and ${WORKSPACE} mean what they meant at start.
     slow.work = [st, id, text = *r.policy, ctx = rec.context, mode = mode_of(r),
                  g = s.ctl.shared_guard()] {
+        st->started = true;
         auto resolver = policy::system_resolver();
         st->prepared.emplace(
             control::prepare_document(text.text, text.file, ctx, *resolver, false, mode));
@@ -336,7 +341,13 @@ Outcome apply(State& s, Peer&, const api::Request& r)
         st->mode = control::Controller::load_reserved(*g, id, *st->prepared);
         st->loaded = true;
     };
-    slow.abandon = [&s, st, id] { discard_policy(s, id, st->loaded); };
+    slow.abandon = [&s, st, id, name = rec.name, seq] {
+        // Refused before it began (too many slow requests of its uid): it never counted as the
+        // latest apply, so an earlier one still under way may still take effect.
+        if (!st->started && s.apply_seq[name] == seq)
+            --s.apply_seq[name];
+        discard_policy(s, id, st->loaded);
+    };
     slow.then = [&s, st, id, name = rec.name, agent_id = rec.id, seq, received_ns](Peer*) {
         control::Controller::Applied a;
         try {

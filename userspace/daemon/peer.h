@@ -2,6 +2,8 @@
 // One connection to cordond's control socket, and a kill or freeze waiting for its cgroup.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -34,8 +36,18 @@ struct Peer {
     bool waiting = false;
 };
 
+/// Reads a cgroup.events file from its start, which re-arms its POLLPRI: the kernel reports the
+/// file ready until it is read after each change (so a watcher that never reads it spins).
+inline void rearm_events(int fd)
+{
+    char buf[256];
+    if (fd >= 0)
+        (void)!::pread(fd, buf, sizeof(buf), 0);
+}
+
 /// A kill or freeze whose reply waits for the cgroup (empty, or frozen): cgroup.events is
-/// watched (the kernel signals POLLPRI on each change) so the loop never blocks on it.
+/// watched (the kernel signals POLLPRI on each change; rearm_events after each) so the loop
+/// never blocks on it.
 struct Pending {
     std::uint64_t peer = 0;
     api::Request request;

@@ -524,10 +524,13 @@ void Server::carry_out(Peer& p, const api::Request& r, Outcome out)
     } else if (auto* slow = std::get_if<Slow>(&out)) {
         const auto mine = std::count_if(slow_.begin(), slow_.end(),
                                         [&](const auto& j) { return j.second.uid == p.uid; });
-        if (p.uid != 0 && static_cast<std::size_t>(mine) >= kSlowPerUid)
+        if (p.uid != 0 && static_cast<std::size_t>(mine) >= kSlowPerUid) {
+            if (slow->abandon)
+                slow->abandon(); // the handler may have reserved something for the work
             throw Error(fmt::format("uid {} has {} slow requests (policy loads, name lookups) "
                                     "under way; wait for their replies",
                                     p.uid, kSlowPerUid));
+        }
         const std::uint64_t id = next_serial_++;
         slow_[id] = SlowJob{.peer = p.serial, .uid = p.uid, .request = r, .who = who_of(p),
                             .session = p.session.value_or(""), .then = std::move(slow->then),
@@ -1049,9 +1052,13 @@ void Server::turn(bool& stop)
         fds.push_back({w.events_fd, POLLPRI, 0});
     share_.before_wait(); // may rest first: the loop's share of the CPU (CpuShare)
     const int polled = ::poll(fds.data(), fds.size(), busy ? 0 : store_full_ ? 5 : 20);
-    share_.after_wait();
     if (polled < 0 && errno != EINTR)
         throw Error("poll failed: " + errno_text(errno));
+    // Pending kills' and freezes' cgroup.events: read each one that changed, or it stays ready.
+    std::size_t k = peers_end;
+    for (const auto& w : pending_)
+        if (k < fds.size() && fds[k++].revents)
+            rearm_events(w.events_fd);
     signalfd_siginfo si{};
     if (::read(sfd_, &si, sizeof(si)) == sizeof(si)) {
         spdlog::info("{}: exiting; the agents stay enforced by the pinned programs",
@@ -1110,11 +1117,14 @@ int Server::run()
     for (bool stop = false; !stop;) {
         // Kill flags and freeze marks are read from the kernel before any request of a turn is
         // handled: every 20 ms (a batched read of every agent's entry, not one per wake-up: a
-        // burst of requests must not cost a scan of 1,000 agents each), and at once after a
+        // burst of requests must not cost a scan of 1,000 agents each), and soon after a
         // kill or freeze verdict was read. A failure is logged and tried again; it never ends
         // cordond.
         try {
-            if (supervise_now_ || now_ms() - last_supervise_ms_ >= 20) {
+            // A flood of kill verdicts (a killed storm's every access) asks for a pass per
+            // turn: at most one each 2 ms then.
+            const auto since = now_ms() - last_supervise_ms_;
+            if ((supervise_now_ && since >= 2) || since >= 20) {
                 supervise_now_ = false;
                 supervise();
                 last_supervise_ms_ = now_ms();
