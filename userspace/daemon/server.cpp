@@ -65,6 +65,12 @@ constexpr std::size_t kRootSubscriptions = 32;
 /// connections, the kernel's flags, or the kill it is about to read.
 constexpr std::size_t kReadPerTurn = 64u << 10;
 constexpr int kLinesPerTurn = 4;
+/// Requests other than kill and freeze take at most this much of a turn; the connections not
+/// reached wait for the next turn, which starts where this one stopped. Kills and freezes
+/// waiting first in line on any connection are taken before all of them.
+constexpr std::int64_t kRequestsPerTurnNs = 2'000'000;
+/// A line longer than this is never a kill or a freeze (those are a few hundred bytes).
+constexpr std::size_t kUrgentLineMax = 4096;
 /// Bytes queued for one slow subscriber before its events are dropped (and counted).
 constexpr std::size_t kMaxQueued = 4u << 20;
 /// A request line must be complete within this long of its last bytes.
@@ -131,6 +137,8 @@ private:
     void shed_buffered();
     void write_peer(Peer& p);
     void handle_lines(Peer& p);
+    void handle_urgent();
+    void handle_requests();
     void handle(Peer& p, const std::string& line);
     void carry_out(Peer& p, const api::Request& r, Outcome out);
     void answer(std::uint64_t peer, const api::Request& r, const json& who,
@@ -168,9 +176,12 @@ private:
     std::unique_ptr<State> state_;
     std::unique_ptr<Worker> worker_;      ///< slow work of callers other than root
     std::unique_ptr<Worker> root_worker_; ///< root's slow work
+    /// The daemon's own work (unloading replaced policies): never behind a name lookup.
+    std::unique_ptr<Worker> own_worker_;
     int sfd_ = -1;
     int listen_fd_ = -1;
     std::list<Peer> peers_;
+    std::size_t next_peer_ = 0; ///< where handle_requests starts (modulo the peer count)
     std::uint64_t next_serial_ = 1;
     std::list<Pending> pending_;
     std::map<std::uint64_t, SlowJob> slow_;
@@ -457,6 +468,51 @@ void Server::handle_lines(Peer& p)
     }
 }
 
+// Kills and freezes first: each connection whose next line is one has it handled now, before
+// any other request of the turn (a connection's own order is kept: only its first line).
+void Server::handle_urgent()
+{
+    for (auto& p : peers_) {
+        if (!p.has_line || p.waiting || p.closing)
+            continue;
+        const auto nl = p.in.find('\n');
+        if (nl == std::string::npos || nl > kUrgentLineMax)
+            continue;
+        try {
+            const auto op = api::decode_request(p.in.substr(0, nl)).op;
+            if (op != api::Op::Kill && op != api::Op::Freeze)
+                continue;
+        } catch (const api::ProtocolError&) {
+            continue; // answered in its turn, as any malformed line
+        }
+        const std::string line = p.in.substr(0, nl);
+        p.in.erase(0, nl + 1);
+        p.has_line = p.in.find('\n') != std::string::npos;
+        handle(p, line);
+    }
+}
+
+// Every other request, within kRequestsPerTurnNs, starting each turn at the connection after
+// the last one served so that a time-cut turn is fair to all.
+void Server::handle_requests()
+{
+    if (peers_.empty())
+        return;
+    const auto until = monotonic_ns() + kRequestsPerTurnNs;
+    const std::size_t n = peers_.size();
+    auto it = std::next(peers_.begin(), static_cast<std::ptrdiff_t>(next_peer_ % n));
+    for (std::size_t k = 0; k < n; ++k) {
+        if (monotonic_ns() >= until) {
+            next_peer_ += k;
+            return;
+        }
+        handle_lines(*it);
+        if (++it == peers_.end())
+            it = peers_.begin();
+    }
+    next_peer_ += 1;
+}
+
 Peer* Server::peer(std::uint64_t serial)
 {
     for (auto& p : peers_)
@@ -596,13 +652,13 @@ void Server::finish_background(const Worker::Done& d, const std::function<void()
     }
 }
 
-// Work of the daemon's own (unloading a policy an apply replaced): on the root callers' worker,
-// whose jobs never wait on a name server.
+// Work of the daemon's own (unloading a policy an apply replaced): on a worker of its own, whose
+// jobs never wait on a name server.
 void Server::background(std::function<void()> work, std::function<void()> then)
 {
     const std::uint64_t id = next_serial_++;
     background_[id] = std::move(then);
-    root_worker_->submit(id, std::move(work));
+    own_worker_->submit(id, std::move(work));
 }
 
 void Server::finish(Pending& w, bool ok, json reply, const std::string& error)
@@ -998,7 +1054,10 @@ void Server::start()
         background(std::move(work), std::move(then));
     };
     worker_ = std::make_unique<Worker>(kWorkers);
-    root_worker_ = std::make_unique<Worker>(1);
+    // Two for root: one apply whose names meet a silent resolver (up to its whole timeout)
+    // leaves the other for root's next attach or apply.
+    root_worker_ = std::make_unique<Worker>(2);
+    own_worker_ = std::make_unique<Worker>(1);
 }
 
 // Once a second: idle connections, expiries, reconcile, file protection, lost-record gaps.
@@ -1043,7 +1102,8 @@ void Server::turn(bool& stop)
                                {listen_fd_, POLLIN, 0},
                                {reader_->fd(), static_cast<short>(store_full_ ? 0 : POLLIN), 0},
                                {worker_->fd(), POLLIN, 0},
-                               {root_worker_->fd(), POLLIN, 0}};
+                               {root_worker_->fd(), POLLIN, 0},
+                               {own_worker_->fd(), POLLIN, 0}};
     for (auto& p : peers_)
         fds.push_back({p.fd, static_cast<short>(POLLIN | (p.out.empty() ? 0 : POLLOUT)), 0});
     const std::size_t peers_end = fds.size(); // peers accepted below have no entry
@@ -1051,7 +1111,11 @@ void Server::turn(bool& stop)
     for (const auto& w : pending_)
         fds.push_back({w.events_fd, POLLPRI, 0});
     share_.before_wait(); // may rest first: the loop's share of the CPU (CpuShare)
-    const int polled = ::poll(fds.data(), fds.size(), busy ? 0 : store_full_ ? 5 : 20);
+    // A kill or freeze under way is checked every millisecond, not only on POLLPRI: the kernel
+    // delays a cgroup.events notification that comes within 10 ms of the one before (an agent
+    // that just started, then was killed, is reported empty only that much later).
+    const int timeout = busy ? 0 : !pending_.empty() ? 1 : store_full_ ? 5 : 20;
+    const int polled = ::poll(fds.data(), fds.size(), timeout);
     if (polled < 0 && errno != EINTR)
         throw Error("poll failed: " + errno_text(errno));
     // Pending kills' and freezes' cgroup.events: read each one that changed, or it stays ready.
@@ -1069,9 +1133,11 @@ void Server::turn(bool& stop)
         finish_slow(*worker_);
     if (fds[4].revents & POLLIN)
         finish_slow(*root_worker_);
+    if (fds[5].revents & POLLIN)
+        finish_slow(*own_worker_);
     if (fds[1].revents & POLLIN)
         accept_peers();
-    std::size_t i = 5;
+    std::size_t i = 6;
     for (auto& p : peers_) {
         if (i >= peers_end)
             break;
@@ -1081,8 +1147,9 @@ void Server::turn(bool& stop)
         if (rev & (POLLIN | POLLHUP | POLLERR))
             read_peer(p);
     }
-    for (auto& p : peers_)
-        handle_lines(p);
+    handle_urgent();
+    settle_pending(); // a kill's reply before the other requests of the turn
+    handle_requests();
     settle_pending();
     // Backpressure: no more records than the store's queue takes; the rest waits in the ring
     // buffer, which absorbs a burst (and counts what it cannot hold).
