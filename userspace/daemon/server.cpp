@@ -71,6 +71,8 @@ constexpr int kLinesPerTurn = 4;
 constexpr std::int64_t kRequestsPerTurnNs = 2'000'000;
 /// A line longer than this is never a kill or a freeze (those are a few hundred bytes).
 constexpr std::size_t kUrgentLineMax = 4096;
+/// How long a kill or freeze under way holds back the other requests and the records.
+constexpr std::int64_t kKillFirstNs = 50'000'000;
 /// Bytes queued for one slow subscriber before its events are dropped (and counted).
 constexpr std::size_t kMaxQueued = 4u << 20;
 /// A request line must be complete within this long of its last bytes.
@@ -136,8 +138,10 @@ private:
     void read_peer(Peer& p);
     void shed_buffered();
     void write_peer(Peer& p);
-    void handle_lines(Peer& p);
+    /// At most kLinesPerTurn requests of `p`, the second and later only before `until`.
+    void handle_lines(Peer& p, std::int64_t until);
     void handle_urgent();
+    bool kill_under_way() const;
     void handle_requests();
     void handle(Peer& p, const std::string& line);
     void carry_out(Peer& p, const api::Request& r, Outcome out);
@@ -453,10 +457,12 @@ void Server::shed_buffered()
 
 // At most kLinesPerTurn requests of a connection per turn; lines wait while a request of the
 // same connection is under way, so that replies keep request order.
-void Server::handle_lines(Peer& p)
+void Server::handle_lines(Peer& p, std::int64_t until)
 {
     std::size_t nl;
-    for (int n = 0; n < kLinesPerTurn && p.has_line && !p.waiting && !p.closing; ++n) {
+    for (int n = 0; n < kLinesPerTurn && p.has_line && !p.waiting && !p.closing &&
+                    (n == 0 || monotonic_ns() < until);
+         ++n) {
         if ((nl = p.in.find('\n')) == std::string::npos) {
             p.has_line = false;
             break;
@@ -466,6 +472,14 @@ void Server::handle_lines(Peer& p)
         p.has_line = p.in.find('\n') != std::string::npos;
         handle(p, line);
     }
+}
+
+// Whether a kill or freeze began less than kKillFirstNs ago (see turn).
+bool Server::kill_under_way() const
+{
+    const auto now = monotonic_ns();
+    return std::any_of(pending_.begin(), pending_.end(),
+                       [now](const Pending& w) { return now - w.received_ns < kKillFirstNs; });
 }
 
 // Kills and freezes first: each connection whose next line is one has it handled now, before
@@ -506,7 +520,7 @@ void Server::handle_requests()
             next_peer_ += k;
             return;
         }
-        handle_lines(*it);
+        handle_lines(*it, until);
         if (++it == peers_.end())
             it = peers_.begin();
     }
@@ -1098,6 +1112,7 @@ void Server::turn(bool& stop)
     bool busy = reader_->more_pending() && !store_full_;
     for (const auto& p : peers_)
         busy = busy || (!p.waiting && !p.closing && p.has_line);
+    busy = busy && !kill_under_way(); // then only kills and freezes are taken: poll for them
     std::vector<pollfd> fds = {{sfd_, POLLIN, 0},
                                {listen_fd_, POLLIN, 0},
                                {reader_->fd(), static_cast<short>(store_full_ ? 0 : POLLIN), 0},
@@ -1149,13 +1164,21 @@ void Server::turn(bool& stop)
     }
     handle_urgent();
     settle_pending(); // a kill's reply before the other requests of the turn
-    handle_requests();
-    settle_pending();
+    // For the first kKillFirstNs of a kill or freeze, the other requests and the records wait:
+    // the CPU they would take is what the dying processes need, and the kill's reply comes
+    // sooner. Bounded, so that a cgroup that does not settle (a process in D state) holds
+    // nothing back for long.
+    const bool kill_first = kill_under_way();
+    if (!kill_first) {
+        handle_requests();
+        settle_pending();
+    }
     // Backpressure: no more records than the store's queue takes; the rest waits in the ring
     // buffer, which absorbs a burst (and counts what it cannot hold).
-    const std::size_t budget =
-        pipeline_ ? std::min(kEventsPerTurn, pipeline_->room()) : kEventsPerTurn;
-    store_full_ = budget == 0;
+    const std::size_t budget = kill_first ? 0
+                               : pipeline_ ? std::min(kEventsPerTurn, pipeline_->room())
+                                           : kEventsPerTurn;
+    store_full_ = !kill_first && budget == 0;
     if (budget)
         reader_->drain(budget);
     if (pipeline_)
