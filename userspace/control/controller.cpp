@@ -632,16 +632,22 @@ std::vector<std::string> Controller::reconcile()
             ++i;
         }
     }
-    // Policies that no agent uses (a daemon that died between load and record); a policy a
-    // kernel entry still names stays (fails closed: never an agent with half a policy).
+    remove_unused_policies();
+    return changes;
+}
+
+// Policies that no agent uses (a daemon that died between load and record); a policy a kernel
+// entry still names stays (fails closed: never an agent with half a policy). Once per start also
+// the rules whose policy has no settings, left by a daemon that died while a worker loaded or
+// unloaded them: they decide nothing (no agent can name a policy without settings), but they
+// fill the maps.
+void Controller::remove_unused_policies()
+{
     collect_retired();
     const auto used = policies_in_use();
     for (auto pid : guard_->policy_ids())
         if (!std::binary_search(used.begin(), used.end(), pid))
             guard_->unload_policy(pid);
-    // Once per start: rules whose policy has no settings, left by a daemon that died while a
-    // worker loaded or unloaded them. They decide nothing (no agent can name a policy without
-    // settings), but they fill the maps.
     if (!orphans_swept_) {
         orphans_swept_ = true;
         if (const auto n = guard_->remove_orphan_rules(used))
@@ -649,7 +655,6 @@ std::vector<std::string> Controller::reconcile()
                          "half unloaded",
                          n);
     }
-    return changes;
 }
 
 } // namespace cordon::control

@@ -247,6 +247,7 @@ private:
     void drop_task_state(AgentRecord& r, const TaskRecord& t);
     /// Every compiled policy or set an agent, task or grant set names (records and kernel).
     std::vector<std::uint32_t> policies_in_use() const;
+    void remove_unused_policies();
     /// Kernel tasks and grants of an agent that no record names (a daemon that died mid-way):
     /// removed, which fails closed.
     void drop_unknown_state(const AgentRecord& r, std::vector<std::string>& changes);

@@ -142,6 +142,8 @@ private:
     void handle_lines(Peer& p, std::int64_t until);
     void handle_urgent();
     bool kill_under_way() const;
+    void read_records(bool kill_first);
+    void raise_loop();
     void handle_requests();
     void handle(Peer& p, const std::string& line);
     void carry_out(Peer& p, const api::Request& r, Outcome out);
@@ -986,6 +988,20 @@ void Server::drop_peer(Peer& p)
 }
 
 // Everything in place before the socket opens: programs, registry, supervisor, sinks, worker.
+// The loop that serves requests and carries out kill flags runs above every agent process; the
+// worker, store and metrics threads started after this do not inherit it (SCHED_RESET_ON_FORK),
+// and their locks lend a waiting loop's priority to their holder (PiMutex). The loop also reads
+// the agents' records, so it takes at most half of a CPU (CpuShare): at SCHED_FIFO with no limit,
+// a flood of an agent's denials kept the dying processes of its own killed fork bomb from running
+// in a 1-vCPU guest.
+void Server::raise_loop()
+{
+    if (const auto why = agents::raise_control_priority(); why.empty())
+        share_ = CpuShare(true);
+    else
+        spdlog::warn("{}", why);
+}
+
 void Server::start()
 {
     if (::geteuid() != 0)
@@ -998,16 +1014,7 @@ void Server::start()
         sigaddset(&mask, sig);
     ::sigprocmask(SIG_BLOCK, &mask, nullptr);
     sfd_ = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    // The loop that serves requests and carries out kill flags runs above every agent process;
-    // the worker, store and metrics threads started below do not inherit it
-    // (SCHED_RESET_ON_FORK), and their locks lend a waiting loop's priority to their holder
-    // (PiMutex). The loop also reads the agents' records, so it takes at most half of a CPU
-    // (CpuShare): at SCHED_FIFO with no limit, a flood of an agent's denials kept the dying
-    // processes of its own killed fork bomb from running in a 1-vCPU guest.
-    if (const auto why = agents::raise_control_priority(); why.empty())
-        share_ = CpuShare(true);
-    else
-        spdlog::warn("{}", why);
+    raise_loop(); // before any thread is started
     std::error_code ec;
     fs::create_directories(opts_.registry, ec);
     ctl_ = std::make_unique<control::Controller>(control::ControllerOptions{
@@ -1173,16 +1180,7 @@ void Server::turn(bool& stop)
         handle_requests();
         settle_pending();
     }
-    // Backpressure: no more records than the store's queue takes; the rest waits in the ring
-    // buffer, which absorbs a burst (and counts what it cannot hold).
-    const std::size_t budget = kill_first ? 0
-                               : pipeline_ ? std::min(kEventsPerTurn, pipeline_->room())
-                                           : kEventsPerTurn;
-    store_full_ = !kill_first && budget == 0;
-    if (budget)
-        reader_->drain(budget);
-    if (pipeline_)
-        pipeline_->flush();
+    read_records(kill_first);
     answer_pings();
     for (auto it = peers_.begin(); it != peers_.end();) {
         if (it->closing && it->out.empty()) {
@@ -1192,6 +1190,21 @@ void Server::turn(bool& stop)
             ++it;
         }
     }
+}
+
+// A bounded number of the kernel's records, none while a kill is under way. Backpressure: no
+// more than the store's queue takes; the rest waits in the ring buffer, which absorbs a burst
+// (and counts what it cannot hold).
+void Server::read_records(bool kill_first)
+{
+    const std::size_t budget = kill_first ? 0
+                               : pipeline_ ? std::min(kEventsPerTurn, pipeline_->room())
+                                           : kEventsPerTurn;
+    store_full_ = !kill_first && budget == 0;
+    if (budget)
+        reader_->drain(budget);
+    if (pipeline_)
+        pipeline_->flush();
 }
 
 int Server::run()
