@@ -229,6 +229,14 @@ if [ -n "$bench" ]; then
   echo "CORDON-VM-BENCH-END rc=\$?"
   poweroff -f
 fi
+# CORDON_VM_PS=SECONDS: every SECONDS, each process's state and kernel wait channel on the
+# console (to see what a hung test waits for).
+if [ -n "${CORDON_VM_PS:-}" ]; then
+  ( while sleep ${CORDON_VM_PS:-0}; do echo "CORDON-VM-PS:"; for p in /proc/[0-9]*; do
+      echo "  \${p#/proc/} \$(cat \$p/comm 2>/dev/null) \$(sed -n 's/^State:.//p' \$p/status 2>/dev/null) \$(cat \$p/wchan 2>/dev/null) \$(sed -n 's/^Policy.*//p' \$p/sched 2>/dev/null)"
+      [ -r \$p/stack ] && sed 's/^/      /' \$p/stack 2>/dev/null | head -6
+    done; done ) &
+fi
 # Streamed to the console as it runs, so that a hang shows where it is.
 ( CORDON_EXPECT_BACKEND=\$expect $tests_bin --gtest_color=no --gtest_filter="\$main_filter"; echo \$? > /vmwork/rc ) 2>&1 | tee /vmwork/tests.log
 rc=\$(cat /vmwork/rc)

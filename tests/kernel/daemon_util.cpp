@@ -262,8 +262,8 @@ std::vector<json> Subscription::barrier()
 
 std::pair<int, std::string> run_cordon(const Daemon& d, const std::vector<std::string>& args)
 {
-    int out[2];
-    if (::pipe(out) != 0)
+    int out[2]; // close-on-exec: read to EOF, so no process forked meanwhile may keep a copy
+    if (::pipe2(out, O_CLOEXEC) != 0)
         return {-1, ""};
     std::fflush(nullptr);
     const pid_t pid = ::fork();

@@ -101,8 +101,12 @@ pid_t spawn_in(const std::optional<std::string>& cgroup_dir, const std::function
 {
     // The parent returns only once the child is in its cgroup, so that a test never races a
     // child that is still on its way in (and a cgroup is never removed under a joining child).
+    // Close-on-exec: the child says "in" by closing its end (EOF), so a process that another
+    // thread of the test forks and execs meanwhile (a cordond started beside the rounds of
+    // DaemonTest.EnforcementOutlivesASigkilledDaemon) must not keep a copy, or the read below
+    // never returns (it hung the lsm VM boot once).
     int ready[2];
-    if (::pipe(ready) != 0)
+    if (::pipe2(ready, O_CLOEXEC) != 0)
         return -1;
     // Everything the child needs before fn() is prepared here: another thread of the test may
     // hold the allocator's lock at the fork, and the child must not allocate until fn() runs
