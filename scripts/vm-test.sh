@@ -29,6 +29,8 @@
 #   CORDON_VM_PARALLEL    1 (default): the boots run at the same time, one QEMU each; 0: in turn
 #   CORDON_VM_APPEND      more kernel command line for every boot
 #   CORDON_VM_SPLIT_RUNTEST  1 (default): RunTest's plumbing cases run in one boot each (below)
+#   CORDON_VM_PS          SECONDS: every SECONDS, each guest process's state, wait channel and
+#                         kernel stack on the console (to see what a hung test waits for)
 #
 # The kernel package is fetched with `apt-get download` and unpacked with `dpkg -x` into
 # DIR/vm/cache; it is never installed on the host. QEMU exits 0 even when the guest fails, so
