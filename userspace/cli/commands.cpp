@@ -16,7 +16,7 @@
 #include "common/clock.h"
 #include "bpf/guard.h"
 #include "common/error.h"
-#include "control/policy_cmd.h"
+#include "cli/policy_cmd.h"
 #include "control/registry.h"
 #include "policy/parser.h"
 
@@ -159,7 +159,7 @@ int attach(const std::string& cgroup, const std::string& policy_file,
     const auto text = read_policy_or_report(policy_file);
     if (!text)
         return 1;
-    const auto ctx = control::make_context(std::nullopt, std::nullopt);
+    const auto ctx = make_context(std::nullopt, std::nullopt);
     auto c = connect_or_fail();
     std::error_code ec;
     const auto abs = std::filesystem::absolute(cgroup, ec);

@@ -34,7 +34,7 @@
 #include "common/backend.h"
 #include "common/cpu_share.h"
 #include "common/error.h"
-#include "control/policy_cmd.h"
+#include "cli/policy_cmd.h"
 #include "events/format.h"
 #include "events/reader.h"
 #include "policy/compiler.h"

@@ -19,7 +19,7 @@
 #include "cli/run.h"
 #include "common/priority.h"
 #include "control/doctor.h"
-#include "control/policy_cmd.h"
+#include "cli/policy_cmd.h"
 #include "policy/compiler.h"
 
 namespace cordon::cli {
@@ -47,7 +47,7 @@ struct Context {
         cmd->add_option("--workspace", workspace,
                         "Directory for ${WORKSPACE} (default: the current directory)");
     }
-    policy::Context make() const { return control::make_context(user, workspace); }
+    policy::Context make() const { return make_context(user, workspace); }
 };
 
 void add_policy_check(CLI::App* policy, Chosen& chosen)
@@ -62,7 +62,7 @@ void add_policy_check(CLI::App* policy, Chosen& chosen)
                  "as file:line:column otherwise");
     check->add_option("FILE", o->files, "Policy files")->required();
     o->ctx.add_to(check);
-    on_parsed(check, chosen, [o] { return control::policy_check(o->files, o->ctx.make()); });
+    on_parsed(check, chosen, [o] { return policy_check(o->files, o->ctx.make()); });
 }
 
 void add_policy_show(CLI::App* policy, Chosen& chosen)
@@ -81,7 +81,7 @@ void add_policy_show(CLI::App* policy, Chosen& chosen)
     o->ctx.add_to(show);
     on_parsed(show, chosen, [o] {
         auto resolver = policy::system_resolver();
-        return control::policy_show(o->file, o->json, o->ctx.make(), *resolver);
+        return policy_show(o->file, o->json, o->ctx.make(), *resolver);
     });
 }
 

@@ -9,7 +9,7 @@
 #include "policy/compiler.h"
 #include "policy/model.h"
 
-namespace cordon::control {
+namespace cordon::cli {
 
 /// The variables of one run: ${USER} and ${HOME} from --user (default: the invoking user, the
 /// one behind sudo), ${WORKSPACE} from --workspace (default: the current directory). Directory
@@ -25,4 +25,4 @@ int policy_check(const std::vector<std::string>& files, const policy::Context& c
 int policy_show(const std::string& file, bool json, const policy::Context& ctx,
                 policy::Resolver& resolver);
 
-} // namespace cordon::control
+} // namespace cordon::cli

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "control/policy_cmd.h"
+#include "cli/policy_cmd.h"
 
 #include <pwd.h>
 #include <unistd.h>
@@ -12,7 +12,7 @@
 #include "policy/pipeline.h"
 #include "policy/render.h"
 
-namespace cordon::control {
+namespace cordon::cli {
 namespace {
 
 std::string canonical_dir(const std::string& dir, const char* what)
@@ -103,4 +103,4 @@ int policy_show(const std::string& file, bool json, const policy::Context& ctx,
     return 0;
 }
 
-} // namespace cordon::control
+} // namespace cordon::cli
