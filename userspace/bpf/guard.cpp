@@ -217,6 +217,36 @@ template <typename Key, typename Fn> void for_each_key(int fd, Fn fn)
     }
 }
 
+// Rule keys of the policies `pick` selects, by a walk of both rule maps.
+struct RuleKeys {
+    std::vector<cordon_path_key> paths;
+    std::vector<cordon_net_key> nets;
+};
+
+RuleKeys rule_keys(int path_fd, int net_fd, const std::function<bool(std::uint32_t)>& pick)
+{
+    RuleKeys out;
+    for_each_key<cordon_path_key>(path_fd, [&](const cordon_path_key& k) {
+        if (pick(k.policy_id))
+            out.paths.push_back(k);
+        return true;
+    });
+    for_each_key<cordon_net_key>(net_fd, [&](const cordon_net_key& k) {
+        if (pick(k.policy_id))
+            out.nets.push_back(k);
+        return true;
+    });
+    return out;
+}
+
+void delete_rule_keys(int path_fd, int net_fd, const RuleKeys& keys)
+{
+    for (const auto& k : keys.paths)
+        bpf_map_delete_elem(path_fd, &k);
+    for (const auto& k : keys.nets)
+        bpf_map_delete_elem(net_fd, &k);
+}
+
 // Every entry of a hash map, read in batches (a handful of syscalls for thousands of entries,
 // where a key walk costs two per entry). Falls back to the walk if the kernel refuses a batch.
 template <typename Key, typename Value> std::vector<std::pair<Key, Value>> all_entries(int fd)
@@ -907,31 +937,19 @@ void Guard::unload_policy(std::uint32_t policy_id)
     // policy fails closed), never decided by half a rule set.
     if (bpf_map_delete_elem(d.fds[kPolicies], &policy_id) != 0 && errno != ENOENT)
         throw Error(fmt::format("cannot remove policy {}: {}", policy_id, errno_text(errno)));
-    std::vector<cordon_path_key> paths;
-    std::vector<cordon_net_key> nets;
+    RuleKeys keys;
     std::unique_lock lk(d.mu);
     if (auto it = d.loaded.find(policy_id); it != d.loaded.end()) {
-        paths = std::move(it->second.first);
-        nets = std::move(it->second.second);
+        keys.paths = std::move(it->second.first);
+        keys.nets = std::move(it->second.second);
         d.loaded.erase(it);
         lk.unlock();
     } else {
         lk.unlock();
-        for_each_key<cordon_path_key>(d.fds[kPathRules], [&](const cordon_path_key& k) {
-            if (k.policy_id == policy_id)
-                paths.push_back(k);
-            return true;
-        });
-        for_each_key<cordon_net_key>(d.fds[kNetRules], [&](const cordon_net_key& k) {
-            if (k.policy_id == policy_id)
-                nets.push_back(k);
-            return true;
-        });
+        keys = rule_keys(d.fds[kPathRules], d.fds[kNetRules],
+                         [policy_id](std::uint32_t id) { return id == policy_id; });
     }
-    for (const auto& k : paths)
-        bpf_map_delete_elem(d.fds[kPathRules], &k);
-    for (const auto& k : nets)
-        bpf_map_delete_elem(d.fds[kNetRules], &k);
+    delete_rule_keys(d.fds[kPathRules], d.fds[kNetRules], keys);
 }
 
 std::size_t Guard::remove_orphan_rules(const std::vector<std::uint32_t>& keep)
@@ -942,23 +960,9 @@ std::size_t Guard::remove_orphan_rules(const std::vector<std::uint32_t>& keep)
         return std::find(ids.begin(), ids.end(), id) == ids.end() &&
                std::find(keep.begin(), keep.end(), id) == keep.end();
     };
-    std::vector<cordon_path_key> paths;
-    std::vector<cordon_net_key> nets;
-    for_each_key<cordon_path_key>(d.fds[kPathRules], [&](const cordon_path_key& k) {
-        if (orphan(k.policy_id))
-            paths.push_back(k);
-        return true;
-    });
-    for_each_key<cordon_net_key>(d.fds[kNetRules], [&](const cordon_net_key& k) {
-        if (orphan(k.policy_id))
-            nets.push_back(k);
-        return true;
-    });
-    for (const auto& k : paths)
-        bpf_map_delete_elem(d.fds[kPathRules], &k);
-    for (const auto& k : nets)
-        bpf_map_delete_elem(d.fds[kNetRules], &k);
-    return paths.size() + nets.size();
+    const auto keys = rule_keys(d.fds[kPathRules], d.fds[kNetRules], orphan);
+    delete_rule_keys(d.fds[kPathRules], d.fds[kNetRules], keys);
+    return keys.paths.size() + keys.nets.size();
 }
 
 std::optional<cordon_policy> Guard::policy_settings(std::uint32_t policy_id) const
