@@ -55,6 +55,9 @@ constexpr const char* kLsmGuarantees[] = {
 };
 
 constexpr const char* kLsmLimits[] = {
+    "an attached agent keeps its processes' RLIMIT_RTPRIO, under which it may "
+    "choose real-time scheduling: give its unit LimitRTPRIO=0 (cordon run starts "
+    "agents at 0)",
     "the dynamic loader or an interpreter can run a file without execve: deny "
     "the loader in exec rules and treat interpreters as exec-capable",
     "hard links that existed before the agent started are other paths to the "
@@ -87,6 +90,9 @@ constexpr const char* kCompatGuarantees[] = {
 };
 
 constexpr const char* kCompatLimits[] = {
+    "an attached agent keeps its processes' RLIMIT_RTPRIO, under which it may "
+    "choose real-time scheduling: give its unit LimitRTPRIO=0 (cordon run starts "
+    "agents at 0)",
     "the open itself happens: O_CREAT may create and O_TRUNC truncate a file "
     "before the process is killed",
     "unlink, rename, link, truncate(2), chmod, chown, timestamps and xattrs are "
