@@ -24,15 +24,6 @@ namespace cordon::cli {
 
 using nlohmann::json;
 
-api::Client connect_or_fail()
-{
-    auto c = api::Client::connect(api::socket_path());
-    if (!c)
-        throw Error("cordond is not running (no daemon on " + api::socket_path() +
-                    "); start it with `systemctl start cordond` or `cordond &`");
-    return std::move(*c);
-}
-
 // The policy file's text; nothing (and its diagnostics on stderr) when it cannot be read.
 std::optional<std::string> read_policy_or_report(const std::string& file)
 {

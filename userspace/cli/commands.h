@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "api/protocol.h"
+#include "cli/stop.h"
 
 namespace cordon::api {
 class Client;
@@ -14,8 +15,7 @@ class Client;
 
 namespace cordon::cli {
 
-/// A connection to cordond, or Error saying how to start it.
-api::Client connect_or_fail();
+// connect_or_fail() (a connection to cordond, or Error saying how to start it): cli/stop.h.
 /// The policy file's text; nothing (and its diagnostics on stderr) when it cannot be read.
 std::optional<std::string> read_policy_or_report(const std::string& file);
 

@@ -7,7 +7,14 @@
 
 #include "api/protocol.h"
 
+namespace cordon::api {
+class Client;
+}
+
 namespace cordon::cli {
+
+/// A connection to cordond, or Error saying how to start it (every verb that needs cordond).
+api::Client connect_or_fail();
 
 /// Sends a kill or freeze of agent `name` and prints what happened; 0, or throws Error.
 int stop_agent(api::Op op, const std::string& name, const std::string& reason);

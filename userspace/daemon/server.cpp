@@ -146,6 +146,8 @@ private:
     void raise_loop();
     void handle_requests();
     void handle(Peer& p, const std::string& line);
+    void handle(Peer& p, const api::Request& r);
+    static std::string take_line(Peer& p, std::size_t nl);
     void carry_out(Peer& p, const api::Request& r, Outcome out);
     void answer(std::uint64_t peer, const api::Request& r, const json& who,
                 const std::string& session, bool ok, const Reply& reply, const std::string& error);
@@ -469,10 +471,7 @@ void Server::handle_lines(Peer& p, std::int64_t until)
             p.has_line = false;
             break;
         }
-        const std::string line = p.in.substr(0, nl);
-        p.in.erase(0, nl + 1);
-        p.has_line = p.in.find('\n') != std::string::npos;
-        handle(p, line);
+        handle(p, take_line(p, nl));
     }
 }
 
@@ -494,18 +493,26 @@ void Server::handle_urgent()
         const auto nl = p.in.find('\n');
         if (nl == std::string::npos || nl > kUrgentLineMax)
             continue;
+        api::Request r;
         try {
-            const auto op = api::decode_request(p.in.substr(0, nl)).op;
-            if (op != api::Op::Kill && op != api::Op::Freeze)
-                continue;
+            r = api::decode_request(std::string_view(p.in).substr(0, nl));
         } catch (const api::ProtocolError&) {
             continue; // answered in its turn, as any malformed line
         }
-        const std::string line = p.in.substr(0, nl);
-        p.in.erase(0, nl + 1);
-        p.has_line = p.in.find('\n') != std::string::npos;
-        handle(p, line);
+        if (r.op != api::Op::Kill && r.op != api::Op::Freeze)
+            continue;
+        take_line(p, nl);
+        handle(p, r);
     }
+}
+
+// The connection's first line (it ends at `nl`), taken out of its buffer.
+std::string Server::take_line(Peer& p, std::size_t nl)
+{
+    std::string line = p.in.substr(0, nl);
+    p.in.erase(0, nl + 1);
+    p.has_line = p.in.find('\n') != std::string::npos;
+    return line;
 }
 
 // Every other request, within kRequestsPerTurnNs, starting each turn at the connection after
@@ -573,6 +580,11 @@ void Server::handle(Peer& p, const std::string& line)
                                  "; nothing was changed"));
         return;
     }
+    handle(p, r);
+}
+
+void Server::handle(Peer& p, const api::Request& r)
+{
     try {
         carry_out(p, r, handler_of(r.op)(*state_, p, r));
     } catch (const std::exception& e) {
