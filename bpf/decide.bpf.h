@@ -27,15 +27,19 @@
 #include "maps.bpf.h"
 
 /*
- * The agent the current task belongs to, or NULL. *cgid receives the agent cgroup id, *level its
- * cgroup level. Missing config (no agents yet) means no agent: fail open for the host.
+ * The agent the current task belongs to, or NULL. *key receives the agent's key (its entries in
+ * cordon_agents and cordon_agent_live: CORDON_AGENT_KEY(agent_id), which outlives any one cgroup
+ * of the agent), *cgroup the id of its root cgroup, *level that cgroup's level. Missing config
+ * (no agents yet) means no agent: fail open for the host.
  */
-static __always_inline struct cordon_agent *cordon_current_agent(__u64 *cgid, __u32 *level)
+static __always_inline struct cordon_agent *cordon_current_agent(__u64 *key, __u32 *level,
+								 __u64 *cgroup)
 {
+	struct cordon_bound *b;
 	struct cordon_agent *a;
 	struct cordon_config *cfg;
 	__u32 zero = 0;
-	__u64 levels;
+	__u64 levels, cgid;
 
 	cfg = bpf_map_lookup_elem(&cordon_config, &zero);
 	if (!cfg)
@@ -45,11 +49,17 @@ static __always_inline struct cordon_agent *cordon_current_agent(__u64 *cgid, __
 	for (__u32 l = 1; l < CORDON_MAX_LEVEL; l++) {
 		if (!(levels & (1ull << l)))
 			continue;
-		*cgid = bpf_get_current_ancestor_cgroup_id(l);
-		if (!*cgid)
+		cgid = bpf_get_current_ancestor_cgroup_id(l);
+		if (!cgid)
 			return NULL; /* the task lives above this level, and so above every deeper one */
-		a = bpf_map_lookup_elem(&cordon_agents, cgid);
+		b = bpf_map_lookup_elem(&cordon_agent_cgroups, &cgid);
+		if (!b)
+			continue;
+		/* A cgroup bound to an agent whose entry is gone (being removed) is no agent. */
+		a = bpf_map_lookup_elem(&cordon_agents, &b->agent_key);
 		if (a) {
+			*key = b->agent_key;
+			*cgroup = cgid;
 			*level = l;
 			return a;
 		}
@@ -66,7 +76,8 @@ struct cordon_ctx {
 	struct cordon_agent *agent;
 	struct cordon_agent_live *live; /* NULL: state missing, every access is denied */
 	struct cordon_policy *policy;   /* NULL: policy missing, every access is denied */
-	__u64 cgid;
+	__u64 cgid;      /* the agent's key (CORDON_AGENT_KEY), which its map entries are under */
+	__u64 cgroup;    /* the id of the agent's root cgroup the current task is in */
 	__u32 level;     /* cgroup level of the agent's root cgroup */
 	__u32 tier;      /* the agent's trust tier when the decision began */
 	__u64 task_id;   /* the task this process is in (process-bound, else the agent's); 0 none */
@@ -112,7 +123,7 @@ static __always_inline bool cordon_enter(struct cordon_ctx *c)
 {
 	struct cordon_task *t = NULL;
 
-	c->agent = cordon_current_agent(&c->cgid, &c->level);
+	c->agent = cordon_current_agent(&c->cgid, &c->level, &c->cgroup);
 	if (!c->agent)
 		return false;
 	c->stopped = false;
@@ -297,9 +308,10 @@ static __always_inline bool cordon_layers_of(struct cordon_layers *l)
 {
 	struct cordon_agent *a;
 	struct cordon_task *t = NULL;
+	__u64 cgroup;
 	__u32 level;
 
-	a = cordon_current_agent(&l->cgid, &level);
+	a = cordon_current_agent(&l->cgid, &level, &cgroup);
 	if (!a)
 		return false;
 	l->agent_grants = a->grant_set;

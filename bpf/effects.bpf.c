@@ -83,6 +83,8 @@ static __always_inline bool cordon_fx_ctx(struct cordon_ctx *c, __u64 cgid, __u3
 	if (!c->agent || !c->live || !c->policy)
 		return false;
 	c->policy_id = policy_id;
+	/* These run in the agent's task: its root cgroup is its ancestor at the agent's level. */
+	c->cgroup = bpf_get_current_ancestor_cgroup_id(c->agent->level);
 	c->agent_id = c->agent->agent_id;
 	c->thaw_epoch = c->agent->thaw_epoch;
 	c->task_id = c->agent->task_id;

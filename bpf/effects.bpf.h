@@ -78,7 +78,7 @@ static __always_inline void cordon_header_fill(struct cordon_event_header *h,
 	__u64 id = bpf_get_current_pid_tgid();
 
 	h->ts_ns = bpf_ktime_get_ns();
-	h->cgroup_id = c->cgid;
+	h->cgroup_id = c->cgroup;
 	h->task_id = c->task_id;
 	h->agent_id = c->agent_id;
 	h->pid = (__u32)id;

@@ -145,7 +145,7 @@ int BPF_PROG(task_guard_exit, struct task_struct *p)
 	struct cordon_agent_live *live;
 	struct cordon_proc_task *pt;
 	__u32 tgid = p->tgid, forked;
-	__u64 cgid;
+	__u64 cgid, cgroup;
 	__u32 level;
 
 	/* signal->live is the count of live threads, already lowered for this one. */
@@ -158,7 +158,7 @@ int BPF_PROG(task_guard_exit, struct task_struct *p)
 	if (bpf_map_delete_elem(&cordon_proc_tasks, &tgid) || !forked)
 		return 0;
 	/* The process still belongs to its cgroup here (cgroup_exit comes later in do_exit). */
-	if (!cordon_current_agent(&cgid, &level))
+	if (!cordon_current_agent(&cgid, &level, &cgroup))
 		return 0;
 	live = bpf_map_lookup_elem(&cordon_agent_live, &cgid);
 	if (live)

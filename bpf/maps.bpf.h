@@ -43,6 +43,44 @@ struct {
 	__type(value, struct cordon_agent_live);
 } cordon_agent_live SEC(".maps") __weak;
 
+/* Each live cgroup of an agent -> its key (cordon_agents, cordon_agent_live): written by the
+ * controller when it adds or binds an agent, and by cgroup_guard_mkdir as a bound path or a
+ * template's child is made, before any process can enter it. Preallocated, so that an insert
+ * fails only when the table is full; room for twice the agents (a cgroup being replaced and
+ * its successor). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * CORDON_MAX_AGENTS);
+	__type(key, __u64); /* cgroup id */
+	__type(value, struct cordon_bound);
+} cordon_agent_cgroups SEC(".maps") __weak;
+
+/* Attached paths (relative to the cgroup2 root) -> the agent that waits for them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_AGENTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct cordon_cgroup_path);
+	__type(value, struct cordon_bound);
+} cordon_bound_paths SEC(".maps") __weak;
+
+/* Template parents (relative paths) -> the templates whose matching children become agents. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct cordon_cgroup_path);
+	__type(value, struct cordon_template_set);
+} cordon_templates SEC(".maps") __weak;
+
+/* The kernel's own counter: the next template child's agent id (CORDON_CHILD_ID_BASE + n). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} cordon_kernel_ids SEC(".maps") __weak;
+
 /* One entry: ABI version, backend, the levels that hold agents, id counters (the controller's).
  * Pinned last, so its presence marks a pinned set as complete. */
 struct {

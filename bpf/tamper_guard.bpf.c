@@ -159,7 +159,7 @@ static __always_inline __u64 task_agent_cgroup(struct task_struct *t, __u32 leve
 	({                                                                                     \
 		struct cordon_ctx __c;                                                         \
 		int __r = 0;                                                                   \
-		if (cordon_enter(&__c) && task_agent_cgroup(task, __c.level) != __c.cgid) {               \
+		if (cordon_enter(&__c) && task_agent_cgroup(task, __c.level) != __c.cgroup) {               \
 			(void)cordon_deny_tamper(&__c, what);                                  \
 			__r = -EPERM;                                                          \
 		}                                                                              \
@@ -179,7 +179,7 @@ int BPF_PROG(tamper_guard_ptrace, struct task_struct *child, unsigned int mode, 
 	 * Debugging its own processes is the agent's business, unless it is killed or frozen: then
 	 * no process may reach into a sibling before the cgroup is emptied or frozen.
 	 */
-	if (!c.stopped && task_agent_cgroup(child, c.level) == c.cgid)
+	if (!c.stopped && task_agent_cgroup(child, c.level) == c.cgroup)
 		return 0;
 	(void)cordon_deny_tamper(&c, "(ptrace)");
 	return -EPERM;
@@ -358,7 +358,7 @@ static __always_inline bool proc_entry_of_agent(const struct cordon_ctx *c, stru
 		return false; /* the process is gone */
 	return task_agent_cgroup((void *)first - bpf_core_field_offset(struct task_struct,
 								      pid_links),
-				 c->level) == c->cgid;
+				 c->level) == c->cgroup;
 }
 
 /* Whether an inode is one of cordon's own state files or directories (cordon_state_inodes). */

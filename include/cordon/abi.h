@@ -23,7 +23,7 @@
  * /sys/fs/bpf/cordon and their value layouts. Bump it with any change to a pinned map's key,
  * value or meaning; a daemon refuses pinned state of another version (cordon teardown clears it).
  */
-#define CORDON_ABI_VERSION 6
+#define CORDON_ABI_VERSION 7
 
 /* Length of a task's comm, as the kernel's TASK_COMM_LEN. */
 #define CORDON_COMM_LEN 16
@@ -133,6 +133,9 @@ enum cordon_agent_flag {
 	/** cordon_agent only: the agent has process-bound tasks (cordon task begin --pid), so the
 	 *  kernel looks up each decision's process in cordon_proc_tasks; without it, it does not. */
 	CORDON_AGENT_F_PROC_TASKS = 1u << 2,
+	/** cordon_agent only: made by the kernel for a cgroup that matched a template; it ends
+	 *  when that cgroup is removed (an attached agent instead waits for its path). */
+	CORDON_AGENT_F_CHILD = 1u << 3,
 };
 
 /** Per-CPU counters in the cordon_counters map, surfaced by the controller. */
@@ -147,6 +150,16 @@ enum cordon_counter {
 	/** forks of task-bound processes that the process-task map could not take: the forking
 	 *  process was killed (fails closed: no process of a task runs without the task) */
 	CORDON_CNT_TASK_FULL = 7,
+	/** cgroups made at an attached path and guarded by the kernel as they were made
+	 *  (cgroup_guard_mkdir, bpf/cgroup_guard.bpf.c) */
+	CORDON_CNT_CG_BOUND = 8,
+	/** cgroups made under a template's parent that matched it: a new agent each */
+	CORDON_CNT_CG_CHILD = 9,
+	/** cgroups that should have been guarded as they were made but whose entries the maps
+	 *  could not take (full); the controller freezes each one it finds (fails closed) */
+	CORDON_CNT_CG_FAILED = 10,
+	/** guarded cgroups removed: an attached agent waits, a template's agent ends */
+	CORDON_CNT_CG_REMOVED = 11,
 	CORDON_CNT_MAX,
 };
 
@@ -526,3 +539,63 @@ struct cordon_exec_event {
 	char argv[CORDON_EVENT_ARGV]; /**< the argument strings, NUL-separated, cut at argv_len */
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_exec_event) == 592, "cordon_exec_event layout changed");
+
+/* ---- Agents bound to cgroup paths (bpf/cgroup_guard.bpf.c) ------------------------------ */
+
+/*
+ * Every agent has a key that outlives its cgroup: CORDON_AGENT_KEY(agent_id). cordon_agents,
+ * cordon_agent_live, and the cgid fields of cordon_task and cordon_grant are keyed by it, and
+ * cordon_agent_cgroups maps each cgroup of the agent (at most one live at a time) to it. Bit 63
+ * keeps keys apart from cgroup ids, whose high half is a small generation number.
+ */
+#ifdef __cplusplus
+#define CORDON_AGENT_KEY(agent_id) ((1ull << 63) | static_cast<__u64>(agent_id))
+#else
+#define CORDON_AGENT_KEY(agent_id) ((1ull << 63) | (__u64)(agent_id))
+#endif
+/* Agent ids the kernel gives template children come from their own range (cordon_kernel_ids):
+ * the controller's ids stay below it. */
+#define CORDON_CHILD_ID_BASE (1u << 31)
+
+/* Bytes of a cgroup path as cordon_bound_paths and cordon_templates keep it: relative to the
+ * cgroup2 root, with its leading '/', NUL-filled. A template's parent is at most
+ * CORDON_CGROUP_PARENT_MAX bytes and a name at most 255 (NAME_MAX), so every child's path fits. */
+#define CORDON_CGROUP_PATH_BYTES 512
+#define CORDON_CGROUP_PARENT_MAX 255
+/* A template's name pattern: PREFIX*SUFFIX, each at most this long. */
+#define CORDON_PATTERN_PART 48
+/* Templates one parent cgroup may carry. */
+#define CORDON_TEMPLATES_PER_PARENT 4
+
+/** Key of cordon_bound_paths and cordon_templates. */
+struct cordon_cgroup_path {
+	char path[CORDON_CGROUP_PATH_BYTES];
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_cgroup_path) == 512, "cordon_cgroup_path layout changed");
+
+/** Value of cordon_agent_cgroups (keyed by cgroup id) and cordon_bound_paths (by path). */
+struct cordon_bound {
+	__u64 agent_key; /**< CORDON_AGENT_KEY of the agent */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_bound) == 8, "cordon_bound layout changed");
+
+/** One template: children of a parent whose names match PREFIX*SUFFIX become agents. */
+struct cordon_template {
+	__u32 template_id; /**< the controller's id; 0 = an empty slot */
+	__u8 prefix_len;
+	__u8 suffix_len;
+	__u8 star;         /**< 1: PREFIX*SUFFIX; 0: the name is exactly PREFIX */
+	__u8 _pad0;        /**< zero */
+	char prefix[CORDON_PATTERN_PART];
+	char suffix[CORDON_PATTERN_PART];
+	struct cordon_agent proto; /**< each child's cordon_agents entry, but for agent_id */
+	__u32 initial_score;       /**< each child's first score */
+	__u32 initial_tier;        /**< the tier that score gives */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_template) == 152, "cordon_template layout changed");
+
+/** Value of cordon_templates, keyed by the parent's path. */
+struct cordon_template_set {
+	struct cordon_template t[CORDON_TEMPLATES_PER_PARENT];
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_template_set) == 608, "cordon_template_set layout changed");

@@ -127,7 +127,9 @@ TEST_P(DaemonTest, EnforcementOutlivesASigkilledDaemon)
     ASSERT_TRUE(d.detach("survivor").value("ok", false));
 }
 
-TEST_P(DaemonTest, AnAgentWhoseCgroupIsGoneIsForgottenOnRestart)
+// An attached agent outlives its cgroup, and a daemon restart: it waits for its path, with its
+// kernel entry and policy kept; only a detach ends it.
+TEST_P(DaemonTest, AnAttachedAgentWhoseCgroupIsGoneWaitsAcrossARestart)
 {
     Files f;
     Daemon d(GetParam());
@@ -140,9 +142,17 @@ TEST_P(DaemonTest, AnAgentWhoseCgroupIsGoneIsForgottenOnRestart)
         d.kill9();
     } // the cgroup is removed while no daemon runs
     d.start();
-    EXPECT_TRUE(d.call(R"({"v":1,"op":"agents"})")["agents"].empty());
-    EXPECT_TRUE(d.pinned().agents().empty()) << "the kernel entry must go too";
+    const auto agents = d.call(R"({"v":1,"op":"agents"})")["agents"];
+    ASSERT_EQ(agents.size(), 1u);
+    EXPECT_EQ(agents[0]["state"], "waiting");
+    EXPECT_EQ(d.pinned().agents().size(), 1u) << "its kernel entry stays";
+    ASSERT_TRUE(d.detach("ephemeral").value("ok", false));
+    EXPECT_TRUE(d.pinned().agents().empty()) << "the kernel entry goes with the detach";
     EXPECT_TRUE(d.pinned().policy_ids().empty()) << "and its policy";
+    EXPECT_FALSE(d.pinned().path_agent("/" + gone.lexically_relative(cgroup2().mount_point)
+                                                 .string())
+                     .has_value())
+        << "and its path";
 }
 
 // Who may use the API: never a process inside an agent, whatever its uid; not a user outside
@@ -462,8 +472,10 @@ TEST_P(DaemonTest, AnAttachedServiceStaysGuardedAcrossARestart)
     }));
     const Exit no = runs_lsm_programs(GetParam()) ? exited(EPERM) : killed_by(SIGKILL);
     EXPECT_EQ(wait_exit(spawn_in(path.string(), [&] { return try_open(f.secret); })), no);
-    EXPECT_FALSE(d.pinned().agent(old_id).has_value()) << "the old entry goes";
+    EXPECT_FALSE(d.pinned().cgroup_agent(old_id).has_value()) << "the old cgroup is unbound";
+    EXPECT_TRUE(d.pinned().cgroup_agent(new_id).has_value()) << "the new one is bound";
     ASSERT_TRUE(d.detach("svc").value("ok", false));
+    EXPECT_FALSE(d.pinned().cgroup_agent(new_id).has_value()) << "a detach unbinds it";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DaemonTest,

@@ -107,9 +107,11 @@ void Daemon::start()
     // and the child may not allocate (only async-signal-safe calls before exec).
     const std::string log = (dir_ / "cordond.log").string();
     const std::string actions = (dir_ / "actions.jsonl").string();
+    const std::string attachments = (dir_ / "attachments").string();
     std::vector<const char*> argv = {"cordond", "--socket", socket_.c_str(), "--registry",
                                      registry_.c_str(), "--pin-dir", pin_dir_.c_str(),
-                                     "--actions-log", actions.c_str(), "--backend",
+                                     "--actions-log", actions.c_str(), "--attachments",
+                                     attachments.c_str(), "--backend",
                                      backend_name(backend_).data()};
     for (const auto& a : extra_args_)
         argv.push_back(a.c_str());

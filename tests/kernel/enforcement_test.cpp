@@ -425,7 +425,10 @@ TEST_P(EnforcementTest, DecidesAsThePolicySays)
                     << "rule id " << e.rule_id;
             }
             if (c.expect == Expect::Killed) {
-                const auto st = agent->maps().live(agent->cg().id());
+                // The agent's entries are under its key, which its cgroup is bound to.
+                const auto key = agent->maps().cgroup_agent(agent->cg().id());
+                ASSERT_TRUE(key.has_value());
+                const auto st = agent->maps().live(*key);
                 ASSERT_TRUE(st.has_value());
                 EXPECT_TRUE(st->flags & CORDON_AGENT_F_KILLED) << "the kernel marked it killed";
             }

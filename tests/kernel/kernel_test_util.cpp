@@ -87,7 +87,8 @@ void add_plain_agent(bpf::Guard& guard, std::uint64_t cgid, std::uint32_t agent_
     cordon_agent_live live{};
     live.score = 1000;
     live.agent_id = agent_id;
-    guard.add_agent(cgid, a, live);
+    guard.add_agent(cgid, a, live); // keyed by its cgroup id: any key will do
+    guard.bind_cgroup(cgid, cgid);
 }
 
 void add_agent(bpf::Guard& guard, const agents::Cgroup& cg, const policy::Policy& p,
@@ -95,6 +96,7 @@ void add_agent(bpf::Guard& guard, const agents::Cgroup& cg, const policy::Policy
 {
     const auto id = guard.allocate_agent_id();
     guard.add_agent(cg.id(), policy::agent_for(p, c, id, cg.level()), policy::live_for(p, id));
+    guard.bind_cgroup(cg.id(), cg.id()); // keyed by its cgroup id: any key will do
 }
 
 pid_t spawn_in(const std::optional<std::string>& cgroup_dir, const std::function<int()>& fn)

@@ -263,7 +263,7 @@ TEST_P(LiveControlTest, KillEndsAForkBombWithNoSurvivor)
 
     const auto a = only_agent(d.call(R"({"v":1,"op":"agents"})")["agents"]);
     EXPECT_EQ(a["killed"], true);
-    const auto st = d.pinned().agent(a["cgroup_id"].get<std::uint64_t>());
+    const auto st = d.pinned().agent(a["key"].get<std::uint64_t>());
     ASSERT_TRUE(st.has_value());
     EXPECT_TRUE(st->flags & CORDON_AGENT_F_KILLED) << "the operator's kill flag is set";
     // Refused everything afterwards: a process that joins the cgroup cannot even read a file

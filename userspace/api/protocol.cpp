@@ -26,7 +26,8 @@ const std::array<OpInfo, kOpCount>& ops()
         {Op::Status, "status", false, {}, {}},
         {Op::Agents, "agents", false, {}, {}},
         {Op::Attach, "attach", true,
-         {"cgroup", "policy", "name", "user", "home", "workspace", "mode"}, {"cgroup", "policy"}},
+         {"cgroup", "policy", "name", "user", "home", "workspace", "mode", "wait"},
+         {"cgroup", "policy"}},
         {Op::Detach, "detach", true, {"name"}, {"name"}},
         {Op::Run, "run", true, {"policy", "name", "user", "home", "workspace", "mode"},
          {"policy"}},
@@ -162,6 +163,11 @@ Request decode_request(std::string_view line)
         r.grant = int_field(j, "grant", 1, 0xffffffffll);
     if (j.contains("sent_ns"))
         r.sent_ns = int_field(j, "sent_ns", 0, std::numeric_limits<std::int64_t>::max());
+    if (j.contains("wait")) {
+        if (!j["wait"].is_boolean())
+            throw ProtocolError("\"wait\" must be true or false");
+        r.wait = j["wait"].get<bool>();
+    }
     if (r.kind && *r.kind != "exec" && *r.kind != "read" && *r.kind != "write" &&
         *r.kind != "connect")
         throw ProtocolError("\"kind\" must be \"exec\", \"read\", \"write\" or \"connect\"");
@@ -184,6 +190,8 @@ std::string encode_request(const Request& r)
         j["name"] = *r.name;
     if (r.cgroup)
         j["cgroup"] = *r.cgroup;
+    if (r.wait)
+        j["wait"] = *r.wait;
     if (r.policy)
         j["policy"] = {{"file", r.policy->file}, {"text", r.policy->text}};
     if (r.user)

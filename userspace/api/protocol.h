@@ -39,7 +39,10 @@ struct PolicyText {
 struct Request {
     Op op = Op::Ping;
     std::optional<std::string> name;     ///< agent name (attach, run: wanted; the others: which)
-    std::optional<std::string> cgroup;   ///< attach
+    /// attach: a cgroup directory, or PARENT/PATTERN with one '*' in the last component (a
+    /// template: every matching child of PARENT, made now or later, is an agent of its own)
+    std::optional<std::string> cgroup;
+    std::optional<bool> wait;            ///< attach: the path need not exist yet
     std::optional<PolicyText> policy;    ///< attach, run, apply
     std::optional<std::string> user, home, workspace; ///< policy variables (attach, run)
     std::optional<std::string> mode;     ///< "enforce" | "audit" (attach, run, apply, mode)

@@ -99,12 +99,14 @@ namespace fs = std::filesystem;
 // cordon_config is last: pinned last, it marks a pinned set as complete.
 enum MapIndex {
     kAgents, kLive, kPolicies, kPathRules, kNetRules, kProtected, kStateInodes, kEvents,
-    kCounters, kTasks, kProcTasks, kGrants, kConfig, kMapCount
+    kCounters, kTasks, kProcTasks, kGrants, kAgentCgroups, kBoundPaths, kTemplates,
+    kKernelIds, kConfig, kMapCount
 };
 constexpr const char* kSharedMaps[kMapCount] = {
     "cordon_agents",    "cordon_agent_live", "cordon_policies",     "cordon_path_rules",
     "cordon_net_rules", "cordon_protected",  "cordon_state_inodes", "cordon_events",
     "cordon_counters",  "cordon_tasks",      "cordon_proc_tasks",   "cordon_grants",
+    "cordon_agent_cgroups", "cordon_bound_paths", "cordon_templates", "cordon_kernel_ids",
     "cordon_config"};
 // Key and value sizes this build expects of each pinned map (0: not checked; the ring buffer has
 // none). A pinned map of another layout is refused even when the recorded ABI version matches.
@@ -121,6 +123,10 @@ constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
     {sizeof(std::uint64_t), sizeof(cordon_task)},
     {sizeof(std::uint32_t), sizeof(cordon_proc_task)},
     {sizeof(std::uint32_t), sizeof(cordon_grant)},
+    {sizeof(std::uint64_t), sizeof(cordon_bound)},
+    {sizeof(cordon_cgroup_path), sizeof(cordon_bound)},
+    {sizeof(cordon_cgroup_path), sizeof(cordon_template_set)},
+    {sizeof(std::uint32_t), sizeof(std::uint32_t)},
     {sizeof(std::uint32_t), sizeof(cordon_config)}};
 
 constexpr const char* kTeardownFix =
@@ -635,9 +641,16 @@ std::unique_ptr<Guard> Guard::adopt(const fs::path& pin_dir)
                                 pin_dir.string(), c.backend, kTeardownFix));
     d.backend = static_cast<cordon_backend>(c.backend);
     d.pin_dir = pin_dir;
+    // A template's children are counted once, by their template (their entries come and go
+    // with their cgroups, made and removed by the kernel).
     for (const auto& e : g->agents())
-        if (e.agent.level < CORDON_MAX_LEVEL)
+        if (e.agent.level < CORDON_MAX_LEVEL && !(e.agent.flags & CORDON_AGENT_F_CHILD))
             ++d.per_level[e.agent.level];
+    for (const auto& [parent, set] : all_entries<cordon_cgroup_path, cordon_template_set>(
+             d.fds[kTemplates]))
+        for (const auto& t : set.t)
+            if (t.template_id && t.proto.level < CORDON_MAX_LEVEL)
+                ++d.per_level[t.proto.level];
     d.publish_levels();
     return g;
 }
@@ -671,12 +684,13 @@ void Guard::add_agent(std::uint64_t cgid, const cordon_agent& a, const cordon_ag
     if (bpf_map_update_elem(d.fds[kLive], &cgid, &live, BPF_ANY) != 0)
         throw fail("cordon_agent_live", errno);
     // The level is published before the entry: the kernel never has an agent it does not look
-    // for (fails closed for the agent).
-    ++d.per_level[a.level];
+    // for (fails closed for the agent). A template's child is counted by its template.
+    const std::uint32_t counted = (a.flags & CORDON_AGENT_F_CHILD) ? 0 : 1;
+    d.per_level[a.level] += counted;
     d.publish_levels();
     if (bpf_map_update_elem(d.fds[kAgents], &cgid, &a, BPF_NOEXIST) != 0) {
         const int err = errno;
-        --d.per_level[a.level];
+        d.per_level[a.level] -= counted;
         d.publish_levels();
         bpf_map_delete_elem(d.fds[kLive], &cgid);
         throw fail("cordon_agents", err);
@@ -704,10 +718,164 @@ void Guard::remove_agent(std::uint64_t cgid)
     if (bpf_map_delete_elem(d.fds[kLive], &cgid) != 0 && errno != ENOENT)
         throw Error("cannot remove the state of agent " + std::to_string(cgid) + ": " +
                     errno_text(errno));
-    if (old && old->level < CORDON_MAX_LEVEL && d.per_level[old->level] > 0) {
+    if (old && !(old->flags & CORDON_AGENT_F_CHILD) && old->level < CORDON_MAX_LEVEL &&
+        d.per_level[old->level] > 0) {
         --d.per_level[old->level];
         d.publish_levels();
     }
+    // Its cgroups are no agent any more (each is found through its entry, gone above).
+    for (const auto& [id, b] : all_entries<std::uint64_t, cordon_bound>(d.fds[kAgentCgroups]))
+        if (b.agent_key == cgid)
+            bpf_map_delete_elem(d.fds[kAgentCgroups], &id);
+}
+
+namespace {
+
+cordon_cgroup_path path_key(const std::string& rel)
+{
+    cordon_cgroup_path k{};
+    if (rel.empty() || rel.front() != '/' || rel.size() >= sizeof(k.path))
+        throw Error(fmt::format("cgroup path '{}' must start with '/' and be shorter than {} "
+                                "bytes",
+                                rel, sizeof(k.path)));
+    std::memcpy(k.path, rel.data(), rel.size());
+    return k;
+}
+
+} // namespace
+
+void Guard::bind_cgroup(std::uint64_t cgid, std::uint64_t key)
+{
+    const cordon_bound b{.agent_key = key};
+    if (bpf_map_update_elem(impl_->fds[kAgentCgroups], &cgid, &b, BPF_ANY) != 0)
+        throw Error(fmt::format("cannot bind cgroup {} to its agent: {}{}", cgid,
+                                errno_text(errno),
+                                errno == E2BIG ? "; the table of agent cgroups is full" : ""));
+}
+
+void Guard::unbind_cgroup(std::uint64_t cgid)
+{
+    if (bpf_map_delete_elem(impl_->fds[kAgentCgroups], &cgid) != 0 && errno != ENOENT)
+        throw Error(fmt::format("cannot unbind cgroup {}: {}", cgid, errno_text(errno)));
+}
+
+std::optional<std::uint64_t> Guard::cgroup_agent(std::uint64_t cgid) const
+{
+    cordon_bound b{};
+    if (bpf_map_lookup_elem(impl_->fds[kAgentCgroups], &cgid, &b) != 0)
+        return std::nullopt;
+    return b.agent_key;
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> Guard::cgroup_bindings() const
+{
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+    for (const auto& [id, b] : all_entries<std::uint64_t, cordon_bound>(impl_->fds[kAgentCgroups]))
+        out.emplace_back(id, b.agent_key);
+    return out;
+}
+
+void Guard::bind_path(const std::string& rel, std::uint64_t key)
+{
+    const auto k = path_key(rel);
+    const cordon_bound b{.agent_key = key};
+    if (bpf_map_update_elem(impl_->fds[kBoundPaths], &k, &b, BPF_ANY) != 0)
+        throw Error(fmt::format("cannot bind cgroup path {}: {}", rel, errno_text(errno)));
+}
+
+void Guard::unbind_path(const std::string& rel)
+{
+    const auto k = path_key(rel);
+    if (bpf_map_delete_elem(impl_->fds[kBoundPaths], &k) != 0 && errno != ENOENT)
+        throw Error(fmt::format("cannot unbind cgroup path {}: {}", rel, errno_text(errno)));
+}
+
+std::optional<std::uint64_t> Guard::path_agent(const std::string& rel) const
+{
+    const auto k = path_key(rel);
+    cordon_bound b{};
+    if (bpf_map_lookup_elem(impl_->fds[kBoundPaths], &k, &b) != 0)
+        return std::nullopt;
+    return b.agent_key;
+}
+
+void Guard::set_template(const std::string& parent, const cordon_template& t)
+{
+    auto& d = *impl_;
+    if (!t.template_id || t.proto.level == 0 || t.proto.level >= CORDON_MAX_LEVEL)
+        throw Error("a template needs an id and a level of 1 to 15");
+    const auto k = path_key(parent);
+    cordon_template_set set{};
+    const bool had = bpf_map_lookup_elem(d.fds[kTemplates], &k, &set) == 0;
+    cordon_template* slot = nullptr;
+    for (auto& e : set.t)
+        if (e.template_id == t.template_id)
+            slot = &e;
+    const bool fresh = !slot;
+    for (auto& e : set.t)
+        if (!slot && !e.template_id)
+            slot = &e;
+    if (!slot)
+        throw Error(fmt::format("cgroup {} has {} templates already, the most one parent may "
+                                "have; detach one first",
+                                parent, CORDON_TEMPLATES_PER_PARENT));
+    if (!fresh && slot->proto.level != t.proto.level)
+        throw Error("a template's level never changes");
+    *slot = t;
+    // The level first: a child the kernel makes is never at a level it does not look at.
+    if (fresh) {
+        ++d.per_level[t.proto.level];
+        d.publish_levels();
+    }
+    if (bpf_map_update_elem(d.fds[kTemplates], &k, &set, had ? BPF_EXIST : BPF_NOEXIST) != 0) {
+        const int err = errno;
+        if (fresh) {
+            --d.per_level[t.proto.level];
+            d.publish_levels();
+        }
+        throw Error(fmt::format("cannot write the template of {}: {}", parent, errno_text(err)));
+    }
+}
+
+void Guard::remove_template(const std::string& parent, std::uint32_t template_id)
+{
+    auto& d = *impl_;
+    const auto k = path_key(parent);
+    cordon_template_set set{};
+    if (bpf_map_lookup_elem(d.fds[kTemplates], &k, &set) != 0)
+        return;
+    std::uint32_t level = 0;
+    bool left = false;
+    for (auto& e : set.t) {
+        if (e.template_id == template_id) {
+            level = e.proto.level;
+            e = cordon_template{};
+        }
+        left = left || e.template_id;
+    }
+    if (!level)
+        return;
+    const int rc = left ? bpf_map_update_elem(d.fds[kTemplates], &k, &set, BPF_EXIST)
+                        : bpf_map_delete_elem(d.fds[kTemplates], &k);
+    if (rc != 0 && errno != ENOENT)
+        throw Error(fmt::format("cannot remove the template of {}: {}", parent, errno_text(errno)));
+    if (d.per_level[level] > 0) {
+        --d.per_level[level];
+        d.publish_levels();
+    }
+}
+
+std::optional<cordon_template> Guard::template_of(const std::string& parent,
+                                                  std::uint32_t template_id) const
+{
+    const auto k = path_key(parent);
+    cordon_template_set set{};
+    if (bpf_map_lookup_elem(impl_->fds[kTemplates], &k, &set) != 0)
+        return std::nullopt;
+    for (const auto& e : set.t)
+        if (e.template_id == template_id)
+            return e;
+    return std::nullopt;
 }
 
 std::optional<cordon_agent> Guard::agent(std::uint64_t cgid) const

@@ -80,18 +80,37 @@ public:
     /// programs are detached and unloaded once no process holds them any more.
     static void unpin(const std::filesystem::path& pin_dir);
 
-    /// Adds the agent whose root cgroup has id cgid (a.level says its level), with the kernel's
-    /// half created once, here; after this only the kernel writes `live`. Throws Error (and
-    /// changes nothing) when cgid is an agent already or the map is full.
+    /// Adds the agent with key cgid (CORDON_AGENT_KEY: its cgroups are bound to it with
+    /// bind_cgroup or bind_path; a.level says their level), with the kernel's half created once,
+    /// here; after this only the kernel writes `live`. Throws Error (and changes nothing) when
+    /// the key is an agent already or the map is full.
     void add_agent(std::uint64_t cgid, const cordon_agent& a, const cordon_agent_live& live);
     /// Replaces the controller's half of an agent (policy, mode, flags) with one map write.
     void update_agent(std::uint64_t cgid, const cordon_agent& a);
-    /// Removes both halves.
+    /// Removes both halves, and unbinds every cgroup bound to the agent.
     void remove_agent(std::uint64_t cgid);
     /// The controller's half of an agent.
     std::optional<cordon_agent> agent(std::uint64_t cgid) const;
     /// The kernel's half (score, kill and freeze marks) as the kernel left it.
     std::optional<cordon_agent_live> live(std::uint64_t cgid) const;
+    /// Binds a live cgroup to the agent with key `key` (its processes are that agent's from now
+    /// on), and unbinds it. cgroup_agent: the key a cgroup is bound to.
+    void bind_cgroup(std::uint64_t cgid, std::uint64_t key);
+    void unbind_cgroup(std::uint64_t cgid);
+    std::optional<std::uint64_t> cgroup_agent(std::uint64_t cgid) const;
+    /// Every bound cgroup (cgroup id, agent key).
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> cgroup_bindings() const;
+    /// Attached paths (relative to the cgroup2 root, "/svc"): the kernel binds a cgroup made at
+    /// one to its agent as it is made (bpf/cgroup_guard.bpf.c).
+    void bind_path(const std::string& rel, std::uint64_t key);
+    void unbind_path(const std::string& rel);
+    std::optional<std::uint64_t> path_agent(const std::string& rel) const;
+    /// Templates of a parent cgroup (relative path): set_template adds or replaces (by
+    /// template_id) one, whole; at most CORDON_TEMPLATES_PER_PARENT per parent.
+    void set_template(const std::string& parent, const cordon_template& t);
+    void remove_template(const std::string& parent, std::uint32_t template_id);
+    std::optional<cordon_template> template_of(const std::string& parent,
+                                               std::uint32_t template_id) const;
     /// Every agent, both halves (read in batches).
     std::vector<AgentEntry> agents() const;
     /// Returns once every decision that was in progress when it was called has ended (an RCU

@@ -48,31 +48,54 @@ std::string age(std::int64_t s)
 
 } // namespace
 
+namespace {
+
+void agent_row(const json& a, const char* indent)
+{
+    const std::string name = indent + a.at("name").get<std::string>();
+    const std::string state = a.value("state", std::string("guarded"));
+    std::printf("%-32s %10u %-8s %-8s %-7s %5u %4u %5llu %7llu %5s  %-22s %-40s %s (sha256 "
+                "%.12s)%s\n",
+                name.c_str(), a.at("id").get<unsigned>(), a.at("origin").get<std::string>().c_str(),
+                state.c_str(), a.value("mode", std::string("-")).c_str(), a.value("score", 0u),
+                a.value("tier", 0u),
+                static_cast<unsigned long long>(a.value("processes", std::uint64_t{0})),
+                static_cast<unsigned long long>(a.at("denials_seen").get<std::uint64_t>()),
+                age(a.at("age_s").get<std::int64_t>()).c_str(),
+                a.value("layers", std::string("-")).c_str(),
+                a.at("cgroup").get<std::string>().c_str(),
+                a.at("policy").at("file").get<std::string>().c_str(),
+                a.at("policy").at("sha256").get<std::string>().c_str(),
+                a.value("killed", false)   ? " KILLED"
+                : a.value("frozen", false) ? " FROZEN"
+                                           : "");
+}
+
+} // namespace
+
 int agents(bool as_json)
 {
     auto c = connect_or_fail();
     const auto r = c.call(api::request(api::Op::Agents));
+    const json templates = r.value("templates", json::array());
     if (as_json) {
-        std::printf("%s\n", r.at("agents").dump(2).c_str());
+        std::printf("%s\n", json{{"agents", r.at("agents")}, {"templates", templates}}
+                                .dump(2)
+                                .c_str());
         return 0;
     }
-    std::printf("%-24s %5s %-8s %-7s %5s %4s %5s %7s %5s  %-40s %s\n", "NAME", "ID", "ORIGIN",
-                "MODE", "SCORE", "TIER", "PROCS", "DENIALS", "AGE", "CGROUP", "POLICY");
-    for (const auto& a : r.at("agents")) {
-        std::printf("%-24s %5u %-8s %-7s %5u %4u %5llu %7llu %5s  %-40s %s (sha256 %.12s)%s\n",
-                    a.at("name").get<std::string>().c_str(), a.at("id").get<unsigned>(),
-                    a.at("origin").get<std::string>().c_str(),
-                    a.value("mode", std::string("?")).c_str(), a.value("score", 0u),
-                    a.value("tier", 0u),
-                    static_cast<unsigned long long>(a.at("processes").get<std::uint64_t>()),
-                    static_cast<unsigned long long>(a.at("denials_seen").get<std::uint64_t>()),
-                    age(a.at("age_s").get<std::int64_t>()).c_str(),
-                    a.at("cgroup").get<std::string>().c_str(),
-                    a.at("policy").at("file").get<std::string>().c_str(),
-                    a.at("policy").at("sha256").get<std::string>().c_str(),
-                    a.value("killed", false)   ? " KILLED"
-                    : a.value("frozen", false) ? " FROZEN"
-                                               : "");
+    std::printf("%-32s %10s %-8s %-8s %-7s %5s %4s %5s %7s %5s  %-22s %-40s %s\n", "NAME", "ID",
+                "ORIGIN", "STATE", "MODE", "SCORE", "TIER", "PROCS", "DENIALS", "AGE", "LAYERS",
+                "CGROUP", "POLICY");
+    for (const auto& a : r.at("agents"))
+        if (!a.contains("template"))
+            agent_row(a, "");
+    // Each template, with the agents it made below it.
+    for (const auto& t : templates) {
+        agent_row(t, "");
+        for (const auto& a : r.at("agents"))
+            if (a.value("template", std::string()) == t.at("name").get<std::string>())
+                agent_row(a, "  ");
     }
     return 0;
 }
@@ -145,7 +168,8 @@ int status(bool as_json)
 }
 
 int attach(const std::string& cgroup, const std::string& policy_file,
-           const std::optional<std::string>& name, const std::optional<std::string>& mode)
+           const std::optional<std::string>& name, const std::optional<std::string>& mode,
+           bool wait)
 {
     const auto text = read_policy_or_report(policy_file);
     if (!text)
@@ -162,11 +186,30 @@ int attach(const std::string& cgroup, const std::string& policy_file,
     q.home = ctx.home;
     q.workspace = ctx.workspace;
     q.mode = mode;
+    if (wait)
+        q.wait = true;
     const auto r = c.call(q);
     for (const auto& w : r.at("warnings"))
         std::fprintf(stderr, "cordon: warning: %s\n", w.get<std::string>().c_str());
     const auto& a = r.at("agent");
     std::printf("%s\n", a.at("name").get<std::string>().c_str());
+    const auto state = a.value("state", std::string("guarded"));
+    if (state == "template") {
+        std::fprintf(stderr, "cordon: guarding every cgroup that matches %s, now and later, as "
+                             "agents %s.* on the %s backend\n",
+                     a.at("cgroup").get<std::string>().c_str(),
+                     a.at("name").get<std::string>().c_str(),
+                     r.at("backend").get<std::string>().c_str());
+        return 0;
+    }
+    if (state == "waiting") {
+        std::fprintf(stderr, "cordon: agent %s waits for %s: guarded from the moment it is made, "
+                             "on the %s backend\n",
+                     a.at("name").get<std::string>().c_str(),
+                     a.at("cgroup").get<std::string>().c_str(),
+                     r.at("backend").get<std::string>().c_str());
+        return 0;
+    }
     std::fprintf(stderr, "cordon: guarding %s (%llu processes) as agent %s on the %s backend\n",
                  a.at("cgroup").get<std::string>().c_str(),
                  static_cast<unsigned long long>(a.at("processes").get<std::uint64_t>()),

@@ -40,7 +40,8 @@ int revoke(const std::string& name, std::uint32_t id, const std::string& reason)
 int agents(bool json);
 int status(bool json);
 int attach(const std::string& cgroup, const std::string& policy_file,
-           const std::optional<std::string>& name, const std::optional<std::string>& mode);
+           const std::optional<std::string>& name, const std::optional<std::string>& mode,
+           bool wait);
 int detach(const std::string& name);
 /// `cordon explain NAME PATH [--access read|write|exec]` or `NAME --connect ADDR:PORT[/proto]`.
 struct ExplainOptions {

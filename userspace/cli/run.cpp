@@ -259,7 +259,7 @@ DaemonAgent register_with_daemon(const RunOptions& o, api::Client& client, const
     DaemonAgent d;
     d.name = reply.at("agent").at("name").get<std::string>();
     d.cgroup = reply.at("agent").at("cgroup").get<std::string>();
-    d.cgroup_id = reply.at("agent").at("cgroup_id").get<std::uint64_t>();
+    d.cgroup_id = reply.at("agent").at("key").get<std::uint64_t>();
     d.pin_dir = reply.at("pin_dir").get<std::string>();
     d.backend_text = reply.at("backend").get<std::string>();
     d.backend = backend_from_name(d.backend_text).value_or(CORDON_BACKEND_COMPAT);
@@ -467,10 +467,13 @@ private:
 
 Embedded::Embedded(const RunOptions& o, const PreparedPolicy& prepared, const policy::Context& ctx)
     : o_(o), prepared_(prepared), ctx_(ctx),
-      ctl_({.backend = o.backend, .pin_dir = std::nullopt, .registry_dir = std::nullopt}),
-      name_(ctl_.add_agent({.name = o.name, .cgroup = {}, .owner_pid = std::nullopt}, prepared)
+      ctl_({.backend = o.backend, .pin_dir = std::nullopt, .registry_dir = std::nullopt,
+            .ringbuf_bytes = 0, .durable_dir = std::nullopt}),
+      name_(ctl_.add_agent({.name = o.name, .cgroup = {}, .owner_pid = std::nullopt, .wait = false,
+                            .killed = false},
+                           prepared)
                 .name),
-      cgroup_id_(ctl_.cgroup(name_).id()), cgroup_(ctl_.cgroup(name_).path()),
+      cgroup_id_(ctl_.find(name_)->key), cgroup_(ctl_.cgroup(name_).path()),
       sup_(ctl_.guard().backend())
 {
     sink_ = std::make_unique<EventSink>(prepared.policy, name_, o.events_file, term_);

@@ -279,20 +279,45 @@ void add_agents(CLI::App& app, Chosen& chosen)
     on_parsed(status_cmd, chosen, [status_json] { return status(*status_json); });
 
     struct Attach {
-        std::string cgroup, policy;
+        std::string cgroup, children, policy;
         std::optional<std::string> name, mode;
+        bool wait = false;
     };
     auto a = std::make_shared<Attach>();
     auto* attach_cmd = app.add_subcommand(
-        "attach", "Guard an existing cgroup v2 directory (a systemd unit's, a container's) with "
-                  "a policy, everything already running in it included; enforced when the "
-                  "command returns. Needs cordond. Prints the agent's name");
-    attach_cmd->add_option("--cgroup", a->cgroup, "The cgroup directory")->required();
+        "attach", "Guard a cgroup v2 directory (a systemd unit's, a container's) with a policy, "
+                  "everything already running in it included; enforced when the command "
+                  "returns. The agent outlives its cgroup: when the path is made again (a "
+                  "restart), the kernel guards it as it is made; only `cordon detach` ends it. "
+                  "With --children or a glob, every matching child cgroup, made now or later, "
+                  "is an agent of its own (a template). Kept across reboots by cordond. Needs "
+                  "cordond. Prints the agent's (or template's) name");
+    auto* cg = attach_cmd->add_option(
+        "--cgroup", a->cgroup,
+        "The cgroup directory, or PARENT/PATTERN with one '*' in its last component "
+        "(quote it: '/sys/fs/cgroup/agents.slice/agent@*.service')");
+    auto* ch = attach_cmd->add_option("--children", a->children,
+                                      "Guard every child of this cgroup, each as its own agent "
+                                      "(the same as --cgroup PARENT/'*')");
+    cg->excludes(ch);
+    ch->excludes(cg);
     attach_cmd->add_option("--policy", a->policy, "Policy file")->required();
-    attach_cmd->add_option("--name", a->name, "Agent name (default: policy name + suffix)");
+    attach_cmd->add_option("--name", a->name,
+                           "Agent name (default: policy name + suffix); a template's children "
+                           "are named NAME.CGROUP");
     attach_cmd->add_option("--mode", a->mode, "enforce or audit (overrides spec.mode)")
         ->check(CLI::IsMember({"enforce", "audit"}));
-    on_parsed(attach_cmd, chosen, [a] { return attach(a->cgroup, a->policy, a->name, a->mode); });
+    attach_cmd->add_flag("--wait", a->wait,
+                         "The cgroup (or the template's parent) need not exist yet: guarded "
+                         "from the moment it is made");
+    on_parsed(attach_cmd, chosen, [a] {
+        if (a->cgroup.empty() && a->children.empty())
+            throw CLI::ValidationError("attach", "--cgroup or --children is required");
+        const std::string target = a->children.empty()
+                                       ? a->cgroup
+                                       : (std::filesystem::path(a->children) / "*").string();
+        return attach(target, a->policy, a->name, a->mode, a->wait);
+    });
 
     auto name = std::make_shared<std::string>();
     auto* detach_cmd = app.add_subcommand(

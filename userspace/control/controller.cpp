@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <regex>
 
@@ -47,7 +49,8 @@ PreparedPolicy accept_prepared(policy::Prepared prepared, const std::string& tex
         throw Error(msg);
     }
     PreparedPolicy out{.policy = std::move(*prepared.policy), .file = file,
-                       .sha256 = sha256_hex(text), .warnings = {}, .context = ctx};
+                       .sha256 = sha256_hex(text), .warnings = {}, .context = ctx, .text = text,
+                       .mode = {}};
     for (const auto& w : prepared.warnings)
         out.warnings.push_back(w.str());
     return out;
@@ -59,8 +62,12 @@ PreparedPolicy prepare_document(const std::string& text, const std::string& file
 {
     const auto kind =
         overlay ? policy::DocumentKind::TaskOverlay : policy::DocumentKind::AgentPolicy;
-    return accept_prepared(policy::prepare_document(text, file, ctx, kind, mode, resolver), text,
-                           file, ctx, overlay);
+    auto out = accept_prepared(policy::prepare_document(text, file, ctx, kind, mode, resolver),
+                               text, file, ctx, overlay);
+    out.text = text;
+    if (mode)
+        out.mode = *mode == policy::Mode::Audit ? "audit" : "enforce";
+    return out;
 }
 
 PreparedPolicy prepare_policy(const std::string& text, const std::string& file,
@@ -112,6 +119,10 @@ void describe_policy(AgentRecord& r, const PreparedPolicy& p)
     r.policy_name = p.policy.name;
     r.policy_sha256 = p.sha256;
     r.context = p.context;
+    if (r.origin == Origin::Attach || r.origin == Origin::Template) {
+        r.policy_text = p.text;
+        r.policy_mode = p.mode;
+    }
     r.rule_sources.clear();
     r.tier_names.clear();
     for (const auto& t : p.policy.trust.tiers)
@@ -140,8 +151,15 @@ Controller::Controller(const ControllerOptions& opts) : opts_(opts), mount_(agen
             .ringbuf_bytes = opts.ringbuf_bytes});
     }
     if (opts.registry_dir) {
-        if (adopted_)
+        if (adopted_) {
             agents_ = load_registry(*opts.registry_dir);
+            for (auto& r : agents_)
+                if (r.origin == Origin::Template)
+                    templates_.push_back(std::move(r));
+            std::erase_if(agents_, [](const AgentRecord& r) {
+                return r.origin == Origin::Template;
+            });
+        }
         else // records of a set that is gone (torn down): nothing enforces them any more
             for (const auto& r : load_registry(*opts.registry_dir))
                 remove_record(*opts.registry_dir, r.name);
@@ -162,7 +180,7 @@ Controller::Controller(const ControllerOptions& opts) : opts_(opts), mount_(agen
     // is kept, and `cordon teardown` is the way to clear them.
     for (const auto& e : guard_->agents())
         if (std::none_of(agents_.begin(), agents_.end(),
-                         [&](const AgentRecord& r) { return r.cgroup_id == e.cgid; }))
+                         [&](const AgentRecord& r) { return r.key == e.cgid; }))
             spdlog::warn("the kernel guards cgroup id {} (policy {}) with no record of it in the "
                          "registry; it stays enforced until `cordon teardown`",
                          e.cgid, e.agent.policy_id);
@@ -179,6 +197,16 @@ void Controller::save(const AgentRecord& r)
 {
     if (opts_.registry_dir)
         save_record(*opts_.registry_dir, r);
+    if (opts_.durable_dir && (r.origin == Origin::Attach || r.origin == Origin::Template))
+        save_record(*opts_.durable_dir, durable_copy(r));
+}
+
+const AgentRecord* Controller::find_template(const std::string& name) const
+{
+    for (const auto& t : templates_)
+        if (t.name == name)
+            return &t;
+    return nullptr;
 }
 
 const AgentRecord* Controller::find(const std::string& name) const
@@ -199,59 +227,128 @@ const agents::Cgroup& Controller::cgroup(const std::string& name) const
 
 namespace {
 
-// `cordon attach`'s cgroup, canonical, once it is known to be one cordon may guard: a cgroup v2
-// directory that is not the root, not the run agents' subtree, and not cordon's own.
-fs::path attachable_cgroup(const agents::Cgroup2Mount& mount, const fs::path& cgroup)
+// The path of a cgroup directory as the kernel's cgroup_mkdir tracepoint names it: relative to
+// the cgroup2 root, with a leading '/' ("/" for the root).
+std::string rel_path(const agents::Cgroup2Mount& mount, const fs::path& dir)
+{
+    const auto rel = dir.lexically_normal().lexically_relative(mount.mount_point);
+    return rel.empty() || rel == "." ? "/" : "/" + rel.string();
+}
+
+// The cgroup level of a path below the mount, counted from its name (it need not exist).
+std::uint32_t path_level(const agents::Cgroup2Mount& mount, const fs::path& dir)
+{
+    std::uint32_t n = 0;
+    for (const auto& part : dir.lexically_normal().lexically_relative(mount.mount_point))
+        if (!part.empty() && part != ".")
+            ++n;
+    return n;
+}
+
+// A cgroup path cordon may bind an agent or a template's children to: canonical when it exists
+// (else, with `wait`, as written), below the cgroup2 root, not the run agents' subtree or inside
+// it, not holding cordon itself. `what` names the refused thing in errors.
+fs::path bindable_path(const agents::Cgroup2Mount& mount, const fs::path& cgroup, bool wait,
+                       bool root_ok)
 {
     const fs::path subtree = mount.mount_point / agents::kSubtree;
     std::error_code ec;
-    const fs::path dir = fs::canonical(cgroup, ec);
-    if (ec || !fs::is_directory(dir))
-        throw Error("cannot attach " + cgroup.string() + ": " +
-                    (ec ? ec.message() : "not a directory"));
-    if (!agents::cgroup_within(dir, mount.mount_point) || !fs::exists(dir / "cgroup.procs"))
-        throw Error("cannot attach " + dir.string() + ": not a cgroup v2 directory below " +
-                    mount.mount_point.string());
-    if (dir == mount.mount_point)
+    fs::path dir;
+    if (!cgroup.is_absolute())
+        throw Error("cannot attach " + cgroup.string() + ": the path must be absolute");
+    if (cgroup.string().find_first_of("*?[") != std::string::npos)
+        throw Error("cannot attach " + cgroup.string() +
+                    ": a glob may have one '*', in its last component only");
+    if (fs::exists(cgroup, ec)) {
+        dir = fs::canonical(cgroup, ec);
+        if (ec || !fs::is_directory(dir))
+            throw Error("cannot attach " + cgroup.string() + ": " +
+                        (ec ? ec.message() : "not a directory"));
+        if (!agents::cgroup_within(dir, mount.mount_point) || !fs::exists(dir / "cgroup.procs"))
+            throw Error("cannot attach " + dir.string() + ": not a cgroup v2 directory below " +
+                        mount.mount_point.string());
+    } else if (!wait) {
+        throw Error("cannot attach " + cgroup.string() + ": no such cgroup; pass --wait to guard "
+                    "it from the moment it is made (a service that has not started yet)");
+    } else {
+        dir = cgroup.lexically_normal();
+        if (dir.has_filename() == false)
+            dir = dir.parent_path();
+        if (!agents::cgroup_within(dir, mount.mount_point))
+            throw Error("cannot attach " + dir.string() + ": it is not below the cgroup v2 root " +
+                        mount.mount_point.string());
+    }
+    if (dir == mount.mount_point && !root_ok)
         throw Error("cannot attach the root cgroup: it holds every process of the host, "
                     "cordon included");
     if (dir == subtree)
         throw Error("cannot attach " + dir.string() + ": it holds every agent that "
                     "`cordon run` starts");
+    if (rel_path(mount, dir).size() >= CORDON_CGROUP_PATH_BYTES)
+        throw Error(fmt::format("cannot attach {}: its path below the cgroup v2 root is {} bytes "
+                                "or longer",
+                                dir.string(), CORDON_CGROUP_PATH_BYTES));
     const auto self = agents::process_cgroup(mount, static_cast<int>(::getpid()));
-    if (self && (*self == dir || agents::cgroup_within(*self, dir)))
+    if (dir != mount.mount_point && self && (*self == dir || agents::cgroup_within(*self, dir)))
         throw Error("cannot attach " + dir.string() + ": cordon itself runs in it (" +
                     self->string() + "); an agent may not contain its guard");
     return dir;
 }
 
-// Agents never nest: one process, one agent, one policy (docs/api.md).
-void check_no_nesting(const std::vector<AgentRecord>& existing, const fs::path& dir)
+// Agents never nest: one process, one agent, one policy (docs/api.md). A template counts as
+// its parent's matching children.
+void check_no_nesting(const std::vector<AgentRecord>& existing,
+                      const std::vector<AgentRecord>& templates, const fs::path& dir)
 {
     for (const auto& r : existing)
         if (r.cgroup == dir || agents::cgroup_within(dir, r.cgroup) || agents::cgroup_within(r.cgroup, dir))
             throw Error("cannot guard " + dir.string() + ": it is inside or above the cgroup of " +
                         "agent " + r.name + " (" + r.cgroup.string() +
                         "); agents may not nest, detach that one first");
+    for (const auto& t : templates) {
+        const fs::path parent = t.cgroup.parent_path();
+        const auto rel = dir.lexically_relative(parent);
+        const bool below = agents::cgroup_within(dir, parent) && rel != "." &&
+                           name_matches(t.cgroup.filename().string(), rel.begin()->string());
+        if (below || agents::cgroup_within(parent, dir))
+            throw Error("cannot guard " + dir.string() + ": it is inside or above the cgroups of "
+                        "template " + t.name + " (" + t.cgroup.string() +
+                        "); agents may not nest, detach that one first");
+    }
+}
+
+void check_name(const std::string& name)
+{
+    static const std::regex kName("[A-Za-z0-9][A-Za-z0-9._@-]{0,63}");
+    if (!std::regex_match(name, kName))
+        throw Error("invalid agent name '" + name + "': 1 to 64 letters, digits, '.', '_', '@' "
+                    "or '-', starting with a letter or digit");
 }
 
 } // namespace
 
+bool name_matches(const std::string& pattern, const std::string& name)
+{
+    const auto star = pattern.find('*');
+    if (star == std::string::npos)
+        return name == pattern;
+    const std::string prefix = pattern.substr(0, star), suffix = pattern.substr(star + 1);
+    return name.size() >= prefix.size() + suffix.size() && name.starts_with(prefix) &&
+           name.ends_with(suffix);
+}
+
 const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy& p)
 {
-    static const std::regex kName("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
     const std::string name = a.name.value_or(p.policy.name + "-" + random_suffix());
-    if (!std::regex_match(name, kName))
-        throw Error("invalid agent name '" + name +
-                    "': 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit");
-    if (find(name))
+    check_name(name);
+    if (find(name) || find_template(name))
         throw Error("an agent named " + name + " already exists; pick another --name");
     if (agents_.size() >= CORDON_MAX_AGENTS)
         throw Error(fmt::format("cordon guards at most {} agents at once", CORDON_MAX_AGENTS));
 
     const fs::path dir = a.cgroup.empty() ? mount_.mount_point / agents::kSubtree / name
-                                          : attachable_cgroup(mount_, a.cgroup);
-    check_no_nesting(agents_, dir);
+                                          : bindable_path(mount_, a.cgroup, a.wait, false);
+    check_no_nesting(agents_, templates_, dir);
 
     std::optional<agents::Cgroup> created;
     if (a.cgroup.empty())
@@ -259,14 +356,13 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
     AgentRecord r;
     r.name = name;
     r.cgroup = dir;
-    r.cgroup_id = created ? created->id() : agents::cgroup_id(dir);
-    r.level = created ? created->level() : agents::cgroup_level(mount_, dir);
+    r.origin = a.cgroup.empty() ? Origin::Run : Origin::Attach;
+    r.level = created ? created->level() : path_level(mount_, dir);
     if (r.level == 0 || r.level >= CORDON_MAX_LEVEL)
         throw Error(fmt::format("cannot guard {}: it is at cgroup level {}, and agents live at "
                                 "levels 1 to {}",
                                 dir.string(), r.level, CORDON_MAX_LEVEL - 1));
     describe_policy(r, p);
-    r.origin = a.cgroup.empty() ? Origin::Run : Origin::Attach;
     r.created = now_unix();
     if (a.owner_pid) {
         r.owner_pid = a.owner_pid;
@@ -274,6 +370,7 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
     }
     r.policy_id = guard_->allocate_policy_id();
     r.id = guard_->allocate_agent_id();
+    r.key = CORDON_AGENT_KEY(r.id);
     auto compiled = policy::compile(p.policy, r.policy_id);
     if (!compiled.compiled)
         throw Error("the policy did not compile: " + compiled.errors.at(0).str());
@@ -282,13 +379,30 @@ const AgentRecord& Controller::add_agent(const NewAgent& a, const PreparedPolicy
     // agent it has no record of.
     agents_.push_back(r);
     try {
-        save(r);
         auto live = policy::live_for(p.policy, r.id);
         live.stamp_ns = static_cast<__u64>(monotonic_ns()); // recovery counts from now
         live.tier = tier_of(r.policy_id, live);             // the tier it starts in: no event
-        guard_->add_agent(r.cgroup_id,
-                          policy::agent_for(p.policy, *compiled.compiled, r.id, r.level), live);
+        auto entry = policy::agent_for(p.policy, *compiled.compiled, r.id, r.level);
+        if (a.killed) { // restored killed: refused everything from its first process on
+            entry.flags |= CORDON_AGENT_F_KILLED;
+            agents_.back().killed = true;
+        }
+        guard_->add_agent(r.key, entry, live);
+        // The path before the cgroup: one made after this is bound by the kernel as it is made,
+        // one that exists now is bound here; either way no process enters it unguarded.
+        if (created) {
+            guard_->bind_cgroup(created->id(), r.key);
+            agents_.back().cgroup_id = created->id();
+        } else {
+            guard_->bind_path(rel_path(mount_, dir), r.key);
+            std::vector<std::string> ignored;
+            follow_path(agents_.back(), ignored);
+        }
+        save(agents_.back());
     } catch (...) {
+        if (!created)
+            guard_->unbind_path(rel_path(mount_, dir));
+        guard_->remove_agent(r.key);
         agents_.pop_back();
         guard_->unload_policy(r.policy_id);
         if (opts_.registry_dir)
@@ -318,11 +432,14 @@ void Controller::forget(std::vector<AgentRecord>::iterator it)
             c->second.release(); // gone, or another cgroup under that name now: not ours
         owned_.erase(c);
     }
-    guard_->remove_agent(r.cgroup_id);
+    if (r.origin == Origin::Attach)
+        guard_->unbind_path(rel_path(mount_, r.cgroup));
+    guard_->remove_agent(r.key);
     // Its tasks and grants go with it (a task or grant of a removed agent gives nothing in the
-    // kernel anyway: each names its agent's cgroup).
+    // kernel anyway: each names its agent's key).
     drop_tasks_and_grants(r);
-    guard_->unload_policy(r.policy_id);
+    if (r.origin != Origin::Child) // a child's policy is its template's
+        guard_->unload_policy(r.policy_id);
     agents_.erase(it);
     if (opts_.registry_dir)
         remove_record(*opts_.registry_dir, r.name);
@@ -330,11 +447,17 @@ void Controller::forget(std::vector<AgentRecord>::iterator it)
 
 void Controller::remove_agent(const std::string& name)
 {
+    if (find_template(name))
+        return remove_template(name);
     auto it = std::find_if(agents_.begin(), agents_.end(),
                            [&](const AgentRecord& r) { return r.name == name; });
     if (it == agents_.end())
         throw Error("no agent named " + name + "; `cordon agents` lists them");
+    const bool durable = it->origin == Origin::Attach;
     forget(it);
+    // Only a detach ends an attachment for good (a reboot would restore it otherwise).
+    if (durable && opts_.durable_dir)
+        remove_record(*opts_.durable_dir, name);
 }
 
 void Controller::release_owner(const std::string& name)
@@ -359,15 +482,33 @@ AgentRecord& Controller::record(const std::string& name)
 
 std::int64_t Controller::kill(const std::string& name)
 {
-    const auto& r = record(name);
+    auto& r = record(name);
     change_agent(r, [](cordon_agent& a) { a.flags |= CORDON_AGENT_F_KILLED; });
     const auto flagged = monotonic_ns();
     // An owned cgroup has cgroup.kill open already (no open to stall); an attached one is
     // opened now. Either way the kernel already refuses the agent everything.
     if (auto c = owned_.find(name); c != owned_.end())
         c->second.kill();
-    else
-        agents::kill_cgroup(r.cgroup);
+    else if (r.cgroup_id) { // a waiting agent has no cgroup to empty: its flag waits with it
+        try {
+            agents::kill_cgroup(r.cgroup);
+        } catch (const Error&) {
+            std::error_code ec;
+            if (fs::exists(r.cgroup, ec)) // removed meanwhile: the flag waits for the next one
+                throw;
+        }
+    }
+    // After the kill, never before it: kept across reboots, so that the restored agent is
+    // killed from its first process on.
+    if (r.origin == Origin::Attach && !r.killed) {
+        r.killed = true;
+        try {
+            save(r);
+        } catch (const Error& e) {
+            spdlog::error("agent {}: its kill is in force but not recorded on disk: {}", name,
+                          e.what());
+        }
+    }
     return flagged;
 }
 
@@ -381,8 +522,8 @@ void Controller::freeze(const std::string& name)
 void Controller::thaw(const std::string& name)
 {
     const auto& r = record(name);
-    const auto a = guard_->agent(r.cgroup_id);
-    const auto l = guard_->live(r.cgroup_id);
+    const auto a = guard_->agent(r.key);
+    const auto l = guard_->live(r.key);
     if (a && l && cordon_agent_killed(&*a, &*l))
         throw Error("agent " + name + " was killed; it stays stopped until it is detached");
     change_agent(r, [](cordon_agent& next) {
@@ -394,8 +535,8 @@ void Controller::thaw(const std::string& name)
 
 bool Controller::frozen(const AgentRecord& r) const
 {
-    const auto a = guard_->agent(r.cgroup_id);
-    const auto l = guard_->live(r.cgroup_id);
+    const auto a = guard_->agent(r.key);
+    const auto l = guard_->live(r.key);
     return a && l && cordon_agent_frozen(&*a, &*l);
 }
 
@@ -455,7 +596,7 @@ Controller::Applied Controller::switch_policy(const std::string& name, const Pre
                                               std::uint32_t id, std::uint8_t mode)
 {
     AgentRecord& r = record(name);
-    const auto current = guard_->agent(r.cgroup_id);
+    const auto current = guard_->agent(r.key);
     if (!current)
         throw Error("the kernel has no entry for agent " + name + "; it is being removed");
     Applied out;
@@ -475,7 +616,7 @@ Controller::Applied Controller::switch_policy(const std::string& name, const Pre
     try {
         save(r);
         out.recorded_ns = monotonic_ns();
-        guard_->update_agent(r.cgroup_id, next); // the switch: one map write
+        guard_->update_agent(r.key, next); // the switch: one map write
         out.switched_ns = monotonic_ns();
     } catch (...) {
         r = before;
@@ -513,43 +654,47 @@ std::uint32_t Controller::tier_of(std::uint32_t policy_id, const cordon_agent_li
     return p ? policy::tier_from_score(*p, live.score) : 0;
 }
 
-void Controller::repoint(AgentRecord& r, std::uint64_t new_id)
+void Controller::follow_path(AgentRecord& r, std::vector<std::string>& changes)
 {
-    // The state moves with the agent (score, mode, kill and freeze marks); a missing entry
-    // starts afresh.
-    cordon_agent a{};
-    a.agent_id = r.id;
-    a.policy_id = r.policy_id;
-    a.level = static_cast<__u8>(r.level);
-    const auto p = guard_->policy_settings(r.policy_id);
-    a.mode = p ? p->mode : static_cast<__u8>(CORDON_MODE_ENFORCE);
-    cordon_agent_live l{};
-    l.score = p ? p->initial_score : 0;
-    l.agent_id = r.id;
-    l.stamp_ns = static_cast<__u64>(monotonic_ns());
-    if (const auto old = guard_->agent(r.cgroup_id))
-        a = *old;
-    if (const auto old = guard_->live(r.cgroup_id))
-        l = *old;
-    // Tasks and grants were given to the processes of the old cgroup: they end with it.
-    drop_tasks_and_grants(r);
-    r.tasks.clear();
-    r.grants.clear();
-    r.grant_set = 0;
-    a.task_id = 0;
-    a.grant_set = 0;
-    a.flags &= ~static_cast<__u32>(CORDON_AGENT_F_PROC_TASKS);
-    guard_->add_agent(new_id, a, l);
-    guard_->remove_agent(r.cgroup_id);
-    r.cgroup_id = new_id;
+    std::error_code ec;
+    std::optional<std::uint64_t> id;
+    if (fs::exists(r.cgroup / "cgroup.procs", ec)) {
+        try {
+            id = agents::cgroup_id(r.cgroup);
+        } catch (const Error&) {
+            return; // unreadable for now: unknown, so left as it is
+        }
+    }
+    if (!id) {
+        if (r.cgroup_id) {
+            r.cgroup_id = 0;
+            save(r);
+            changes.push_back(r.name + ": its cgroup is gone; waiting for " + r.cgroup.string() +
+                              " to be made again (its state is kept)");
+        }
+        return;
+    }
+    if (*id == r.cgroup_id)
+        return;
+    // The kernel bound it as it was made (cgroup_guard_mkdir); binding it here is the second
+    // line, for a cgroup made while the path was not yet bound, and changes nothing otherwise.
+    const auto bound = guard_->cgroup_agent(*id);
+    if (bound != r.key)
+        guard_->bind_cgroup(*id, r.key);
+    if (r.cgroup_id)
+        guard_->unbind_cgroup(r.cgroup_id);
+    r.cgroup_id = *id;
     save(r);
+    changes.push_back(fmt::format("{}: its cgroup was made again; guarded {}", r.name,
+                                      bound == r.key ? "by the kernel as it was made"
+                                                     : "now (it was made unbound)"));
 }
 
 // A `policy apply` interrupted between its record and its switch (the daemon died): the record
 // names a policy that is loaded, and the kernel still uses the old one. The switch is finished.
 void Controller::finish_apply(AgentRecord& r, std::vector<std::string>& changes)
 {
-    const auto a = guard_->agent(r.cgroup_id);
+    const auto a = guard_->agent(r.key);
     if (!a || a->policy_id == r.policy_id)
         return;
     const auto settings = guard_->policy_settings(r.policy_id);
@@ -558,7 +703,7 @@ void Controller::finish_apply(AgentRecord& r, std::vector<std::string>& changes)
     cordon_agent next = *a;
     next.policy_id = r.policy_id;
     next.mode = settings->mode;
-    guard_->update_agent(r.cgroup_id, next);
+    guard_->update_agent(r.key, next);
     changes.push_back(fmt::format("{}: finished an interrupted policy apply (policy {} -> {})",
                                   r.name, a->policy_id, r.policy_id));
 }
@@ -570,9 +715,24 @@ std::vector<std::string> Controller::reconcile()
         auto& r = agents_[i];
         std::string why;
         std::error_code ec;
+        if (r.origin == Origin::Attach) {
+            // An attached agent outlives its cgroup: it waits for its path, and only a detach
+            // ends it.
+            try {
+                follow_path(r, changes);
+            } catch (const Error& e) {
+                changes.push_back(r.name + ": cannot guard its new cgroup: " + e.what());
+            }
+            if (guard_->agent(r.key)) {
+                maintain(r, changes);
+                ++i;
+                continue;
+            }
+            why = "the kernel has no entry for it";
+        }
         const bool exists = fs::exists(r.cgroup, ec);
         std::optional<std::uint64_t> id;
-        if (exists) {
+        if (exists && why.empty()) {
             try {
                 id = agents::cgroup_id(r.cgroup);
             } catch (const Error&) {
@@ -580,45 +740,22 @@ std::vector<std::string> Controller::reconcile()
                 continue;
             }
         }
-        if (exists && *id != r.cgroup_id && r.origin == Origin::Attach) {
-            // A service restart makes a new cgroup at the same path: the agent is the unit, so
-            // the guard follows it there.
-            try {
-                repoint(r, *id);
-                changes.push_back(r.name + ": its cgroup was made again (a restart); guarding the "
-                                           "new one");
-            } catch (const Error& e) {
-                changes.push_back(r.name + ": cannot guard its new cgroup: " + e.what());
-            }
-            ++i;
-            continue;
-        }
-        if (!exists)
+        if (!why.empty()) {
+            // decided above
+        } else if (!exists) {
             why = "its cgroup is gone";
-        else if (*id != r.cgroup_id)
+        } else if (*id != r.cgroup_id) {
             why = "its cgroup was replaced by another";
-        else if (r.owner_pid && !owner_alive(r))
+        } else if (r.owner_pid && !owner_alive(r)) {
             why = fmt::format("its cordon run (pid {}) is gone", *r.owner_pid);
-        else if (r.origin == Origin::Run && !r.owner_pid && !agents::cgroup_populated(r.cgroup))
+        } else if (r.origin == Origin::Run && !r.owner_pid &&
+                   !agents::cgroup_populated(r.cgroup)) {
             why = "all its processes ended";
-        else if (!guard_->agent(r.cgroup_id))
+        } else if (!guard_->agent(r.key)) {
             why = "the kernel has no entry for it";
+        }
         if (why.empty()) {
-            finish_apply(r, changes);
-            // Tasks the kernel no longer has (ended while no daemon ran to see it) are over.
-            const auto before = r.tasks.size();
-            std::erase_if(r.tasks, [&](const TaskRecord& t) {
-                if (guard_->task(t.number))
-                    return false;
-                std::erase_if(r.grants, [&](const GrantRecord& g) { return g.task == t.id; });
-                retire(t.overlay_id);
-                retire(t.grant_set);
-                changes.push_back(r.name + ": task " + t.id + " is no longer in the kernel; ended");
-                return true;
-            });
-            if (r.tasks.size() != before)
-                save(r);
-            drop_unknown_state(r, changes);
+            maintain(r, changes);
             ++i;
             continue;
         }
@@ -632,8 +769,29 @@ std::vector<std::string> Controller::reconcile()
             ++i;
         }
     }
+    for (const auto& t : templates_)
+        adopt_children(t, changes);
     remove_unused_policies();
     return changes;
+}
+
+void Controller::maintain(AgentRecord& r, std::vector<std::string>& changes)
+{
+    finish_apply(r, changes);
+    // Tasks the kernel no longer has (ended while no daemon ran to see it) are over.
+    const auto before = r.tasks.size();
+    std::erase_if(r.tasks, [&](const TaskRecord& t) {
+        if (guard_->task(t.number))
+            return false;
+        std::erase_if(r.grants, [&](const GrantRecord& g) { return g.task == t.id; });
+        retire(t.overlay_id);
+        retire(t.grant_set);
+        changes.push_back(r.name + ": task " + t.id + " is no longer in the kernel; ended");
+        return true;
+    });
+    if (r.tasks.size() != before)
+        save(r);
+    drop_unknown_state(r, changes);
 }
 
 // Policies that no agent uses (a daemon that died between load and record); a policy a kernel
@@ -655,6 +813,279 @@ void Controller::remove_unused_policies()
                          "half unloaded",
                          n);
     }
+}
+
+namespace {
+
+// A child's agent name: its template's name, '.', its cgroup's name (characters a name may not
+// hold become '_'); its id instead when that is too long.
+std::string child_name(const std::string& tmpl, const std::string& cgroup, std::uint32_t id)
+{
+    std::string n = tmpl + ".";
+    for (char c : cgroup)
+        n += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ||
+                     c == '@'
+                 ? c
+                 : '_';
+    return n.size() <= 64 ? n : fmt::format("{}.{:x}", tmpl.substr(0, 54), id);
+}
+
+// The kernel's form of a template pattern; Error when cordon cannot match it in the kernel.
+cordon_template pattern_entry(const std::string& pattern)
+{
+    cordon_template t{};
+    const auto star = pattern.find('*');
+    if (pattern.empty() || pattern == "." || pattern == "..")
+        throw Error("a template needs a name pattern for the children, such as agent@*.service");
+    if (star != std::string::npos && pattern.find('*', star + 1) != std::string::npos)
+        throw Error("a template's pattern may have one '*' only: " + pattern);
+    if (pattern.find_first_of("?[]\\") != std::string::npos)
+        throw Error("a template's pattern may use '*' only (no ?, [ ] or \\): " + pattern);
+    const std::string prefix = pattern.substr(0, star);
+    const std::string suffix = star == std::string::npos ? "" : pattern.substr(star + 1);
+    if (prefix.size() > CORDON_PATTERN_PART || suffix.size() > CORDON_PATTERN_PART)
+        throw Error(fmt::format("a template's pattern may have at most {} characters before and "
+                                "after its '*': {}",
+                                CORDON_PATTERN_PART, pattern));
+    t.star = star != std::string::npos;
+    t.prefix_len = static_cast<__u8>(prefix.size());
+    t.suffix_len = static_cast<__u8>(suffix.size());
+    std::memcpy(t.prefix, prefix.data(), prefix.size());
+    std::memcpy(t.suffix, suffix.data(), suffix.size());
+    return t;
+}
+
+} // namespace
+
+const AgentRecord& Controller::add_template(const NewTemplate& nt, const PreparedPolicy& p)
+{
+    check_name(nt.name);
+    if (find(nt.name) || find_template(nt.name))
+        throw Error("an agent named " + nt.name + " already exists; pick another --name");
+    const std::string pattern = nt.pattern.filename().string();
+    auto entry = pattern_entry(pattern);
+    const fs::path parent = bindable_path(mount_, nt.pattern.parent_path(), nt.wait, true);
+    const std::string prel = rel_path(mount_, parent);
+    if (prel.size() > CORDON_CGROUP_PARENT_MAX)
+        throw Error(fmt::format("cannot guard the children of {}: its path below the cgroup v2 "
+                                "root is longer than {} bytes",
+                                parent.string(), CORDON_CGROUP_PARENT_MAX));
+    // Nothing of cordon's may match: its run agents' subtree, its own cgroup.
+    const fs::path subtree = mount_.mount_point / agents::kSubtree;
+    if (parent == mount_.mount_point && name_matches(pattern, std::string(agents::kSubtree)))
+        throw Error("cannot guard " + (parent / pattern).string() + ": it matches " +
+                    subtree.string() + ", cordon's own subtree");
+    if (parent == subtree)
+        throw Error("cannot guard " + (parent / pattern).string() + ": the children of " +
+                    subtree.string() + " are the agents `cordon run` starts");
+    if (const auto self = agents::process_cgroup(mount_, static_cast<int>(::getpid()));
+        self && agents::cgroup_within(*self, parent) && *self != parent &&
+        name_matches(pattern, self->lexically_relative(parent).begin()->string()))
+        throw Error("cannot guard " + (parent / pattern).string() + ": it matches the cgroup "
+                    "cordon itself runs in (" + self->string() + ")");
+    for (const auto& t : templates_)
+        if (t.cgroup == parent / pattern)
+            throw Error("template " + t.name + " guards " + t.cgroup.string() + " already");
+    for (const auto& r : agents_)
+        if (agents::cgroup_within(parent, r.cgroup) ||
+            (agents::cgroup_within(r.cgroup, parent) && r.cgroup != parent &&
+             name_matches(pattern, r.cgroup.lexically_relative(parent).begin()->string())))
+            throw Error("cannot guard " + (parent / pattern).string() + ": agent " + r.name +
+                        " (" + r.cgroup.string() + ") is inside or above it; agents may not "
+                        "nest, detach that one first");
+    AgentRecord r;
+    r.name = nt.name;
+    r.cgroup = parent / pattern;
+    r.origin = Origin::Template;
+    r.level = path_level(mount_, parent) + 1;
+    if (r.level >= CORDON_MAX_LEVEL)
+        throw Error(fmt::format("cannot guard {}: its children are at cgroup level {}, and agents "
+                                "live at levels 1 to {}",
+                                r.cgroup.string(), r.level, CORDON_MAX_LEVEL - 1));
+    describe_policy(r, p);
+    r.created = now_unix();
+    r.policy_id = guard_->allocate_policy_id();
+    r.id = guard_->allocate_agent_id(); // the template's id (cordon_template.template_id)
+    auto compiled = policy::compile(p.policy, r.policy_id);
+    if (!compiled.compiled)
+        throw Error("the policy did not compile: " + compiled.errors.at(0).str());
+    guard_->load_policy(*compiled.compiled);
+    entry.template_id = r.id;
+    entry.proto = policy::agent_for(p.policy, *compiled.compiled, 0, r.level);
+    auto live = policy::live_for(p.policy, 0);
+    entry.initial_score = live.score;
+    entry.initial_tier = tier_of(r.policy_id, live);
+    templates_.push_back(r);
+    try {
+        save(r);
+        guard_->set_template(prel, entry);
+    } catch (...) {
+        templates_.pop_back();
+        guard_->unload_policy(r.policy_id);
+        if (opts_.registry_dir)
+            remove_record(*opts_.registry_dir, r.name);
+        if (opts_.durable_dir)
+            remove_record(*opts_.durable_dir, r.name);
+        throw;
+    }
+    // The kernel matches what is made from now on; what exists already is guarded here.
+    std::vector<std::string> ignored;
+    adopt_children(templates_.back(), ignored);
+    return templates_.back();
+}
+
+AgentRecord& Controller::add_child(const AgentRecord& t, const fs::path& dir, std::uint64_t cgid,
+                                   std::uint64_t key, std::uint32_t id)
+{
+    AgentRecord c = t;
+    c.origin = Origin::Child;
+    c.template_name = t.name;
+    c.policy_text.clear();
+    c.policy_mode.clear();
+    c.id = id;
+    c.key = key;
+    c.cgroup = dir;
+    c.cgroup_id = cgid;
+    c.created = now_unix();
+    c.name = child_name(t.name, dir.filename().string(), id);
+    if (find(c.name))
+        c.name = fmt::format("{}.{:x}", t.name.substr(0, 54), id);
+    agents_.push_back(std::move(c));
+    save(agents_.back());
+    return agents_.back();
+}
+
+void Controller::adopt_children(const AgentRecord& t, std::vector<std::string>& changes)
+{
+    const fs::path parent = t.cgroup.parent_path();
+    const std::string pattern = t.cgroup.filename().string();
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(parent, ec)) {
+        const std::string base = e.path().filename().string();
+        if (!e.is_directory(ec) || !name_matches(pattern, base) ||
+            !fs::exists(e.path() / "cgroup.procs", ec))
+            continue;
+        std::uint64_t cgid = 0;
+        try {
+            cgid = agents::cgroup_id(e.path());
+        } catch (const Error&) {
+            continue; // removed meanwhile
+        }
+        if (std::any_of(agents_.begin(), agents_.end(),
+                        [&](const AgentRecord& r) { return r.cgroup_id == cgid; }))
+            continue;
+        const auto key = guard_->cgroup_agent(cgid);
+        const auto a = key ? guard_->agent(*key) : std::nullopt;
+        if (a) { // the kernel made it as the cgroup was made
+            const auto& c = add_child(t, e.path(), cgid, *key, a->agent_id);
+            changes.push_back(c.name + ": guarded from its first process (template " + t.name +
+                              ", made by the kernel)");
+            continue;
+        }
+        // Made before the template, or the kernel's tables were full: guarded now (second
+        // line); if even that fails, frozen (fails closed) until an operator acts.
+        try {
+            const auto tmpl = guard_->template_of(rel_path(mount_, parent), t.id);
+            if (!tmpl)
+                throw Error("its template is not in the kernel");
+            const std::uint32_t id = guard_->allocate_agent_id();
+            const std::uint64_t k = CORDON_AGENT_KEY(id);
+            cordon_agent ag = tmpl->proto;
+            ag.agent_id = id;
+            ag.flags |= CORDON_AGENT_F_CHILD;
+            cordon_agent_live l{};
+            l.score = tmpl->initial_score;
+            l.tier = tmpl->initial_tier;
+            l.agent_id = id;
+            l.stamp_ns = static_cast<__u64>(monotonic_ns());
+            guard_->add_agent(k, ag, l);
+            try {
+                guard_->bind_cgroup(cgid, k);
+            } catch (...) {
+                guard_->remove_agent(k);
+                throw;
+            }
+            const auto& c = add_child(t, e.path(), cgid, k, id);
+            changes.push_back(c.name + ": guarded now (template " + t.name + "; it was made "
+                                       "before the template or unbound)");
+        } catch (const Error& err) {
+            try {
+                agents::freeze_cgroup(e.path(), true);
+                changes.push_back(fmt::format("template {}: cannot guard {} ({}); froze it "
+                                              "(fails closed)",
+                                              t.name, e.path().string(), err.what()));
+            } catch (const Error& f) {
+                changes.push_back(fmt::format("template {}: cannot guard {} ({}), nor freeze it "
+                                              "({})",
+                                              t.name, e.path().string(), err.what(), f.what()));
+            }
+        }
+    }
+}
+
+void Controller::remove_template(const std::string& name)
+{
+    const auto it = std::find_if(templates_.begin(), templates_.end(),
+                                 [&](const AgentRecord& t) { return t.name == name; });
+    const AgentRecord t = *it;
+    // No new child from here on; then each child's agent ends (its processes run on unguarded,
+    // as a detach leaves an attached cgroup's).
+    guard_->remove_template(rel_path(mount_, t.cgroup.parent_path()), t.id);
+    for (auto c = agents_.begin(); c != agents_.end();)
+        if (c->origin == Origin::Child && c->template_name == name)
+            forget(c), c = agents_.begin();
+        else
+            ++c;
+    // Children the kernel made that have no record yet.
+    for (const auto& e : guard_->agents())
+        if ((e.agent.flags & CORDON_AGENT_F_CHILD) && e.agent.policy_id == t.policy_id)
+            guard_->remove_agent(e.cgid);
+    guard_->unload_policy(t.policy_id);
+    templates_.erase(std::find_if(templates_.begin(), templates_.end(),
+                                  [&](const AgentRecord& x) { return x.name == name; }));
+    if (opts_.registry_dir)
+        remove_record(*opts_.registry_dir, name);
+    if (opts_.durable_dir)
+        remove_record(*opts_.durable_dir, name);
+}
+
+std::vector<std::string> Controller::restore(
+    const std::function<PreparedPolicy(const AgentRecord&)>& prepare)
+{
+    std::vector<std::string> done;
+    if (!opts_.durable_dir)
+        return done;
+    std::vector<AgentRecord> kept;
+    try {
+        kept = load_registry(*opts_.durable_dir);
+    } catch (const Error& e) {
+        done.push_back(std::string("cannot read the kept attachments: ") + e.what());
+        return done;
+    }
+    for (const auto& d : kept) {
+        if (find(d.name) || find_template(d.name))
+            continue; // still in force (a daemon restart, not a reboot)
+        try {
+            const auto p = prepare(d);
+            if (d.origin == Origin::Template) {
+                add_template({.name = d.name, .pattern = d.cgroup, .wait = true}, p);
+            } else {
+                add_agent({.name = d.name, .cgroup = d.cgroup, .owner_pid = {}, .wait = true,
+                           .killed = d.killed},
+                          p);
+                if (d.killed)
+                    kill(d.name); // empties the cgroup, if it exists already
+            }
+            done.push_back(fmt::format("{}: restored from {} ({}{})", d.name,
+                                       opts_.durable_dir->string(), d.cgroup.string(),
+                                       d.killed ? ", killed as it was" : ""));
+        } catch (const Error& e) {
+            done.push_back(fmt::format("{}: cannot restore ({}); it is NOT guarded: fix the cause "
+                                       "and attach it again",
+                                       d.name, e.what()));
+        }
+    }
+    return done;
 }
 
 } // namespace cordon::control

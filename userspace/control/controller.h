@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,6 +32,8 @@ struct PreparedPolicy {
     std::string sha256; ///< of the text
     std::vector<std::string> warnings;
     policy::Context context; ///< what ${HOME}, ${WORKSPACE} and ${USER} stood for
+    std::string text;        ///< the policy text, kept for attachments that outlive a reboot
+    std::string mode;        ///< "enforce" or "audit" given over spec.mode; empty: none
 };
 
 /// Parses, resolves host names and test-compiles policy text (policy::prepare_document). Throws
@@ -71,6 +74,9 @@ struct ControllerOptions {
     std::optional<std::filesystem::path> registry_dir;
     /// Event ring buffer size in bytes; 0: CORDON_RINGBUF_BYTES.
     std::uint32_t ringbuf_bytes = 0;
+    /// cordond: attachments and templates are also kept here (on disk, not /run), so that a
+    /// daemon started after a reboot guards their paths again (restore()).
+    std::optional<std::filesystem::path> durable_dir;
 };
 
 /// What add_agent needs besides the policy.
@@ -83,7 +89,22 @@ struct NewAgent {
     /// Attach: this existing cgroup2 directory. Empty: create <root>/cordon/<name> (run).
     std::filesystem::path cgroup;
     std::optional<int> owner_pid; ///< run sessions: the owning `cordon run` process
+    /// Attach: the cgroup need not exist yet; the agent waits for it (`cordon attach --wait`).
+    bool wait = false;
+    bool killed = false; ///< restored after a reboot with its kill flag (restore())
 };
+
+/// `cordon attach --children PARENT` or `--cgroup PARENT/PREFIX*SUFFIX`: every matching child of
+/// PARENT, made now or later, becomes an agent of its own.
+struct NewTemplate {
+    std::string name;              ///< the template's name, and its children's name prefix
+    std::filesystem::path pattern; ///< PARENT/NAME-PATTERN (one '*', in the last component)
+    bool wait = false;             ///< PARENT need not exist yet
+};
+
+/// Whether a cgroup name matches a template's pattern (at most one '*', which matches any run
+/// of characters, none included), as the kernel matches it.
+bool name_matches(const std::string& pattern, const std::string& name);
 
 class Controller {
 public:
@@ -99,8 +120,20 @@ public:
     /// itself, lies inside or above another agent, or is <root>/cordon itself.
     const AgentRecord& add_agent(const NewAgent& a, const PreparedPolicy& p);
     /// Stops guarding an agent and unloads its policy. A run agent's cgroup is killed and removed
-    /// (it is cordon's); an attached cgroup and its processes are left alone.
+    /// (it is cordon's); an attached cgroup and its processes are left alone. A template's name
+    /// ends the template and every agent it made.
     void remove_agent(const std::string& name);
+    /// Adds a template, in force in the kernel when this returns: matching children that exist
+    /// are guarded now, later ones by the kernel as they are made. Throws Error (and changes
+    /// nothing) for a bad pattern, a parent outside cgroup2, one whose children include cordon's
+    /// subtree or cordon itself, or one inside or above an agent.
+    const AgentRecord& add_template(const NewTemplate& t, const PreparedPolicy& p);
+    const std::vector<AgentRecord>& templates() const { return templates_; }
+    const AgentRecord* find_template(const std::string& name) const;
+    /// After a reboot (durable records with no registry record): each attachment and template is
+    /// added again with its policy text, prepared by `prepare`. Returns what it did.
+    std::vector<std::string> restore(
+        const std::function<PreparedPolicy(const AgentRecord&)>& prepare);
     /// Drops a run agent's owner: it runs on under the controller (`cordon run --detach`).
     void release_owner(const std::string& name);
 
@@ -225,14 +258,23 @@ private:
     /// The controller's half of an agent, changed by fn and written back in one map write.
     template <typename Fn> void change_agent(const AgentRecord& r, Fn fn)
     {
-        auto a = guard_->agent(r.cgroup_id);
+        auto a = guard_->agent(r.key);
         if (!a)
             throw Error("the kernel has no entry for agent " + r.name + "; it is being removed");
         fn(*a);
-        guard_->update_agent(r.cgroup_id, *a);
+        guard_->update_agent(r.key, *a);
     }
     void save(const AgentRecord& r);
-    void repoint(AgentRecord& r, std::uint64_t new_id);
+    /// An attached agent's cgroup: binds the one at its path now, or notes that it waits.
+    void follow_path(AgentRecord& r, std::vector<std::string>& changes);
+    /// reconcile's upkeep of a live agent: an interrupted apply finished, ended tasks dropped.
+    void maintain(AgentRecord& r, std::vector<std::string>& changes);
+    /// A template's matching children that have no record yet: adopted when the kernel made
+    /// them, guarded now when it did not (second line), frozen when neither can (fails closed).
+    void adopt_children(const AgentRecord& t, std::vector<std::string>& changes);
+    AgentRecord& add_child(const AgentRecord& t, const std::filesystem::path& dir,
+                           std::uint64_t cgid, std::uint64_t key, std::uint32_t id);
+    void remove_template(const std::string& name);
     void finish_apply(AgentRecord& r, std::vector<std::string>& changes);
     void forget(std::vector<AgentRecord>::iterator it);
     /// Compiles an agent's grants of one task (empty: the agent-wide ones) into a new set,
@@ -257,6 +299,7 @@ private:
     std::shared_ptr<bpf::Guard> guard_; ///< shared with worker threads' loads (shared_guard)
     bool adopted_ = false;
     std::vector<AgentRecord> agents_;
+    std::vector<AgentRecord> templates_; ///< no kernel agent of their own; children in agents_
     std::map<std::string, agents::Cgroup> owned_; ///< run agents' cgroups, by name
     std::vector<std::uint32_t> retired_; ///< compiled sets to unload after a grace period
     std::set<std::uint32_t> reserved_;   ///< ids of applies under way (reconcile spares them)

@@ -112,7 +112,7 @@ Entry enter(Controller& ctl, const AgentRecord& rec, std::uint64_t now, ExplainQ
 {
     auto& g = ctl.guard();
     Entry e;
-    e.cgid = rec.cgroup_id;
+    e.cgid = rec.key;
     const auto a = g.agent(e.cgid);
     if (!a)
         throw Error("the kernel has no entry for agent " + rec.name + "; it is being removed");

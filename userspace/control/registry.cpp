@@ -22,7 +22,47 @@ using nlohmann::json;
 
 const char* origin_name(Origin o)
 {
-    return o == Origin::Run ? "run" : "attach";
+    switch (o) {
+    case Origin::Run:
+        return "run";
+    case Origin::Attach:
+        return "attach";
+    case Origin::Template:
+        return "template";
+    case Origin::Child:
+        return "child";
+    }
+    return "attach";
+}
+
+namespace {
+
+Origin origin_from(const std::string& s)
+{
+    for (auto o : {Origin::Run, Origin::Attach, Origin::Template, Origin::Child})
+        if (s == origin_name(o))
+            return o;
+    throw Error("unknown origin " + s);
+}
+
+} // namespace
+
+AgentRecord durable_copy(const AgentRecord& r)
+{
+    AgentRecord d;
+    d.name = r.name;
+    d.cgroup = r.cgroup;
+    d.level = r.level;
+    d.policy_file = r.policy_file;
+    d.policy_name = r.policy_name;
+    d.policy_sha256 = r.policy_sha256;
+    d.policy_text = r.policy_text;
+    d.policy_mode = r.policy_mode;
+    d.context = r.context;
+    d.origin = r.origin;
+    d.created = r.created;
+    d.killed = r.killed;
+    return d;
 }
 
 std::string rule_source(const AgentRecord* rec, const TaskRecord* task, std::uint32_t id)
@@ -134,13 +174,18 @@ AgentRecord from_json(const json& a)
     r.id = a.at("id").get<std::uint32_t>();
     r.cgroup = a.at("cgroup").get<std::string>();
     r.cgroup_id = a.at("cgroup_id").get<std::uint64_t>();
+    r.key = a.value("key", std::uint64_t{0});
+    r.template_name = a.value("template", std::string());
+    r.policy_text = a.value("policy_text", std::string());
+    r.policy_mode = a.value("policy_mode", std::string());
+    r.killed = a.value("killed", false);
     r.level = a.at("level").get<std::uint32_t>();
     r.policy_id = a.at("policy_id").get<std::uint32_t>();
     r.policy_file = a.at("policy_file").get<std::string>();
     r.policy_name = a.at("policy_name").get<std::string>();
     r.policy_sha256 = a.at("policy_sha256").get<std::string>();
     r.rule_sources = a.at("rule_sources").get<std::vector<std::string>>();
-    r.origin = a.at("origin").get<std::string>() == "run" ? Origin::Run : Origin::Attach;
+    r.origin = origin_from(a.at("origin").get<std::string>());
     r.created = a.at("created").get<std::int64_t>();
     if (a.contains("context")) {
         const auto& c = a.at("context");
@@ -174,6 +219,7 @@ json to_json(const AgentRecord& r)
               {"id", r.id},
               {"cgroup", r.cgroup.string()},
               {"cgroup_id", r.cgroup_id},
+              {"key", r.key},
               {"level", r.level},
               {"policy_id", r.policy_id},
               {"policy_file", r.policy_file},
@@ -195,6 +241,14 @@ json to_json(const AgentRecord& r)
     }
     a["tier_names"] = r.tier_names;
     a["grant_set"] = r.grant_set;
+    if (!r.template_name.empty())
+        a["template"] = r.template_name;
+    if (!r.policy_text.empty()) {
+        a["policy_text"] = r.policy_text;
+        a["policy_mode"] = r.policy_mode;
+    }
+    if (r.killed)
+        a["killed"] = true;
     a["tasks"] = json::array();
     for (const auto& t : r.tasks)
         a["tasks"].push_back(task_json(t));

@@ -19,7 +19,11 @@ namespace cordon::control {
 /// How an agent came to be.
 enum class Origin {
     Run,    ///< `cordon run`: cordon created its cgroup below <root>/cordon and removes it
-    Attach, ///< `cordon attach`: an existing cgroup; cordon never kills or removes it
+    Attach, ///< `cordon attach`: a cgroup path; cordon never kills or removes its cgroup, and
+            ///< the agent outlives it (waits for the path to be made again)
+    Template, ///< `cordon attach --children`/a glob: no processes of its own; each matching
+              ///< child cgroup, made now or later, becomes an agent of origin Child
+    Child,    ///< a template's match: ends when its cgroup is removed
 };
 
 /// A task of an agent (`cordon task begin`): what the kernel's cordon_tasks entry cannot say.
@@ -64,8 +68,16 @@ struct GrantRecord {
 struct AgentRecord {
     std::string name;
     std::uint32_t id = 0;        ///< cordon_agent.agent_id
-    std::filesystem::path cgroup; ///< absolute path of the agent's root cgroup
-    std::uint64_t cgroup_id = 0;
+    std::filesystem::path cgroup; ///< absolute path of the agent's root cgroup (a template:
+                                  ///< its parent and pattern, "/sys/fs/cgroup/a.slice/x@*")
+    /// The agent's key in the kernel's maps (CORDON_AGENT_KEY(id)); it outlives any one cgroup.
+    /// 0 for a template, which has no kernel agent.
+    std::uint64_t key = 0;
+    std::uint64_t cgroup_id = 0; ///< the cgroup now bound to it; 0: waiting for its path
+    std::string template_name;   ///< Child: the template it matched
+    std::string policy_text;     ///< Attach, Template: kept so that a reboot can restore it
+    std::string policy_mode;     ///< Attach, Template: "enforce"/"audit" given over spec.mode
+    bool killed = false;         ///< Attach: killed by the operator; kept across reboots
     std::uint32_t level = 0;     ///< cgroup level of `cgroup`
     std::uint32_t policy_id = 0;
     std::string policy_file;     ///< as the client named it
@@ -100,6 +112,10 @@ std::vector<AgentRecord> load_registry(const std::filesystem::path& dir);
 void save_record(const std::filesystem::path& dir, const AgentRecord& r);
 /// Removes one agent's record; nothing if it has none.
 void remove_record(const std::filesystem::path& dir, const std::string& name);
+/// The record as the durable state keeps it (attachments and templates, in cordond's state
+/// directory, so that they outlive a reboot): its cgroup path, policy text and kill flag; not
+/// its kernel ids, tasks or grants (those end with the boot).
+AgentRecord durable_copy(const AgentRecord& r);
 
 /// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone or
 /// dead (a zombie, whose /proc entry stays until it is reaped, counts as dead).

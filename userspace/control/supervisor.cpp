@@ -107,6 +107,9 @@ void Supervisor::kill(const Watched& w, std::uint32_t agent_id, std::vector<Supe
 void Supervisor::freeze(const Watched& w, const bpf::AgentEntry& e,
                         std::vector<SupervisorAction>& out)
 {
+    std::error_code ec;
+    if (!std::filesystem::exists(w.cgroup, ec))
+        return; // waiting for its path: frozen when it is made (the kernel refuses it already)
     const bool by_rule = e.live->frozen_mark == e.agent.thaw_epoch + 1;
     const auto it = frozen_handled_.find(w.cgroup_id);
     const bool first =

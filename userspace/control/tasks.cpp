@@ -114,8 +114,8 @@ Controller::Trust Controller::trust(const std::string& name) const
     const auto* r = find(name);
     if (!r)
         throw Error("no agent named " + name + "; `cordon agents` lists them");
-    const auto a = guard_->agent(r->cgroup_id);
-    const auto l = guard_->live(r->cgroup_id);
+    const auto a = guard_->agent(r->key);
+    const auto l = guard_->live(r->key);
     const auto p = guard_->policy_settings(r->policy_id);
     if (!a || !l || !p)
         throw Error("the kernel has no state for agent " + name + "; it is being removed");
@@ -253,7 +253,7 @@ const TaskRecord& Controller::begin_task(const std::string& name, TaskSpec spec)
 {
     AgentRecord& r = record(name);
     check_new_task(name, r, spec);
-    const auto current = guard_->agent(r.cgroup_id);
+    const auto current = guard_->agent(r.key);
     if (!current)
         throw Error("the kernel has no entry for agent " + name + "; it is being removed");
     const std::uint64_t pid_start =
@@ -262,7 +262,7 @@ const TaskRecord& Controller::begin_task(const std::string& name, TaskSpec spec)
     // The kernel's task first, then what names it (the agent, or the process): a decision never
     // meets a task number without its state.
     try {
-        guard_->set_task(t.number, cordon_task{.cgid = r.cgroup_id,
+        guard_->set_task(t.number, cordon_task{.cgid = r.key,
                                                .expires_ns = t.expires_ns,
                                                .overlay_id = t.overlay_id,
                                                .grant_set = 0,
@@ -284,8 +284,8 @@ const TaskRecord& Controller::begin_task(const std::string& name, TaskSpec spec)
     } catch (...) {
         if (!r.tasks.empty() && r.tasks.back().number == t.number)
             r.tasks.pop_back();
-        if (!spec.pid && guard_->agent(r.cgroup_id) &&
-            guard_->agent(r.cgroup_id)->task_id == t.number)
+        if (!spec.pid && guard_->agent(r.key) &&
+            guard_->agent(r.key)->task_id == t.number)
             change_agent(r, [&](cordon_agent& a) { a.task_id = current->task_id; });
         guard_->remove_task(t.number);
         if (t.overlay_id)
@@ -298,14 +298,14 @@ const TaskRecord& Controller::begin_task(const std::string& name, TaskSpec spec)
 void Controller::drop_task_state(AgentRecord& r, const TaskRecord& t)
 {
     if (!t.pid) {
-        if (const auto a = guard_->agent(r.cgroup_id); a && a->task_id == t.number)
+        if (const auto a = guard_->agent(r.key); a && a->task_id == t.number)
             change_agent(r, [](cordon_agent& next) { next.task_id = 0; });
     }
     guard_->remove_task(t.number); // from here the kernel gives its processes nothing of it
     // The last process-bound task gone (r.tasks no longer holds t): no lookups any more.
     if (t.pid && std::none_of(r.tasks.begin(), r.tasks.end(),
                               [](const TaskRecord& x) { return x.pid.has_value(); }))
-        if (const auto a = guard_->agent(r.cgroup_id);
+        if (const auto a = guard_->agent(r.key);
             a && (a->flags & CORDON_AGENT_F_PROC_TASKS))
             change_agent(r, [](cordon_agent& next) {
                 next.flags &= ~static_cast<__u32>(CORDON_AGENT_F_PROC_TASKS);
@@ -390,7 +390,7 @@ const GrantRecord& Controller::grant(const std::string& name, const GrantSpec& s
     g.expires_ms = g.created_ms + static_cast<std::int64_t>(spec.ttl_ms);
     // The grant's entry before the set that names it: the kernel never meets a grant id without
     // its expiry (and a missing entry never allows: fails closed).
-    guard_->set_grant(g.id, cordon_grant{.cgid = r.cgroup_id, .expires_ns = g.expires_ns,
+    guard_->set_grant(g.id, cordon_grant{.cgid = r.key, .expires_ns = g.expires_ns,
                                          .task_id = task_number});
     r.grants.push_back(g);
     try {
@@ -576,7 +576,7 @@ std::vector<std::uint32_t> Controller::policies_in_use() const
 void Controller::drop_unknown_state(const AgentRecord& r, std::vector<std::string>& changes)
 {
     for (const auto& [number, t] : guard_->tasks())
-        if (t.cgid == r.cgroup_id &&
+        if (t.cgid == r.key &&
             std::none_of(r.tasks.begin(), r.tasks.end(),
                          [&](const TaskRecord& x) { return x.number == number; })) {
             guard_->remove_task(number);
@@ -584,7 +584,7 @@ void Controller::drop_unknown_state(const AgentRecord& r, std::vector<std::strin
                                           r.name, number));
         }
     for (const auto& [id, g] : guard_->grants())
-        if (g.cgid == r.cgroup_id &&
+        if (g.cgid == r.key &&
             std::none_of(r.grants.begin(), r.grants.end(),
                          [&](const GrantRecord& x) { return x.id == id; })) {
             guard_->remove_grant(id);

@@ -151,7 +151,24 @@ Outcome agents_list(State& s, Peer&, const api::Request&)
     json list = json::array();
     for (const auto& a : s.ctl.agents())
         list.push_back(agent_json(s.ctl, a, s.denials[a.id]));
-    return Reply{.fields = {{"agents", list}}};
+    json templates = json::array();
+    for (const auto& t : s.ctl.templates())
+        templates.push_back(agent_json(s.ctl, t, 0));
+    return Reply{.fields = {{"agents", list}, {"templates", templates}}};
+}
+
+// What an attached agent lacks beside a run agent on this backend (docs/enforcement.md).
+std::vector<std::string> attached_warnings(cordon_backend b)
+{
+    if (b == CORDON_BACKEND_COMPAT)
+        return {"compat backend: an attached agent's processes never pass through `cordon run`: "
+                "they keep their capabilities and have no seccomp layer, and the compat backend "
+                "has no LSM hook to refuse namespaces, mounts, bpf(), perf or module loading in "
+                "their place; one running as root can switch its guard off "
+                "(docs/enforcement.md, `cordon doctor`)"};
+    return {"an attached agent's processes keep their capabilities and have no seccomp layer; "
+            "the kernel's hooks refuse what they can for it (docs/enforcement.md lists what "
+            "that leaves open, `cordon doctor` too)"};
 }
 
 // attach and run: the policy is prepared off the loop, the agent added on it.
@@ -178,12 +195,29 @@ Outcome add(State& s, Peer& asker, const api::Request& r)
                 if (const auto why = s.subscription_refusal(p); !why.empty())
                     throw Error(why);
             auto& g = s.ctl.guard();
+            const bool glob = !run && fs::path(*r.cgroup).filename().string().find('*') !=
+                                          std::string::npos;
+            if (glob) {
+                const auto& t = s.ctl.add_template(
+                    {.name = r.name.value_or(prepared.policy.name + "-" + control::random_suffix()),
+                     .pattern = *r.cgroup,
+                     .wait = r.wait.value_or(false)},
+                    prepared);
+                json out = {{"agent", agent_json(s.ctl, t, 0)},
+                            {"pin_dir", s.opts.pin_dir.string()},
+                            {"backend", backend_name(g.backend())},
+                            {"warnings", prepared.warnings}};
+                for (const auto& w : attached_warnings(g.backend()))
+                    out["warnings"].push_back(w);
+                return Reply{.fields = out};
+            }
             control::NewAgent na;
             na.name = r.name;
             if (run)
                 na.owner_pid = p.pid;
             else
                 na.cgroup = *r.cgroup;
+            na.wait = r.wait.value_or(false);
             const auto& rec = s.ctl.add_agent(na, prepared);
             if (run) {
                 // Its `cordon run` is cordon's too: its agent may not signal or trace it (lsm).
@@ -197,22 +231,31 @@ Outcome add(State& s, Peer& asker, const api::Request& r)
                         {"pin_dir", s.opts.pin_dir.string()},
                         {"backend", backend_name(g.backend())},
                         {"warnings", prepared.warnings}};
-            if (!run && g.backend() == CORDON_BACKEND_COMPAT)
-                out["warnings"].push_back(
-                    "compat backend: the processes already in this cgroup keep their "
-                    "capabilities and have no seccomp layer; one running as root can switch its "
-                    "guard off (docs/enforcement.md)");
+            if (!run)
+                for (const auto& w : attached_warnings(g.backend()))
+                    out["warnings"].push_back(w);
             return Reply{.fields = out};
         });
 }
 
 Outcome detach(State& s, Peer&, const api::Request& r)
 {
+    if (const auto* t = r.name ? s.ctl.find_template(*r.name) : nullptr) {
+        // The template and every agent it made: their processes run on unguarded.
+        std::vector<std::uint64_t> keys;
+        for (const auto& a : s.ctl.agents())
+            if (a.template_name == t->name)
+                keys.push_back(a.key);
+        s.ctl.remove_agent(t->name);
+        for (auto k : keys)
+            s.sup.forget(k);
+        return Reply{.fields = {{"children", keys.size()}}};
+    }
     const auto& rec = s.agent(r);
     if (rec.origin == control::Origin::Run && rec.owner_pid)
         throw Error("agent " + rec.name + " belongs to a running `cordon run` (pid " +
                     std::to_string(*rec.owner_pid) + "); it ends with its command");
-    const auto cgid = rec.cgroup_id;
+    const auto cgid = rec.key;
     s.ctl.remove_agent(rec.name);
     s.sup.forget(cgid);
     return Reply{};
@@ -270,7 +313,7 @@ Outcome thaw(State& s, Peer&, const api::Request& r)
 {
     const auto& rec = s.agent(r);
     s.ctl.thaw(rec.name);
-    s.sup.thawed(rec.cgroup_id);
+    s.sup.thawed(rec.key);
     return Reply{.fields = {{"name", rec.name}}};
 }
 

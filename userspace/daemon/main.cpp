@@ -18,6 +18,7 @@ namespace {
 struct Flags {
     cordon::daemon::ServerOptions o;
     std::string socket = o.socket, registry = o.registry, pin = o.pin_dir, actions = o.actions_log;
+    std::string attachments = o.attachments;
     int verbosity = 0;
     std::string store, max_age = "30d", max_size = "1G", jsonl, jsonl_size = "64M";
     bool no_store = false;
@@ -34,6 +35,9 @@ void add_options(CLI::App& app, Flags& f)
     app.add_option("--pin-dir", f.pin, "Where maps and links are pinned (on bpffs)")
         ->capture_default_str();
     app.add_option("--actions-log", f.actions, "Operator actions, one JSON line each")
+        ->capture_default_str();
+    app.add_option("--attachments", f.attachments,
+                   "Attachments and templates kept on disk, restored after a reboot (empty: none)")
         ->capture_default_str();
     app.add_option("--backend", f.o.backend,
                    "auto, lsm, fmod_ret or compat, for a fresh start (an adopted set keeps its backend)")
@@ -109,6 +113,7 @@ bool fill_options(Flags& f)
     f.o.registry = f.registry;
     f.o.pin_dir = f.pin;
     f.o.actions_log = f.actions;
+    f.o.attachments = f.attachments;
     return true;
 }
 

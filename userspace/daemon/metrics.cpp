@@ -142,8 +142,8 @@ void agent_series(std::string& t, const MetricsInputs& in)
     help(t, "cordon_agent_score", "gauge", "Trust score of each agent (0-1000)");
     std::string tiers, lost_by_agent;
     for (const auto& a : in.ctl.agents()) {
-        const auto st = g.agent(a.cgroup_id);
-        const auto live = g.live(a.cgroup_id);
+        const auto st = g.agent(a.key);
+        const auto live = g.live(a.key);
         if (!st || !live)
             continue;
         t += metric_line("cordon_agent_score", {{"agent", a.name}}, live->score);

@@ -776,11 +776,11 @@ void Server::note_kernel_drops()
     const std::string why = "the kernel's ring buffer was full (lost_events)";
     std::uint64_t attributed = 0;
     for (const auto& a : ctl_->agents()) {
-        const auto live = ctl_->guard().live(a.cgroup_id);
+        const auto live = ctl_->guard().live(a.key);
         if (!live)
             continue;
         // An agent added since this daemon started was created with a count of 0.
-        auto& seen = agent_drops_seen_[std::pair{a.cgroup_id, a.id}];
+        auto& seen = agent_drops_seen_[std::pair{a.key, a.id}];
         if (live->events_lost > seen) {
             pipeline_->push_gap(live->events_lost - seen, why, a.name);
             attributed += live->events_lost - seen;
@@ -836,7 +836,7 @@ void Server::on_event(const events::Event& e)
     const auto& h = e.header();
     const control::AgentRecord* rec = nullptr;
     for (const auto& a : ctl_->agents())
-        if (a.id == h.agent_id && a.cgroup_id == h.cgroup_id)
+        if (a.id == h.agent_id)
             rec = &a;
     const std::string name = rec ? rec->name : fmt::format("agent-{}", h.agent_id);
     const control::TaskRecord* task = nullptr;
@@ -915,7 +915,7 @@ void Server::supervise()
     std::vector<control::Watched> watched;
     watched.reserve(ctl_->agents().size());
     for (const auto& a : ctl_->agents())
-        watched.push_back({a.name, a.cgroup, a.cgroup_id});
+        watched.push_back({a.name, a.cgroup, a.key});
     using W = control::SupervisorAction::What;
     for (const auto& a : sup_->pass(ctl_->guard().agents(), watched)) {
         switch (a.what) {
@@ -1033,7 +1033,9 @@ void Server::start()
         .backend = opts_.backend,
         .pin_dir = opts_.pin_dir,
         .registry_dir = opts_.registry,
-        .ringbuf_bytes = opts_.ringbuf_bytes});
+        .ringbuf_bytes = opts_.ringbuf_bytes,
+        .durable_dir = opts_.attachments.empty() ? std::nullopt
+                                                 : std::optional<fs::path>(opts_.attachments)});
     auto& g = ctl_->guard();
     spdlog::info("{} the {} program set in {} ({} programs), {} agents",
                  ctl_->adopted() ? "adopted" : "loaded and pinned", backend_name(g.backend()),
@@ -1062,6 +1064,19 @@ void Server::start()
         spdlog::warn("no event store (--no-store and no --events-jsonl): decisions are not kept");
     }
     actions_ = std::make_unique<ActionsLog>(opts_.actions_log, pipeline_.get());
+    // After a reboot (the pinned state is gone, the kept attachments are not): every attached
+    // path and template is guarded again before the units that use them start.
+    for (const auto& done : ctl_->restore([](const control::AgentRecord& d) {
+             auto resolver = policy::system_resolver();
+             std::optional<policy::Mode> mode;
+             if (!d.policy_mode.empty())
+                 mode = d.policy_mode == "audit" ? policy::Mode::Audit : policy::Mode::Enforce;
+             return control::prepare_document(d.policy_text, d.policy_file, d.context, *resolver,
+                                              false, mode);
+         })) {
+        spdlog::warn("agent {}", done);
+        actions_->controller("restore", {{"change", done}});
+    }
     for (const auto& change : ctl_->reconcile()) {
         spdlog::warn("agent {}", change);
         actions_->controller("reconcile", {{"change", change}});
@@ -1071,8 +1086,8 @@ void Server::start()
         spdlog::info("metrics on http://{}/metrics", opts_.metrics_listen);
     }
     for (const auto& a : ctl_->agents())
-        if (const auto live = g.live(a.cgroup_id))
-            agent_drops_seen_[{a.cgroup_id, a.id}] = live->events_lost;
+        if (const auto live = g.live(a.key))
+            agent_drops_seen_[{a.key, a.id}] = live->events_lost;
     kernel_drops_seen_ = g.counters()[CORDON_CNT_RINGBUF_DROPS];
     reader_ = std::make_unique<events::Reader>(g.events_fd(),
                                                [this](const events::Event& e) { on_event(e); });

@@ -16,6 +16,8 @@ struct ServerOptions {
     std::filesystem::path registry = "/run/cordon/agents"; ///< one record file per agent
     std::filesystem::path pin_dir = "/sys/fs/bpf/cordon";
     std::filesystem::path actions_log = "/var/lib/cordon/actions.jsonl";
+    /// Attachments and templates, kept across reboots (a file each); empty: not kept.
+    std::filesystem::path attachments = "/var/lib/cordon/attachments";
     std::string backend = "auto";
     /// The forensic store (SQLite); empty: events.db beside the actions log. store_enabled
     /// false: none (the actions log and the JSONL file, if any, still are written).

@@ -21,15 +21,22 @@ json agent_json(control::Controller& ctl, const control::AgentRecord& r, std::ui
               {"id", r.id},
               {"cgroup", r.cgroup.string()},
               {"cgroup_id", r.cgroup_id},
+              {"key", r.key},
               {"origin", control::origin_name(r.origin)},
+              {"state", r.origin == control::Origin::Template ? "template"
+                        : r.cgroup_id                         ? "guarded"
+                                                              : "waiting"},
               {"policy",
                {{"file", r.policy_file}, {"name", r.policy_name}, {"sha256", r.policy_sha256},
                 {"id", r.policy_id}}},
               {"age_s", std::max<std::int64_t>(0, now_ms() / 1000 - r.created)},
               {"denials_seen", denials_seen},
-              {"detached", r.origin == control::Origin::Run && !r.owner_pid}};
-    const auto st = ctl.guard().agent(r.cgroup_id);
-    const auto live = ctl.guard().live(r.cgroup_id);
+              {"detached", r.origin == control::Origin::Run && !r.owner_pid},
+              // What guards its processes: a run agent's pass through `cordon run` (seccomp,
+              // capabilities dropped); an attached one's never do (docs/enforcement.md).
+              {"layers", r.origin == control::Origin::Run ? "kernel,seccomp,caps" : "kernel"}};
+    const auto st = ctl.guard().agent(r.key);
+    const auto live = ctl.guard().live(r.key);
     if (st && live) {
         a["mode"] = st->mode == CORDON_MODE_AUDIT ? "audit" : "enforce";
         a["score"] = live->score;
@@ -44,6 +51,10 @@ json agent_json(control::Controller& ctl, const control::AgentRecord& r, std::ui
         a["grants"] = r.grants.size();
         a["events_lost"] = live->events_lost;
     }
+    if (!r.template_name.empty())
+        a["template"] = r.template_name;
+    if (r.origin == control::Origin::Template || !r.cgroup_id)
+        return a;
     a["cgroup_frozen"] = agents::cgroup_frozen(r.cgroup);
     std::uint64_t procs = 0;
     std::error_code ec;
