@@ -41,6 +41,10 @@
  *   lsm/sb_pivotroot            a new root would shorten every path the rules match against
  *   lsm/userns_create           a user namespace, in which an unprivileged agent could make
  *                               mounts that lay an allowed name over a denied tree
+ *   lsm/perf_event_open         perf events (kernel addresses, other processes' samples),
+ *                               unless the policy reopens them (hardening.allow: perf): the
+ *                               seccomp layer's refusal, for agents that never passed
+ *                               through `cordon run` (attached ones)
  * The compat backend has no such hooks: there agents must run as an unprivileged user (--user),
  * and the launch-time capability drop and seccomp layer are the only walls.
  *
@@ -629,4 +633,20 @@ int BPF_PROG(tamper_guard_userns_create, const struct cred *cred, int ret)
 	if (ret)
 		return ret;
 	return deny_if_agent("(user namespace)");
+}
+
+SEC("lsm/perf_event_open")
+int BPF_PROG(tamper_guard_perf_event_open, struct perf_event_attr *attr, int type, int ret)
+{
+	struct cordon_ctx c;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	/* A missing policy reopens nothing (fails closed). */
+	if (c.policy && (c.policy->open_doors & CORDON_DOOR_PERF))
+		return 0;
+	(void)cordon_deny_tamper(&c, "(perf_event_open)");
+	return -EPERM;
 }

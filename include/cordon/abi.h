@@ -138,6 +138,11 @@ enum cordon_agent_flag {
 	CORDON_AGENT_F_CHILD = 1u << 3,
 };
 
+/** Bits of cordon_policy.open_doors (the policy's SideDoor order, userspace/policy/model.h). */
+enum cordon_door {
+	CORDON_DOOR_PERF = 1u << 3, /**< perf_event_open() */
+};
+
 /** Per-CPU counters in the cordon_counters map, surfaced by the controller. */
 enum cordon_counter {
 	CORDON_CNT_ALLOW = 0,         /**< allowed accesses by agents (not reported unless traced) */
@@ -495,7 +500,10 @@ struct cordon_policy {
 	__u32 inbound_default_rule_id; /**< rule table entry of network.inbound.default */
 	__u8 inbound_default;       /**< enum cordon_action when no inbound rule matches */
 	__u8 trace_exec;            /**< 1: record every exec that succeeded (trace: exec or all) */
-	__u8 _pad1[2];              /**< zero */
+	/** Side doors the policy reopens (spec.hardening.allow; bit = CORDON_DOOR_*): the kernel
+	 *  refuses the others for every agent, attached ones included, where a hook can tell. */
+	__u8 open_doors;
+	__u8 _pad1;                 /**< zero */
 	/** Capabilities (bit = CAP_* number) an agent may never use against the initial user
 	 *  namespace, whatever it runs as: the launch-time drop list, enforced again in the kernel
 	 *  (lsm backend, tamper_guard lsm/capable). */

@@ -204,17 +204,28 @@ json Daemon::call(const std::string& line) const
 }
 
 json Daemon::attach(const fs::path& cgroup, const std::string& yaml, const std::string& name,
-                    const std::string& workspace) const
+                    const std::string& workspace, bool wait) const
 {
-    return call(json{{"v", 1},
-                     {"op", "attach"},
-                     {"cgroup", cgroup.string()},
-                     {"name", name},
-                     {"policy", {{"file", "test.yaml"}, {"text", yaml}}},
-                     {"user", "root"},
-                     {"home", "/root"},
-                     {"workspace", workspace}}
-                    .dump());
+    json q = {{"v", 1},
+              {"op", "attach"},
+              {"cgroup", cgroup.string()},
+              {"name", name},
+              {"policy", {{"file", "test.yaml"}, {"text", yaml}}},
+              {"user", "root"},
+              {"home", "/root"},
+              {"workspace", workspace}};
+    if (wait)
+        q["wait"] = true;
+    return call(q.dump());
+}
+
+void Daemon::reboot()
+{
+    pinned_.reset();
+    stop();
+    bpf::Guard::unpin(pin_dir_);
+    std::error_code ec;
+    fs::remove_all(registry_, ec);
 }
 
 json Daemon::detach(const std::string& name) const

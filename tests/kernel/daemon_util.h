@@ -68,9 +68,16 @@ public:
     api::Client connect() const;
     /// One request; returns the whole reply (ok or not).
     nlohmann::json call(const std::string& line) const;
-    /// Attaches `cgroup` with policy text; returns the reply (ok or not).
+    /// Attaches `cgroup` (or a template: PARENT/PATTERN) with policy text; returns the reply (ok
+    /// or not). wait: the path need not exist yet.
     nlohmann::json attach(const std::filesystem::path& cgroup, const std::string& policy_yaml,
-                          const std::string& name, const std::string& workspace) const;
+                          const std::string& name, const std::string& workspace,
+                          bool wait = false) const;
+    /// The directory of kept attachments (--attachments), which a reboot does not clear.
+    std::filesystem::path attachments() const { return dir_ / "attachments"; }
+    /// As after a reboot: the daemon stopped, its pins and its registry (/run) gone; the kept
+    /// attachments stay. start() then starts it afresh.
+    void reboot();
     nlohmann::json detach(const std::string& name) const;
 
     /// The pinned program set, adopted by the test (maps only: it reads no events).

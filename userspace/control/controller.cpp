@@ -445,8 +445,9 @@ void Controller::forget(std::vector<AgentRecord>::iterator it)
         remove_record(*opts_.registry_dir, r.name);
 }
 
-void Controller::remove_agent(const std::string& name)
+void Controller::remove_agent(const std::string& name_ref)
 {
+    const std::string name = name_ref; // callers pass the record's own name, which forget() frees
     if (find_template(name))
         return remove_template(name);
     auto it = std::find_if(agents_.begin(), agents_.end(),
@@ -875,9 +876,6 @@ const AgentRecord& Controller::add_template(const NewTemplate& nt, const Prepare
     if (parent == mount_.mount_point && name_matches(pattern, std::string(agents::kSubtree)))
         throw Error("cannot guard " + (parent / pattern).string() + ": it matches " +
                     subtree.string() + ", cordon's own subtree");
-    if (parent == subtree)
-        throw Error("cannot guard " + (parent / pattern).string() + ": the children of " +
-                    subtree.string() + " are the agents `cordon run` starts");
     if (const auto self = agents::process_cgroup(mount_, static_cast<int>(::getpid()));
         self && agents::cgroup_within(*self, parent) && *self != parent &&
         name_matches(pattern, self->lexically_relative(parent).begin()->string()))
@@ -1021,6 +1019,14 @@ void Controller::adopt_children(const AgentRecord& t, std::vector<std::string>& 
             }
         }
     }
+}
+
+std::vector<std::string> Controller::adopt_templates()
+{
+    std::vector<std::string> changes;
+    for (const auto& t : templates_)
+        adopt_children(t, changes);
+    return changes;
 }
 
 void Controller::remove_template(const std::string& name)

@@ -129,6 +129,9 @@ public:
     /// subtree or cordon itself, or one inside or above an agent.
     const AgentRecord& add_template(const NewTemplate& t, const PreparedPolicy& p);
     const std::vector<AgentRecord>& templates() const { return templates_; }
+    /// Records for the children the kernel made since the last look (reconcile does this too):
+    /// for an event of an agent the records do not know yet. Returns what changed.
+    std::vector<std::string> adopt_templates();
     const AgentRecord* find_template(const std::string& name) const;
     /// After a reboot (durable records with no registry record): each attachment and template is
     /// added again with its policy text, prepared by `prepare`. Returns what it did.

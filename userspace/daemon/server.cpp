@@ -838,6 +838,15 @@ void Server::on_event(const events::Event& e)
     for (const auto& a : ctl_->agents())
         if (a.id == h.agent_id)
             rec = &a;
+    if (!rec && h.agent_id >= CORDON_CHILD_ID_BASE) {
+        // A template's child the kernel made since the last reconcile: its record first, so
+        // that its first records carry its name.
+        for (const auto& change : ctl_->adopt_templates())
+            actions_->controller("reconcile", {{"change", change}});
+        for (const auto& a : ctl_->agents())
+            if (a.id == h.agent_id)
+                rec = &a;
+    }
     const std::string name = rec ? rec->name : fmt::format("agent-{}", h.agent_id);
     const control::TaskRecord* task = nullptr;
     if (rec && h.task_id)

@@ -113,6 +113,7 @@ struct Trust {
 
 /// Side doors that the seccomp layer closes in every process of an agent (docs/policy.md,
 /// "hardening"). A policy may reopen the relaxable ones by name in spec.hardening.allow.
+/// The order is the kernel's too (cordon_policy.open_doors, enum cordon_door in abi.h).
 enum class SideDoor : std::uint8_t {
     Namespaces,  ///< creating or entering namespaces (unshare, clone flags, setns)
     Mount,       ///< the mount API
@@ -125,6 +126,8 @@ enum class SideDoor : std::uint8_t {
     Modules,     ///< module and kexec loading: never relaxable
     kCount,
 };
+
+static_assert(static_cast<unsigned>(SideDoor::Perf) == 3, "CORDON_DOOR_PERF is bit 3");
 
 struct SideDoorInfo {
     SideDoor door;
