@@ -596,7 +596,8 @@ void print_enforcement(cordon_backend backend, const Enforcement& e)
 
 int main(int argc, char** argv)
 {
-    // Sections: enforcement, backends, rules, daemon, live, grants, forensics (default: all of
+    // Sections: enforcement, backends, rules, daemon, live, grants, killwait, churn, forensics
+    // (default: all of
     // them, in that order). CORDON_BENCH_SECONDS: how long forensics holds each fixed rate
     // (default 60). CORDON_BENCH_BACKENDS (backends, rules): the backends to measure side by side
     // ("lsm,fmod_ret"; default: the one this kernel runs). CORDON_BENCH_REPS (backends):
@@ -652,6 +653,8 @@ int main(int argc, char** argv)
         bench::grants(backend, ws);
     if (wanted("killwait"))
         bench::kill_wait(backend, ws);
+    if (wanted("churn"))
+        bench::cgroup_churn(backend);
     if (wanted("forensics")) {
         const char* secs = std::getenv("CORDON_BENCH_SECONDS");
         bench::forensics(backend, ws, secs ? std::atoi(secs) : 60);

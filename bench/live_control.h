@@ -17,6 +17,9 @@ void grants(cordon_backend backend, const std::filesystem::path& ws);
 /// "A kill never waits": `cordon kill` against a bare cgroup.kill under agent load, and the kill
 /// reply's time under load on cordond (bench/kill_wait.cpp).
 void kill_wait(cordon_backend backend, const std::filesystem::path& ws);
+/// "Cgroup churn": mkdir + rmdir per second with the cgroup-creation program loaded, against
+/// none (bench/cgroup_churn.cpp).
+void cgroup_churn(cordon_backend backend);
 /// The event pipeline: records/s into JSONL and SQLite, CPU per record, loss at fixed rates
 /// sustained for `seconds`.
 void forensics(cordon_backend backend, const std::filesystem::path& ws, int seconds);

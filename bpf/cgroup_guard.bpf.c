@@ -173,8 +173,10 @@ int BPF_PROG(cgroup_guard_mkdir, struct cgroup *cgrp, const char *path)
 		return 0;
 	__builtin_memset(&sc->full, 0, sizeof(sc->full));
 	len = bpf_probe_read_kernel_str(sc->full.path, sizeof(sc->full.path), path);
-	if (len <= 1 || len >= CORDON_CGROUP_PATH_BYTES)
-		return 0; /* longer than any path cordon binds (the controller refuses those) */
+	/* len counts the NUL: a path of CORDON_CGROUP_PATH_MAX bytes reads as MAX + 1. A longer one
+	 * (read cut at 511 bytes) is longer than any path cordon binds: ignored, never matched cut. */
+	if (len <= 1 || len > CORDON_CGROUP_PATH_MAX + 1)
+		return 0;
 	len -= 1; /* without the NUL */
 	cgid = BPF_CORE_READ(cgrp, kn, id);
 	b = bpf_map_lookup_elem(&cordon_bound_paths, &sc->full);

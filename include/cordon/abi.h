@@ -566,10 +566,13 @@ CORDON_STATIC_ASSERT(sizeof(struct cordon_exec_event) == 592, "cordon_exec_event
 #define CORDON_CHILD_ID_BASE (1u << 31)
 
 /* Bytes of a cgroup path as cordon_bound_paths and cordon_templates keep it: relative to the
- * cgroup2 root, with its leading '/', NUL-filled. A template's parent is at most
- * CORDON_CGROUP_PARENT_MAX bytes and a name at most 255 (NAME_MAX), so every child's path fits. */
+ * cgroup2 root, with its leading '/', NUL-filled, at most CORDON_CGROUP_PATH_MAX bytes long (the
+ * kernel reads at most CORDON_CGROUP_PATH_BYTES with the NUL, and ignores a longer path rather
+ * than match a cut one). A template's parent is at most CORDON_CGROUP_PARENT_MAX bytes and a
+ * name at most 255 (NAME_MAX), so every child's path fits: 254 + 1 + 255 = 510. */
 #define CORDON_CGROUP_PATH_BYTES 512
-#define CORDON_CGROUP_PARENT_MAX 255
+#define CORDON_CGROUP_PATH_MAX 510
+#define CORDON_CGROUP_PARENT_MAX 254
 /* A template's name pattern: PREFIX*SUFFIX, each at most this long. */
 #define CORDON_PATTERN_PART 48
 /* Templates one parent cgroup may carry. */

@@ -258,6 +258,14 @@ TEST_P(AttachTest, BadInputIsRefusedWithACauseAndChangesNothing)
          "cannot attach " + (root / "x*" / "y").string() +
              ": a glob may have one '*', in its last component only"},
     };
+    const fs::path too_long = root / std::string(250, 'a') / std::string(255, 'b') / "xyz";
+    cases.push_back({too_long, true,
+                     "cannot attach " + too_long.string() +
+                         ": its path below the cgroup v2 root is longer than 510 bytes"});
+    cases.push_back({root / "bad\xef\xbf\xbd", true,
+                     "cannot attach that path: it is not UTF-8 text without control characters "
+                     "(a client replaces bytes that are not with U+FFFD, which would name another "
+                     "cgroup)"});
     if (self && !fs::equivalent(*self, root)) // cordond runs in the test's cgroup
         cases.push_back({*self, false,
                          "cannot attach " + self->string() + ": cordon itself runs in it (" +
@@ -286,6 +294,12 @@ TEST_P(AttachTest, BadInputIsRefusedWithACauseAndChangesNothing)
                   ": it is inside or above the cgroups of template w (" +
                   (parent.path() / "w-*").string() +
                   "); agents may not nest, detach that one first");
+    const auto overlap = d.attach(parent.path() / "w-1*", deny_policy(f.secret), "o",
+                                  f.dir.string());
+    EXPECT_EQ(overlap.value("error", ""),
+              "cannot guard " + (parent.path() / "w-1*").string() + ": template w (" +
+                  (parent.path() / "w-*").string() +
+                  ") matches some of the same names; agents may not nest, detach that one first");
     ASSERT_TRUE(d.detach("w").value("ok", false));
 }
 

@@ -292,7 +292,7 @@ public:
     void supervise()
     {
         if (pinned_)
-            report(term_, sup_.pass(pinned_->agents(), {{d_.name, d_.cgroup, d_.cgroup_id}}),
+            report(term_, sup_.pass(pinned_->agents(), {{d_.name, d_.cgroup, d_.cgroup_id, 0}}),
                    "`cordon thaw` needs cordond; Ctrl-C ends it");
     }
 
@@ -500,7 +500,7 @@ void Embedded::supervise()
 {
     if (sink_->kill_requested)
         sup_.kill_requested(cgroup_id_);
-    report(term_, sup_.pass(ctl_.guard().agents(), {{name_, cgroup_, cgroup_id_}}),
+    report(term_, sup_.pass(ctl_.guard().agents(), {{name_, cgroup_, cgroup_id_, 0}}),
            fmt::format("`kill -USR2 {}` thaws it, Ctrl-C ends it", ::getpid()));
 }
 

@@ -245,9 +245,31 @@ std::uint32_t path_level(const agents::Cgroup2Mount& mount, const fs::path& dir)
     return n;
 }
 
+// Whether s is UTF-8 with no control character and no U+FFFD (what a client puts in place of
+// bytes that are not UTF-8): a path that is not would be recorded as another path.
+bool plain_text(const std::string& s)
+{
+    for (std::size_t i = 0; i < s.size();) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x20 || c == 0x7f)
+            return false;
+        const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (n == 0 || i + n > s.size())
+            return false;
+        for (std::size_t k = 1; k < n; ++k)
+            if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80)
+                return false;
+        if (s.compare(i, n, "\xef\xbf\xbd") == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
 // A cgroup path cordon may bind an agent or a template's children to: canonical when it exists
-// (else, with `wait`, as written), below the cgroup2 root, not the run agents' subtree or inside
-// it, not holding cordon itself. `what` names the refused thing in errors.
+// (else, with `wait`, as written), below the cgroup2 root, not the run agents' subtree itself
+// (a cgroup inside it may be attached: nesting with a run agent is refused as any nesting is),
+// not holding cordon itself; UTF-8 text, short enough for the kernel to match.
 fs::path bindable_path(const agents::Cgroup2Mount& mount, const fs::path& cgroup, bool wait,
                        bool root_ok)
 {
@@ -256,6 +278,10 @@ fs::path bindable_path(const agents::Cgroup2Mount& mount, const fs::path& cgroup
     fs::path dir;
     if (!cgroup.is_absolute())
         throw Error("cannot attach " + cgroup.string() + ": the path must be absolute");
+    if (!plain_text(cgroup.string()))
+        throw Error("cannot attach that path: it is not UTF-8 text without control characters "
+                    "(a client replaces bytes that are not with U+FFFD, which would name another "
+                    "cgroup)");
     if (cgroup.string().find_first_of("*?[") != std::string::npos)
         throw Error("cannot attach " + cgroup.string() +
                     ": a glob may have one '*', in its last component only");
@@ -284,10 +310,10 @@ fs::path bindable_path(const agents::Cgroup2Mount& mount, const fs::path& cgroup
     if (dir == subtree)
         throw Error("cannot attach " + dir.string() + ": it holds every agent that "
                     "`cordon run` starts");
-    if (rel_path(mount, dir).size() >= CORDON_CGROUP_PATH_BYTES)
-        throw Error(fmt::format("cannot attach {}: its path below the cgroup v2 root is {} bytes "
-                                "or longer",
-                                dir.string(), CORDON_CGROUP_PATH_BYTES));
+    if (rel_path(mount, dir).size() > CORDON_CGROUP_PATH_MAX)
+        throw Error(fmt::format("cannot attach {}: its path below the cgroup v2 root is longer "
+                                "than {} bytes",
+                                dir.string(), CORDON_CGROUP_PATH_MAX));
     const auto self = agents::process_cgroup(mount, static_cast<int>(::getpid()));
     if (dir != mount.mount_point && self && (*self == dir || agents::cgroup_within(*self, dir)))
         throw Error("cannot attach " + dir.string() + ": cordon itself runs in it (" +
@@ -326,6 +352,22 @@ void check_name(const std::string& name)
 }
 
 } // namespace
+
+bool patterns_overlap(const std::string& a, const std::string& b)
+{
+    const auto sa = a.find('*'), sb = b.find('*');
+    if (sa == std::string::npos)
+        return name_matches(b, a);
+    if (sb == std::string::npos)
+        return name_matches(a, b);
+    const std::string pa = a.substr(0, sa), xa = a.substr(sa + 1);
+    const std::string pb = b.substr(0, sb), xb = b.substr(sb + 1);
+    // The longer prefix followed by the longer suffix is a name both match, if the prefixes and
+    // the suffixes agree.
+    const bool prefixes = pa.starts_with(pb) || pb.starts_with(pa);
+    const bool suffixes = xa.ends_with(xb) || xb.ends_with(xa);
+    return prefixes && suffixes;
+}
 
 bool name_matches(const std::string& pattern, const std::string& name)
 {
@@ -838,6 +880,8 @@ cordon_template pattern_entry(const std::string& pattern)
     const auto star = pattern.find('*');
     if (pattern.empty() || pattern == "." || pattern == "..")
         throw Error("a template needs a name pattern for the children, such as agent@*.service");
+    if (!plain_text(pattern))
+        throw Error("a template's pattern must be UTF-8 text without control characters");
     if (star != std::string::npos && pattern.find('*', star + 1) != std::string::npos)
         throw Error("a template's pattern may have one '*' only: " + pattern);
     if (pattern.find_first_of("?[]\\") != std::string::npos)
@@ -882,8 +926,11 @@ const AgentRecord& Controller::add_template(const NewTemplate& nt, const Prepare
         throw Error("cannot guard " + (parent / pattern).string() + ": it matches the cgroup "
                     "cordon itself runs in (" + self->string() + ")");
     for (const auto& t : templates_)
-        if (t.cgroup == parent / pattern)
-            throw Error("template " + t.name + " guards " + t.cgroup.string() + " already");
+        if (t.cgroup.parent_path() == parent &&
+            patterns_overlap(t.cgroup.filename().string(), pattern))
+            throw Error("cannot guard " + (parent / pattern).string() + ": template " + t.name +
+                        " (" + t.cgroup.string() + ") matches some of the same names; agents "
+                        "may not nest, detach that one first");
     for (const auto& r : agents_)
         if (agents::cgroup_within(parent, r.cgroup) ||
             (agents::cgroup_within(r.cgroup, parent) && r.cgroup != parent &&
@@ -963,6 +1010,19 @@ void Controller::adopt_children(const AgentRecord& t, std::vector<std::string>& 
         if (!e.is_directory(ec) || !name_matches(pattern, base) ||
             !fs::exists(e.path() / "cgroup.procs", ec))
             continue;
+        if (!plain_text(base)) {
+            // No record can name it (records and the API are UTF-8 text): the kernel guards it
+            // as the template says; it is also frozen (fails closed) and reported, once.
+            if (unnamed_.insert(e.path().string()).second) {
+                try {
+                    agents::freeze_cgroup(e.path(), true);
+                } catch (const Error&) {
+                }
+                changes.push_back("template " + t.name + ": a matching cgroup's name is not "
+                                  "UTF-8 text; guarded by the kernel, frozen, and not listed");
+            }
+            continue;
+        }
         std::uint64_t cgid = 0;
         try {
             cgid = agents::cgroup_id(e.path());
@@ -974,6 +1034,8 @@ void Controller::adopt_children(const AgentRecord& t, std::vector<std::string>& 
             continue;
         const auto key = guard_->cgroup_agent(cgid);
         const auto a = key ? guard_->agent(*key) : std::nullopt;
+        if (a && a->policy_id != t.policy_id)
+            continue; // another agent's (another template's, or one attached by hand)
         if (a) { // the kernel made it as the cgroup was made
             const auto& c = add_child(t, e.path(), cgid, *key, a->agent_id);
             changes.push_back(c.name + ": guarded from its first process (template " + t.name +
@@ -1085,7 +1147,7 @@ std::vector<std::string> Controller::restore(
             done.push_back(fmt::format("{}: restored from {} ({}{})", d.name,
                                        opts_.durable_dir->string(), d.cgroup.string(),
                                        d.killed ? ", killed as it was" : ""));
-        } catch (const Error& e) {
+        } catch (const std::exception& e) {
             done.push_back(fmt::format("{}: cannot restore ({}); it is NOT guarded: fix the cause "
                                        "and attach it again",
                                        d.name, e.what()));

@@ -105,6 +105,8 @@ struct NewTemplate {
 /// Whether a cgroup name matches a template's pattern (at most one '*', which matches any run
 /// of characters, none included), as the kernel matches it.
 bool name_matches(const std::string& pattern, const std::string& name);
+/// Whether some cgroup name matches both patterns.
+bool patterns_overlap(const std::string& a, const std::string& b);
 
 class Controller {
 public:
@@ -303,6 +305,7 @@ private:
     bool adopted_ = false;
     std::vector<AgentRecord> agents_;
     std::vector<AgentRecord> templates_; ///< no kernel agent of their own; children in agents_
+    std::set<std::string> unnamed_; ///< matching children whose names no record can hold
     std::map<std::string, agents::Cgroup> owned_; ///< run agents' cgroups, by name
     std::vector<std::uint32_t> retired_; ///< compiled sets to unload after a grace period
     std::set<std::uint32_t> reserved_;   ///< ids of applies under way (reconcile spares them)

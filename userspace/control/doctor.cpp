@@ -55,6 +55,11 @@ constexpr const char* kLsmGuarantees[] = {
 };
 
 constexpr const char* kLsmLimits[] = {
+    "an attached agent (cordon attach) has no seccomp layer and keeps its "
+    "capabilities; the kernel refuses in their place namespaces (user "
+    "namespaces, CAP_SYS_ADMIN), mounts, bpf(), perf_event_open, module loading "
+    "and every capability of the drop list; io_uring, 32-bit calls and file "
+    "handles are decided by the same file hooks; it keeps its core-dump limit",
     "an attached agent keeps its processes' RLIMIT_RTPRIO, under which it may "
     "choose real-time scheduling: give its unit LimitRTPRIO=0 (cordon run starts "
     "agents at 0)",
@@ -90,6 +95,11 @@ constexpr const char* kCompatGuarantees[] = {
 };
 
 constexpr const char* kCompatLimits[] = {
+    "an attached agent (cordon attach) has neither the seccomp layer nor the "
+    "capability drop, and compat has no hook in their place: namespaces, "
+    "mounts, bpf(), perf, io_uring, 32-bit calls, file handles and module "
+    "loading are open to it as to any process of its user; attach only "
+    "services that run as an unprivileged user, or use lsm",
     "an attached agent keeps its processes' RLIMIT_RTPRIO, under which it may "
     "choose real-time scheduling: give its unit LimitRTPRIO=0 (cordon run starts "
     "agents at 0)",

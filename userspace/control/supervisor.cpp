@@ -85,6 +85,14 @@ void Supervisor::kill(const Watched& w, std::uint32_t agent_id, std::vector<Supe
     std::error_code ec;
     if (!std::filesystem::exists(w.cgroup, ec))
         return;
+    if (w.only_cgroup) {
+        try {
+            if (agents::cgroup_id(w.cgroup) != w.only_cgroup)
+                return; // another agent's cgroup now (reconcile ends this one)
+        } catch (const Error&) {
+            return; // gone meanwhile
+        }
+    }
     const bool first = killed_handled_.insert({w.cgroup_id, agent_id}).second;
     const auto now = monotonic_ns();
     auto& last = last_kill_ns_[w.cgroup_id];

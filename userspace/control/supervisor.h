@@ -26,11 +26,14 @@ bool ftrace_switched_off();
 /// switched off: CMD must not start unguarded until the first supervision pass.
 void refuse_if_ftrace_off(cordon_backend backend);
 
-/// An agent the supervisor watches: its name (for reports), cgroup and cgroup id.
+/// An agent the supervisor watches: its name (for reports), cgroup and key (cgroup_id: the key
+/// of its kernel entries). only_cgroup, when set: the cgroup at `cgroup` is acted on only while
+/// it has this id (a template's child: a cgroup made again at its path is another agent).
 struct Watched {
     std::string name;
     std::filesystem::path cgroup;
     std::uint64_t cgroup_id = 0;
+    std::uint64_t only_cgroup = 0;
 };
 
 /// What one pass did, for the caller to report.

@@ -14,6 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <list>
@@ -841,8 +843,14 @@ void Server::on_event(const events::Event& e)
     if (!rec && h.agent_id >= CORDON_CHILD_ID_BASE) {
         // A template's child the kernel made since the last reconcile: its record first, so
         // that its first records carry its name.
-        for (const auto& change : ctl_->adopt_templates())
-            actions_->controller("reconcile", {{"change", change}});
+        try {
+            for (const auto& change : ctl_->adopt_templates())
+                actions_->controller("reconcile", {{"change", change}});
+        } catch (const std::exception& err) {
+            spdlog::error("adopting a template's new agents failed: {}; the next round tries "
+                          "again (the kernel guards them meanwhile)",
+                          err.what());
+        }
         for (const auto& a : ctl_->agents())
             if (a.id == h.agent_id)
                 rec = &a;
@@ -924,7 +932,8 @@ void Server::supervise()
     std::vector<control::Watched> watched;
     watched.reserve(ctl_->agents().size());
     for (const auto& a : ctl_->agents())
-        watched.push_back({a.name, a.cgroup, a.key});
+        watched.push_back({a.name, a.cgroup, a.key,
+                           a.origin == control::Origin::Child ? a.cgroup_id : 0});
     using W = control::SupervisorAction::What;
     for (const auto& a : sup_->pass(ctl_->guard().agents(), watched)) {
         switch (a.what) {
@@ -1243,6 +1252,31 @@ void Server::read_records(bool kill_first)
         pipeline_->flush();
 }
 
+namespace {
+
+// sd_notify("READY=1") without libsystemd: one datagram to $NOTIFY_SOCKET, when it is set.
+void notify_ready()
+{
+    const char* path = std::getenv("NOTIFY_SOCKET");
+    if (!path || !*path || std::strlen(path) >= sizeof(sockaddr_un::sun_path))
+        return;
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path, std::strlen(path));
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0'; // an abstract socket
+    const char msg[] = "READY=1";
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + std::strlen(path));
+    if (::sendto(fd, msg, sizeof(msg) - 1, 0, reinterpret_cast<sockaddr*>(&sa), len) < 0)
+        spdlog::warn("cannot tell systemd that cordond is ready: {}", errno_text(errno));
+    ::close(fd);
+}
+
+} // namespace
+
 int Server::run()
 {
     start();
@@ -1253,6 +1287,9 @@ int Server::run()
     // such as /tmp.
     protect_files();
     spdlog::info("listening on {}", opts_.socket.string());
+    // systemd (Type=notify): units ordered after cordond start only now, when the kept
+    // attachments are restored and bound, and the socket answers.
+    notify_ready();
     for (bool stop = false; !stop;) {
         // Kill flags and freeze marks are read from the kernel before any request of a turn is
         // handled: every 20 ms (a batched read of every agent's entry, not one per wake-up: a
