@@ -457,6 +457,8 @@ void choose_programs(guard_bpf* skel, const GuardOptions& opts)
         bpf_program__set_autoload(p, on);
     }
     bpf_program__set_autoload(skel->progs.exec_guard_sched_exec, !lsm);
+    bpf_program__set_autoload(skel->progs.cgroup_guard_mkdir, opts.cgroup_guard);
+    bpf_program__set_autoload(skel->progs.cgroup_guard_rmdir, opts.cgroup_guard);
     if (!lsm)
         return;
     const bool fmod_ret = opts.backend == CORDON_BACKEND_FMOD_RET;

@@ -33,6 +33,9 @@ struct GuardOptions {
     /// compat: decide at the raw sys_exit tracepoint even where the per-syscall ones exist (the
     /// fallback, chosen by tests and benchmarks).
     bool compat_raw_sys_exit = false;
+    /// Off only to measure what the cgroup-creation programs cost (bench/cgroup_churn.cpp):
+    /// without them no cgroup made later is bound to an agent.
+    bool cgroup_guard = true;
 };
 
 /// The number of arguments of kernel function `func` on the running kernel, read from its BTF,

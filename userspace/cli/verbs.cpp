@@ -321,7 +321,8 @@ void add_agents(CLI::App& app, Chosen& chosen)
 
     auto name = std::make_shared<std::string>();
     auto* detach_cmd = app.add_subcommand(
-        "detach", "Stop guarding an attached agent; its processes run on unguarded");
+        "detach", "Stop guarding an attached agent (or a template and every agent it made); "
+                    "its processes run on unguarded. Ends a kept attachment for good");
     detach_cmd->add_option("NAME", *name, "Agent name")->required();
     on_parsed(detach_cmd, chosen, [name] { return detach(*name); });
 }

@@ -132,6 +132,7 @@ public:
 
 private:
     void start();
+    void restore_kept();
     void turn(bool& stop);
     void listen_socket();
     void accept_peers();
@@ -1032,6 +1033,23 @@ void Server::raise_loop()
         spdlog::warn("{}", why);
 }
 
+// After a reboot (the pinned state is gone, the kept attachments are not): every attached path
+// and template is guarded again before the units that use them start.
+void Server::restore_kept()
+{
+    for (const auto& done : ctl_->restore([](const control::AgentRecord& d) {
+             auto resolver = policy::system_resolver();
+             std::optional<policy::Mode> mode;
+             if (!d.policy_mode.empty())
+                 mode = d.policy_mode == "audit" ? policy::Mode::Audit : policy::Mode::Enforce;
+             return control::prepare_document(d.policy_text, d.policy_file, d.context, *resolver,
+                                              false, mode);
+         })) {
+        spdlog::warn("agent {}", done);
+        actions_->controller("restore", {{"change", done}});
+    }
+}
+
 void Server::start()
 {
     if (::geteuid() != 0)
@@ -1082,19 +1100,7 @@ void Server::start()
         spdlog::warn("no event store (--no-store and no --events-jsonl): decisions are not kept");
     }
     actions_ = std::make_unique<ActionsLog>(opts_.actions_log, pipeline_.get());
-    // After a reboot (the pinned state is gone, the kept attachments are not): every attached
-    // path and template is guarded again before the units that use them start.
-    for (const auto& done : ctl_->restore([](const control::AgentRecord& d) {
-             auto resolver = policy::system_resolver();
-             std::optional<policy::Mode> mode;
-             if (!d.policy_mode.empty())
-                 mode = d.policy_mode == "audit" ? policy::Mode::Audit : policy::Mode::Enforce;
-             return control::prepare_document(d.policy_text, d.policy_file, d.context, *resolver,
-                                              false, mode);
-         })) {
-        spdlog::warn("agent {}", done);
-        actions_->controller("restore", {{"change", done}});
-    }
+    restore_kept();
     for (const auto& change : ctl_->reconcile()) {
         spdlog::warn("agent {}", change);
         actions_->controller("reconcile", {{"change", change}});
