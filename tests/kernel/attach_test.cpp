@@ -157,6 +157,18 @@ TEST_P(AttachTest, ATemplateGuardsEveryChildFromItsFirstAccess)
         ids.insert(a["id"].get<std::uint32_t>());
     EXPECT_EQ(ids.size(), static_cast<std::size_t>(kThreads * kEach + 1)) << "each its own id";
     ASSERT_EQ(list["templates"].size(), 1u);
+    // A child runs its template's policy, which its siblings share: no apply of its own.
+    const auto apply = d.call(json{{"v", 1}, {"op", "apply"}, {"name", "tpl.agent-early"},
+                                   {"policy", {{"file", "x.yaml"}, {"text", deny_policy(f.open)}}}}
+                                  .dump());
+    EXPECT_EQ(apply.value("error", ""),
+              "agent tpl.agent-early runs its template's policy (tpl), which its siblings share; "
+              "to change it, detach the template and attach it again with the new policy; "
+              "nothing was changed");
+    EXPECT_TRUE(read_refused(early, f.secret)) << "the apply changed nothing";
+    const auto kill = d.call(R"({"v":1,"op":"kill","name":"tpl"})");
+    EXPECT_NE(kill.value("error", "").find("tpl is a template, not an agent"), std::string::npos)
+        << kill.dump();
 
     // Removal ends each agent; the store keeps what they did.
     for (int i = 0; i < kThreads * kEach; ++i)
@@ -196,8 +208,12 @@ TEST_P(AttachTest, AttachmentsAndKillsSurviveAReboot)
     d.start();
     make_dir(svc);
     EXPECT_TRUE(read_refused(svc, f.secret)) << "the attachment, restored";
+    // Past a reconcile round with no child yet: the template's policy must still be loaded.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     make_dir(parent.path() / "job-1");
     EXPECT_TRUE(read_refused(parent.path() / "job-1", f.secret)) << "the template, restored";
+    EXPECT_FALSE(read_refused(parent.path() / "job-1", f.open))
+        << "decided by its policy, not refused everything for a missing one";
     make_dir(doomed);
     EXPECT_TRUE(read_refused(doomed, f.open)) << "the kill flag, restored: refused everything";
     const auto list = d.call(R"({"v":1,"op":"agents"})");

@@ -125,6 +125,15 @@ int status(bool as_json)
     std::printf("backend:   %s\n", r.at("backend").get<std::string>().c_str());
     std::printf("programs:  %zu attached, pinned in %s\n", r.at("programs").size(),
                 r.at("pin_dir").get<std::string>().c_str());
+    const auto u = [](const nlohmann::json& j, const char* k) {
+        return static_cast<unsigned long long>(j.value(k, std::uint64_t{0}));
+    };
+    if (r.contains("cgroups")) {
+        const auto& g = r.at("cgroups");
+        std::printf("cgroups:   %llu bound as made, %llu template agents made, %llu removed, "
+                    "%llu FAILED (tables full: frozen by cordond)\n",
+                    u(g, "bound"), u(g, "children_made"), u(g, "removed"), u(g, "failed"));
+    }
     std::printf("agents:    %zu (%zu policies loaded)\n", r.at("agents").get<std::size_t>(),
                 r.at("policies").get<std::size_t>());
     const auto& dec = r.at("decisions");
@@ -146,9 +155,6 @@ int status(bool as_json)
         std::printf("store:     none (cordond runs with --no-store and no --events-jsonl)\n");
         return 0;
     }
-    const auto u = [](const nlohmann::json& j, const char* k) {
-        return static_cast<unsigned long long>(j.value(k, std::uint64_t{0}));
-    };
     for (const char* sink : {"sqlite", "jsonl"}) {
         if (!st.contains(sink))
             continue;

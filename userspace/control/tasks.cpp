@@ -564,6 +564,8 @@ std::vector<std::uint32_t> Controller::policies_in_use() const
         ids.insert(e.agent.policy_id);
         ids.insert(e.agent.grant_set);
     }
+    for (const auto& t : templates_) // the policy each child the kernel makes will run
+        ids.insert(t.policy_id);
     for (const auto& [number, t] : guard_->tasks()) {
         ids.insert(t.overlay_id);
         ids.insert(t.grant_set);

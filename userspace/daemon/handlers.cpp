@@ -46,6 +46,10 @@ void State::same_agent(const std::string& name, std::uint32_t id) const
 const control::AgentRecord& State::agent(const api::Request& r) const
 {
     const auto* rec = r.name ? ctl.find(*r.name) : nullptr;
+    if (!rec && r.name && ctl.find_template(*r.name))
+        throw Error(*r.name + " is a template, not an agent: name one of its agents (" + *r.name +
+                    ".CGROUP, `cordon agents` lists them); `cordon detach " + *r.name +
+                    "` ends the template and its agents");
     if (!rec)
         throw Error("no agent named " + r.name.value_or("") + "; `cordon agents` lists them");
     return *rec;
@@ -143,6 +147,12 @@ Outcome status(State& s, Peer&, const api::Request&)
                      {"subscriber_drops", s.subscriber_drops},
                      {"unresolved_paths", c[CORDON_CNT_PATH_FAILED]},
                      {"task_table_full", c[CORDON_CNT_TASK_FULL]},
+                     // Cgroups the kernel bound as they were made (issue 23); failed: the
+                     // tables were full, and cordond freezes each such cgroup it finds.
+                     {"cgroups", {{"bound", c[CORDON_CNT_CG_BOUND]},
+                                  {"children_made", c[CORDON_CNT_CG_CHILD]},
+                                  {"failed", c[CORDON_CNT_CG_FAILED]},
+                                  {"removed", c[CORDON_CNT_CG_REMOVED]}}},
                      {"store", store_json(s.pipeline)}}};
 }
 
@@ -359,6 +369,10 @@ Reply applied_reply(const std::string& name, const control::Controller::Applied&
 Outcome apply(State& s, Peer&, const api::Request& r)
 {
     const auto& rec = s.agent(r);
+    if (rec.origin == control::Origin::Child)
+        throw Error("agent " + rec.name + " runs its template's policy (" + rec.template_name +
+                    "), which its siblings share; to change it, detach the template and attach "
+                    "it again with the new policy; nothing was changed");
     const auto received_ns = monotonic_ns();
     // Applies of one agent take effect in the order they arrived: one that a later apply
     // overtook while its policy was being prepared changes nothing.
