@@ -161,12 +161,19 @@ SEC("tp_btf/cgroup_mkdir")
 int BPF_PROG(cgroup_guard_mkdir, struct cgroup *cgrp, const char *path)
 {
 	struct cgroup_scratch *sc;
+	struct cordon_config *cfg;
 	struct cordon_bound *b;
 	__u32 zero = 0;
 	__u64 cgid;
+	int level;
 	long len;
 
 	if (!on_cgroup2(cgrp))
+		return 0;
+	/* Nothing is bound at this cgroup's level: no path to read (the common case of churn). */
+	cfg = bpf_map_lookup_elem(&cordon_config, &zero);
+	level = BPF_CORE_READ(cgrp, level);
+	if (!cfg || level < 0 || level >= CORDON_MAX_LEVEL || !((cfg->bind_levels >> level) & 1))
 		return 0;
 	sc = bpf_map_lookup_elem(&cordon_cgroup_scratch, &zero);
 	if (!sc)

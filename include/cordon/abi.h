@@ -262,7 +262,9 @@ struct cordon_config {
 	__u32 next_agent_id;  /**< next fresh agent id */
 	__u64 next_task_id;   /**< next fresh task number (cordon_agent.task_id, cordon_tasks) */
 	__u32 next_grant_id;  /**< next fresh grant id (cordon_grants) */
-	__u32 _pad1;          /**< zero */
+	/** bit L set: a bound path, or a template's children, is at cgroup level L: the cgroup
+	 *  programs look at no cgroup made at another level (bpf/cgroup_guard.bpf.c) */
+	__u32 bind_levels;
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_config) == 40, "cordon_config layout changed");
 

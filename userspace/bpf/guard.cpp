@@ -129,6 +129,16 @@ constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
     {sizeof(std::uint32_t), sizeof(std::uint32_t)},
     {sizeof(std::uint32_t), sizeof(cordon_config)}};
 
+// The cgroup level of a path relative to the cgroup2 root: its number of components.
+std::uint32_t rel_level(const char* rel)
+{
+    std::uint32_t n = 0;
+    for (const char* c = rel; *c; ++c)
+        if (*c == '/' && c[1] && c[1] != '/')
+            ++n;
+    return n;
+}
+
 constexpr const char* kTeardownFix =
     "run `cordon teardown` (it stops enforcement for every agent cordond guards) and start "
     "cordond again";
@@ -317,8 +327,10 @@ struct Guard::Impl {
     // An array of maps whose update makes the kernel wait for an RCU grace period (see
     // wait_for_decisions); created on first use.
     int rcu_outer = -1, rcu_inner = -1;
-    // Agents per cgroup level, behind cordon_config.agent_levels.
+    // Agents per cgroup level, behind cordon_config.agent_levels; bound paths and templates'
+    // children per level, behind cordon_config.bind_levels.
     std::array<std::uint32_t, CORDON_MAX_LEVEL> per_level{};
+    std::array<std::uint32_t, CORDON_MAX_LEVEL> bind_level{};
     // Keys of the policies loaded by this Guard; others are found by scanning the maps.
     std::map<std::uint32_t, std::pair<std::vector<cordon_path_key>, std::vector<cordon_net_key>>>
         loaded;
@@ -391,13 +403,27 @@ struct Guard::Impl {
     {
         auto c = config();
         std::uint64_t mask = 0;
-        for (std::uint32_t l = 0; l < CORDON_MAX_LEVEL; ++l)
+        std::uint32_t binds = 0;
+        for (std::uint32_t l = 0; l < CORDON_MAX_LEVEL; ++l) {
             if (per_level[l] > 0)
                 mask |= 1ull << l;
-        if (c.agent_levels == mask)
+            if (bind_level[l] > 0)
+                binds |= 1u << l;
+        }
+        if (c.agent_levels == mask && c.bind_levels == binds)
             return;
         c.agent_levels = mask;
+        c.bind_levels = binds;
         set_config(c);
+    }
+    // A bound path's or a template's level, published before its entry is written and
+    // withdrawn after it is removed (so the kernel never skips a level that has one).
+    void bind_at(std::uint32_t level, int delta)
+    {
+        if (level >= CORDON_MAX_LEVEL || (delta < 0 && bind_level[level] == 0))
+            return;
+        bind_level[level] = static_cast<std::uint32_t>(static_cast<int>(bind_level[level]) + delta);
+        publish_levels();
     }
 
     // Pins every map (cordon_config last) and link into a staging directory, then renames it
@@ -587,7 +613,7 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
                   .next_agent_id = 1,
                   .next_task_id = 1,
                   .next_grant_id = 1,
-                  ._pad1 = 0});
+                  .bind_levels = 0});
 
     d.cgroup_fd = ::open(opts.net_attach_cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d.cgroup_fd < 0)
@@ -651,8 +677,13 @@ std::unique_ptr<Guard> Guard::adopt(const fs::path& pin_dir)
     for (const auto& [parent, set] : all_entries<cordon_cgroup_path, cordon_template_set>(
              d.fds[kTemplates]))
         for (const auto& t : set.t)
-            if (t.template_id && t.proto.level < CORDON_MAX_LEVEL)
+            if (t.template_id && t.proto.level < CORDON_MAX_LEVEL) {
                 ++d.per_level[t.proto.level];
+                ++d.bind_level[t.proto.level];
+            }
+    for (const auto& k : all_keys<cordon_cgroup_path>(d.fds[kBoundPaths]))
+        if (const auto l = rel_level(k.path); l < CORDON_MAX_LEVEL)
+            ++d.bind_level[l];
     d.publish_levels();
     return g;
 }
@@ -781,15 +812,27 @@ void Guard::bind_path(const std::string& rel, std::uint64_t key)
 {
     const auto k = path_key(rel);
     const cordon_bound b{.agent_key = key};
-    if (bpf_map_update_elem(impl_->fds[kBoundPaths], &k, &b, BPF_ANY) != 0)
-        throw Error(fmt::format("cannot bind cgroup path {}: {}", rel, errno_text(errno)));
+    cordon_bound old{};
+    const bool had = bpf_map_lookup_elem(impl_->fds[kBoundPaths], &k, &old) == 0;
+    if (!had)
+        impl_->bind_at(rel_level(k.path), 1);
+    if (bpf_map_update_elem(impl_->fds[kBoundPaths], &k, &b, BPF_ANY) != 0) {
+        const int err = errno;
+        if (!had)
+            impl_->bind_at(rel_level(k.path), -1);
+        throw Error(fmt::format("cannot bind cgroup path {}: {}", rel, errno_text(err)));
+    }
 }
 
 void Guard::unbind_path(const std::string& rel)
 {
     const auto k = path_key(rel);
-    if (bpf_map_delete_elem(impl_->fds[kBoundPaths], &k) != 0 && errno != ENOENT)
-        throw Error(fmt::format("cannot unbind cgroup path {}: {}", rel, errno_text(errno)));
+    if (bpf_map_delete_elem(impl_->fds[kBoundPaths], &k) != 0) {
+        if (errno != ENOENT)
+            throw Error(fmt::format("cannot unbind cgroup path {}: {}", rel, errno_text(errno)));
+        return;
+    }
+    impl_->bind_at(rel_level(k.path), -1);
 }
 
 std::optional<std::uint64_t> Guard::path_agent(const std::string& rel) const
@@ -827,13 +870,13 @@ void Guard::set_template(const std::string& parent, const cordon_template& t)
     // The level first: a child the kernel makes is never at a level it does not look at.
     if (fresh) {
         ++d.per_level[t.proto.level];
-        d.publish_levels();
+        d.bind_at(t.proto.level, 1);
     }
     if (bpf_map_update_elem(d.fds[kTemplates], &k, &set, had ? BPF_EXIST : BPF_NOEXIST) != 0) {
         const int err = errno;
         if (fresh) {
             --d.per_level[t.proto.level];
-            d.publish_levels();
+            d.bind_at(t.proto.level, -1);
         }
         throw Error(fmt::format("cannot write the template of {}: {}", parent, errno_text(err)));
     }
@@ -861,10 +904,9 @@ void Guard::remove_template(const std::string& parent, std::uint32_t template_id
                         : bpf_map_delete_elem(d.fds[kTemplates], &k);
     if (rc != 0 && errno != ENOENT)
         throw Error(fmt::format("cannot remove the template of {}: {}", parent, errno_text(errno)));
-    if (d.per_level[level] > 0) {
+    if (d.per_level[level] > 0)
         --d.per_level[level];
-        d.publish_levels();
-    }
+    d.bind_at(level, -1);
 }
 
 std::optional<cordon_template> Guard::template_of(const std::string& parent,
