@@ -1005,6 +1005,9 @@ void Controller::adopt_children(const AgentRecord& t, std::vector<std::string>& 
     const fs::path parent = t.cgroup.parent_path();
     const std::string pattern = t.cgroup.filename().string();
     std::error_code ec;
+    std::set<std::uint64_t> known; // cgroups with a record: one lookup each, not a scan
+    for (const auto& r : agents_)
+        known.insert(r.cgroup_id);
     for (const auto& e : fs::directory_iterator(parent, ec)) {
         const std::string base = e.path().filename().string();
         if (!e.is_directory(ec) || !name_matches(pattern, base) ||
@@ -1029,8 +1032,7 @@ void Controller::adopt_children(const AgentRecord& t, std::vector<std::string>& 
         } catch (const Error&) {
             continue; // removed meanwhile
         }
-        if (std::any_of(agents_.begin(), agents_.end(),
-                        [&](const AgentRecord& r) { return r.cgroup_id == cgid; }))
+        if (known.contains(cgid))
             continue;
         const auto key = guard_->cgroup_agent(cgid);
         const auto a = key ? guard_->agent(*key) : std::nullopt;

@@ -213,6 +213,7 @@ private:
     std::int64_t metrics_published_ms_ = 0;
     std::int64_t last_second_ms_ = 0;
     std::int64_t last_supervise_ms_ = 0;
+    std::set<std::uint32_t> adopt_tried_; ///< unknown children whose events asked for adoption
     bool supervise_now_ = false; ///< a kill or freeze verdict was read: do not wait for the poll
     CpuShare share_{false}; ///< the loop's share of the CPU, once it runs real-time
 };
@@ -841,7 +842,9 @@ void Server::on_event(const events::Event& e)
     for (const auto& a : ctl_->agents())
         if (a.id == h.agent_id)
             rec = &a;
-    if (!rec && h.agent_id >= CORDON_CHILD_ID_BASE) {
+    if (!rec && h.agent_id >= CORDON_CHILD_ID_BASE && adopt_tried_.insert(h.agent_id).second) {
+        // Once per unknown child per second (every_second clears the set): a child no record
+        // can name (reconcile says why) must not make each of its events a scan.
         // A template's child the kernel made since the last reconcile: its record first, so
         // that its first records carry its name.
         try {
@@ -1136,6 +1139,7 @@ void Server::start()
 void Server::every_second()
 {
     expire_peers();
+    adopt_tried_.clear();
     for (const auto& change : ctl_->expire()) {
         spdlog::info("agent {}", change);
         actions_->controller("expire", {{"change", change}});
