@@ -1046,42 +1046,7 @@ void Controller::adopt_children(const AgentRecord& t, std::vector<std::string>& 
         }
         // Made before the template, or the kernel's tables were full: guarded now (second
         // line); if even that fails, frozen (fails closed) until an operator acts.
-        try {
-            const auto tmpl = guard_->template_of(rel_path(mount_, parent), t.id);
-            if (!tmpl)
-                throw Error("its template is not in the kernel");
-            const std::uint32_t id = guard_->allocate_agent_id();
-            const std::uint64_t k = CORDON_AGENT_KEY(id);
-            cordon_agent ag = tmpl->proto;
-            ag.agent_id = id;
-            ag.flags |= CORDON_AGENT_F_CHILD;
-            cordon_agent_live l{};
-            l.score = tmpl->initial_score;
-            l.tier = tmpl->initial_tier;
-            l.agent_id = id;
-            l.stamp_ns = static_cast<__u64>(monotonic_ns());
-            guard_->add_agent(k, ag, l);
-            try {
-                guard_->bind_cgroup(cgid, k);
-            } catch (...) {
-                guard_->remove_agent(k);
-                throw;
-            }
-            const auto& c = add_child(t, e.path(), cgid, k, id);
-            changes.push_back(c.name + ": guarded now (template " + t.name + "; it was made "
-                                       "before the template or unbound)");
-        } catch (const Error& err) {
-            try {
-                agents::freeze_cgroup(e.path(), true);
-                changes.push_back(fmt::format("template {}: cannot guard {} ({}); froze it "
-                                              "(fails closed)",
-                                              t.name, e.path().string(), err.what()));
-            } catch (const Error& f) {
-                changes.push_back(fmt::format("template {}: cannot guard {} ({}), nor freeze it "
-                                              "({})",
-                                              t.name, e.path().string(), err.what(), f.what()));
-            }
-        }
+        guard_child_now(t, e.path(), cgid, changes);
     }
 }
 
@@ -1091,6 +1056,48 @@ std::vector<std::string> Controller::adopt_templates()
     for (const auto& t : templates_)
         adopt_children(t, changes);
     return changes;
+}
+
+void Controller::guard_child_now(const AgentRecord& t, const fs::path& dir, std::uint64_t cgid,
+                                 std::vector<std::string>& changes)
+{
+    const fs::path parent = t.cgroup.parent_path();
+    try {
+        const auto tmpl = guard_->template_of(rel_path(mount_, parent), t.id);
+        if (!tmpl)
+            throw Error("its template is not in the kernel");
+        const std::uint32_t id = guard_->allocate_agent_id();
+        const std::uint64_t k = CORDON_AGENT_KEY(id);
+        cordon_agent ag = tmpl->proto;
+        ag.agent_id = id;
+        ag.flags |= CORDON_AGENT_F_CHILD;
+        cordon_agent_live l{};
+        l.score = tmpl->initial_score;
+        l.tier = tmpl->initial_tier;
+        l.agent_id = id;
+        l.stamp_ns = static_cast<__u64>(monotonic_ns());
+        guard_->add_agent(k, ag, l);
+        try {
+            guard_->bind_cgroup(cgid, k);
+        } catch (...) {
+            guard_->remove_agent(k);
+            throw;
+        }
+        const auto& c = add_child(t, dir, cgid, k, id);
+        changes.push_back(c.name + ": guarded now (template " + t.name + "; it was made "
+                                   "before the template or unbound)");
+    } catch (const Error& err) {
+        try {
+            agents::freeze_cgroup(dir, true);
+            changes.push_back(fmt::format("template {}: cannot guard {} ({}); froze it "
+                                          "(fails closed)",
+                                          t.name, dir.string(), err.what()));
+        } catch (const Error& f) {
+            changes.push_back(fmt::format("template {}: cannot guard {} ({}), nor freeze it "
+                                          "({})",
+                                          t.name, dir.string(), err.what(), f.what()));
+        }
+    }
 }
 
 void Controller::remove_template(const std::string& name)

@@ -277,6 +277,9 @@ private:
     /// A template's matching children that have no record yet: adopted when the kernel made
     /// them, guarded now when it did not (second line), frozen when neither can (fails closed).
     void adopt_children(const AgentRecord& t, std::vector<std::string>& changes);
+    /// A matching child the kernel did not make an agent: one made here, else the cgroup frozen.
+    void guard_child_now(const AgentRecord& t, const std::filesystem::path& dir,
+                         std::uint64_t cgid, std::vector<std::string>& changes);
     AgentRecord& add_child(const AgentRecord& t, const std::filesystem::path& dir,
                            std::uint64_t cgid, std::uint64_t key, std::uint32_t id);
     void remove_template(const std::string& name);
