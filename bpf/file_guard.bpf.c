@@ -5,6 +5,8 @@
  *
  * lsm backend (denial = -EPERM from the syscall, before any effect):
  *   lsm/file_open          read and/or write by the open mode (opens for exec are exec_guard's)
+ *   lsm/file_receive       a descriptor received (SCM_RIGHTS, pidfd_getfd): as an open of its
+ *                          file with its access mode, by the receiver
  *   lsm/path_mknod         creation through open(O_CREAT), mknod           -> write
  *   lsm/path_mkdir, lsm/path_symlink                                       -> write
  *   lsm/path_unlink, lsm/path_rmdir                                        -> write
@@ -56,6 +58,44 @@ int BPF_PROG(file_guard_file_open, struct file *file, int ret)
 	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_OPEN,
 						    BPF_CORE_READ(file, f_path.dentry),
 						    BPF_CORE_READ(file, f_path.mnt), access));
+}
+
+#define MNT_INTERNAL 0x4000
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define S_IFIFO 0010000
+
+/*
+ * A descriptor an agent process receives (SCM_RIGHTS from inside or outside the agent,
+ * pidfd_getfd) is decided as an open of its file by the receiver, with the access it was opened
+ * for: a file the agent may not open does not reach it by being passed. Objects with no name in
+ * any tree (pipes, sockets, anonymous inodes such as eventfd or pidfds, memfds: kernel-internal
+ * mounts) carry no path to decide and are received as before. Refused: the receive fails with
+ * EPERM (recvmsg drops the descriptor and sets MSG_CTRUNC; pidfd_getfd returns EPERM).
+ */
+SEC("lsm/file_receive")
+int BPF_PROG(file_guard_file_receive, struct file *file, int ret)
+{
+	struct cordon_ctx c;
+	struct vfsmount *mnt;
+	__u32 type;
+	__u8 access;
+
+	if (ret)
+		return ret;
+	if (!cordon_enter(&c))
+		return 0;
+	mnt = BPF_CORE_READ(file, f_path.mnt);
+	if (BPF_CORE_READ(mnt, mnt_flags) & MNT_INTERNAL)
+		return 0;
+	type = BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT;
+	if (type == S_IFSOCK || type == S_IFIFO)
+		return 0;
+	access = cordon_open_access(file);
+	if (!access)
+		return 0; /* O_PATH: reopening it is an open, decided by path */
+	return file_verdict_errno(cordon_check_path(&c, CORDON_HOOK_FILE_RECEIVE,
+						    BPF_CORE_READ(file, f_path.dentry), mnt, access));
 }
 
 static __always_inline int write_in_dir(__u32 hook, const struct path *dir, struct dentry *dentry)

@@ -170,6 +170,58 @@ static __always_inline __u64 task_agent_cgroup(struct task_struct *t, __u32 leve
 		__r;                                                                           \
 	})
 
+#define PTRACE_MODE_NOAUDIT 0x04
+
+/* The task process `t` of agent cgid is in (as cordon_task_of, for another process than the
+ * current one): its bound task if live and the binding is its (same start time; 0: bound by
+ * the controller, not yet claimed), else the agent's task if live, else 0. */
+static __always_inline __u64 task_of_process(struct task_struct *t, __u64 cgid, __u64 agent_task)
+{
+	__u32 tgid = BPF_CORE_READ(t, tgid);
+	struct cordon_proc_task *pt = bpf_map_lookup_elem(&cordon_proc_tasks, &tgid);
+
+	if (pt && (pt->start_ns == 0 || pt->start_ns == BPF_CORE_READ(t, group_leader, start_time)) &&
+	    cordon_task_live(cgid, pt->task_id))
+		return pt->task_id;
+	return cordon_task_live(cgid, agent_task) ? agent_task : 0;
+}
+
+/*
+ * The wall between an agent's tasks (tasks.isolation: strict): a process may not reach into one
+ * of another task, nor one outside every task into one in a task, or back. ptrace attach,
+ * process_vm_readv/writev, /proc/PID/mem, pidfd_getfd and the /proc files a ptrace check guards
+ * all ask this hook. Checks with PTRACE_MODE_NOAUDIT (ps reading /proc/PID/stat) are refused
+ * without a record. Fails closed: a task that cannot be told apart is not its own.
+ */
+static __always_inline int task_wall(struct cordon_ctx *c, struct task_struct *child,
+				     unsigned int mode)
+{
+	struct cordon_event *e;
+	__u64 other;
+	__u32 tgid;
+
+	if (!c->policy || c->policy->tasks_open)
+		return 0;
+	if (!c->agent->task_id && !(c->agent->flags & CORDON_AGENT_F_PROC_TASKS))
+		return 0; /* no task at all: every process is in the same (none) */
+	other = task_of_process(child, c->cgid, c->agent->task_id);
+	if (other == c->task_id)
+		return 0;
+	if (mode & PTRACE_MODE_NOAUDIT)
+		return -EPERM; /* asked in passing (ps): refused, and neither counted nor recorded */
+	cordon_apply(c, CORDON_VERDICT_DENY);
+	e = cordon_event_start(c, CORDON_HOOK_TASK_CROSS, CORDON_VERDICT_DENY, 0);
+	if (e) {
+		tgid = BPF_CORE_READ(child, tgid);
+		__builtin_memcpy(e->addr, &other, sizeof(other));
+		__builtin_memcpy(e->addr + 8, &tgid, sizeof(tgid));
+		e->port = (__u16)mode;
+		__builtin_memcpy(e->path, "(another task's process)", sizeof("(another task's process)"));
+		bpf_ringbuf_submit(e, 0);
+	}
+	return -EPERM;
+}
+
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(tamper_guard_ptrace, struct task_struct *child, unsigned int mode, int ret)
 {
@@ -180,11 +232,12 @@ int BPF_PROG(tamper_guard_ptrace, struct task_struct *child, unsigned int mode, 
 	if (!cordon_enter(&c))
 		return 0;
 	/*
-	 * Debugging its own processes is the agent's business, unless it is killed or frozen: then
-	 * no process may reach into a sibling before the cgroup is emptied or frozen.
+	 * Debugging its own processes is the agent's business (within one task, unless the policy
+	 * opens the tasks to each other), unless it is killed or frozen: then no process may reach
+	 * into a sibling before the cgroup is emptied or frozen.
 	 */
 	if (!c.stopped && task_agent_cgroup(child, c.level) == c.cgroup)
-		return 0;
+		return task_wall(&c, child, mode);
 	(void)cordon_deny_tamper(&c, "(ptrace)");
 	return -EPERM;
 }

@@ -23,7 +23,7 @@
  * /sys/fs/bpf/cordon and their value layouts. Bump it with any change to a pinned map's key,
  * value or meaning; a daemon refuses pinned state of another version (cordon teardown clears it).
  */
-#define CORDON_ABI_VERSION 7
+#define CORDON_ABI_VERSION 8
 
 /* Length of a task's comm, as the kernel's TASK_COMM_LEN. */
 #define CORDON_COMM_LEN 16
@@ -85,6 +85,16 @@ enum cordon_hook {
 	 * recorded for process lineage as a struct cordon_exec_event after the exec succeeded.
 	 */
 	CORDON_HOOK_PROCESS = 20,
+	/** A descriptor received (SCM_RIGHTS, pidfd_getfd): decided as an open of its file with
+	 *  its access mode, by the receiver's rights (lsm/file_receive). */
+	CORDON_HOOK_FILE_RECEIVE = 21,
+	/**
+	 * A process of the agent reached into one of another task (ptrace, process_vm_readv and
+	 * writev, /proc/PID/mem and the other /proc files a ptrace check guards, pidfd_getfd),
+	 * refused under tasks.isolation: strict. The record's addr[0..7] holds the other process's
+	 * task (u64, 0: none), addr[8..11] its tgid (u32), port the kernel's PTRACE_MODE_* bits.
+	 */
+	CORDON_HOOK_TASK_CROSS = 22,
 	CORDON_HOOK_MAX,
 };
 
@@ -505,7 +515,9 @@ struct cordon_policy {
 	/** Side doors the policy reopens (spec.hardening.allow; bit = CORDON_DOOR_*): the kernel
 	 *  refuses the others for every agent, attached ones included, where a hook can tell. */
 	__u8 open_doors;
-	__u8 _pad1;                 /**< zero */
+	/** spec.tasks.isolation: 0 strict (a process may reach into one of another task only
+	 *  if the policy says so), 1 open. */
+	__u8 tasks_open;
 	/** Capabilities (bit = CAP_* number) an agent may never use against the initial user
 	 *  namespace, whatever it runs as: the launch-time drop list, enforced again in the kernel
 	 *  (lsm backend, tamper_guard lsm/capable). */

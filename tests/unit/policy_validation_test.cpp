@@ -43,6 +43,10 @@ const ErrorCase kErrorCases[] = {
      .text = minimal("  hardening:\n    allow: io_uringg\n"),
      .want = {"p.yaml:7:12: unknown hardening item 'io_uringg'; did you mean 'io_uring'? expected "
               "namespaces, mount, bpf, perf, file_handles, foreign_abi, io_uring or fd_sharing"}},
+    {.name = "TasksIsolationOpen", .text = minimal("  tasks:\n    isolation: open\n"), .want = {}},
+    {.name = "TasksIsolationUnknownWord",
+     .text = minimal("  tasks:\n    isolation: loose\n"),
+     .want = {"p.yaml:7:16: unknown tasks.isolation 'loose'; expected strict or open"}},
     {.name = "InboundRulesNameNoHosts",
      .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n  network:\n"
                        "    default: deny\n    inbound:\n      default: deny\n      rules:\n"
@@ -300,6 +304,16 @@ const ErrorCase kErrorCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(Cases, ValidationTest, ::testing::ValuesIn(kErrorCases),
                          [](const auto& tp) { return std::string(tp.param.name); });
+
+TEST(Validation, TasksAreWalledByDefault)
+{
+    const auto strict = parse(minimal());
+    ASSERT_TRUE(strict.policy);
+    EXPECT_FALSE(strict.policy->tasks_open);
+    const auto open = parse(minimal("  tasks:\n    isolation: open\n"));
+    ASSERT_TRUE(open.policy);
+    EXPECT_TRUE(open.policy->tasks_open);
+}
 
 TEST(Validation, VariableWithoutValueNamesTheFlag)
 {

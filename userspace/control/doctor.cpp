@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/doctor.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <iterator>
 #include <span>
 
@@ -52,6 +55,10 @@ constexpr const char* kLsmGuarantees[] = {
     "kill switch and freeze: from the flag's write every access of every "
     "process of the agent is EPERM (tracing its own processes too); the cgroup "
     "is then emptied or frozen, and frozen again if thawed outside cordon",
+    "tasks: under tasks.isolation: strict (the default) no process reaches into "
+    "one of another task (ptrace, process_vm_readv, /proc/PID/mem, pidfd_getfd)",
+    "passed descriptors: a file received with SCM_RIGHTS or pidfd_getfd is "
+    "decided as an open of its path by the receiver; refused, it is dropped",
 };
 
 constexpr const char* kLsmLimits[] = {
@@ -126,6 +133,10 @@ constexpr const char* kCompatLimits[] = {
     "SIGKILL",
     "freeze keeps state only for processes that make no open or exec before "
     "the cgroup is frozen (a refusal here is a SIGKILL)",
+    "no walls between an agent's tasks: its processes may ptrace, "
+    "process_vm_readv and pidfd_getfd each other across tasks; and a descriptor "
+    "passed in (SCM_RIGHTS, from outside or from another task) is used as it "
+    "was opened, with no decision",
     "no tamper protection: a root agent can leave its cgroup, write kernel knobs "
     "(/proc/sys: ftrace_enabled, core_pattern, modprobe), read disks and signal "
     "cordon; bpf(), mounts and module loading are refused only by the seccomp "
@@ -224,6 +235,25 @@ std::string backend_reason(bpf::Features& f, cordon_backend b, cordon_backend ch
 
 } // namespace
 
+// Whether the kernel gives cordond each caller's pidfd (SO_PASSPIDFD, Linux 6.5); without it,
+// the limit that comes with it, for every backend.
+std::vector<std::string> limits_of_host(const BackendPromise& promise)
+{
+    std::vector<std::string> out(promise.limits.begin(), promise.limits.end());
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    const bool pidfds = fd >= 0 && ::setsockopt(fd, SOL_SOCKET, 76 /* SO_PASSPIDFD */, &one,
+                                                sizeof(one)) == 0;
+    if (fd >= 0)
+        ::close(fd);
+    if (!pidfds)
+        out.emplace_back("cordond knows its callers by pid number, not by pidfd (SO_PASSPIDFD "
+                         "needs Linux 6.5): a process that sends a request and exits at once can "
+                         "leave its number to another process before cordond reads it "
+                         "(docs/api.md)");
+    return out;
+}
+
 std::string doctor_text(bpf::Features& f, const std::string& kernel_release)
 {
     const auto backend = bpf::choose_backend(f);
@@ -246,7 +276,7 @@ std::string doctor_text(bpf::Features& f, const std::string& kernel_release)
     out += fmt::format("\nbackend: {}\n", bpf::backend_name(backend));
     for (const auto& g : promise.guarantees)
         out += fmt::format("  guarantees: {}\n", g);
-    for (const auto& l : promise.limits)
+    for (const auto& l : limits_of_host(promise))
         out += fmt::format("  does not:   {}\n", l);
     return out;
 }
@@ -276,7 +306,7 @@ std::string doctor_json(bpf::Features& f, const std::string& kernel_release)
                                 {"backends", backends},
                                 {"backend", bpf::backend_name(backend)},
                                 {"guarantees", promise.guarantees},
-                                {"limits", promise.limits}};
+                                {"limits", limits_of_host(promise)}};
     return doc.dump(2) + "\n";
 }
 

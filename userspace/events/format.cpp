@@ -85,6 +85,14 @@ std::string object_text(const Event& e)
     if (e.header().hook == CORDON_HOOK_SOCKET)
         return b.family ? fmt::format("raw/icmp ipv{} protocol {}", b.family, b.protocol)
                         : fmt::format("socket family {} protocol {}", b.port, b.protocol);
+    if (e.header().hook == CORDON_HOOK_TASK_CROSS) {
+        std::uint64_t task = 0;
+        std::uint32_t pid = 0;
+        std::memcpy(&task, b.addr, sizeof(task));
+        std::memcpy(&pid, b.addr + 8, sizeof(pid));
+        return task ? fmt::format("pid {} of task {}", pid, task)
+                    : fmt::format("pid {} (in no task)", pid);
+    }
     if (e.header().hook == CORDON_HOOK_TAMPER) {
         // "(capability 21)" from the kernel: named here, where the table is.
         int cap = -1;
@@ -113,6 +121,8 @@ std::string source_text(const Event& e, const RuleNamer& rule)
     // Decisions that no rule line makes.
     if (h.hook == CORDON_HOOK_TAMPER)
         return "tamper protection";
+    if (h.hook == CORDON_HOOK_TASK_CROSS)
+        return "tasks.isolation: strict";
     if (h.hook == CORDON_HOOK_SOCKET)
         return e.body.family || e.body.port == 17 /* AF_PACKET */
                    ? "network.raw_sockets"

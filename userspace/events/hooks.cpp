@@ -41,6 +41,8 @@ constexpr HookInfo kRows[] = {
     {CORDON_HOOK_BIND, "bind", Net, true, kNetListen},
     {CORDON_HOOK_TRUST, "trust", None, false, {2004, 1, "Detection Finding", "Create"}},
     {CORDON_HOOK_PROCESS, "process", Exec, false, kLaunch},
+    {CORDON_HOOK_FILE_RECEIVE, "receive", File, false, {1001, 14, "File System Activity", "Open"}},
+    {CORDON_HOOK_TASK_CROSS, "task_cross", None, false, {1007, 99, "Process Activity", "Other"}},
 };
 
 // A hook added to abi.h needs its row: without it the count differs; a row out of place would

@@ -169,6 +169,12 @@ void object(Obj& o, const Event& e, const Context& cx, std::string_view comm, co
         ci.str("protocol_name", b.protocol == CORDON_PROTO_UDP ? "udp" : "tcp");
         ci.num("protocol_ver_id", b.family == 6 ? 6 : 4);
         ci.close();
+    } else if (h.hook == CORDON_HOOK_TASK_CROSS) {
+        std::uint32_t other_pid = 0;
+        std::memcpy(&other_pid, b.addr + 8, sizeof(other_pid));
+        Obj p(o.key("process"));
+        p.num("pid", other_pid);
+        p.close();
     } else if (h.hook == CORDON_HOOK_TRUST) {
         Obj f(o.key("finding_info"));
         f.str("title", "trust tier changed");
@@ -221,6 +227,14 @@ void unmapped(Obj& o, const Event& e, const Context& cx, std::int64_t time_ns,
         u.str("new_tier", cx.new_tier);
         u.str("cause", trust_cause_name(b.access));
         u.num("score", b.port);
+    } else if (h.hook == CORDON_HOOK_TASK_CROSS) {
+        std::uint64_t other_task = 0;
+        std::uint32_t other_pid = 0;
+        std::memcpy(&other_task, b.addr, sizeof(other_task));
+        std::memcpy(&other_pid, b.addr + 8, sizeof(other_pid));
+        u.num("other_task_id", static_cast<std::int64_t>(other_task));
+        u.num("other_pid", other_pid);
+        u.num("ptrace_mode", b.port);
     } else if (h.hook == CORDON_HOOK_SOCKET) {
         u.num(b.family ? "ip_family" : "address_family", b.family ? b.family : b.port);
         u.num("ip_protocol", b.protocol);

@@ -97,6 +97,7 @@ private:
         s.raw_sockets = static_cast<__u8>(p_.raw_sockets);
         s.refused_caps = refused_capabilities(p_);
         s.open_doors = static_cast<__u8>(p_.hardening.reopened & 0xff);
+        s.tasks_open = p_.tasks_open ? 1 : 0;
         s.unix_abstract = static_cast<__u8>(p_.unix_abstract);
         s.mode = p_.mode == Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
         s.trace_all = p_.trace == Trace::All ? 1 : 0;

@@ -187,6 +187,9 @@ struct Policy {
     Action unix_abstract = Action::Deny;
     std::uint32_t refresh_seconds = 300; ///< how often host rules are resolved again
     Hardening hardening;
+    /// spec.tasks.isolation: open lets a process reach into one of another task of the same
+    /// agent (ptrace, process_vm_readv, /proc/PID/mem, pidfd_getfd); strict (the default) not.
+    bool tasks_open = false;
     Trust trust;
     std::vector<RuleSource> rules; ///< index = rule id; entry 0 is unused (id 0 = none)
 };

@@ -562,7 +562,7 @@ private:
         if (!expect_map(n, "spec"))
             return;
         const auto k = keys(n, "spec", {"mode", "trace", "trust", "exec", "files", "network",
-                                        "hardening"});
+                                        "hardening", "tasks"});
         if (auto* m = optional(k, "mode"))
             if (auto v = word<Mode>(*m, "mode", {{"enforce", Mode::Enforce}, {"audit", Mode::Audit}}))
                 p_.mode = *v;
@@ -576,6 +576,8 @@ private:
             parse_trust(*t);
         if (auto* h = optional(k, "hardening"))
             parse_hardening(*h);
+        if (auto* t = optional(k, "tasks"))
+            parse_tasks(*t);
         // Every class states its default: a missing one is an error, never a silent allow.
         const std::string cls = "a mapping with 'default' (allow, deny, audit, kill or freeze) and 'rules'";
         if (auto* e = required(k, n, "exec", "spec", cls))
@@ -594,7 +596,7 @@ private:
         if (!expect_map(n, "spec"))
             return;
         Refused refused;
-        for (std::string_view key : {"mode", "trace", "trust", "hardening"})
+        for (std::string_view key : {"mode", "trace", "trust", "hardening", "tasks"})
             refused.emplace_back(key, "a TaskOverlay has only exec, files and network rules "
                                       "(the agent's policy keeps its " + std::string(key) +
                                       "); remove it");
@@ -611,6 +613,16 @@ private:
             error(n, "the overlay has no rules; expected exec, files or network rules (an "
                      "overlay decides only what its rules name)");
         check_limits();
+    }
+
+    void parse_tasks(const YAML::Node& n)
+    {
+        if (!expect_map(n, "spec.tasks"))
+            return;
+        const auto k = keys(n, "spec.tasks", {"isolation"});
+        if (auto* v = optional(k, "isolation"))
+            if (auto open = word<bool>(*v, "tasks.isolation", {{"strict", false}, {"open", true}}))
+                p_.tasks_open = *open;
     }
 
     void parse_hardening(const YAML::Node& n)

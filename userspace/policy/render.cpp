@@ -238,6 +238,9 @@ std::string show_text(const Policy& p)
         if (refused & (std::uint64_t{1} << d.cap))
             caps.append(caps.empty() ? "" : ", ").append(d.name.substr(4));
     out += fmt::format("capabilities removed from every process of the agent: {}\n", caps);
+    out += fmt::format("tasks: isolation {} ({})\n", p.tasks_open ? "open" : "strict",
+                       p.tasks_open ? "processes of one agent may reach into each other across tasks"
+                                    : "no process reaches into one of another task (lsm, fmod_ret)");
     // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict) on "\n" + std::string.
     out.append("\n").append(header(p, "exec", p.exec)).append(path_rules_text(p, p.exec, false));
     out.append("\n").append(header(p, "files", p.files)).append(path_rules_text(p, p.files, true));
@@ -274,6 +277,7 @@ std::string show_json(const Policy& p)
         doc["trace"] = trace_name(p.trace);
         doc["trust"] = trust_json(p.trust);
         doc["hardening"] = hardening_json(p.hardening);
+        doc["tasks"] = {{"isolation", p.tasks_open ? "open" : "strict"}};
         doc["network"] = {{"default", action_name(p.network.default_action)},
                           {"default_source", pos_json(p.network.default_pos)},
                           {"refresh_seconds", p.refresh_seconds},
