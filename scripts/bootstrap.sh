@@ -35,7 +35,7 @@ packages=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   # userspace libraries
   libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libsqlite3-dev nlohmann-json3-dev
-  libseccomp-dev libssl-dev libcpp-httplib-dev
+  libseccomp-dev libssl-dev
   # tests
   libgtest-dev libgmock-dev libclang-rt-14-dev iproute2
   # VM tier: emulator, initramfs userland, tools to unpack the guest kernel package

@@ -474,9 +474,23 @@ void Controller::forget(std::vector<AgentRecord>::iterator it)
             c->second.release(); // gone, or another cgroup under that name now: not ours
         owned_.erase(c);
     }
+    // A frozen attached (or template) agent is thawed once its entries are gone: detach means
+    // its processes run on unguarded, and nothing of cordon's would be left to thaw them.
+    const bool thaw_after = r.origin != Origin::Run && r.cgroup_id && frozen(r);
     if (r.origin == Origin::Attach)
         guard_->unbind_path(rel_path(mount_, r.cgroup));
     guard_->remove_agent(r.key);
+    if (thaw_after) {
+        try {
+            agents::freeze_cgroup(r.cgroup, false);
+            spdlog::info("agent {}: detached while frozen; its cgroup {} is thawed", r.name,
+                         r.cgroup.string());
+        } catch (const Error& e) {
+            spdlog::error("agent {}: detached while frozen, and its cgroup {} cannot be thawed "
+                          "({}); thaw it with: echo 0 > {}/cgroup.freeze",
+                          r.name, r.cgroup.string(), e.what(), r.cgroup.string());
+        }
+    }
     // Its tasks and grants go with it (a task or grant of a removed agent gives nothing in the
     // kernel anyway: each names its agent's key).
     drop_tasks_and_grants(r);

@@ -372,6 +372,10 @@ const GrantRecord& Controller::grant(const std::string& name, const GrantSpec& s
     if (!target.target)
         throw Error(target.error);
     g.path = std::move(target.target->path);
+    // A path is kept, listed and reported as the kernel compares it ("/a/../b" is "/b"): what
+    // the operator reads back is what the grant allows.
+    if (spec.kind != policy::GrantKind::Connect)
+        g.target = g.path;
     g.cidrs = std::move(target.target->cidrs);
     g.ports = std::move(target.target->ports);
     g.protocols = target.target->protocols;

@@ -153,7 +153,8 @@ Outcome status(State& s, Peer&, const api::Request&)
                                   {"children_made", c[CORDON_CNT_CG_CHILD]},
                                   {"failed", c[CORDON_CNT_CG_FAILED]},
                                   {"removed", c[CORDON_CNT_CG_REMOVED]}}},
-                     {"store", store_json(s.pipeline)}}};
+                     {"store", store_json(s.pipeline)},
+                     {"metrics", s.metrics_state ? s.metrics_state() : nlohmann::json(nullptr)}}};
 }
 
 Outcome agents_list(State& s, Peer&, const api::Request&)

@@ -47,6 +47,8 @@ struct State {
     /// Work for a worker thread that no caller waits for; `then` runs on the loop after it
     /// (also when it failed: the failure is logged).
     std::function<void(std::function<void()> work, std::function<void()> then)> background;
+    /// The metrics endpoint's state for status (null: none configured).
+    std::function<nlohmann::json()> metrics_state;
 
     void note_trust(const std::string& agent, nlohmann::json change);
     /// Throws unless agent `name` is still the one with `id` (not detached or replaced while a

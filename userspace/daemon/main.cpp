@@ -63,7 +63,9 @@ void add_options(CLI::App& app, Flags& f)
         ->capture_default_str();
     app.add_flag("--metrics", f.metrics_default, "Serve Prometheus metrics on 127.0.0.1:9464");
     app.add_option("--metrics-listen", f.metrics,
-                   "Serve Prometheus metrics on ADDR:PORT (http://ADDR:PORT/metrics)");
+                   "Serve Prometheus metrics on ADDR:PORT (http://ADDR:PORT/metrics; a numeric "
+                   "address). Refused to processes inside agents; a port held by another "
+                   "process is retried each second (cordon status)");
     app.add_flag("-v,--verbose", f.verbosity, "Debug logging");
 }
 

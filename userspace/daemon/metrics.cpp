@@ -1,15 +1,30 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/metrics.h"
 
-#include <httplib.h>
-
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <ctime>
 #include <fstream>
+#include <optional>
+
+#include <spdlog/spdlog.h>
 
 #include <bpf/bpf.h>
 #include <fmt/format.h>
 
+#include "agents/cgroup.h"
 #include "common/error.h"
 #include "control/controller.h"
 #include "events/format.h"
@@ -17,7 +32,177 @@
 
 namespace cordon::daemon {
 
-Metrics::Metrics(const std::string& listen) : http_(std::make_unique<httplib::Server>())
+namespace {
+
+constexpr int kInetDiagCgroupId = 21; // INET_DIAG_CGROUP_ID, Linux 5.9
+
+std::int64_t mono_ms()
+{
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+// An address as sock_diag wants it: the family, and the address in 16 bytes (IPv4-mapped IPv6
+// addresses become IPv4: the client's socket is an IPv4 one then).
+struct DiagAddr {
+    int family = 0;
+    std::uint32_t words[4] = {};
+    std::uint16_t port = 0; // network order
+};
+
+DiagAddr diag_addr(const sockaddr_storage& ss)
+{
+    DiagAddr a;
+    if (ss.ss_family == AF_INET) {
+        const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
+        a.family = AF_INET;
+        std::memcpy(a.words, &in.sin_addr, 4);
+        a.port = in.sin_port;
+    } else if (ss.ss_family == AF_INET6) {
+        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
+        a.port = in6.sin6_port;
+        if (IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr)) {
+            a.family = AF_INET;
+            std::memcpy(a.words, in6.sin6_addr.s6_addr + 12, 4);
+        } else {
+            a.family = AF_INET6;
+            std::memcpy(a.words, &in6.sin6_addr, 16);
+        }
+    }
+    return a;
+}
+
+// The cgroup id of the local TCP socket with this source and destination, from the kernel
+// (sock_diag); nullopt when there is no such local socket (a peer on another host). Throws
+// cordon::Error when the kernel cannot be asked, or gives no cgroup.
+std::optional<std::uint64_t> socket_cgroup(const DiagAddr& src, const DiagAddr& dst)
+{
+    const int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0)
+        throw Error("cannot open sock_diag: " + errno_text(errno));
+    struct {
+        nlmsghdr nh;
+        inet_diag_req_v2 r;
+    } req{};
+    req.nh.nlmsg_len = sizeof(req);
+    req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.nh.nlmsg_flags = NLM_F_REQUEST;
+    req.r.sdiag_family = static_cast<__u8>(src.family);
+    req.r.sdiag_protocol = IPPROTO_TCP;
+    req.r.idiag_states = ~0u;
+    req.r.id.idiag_sport = src.port;
+    req.r.id.idiag_dport = dst.port;
+    std::memcpy(req.r.id.idiag_src, src.words, sizeof(src.words));
+    std::memcpy(req.r.id.idiag_dst, dst.words, sizeof(dst.words));
+    req.r.id.idiag_cookie[0] = req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    std::optional<std::uint64_t> out;
+    std::string err;
+    alignas(nlmsghdr) char buf[8192];
+    if (::send(nl, &req, sizeof(req), 0) != static_cast<ssize_t>(sizeof(req))) {
+        err = "cannot ask sock_diag: " + errno_text(errno);
+    } else {
+        pollfd p{.fd = nl, .events = POLLIN, .revents = 0};
+        const ssize_t n = ::poll(&p, 1, 500) == 1 ? ::recv(nl, buf, sizeof(buf), 0) : -1;
+        const auto* nh = reinterpret_cast<const nlmsghdr*>(buf);
+        if (n < 0 || !NLMSG_OK(nh, static_cast<unsigned>(n))) {
+            err = "no answer from sock_diag";
+        } else if (nh->nlmsg_type == NLMSG_ERROR) {
+            const auto* e = reinterpret_cast<const nlmsgerr*>(buf + NLMSG_HDRLEN);
+            if (e->error != -ENOENT)
+                err = "sock_diag: " + errno_text(-e->error);
+        } else {
+            const auto* m = reinterpret_cast<const inet_diag_msg*>(buf + NLMSG_HDRLEN);
+            int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+            for (const auto* a = reinterpret_cast<const rtattr*>(m + 1); RTA_OK(a, len);
+                 a = RTA_NEXT(a, len))
+                if (a->rta_type == kInetDiagCgroupId && RTA_PAYLOAD(a) >= 8) {
+                    std::uint64_t id = 0;
+                    std::memcpy(&id, RTA_DATA(a), 8);
+                    out = id;
+                }
+            if (!out)
+                err = "sock_diag gives no socket cgroup (Linux 5.9+)";
+        }
+    }
+    ::close(nl);
+    if (!err.empty())
+        throw Error(err);
+    return out;
+}
+
+// Whether `a` is an address of this host (loopback, or an interface's): a client there has a
+// socket here, which sock_diag must find.
+bool local_address(const DiagAddr& a)
+{
+    if (a.family == AF_INET && (ntohl(a.words[0]) >> 24) == 127)
+        return true;
+    if (a.family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(reinterpret_cast<const in6_addr*>(a.words)))
+        return true;
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0)
+        return true; // cannot tell: treated as local, so a missing socket is refused
+    bool found = false;
+    for (const ifaddrs* i = list; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != a.family)
+            continue;
+        if (a.family == AF_INET)
+            found = std::memcmp(&reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr,
+                                a.words, 4) == 0;
+        else
+            found = std::memcmp(&reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr,
+                                a.words, 16) == 0;
+    }
+    ::freeifaddrs(list);
+    return found;
+}
+
+constexpr std::size_t kMaxCgroupsWalked = 20000;
+
+// Whether cgroup `id` is one of the cgroups at or below `roots` (a walk of their directories,
+// comparing each one's id; a file handle of a cgroup does not give its path on every kernel).
+// nullopt when the walk was cut at kMaxCgroupsWalked directories.
+std::optional<bool> cgroup_within(const std::vector<std::string>& roots, std::uint64_t id)
+{
+    namespace fs = std::filesystem;
+    std::size_t walked = 0;
+    const auto is = [&](const fs::path& dir) {
+        try {
+            return agents::cgroup_id(dir) == id;
+        } catch (const Error&) {
+            return false; // removed meanwhile
+        }
+    };
+    for (const auto& root : roots) {
+        std::error_code ec;
+        if (!fs::is_directory(root, ec))
+            continue;
+        if (is(root))
+            return true;
+        for (fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec), end;
+             !ec && it != end; it.increment(ec)) {
+            if (!it->is_directory(ec) || it->is_symlink(ec))
+                continue;
+            if (++walked > kMaxCgroupsWalked)
+                return std::nullopt;
+            if (is(it->path()))
+                return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+struct Metrics::Conn {
+    int fd = -1;
+    std::int64_t deadline_ms = 0;
+    std::string in;
+    std::string out;
+    bool answered = false;
+};
+
+Metrics::Metrics(const std::string& listen)
 {
     const auto colon = listen.rfind(':');
     std::string host = colon == std::string::npos ? "" : listen.substr(0, colon);
@@ -35,34 +220,235 @@ Metrics::Metrics(const std::string& listen) : http_(std::make_unique<httplib::Se
     } catch (const std::exception&) {
         port = -1;
     }
-    if (host.empty() || port < 1 || port > 65535)
-        throw Error("--metrics-listen '" + listen + "' is not ADDR:PORT (e.g. 127.0.0.1:9464)");
-    http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-        std::string body;
-        {
-            std::lock_guard lk(mu_);
-            body = text_;
-        }
-        res.set_content(body, "text/plain; version=0.0.4; charset=utf-8");
-    });
-    if (!http_->bind_to_port(host, port))
-        throw Error("cannot listen for metrics on " + listen + ": " + errno_text(errno) +
-                    " (is the port in use? choose another with --metrics-listen)");
+    in_addr a4{};
+    in6_addr a6{};
+    if (host.empty() || port < 1 || port > 65535 ||
+        (::inet_pton(AF_INET, host.c_str(), &a4) != 1 &&
+         ::inet_pton(AF_INET6, host.c_str(), &a6) != 1))
+        throw Error("--metrics-listen '" + listen +
+                    "' is not ADDR:PORT with a numeric address (e.g. 127.0.0.1:9464 or [::1]:9464)");
+    host_ = host;
     port_ = port;
-    thread_ = std::thread([this] { http_->listen_after_bind(); });
+    state_.listen = listen;
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0)
+        throw Error("cannot make the metrics thread's wake-up: " + errno_text(errno));
+    try_listen(); // the first try here, so that status is true from the start
+    thread_ = std::thread([this] { serve(); });
 }
 
 Metrics::~Metrics()
 {
-    http_->stop();
+    stop_ = true;
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof(one));
     if (thread_.joinable())
         thread_.join();
+    for (auto& c : conns_)
+        ::close(c.fd);
+    if (listen_fd_ >= 0)
+        ::close(listen_fd_);
+    ::close(wake_fd_);
 }
 
-void Metrics::publish(std::string text)
+// No SO_REUSEPORT (another process could share the port and answer scrapes); SO_REUSEADDR only,
+// which on Linux never lets two sockets listen on one port.
+bool Metrics::try_listen()
+{
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (::inet_pton(AF_INET, host_.c_str(), &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(static_cast<std::uint16_t>(port_));
+        len = sizeof(*in);
+    } else {
+        ::inet_pton(AF_INET6, host_.c_str(), &in6->sin6_addr);
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(static_cast<std::uint16_t>(port_));
+        len = sizeof(*in6);
+    }
+    const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    const int one = 1;
+    std::string err;
+    if (fd < 0)
+        err = "cannot make a socket: " + errno_text(errno);
+    else if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+             ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 64) != 0)
+        err = fmt::format("cannot listen on {}: {}{}", state_.listen, errno_text(errno),
+                          errno == EADDRINUSE ? " (another process holds the port; cordond "
+                                                "tries again each second)"
+                                              : "");
+    std::lock_guard lk(mu_);
+    if (!err.empty()) {
+        if (fd >= 0)
+            ::close(fd);
+        if (err != state_.error)
+            spdlog::error("metrics: {}", err);
+        state_.error = err;
+        return false;
+    }
+    listen_fd_ = fd;
+    if (!state_.error.empty())
+        spdlog::info("metrics: listening on {} now", state_.listen);
+    state_.error.clear();
+    state_.listening = true;
+    return true;
+}
+
+void Metrics::serve()
+{
+    std::int64_t last_try = mono_ms();
+    while (!stop_) {
+        if (listen_fd_ < 0 && mono_ms() - last_try >= 1000) {
+            last_try = mono_ms();
+            try_listen();
+        }
+        std::vector<pollfd> fds{{.fd = wake_fd_, .events = POLLIN, .revents = 0}};
+        if (listen_fd_ >= 0)
+            fds.push_back({.fd = listen_fd_, .events = POLLIN, .revents = 0});
+        for (const auto& c : conns_)
+            fds.push_back({.fd = c.fd,
+                           .events = static_cast<short>(c.answered ? POLLOUT : POLLIN),
+                           .revents = 0});
+        ::poll(fds.data(), fds.size(), 200);
+        if (listen_fd_ >= 0 && (fds[1].revents & POLLIN))
+            accept_all();
+        const auto now = mono_ms();
+        for (auto& c : conns_)
+            if (now >= c.deadline_ms) {
+                ::close(c.fd);
+                c.fd = -1;
+                std::lock_guard lk(mu_);
+                ++state_.timed_out;
+            } else {
+                turn(c);
+            }
+        std::erase_if(conns_, [](const Conn& c) { return c.fd < 0; });
+    }
+}
+
+void Metrics::accept_all()
+{
+    for (;;) {
+        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+            return;
+        if (peer_refused(fd)) {
+            ::close(fd);
+            std::lock_guard lk(mu_);
+            ++state_.refused;
+            continue;
+        }
+        if (conns_.size() >= kMaxConnections) { // the oldest goes: it had the longest time
+            ::close(conns_.front().fd);
+            conns_.erase(conns_.begin());
+            std::lock_guard lk(mu_);
+            ++state_.timed_out;
+        }
+        conns_.push_back(Conn{.fd = fd, .deadline_ms = mono_ms() + kScrapeMs, .in = {}, .out = {},
+                              .answered = false});
+    }
+}
+
+// Fails closed: a local client whose socket's cgroup cannot be read is refused.
+bool Metrics::peer_refused(int fd)
+{
+    sockaddr_storage peer{}, self{};
+    socklen_t pl = sizeof(peer), sl = sizeof(self);
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0)
+        return true;
+    std::optional<std::uint64_t> cgid;
+    const auto client = diag_addr(peer);
+    try {
+        cgid = socket_cgroup(client, diag_addr(self));
+    } catch (const Error& e) {
+        spdlog::warn("metrics: refused a scrape whose client cannot be told: {}", e.what());
+        return true;
+    }
+    if (!cgid && local_address(client)) {
+        spdlog::warn("metrics: refused a scrape from an address of this host whose socket the "
+                     "kernel does not show (sock_diag)");
+        return true;
+    }
+    if (!cgid)
+        return false; // a client on another host
+    std::vector<std::string> roots;
+    {
+        std::lock_guard lk(mu_);
+        roots = refused_cgroups_;
+    }
+    const auto inside = cgroup_within(roots, *cgid);
+    if (!inside)
+        spdlog::warn("metrics: refused a scrape: more than {} cgroups below the agents to search "
+                     "for its client's", kMaxCgroupsWalked);
+    else if (*inside)
+        spdlog::warn("metrics: refused a scrape from inside an agent (cgroup id {})", *cgid);
+    return !inside || *inside;
+}
+
+// Reads the request head (up to 4 KiB), then writes the answer; closes when done.
+void Metrics::turn(Conn& c)
+{
+    if (!c.answered) {
+        char buf[1024];
+        const ssize_t n = ::recv(c.fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            ::close(c.fd);
+            c.fd = -1;
+            return;
+        }
+        if (n > 0)
+            c.in.append(buf, static_cast<std::size_t>(n));
+        if (c.in.find("\r\n\r\n") == std::string::npos && c.in.find("\n\n") == std::string::npos) {
+            if (c.in.size() > 4096) {
+                ::close(c.fd);
+                c.fd = -1;
+            }
+            return;
+        }
+        std::string body;
+        const bool ok = c.in.starts_with("GET /metrics ") || c.in.starts_with("GET /metrics?");
+        {
+            std::lock_guard lk(mu_);
+            if (ok) {
+                body = text_;
+                ++state_.served;
+            }
+        }
+        if (!ok)
+            body = "not found; cordond serves GET /metrics\n";
+        c.out = fmt::format("HTTP/1.0 {}\r\nContent-Type: text/plain; version=0.0.4; "
+                            "charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            ok ? "200 OK" : "404 Not Found", body.size()) +
+                body;
+        c.answered = true;
+    }
+    while (!c.out.empty()) {
+        const ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0)
+            break;
+        c.out.erase(0, static_cast<std::size_t>(n));
+    }
+    ::close(c.fd);
+    c.fd = -1;
+}
+
+void Metrics::publish(std::string text, std::vector<std::string> refused_cgroups)
 {
     std::lock_guard lk(mu_);
     text_ = std::move(text);
+    refused_cgroups_ = std::move(refused_cgroups);
+}
+
+Metrics::State Metrics::state() const
+{
+    std::lock_guard lk(mu_);
+    return state_;
 }
 
 std::string metric_line(const std::string& name,

@@ -1,22 +1,30 @@
 // SPDX-License-Identifier: Apache-2.0
-// cordond's Prometheus endpoint (opt-in: --metrics-listen). It serves the text the daemon's
-// thread last published, from a thread of its own (cpp-httplib), so a scraper never touches a
+// cordond's Prometheus endpoint (opt-in: --metrics-listen). A small HTTP/1.0 server on a thread
+// of its own serves the text the daemon's thread last published, so a scraper never touches a
 // BPF map or waits on the daemon, and the daemon never waits on a scraper.
+//
+// Who may scrape: a connection whose client socket was made by a process inside an agent (or in
+// cordon's subtree) is closed unanswered, on every backend: the socket's cgroup, which the kernel
+// records when the socket is made, is asked of the kernel (sock_diag) for each connection. Peers
+// on other hosts are not local sockets and are served (the address chosen decides who can reach
+// it). Bounded: at most kMaxConnections at once (the oldest is closed for a new one) and
+// kScrapeMs per connection from accept to the last byte. The port is bound without SO_REUSEPORT,
+// so no other process can share it; if it is taken, cordond runs on and tries again each second
+// (status says so).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <filesystem>
 #include <map>
-#include <memory>
-#include <tuple>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "common/pi_mutex.h"
 
-namespace httplib {
-class Server;
-}
 namespace cordon::control {
 class Controller;
 }
@@ -28,22 +36,49 @@ namespace cordon::daemon {
 
 class Metrics {
 public:
-    /// Listens on "ADDR:PORT" (IPv4, or [IPv6]:PORT). Throws cordon::Error naming the address
-    /// and the cause when it cannot.
+    static constexpr std::size_t kMaxConnections = 16;
+    static constexpr int kScrapeMs = 2000;
+
+    /// What the endpoint is doing, for `cordon status`.
+    struct State {
+        std::string listen;
+        bool listening = false;
+        std::string error;           ///< why it is not listening (it tries again each second)
+        std::uint64_t served = 0;    ///< scrapes answered
+        std::uint64_t refused = 0;   ///< connections from inside an agent, closed unanswered
+        std::uint64_t timed_out = 0; ///< connections closed at kScrapeMs or to make room
+    };
+
+    /// Serves "ADDR:PORT" (IPv4, or [IPv6]:PORT). Throws cordon::Error when the text is not an
+    /// address and port; a port in use is not an error (see State).
     explicit Metrics(const std::string& listen);
     ~Metrics();
     Metrics(const Metrics&) = delete;
     Metrics& operator=(const Metrics&) = delete;
-    /// Replaces what GET /metrics returns (Prometheus text format 0.0.4).
-    void publish(std::string text);
-    int port() const { return port_; }
+    /// Replaces what GET /metrics returns (Prometheus text format 0.0.4), and the cgroups whose
+    /// processes may not scrape (every agent's, and cordon's subtree).
+    void publish(std::string text, std::vector<std::string> refused_cgroups);
+    State state() const;
 
 private:
-    std::unique_ptr<httplib::Server> http_;
-    std::thread thread_;
-    PiMutex mu_;
-    std::string text_;
+    struct Conn;
+    void serve();
+    bool try_listen();
+    void accept_all();
+    bool peer_refused(int fd);
+    void turn(Conn& c);
+
+    std::string host_;
     int port_ = 0;
+    int listen_fd_ = -1;
+    int wake_fd_ = -1;
+    std::atomic<bool> stop_{false};
+    std::vector<Conn> conns_;
+    std::thread thread_;
+    mutable PiMutex mu_;
+    std::string text_;
+    std::vector<std::string> refused_cgroups_;
+    State state_;
 };
 
 /// "name{k="v",...} value\n" with label values escaped as the text format wants.

@@ -18,8 +18,10 @@ namespace cordon::daemon {
 struct Peer {
     std::uint64_t serial = 0; ///< names the connection in a Pending or a slow job
     int fd = -1;
-    int pid = 0;
+    int pid = 0; ///< of the last request's sender, checked through its pidfd where the kernel has one
     unsigned uid = 0, gid = 0;
+    std::string comm; ///< the sender's name, read while its pidfd held it
+    bool pinned = false; ///< known by a pidfd (SO_PASSPIDFD), not only by its pid number
     std::string in;  ///< bytes of unfinished (or not yet handled) request lines
     bool has_line = false; ///< `in` holds a complete line (kept so no turn rescans `in`)
     std::string out; ///< bytes not yet written

@@ -36,6 +36,7 @@
 #include "control/controller.h"
 #include "control/supervisor.h"
 #include "daemon/actions.h"
+#include "daemon/caller.h"
 #include "daemon/handlers.h"
 #include "daemon/metrics.h"
 #include "daemon/peer.h"
@@ -98,6 +99,8 @@ constexpr std::int64_t kPingWaitNs = 200'000'000;
 /// queue ahead of root's. A caller other than root has at most kSlowPerUid under way.
 constexpr unsigned kWorkers = 2;
 constexpr std::size_t kSlowPerUid = 4;
+
+constexpr int kScmPidfd = 0x04; // SCM_PIDFD, Linux 6.5 (glibc 2.36 predates it)
 
 bool in_group(int pid, unsigned gid, gid_t group)
 {
@@ -172,10 +175,15 @@ private:
     bool evict_idle(std::optional<unsigned> uid, bool spare_root);
     void drop_peer(Peer& p);
     std::string refusal_for(int pid, unsigned uid, unsigned gid);
+    std::string sender_refusal(const ucred& cr, int pidfd, Peer* into);
     void send(Peer& p, const std::string& line, bool is_event = false);
     Peer* peer(std::uint64_t serial);
     json record_action(std::uint64_t asker, const json& a, const std::optional<std::string>& name);
-    static json who_of(const Peer& p) { return {{"pid", p.pid}, {"uid", p.uid}, {"gid", p.gid}}; }
+    static json who_of(const Peer& p)
+    {
+        return {{"pid", p.pid}, {"uid", p.uid}, {"gid", p.gid}, {"comm", p.comm},
+                {"known_by", p.pinned ? "pidfd" : "pid"}};
+    }
 
     ServerOptions opts_;
     std::unique_ptr<control::Controller> ctl_;
@@ -216,14 +224,24 @@ private:
     std::set<std::uint32_t> adopt_tried_; ///< unknown children whose events asked for adoption
     bool supervise_now_ = false; ///< a kill or freeze verdict was read: do not wait for the poll
     CpuShare share_{false}; ///< the loop's share of the CPU, once it runs real-time
+    bool pidfds_ = false; ///< the kernel gives each sender's pidfd (SO_PASSPIDFD, 6.5+)
 };
 
 void Server::listen_socket()
 {
+    // Only the directories made here get a mode: one that exists is the operator's (a socket in
+    // /tmp must never cost /tmp its sticky bit), and is used as it is.
     const fs::path dir = opts_.socket.parent_path();
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    ::chmod(dir.c_str(), 0755);
+    std::vector<fs::path> made;
+    for (fs::path d = dir; !d.empty() && !fs::exists(d); d = d.parent_path()) {
+        made.insert(made.begin(), d);
+        if (d == d.parent_path())
+            break;
+    }
+    for (const auto& d : made)
+        if (::mkdir(d.c_str(), 0755) == 0 ? ::chmod(d.c_str(), 0755) != 0 : errno != EEXIST)
+            throw Error("cannot create " + d.string() + " for the control socket: " +
+                        errno_text(errno));
     // Another daemon on this socket: refuse to start rather than steal its socket.
     if (fs::exists(opts_.socket)) {
         const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -259,6 +277,11 @@ void Server::listen_socket()
     const int one = 1;
     if (::setsockopt(listen_fd_, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0)
         throw Error("cannot ask for sender credentials: " + errno_text(errno));
+    pidfds_ = ask_sender_pidfds(listen_fd_);
+    if (!pidfds_)
+        spdlog::warn("this kernel gives no sender pidfds (SO_PASSPIDFD, Linux 6.5+): callers are "
+                     "known by pid number, which a process that exits right after sending can "
+                     "pass to another (docs/api.md, \"Who may call\")");
     if (::listen(listen_fd_, 64) != 0)
         throw Error("cannot listen on " + opts_.socket.string() + ": " + errno_text(errno));
 }
@@ -308,10 +331,12 @@ void Server::accept_peers()
             ::close(fd);
             continue;
         }
-        std::string why = refusal_for(cr.pid, cr.uid, cr.gid);
+        std::string why = sender_refusal(cr, pidfds_ ? peer_pidfd(fd) : -1, nullptr);
         const int one = 1;
         if (why.empty() && ::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0)
             why = "cannot ask for sender credentials: " + errno_text(errno);
+        if (why.empty() && pidfds_ && !ask_sender_pidfds(fd))
+            why = "cannot ask for sender pidfds: " + errno_text(errno);
         if (why.empty())
             why = admission_refusal(cr.uid);
         if (!why.empty()) {
@@ -367,6 +392,38 @@ void Server::write_peer(Peer& p)
     }
 }
 
+// Fails closed: a sender that cannot be held by a pidfd while it is checked (gone, or a pidfd
+// the kernel should have given and did not) is refused. Takes `pidfd` (closes it). Without
+// SO_PASSPIDFD (before 6.5) the pid is pinned from here on only: a number reused between the
+// send and this read still passes (docs/api.md says so).
+std::string Server::sender_refusal(const ucred& cr, int pidfd, Peer* into)
+{
+    if (pidfd < 0 && !pidfds_)
+        pidfd = open_pidfd(cr.pid);
+    const auto gone = [&] {
+        return fmt::format("the sending process (pid {}) is gone; a request is judged by the "
+                           "process that sent it, never by its pid number alone",
+                           cr.pid);
+    };
+    if (pidfd < 0)
+        return gone();
+    std::string why;
+    if (!pidfd_is_live(pidfd, cr.pid))
+        why = gone();
+    else
+        why = refusal_for(cr.pid, cr.uid, cr.gid);
+    std::string comm = why.empty() ? process_comm(cr.pid) : "";
+    // Still the same live process after /proc was read: what was read was its.
+    if (why.empty() && !pidfd_is_live(pidfd, cr.pid))
+        why = gone();
+    ::close(pidfd);
+    if (why.empty() && into) {
+        into->comm = std::move(comm);
+        into->pinned = pidfds_;
+    }
+    return why;
+}
+
 std::string Server::refusal_for(int pid, unsigned uid, unsigned gid)
 {
     std::vector<std::string> cgroups;
@@ -389,7 +446,9 @@ void Server::read_peer(Peer& p)
     // another user is refused from its first byte on (fails closed).
     std::string buf(kReadPerTurn, '\0');
     iovec iov{.iov_base = buf.data(), .iov_len = buf.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+    // Room for the credentials and the sender's pidfd, none for descriptors a caller passes
+    // (the kernel closes those: cordond never holds a caller's file).
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int))];
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -403,15 +462,27 @@ void Server::read_peer(Peer& p)
     }
     if (n < 0)
         return;
-    const cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_CREDENTIALS) {
+    std::optional<ucred> creds;
+    int pidfd = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET)
+            continue;
+        if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+            creds.emplace();
+            std::memcpy(&*creds, CMSG_DATA(c), sizeof(ucred));
+        } else if (c->cmsg_type == kScmPidfd && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            std::memcpy(&pidfd, CMSG_DATA(c), sizeof(int));
+        }
+    }
+    if (!creds) {
+        if (pidfd >= 0)
+            ::close(pidfd);
         send(p, api::error_reply("permission denied: no sender credentials"));
         p.closing = true;
         return;
     }
-    ucred cr{};
-    std::memcpy(&cr, CMSG_DATA(c), sizeof(cr));
-    if (const auto why = refusal_for(cr.pid, cr.uid, cr.gid); !why.empty()) {
+    const ucred cr = *creds;
+    if (const auto why = sender_refusal(cr, pidfd, &p); !why.empty()) {
         spdlog::warn("refused a request from pid {} uid {} on a connection of pid {}: {}", cr.pid,
                      cr.uid, p.pid, why);
         send(p, api::error_reply("permission denied: " + why));
@@ -1123,8 +1194,16 @@ void Server::start()
                                            .started_ms = now_ms(), .denials = {},
                                            .trust_log = {}, .subscriber_drops = 0,
                                            .apply_seq = {}, .subscription_refusal = {},
-                                           .background = {}});
+                                           .background = {}, .metrics_state = {}});
     state_->subscription_refusal = [this](const Peer& p) { return subscription_refusal(p); };
+    state_->metrics_state = [this]() -> json {
+        if (!metrics_)
+            return nullptr;
+        const auto m = metrics_->state();
+        return {{"listen", m.listen}, {"listening", m.listening}, {"error", m.error},
+                {"served", m.served}, {"refused_inside_agents", m.refused},
+                {"closed_slow", m.timed_out}};
+    };
     state_->background = [this](std::function<void()> work, std::function<void()> then) {
         background(std::move(work), std::move(then));
     };
@@ -1321,10 +1400,22 @@ int Server::run()
         turn(stop);
         try {
             if (metrics_ && now_ms() - metrics_published_ms_ >= 1000) {
+                // Series of agents that are gone go with them.
+                std::set<std::string> names;
+                std::vector<std::string> refused{
+                    (ctl_->mount().mount_point / agents::kSubtree).string()};
+                for (const auto& a : ctl_->agents()) {
+                    names.insert(a.name);
+                    refused.push_back(a.cgroup.string());
+                }
+                std::erase_if(decided_, [&](const auto& kv) {
+                    return !names.contains(std::get<0>(kv.first));
+                });
                 metrics_->publish(metrics_text({.ctl = *ctl_, .decided = decided_,
                                                 .malformed = reader_->malformed(),
                                                 .subscriber_drops = state_->subscriber_drops,
-                                                .pipeline = pipeline_.get()}));
+                                                .pipeline = pipeline_.get()}),
+                                  std::move(refused));
                 metrics_published_ms_ = now_ms();
             }
             if (now_ms() - last_second_ms_ >= 1000) {

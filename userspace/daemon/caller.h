@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: Apache-2.0
+// Who sent a request: the kernel's handle on the sending process (a pidfd), never its number
+// alone. A pid read from a message names whoever holds that number when it is looked up; a
+// pidfd names the process that sent, and says when it is gone.
+#pragma once
+
+#include <string>
+
+namespace cordon::daemon {
+
+/// Asks the kernel for each sender's pidfd on `fd` (SO_PASSPIDFD, Linux 6.5+). False when the
+/// kernel has no such option: callers are then known by pid, best effort (docs/api.md).
+bool ask_sender_pidfds(int fd);
+
+/// The connecting process's pidfd (SO_PEERPIDFD, 6.5+); -1 when the kernel has none or the
+/// process is gone.
+int peer_pidfd(int fd);
+
+/// A pidfd for `pid` (pidfd_open, 5.3+); -1 when there is no such process.
+int open_pidfd(int pid);
+
+/// Whether the process `pidfd` refers to is `pid` and has not exited: its number then cannot
+/// have been given to another process, so what /proc/PID says was said of it.
+bool pidfd_is_live(int pidfd, int pid);
+
+/// /proc/PID/comm, without its newline; "" when unreadable.
+std::string process_comm(int pid);
+
+} // namespace cordon::daemon
