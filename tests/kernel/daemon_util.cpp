@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon_util.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -301,6 +303,58 @@ std::pair<int, std::string> run_cordon(const Daemon& d, const std::vector<std::s
     int st = 0;
     ::waitpid(pid, &st, 0);
     return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), text};
+}
+
+cordon_backend host_backend()
+{
+    return skip_unless_backend(CORDON_BACKEND_COMPAT) ? CORDON_BACKEND_LSM : CORDON_BACKEND_COMPAT;
+}
+
+json request(const std::string& op, const std::string& name, json extra)
+{
+    extra["v"] = 1;
+    extra["op"] = op;
+    extra["name"] = name;
+    return extra;
+}
+
+json call_ok(const Daemon& d, const json& req)
+{
+    const auto r = d.call(req.dump());
+    if (!r.value("ok", false))
+        throw Error("request " + req.dump() + " failed: " + r.dump());
+    return r;
+}
+
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit)
+{
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < end) {
+        if (cond())
+            return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return cond();
+}
+
+std::string http_metrics(int port)
+{
+    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(port));
+    ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    std::string text;
+    if (::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) {
+        const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+        (void)!::write(s, req.data(), req.size());
+        char buf[4096];
+        for (ssize_t n; (n = ::read(s, buf, sizeof(buf))) > 0;)
+            text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(s);
+    const auto body = text.find("\r\n\r\n");
+    return body == std::string::npos ? "" : text.substr(body + 4);
 }
 
 } // namespace cordon::testing

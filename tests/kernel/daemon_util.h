@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -132,6 +133,21 @@ private:
 /// Polls `agents` until pred holds for its list, for up to 30 s (the daemon reconciles each
 /// second).
 bool agents_until(const Daemon& d, const std::function<bool(const nlohmann::json&)>& pred);
+
+/// The backend for tests of what is userspace's alone (the store, the metrics endpoint, the
+/// control socket): compat where the kernel runs it, else lsm.
+cordon_backend host_backend();
+
+/// An API request line's object: {"v":1,"op":op,"name":name} with `extra`'s fields.
+nlohmann::json request(const std::string& op, const std::string& name,
+                       nlohmann::json extra = nlohmann::json::object());
+/// One request that must succeed; throws cordon::Error with the reply otherwise.
+nlohmann::json call_ok(const Daemon& d, const nlohmann::json& req);
+/// Polls cond every 20 ms until it holds or `limit` passes; its last value.
+bool eventually(const std::function<bool()>& cond,
+                std::chrono::milliseconds limit = std::chrono::seconds(30));
+/// GET http://127.0.0.1:port/metrics; the body, or "" when nothing answers.
+std::string http_metrics(int port);
 
 /// cordon's own binary, run with CORDON_SOCKET set to the daemon's; returns (exit status, stdout).
 std::pair<int, std::string> run_cordon(const Daemon& d, const std::vector<std::string>& args);

@@ -40,14 +40,6 @@ std::string explain_policy(const Files& f)
            "      - {cidr: 127.0.0.2/32, ports: [9], protocol: udp, action: deny}\n"; // 15
 }
 
-json call_ok(const Daemon& d, const json& req)
-{
-    const auto r = d.call(req.dump());
-    if (!r.value("ok", false))
-        throw Error("request " + req.dump() + " failed: " + r.dump());
-    return r;
-}
-
 json explain(const Daemon& d, const std::string& kind, const std::string& target)
 {
     return call_ok(d, {{"v", 1}, {"op", "explain"}, {"name", "ex"}, {"kind", kind},

@@ -251,12 +251,6 @@ INSTANTIATE_TEST_SUITE_P(Backends, ForensicsTest,
                          ::testing::Values(CORDON_BACKEND_LSM, CORDON_BACKEND_FMOD_RET, CORDON_BACKEND_COMPAT),
                          [](const auto& i) { return std::string(bpf::backend_name(i.param)); });
 
-// The store is userspace: these run on the host's backend only (the VM tier skips them).
-cordon_backend host_backend()
-{
-    return skip_unless_backend(CORDON_BACKEND_COMPAT) ? CORDON_BACKEND_LSM : CORDON_BACKEND_COMPAT;
-}
-
 /// A real, small filesystem of the test's own (a tmpfs under /tmp), unmounted and removed after.
 struct Tmpfs {
     fs::path dir;
@@ -470,27 +464,6 @@ TEST(ForensicsHostTest, RecordsTheKernelDroppedAreAGapOnTheAgentsOwnChain)
     const auto [rc, out] = run_cordon(d, {"report", "flood", "--store", db.string()});
     EXPECT_EQ(rc, 0) << out;
     EXPECT_NE(out.find(std::to_string(lost) + " (the kernel's ring buffer was full"), std::string::npos) << out;
-}
-
-/// GET http://127.0.0.1:port/metrics; the body, or "" when nothing answers.
-std::string http_metrics(int port)
-{
-    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<std::uint16_t>(port));
-    ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    std::string text;
-    if (::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) {
-        const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-        (void)!::write(s, req.data(), req.size());
-        char buf[4096];
-        for (ssize_t n; (n = ::read(s, buf, sizeof(buf))) > 0;)
-            text.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(s);
-    const auto body = text.find("\r\n\r\n");
-    return body == std::string::npos ? "" : text.substr(body + 4);
 }
 
 TEST(ForensicsHostTest, PrometheusMetricsCountDecisionsAndTheStore)

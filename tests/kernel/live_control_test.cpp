@@ -59,14 +59,6 @@ std::string policy_text(const std::string& name, const std::string& files_rules,
            "    rules:\n" + files_rules + "  network: {default: allow}\n";
 }
 
-json request(const std::string& op, const std::string& name, json extra = json::object())
-{
-    extra["v"] = 1;
-    extra["op"] = op;
-    extra["name"] = name;
-    return extra;
-}
-
 // The operator actions the daemon recorded for an op, in order.
 std::vector<json> actions(const Daemon& d, const std::string& op)
 {

@@ -35,33 +35,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-json request(const std::string& op, const std::string& name, json extra = json::object())
-{
-    extra["v"] = 1;
-    extra["op"] = op;
-    extra["name"] = name;
-    return extra;
-}
-
-json call_ok(const Daemon& d, const json& req)
-{
-    const auto r = d.call(req.dump());
-    if (!r.value("ok", false))
-        throw Error("request " + req.dump() + " failed: " + r.dump());
-    return r;
-}
-
-bool eventually(const std::function<bool()>& cond, std::chrono::seconds limit = 30s)
-{
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-        if (cond())
-            return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return cond();
-}
-
 template <typename T> T* shared_memory()
 {
     void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
