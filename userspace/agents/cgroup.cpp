@@ -221,6 +221,22 @@ std::optional<fs::path> process_cgroup(const Cgroup2Mount& mount, int pid)
     return std::nullopt;
 }
 
+std::vector<fs::path> thread_cgroups(const Cgroup2Mount& mount, int pid)
+{
+    std::vector<fs::path> out;
+    std::error_code ec;
+    const fs::path tasks = "/proc/" + std::to_string(pid) + "/task";
+    for (fs::directory_iterator it(tasks, ec), end; !ec && it != end; it.increment(ec)) {
+        std::ifstream in(it->path() / "cgroup");
+        for (std::string line; std::getline(in, line);)
+            if (line.starts_with("0::"))
+                out.push_back(mount.mount_point / fs::path(line.substr(3)).relative_path());
+    }
+    if (auto leader = process_cgroup(mount, pid))
+        out.push_back(*leader);
+    return out;
+}
+
 Cgroup Cgroup::adopt(const Cgroup2Mount& mount, const fs::path& dir)
 {
     const fs::path subtree = mount.mount_point / kSubtree;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 namespace cordon::agents {
@@ -54,6 +55,10 @@ bool cgroup_frozen(const std::filesystem::path& dir);
 
 /// The cgroup2 directory a process lives in (from /proc/PID/cgroup), or nothing when it is gone.
 std::optional<std::filesystem::path> process_cgroup(const Cgroup2Mount& mount, int pid);
+/// The cgroup of each live thread of process `pid`, and of its leader (which may be a zombie
+/// in another cgroup than its threads): where a process's requests may come from. Empty when it
+/// is gone.
+std::vector<std::filesystem::path> thread_cgroups(const Cgroup2Mount& mount, int pid);
 
 /// A cgroup that cordon created below <root>/cordon. Removing it kills what is left in it (it
 /// was created for processes cordon started) and removes the directory.

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <algorithm>
 #include <optional>
 
 #include <spdlog/spdlog.h>
@@ -73,10 +74,17 @@ DiagAddr diag_addr(const sockaddr_storage& ss)
     return a;
 }
 
-// The cgroup id of the local TCP socket with this source and destination, from the kernel
-// (sock_diag); nullopt when there is no such local socket (a peer on another host). Throws
-// cordon::Error when the kernel cannot be asked, or gives no cgroup.
-std::optional<std::uint64_t> socket_cgroup(const DiagAddr& src, const DiagAddr& dst)
+// What the kernel says of a local TCP socket (sock_diag).
+struct ClientSocket {
+    std::uint64_t cgroup = 0; ///< the cgroup that made it
+    std::uint32_t inode = 0;
+    std::uint32_t uid = 0;
+};
+
+// The local TCP socket with this source and destination; nullopt when there is no such local
+// socket (a peer on another host). Throws cordon::Error when the kernel cannot be asked, or
+// gives no cgroup.
+std::optional<ClientSocket> client_socket(const DiagAddr& src, const DiagAddr& dst)
 {
     const int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (nl < 0)
@@ -96,7 +104,7 @@ std::optional<std::uint64_t> socket_cgroup(const DiagAddr& src, const DiagAddr& 
     std::memcpy(req.r.id.idiag_src, src.words, sizeof(src.words));
     std::memcpy(req.r.id.idiag_dst, dst.words, sizeof(dst.words));
     req.r.id.idiag_cookie[0] = req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-    std::optional<std::uint64_t> out;
+    std::optional<ClientSocket> out;
     std::string err;
     alignas(nlmsghdr) char buf[8192];
     if (::send(nl, &req, sizeof(req), 0) != static_cast<ssize_t>(sizeof(req))) {
@@ -117,9 +125,10 @@ std::optional<std::uint64_t> socket_cgroup(const DiagAddr& src, const DiagAddr& 
             for (const auto* a = reinterpret_cast<const rtattr*>(m + 1); RTA_OK(a, len);
                  a = RTA_NEXT(a, len))
                 if (a->rta_type == kInetDiagCgroupId && RTA_PAYLOAD(a) >= 8) {
-                    std::uint64_t id = 0;
-                    std::memcpy(&id, RTA_DATA(a), 8);
-                    out = id;
+                    out.emplace();
+                    std::memcpy(&out->cgroup, RTA_DATA(a), 8);
+                    out->inode = m->idiag_inode;
+                    out->uid = m->idiag_uid;
                 }
             if (!out)
                 err = "sock_diag gives no socket cgroup (Linux 5.9+)";
@@ -155,6 +164,52 @@ bool local_address(const DiagAddr& a)
     }
     ::freeifaddrs(list);
     return found;
+}
+
+// Whether cgroup `id` exists now (its file handle opens). A socket made in a cgroup that was
+// removed since cannot be placed, and is refused.
+bool cgroup_exists(const std::filesystem::path& mount, std::uint64_t id)
+{
+    const int mfd = ::open(mount.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (mfd < 0)
+        return false;
+    struct {
+        file_handle fh;
+        std::uint64_t id;
+    } h{};
+    h.fh.handle_bytes = sizeof(std::uint64_t);
+    h.fh.handle_type = 0xfe; // FILEID_KERNFS
+    h.id = id;
+    const int fd = ::open_by_handle_at(mfd, &h.fh, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ::close(mfd);
+    if (fd >= 0)
+        ::close(fd);
+    return fd >= 0;
+}
+
+// The processes that hold socket `inode` open (a scan of /proc/*/fd).
+std::vector<int> socket_holders(std::uint32_t inode)
+{
+    namespace fs = std::filesystem;
+    const std::string want = "socket:[" + std::to_string(inode) + "]";
+    std::vector<int> out;
+    std::error_code ec;
+    for (fs::directory_iterator p("/proc", ec), end; !ec && p != end; p.increment(ec)) {
+        const auto name = p->path().filename().string();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        std::error_code fec;
+        for (fs::directory_iterator f(p->path() / "fd", fec), fend; !fec && f != fend;
+             f.increment(fec)) {
+            char buf[64];
+            const ssize_t n = ::readlink(f->path().c_str(), buf, sizeof(buf));
+            if (n > 0 && std::string_view(buf, static_cast<std::size_t>(n)) == want) {
+                out.push_back(std::stoi(name));
+                break;
+            }
+        }
+    }
+    return out;
 }
 
 constexpr std::size_t kMaxCgroupsWalked = 20000;
@@ -196,13 +251,14 @@ std::optional<bool> cgroup_within(const std::vector<std::string>& roots, std::ui
 
 struct Metrics::Conn {
     int fd = -1;
+    long uid = -1; ///< the client socket's owner; -1: a client on another host
     std::int64_t deadline_ms = 0;
     std::string in;
     std::string out;
     bool answered = false;
 };
 
-Metrics::Metrics(const std::string& listen)
+Metrics::Metrics(const std::string& listen, agents::Cgroup2Mount mount) : mount_(std::move(mount))
 {
     const auto colon = listen.rfind(':');
     std::string host = colon == std::string::npos ? "" : listen.substr(0, colon);
@@ -335,58 +391,97 @@ void Metrics::accept_all()
         const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0)
             return;
-        if (peer_refused(fd)) {
+        long uid = -1;
+        if (peer_refused(fd, uid)) {
             ::close(fd);
             std::lock_guard lk(mu_);
             ++state_.refused;
             continue;
         }
-        if (conns_.size() >= kMaxConnections) { // the oldest goes: it had the longest time
-            ::close(conns_.front().fd);
-            conns_.erase(conns_.begin());
+        // Room: one uid's (or the remote clients') oldest connection goes when it holds its
+        // share, else the oldest of all; so one local user's flood costs only its own.
+        const auto mine = std::count_if(conns_.begin(), conns_.end(),
+                                        [uid](const Conn& c) { return c.uid == uid; });
+        auto victim = conns_.end();
+        if (static_cast<std::size_t>(mine) >= (uid < 0 ? kMaxConnections / 2 : kPerUid))
+            victim = std::find_if(conns_.begin(), conns_.end(),
+                                  [uid](const Conn& c) { return c.uid == uid; });
+        else if (conns_.size() >= kMaxConnections)
+            victim = conns_.begin();
+        if (victim != conns_.end()) {
+            ::close(victim->fd);
+            conns_.erase(victim);
             std::lock_guard lk(mu_);
             ++state_.timed_out;
         }
-        conns_.push_back(Conn{.fd = fd, .deadline_ms = mono_ms() + kScrapeMs, .in = {}, .out = {},
-                              .answered = false});
+        conns_.push_back(Conn{.fd = fd, .uid = uid, .deadline_ms = mono_ms() + kScrapeMs,
+                              .in = {}, .out = {}, .answered = false});
     }
 }
 
-// Fails closed: a local client whose socket's cgroup cannot be read is refused.
-bool Metrics::peer_refused(int fd)
+// Fails closed: a local client whose socket cannot be placed (its cgroup unreadable or gone,
+// or a holder's) is refused; so is every client until the daemon first published. A client is
+// refused when the cgroup that made its socket, or the cgroup of any thread of a process that
+// holds the socket now, is an agent's or in cordon's subtree (a socket made outside and then
+// carried in, by an attach or by descriptor passing, is caught by its holders). `uid` receives
+// the socket's owner, or -1 for a client on another host.
+bool Metrics::peer_refused(int fd, long& uid)
 {
+    uid = -1;
     sockaddr_storage peer{}, self{};
     socklen_t pl = sizeof(peer), sl = sizeof(self);
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0 ||
         ::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0)
         return true;
-    std::optional<std::uint64_t> cgid;
+    std::vector<std::string> roots;
+    bool published = false;
+    {
+        std::lock_guard lk(mu_);
+        roots = refused_cgroups_;
+        published = published_;
+    }
+    if (!published)
+        return true;
+    std::optional<ClientSocket> sock;
     const auto client = diag_addr(peer);
     try {
-        cgid = socket_cgroup(client, diag_addr(self));
+        sock = client_socket(client, diag_addr(self));
     } catch (const Error& e) {
         spdlog::warn("metrics: refused a scrape whose client cannot be told: {}", e.what());
         return true;
     }
-    if (!cgid && local_address(client)) {
+    if (!sock && local_address(client)) {
         spdlog::warn("metrics: refused a scrape from an address of this host whose socket the "
                      "kernel does not show (sock_diag)");
         return true;
     }
-    if (!cgid)
+    if (!sock)
         return false; // a client on another host
-    std::vector<std::string> roots;
-    {
-        std::lock_guard lk(mu_);
-        roots = refused_cgroups_;
+    uid = sock->uid;
+    if (!cgroup_exists(mount_.mount_point, sock->cgroup)) {
+        spdlog::warn("metrics: refused a scrape whose socket was made in a cgroup that is gone");
+        return true;
     }
-    const auto inside = cgroup_within(roots, *cgid);
-    if (!inside)
+    const auto inside = cgroup_within(roots, sock->cgroup);
+    if (!inside) {
         spdlog::warn("metrics: refused a scrape: more than {} cgroups below the agents to search "
                      "for its client's", kMaxCgroupsWalked);
-    else if (*inside)
-        spdlog::warn("metrics: refused a scrape from inside an agent (cgroup id {})", *cgid);
-    return !inside || *inside;
+        return true;
+    }
+    if (*inside) {
+        spdlog::warn("metrics: refused a scrape from a socket made inside an agent (cgroup id {})",
+                     sock->cgroup);
+        return true;
+    }
+    for (const int pid : socket_holders(sock->inode))
+        for (const auto& where : agents::thread_cgroups(mount_, pid))
+            for (const auto& root : roots)
+                if (agents::cgroup_within(where, root)) {
+                    spdlog::warn("metrics: refused a scrape on a socket held inside {} (pid {})",
+                                 where.string(), pid);
+                    return true;
+                }
+    return false;
 }
 
 // Reads the request head (up to 4 KiB), then writes the answer; closes when done.
@@ -402,13 +497,13 @@ void Metrics::turn(Conn& c)
         }
         if (n > 0)
             c.in.append(buf, static_cast<std::size_t>(n));
-        if (c.in.find("\r\n\r\n") == std::string::npos && c.in.find("\n\n") == std::string::npos) {
-            if (c.in.size() > 4096) {
-                ::close(c.fd);
-                c.fd = -1;
-            }
+        if (c.in.size() > kMaxHead) {
+            ::close(c.fd);
+            c.fd = -1;
             return;
         }
+        if (c.in.find("\r\n\r\n") == std::string::npos && c.in.find("\n\n") == std::string::npos)
+            return;
         std::string body;
         const bool ok = c.in.starts_with("GET /metrics ") || c.in.starts_with("GET /metrics?");
         {
@@ -443,6 +538,7 @@ void Metrics::publish(std::string text, std::vector<std::string> refused_cgroups
     std::lock_guard lk(mu_);
     text_ = std::move(text);
     refused_cgroups_ = std::move(refused_cgroups);
+    published_ = true;
 }
 
 Metrics::State Metrics::state() const

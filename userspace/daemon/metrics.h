@@ -4,13 +4,14 @@
 // BPF map or waits on the daemon, and the daemon never waits on a scraper.
 //
 // Who may scrape: a connection whose client socket was made by a process inside an agent (or in
-// cordon's subtree) is closed unanswered, on every backend: the socket's cgroup, which the kernel
-// records when the socket is made, is asked of the kernel (sock_diag) for each connection. Peers
+// cordon's subtree), or is held now by a process with a thread there, is closed unanswered, on
+// every backend: the socket's cgroup, which the kernel records when the socket is made, is asked
+// of the kernel (sock_diag) for each connection, and so are its holders' cgroups (/proc). Peers
 // on other hosts are not local sockets and are served (the address chosen decides who can reach
-// it). Bounded: at most kMaxConnections at once (the oldest is closed for a new one) and
-// kScrapeMs per connection from accept to the last byte. The port is bound without SO_REUSEPORT,
-// so no other process can share it; if it is taken, cordond runs on and tries again each second
-// (status says so).
+// it). Bounded: at most kMaxConnections at once and kPerUid of one local user (the oldest goes
+// for a new one), and kScrapeMs per connection from accept to the last byte. The port is bound
+// without SO_REUSEPORT, so no other process can share it; if it is taken, cordond runs on and
+// tries again each second (status says so).
 #pragma once
 
 #include <atomic>
@@ -23,6 +24,7 @@
 #include <tuple>
 #include <vector>
 
+#include "agents/cgroup.h"
 #include "common/pi_mutex.h"
 
 namespace cordon::control {
@@ -37,6 +39,8 @@ namespace cordon::daemon {
 class Metrics {
 public:
     static constexpr std::size_t kMaxConnections = 16;
+    static constexpr std::size_t kPerUid = 4; ///< connections of one local uid at once
+    static constexpr std::size_t kMaxHead = 4096; ///< request head bytes
     static constexpr int kScrapeMs = 2000;
 
     /// What the endpoint is doing, for `cordon status`.
@@ -50,8 +54,8 @@ public:
     };
 
     /// Serves "ADDR:PORT" (IPv4, or [IPv6]:PORT). Throws cordon::Error when the text is not an
-    /// address and port; a port in use is not an error (see State).
-    explicit Metrics(const std::string& listen);
+    /// address and port; a port in use is not an error (see State). `mount`: the cgroup2 mount.
+    Metrics(const std::string& listen, agents::Cgroup2Mount mount);
     ~Metrics();
     Metrics(const Metrics&) = delete;
     Metrics& operator=(const Metrics&) = delete;
@@ -65,10 +69,12 @@ private:
     void serve();
     bool try_listen();
     void accept_all();
-    bool peer_refused(int fd);
+    bool peer_refused(int fd, long& uid);
     void turn(Conn& c);
 
     std::string host_;
+    agents::Cgroup2Mount mount_;
+    bool published_ = false; ///< until the daemon first published, every client is refused
     int port_ = 0;
     int listen_fd_ = -1;
     int wake_fd_ = -1;

@@ -429,11 +429,18 @@ std::string Server::refusal_for(int pid, unsigned uid, unsigned gid)
     std::vector<std::string> cgroups;
     for (const auto& a : ctl_->agents())
         cgroups.push_back(a.cgroup.string());
-    const auto where = pid > 0 ? agents::process_cgroup(ctl_->mount(), pid) : std::nullopt;
-    if (!where)
+    // Every thread's cgroup, not only the leader's: a leader that exited stays a zombie where it
+    // was while its threads move into an agent, and any of them may have sent the bytes.
+    const auto where = pid > 0 ? agents::thread_cgroups(ctl_->mount(), pid)
+                               : std::vector<fs::path>{};
+    if (where.empty())
         return "the sending process is gone or in another pid namespace";
-    return refusal(pid, uid, gid, where->string(),
-                   (ctl_->mount().mount_point / agents::kSubtree).string(), cgroups);
+    for (const auto& w : where)
+        if (auto why = refusal(pid, uid, gid, w.string(),
+                               (ctl_->mount().mount_point / agents::kSubtree).string(), cgroups);
+            !why.empty())
+            return why;
+    return "";
 }
 
 // One read per turn (kReadPerTurn bytes at most): the rest waits in the socket for the next
@@ -1180,8 +1187,9 @@ void Server::start()
         actions_->controller("reconcile", {{"change", change}});
     }
     if (!opts_.metrics_listen.empty()) {
-        metrics_ = std::make_unique<Metrics>(opts_.metrics_listen);
-        spdlog::info("metrics on http://{}/metrics", opts_.metrics_listen);
+        metrics_ = std::make_unique<Metrics>(opts_.metrics_listen, ctl_->mount());
+        if (metrics_->state().listening)
+            spdlog::info("metrics on http://{}/metrics", opts_.metrics_listen);
     }
     for (const auto& a : ctl_->agents())
         if (const auto live = g.live(a.key))
