@@ -802,11 +802,15 @@ Writer::Writer(std::filesystem::path path, Options o) : impl_(std::make_unique<I
     const auto dir = impl_->path.parent_path();
     std::error_code ec;
     if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
-        std::filesystem::create_directories(dir, ec);
-        // Events name files and hosts an agent touched: not for other users to read.
-        if (ec || ::chmod(dir.c_str(), 0700) != 0)
+        // Events name files and hosts an agent touched: not for other users to read. The mode
+        // is given by mkdir itself (never a chmod, which would follow a link or change a
+        // directory someone else made in the meantime); parents are made as usual.
+        std::filesystem::create_directories(dir.parent_path(), ec);
+        const int rc = ::mkdir(dir.c_str(), 0700); // a umask can only take bits away
+        const int err = errno;
+        if (rc != 0 && err != EEXIST)
             throw Error(fmt::format("cannot create the event store directory {}: {}", dir.string(),
-                                    ec ? ec.message() : errno_text(errno)));
+                                    errno_text(err)));
     }
     try {
         impl_->open_or_recover();
