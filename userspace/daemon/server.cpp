@@ -176,6 +176,7 @@ private:
     void drop_peer(Peer& p);
     std::string refusal_for(int pid, unsigned uid, unsigned gid);
     std::string sender_refusal(const ucred& cr, int pidfd, Peer* into);
+    void open_sinks();
     void send(Peer& p, const std::string& line, bool is_event = false);
     Peer* peer(std::uint64_t serial);
     json record_action(std::uint64_t asker, const json& a, const std::optional<std::string>& name);
@@ -1131,6 +1132,29 @@ void Server::restore_kept()
     }
 }
 
+// The event store, the JSONL sink and the actions log, as the options say.
+void Server::open_sinks()
+{
+    events::PipelineOptions po;
+    if (opts_.store_enabled) {
+        po.db = opts_.store.empty() ? opts_.actions_log.parent_path() / "events.db" : opts_.store;
+        po.db_options.max_age_ns = opts_.store_max_age_ms * 1'000'000;
+        po.db_options.max_bytes = opts_.store_max_bytes;
+    }
+    if (!opts_.events_jsonl.empty())
+        po.jsonl = opts_.events_jsonl;
+    po.jsonl_max_bytes = opts_.jsonl_max_bytes;
+    po.jsonl_files = opts_.jsonl_files;
+    if (po.db || po.jsonl) {
+        pipeline_ = std::make_unique<events::Pipeline>(po);
+        spdlog::info("storing events in {}{}{}", po.db ? po.db->string() : "",
+                     po.db && po.jsonl ? " and " : "", po.jsonl ? po.jsonl->string() : "");
+    } else {
+        spdlog::warn("no event store (--no-store and no --events-jsonl): decisions are not kept");
+    }
+    actions_ = std::make_unique<ActionsLog>(opts_.actions_log, pipeline_.get());
+}
+
 void Server::start()
 {
     if (::geteuid() != 0)
@@ -1163,24 +1187,7 @@ void Server::start()
         if (!fs::exists("/proc/" + std::to_string(pid)))
             g.unprotect_process(pid);
     g.protect_process(static_cast<std::uint32_t>(::getpid()));
-    events::PipelineOptions po;
-    if (opts_.store_enabled) {
-        po.db = opts_.store.empty() ? opts_.actions_log.parent_path() / "events.db" : opts_.store;
-        po.db_options.max_age_ns = opts_.store_max_age_ms * 1'000'000;
-        po.db_options.max_bytes = opts_.store_max_bytes;
-    }
-    if (!opts_.events_jsonl.empty())
-        po.jsonl = opts_.events_jsonl;
-    po.jsonl_max_bytes = opts_.jsonl_max_bytes;
-    po.jsonl_files = opts_.jsonl_files;
-    if (po.db || po.jsonl) {
-        pipeline_ = std::make_unique<events::Pipeline>(po);
-        spdlog::info("storing events in {}{}{}", po.db ? po.db->string() : "",
-                     po.db && po.jsonl ? " and " : "", po.jsonl ? po.jsonl->string() : "");
-    } else {
-        spdlog::warn("no event store (--no-store and no --events-jsonl): decisions are not kept");
-    }
-    actions_ = std::make_unique<ActionsLog>(opts_.actions_log, pipeline_.get());
+    open_sinks();
     restore_kept();
     for (const auto& change : ctl_->reconcile()) {
         spdlog::warn("agent {}", change);
