@@ -452,7 +452,8 @@ bool Metrics::peer_refused(int fd, long& uid)
     }
     if (!sock && local_address(client)) {
         spdlog::warn("metrics: refused a scrape from an address of this host whose socket the "
-                     "kernel does not show (sock_diag)");
+                     "kernel does not show (sock_diag; if every local scrape is refused, the "
+                     "kernel's tcp_diag module is missing: modprobe tcp_diag)");
         return true;
     }
     if (!sock)
