@@ -374,10 +374,12 @@ void Metrics::serve()
         const auto now = mono_ms();
         for (auto& c : conns_)
             if (now >= c.deadline_ms) {
+                {
+                    std::lock_guard lk(mu_);
+                    ++state_.timed_out;
+                }
                 ::close(c.fd);
                 c.fd = -1;
-                std::lock_guard lk(mu_);
-                ++state_.timed_out;
             } else {
                 turn(c);
             }
@@ -393,9 +395,11 @@ void Metrics::accept_all()
             return;
         long uid = -1;
         if (peer_refused(fd, uid)) {
+            {
+                std::lock_guard lk(mu_);
+                ++state_.refused; // counted before the client can see the close
+            }
             ::close(fd);
-            std::lock_guard lk(mu_);
-            ++state_.refused;
             continue;
         }
         // Room: one uid's (or the remote clients') oldest connection goes when it holds its
@@ -409,10 +413,12 @@ void Metrics::accept_all()
         else if (conns_.size() >= kMaxConnections)
             victim = conns_.begin();
         if (victim != conns_.end()) {
+            {
+                std::lock_guard lk(mu_);
+                ++state_.timed_out;
+            }
             ::close(victim->fd);
             conns_.erase(victim);
-            std::lock_guard lk(mu_);
-            ++state_.timed_out;
         }
         conns_.push_back(Conn{.fd = fd, .uid = uid, .deadline_ms = mono_ms() + kScrapeMs,
                               .in = {}, .out = {}, .answered = false});
