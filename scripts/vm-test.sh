@@ -131,7 +131,7 @@ copy_with_libs "$cordon_bin"      # kept at its build path: the kernel tests run
 # The kernel's TCP socket diagnostics (sock_diag), which a host loads on demand and cordond's
 # metrics endpoint asks for each client's socket: the guest has no module tree to load them from.
 mkdir -p "$root/lib/cordon-modules"
-for m in inet_diag tcp_diag; do
+for m in inet_diag tcp_diag unix_diag; do
   ko=$(find "$kdir/lib/modules" -name "$m.ko*" | head -n 1)
   [ -n "$ko" ] || die "no $m module in $pkg"
   case $ko in
@@ -227,7 +227,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
 mount -t securityfs securityfs /sys/kernel/security
 ip link set lo up
-for m in inet_diag tcp_diag; do insmod /lib/cordon-modules/\$m.ko || echo "CORDON-VM: insmod \$m failed"; done
+for m in inet_diag tcp_diag unix_diag; do insmod /lib/cordon-modules/\$m.ko || echo "CORDON-VM: insmod \$m failed"; done
 boot=\$(sed -n 's/.*cordon.boot=\([a-z]*\).*/\1/p' /proc/cmdline)
 echo; echo "CORDON-VM: boot \$boot, kernel \$(uname -r), LSMs: \$(cat /sys/kernel/security/lsm)"
 if [ -n "$shell" ]; then setsid cttyhack sh; poweroff -f; fi

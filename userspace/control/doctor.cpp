@@ -247,10 +247,10 @@ std::vector<std::string> limits_of_host(const BackendPromise& promise)
     if (fd >= 0)
         ::close(fd);
     if (!pidfds)
-        out.emplace_back("cordond knows its callers by pid number, not by pidfd (SO_PASSPIDFD "
-                         "needs Linux 6.5): a process that sends a request and exits at once can "
-                         "leave its number to another process before cordond reads it "
-                         "(docs/api.md)");
+        out.emplace_back("cordond knows its callers by pid number and the socket they hold, not "
+                         "by pidfd (SO_PASSPIDFD needs Linux 6.5); without the kernel's unix_diag "
+                         "as well, a process that sends a request and exits at once can leave its "
+                         "number to another process before cordond reads it (docs/api.md)");
     return out;
 }
 

@@ -1,13 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/caller.h"
 
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <string_view>
 
 // Linux 6.5 (glibc 2.36 predates them).
 #ifndef SO_PASSPIDFD
@@ -54,6 +63,63 @@ bool pidfd_is_live(int pidfd, int pid)
     for (std::string line; std::getline(in, line);)
         if (line.starts_with("Pid:"))
             return std::stol(line.substr(4)) == pid;
+    return false;
+}
+
+unsigned long unix_peer_inode(int fd)
+{
+    struct stat st{};
+    if (::fstat(fd, &st) != 0)
+        return 0;
+    const int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0)
+        return 0;
+    struct {
+        nlmsghdr nh;
+        unix_diag_req r;
+    } req{};
+    req.nh.nlmsg_len = sizeof(req);
+    req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.nh.nlmsg_flags = NLM_F_REQUEST;
+    req.r.sdiag_family = AF_UNIX;
+    req.r.udiag_states = ~0u;
+    req.r.udiag_ino = static_cast<__u32>(st.st_ino);
+    req.r.udiag_show = UDIAG_SHOW_PEER;
+    req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
+    unsigned long peer = 0;
+    alignas(nlmsghdr) char buf[4096];
+    pollfd p{.fd = nl, .events = POLLIN, .revents = 0};
+    if (::send(nl, &req, sizeof(req), 0) == static_cast<ssize_t>(sizeof(req)) &&
+        ::poll(&p, 1, 500) == 1) {
+        const ssize_t n = ::recv(nl, buf, sizeof(buf), 0);
+        const auto* nh = reinterpret_cast<const nlmsghdr*>(buf);
+        if (n > 0 && NLMSG_OK(nh, static_cast<unsigned>(n)) && nh->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+            const auto* m = reinterpret_cast<const unix_diag_msg*>(buf + NLMSG_HDRLEN);
+            int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+            for (const auto* a = reinterpret_cast<const rtattr*>(m + 1); RTA_OK(a, len);
+                 a = RTA_NEXT(a, len))
+                if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4) {
+                    std::uint32_t v = 0;
+                    std::memcpy(&v, RTA_DATA(a), 4);
+                    peer = v;
+                }
+        }
+    }
+    ::close(nl);
+    return peer;
+}
+
+bool holds_socket(int pid, unsigned long ino)
+{
+    const std::string want = "socket:[" + std::to_string(ino) + "]";
+    std::error_code ec;
+    for (std::filesystem::directory_iterator f("/proc/" + std::to_string(pid) + "/fd", ec), end;
+         !ec && f != end; f.increment(ec)) {
+        char buf[64];
+        const ssize_t n = ::readlink(f->path().c_str(), buf, sizeof(buf));
+        if (n > 0 && std::string_view(buf, static_cast<std::size_t>(n)) == want)
+            return true;
+    }
     return false;
 }
 

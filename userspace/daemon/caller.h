@@ -23,6 +23,15 @@ int open_pidfd(int pid);
 /// have been given to another process, so what /proc/PID says was said of it.
 bool pidfd_is_live(int pidfd, int pid);
 
+/// The inode of the other end of connected Unix socket `fd` (sock_diag's unix_diag); 0 when
+/// the kernel cannot say (no unix_diag).
+unsigned long unix_peer_inode(int fd);
+
+/// Whether process `pid` holds socket inode `ino` open (a scan of /proc/PID/fd). Where the
+/// kernel gives no sender pidfds, this is what ties a pid number to the sending connection: a
+/// process that took a dead sender's number does not hold its socket.
+bool holds_socket(int pid, unsigned long ino);
+
 /// /proc/PID/comm, without its newline; "" when unreadable.
 std::string process_comm(int pid);
 

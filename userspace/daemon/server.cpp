@@ -175,7 +175,7 @@ private:
     bool evict_idle(std::optional<unsigned> uid, bool spare_root);
     void drop_peer(Peer& p);
     std::string refusal_for(int pid, unsigned uid, unsigned gid);
-    std::string sender_refusal(const ucred& cr, int pidfd, Peer* into);
+    std::string sender_refusal(const ucred& cr, int pidfd, int conn, Peer* into);
     void open_sinks();
     void send(Peer& p, const std::string& line, bool is_event = false);
     Peer* peer(std::uint64_t serial);
@@ -281,8 +281,9 @@ void Server::listen_socket()
     pidfds_ = ask_sender_pidfds(listen_fd_);
     if (!pidfds_)
         spdlog::warn("this kernel gives no sender pidfds (SO_PASSPIDFD, Linux 6.5+): callers are "
-                     "known by pid number, which a process that exits right after sending can "
-                     "pass to another (docs/api.md, \"Who may call\")");
+                     "known by pid number and the socket they hold; without unix_diag, by the "
+                     "number alone, which a process that exits right after sending can pass to "
+                     "another (docs/api.md, \"Who may use the socket\")");
     if (::listen(listen_fd_, 64) != 0)
         throw Error("cannot listen on " + opts_.socket.string() + ": " + errno_text(errno));
 }
@@ -332,7 +333,7 @@ void Server::accept_peers()
             ::close(fd);
             continue;
         }
-        std::string why = sender_refusal(cr, pidfds_ ? peer_pidfd(fd) : -1, nullptr);
+        std::string why = sender_refusal(cr, pidfds_ ? peer_pidfd(fd) : -1, fd, nullptr);
         const int one = 1;
         if (why.empty() && ::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) != 0)
             why = "cannot ask for sender credentials: " + errno_text(errno);
@@ -395,17 +396,25 @@ void Server::write_peer(Peer& p)
 
 // Fails closed: a sender that cannot be held by a pidfd while it is checked (gone, or a pidfd
 // the kernel should have given and did not) is refused. Takes `pidfd` (closes it). Without
-// SO_PASSPIDFD (before 6.5) the pid is pinned from here on only: a number reused between the
-// send and this read still passes (docs/api.md says so).
-std::string Server::sender_refusal(const ucred& cr, int pidfd, Peer* into)
+// SO_PASSPIDFD (before 6.5) the number is pinned by a pidfd opened here, and tied to the
+// connection `conn` by the other end of the socket, which the process with that number must
+// hold: one that took a dead sender's number does not. Without unix_diag either, the number
+// alone (docs/api.md says so).
+std::string Server::sender_refusal(const ucred& cr, int pidfd, int conn, Peer* into)
 {
-    if (pidfd < 0 && !pidfds_)
-        pidfd = open_pidfd(cr.pid);
     const auto gone = [&] {
         return fmt::format("the sending process (pid {}) is gone; a request is judged by the "
                            "process that sent it, never by its pid number alone",
                            cr.pid);
     };
+    if (pidfd < 0 && !pidfds_) {
+        pidfd = open_pidfd(cr.pid);
+        const auto peer = unix_peer_inode(conn);
+        if (pidfd >= 0 && peer && !holds_socket(cr.pid, peer)) {
+            ::close(pidfd);
+            return gone();
+        }
+    }
     if (pidfd < 0)
         return gone();
     std::string why;
@@ -490,7 +499,7 @@ void Server::read_peer(Peer& p)
         return;
     }
     const ucred cr = *creds;
-    if (const auto why = sender_refusal(cr, pidfd, &p); !why.empty()) {
+    if (const auto why = sender_refusal(cr, pidfd, p.fd, &p); !why.empty()) {
         spdlog::warn("refused a request from pid {} uid {} on a connection of pid {}: {}", cr.pid,
                      cr.uid, p.pid, why);
         send(p, api::error_reply("permission denied: " + why));
