@@ -66,14 +66,14 @@ bool pidfd_is_live(int pidfd, int pid)
     return false;
 }
 
-unsigned long unix_peer_inode(int fd)
+std::optional<unsigned long> unix_peer_inode(int fd)
 {
     struct stat st{};
     if (::fstat(fd, &st) != 0)
-        return 0;
+        return std::nullopt;
     const int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (nl < 0)
-        return 0;
+        return std::nullopt;
     struct {
         nlmsghdr nh;
         unix_diag_req r;
@@ -86,7 +86,7 @@ unsigned long unix_peer_inode(int fd)
     req.r.udiag_ino = static_cast<__u32>(st.st_ino);
     req.r.udiag_show = UDIAG_SHOW_PEER;
     req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
-    unsigned long peer = 0;
+    std::optional<unsigned long> peer;
     alignas(nlmsghdr) char buf[4096];
     pollfd p{.fd = nl, .events = POLLIN, .revents = 0};
     if (::send(nl, &req, sizeof(req), 0) == static_cast<ssize_t>(sizeof(req)) &&
@@ -94,6 +94,7 @@ unsigned long unix_peer_inode(int fd)
         const ssize_t n = ::recv(nl, buf, sizeof(buf), 0);
         const auto* nh = reinterpret_cast<const nlmsghdr*>(buf);
         if (n > 0 && NLMSG_OK(nh, static_cast<unsigned>(n)) && nh->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+            peer = 0; // answered: a closed other end has no inode (0) or no attribute
             const auto* m = reinterpret_cast<const unix_diag_msg*>(buf + NLMSG_HDRLEN);
             int len = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
             for (const auto* a = reinterpret_cast<const rtattr*>(m + 1); RTA_OK(a, len);

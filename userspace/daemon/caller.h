@@ -4,6 +4,7 @@
 // pidfd names the process that sent, and says when it is gone.
 #pragma once
 
+#include <optional>
 #include <string>
 
 namespace cordon::daemon {
@@ -23,9 +24,9 @@ int open_pidfd(int pid);
 /// have been given to another process, so what /proc/PID says was said of it.
 bool pidfd_is_live(int pidfd, int pid);
 
-/// The inode of the other end of connected Unix socket `fd` (sock_diag's unix_diag); 0 when
-/// the kernel cannot say (no unix_diag).
-unsigned long unix_peer_inode(int fd);
+/// The inode of the other end of connected Unix socket `fd` (sock_diag's unix_diag): 0 when
+/// that end is closed; nullopt when the kernel cannot say (no unix_diag).
+std::optional<unsigned long> unix_peer_inode(int fd);
 
 /// Whether process `pid` holds socket inode `ino` open (a scan of /proc/PID/fd). Where the
 /// kernel gives no sender pidfds, this is what ties a pid number to the sending connection: a

@@ -409,8 +409,9 @@ std::string Server::sender_refusal(const ucred& cr, int pidfd, int conn, Peer* i
     };
     if (pidfd < 0 && !pidfds_) {
         pidfd = open_pidfd(cr.pid);
+        // Fails closed: the other end closed (0), or not held by that number, is refused.
         const auto peer = unix_peer_inode(conn);
-        if (pidfd >= 0 && peer && !holds_socket(cr.pid, peer)) {
+        if (pidfd >= 0 && peer && (*peer == 0 || !holds_socket(cr.pid, *peer))) {
             ::close(pidfd);
             return gone();
         }
