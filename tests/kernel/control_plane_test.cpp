@@ -43,14 +43,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-template <typename T> T* shared_page()
-{
-    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        throw Error("mmap failed");
-    return new (p) T();
-}
-
 // Whether this kernel hands out sender pidfds (SO_PASSPIDFD, Linux 6.5).
 bool kernel_has_sender_pidfds()
 {
@@ -121,11 +113,8 @@ TEST_P(ControlPlaneTest, ARequestWhosePidIsReusedBeforeItIsReadIsRefused)
     const std::string sock = d.socket().string();
     ASSERT_EQ(::kill(d.pid(), SIGSTOP), 0); // the window: the request waits unread
     const pid_t sender = spawn_in(cg.path().string(), [sock] {
-        const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-        sockaddr_un sa{};
-        sa.sun_family = AF_UNIX;
-        std::strncpy(sa.sun_path, sock.c_str(), sizeof(sa.sun_path) - 1);
-        if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
+        const int fd = connect_unix(sock);
+        if (fd < 0)
             return errno;
         const char req[] = "{\"v\":1,\"op\":\"detach\",\"name\":\"reuse\"}\n";
         return ::write(fd, req, sizeof(req) - 1) == sizeof(req) - 1 ? 0 : 98;
@@ -158,7 +147,7 @@ TEST_P(ControlPlaneTest, DetachingAFrozenAgentThawsIt)
     auto cg = make_test_cgroup();
     ASSERT_TRUE(d.attach(cg.path(), policy_yaml(f.secret, "frz"), "frz", f.dir.string())
                     .value("ok", false));
-    auto* ticks = shared_page<std::atomic<std::uint64_t>>();
+    auto* ticks = shared_memory<std::atomic<std::uint64_t>>();
     const pid_t worker = spawn_in(cg.path().string(), [ticks] {
         for (;;) {
             ++*ticks;
@@ -331,7 +320,7 @@ TEST(ControlPlaneHostTest, AProcessWithAThreadInsideAnAgentIsRefused)
     const std::string procs = (cg.path() / "cgroup.procs").string();
     auto conn = d.connect();
     const int fd = ::dup(conn.fd());
-    auto* verdict = shared_page<std::atomic<int>>();
+    auto* verdict = shared_memory<std::atomic<int>>();
     verdict->store(-1);
     const pid_t p = ::fork();
     if (p == 0) {
@@ -457,7 +446,7 @@ TEST_P(TaskWallTest, EachWayIntoAnotherTasksProcessIsRefusedAndRecorded)
                              name, f.dir.string())
                         .value("ok", false));
         Subscription events(d, name);
-        auto* out = shared_page<Crossing>();
+        auto* out = shared_memory<Crossing>();
         int go[2], pids[2];
         ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
         ASSERT_EQ(::pipe2(pids, O_CLOEXEC), 0);

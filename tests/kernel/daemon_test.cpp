@@ -171,11 +171,8 @@ TEST_P(DaemonTest, RefusesCallersInsideAnAgentAndStrangers)
         return [sock, uid]() -> int {
             if (uid && ::setuid(*uid) != 0)
                 return 98;
-            const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-            sockaddr_un sa{};
-            sa.sun_family = AF_UNIX;
-            std::strncpy(sa.sun_path, sock.c_str(), sizeof(sa.sun_path) - 1);
-            if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
+            const int fd = connect_unix(sock);
+            if (fd < 0)
                 return errno;
             // A refusal may close the connection before the ping is written (EPIPE): that is a
             // refusal too; only an ok reply counts as being let in.

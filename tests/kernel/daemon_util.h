@@ -3,6 +3,7 @@
 // and a client of its API. No mocks: the daemon loads, pins and enforces for real.
 #pragma once
 
+#include <sys/mman.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -18,6 +19,7 @@
 #include <cordon/abi.h>
 
 #include "api/client.h"
+#include "common/error.h"
 #include "bpf/guard.h"
 
 #include "kernel_test_util.h"
@@ -146,6 +148,16 @@ nlohmann::json call_ok(const Daemon& d, const nlohmann::json& req);
 /// Polls cond every 20 ms until it holds or `limit` passes; its last value.
 bool eventually(const std::function<bool()>& cond,
                 std::chrono::milliseconds limit = std::chrono::seconds(30));
+/// A new connection to the Unix socket at `path`: its descriptor, or -1 with errno set.
+int connect_unix(const std::string& path);
+/// Memory shared with the processes a test forks (they write, the test reads).
+template <typename T> T* shared_memory()
+{
+    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        throw Error("mmap failed");
+    return new (p) T();
+}
 /// GET http://127.0.0.1:port/metrics; the body, or "" when nothing answers.
 std::string http_metrics(int port);
 

@@ -42,15 +42,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 
-// Memory shared with the processes a test forks (they write, the test reads).
-template <typename T> T* shared_memory()
-{
-    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        throw Error("mmap failed");
-    return new (p) T();
-}
-
 std::string policy_text(const std::string& name, const std::string& files_rules,
                         const std::string& extra = "")
 {

@@ -35,14 +35,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-template <typename T> T* shared_memory()
-{
-    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        throw Error("mmap failed");
-    return new (p) T();
-}
-
 // An open from a new process of the agent: 0 allowed; refused as the backend refuses.
 Exit open_in(const agents::Cgroup& cg, const fs::path& p)
 {

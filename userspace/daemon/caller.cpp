@@ -66,13 +66,29 @@ bool pidfd_is_live(int pidfd, int pid)
     return false;
 }
 
+long sock_diag_exchange(const void* req, std::size_t len, char* buf, std::size_t cap)
+{
+    const int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0)
+        return -1;
+    long n = -1;
+    pollfd p{.fd = nl, .events = POLLIN, .revents = 0};
+    if (::send(nl, req, len, 0) == static_cast<ssize_t>(len)) {
+        if (::poll(&p, 1, 500) == 1)
+            n = ::recv(nl, buf, cap, 0);
+        else
+            errno = ETIMEDOUT;
+    }
+    const int e = errno;
+    ::close(nl);
+    errno = e;
+    return n;
+}
+
 std::optional<unsigned long> unix_peer_inode(int fd)
 {
     struct stat st{};
     if (::fstat(fd, &st) != 0)
-        return std::nullopt;
-    const int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    if (nl < 0)
         return std::nullopt;
     struct {
         nlmsghdr nh;
@@ -88,10 +104,7 @@ std::optional<unsigned long> unix_peer_inode(int fd)
     req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
     std::optional<unsigned long> peer;
     alignas(nlmsghdr) char buf[4096];
-    pollfd p{.fd = nl, .events = POLLIN, .revents = 0};
-    if (::send(nl, &req, sizeof(req), 0) == static_cast<ssize_t>(sizeof(req)) &&
-        ::poll(&p, 1, 500) == 1) {
-        const ssize_t n = ::recv(nl, buf, sizeof(buf), 0);
+    if (const long n = sock_diag_exchange(&req, sizeof(req), buf, sizeof(buf)); n > 0) {
         const auto* nh = reinterpret_cast<const nlmsghdr*>(buf);
         if (n > 0 && NLMSG_OK(nh, static_cast<unsigned>(n)) && nh->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
             peer = 0; // answered: a closed other end has no inode (0) or no attribute
@@ -106,7 +119,6 @@ std::optional<unsigned long> unix_peer_inode(int fd)
                 }
         }
     }
-    ::close(nl);
     return peer;
 }
 

@@ -4,6 +4,7 @@
 // pidfd names the process that sent, and says when it is gone.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 
@@ -23,6 +24,10 @@ int open_pidfd(int pid);
 /// Whether the process `pidfd` refers to is `pid` and has not exited: its number then cannot
 /// have been given to another process, so what /proc/PID says was said of it.
 bool pidfd_is_live(int pidfd, int pid);
+
+/// Sends one sock_diag request (a whole netlink message of `len` bytes) and reads the kernel's
+/// first answer into buf (waiting 500 ms at most): the bytes read, or -1 with errno set.
+long sock_diag_exchange(const void* req, std::size_t len, char* buf, std::size_t cap);
 
 /// The inode of the other end of connected Unix socket `fd` (sock_diag's unix_diag): 0 when
 /// that end is closed; nullopt when the kernel cannot say (no unix_diag).

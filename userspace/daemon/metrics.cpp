@@ -27,6 +27,7 @@
 
 #include "agents/cgroup.h"
 #include "common/error.h"
+#include "daemon/caller.h"
 #include "control/controller.h"
 #include "events/format.h"
 #include "events/pipeline.h"
@@ -86,9 +87,6 @@ struct ClientSocket {
 // gives no cgroup.
 std::optional<ClientSocket> client_socket(const DiagAddr& src, const DiagAddr& dst)
 {
-    const int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    if (nl < 0)
-        throw Error("cannot open sock_diag: " + errno_text(errno));
     struct {
         nlmsghdr nh;
         inet_diag_req_v2 r;
@@ -107,13 +105,12 @@ std::optional<ClientSocket> client_socket(const DiagAddr& src, const DiagAddr& d
     std::optional<ClientSocket> out;
     std::string err;
     alignas(nlmsghdr) char buf[8192];
-    if (::send(nl, &req, sizeof(req), 0) != static_cast<ssize_t>(sizeof(req))) {
+    const long n = sock_diag_exchange(&req, sizeof(req), buf, sizeof(buf));
+    if (n < 0) {
         err = "cannot ask sock_diag: " + errno_text(errno);
     } else {
-        pollfd p{.fd = nl, .events = POLLIN, .revents = 0};
-        const ssize_t n = ::poll(&p, 1, 500) == 1 ? ::recv(nl, buf, sizeof(buf), 0) : -1;
         const auto* nh = reinterpret_cast<const nlmsghdr*>(buf);
-        if (n < 0 || !NLMSG_OK(nh, static_cast<unsigned>(n))) {
+        if (!NLMSG_OK(nh, static_cast<unsigned>(n))) {
             err = "no answer from sock_diag";
         } else if (nh->nlmsg_type == NLMSG_ERROR) {
             const auto* e = reinterpret_cast<const nlmsgerr*>(buf + NLMSG_HDRLEN);
@@ -134,7 +131,6 @@ std::optional<ClientSocket> client_socket(const DiagAddr& src, const DiagAddr& d
                 err = "sock_diag gives no socket cgroup (Linux 5.9+)";
         }
     }
-    ::close(nl);
     if (!err.empty())
         throw Error(err);
     return out;
