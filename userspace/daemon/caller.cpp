@@ -90,21 +90,15 @@ std::optional<unsigned long> unix_peer_inode(int fd)
     struct stat st{};
     if (::fstat(fd, &st) != 0)
         return std::nullopt;
-    struct {
-        nlmsghdr nh;
-        unix_diag_req r;
-    } req{};
-    req.nh.nlmsg_len = sizeof(req);
-    req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    req.nh.nlmsg_flags = NLM_F_REQUEST;
-    req.r.sdiag_family = AF_UNIX;
-    req.r.udiag_states = ~0u;
-    req.r.udiag_ino = static_cast<__u32>(st.st_ino);
-    req.r.udiag_show = UDIAG_SHOW_PEER;
-    req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
+    unix_diag_req r{};
+    r.sdiag_family = AF_UNIX;
+    r.udiag_states = ~0u;
+    r.udiag_ino = static_cast<__u32>(st.st_ino);
+    r.udiag_show = UDIAG_SHOW_PEER;
+    r.udiag_cookie[0] = r.udiag_cookie[1] = ~0u;
     std::optional<unsigned long> peer;
     alignas(nlmsghdr) char buf[4096];
-    if (const long n = sock_diag_exchange(&req, sizeof(req), buf, sizeof(buf)); n > 0) {
+    if (const long n = sock_diag_ask(r, buf, sizeof(buf)); n > 0) {
         const auto* nh = reinterpret_cast<const nlmsghdr*>(buf);
         if (n > 0 && NLMSG_OK(nh, static_cast<unsigned>(n)) && nh->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
             peer = 0; // answered: a closed other end has no inode (0) or no attribute

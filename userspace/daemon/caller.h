@@ -4,6 +4,9 @@
 // pidfd names the process that sent, and says when it is gone.
 #pragma once
 
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -28,6 +31,20 @@ bool pidfd_is_live(int pidfd, int pid);
 /// Sends one sock_diag request (a whole netlink message of `len` bytes) and reads the kernel's
 /// first answer into buf (waiting 500 ms at most): the bytes read, or -1 with errno set.
 long sock_diag_exchange(const void* req, std::size_t len, char* buf, std::size_t cap);
+
+/// sock_diag_exchange of one request body (unix_diag_req, inet_diag_req_v2), framed here.
+template <typename Req> long sock_diag_ask(const Req& body, char* buf, std::size_t cap)
+{
+    struct {
+        nlmsghdr nh;
+        Req r;
+    } req{};
+    req.nh.nlmsg_len = sizeof(req);
+    req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.nh.nlmsg_flags = NLM_F_REQUEST;
+    req.r = body;
+    return sock_diag_exchange(&req, sizeof(req), buf, cap);
+}
 
 /// The inode of the other end of connected Unix socket `fd` (sock_diag's unix_diag): 0 when
 /// that end is closed; nullopt when the kernel cannot say (no unix_diag).

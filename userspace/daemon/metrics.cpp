@@ -87,25 +87,19 @@ struct ClientSocket {
 // gives no cgroup.
 std::optional<ClientSocket> client_socket(const DiagAddr& src, const DiagAddr& dst)
 {
-    struct {
-        nlmsghdr nh;
-        inet_diag_req_v2 r;
-    } req{};
-    req.nh.nlmsg_len = sizeof(req);
-    req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    req.nh.nlmsg_flags = NLM_F_REQUEST;
-    req.r.sdiag_family = static_cast<__u8>(src.family);
-    req.r.sdiag_protocol = IPPROTO_TCP;
-    req.r.idiag_states = ~0u;
-    req.r.id.idiag_sport = src.port;
-    req.r.id.idiag_dport = dst.port;
-    std::memcpy(req.r.id.idiag_src, src.words, sizeof(src.words));
-    std::memcpy(req.r.id.idiag_dst, dst.words, sizeof(dst.words));
-    req.r.id.idiag_cookie[0] = req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    inet_diag_req_v2 r{};
+    r.sdiag_family = static_cast<__u8>(src.family);
+    r.sdiag_protocol = IPPROTO_TCP;
+    r.idiag_states = ~0u;
+    r.id.idiag_sport = src.port;
+    r.id.idiag_dport = dst.port;
+    std::memcpy(r.id.idiag_src, src.words, sizeof(src.words));
+    std::memcpy(r.id.idiag_dst, dst.words, sizeof(dst.words));
+    r.id.idiag_cookie[0] = r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
     std::optional<ClientSocket> out;
     std::string err;
     alignas(nlmsghdr) char buf[8192];
-    const long n = sock_diag_exchange(&req, sizeof(req), buf, sizeof(buf));
+    const long n = sock_diag_ask(r, buf, sizeof(buf));
     if (n < 0) {
         err = "cannot ask sock_diag: " + errno_text(errno);
     } else {
