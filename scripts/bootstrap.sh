@@ -40,7 +40,17 @@ packages=(
   libgtest-dev libgmock-dev libclang-rt-14-dev iproute2
   # VM tier: emulator, initramfs userland, tools to unpack the guest kernel package
   qemu-system-x86 busybox-static cpio dpkg-dev file
+  # workload tier (tests/workload): the toolchains an agent runs, from Debian's packages
+  python3 python3-venv python3-pip python3-wheel python3-setuptools python3-pytest
+  cargo rustc golang-go
 )
+# Node.js and npm: Debian's nodejs and npm, unless a Node.js with its own npm is already
+# installed (NodeSource's nodejs package carries npm and conflicts with Debian's npm).
+if ! dpkg-query -W -f='${Status}' nodejs 2>/dev/null | grep -q 'install ok installed'; then
+  packages+=(nodejs npm)
+elif [ ! -x /usr/bin/npm ]; then
+  packages+=(npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
