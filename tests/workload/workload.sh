@@ -15,6 +15,7 @@
 #   --mode audit         run in audit mode: nothing is refused, every would-be refusal is listed
 #   --bare               run the job with no guard (for bench/workload.sh); no checks but success
 #   --keep               keep the workspace and logs (printed) instead of removing them
+#   --events-out FILE    copy the run's events file (JSON lines) here
 # Environment: CORDON_WORKLOAD_USER (default cordon-wl), made with useradd if it is missing.
 # Exit: 0 pass, 1 fail, 77 skipped (the toolchain is not installed; the reason is printed).
 set -euo pipefail
@@ -25,7 +26,7 @@ say() { printf 'workload: %s\n' "$*"; }
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 cordon="" job="" policy="$top/policies/coding-agent.yaml" backend=auto
-per_user_node=0 without="" denied="" bare=0 keep=0 mode=
+per_user_node=0 without="" denied="" bare=0 keep=0 mode="" events_out=
 while [ $# -gt 0 ]; do
   case "$1" in
     --cordon) cordon=$2; shift 2 ;;
@@ -38,7 +39,8 @@ while [ $# -gt 0 ]; do
     --bare) bare=1; shift ;;
     --mode) mode=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '3,19p' "$0"; exit 0 ;;
+    --events-out) events_out=$2; shift 2 ;;
+    -h|--help) sed -n '3,20p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
 done
@@ -114,6 +116,7 @@ set +e
   --events "$logdir/events.jsonl" -- bash -euxo pipefail -c "$script" >"$logdir/job.log" 2>&1
 status=$?
 set -e
+[ -z "$events_out" ] || cp "$logdir/events.jsonl" "$events_out"
 # Every record the guard wrote that is not an allow: a deny, kill, freeze or audit.
 grep -v '"activity_name":"Allow"\|"verdict":"allow"' "$logdir/events.jsonl" 2>/dev/null \
   | grep -E '"verdict":"(deny|kill|freeze|audit)"' >"$logdir/refusals.jsonl" || true

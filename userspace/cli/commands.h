@@ -64,6 +64,10 @@ struct TraceOptions {
 };
 int trace(const TraceOptions& o);
 
+/// A time option's value in ns since the epoch: "1h" (that long ago), "2026-11-29T10:00:00"
+/// (local time; a trailing Z: UTC) or "@SECONDS". Throws Error naming `what` and the forms.
+std::int64_t parse_time(const std::string& what, const std::string& text);
+
 /// `cordon events [NAME] ...`: a query of the event store.
 struct EventsOptions {
     std::optional<std::string> name;

@@ -73,7 +73,8 @@ std::string local_time(std::int64_t ns, bool with_date = true)
     return fmt::format("{}.{:03}", buf, (ns / 1'000'000) % 1000);
 }
 
-/// "1h" (that long ago), "2026-11-29T10:00:00" (local time; a trailing Z: UTC), "@SECONDS".
+} // namespace
+
 std::int64_t parse_time(const std::string& what, const std::string& text)
 {
     const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -106,6 +107,8 @@ std::int64_t parse_time(const std::string& what, const std::string& text)
     throw Error(what + " '" + text + "' is not a time: use a duration ago (30m, 1h, 2d), " +
                 "a date and time (2026-11-29T10:00:00, local; add Z for UTC) or @UNIX_SECONDS");
 }
+
+namespace {
 
 /// What was accessed, safe to print (paths are the agent's choice: no newline or escape in them
 /// reaches the terminal as such).

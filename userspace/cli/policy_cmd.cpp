@@ -36,7 +36,7 @@ void print_errors(const policy::Diagnostics& errs)
 } // namespace
 
 policy::Context make_context(const std::optional<std::string>& user,
-                             const std::optional<std::string>& workspace)
+                             const std::optional<std::string>& workspace, bool workspace_must_exist)
 {
     policy::Context ctx;
     const passwd* pw = nullptr;
@@ -56,8 +56,17 @@ policy::Context make_context(const std::optional<std::string>& user,
         auto home = std::filesystem::canonical(pw->pw_dir, ec);
         ctx.home = ec ? std::string(pw->pw_dir) : home.string();
     }
-    ctx.workspace = canonical_dir(workspace.value_or(std::filesystem::current_path().string()),
-                                  "workspace");
+    const auto ws = workspace.value_or(std::filesystem::current_path().string());
+    // A finished agent's workspace may be gone: its records still name paths under it.
+    if (!workspace_must_exist && !std::filesystem::exists(ws)) {
+        if (ws.empty() || ws.front() != '/')
+            throw Error("workspace '" + ws + "' does not exist; give it as an absolute path");
+        ctx.workspace = std::filesystem::path(ws).lexically_normal().string();
+        if (ctx.workspace->size() > 1 && ctx.workspace->back() == '/')
+            ctx.workspace->pop_back();
+        return ctx;
+    }
+    ctx.workspace = canonical_dir(ws, "workspace");
     return ctx;
 }
 

@@ -14,8 +14,11 @@ namespace cordon::cli {
 /// The variables of one run: ${USER} and ${HOME} from --user (default: the invoking user, the
 /// one behind sudo), ${WORKSPACE} from --workspace (default: the current directory). Directory
 /// values are canonicalized, because rules match the resolved paths the kernel sees.
+/// With workspace_must_exist false, a workspace that does not exist (a finished agent's) is
+/// taken as written, if absolute.
 policy::Context make_context(const std::optional<std::string>& user,
-                             const std::optional<std::string>& workspace);
+                             const std::optional<std::string>& workspace,
+                             bool workspace_must_exist = true);
 
 /// Validates and compiles each file (host names are not resolved); prints every error on stderr.
 /// Returns 0 when all are valid, 1 otherwise.

@@ -19,6 +19,7 @@
 #include "cli/run.h"
 #include "common/priority.h"
 #include "control/doctor.h"
+#include "cli/learn_cmd.h"
 #include "cli/policy_cmd.h"
 #include "policy/compiler.h"
 
@@ -48,6 +49,8 @@ struct Context {
                         "Directory for ${WORKSPACE} (default: the current directory)");
     }
     policy::Context make() const { return make_context(user, workspace); }
+    /// For records of an agent that may be gone, with its workspace.
+    policy::Context make_lenient() const { return make_context(user, workspace, false); }
 };
 
 void add_policy_check(CLI::App* policy, Chosen& chosen)
@@ -83,6 +86,77 @@ void add_policy_show(CLI::App* policy, Chosen& chosen)
         auto resolver = policy::system_resolver();
         return policy_show(o->file, o->json, o->ctx.make(), *resolver);
     });
+}
+
+void add_learn_input(CLI::App* cmd, LearnInput& in, const char* name_help)
+{
+    cmd->add_option("NAME", in.agent, name_help);
+    cmd->add_option("--from", in.from,
+                    "Read records from this events file (JSON lines: cordon run --events, "
+                    "cordond --events-jsonl, cordon events --json; '-': standard input) instead "
+                    "of the store");
+    cmd->add_option("--store", in.store, "The store file")->capture_default_str();
+    cmd->add_option("--since", in.since,
+                    "From: a duration ago (1h), a time (2026-11-29T10:00, local; Z: UTC) or "
+                    "@UNIX_SECONDS");
+    cmd->add_option("--until", in.until, "Until (same forms as --since)");
+}
+
+void add_policy_suggest(CLI::App* policy, Chosen& chosen)
+{
+    struct Suggest {
+        SuggestCli cli;
+        Context ctx;
+    };
+    auto o = std::make_shared<Suggest>();
+    auto* cmd = policy->add_subcommand(
+        "suggest",
+        "Write a least-privilege policy from what an agent did (its stored records, or an "
+        "events file): exec, file and network rules covering every recorded access, paths "
+        "folded into directories where many entries were used, ${HOME} and ${WORKSPACE} "
+        "written back, host names kept where a rule named them, each rule with a comment on what "
+        "it covers; known secrets are never allowed. Record the agent with `trace: all` (every "
+        "access) or in audit mode (what the policy would refuse). With --base, print the change "
+        "against that policy instead (+ rules to add, - rules never used, ! accesses left for "
+        "review: those a rule of the base refuses)");
+    add_learn_input(cmd, o->cli.in, "The agent whose stored records to learn from");
+    cmd->add_option("--base", o->cli.base, "Print the change against this policy");
+    cmd->add_option("-o,--output", o->cli.output,
+                    "Write the policy here (with --base: the base with the new rules in it); "
+                    "written only if it validates");
+    cmd->add_option("--fold", o->cli.fold,
+                    "Fold a directory into one rule when at least this many entries directly "
+                    "below it were used")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1000));
+    cmd->add_option("--name", o->cli.name, "metadata.name of the policy (default: NAME-learned)");
+    o->ctx.add_to(cmd);
+    on_parsed(cmd, chosen, [o] { return policy_suggest(o->cli, o->ctx.make_lenient()); });
+}
+
+void add_policy_test(CLI::App* policy, Chosen& chosen)
+{
+    struct Test {
+        std::string file;
+        LearnInput in;
+        Context ctx;
+    };
+    auto o = std::make_shared<Test>();
+    auto* cmd = policy->add_subcommand(
+        "test",
+        "Replay an agent's recorded accesses against a candidate policy and list every access "
+        "whose verdict would change, newly denied first, with counts; exit 1 if an access that "
+        "went ahead would be denied. Check a policy this way before `cordon policy apply`");
+    cmd->add_option("FILE", o->file, "Candidate policy")->required();
+    cmd->add_option("--against", o->in.agent, "The agent whose stored records to replay");
+    cmd->add_option("--from", o->in.from,
+                    "Replay this events file (JSON lines) instead of the store ('-': standard "
+                    "input); with --against, only that agent's records");
+    cmd->add_option("--store", o->in.store, "The store file")->capture_default_str();
+    cmd->add_option("--since", o->in.since, "From (as cordon events --since)");
+    cmd->add_option("--until", o->in.until, "Until (same forms as --since)");
+    o->ctx.add_to(cmd);
+    on_parsed(cmd, chosen, [o] { return policy_test(o->file, o->in, o->ctx.make_lenient()); });
 }
 
 void add_policy_apply(CLI::App* policy, Chosen& chosen)
@@ -230,11 +304,13 @@ void add_doctor(CLI::App& app, Chosen& chosen)
 
 void add_policy(CLI::App& app, Chosen& chosen)
 {
-    auto* policy = app.add_subcommand("policy", "Check and show agent policies (no kernel needed)");
+    auto* policy = app.add_subcommand("policy", "Check, show, learn and test agent policies (no kernel needed), and apply one to a running agent");
     policy->require_subcommand(1);
     add_policy_check(policy, chosen);
     add_policy_show(policy, chosen);
     add_policy_apply(policy, chosen);
+    add_policy_suggest(policy, chosen);
+    add_policy_test(policy, chosen);
 }
 
 void add_run(CLI::App& app, Chosen& chosen)

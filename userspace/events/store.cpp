@@ -2,6 +2,7 @@
 // The forensic event store on SQLite; see store.h for the chain design.
 #include "events/store.h"
 
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -893,6 +894,14 @@ bool Writer::exec_for_test(const std::string& sql)
 
 std::vector<Row> query(const std::filesystem::path& path, const Filter& f)
 {
+    std::vector<Row> rows;
+    for_each(path, f, [&](Row&& r) { rows.push_back(std::move(r)); });
+    return rows;
+}
+
+std::size_t for_each(const std::filesystem::path& path, const Filter& f,
+                     const std::function<void(Row&&)>& visit)
+{
     // Bad input first: a typo should not wait on opening a large store.
     std::optional<policy::Cidr> cidr;
     if (f.dest_cidr) {
@@ -948,19 +957,19 @@ std::vector<Row> query(const std::filesystem::path& path, const Filter& f)
         else
             sqlite3_bind_int64(s.s, idx, std::get<std::int64_t>(params[i]));
     }
-    std::vector<Row> rows;
+    std::size_t n = 0;
     int rc;
     while ((rc = sqlite3_step(s.s)) == SQLITE_ROW) {
         Row r = read_row(s.s);
         if (cidr && !dest_in(*cidr, r.dest))
             continue;
-        rows.push_back(std::move(r));
-        if (f.limit && rows.size() >= f.limit)
+        visit(std::move(r));
+        if (f.limit && ++n >= f.limit)
             break;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         db.fail("cannot read", rc);
-    return rows;
+    return n;
 }
 
 namespace {

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -107,6 +108,10 @@ struct Filter {
 /// then id. Throws cordon::Error for a missing or unreadable store and for bad filter input
 /// (a malformed CIDR, named in the message).
 std::vector<Row> query(const std::filesystem::path& db, const Filter& f);
+/// As query(), one row at a time in bounded memory: visit gets each row in order. Returns how
+/// many rows it was given.
+std::size_t for_each(const std::filesystem::path& db, const Filter& f,
+                     const std::function<void(Row&&)>& visit);
 
 struct VerifyResult {
     bool ok = true;

@@ -5,6 +5,8 @@ set(CORDON_POLICY_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/compiler.cpp
   ${CMAKE_CURRENT_LIST_DIR}/duration.cpp
   ${CMAKE_CURRENT_LIST_DIR}/grant.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/learn.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/learn_suggest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/lookup.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model.cpp
   ${CMAKE_CURRENT_LIST_DIR}/net.cpp
