@@ -91,6 +91,26 @@ bool net_fields(const json& j, Access& a, std::string& error)
     return true;
 }
 
+/// As the kernel records a path: absolute, no empty, "." or ".." component, no trailing '/'
+/// (but "/" itself), no NUL or newline, within the key size.
+bool normal_path(const std::string& p)
+{
+    if (p.empty() || p.front() != '/' || p.size() > CORDON_PATH_MAX)
+        return false;
+    if (p == "/")
+        return true;
+    if (p.back() == '/' || p.find('\0') != std::string::npos || p.find('\n') != std::string::npos)
+        return false;
+    for (std::size_t i = 1; i <= p.size();) {
+        const auto j = std::min(p.find('/', i), p.size());
+        const auto part = std::string_view(p).substr(i, j - i);
+        if (part.empty() || part == "." || part == "..")
+            return false;
+        i = j + 1;
+    }
+    return true;
+}
+
 } // namespace
 
 std::optional<Access> parse_record(std::string_view text, std::string& error)
@@ -132,8 +152,10 @@ std::optional<Access> parse_record(std::string_view text, std::string& error)
     } else {
         return a; // Kind::Other: listen, bind, socket, tamper, task_cross
     }
-    if (a.path.empty() || a.path.front() != '/') {
-        error = fmt::format("a {} record without an absolute path", a.hook);
+    if (!normal_path(a.path)) {
+        error = fmt::format("a {} record without a normal absolute path (the kernel records one: "
+                            "no empty, '.' or '..' part, no trailing '/', at most {} bytes)",
+                            a.hook, CORDON_PATH_MAX);
         return std::nullopt;
     }
     return a;

@@ -295,6 +295,11 @@ bool Suggester::add_bit(const Access& a, const std::string& host)
         return false;
     }
     const Class cls = a.kind == Kind::Exec ? kExecClass : (a.access & kWrite) ? kWriteClass : kReadClass;
+    // A rule for "/" covers the whole tree: the root directory itself is never suggested.
+    if (a.path == "/") {
+        ++m.review[fmt::format("{}: a rule for / would cover every file; not allowed", describe(a))];
+        return false;
+    }
     if (const auto s = m.secret_of(cls, a.path); !s.empty()) {
         ++m.review[fmt::format("{}: a known secret ({}); not allowed", describe(a), m.symbolic(s))];
         return false;
