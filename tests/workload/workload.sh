@@ -83,7 +83,10 @@ if [ "$per_user_node" -eq 1 ]; then
   if [ ! -x "$nvm/bin/node" ]; then
     install -d -o "$user" -g "$user" "$nvm/bin" "$nvm/lib/node_modules"
     install -m 0755 -o "$user" -g "$user" /usr/bin/node "$nvm/bin/node"
-    cp -a /usr/lib/node_modules/npm "$nvm/lib/node_modules/npm"
+    # npm's own directory, wherever the system keeps it (NodeSource: /usr/lib/node_modules/npm,
+    # Debian: /usr/share/nodejs/npm)
+    npm_dir=$(dirname "$(dirname "$(readlink -f /usr/bin/npm)")")
+    cp -a "$npm_dir" "$nvm/lib/node_modules/npm"
     ln -sfn ../lib/node_modules/npm/bin/npm-cli.js "$nvm/bin/npm"
     chown -R "$user:$user" "$home/.nvm"
   fi
