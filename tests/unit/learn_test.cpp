@@ -139,7 +139,10 @@ TEST(LearnSuggest, NeverFoldsHomeOrTheRootAndKeepsSecretsOut)
     recs.push_back(open_rec("/home/ada/.ssh/id_ed25519", "read"));
     for (const char* f : {"passwd", "group", "hosts", "resolv.conf"})
         recs.push_back(open_rec(std::string("/etc/") + f, "read"));
-    const auto y = suggest(recs, 1);
+    const auto whole = suggest(recs, 1);
+    const auto y = whole.substr(0, whole.find("# left for review")); // the rules
+    EXPECT_NE(whole.find("# left for review, no rule: open read /home/ada/.ssh/id_ed25519"), std::string::npos)
+        << whole;
     EXPECT_EQ(y.find(R"("${HOME}/",)"), std::string::npos) << y;
     EXPECT_EQ(y.find("{path: /, "), std::string::npos) << y;
     EXPECT_EQ(y.find("/home/", 0), std::string::npos) << y;
@@ -155,6 +158,27 @@ TEST(LearnSuggest, NeverFoldsHomeOrTheRootAndKeepsSecretsOut)
     EXPECT_NE(s.diff_text().find(R"(! review   open read /home/ada/.ssh/id_ed25519: a known secret (${HOME}/.ssh/); not allowed  (1 access))"),
               std::string::npos)
         << s.diff_text();
+}
+
+// Review findings: the home directory read as a whole, secrets in other homes, a name with
+// "${" in it.
+TEST(LearnSuggest, TheHomeItselfOtherHomesAndVariableLikeNamesAllowNothingMore)
+{
+    std::vector<std::string> recs{open_rec("/home/ada", "read"), open_rec("/root/.ssh/id_rsa", "read"),
+                                  open_rec("/home/bob/.aws/credentials", "read"),
+                                  open_rec("/var/tmp/a${HOME}b", "write")};
+    for (const char* f : {"a", "b", "c", "d"})
+        recs.push_back(open_rec(std::string("/home/bob/") + f, "read"));
+    const auto whole = suggest(recs, 1);
+    const auto y = whole.substr(0, whole.find("# left for review"));
+    EXPECT_NE(y.find(R"({path: "${HOME}", access: [read], action: allow})"), std::string::npos) << y;
+    EXPECT_EQ(y.find(R"("${HOME}/")"), std::string::npos) << y;
+    EXPECT_EQ(y.find("/root"), std::string::npos) << y;
+    EXPECT_EQ(y.find("/home/bob/,"), std::string::npos) << y; // another home is never folded
+    EXPECT_EQ(y.find(".aws"), std::string::npos) << y;
+    EXPECT_EQ(y.find("/var/tmp"), std::string::npos) << y;
+    EXPECT_NE(whole.find("open read /root/.ssh/id_rsa: a known secret"), std::string::npos) << whole;
+    EXPECT_NE(whole.find("open read /home/bob/.aws/credentials: a known secret"), std::string::npos) << whole;
 }
 
 TEST(LearnSuggest, OutputDoesNotDependOnRecordOrder)

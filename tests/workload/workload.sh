@@ -98,10 +98,13 @@ as_user PATH="${path_prefix}/usr/local/bin:/usr/bin:/bin" bash -euo pipefail -c 
   ". '$home/jobs/$job.sh'; prepare" >"$logdir/prepare.log" 2>&1 \
   || { cat "$logdir/prepare.log"; die "preparing $job failed (not the guard: it was not running)"; }
 
-script=". '$home/jobs/$job.sh'; export PATH='${path_prefix}'\"\$PATH\"; run"
+# The job's own time is printed (job-ms: MS), so that bench/workload.sh can compare the job
+# bare and guarded apart from cordon's start-up.
+script=". '$home/jobs/$job.sh'; export PATH='${path_prefix}'\"\$PATH\"; t0=\$(date +%s%N); run; echo \"job-ms: \$(( (\$(date +%s%N) - t0) / 1000000 ))\""
 if [ "$bare" -eq 1 ]; then
   (cd "$ws" && as_user bash -euxo pipefail -c "$script") >"$logdir/job.log" 2>&1 \
     || { cat "$logdir/job.log"; die "$job failed unguarded"; }
+  grep '^job-ms: ' "$logdir/job.log" || true
   exit 0
 fi
 
@@ -144,4 +147,5 @@ if [ "$status" -ne 0 ] || [ -s "$logdir/refusals.jsonl" ] || [ -s "$logdir/refus
   echo "--- records that are not allows:"; cat "$logdir/refusals.jsonl"
   die "$job under $(basename "$policy"): status $status, $(wc -l <"$logdir/refusals.jsonl") refusal records, $(wc -l <"$logdir/refusal-lines.txt") refusal lines (want 0, 0, 0)"
 fi
+grep '^job-ms: ' "$logdir/job.log" || true
 say "PASS: $job under $(basename "$policy") on $(sed -n 's/.* on the \([a-z_]*\) backend.*/\1/p' "$logdir/job.log" | head -1): status 0, no refusal"

@@ -3,6 +3,9 @@
 // what an agent did (policy/learn.h), read from an events file or the store one record at a time.
 #include "cli/learn_cmd.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -127,15 +130,30 @@ void write_checked(const std::string& path, const std::string& text, const polic
                                 "'{}' was not written. Please report this as a bug",
                                 path));
     }
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << text;
-        if (!out.flush())
-            throw Error(fmt::format("cannot write '{}': {}", tmp, errno_text(errno)));
+    // A new file of our own beside the target (never one that is there: the directory may be
+    // the agent's, and a planted link would send root's write elsewhere), then renamed over it.
+    std::string tmp = path + ".XXXXXX";
+    const int fd = ::mkstemp(tmp.data());
+    if (fd < 0)
+        throw Error(fmt::format("cannot write beside '{}': {}", path, errno_text(errno)));
+    std::size_t done = 0;
+    while (done < text.size()) {
+        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n <= 0) {
+            const int err = errno;
+            ::close(fd);
+            ::unlink(tmp.c_str());
+            throw Error(fmt::format("cannot write '{}': {}", tmp, errno_text(err)));
+        }
+        done += static_cast<std::size_t>(n);
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-        throw Error(fmt::format("cannot write '{}': {}", path, errno_text(errno)));
+    ::fchmod(fd, 0644);
+    ::close(fd);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int err = errno;
+        ::unlink(tmp.c_str());
+        throw Error(fmt::format("cannot write '{}': {}", path, errno_text(err)));
+    }
 }
 
 } // namespace

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "policy/learn.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -203,8 +206,13 @@ std::string HostNames::recorded_host(const std::string& rule)
     }
     const std::string file = rule.substr(0, colon);
     auto [it, fresh] = files_.try_emplace(file);
-    if (fresh) {
-        // Any readable policy names its host rules; an unreadable one names none.
+    // Only a policy file that an agent cannot have written names hosts: an absolute path (a
+    // relative one would be read from wherever suggest runs), owned by root or by the caller,
+    // writable by its owner only. Otherwise the connect stays an address rule.
+    struct stat st {};
+    if (fresh && !file.empty() && file.front() == '/' && ::stat(file.c_str(), &st) == 0 &&
+        S_ISREG(st.st_mode) && (st.st_uid == 0 || st.st_uid == ::getuid()) &&
+        !(st.st_mode & (S_IWGRP | S_IWOTH))) {
         auto parsed = load_document_file(file, ctx_);
         if (parsed.policy)
             for (const auto& r : parsed.policy->network.rules)

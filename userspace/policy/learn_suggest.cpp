@@ -80,6 +80,15 @@ std::string quoted(const std::string& s)
     return out + "\"";
 }
 
+/// For a YAML comment: one line, no control characters.
+std::string sanitized(const std::string& s)
+{
+    std::string out;
+    for (char c : s)
+        out += static_cast<unsigned char>(c) < 0x20 ? '?' : c;
+    return out;
+}
+
 std::string plural(std::uint64_t n, const char* one, const char* many)
 {
     return fmt::format("{} {}", n, n == 1 ? one : many);
@@ -120,10 +129,19 @@ struct Suggester::Impl {
     {
         auto check = [&](const char* raw) -> std::string {
             const auto s = expand(raw);
-            if (s.empty())
-                return {};
-            const bool match = s.back() == '/' ? under(path + "/", s) : path == s;
-            return match ? s : std::string();
+            if (!s.empty() && (s.back() == '/' ? under(path + "/", s) : path == s))
+                return s;
+            // A home's secrets are secrets in every home (another user's, root's, or the
+            // agent's when --user was not given): "~/.ssh/" matches any ".../.ssh/...".
+            if (raw[0] == '~') {
+                const std::string rel = std::string(raw).substr(1); // "/.ssh/", "/.netrc"
+                if (rel.back() == '/' ? (path + "/").find(rel) != std::string::npos
+                                      : path.size() > rel.size() &&
+                                            path.compare(path.size() - rel.size(), rel.size(), rel) == 0)
+                    return path.substr(0, rel.back() == '/' ? (path + "/").find(rel) + rel.size()
+                                                            : path.size());
+            }
+            return {};
         };
         if (cls == kExecClass) {
             for (const char* s : kSecretExecs)
@@ -140,10 +158,16 @@ struct Suggester::Impl {
     /// Written back with ${WORKSPACE} and ${HOME} for their values.
     std::string symbolic(const std::string& path) const
     {
-        if (!ws.empty() && (path + "/" == ws || under(path, ws)))
-            return "${WORKSPACE}/" + path.substr(std::min(ws.size(), path.size()));
-        if (!home.empty() && (path + "/" == home || under(path, home)))
-            return "${HOME}/" + path.substr(std::min(home.size(), path.size()));
+        // The directory itself stays an exact rule: "${HOME}" is the directory, "${HOME}/"
+        // everything in it.
+        if (!ws.empty() && path + "/" == ws)
+            return "${WORKSPACE}";
+        if (!ws.empty() && under(path, ws))
+            return "${WORKSPACE}/" + path.substr(ws.size());
+        if (!home.empty() && path + "/" == home)
+            return "${HOME}";
+        if (!home.empty() && under(path, home))
+            return "${HOME}/" + path.substr(home.size());
         return path;
     }
 
@@ -168,7 +192,12 @@ struct Suggester::Impl {
     {
         // Never the whole tree, and never ${HOME} or a directory above it: one access would
         // open every secret in it.
-        return dir != "/" && !(!home.empty() && under(home, dir));
+        if (dir == "/" || (!home.empty() && under(home, dir)))
+            return false;
+        // Nor any home: /root/, /home/, /home/NAME/ (secrets in them are not listed one by one).
+        if (dir == "/root/" || dir == "/home/")
+            return false;
+        return !(under(dir, "/home/") && dir.find('/', 6) == dir.size() - 1);
     }
     bool forced(const std::string& dir, const Node& n) const
     {
@@ -295,6 +324,12 @@ bool Suggester::add_bit(const Access& a, const std::string& host)
         return false;
     }
     const Class cls = a.kind == Kind::Exec ? kExecClass : (a.access & kWrite) ? kWriteClass : kReadClass;
+    // A name with "${" in it would be expanded as a variable: it cannot be written as a rule.
+    if (a.path.find("${") != std::string::npos) {
+        ++m.review[fmt::format("{}: the name holds \"${{\", which a policy expands; not allowed",
+                               describe(a))];
+        return false;
+    }
     // A rule for "/" covers the whole tree: the root directory itself is never suggested.
     if (a.path == "/") {
         ++m.review[fmt::format("{}: a rule for / would cover every file; not allowed", describe(a))];
@@ -517,6 +552,9 @@ std::string Suggester::policy_yaml() const
     rules_block(out, "exec", "deny", s.exec);
     rules_block(out, "files", "deny", s.files);
     rules_block(out, "network", "deny", s.net);
+    for (const auto& [what, n] : m.review)
+        out += fmt::format("# left for review, no rule: {} ({})\n", sanitized(what),
+                           plural(n, "access", "accesses"));
     return out;
 }
 
