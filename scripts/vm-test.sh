@@ -148,9 +148,20 @@ if [ -n "$bench" ]; then
   copy_with_libs "$build_dir/bench/cordon_bench"
 fi
 copy_with_libs /usr/bin/true      # the kernel tests copy it as their exec fixtures
+# The workload tier's git job runs in the guests (RunTest.GitJobUnder...): git, bash, git's
+# templates, and the shipped policy and job file at their source paths. The other toolchains
+# (compilers, Python, Node, Go, Rust) do not fit an initramfs; they run on the host only.
+copy_with_libs /usr/bin/git
+copy_with_libs /usr/lib/git-core/git
+copy_with_libs /usr/bin/bash
+mkdir -p "$root/usr/share/git-core" && cp -r /usr/share/git-core/templates "$root/usr/share/git-core/"
+src_dir=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$root$src_dir/policies" "$root$src_dir/tests/workload/jobs" "$root/home"
+cp "$src_dir"/policies/*.yaml "$root$src_dir/policies/"
+cp "$src_dir/tests/workload/jobs/git.sh" "$root$src_dir/tests/workload/jobs/"
 # Users for `cordon run --user` (glibc reads these files itself).
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' > "$root/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\ncordon-wl:x:1001:1001:cordon workload tests:/home/cordon-wl:/usr/bin/bash\n' > "$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\ncordon-wl:x:1001:\n' > "$root/etc/group"
 
 # What each boot is: its kernel command line, the backend doctor must choose, and every backend
 # the kernel offers there.

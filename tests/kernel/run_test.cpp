@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -609,6 +611,82 @@ TEST_F(RunTest, FtraceSwitchedOffStopsTheAgent)
     EXPECT_NE(slurp(dir_ / "err").find("kernel.ftrace_enabled is 0"), std::string::npos)
         << slurp(dir_ / "err");
     EXPECT_FALSE(fs::exists(cg));
+}
+
+namespace {
+
+/// The workload tier's test user (tests/workload/workload.sh makes it on a host; the VM guest
+/// has it in its /etc/passwd): its uid, gid and home, made if missing. Empty when there is none.
+std::optional<passwd> workload_user()
+{
+    const char* name = "cordon-wl";
+    if (!::getpwnam(name) && ::access("/usr/sbin/useradd", X_OK) == 0)
+        (void)std::system("/usr/sbin/useradd --create-home --shell /bin/bash --comment "
+                          "'cordon workload tests' cordon-wl");
+    const passwd* pw = ::getpwnam(name);
+    if (!pw)
+        return std::nullopt;
+    fs::create_directories(pw->pw_dir);
+    (void)::chown(pw->pw_dir, pw->pw_uid, pw->pw_gid);
+    return *pw;
+}
+
+/// Runs `script` with bash as the user, unguarded (fixtures); returns its exit status.
+int as_user(const passwd& pw, const std::string& dir, const std::string& script)
+{
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        if (::setgid(pw.pw_gid) != 0 || ::setuid(pw.pw_uid) != 0 || ::chdir(dir.c_str()) != 0)
+            ::_exit(126);
+        ::clearenv();
+        ::setenv("HOME", pw.pw_dir, 1);
+        ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
+        ::execl("/usr/bin/bash", "bash", "-euo", "pipefail", "-c", script.c_str(), nullptr);
+        ::_exit(127);
+    }
+    return status_of(wait_exit(pid));
+}
+
+} // namespace
+
+// The workload tier's git job (tests/workload/jobs/git.sh: clone a local repository, commit,
+// branch, merge, gc) under the shipped coding-agent policy, as an unprivileged user, on the
+// backend doctor chooses: compat on a host without trampolines (where the workload tier runs
+// every toolchain), lsm and fmod_ret in the VM tier, whose guests carry git and bash but no
+// other toolchain. It must succeed with no refusal of any kind, on the terminal or recorded.
+TEST_F(RunTest, GitJobUnderTheShippedCodingAgentSeesNoRefusal)
+{
+    ASSERT_EQ(::access("/usr/bin/git", X_OK), 0) << "git is not installed (scripts/bootstrap.sh installs it)";
+    ASSERT_EQ(::access("/usr/bin/bash", X_OK), 0) << "bash is not installed";
+    const auto pw = workload_user();
+    ASSERT_TRUE(pw) << "no user cordon-wl and no useradd to make it";
+    const std::string job = std::string(CORDON_SOURCE_DIR) + "/tests/workload/jobs/git.sh";
+    const std::string policy = std::string(CORDON_SOURCE_DIR) + "/policies/coding-agent.yaml";
+    const fs::path home = pw->pw_dir;
+    const fs::path ws = home / "work" / "git-kernel-test";
+    fs::remove_all(ws);
+    fs::create_directories(ws);
+    for (const auto& d : {home / "work", ws})
+        ASSERT_EQ(::chown(d.c_str(), pw->pw_uid, pw->pw_gid), 0);
+    // The job file where the user can read it.
+    const fs::path copy = home / "work" / "git-job.sh";
+    fs::copy_file(job, copy, fs::copy_options::overwrite_existing);
+    ASSERT_EQ(::chown(copy.c_str(), pw->pw_uid, pw->pw_gid), 0);
+    ASSERT_EQ(as_user(*pw, home, ". " + copy.string() + "; prepare"), 0) << "the fixture failed";
+
+    const fs::path events = dir_ / "events.jsonl";
+    const auto o = run({"run", "--policy", policy, "--user", pw->pw_name, "--workspace", ws,
+                        "--events", events, "--", "/usr/bin/bash", "-euo", "pipefail", "-c",
+                        ". " + copy.string() + "; run; echo git-job-done"});
+    EXPECT_EQ(o.status, 0) << o.err;
+    EXPECT_NE(o.out.find("git-job-done"), std::string::npos) << o.out << o.err;
+    for (const char* verdict : {"cordon: deny ", "cordon: kill ", "cordon: freeze ", "cordon: audit "})
+        EXPECT_EQ(o.err.find(verdict), std::string::npos) << o.err;
+    const std::string recorded = slurp(events);
+    for (const char* verdict : {R"("verdict":"deny")", R"("verdict":"kill")", R"("verdict":"freeze")",
+                                R"("verdict":"audit")"})
+        EXPECT_EQ(recorded.find(verdict), std::string::npos) << recorded;
+    fs::remove_all(ws);
 }
 
 } // namespace
