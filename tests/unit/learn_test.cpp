@@ -292,6 +292,28 @@ TEST(LearnTest, NamesEveryAccessWhoseVerdictChangesNewlyDeniedFirst)
     EXPECT_EQ(r.newly_denied(), 4u);
 }
 
+TEST(LearnTest, FlagsAKnownSecretThatTheCandidateNewlyAllows)
+{
+    std::string text = kBase;
+    text.replace(text.find("\"${HOME}/.ssh/\", access: [read, write], action: deny"),
+                 std::string("\"${HOME}/.ssh/\", access: [read, write], action: deny").size(),
+                 "\"${HOME}/.ssh/\", access: [read, write], action: allow");
+    const Candidate c = candidate(text);
+    Tester t(c, "/home/ada");
+    t.add(parsed(open_rec("/home/ada/.ssh/id_rsa", "read", "deny")), "");
+    t.add(parsed(exec_rec("/usr/bin/ls", "deny")), "");
+    const Replay r = t.result();
+    ASSERT_EQ(r.changes.size(), 2u);
+    EXPECT_EQ(r.secrets_newly_allowed(), 1u);
+    EXPECT_EQ(r.newly_denied(), 0u);
+    const auto& secret = r.changes[0].what == "open read /home/ada/.ssh/id_rsa" ? r.changes[0] : r.changes[1];
+    EXPECT_TRUE(secret.secret);
+    EXPECT_EQ(known_secret(Kind::File, "/root/.aws/credentials", "/home/ada"), "/root/.aws/");
+    EXPECT_EQ(known_secret(Kind::File, "/home/ada/.awsx", "/home/ada"), "");
+    EXPECT_EQ(known_secret(Kind::Exec, "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", ""),
+              "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2");
+}
+
 TEST(LearnTest, AHostRuleStillMatchesWhenTheNameDoesNotResolveHere)
 {
     std::string text = kBase;

@@ -194,7 +194,7 @@ int policy_suggest(const SuggestCli& o, const policy::Context& ctx)
 int policy_test(const std::string& file, const LearnInput& in, const policy::Context& ctx)
 {
     const learn::Candidate c = load_candidate(file, ctx);
-    learn::Tester t(c);
+    learn::Tester t(c, ctx.home.value_or(""));
     const Reading r = read_accesses(in, ctx, [&](const learn::Access& a, const std::string& host) {
         t.add(a, host);
     });
@@ -206,7 +206,8 @@ int policy_test(const std::string& file, const LearnInput& in, const policy::Con
                 static_cast<unsigned long long>(rep.unchanged),
                 static_cast<unsigned long long>(rep.replayed - rep.unchanged));
     for (const auto& ch : rep.changes)
-        std::printf("  %s %6llu  %s: %s -> %s\n", ch.newly_denied ? "DENIED " : "allowed",
+        std::printf("  %s %6llu  %s: %s -> %s\n",
+                    ch.newly_denied ? "DENIED " : ch.secret ? "SECRET " : "allowed",
                     static_cast<unsigned long long>(ch.count), ch.what.c_str(), ch.before.c_str(),
                     ch.after.c_str());
     for (const auto& [hook, n] : rep.not_replayable_by_hook)
@@ -214,11 +215,15 @@ int policy_test(const std::string& file, const LearnInput& in, const policy::Con
                     static_cast<unsigned long long>(n), hook.c_str());
     std::printf("  (tiers, tasks and grants are not replayed: each access is decided as at the "
                 "policy's top tier, outside any task)\n");
-    if (rep.newly_denied()) {
+    if (rep.secrets_newly_allowed())
+        std::printf("%llu refused accesses to known secrets would go ahead (SECRET above)\n",
+                    static_cast<unsigned long long>(rep.secrets_newly_allowed()));
+    if (rep.newly_denied())
         std::printf("%llu accesses that went ahead would be denied\n",
                     static_cast<unsigned long long>(rep.newly_denied()));
+    // Fails closed: a candidate that breaks the work, or opens a secret, does not pass.
+    if (rep.newly_denied() || rep.secrets_newly_allowed())
         return 1;
-    }
     std::printf("no access that went ahead would be denied\n");
     return 0;
 }

@@ -146,7 +146,8 @@ void add_policy_test(CLI::App* policy, Chosen& chosen)
         "test",
         "Replay an agent's recorded accesses against a candidate policy and list every access "
         "whose verdict would change, newly denied first, with counts; exit 1 if an access that "
-        "went ahead would be denied. Check a policy this way before `cordon policy apply`");
+        "went ahead would be denied, or a refused access to a known secret would go ahead. Check "
+        "a policy this way before `cordon policy apply`");
     cmd->add_option("FILE", o->file, "Candidate policy")->required();
     cmd->add_option("--against", o->in.agent, "The agent whose stored records to replay");
     cmd->add_option("--from", o->in.from,

@@ -313,20 +313,30 @@ void Tester::add(const Access& a, const std::string& host)
         ++r_.unchanged;
         return;
     }
-    ++changes_[{before && !after, describe(a), a.verdict, decision_text(c_, d)}];
+    const bool secret = after && !known_secret(a.kind, a.path, home_).empty();
+    ++changes_[{before && !after, describe(a), a.verdict, decision_text(c_, d), secret}];
 }
 
 Replay Tester::result() const
 {
     Replay r = r_;
     for (const auto& [k, n] : changes_) {
-        const auto& [denied, what, before, after] = k;
-        r.changes.push_back({what, before, after, denied, n});
+        const auto& [denied, what, before, after, secret] = k;
+        r.changes.push_back({what, before, after, denied, secret, n});
     }
     std::stable_sort(r.changes.begin(), r.changes.end(), [](const auto& x, const auto& y) {
         return std::tie(y.newly_denied, y.count, x.what) < std::tie(x.newly_denied, x.count, y.what);
     });
     return r;
+}
+
+std::uint64_t Replay::secrets_newly_allowed() const
+{
+    std::uint64_t n = 0;
+    for (const auto& c : changes)
+        if (c.secret)
+            n += c.count;
+    return n;
 }
 
 std::uint64_t Replay::newly_denied() const

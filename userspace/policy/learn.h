@@ -127,24 +127,33 @@ struct Replay {
         std::string before; ///< recorded verdict
         std::string after;  ///< the candidate's action and rule ("deny (default)", "allow (line 40)")
         bool newly_denied = false;
+        bool secret = false; ///< newly allowed, and a known secret
         std::uint64_t count = 0;
     };
     std::uint64_t replayed = 0, unchanged = 0, not_replayable = 0;
     std::map<std::string, std::uint64_t> not_replayable_by_hook;
     std::vector<Change> changes; ///< newly denied first, then by count, then by text
     std::uint64_t newly_denied() const;
+    std::uint64_t secrets_newly_allowed() const;
 };
+
+/// The known secret (credentials, keys; for exec the dynamic loader) that `path` is or lies
+/// under, as the path of the secret; "" when none. `home` is ${HOME}; a home's secrets are
+/// recognised under every home (".../.ssh/...").
+std::string known_secret(Kind kind, const std::string& path, const std::string& home);
 
 class Tester {
 public:
-    explicit Tester(const Candidate& c) : c_(c) {}
+    /// `home`: ${HOME}, for recognising known secrets that the candidate would newly allow.
+    explicit Tester(const Candidate& c, std::string home = {}) : c_(c), home_(std::move(home)) {}
     void add(const Access& a, const std::string& host);
     Replay result() const;
 
 private:
     const Candidate& c_;
+    std::string home_;
     Replay r_;
-    std::map<std::tuple<bool, std::string, std::string, std::string>, std::uint64_t> changes_;
+    std::map<std::tuple<bool, std::string, std::string, std::string, bool>, std::uint64_t> changes_;
 };
 
 /// An address without its prefix length ("10.0.0.1", "2001:db8::1").

@@ -96,6 +96,41 @@ std::string plural(std::uint64_t n, const char* one, const char* many)
 
 } // namespace
 
+std::string known_secret(Kind kind, const std::string& path, const std::string& home_dir)
+{
+    const std::string home = home_dir.empty() || home_dir.back() == '/' ? home_dir : home_dir + "/";
+    auto check = [&](const char* raw) -> std::string {
+        std::string s = raw;
+        if (s.rfind("~/", 0) == 0)
+            s = home.empty() ? std::string() : home + s.substr(2);
+        if (!s.empty() && (s.back() == '/' ? under(path + "/", s) : path == s))
+            return s;
+        // A home's secrets are secrets in every home (another user's, root's, or the agent's
+        // when --user was not given): "~/.ssh/" matches any ".../.ssh/...".
+        if (raw[0] == '~') {
+            const std::string rel = std::string(raw).substr(1); // "/.ssh/", "/.netrc"
+            if (rel.back() == '/') {
+                if (const auto at = (path + "/").find(rel); at != std::string::npos)
+                    return path.substr(0, at + rel.size());
+            } else if (path.size() > rel.size() &&
+                       path.compare(path.size() - rel.size(), rel.size(), rel) == 0) {
+                return path;
+            }
+        }
+        return {};
+    };
+    if (kind == Kind::Exec) {
+        for (const char* raw : kSecretExecs)
+            if (auto m = check(raw); !m.empty())
+                return m;
+    } else if (kind == Kind::File) {
+        for (const char* raw : kSecretFiles)
+            if (auto m = check(raw); !m.empty())
+                return m;
+    }
+    return {};
+}
+
 struct Suggester::Impl {
     SuggestOptions o;
     std::string home, ws; ///< with a trailing '/', or ""
@@ -127,32 +162,7 @@ struct Suggester::Impl {
     /// The known secret that `path` is, or lies under ("" none).
     std::string secret_of(Class cls, const std::string& path) const
     {
-        auto check = [&](const char* raw) -> std::string {
-            const auto s = expand(raw);
-            if (!s.empty() && (s.back() == '/' ? under(path + "/", s) : path == s))
-                return s;
-            // A home's secrets are secrets in every home (another user's, root's, or the
-            // agent's when --user was not given): "~/.ssh/" matches any ".../.ssh/...".
-            if (raw[0] == '~') {
-                const std::string rel = std::string(raw).substr(1); // "/.ssh/", "/.netrc"
-                if (rel.back() == '/' ? (path + "/").find(rel) != std::string::npos
-                                      : path.size() > rel.size() &&
-                                            path.compare(path.size() - rel.size(), rel.size(), rel) == 0)
-                    return path.substr(0, rel.back() == '/' ? (path + "/").find(rel) + rel.size()
-                                                            : path.size());
-            }
-            return {};
-        };
-        if (cls == kExecClass) {
-            for (const char* s : kSecretExecs)
-                if (auto m = check(s); !m.empty())
-                    return m;
-        } else {
-            for (const char* s : kSecretFiles)
-                if (auto m = check(s); !m.empty())
-                    return m;
-        }
-        return {};
+        return known_secret(cls == kExecClass ? Kind::Exec : Kind::File, path, home);
     }
 
     /// Written back with ${WORKSPACE} and ${HOME} for their values.
