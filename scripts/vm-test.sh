@@ -153,6 +153,7 @@ copy_with_libs /usr/bin/true      # the kernel tests copy it as their exec fixtu
 # (compilers, Python, Node, Go, Rust) do not fit an initramfs; they run on the host only.
 copy_with_libs /usr/bin/git
 copy_with_libs /usr/lib/git-core/git
+ln -sf git "$root/usr/bin/git-upload-pack" # the fixture's clone (unguarded)
 copy_with_libs /usr/bin/bash
 mkdir -p "$root/usr/share/git-core" && cp -r /usr/share/git-core/templates "$root/usr/share/git-core/"
 src_dir=$(cd "$(dirname "$0")/.." && pwd)

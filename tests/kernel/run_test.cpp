@@ -674,10 +674,19 @@ TEST_F(RunTest, GitJobUnderTheShippedCodingAgentSeesNoRefusal)
     ASSERT_EQ(::chown(copy.c_str(), pw->pw_uid, pw->pw_gid), 0);
     ASSERT_EQ(as_user(*pw, home, ". " + copy.string() + "; prepare"), 0) << "the fixture failed";
 
+    // git clone runs git-upload-pack through /bin/sh. coding-agent runs programs under /usr:
+    // where /bin is /usr/bin (Debian 12, the host) the whole job runs; in the VM tier's busybox
+    // guests /bin/sh is /bin/busybox, which the policy does not run, so the job runs without
+    // its clone there (docs/policy.md).
+    const bool merged_usr = fs::canonical("/bin/sh").string().rfind("/usr/", 0) == 0;
+    const std::string job_fn = merged_usr ? "run" : "run_without_clone";
+    if (!merged_usr)
+        std::printf("note: /bin/sh is %s, outside /usr: the git job runs without its clone\n",
+                    fs::canonical("/bin/sh").c_str());
     const fs::path events = dir_ / "events.jsonl";
     const auto o = run({"run", "--policy", policy, "--user", pw->pw_name, "--workspace", ws,
                         "--events", events, "--", "/usr/bin/bash", "-euo", "pipefail", "-c",
-                        ". " + copy.string() + "; run; echo git-job-done"});
+                        ". " + copy.string() + "; " + job_fn + "; echo git-job-done"});
     EXPECT_EQ(o.status, 0) << o.err;
     EXPECT_NE(o.out.find("git-job-done"), std::string::npos) << o.out << o.err;
     for (const char* verdict : {"cordon: deny ", "cordon: kill ", "cordon: freeze ", "cordon: audit "})

@@ -11,6 +11,19 @@ prepare() {
 run() {
   git clone "$HOME/fixtures/git/origin.git" project
   cd project
+  history
+}
+# Without the clone (which runs git-upload-pack through /bin/sh): for a system whose /bin is not
+# /usr/bin, as the VM tier's busybox guests, where coding-agent runs nothing from /bin.
+run_without_clone() {
+  git init -q project
+  cd project
+  echo one > README
+  git add README
+  git commit -qm initial
+  history
+}
+history() {
   git checkout -b feature
   echo two >> README
   git commit -am "second line"
