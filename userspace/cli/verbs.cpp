@@ -88,13 +88,15 @@ void add_policy_show(CLI::App* policy, Chosen& chosen)
     });
 }
 
-void add_learn_input(CLI::App* cmd, LearnInput& in, const char* name_help)
+/// Where suggest and test read records: an agent's stored records (`agent_option`: "NAME" or
+/// "--against"), or an events file; with both, that agent's records in the file.
+void add_learn_input(CLI::App* cmd, LearnInput& in, const char* agent_option, const char* agent_help)
 {
-    cmd->add_option("NAME", in.agent, name_help);
+    cmd->add_option(agent_option, in.agent, agent_help);
     cmd->add_option("--from", in.from,
                     "Read records from this events file (JSON lines: cordon run --events, "
                     "cordond --events-jsonl, cordon events --json; '-': standard input) instead "
-                    "of the store");
+                    "of the store; with an agent named, only its records");
     cmd->add_option("--store", in.store, "The store file")->capture_default_str();
     cmd->add_option("--since", in.since,
                     "From: a duration ago (1h), a time (2026-11-29T10:00, local; Z: UTC) or "
@@ -119,7 +121,7 @@ void add_policy_suggest(CLI::App* policy, Chosen& chosen)
         "access) or in audit mode (what the policy would refuse). With --base, print the change "
         "against that policy instead (+ rules to add, - rules never used, ! accesses left for "
         "review: those a rule of the base refuses)");
-    add_learn_input(cmd, o->cli.in, "The agent whose stored records to learn from");
+    add_learn_input(cmd, o->cli.in, "NAME", "The agent whose stored records to learn from");
     cmd->add_option("--base", o->cli.base, "Print the change against this policy");
     cmd->add_option("-o,--output", o->cli.output,
                     "Write the policy here (with --base: the base with the new rules in it); "
@@ -149,13 +151,7 @@ void add_policy_test(CLI::App* policy, Chosen& chosen)
         "went ahead would be denied, or a refused access to a known secret would go ahead. Check "
         "a policy this way before `cordon policy apply`");
     cmd->add_option("FILE", o->file, "Candidate policy")->required();
-    cmd->add_option("--against", o->in.agent, "The agent whose stored records to replay");
-    cmd->add_option("--from", o->in.from,
-                    "Replay this events file (JSON lines) instead of the store ('-': standard "
-                    "input); with --against, only that agent's records");
-    cmd->add_option("--store", o->in.store, "The store file")->capture_default_str();
-    cmd->add_option("--since", o->in.since, "From (as cordon events --since)");
-    cmd->add_option("--until", o->in.until, "Until (same forms as --since)");
+    add_learn_input(cmd, o->in, "--against", "The agent whose stored records to replay");
     o->ctx.add_to(cmd);
     on_parsed(cmd, chosen, [o] { return policy_test(o->file, o->in, o->ctx.make_lenient()); });
 }

@@ -330,22 +330,27 @@ Replay Tester::result() const
     return r;
 }
 
-std::uint64_t Replay::secrets_newly_allowed() const
+namespace {
+
+template <typename Pred> std::uint64_t accesses_where(const std::vector<Replay::Change>& changes, Pred pred)
 {
     std::uint64_t n = 0;
     for (const auto& c : changes)
-        if (c.secret)
+        if (pred(c))
             n += c.count;
     return n;
 }
 
+} // namespace
+
+std::uint64_t Replay::secrets_newly_allowed() const
+{
+    return accesses_where(changes, [](const Change& c) { return c.secret; });
+}
+
 std::uint64_t Replay::newly_denied() const
 {
-    std::uint64_t n = 0;
-    for (const auto& c : changes)
-        if (c.newly_denied)
-            n += c.count;
-    return n;
+    return accesses_where(changes, [](const Change& c) { return c.newly_denied; });
 }
 
 } // namespace cordon::policy::learn
