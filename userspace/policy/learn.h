@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -117,7 +118,7 @@ public:
 
 private:
     bool add_bit(const Access& a, const std::string& host); ///< true: the base allows it
-    Impl* impl_;
+    std::unique_ptr<Impl> impl_;
 };
 
 /// Counts of one replay (`cordon policy test`).

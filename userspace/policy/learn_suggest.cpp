@@ -96,13 +96,25 @@ std::string plural(std::uint64_t n, const char* one, const char* many)
 
 } // namespace
 
+namespace {
+
+/// A secret of the list with "~/" made `home` (which ends with '/'); "" when it names a home
+/// and there is none.
+std::string expand_secret(const char* raw, const std::string& home)
+{
+    std::string s = raw;
+    if (s.rfind("~/", 0) == 0)
+        return home.empty() ? std::string() : home + s.substr(2);
+    return s;
+}
+
+} // namespace
+
 std::string known_secret(Kind kind, const std::string& path, const std::string& home_dir)
 {
     const std::string home = home_dir.empty() || home_dir.back() == '/' ? home_dir : home_dir + "/";
     auto check = [&](const char* raw) -> std::string {
-        std::string s = raw;
-        if (s.rfind("~/", 0) == 0)
-            s = home.empty() ? std::string() : home + s.substr(2);
+        const std::string s = expand_secret(raw, home);
         if (!s.empty() && (s.back() == '/' ? under(path + "/", s) : path == s))
             return s;
         // A home's secrets are secrets in every home (another user's, root's, or the agent's
@@ -151,13 +163,7 @@ struct Suggester::Impl {
             o.fold = 1;
     }
 
-    std::string expand(const char* secret) const
-    {
-        std::string s = secret;
-        if (s.rfind("~/", 0) == 0)
-            return home.empty() ? std::string() : home + s.substr(2);
-        return s;
-    }
+    std::string expand(const char* secret) const { return expand_secret(secret, home); }
 
     /// The known secret that `path` is, or lies under ("" none).
     std::string secret_of(Class cls, const std::string& path) const
@@ -255,11 +261,8 @@ struct Suggester::Impl {
     }
 };
 
-Suggester::Suggester(SuggestOptions o) : impl_(new Impl(std::move(o))) {}
-Suggester::~Suggester()
-{
-    delete impl_;
-}
+Suggester::Suggester(SuggestOptions o) : impl_(std::make_unique<Impl>(std::move(o))) {}
+Suggester::~Suggester() = default;
 
 std::uint64_t Suggester::accesses() const
 {
