@@ -190,6 +190,42 @@ struct {
 	__uint(max_entries, CORDON_RINGBUF_BYTES);
 } cordon_events SEC(".maps") __weak;
 
+/* The DNS gateway (abi.h, userspace/dns/gateway.h). cordon_dns_rules is the controller's
+ * alone (host rule names by policy; no program reads it); the programs read cordon_dns_hosts
+ * (an agent's answered addresses, tried before cordon_net_rules) and cordon_dns_config, and
+ * write cordon_dns_socks (each socket they steer to the gateway: whose it is, where it meant to
+ * go). An LRU: a socket's entry lives as long as it keeps being used; an agent that makes many
+ * sockets can push another's least recently used one out, whose next answer then cannot be
+ * attributed and is refused (fails closed; the query is simply retried on a new socket). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_DNS_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct cordon_dns_rule_key);
+	__type(value, struct cordon_dns_rule);
+} cordon_dns_rules SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORDON_MAX_DNS_HOSTS);
+	__type(key, struct cordon_dns_host_key);
+	__type(value, struct cordon_dns_host);
+} cordon_dns_hosts SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CORDON_MAX_DNS_SOCKS);
+	__type(key, __u64); /* socket cookie */
+	__type(value, struct cordon_dns_sock);
+} cordon_dns_socks SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cordon_dns_config);
+} cordon_dns_config SEC(".maps") __weak;
+
 /* Per-CPU counters (enum cordon_counter): one slot each, CORDON_CNT_MAX slots. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

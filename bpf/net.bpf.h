@@ -93,6 +93,44 @@ static __always_inline bool net_find(struct cordon_net_key *key, __u32 policy_id
 }
 
 /*
+ * The first live slot that an agent's own DNS answers gave this address (cordon_dns_hosts, the
+ * gateway's entries for (agent, policy, address)) and that matches port and protocol, if any.
+ * An expired slot allows nothing: a connection made while it was live is not cut, the next
+ * connect or datagram is decided again.
+ */
+static __always_inline bool net_find_answered(const struct cordon_ctx *c,
+					      const struct cordon_net_key *key, __u16 port,
+					      __u8 proto, struct cordon_rule_hit *hit)
+{
+	struct cordon_dns_host_key k = {};
+	struct cordon_dns_host *entry;
+	__u64 now;
+
+	k.agent = c->cgid;
+	k.policy_id = c->policy_id;
+	k.family = key->family;
+	__builtin_memcpy(k.addr, key->addr, sizeof(k.addr));
+	entry = bpf_map_lookup_elem(&cordon_dns_hosts, &k);
+	if (!entry)
+		return false;
+	now = bpf_ktime_get_ns();
+	for (int i = 0; i < CORDON_NET_SLOTS; i++) {
+		struct cordon_dns_slot *s = &entry->slots[i];
+
+		if (i >= entry->nslots)
+			break;
+		if (s->expires_ns > now && port >= s->slot.port_lo && port <= s->slot.port_hi &&
+		    (s->slot.protocols & proto)) {
+			hit->action = s->slot.action;
+			hit->rule_id = s->slot.rule_id;
+			hit->min_tier = s->slot.min_tier;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * Global (decide.bpf.c; verified once per program): the overlay and grants over an outbound network hit, for
  * the agent of the current task. The address in two halves (IPv4 in the first 4 bytes of hi),
  * meta = family | proto << 8 | port << 16, hit_in as cordon_hit_pack. Returns the hit.
@@ -125,7 +163,10 @@ static __always_inline __u8 net_decide_key(const struct cordon_ctx *c, struct co
 		hit.action = CORDON_ACTION_DENY; /* fail closed: a protocol no rule names */
 		hit.rule_id = 0;
 	} else {
-		net_find(key, c->policy_id, port, proto, &hit);
+		/* An address the agent's own answer gave a host rule is that rule's (it is the most
+		 * specific there is); then the compiled prefixes. */
+		if (inbound || !net_find_answered(c, key, port, proto, &hit))
+			net_find(key, c->policy_id, port, proto, &hit);
 		/* Called whether or not there are layers (see cordon_path_lookup). */
 		__builtin_memcpy(&hi, key->addr, 8);
 		__builtin_memcpy(&lo, key->addr + 8, 8);

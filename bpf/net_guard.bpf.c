@@ -7,6 +7,9 @@
  * cordon's subtree ever run them; the same on both backends):
  *   cgroup/connect4, cgroup/connect6   connect() fails with EPERM on denial.
  *   cgroup/sendmsg4, cgroup/sendmsg6   sendto()/sendmsg() on UDP fail with EPERM on denial.
+ *                                      Under a DNS gateway, connects and datagrams to port 53
+ *                                      are steered to it instead (dns_steer).
+ *   cgroup/recvmsg4/6, getpeername4/6  a steered socket sees the address it meant to reach.
  *   cgroup/sock_create                 creation of raw sockets (SOCK_RAW) and ICMP echo sockets
  *                                      ("ping" sockets, which any group in ping_group_range may
  *                                      open and whose datagrams no sendmsg hook sees) fails with
@@ -46,17 +49,144 @@ static __always_inline void net_ctx_addr(struct bpf_sock_addr *ctx, struct cordo
 		net_key_addr(key, false, ctx->user_ip4, 0, 0, 0, 0);
 }
 
+#define DNS_PORT 53
+#define LOOPBACK4 0x0100007f /* 127.0.0.1 in network order (this target is little-endian) */
+#define LOOPBACK6_W3 0x01000000 /* the last word of ::1, network order */
+#define MAPPED_W2 0xffff0000 /* the third word of ::ffff:0:0/96, network order */
+
+/*
+ * The DNS gateway (abi.h cordon_dns_config, userspace/dns/gateway.h): an agent's DNS (UDP or
+ * TCP to port 53 of any address, IPv4 or IPv6) goes to the controller's resolver on loopback,
+ * which answers only for names the agent's rules name and writes the answer's addresses into
+ * cordon_dns_hosts before it releases the answer. The socket's entry in cordon_dns_socks says
+ * whose query it is and where it meant to go (recvmsg and getpeername show that address back).
+ * Returns -1 when this is not DNS under a gateway (the rules decide), else the hook's verdict:
+ * 1 steered, 0 refused. Fails closed: a gateway that ran and stopped (CORDON_DNS_DOWN), or a
+ * socket that cannot be recorded, refuses the query.
+ */
+static __always_inline int dns_steer(struct bpf_sock_addr *ctx, const struct cordon_ctx *c,
+				     const struct cordon_net_key *key, __u16 port, __u8 proto,
+				     __u32 hook, bool v6)
+{
+	struct cordon_dns_sock s = {};
+	struct cordon_dns_config *cfg;
+	struct cordon_event *e;
+	__u32 zero = 0;
+	__u64 cookie;
+
+	if (port != DNS_PORT || !proto || c->stopped)
+		return -1; /* a stopped agent is refused everything by the rules' path */
+	cfg = bpf_map_lookup_elem(&cordon_dns_config, &zero);
+	if (!cfg || cfg->state == CORDON_DNS_OFF)
+		return -1;
+	if (cfg->state == CORDON_DNS_ON && cfg->port) {
+		cookie = bpf_get_socket_cookie(ctx);
+		s.agent = c->cgid;
+		s.task_id = c->task_id;
+		s.policy_id = c->policy_id;
+		s.agent_id = c->agent_id;
+		s.family = key->family;
+		s.mode = c->mode;
+		s.port = port;
+		__builtin_memcpy(s.addr, key->addr, sizeof(s.addr));
+		if (bpf_map_update_elem(&cordon_dns_socks, &cookie, &s, BPF_ANY) == 0) {
+			if (!v6) {
+				ctx->user_ip4 = LOOPBACK4;
+			} else if (key->family == 4) { /* ::ffff:a.b.c.d: its IPv4 loopback */
+				ctx->user_ip6[0] = 0;
+				ctx->user_ip6[1] = 0;
+				ctx->user_ip6[2] = MAPPED_W2;
+				ctx->user_ip6[3] = LOOPBACK4;
+			} else {
+				ctx->user_ip6[0] = 0;
+				ctx->user_ip6[1] = 0;
+				ctx->user_ip6[2] = 0;
+				ctx->user_ip6[3] = LOOPBACK6_W3;
+			}
+			ctx->user_port = (__u32)ntoh16(cfg->port);
+			return 1;
+		}
+	}
+	/* The gateway is down, or the socket could not be recorded: refused, and reported. */
+	e = cordon_event_start(c, hook, CORDON_VERDICT_DENY, 0);
+	if (e) {
+		__builtin_memcpy(e->addr, key->addr, sizeof(e->addr));
+		e->port = port;
+		e->family = key->family;
+		e->protocol = proto;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return 0;
+}
+
+/*
+ * recvmsg and getpeername on a socket the gateway answers: the address it meant to reach, not
+ * the gateway's, so that a resolver that checks where its answer came from takes it. Changes
+ * nothing for any other socket or address.
+ */
+static __always_inline int dns_unsteer(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct cordon_dns_config *cfg;
+	struct cordon_dns_sock *s;
+	__u32 zero = 0;
+	__u64 cookie;
+
+	cfg = bpf_map_lookup_elem(&cordon_dns_config, &zero);
+	if (!cfg || cfg->state != CORDON_DNS_ON || ctx->user_port != (__u32)ntoh16(cfg->port))
+		return 1;
+	if (!v6 && ctx->user_ip4 != LOOPBACK4)
+		return 1;
+	if (v6 && !(ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
+		    ((ctx->user_ip6[2] == 0 && ctx->user_ip6[3] == LOOPBACK6_W3) ||
+		     (ctx->user_ip6[2] == MAPPED_W2 && ctx->user_ip6[3] == LOOPBACK4))))
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	s = bpf_map_lookup_elem(&cordon_dns_socks, &cookie);
+	if (!s)
+		return 1;
+	if (!v6) {
+		if (s->family != 4)
+			return 1;
+		__builtin_memcpy(&ctx->user_ip4, s->addr, 4);
+	} else if (s->family == 4) {
+		__u32 a;
+
+		__builtin_memcpy(&a, s->addr, 4);
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = MAPPED_W2;
+		ctx->user_ip6[3] = a;
+	} else {
+		__u32 w[4];
+
+		__builtin_memcpy(w, s->addr, 16);
+		ctx->user_ip6[0] = w[0];
+		ctx->user_ip6[1] = w[1];
+		ctx->user_ip6[2] = w[2];
+		ctx->user_ip6[3] = w[3];
+	}
+	ctx->user_port = (__u32)ntoh16(s->port);
+	return 1;
+}
+
 /* Decides a sock_addr context against the outbound or the inbound rules: 1 lets it through. */
 static __always_inline int net_decide(struct bpf_sock_addr *ctx, __u32 hook, bool v6, bool inbound)
 {
 	struct cordon_net_key key = {};
 	struct cordon_ctx c;
+	__u16 port = ntoh16((__u16)ctx->user_port);
+	__u8 proto = net_proto_class(ctx->protocol);
+	int steered;
 
 	if (!cordon_enter(&c))
 		return 1;
 	net_ctx_addr(ctx, &key, v6);
-	return !cordon_refused(net_decide_key(&c, &key, ntoh16((__u16)ctx->user_port),
-					      net_proto_class(ctx->protocol), inbound, hook));
+	if (!inbound) {
+		steered = dns_steer(ctx, &c, &key, port, proto, hook, v6);
+		if (steered >= 0)
+			return steered;
+	}
+	return !cordon_refused(net_decide_key(&c, &key, port, proto, inbound, hook));
 }
 
 /*
@@ -94,6 +224,30 @@ SEC("cgroup/sendmsg6")
 int net_guard_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return net_decide(ctx, CORDON_HOOK_SENDMSG6, true, false);
+}
+
+SEC("cgroup/recvmsg4")
+int net_guard_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return dns_unsteer(ctx, false);
+}
+
+SEC("cgroup/recvmsg6")
+int net_guard_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return dns_unsteer(ctx, true);
+}
+
+SEC("cgroup/getpeername4")
+int net_guard_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return dns_unsteer(ctx, false);
+}
+
+SEC("cgroup/getpeername6")
+int net_guard_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return dns_unsteer(ctx, true);
 }
 
 SEC("cgroup/sock_create")

@@ -43,6 +43,8 @@ packages=(
   # workload tier (tests/workload): the toolchains an agent runs, from Debian's packages
   python3 python3-venv python3-pip python3-wheel python3-setuptools python3-pytest
   cargo rustc golang-go
+  # DNS gateway tests: a real resolver the tests start on loopback with records they write
+  dnsmasq-base
 )
 # Node.js and npm: Debian's nodejs and npm, unless a Node.js with its own npm is already
 # installed (NodeSource's nodejs package carries npm and conflicts with Debian's npm).

@@ -23,7 +23,7 @@
  * /sys/fs/bpf/cordon and their value layouts. Bump it with any change to a pinned map's key,
  * value or meaning; a daemon refuses pinned state of another version (cordon teardown clears it).
  */
-#define CORDON_ABI_VERSION 8
+#define CORDON_ABI_VERSION 9
 
 /* Length of a task's comm, as the kernel's TASK_COMM_LEN. */
 #define CORDON_COMM_LEN 16
@@ -527,8 +527,97 @@ struct cordon_policy {
 	__u16 burst_penalty;   /**< score lost when a window reaches burst_denials */
 	/** enum cordon_tier_enter per tier: what happens when the agent enters that tier */
 	__u8 tier_on_enter[CORDON_MAX_TIERS];
+	/** network.dns.unknown: what the DNS gateway does with a query for a name no rule names
+	 *  (enum cordon_dns_unknown) */
+	__u8 dns_unknown;
+	__u8 _pad_dns;  /**< zero */
+	__u16 dns_grace_s; /**< network.dns.grace: seconds an answer's addresses outlive its TTL */
+	__u32 _pad_end;    /**< zero */
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_policy) == 96, "cordon_policy layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_policy) == 104, "cordon_policy layout changed");
+
+/* ---- The DNS gateway (userspace/dns/gateway.h, bpf/net_guard.bpf.c) ---- */
+
+/** What the gateway does with a query for a name that no host rule names. */
+enum cordon_dns_unknown {
+	CORDON_DNS_REFUSE = 0, /**< answer REFUSED, report it (the default) */
+	CORDON_DNS_PASS = 1,   /**< forward it and release the answer; its addresses allow nothing */
+};
+
+#define CORDON_DNS_NAME_MAX 256   /* a name in presentation form, NUL-padded (253 + "*." + NUL) */
+#define CORDON_MAX_DNS_RULES 16384 /* host rules of all loaded policies (cordon_dns_rules) */
+#define CORDON_MAX_DNS_HOSTS 65536 /* live (agent, address) entries (cordon_dns_hosts) */
+#define CORDON_MAX_DNS_SOCKS 65536 /* sockets steered to the gateway (cordon_dns_socks, LRU) */
+
+/** Key of cordon_dns_rules: a host rule's name ("github.com", or "*.github.io") in a policy. */
+struct cordon_dns_rule_key {
+	__u32 policy_id;
+	char name[CORDON_DNS_NAME_MAX]; /**< lower case, no trailing dot, NUL-padded */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_dns_rule_key) == 260, "cordon_dns_rule_key layout changed");
+
+/** Value of cordon_dns_rules: what an address this name answers with may be reached on, in rule
+ *  order (the slots of every rule of the policy that names it, as cordon_net_value's). */
+struct cordon_dns_rule {
+	struct cordon_net_slot slots[CORDON_NET_SLOTS];
+	__u32 nslots;
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_dns_rule) == 100, "cordon_dns_rule layout changed");
+
+/** Key of cordon_dns_hosts: an address one agent's own DNS answer gave it, under one policy. */
+struct cordon_dns_host_key {
+	__u64 agent;     /**< the agent's key (CORDON_AGENT_KEY) */
+	__u32 policy_id; /**< the policy whose rule named the answer's name */
+	__u8 family;     /**< 4 or 6 */
+	__u8 _pad0[3];   /**< zero */
+	__u8 addr[16];   /**< big-endian; IPv4 in addr[0..3], zero beyond */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_dns_host_key) == 32, "cordon_dns_host_key layout changed");
+
+/** One slot of a cordon_dns_hosts entry: a rule's ports, until the answer that gave it expires. */
+struct cordon_dns_slot {
+	struct cordon_net_slot slot;
+	__u32 _pad0;      /**< zero */
+	__u64 expires_ns; /**< CLOCK_MONOTONIC (bpf_ktime_get_ns); from then on it allows nothing */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_dns_slot) == 24, "cordon_dns_slot layout changed");
+
+/** Value of cordon_dns_hosts: tried before cordon_net_rules, first live matching slot decides. */
+struct cordon_dns_host {
+	struct cordon_dns_slot slots[CORDON_NET_SLOTS];
+	__u32 nslots;
+	__u32 _pad0;
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_dns_host) == 200, "cordon_dns_host layout changed");
+
+/** Value of cordon_dns_socks (LRU, keyed by socket cookie): a socket whose DNS the programs
+ *  steered to the gateway, whose agent it is, and where it meant to go. */
+struct cordon_dns_sock {
+	__u64 agent;     /**< the agent's key when it was steered */
+	__u64 task_id;   /**< the task of the process that steered it; 0 none */
+	__u32 policy_id; /**< the agent's policy then */
+	__u32 agent_id;
+	__u8 family;     /**< 4 or 6: the original destination's */
+	__u8 mode;       /**< enum cordon_mode then */
+	__u16 port;      /**< original destination port, host order */
+	__u8 addr[16];   /**< original destination, as cordon_dns_host_key.addr */
+	__u32 _pad0;     /**< zero */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_dns_sock) == 48, "cordon_dns_sock layout changed");
+
+/** The gateway's state (cordon_dns_config[0]), written by the controller. */
+enum cordon_dns_state {
+	CORDON_DNS_OFF = 0,   /**< no gateway: port 53 is decided by the network rules */
+	CORDON_DNS_ON = 1,    /**< every agent's DNS is steered to `port` on loopback */
+	CORDON_DNS_DOWN = 2,  /**< a gateway ran and stopped: DNS is refused (fails closed) */
+};
+struct cordon_dns_config {
+	__u8 state;      /**< enum cordon_dns_state */
+	__u8 _pad0;      /**< zero */
+	__u16 port;      /**< the gateway's UDP and TCP port on 127.0.0.1 and ::1, host order */
+	__u32 _pad1;     /**< zero */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_dns_config) == 8, "cordon_dns_config layout changed");
 
 /** A full decision record: the header, then what was accessed. */
 struct cordon_event {

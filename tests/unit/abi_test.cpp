@@ -60,7 +60,15 @@ static_assert(offsetof(cordon_grant, cgid) == 0);
 static_assert(offsetof(cordon_grant, expires_ns) == 8);
 static_assert(offsetof(cordon_grant, task_id) == 16);
 
-static_assert(sizeof(cordon_policy) == 96);
+static_assert(sizeof(cordon_policy) == 104);
+static_assert(offsetof(cordon_policy, dns_unknown) == 96);
+static_assert(offsetof(cordon_policy, dns_grace_s) == 98);
+static_assert(offsetof(cordon_dns_host_key, policy_id) == 8);
+static_assert(offsetof(cordon_dns_host_key, addr) == 16);
+static_assert(offsetof(cordon_dns_slot, expires_ns) == 16);
+static_assert(offsetof(cordon_dns_host, nslots) == 192);
+static_assert(offsetof(cordon_dns_sock, addr) == 28);
+static_assert(offsetof(cordon_dns_config, port) == 2);
 static_assert(offsetof(cordon_policy, exec_default) == 0);
 static_assert(offsetof(cordon_policy, ntiers) == 5);
 static_assert(offsetof(cordon_policy, penalty_deny) == 6);

@@ -55,10 +55,8 @@ const std::vector<PipelineCase> kCases = {
                 "a task overlay is given with `cordon task begin --policy`"}},
     {.name = "a resolved host",
      .text = net_rules("      - {host: git.example.com, action: allow}\n")},
-    {.name = "an allow rule's host that does not resolve is a warning",
-     .text = net_rules("      - {host: nowhere.invalid, action: allow}\n"),
-     .warnings = {"p.yaml:13:16: host 'nowhere.invalid' does not resolve (Name or service not "
-                  "known); this allow rule allows nothing until it resolves"}},
+    {.name = "an allow rule's host is not resolved at load (the DNS gateway binds it)",
+     .text = net_rules("      - {host: nowhere.invalid, action: allow}\n")},
     {.name = "a deny rule's host that does not resolve is an error",
      .text = net_rules("      - {host: nowhere.invalid, action: deny}\n"),
      .errors = {"p.yaml:13:16: host 'nowhere.invalid' does not resolve (Name or service not "

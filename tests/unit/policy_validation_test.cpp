@@ -189,7 +189,7 @@ const ErrorCase kErrorCases[] = {
                        "  network:\n    default: deny\n    rules:\n"
                        "      - {host: \"bad_host!\", protocol: icmp, action: allow}\n"),
      .want = {"p.yaml:13:16: invalid host name 'bad_host!'; expected a DNS name such as "
-              "github.com (use cidr: for addresses)",
+              "github.com, or a wildcard such as \"*.github.io\" (use cidr: for addresses)",
               "p.yaml:13:39: unknown protocol 'icmp'; expected tcp, udp or any"}},
     {.name = "UnknownTier",
      .text = with_spec("  trust:\n    tiers:\n      - {name: low, min: 0}\n      - {name: high, min: 500}\n"
@@ -225,11 +225,26 @@ const ErrorCase kErrorCases[] = {
      .want = {"p.yaml:7:12: trust.tiers has 9 tiers; expected at most 8"}},
     {.name = "WrongTypes",
      .text = with_spec("  exec: deny\n  files:\n    default: [allow]\n  network:\n    default: deny\n"
-                       "    refresh: soon\n"),
+                       "    dns: {grace: soon}\n"),
      .want = {"p.yaml:6:9: exec must be a mapping (key: value lines); found 'deny'",
               "p.yaml:8:14: files.default must be a single value; found a list",
-              "p.yaml:11:14: network.refresh (seconds) must be a whole number; found 'soon'; "
-              "expected 10 to 86400"}},
+              "p.yaml:11:18: network.dns.grace (seconds) must be a whole number; found 'soon'; "
+              "expected 0 to 300"}},
+    {.name = "RefreshIsGone",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n  network:\n"
+                       "    default: deny\n    refresh: 300\n"),
+     .want = {"p.yaml:12:14: network.refresh is gone: host names are no longer resolved on a "
+              "timer; the DNS gateway allows each address an agent's own lookup returns, for that "
+              "answer's TTL plus network.dns.grace (docs/policy.md); remove it"}},
+    {.name = "DnsUnknownIsAWord",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n  network:\n"
+                       "    default: deny\n    dns: {unknown: maybe}\n"),
+     .want = {"p.yaml:12:20: unknown network.dns.unknown 'maybe'; expected refuse or pass"}},
+    {.name = "WildcardOnlyAsTheFirstLabel",
+     .text = with_spec("  exec:\n    default: deny\n  files:\n    default: allow\n  network:\n"
+                       "    default: deny\n    rules:\n      - {host: \"a.*.test\", action: allow}\n"),
+     .want = {"p.yaml:13:16: invalid host name 'a.*.test'; expected a DNS name such as "
+              "github.com, or a wildcard such as \"*.github.io\" (use cidr: for addresses)"}},
     {.name = "PathTooLong",
      .text = with_spec("  exec:\n    default: deny\n    rules:\n      - {path: /" + std::string(250, 'a') +
                        ", action: allow}\n  files:\n    default: allow\n  network:\n    default: deny\n"),
@@ -415,11 +430,11 @@ const ErrorCase kOverlayCases[] = {
               "only exec, files and network rules (the agent's policy keeps its hardening); "
               "remove it"}},
     {.name = "NetworkSettingsAreRefused",
-     .text = overlay("  network:\n    refresh: 60\n    raw_sockets: allow\n"
+     .text = overlay("  network:\n    dns: {unknown: pass}\n    raw_sockets: allow\n"
                      "    unix_abstract: allow\n    inbound:\n      default: allow\n"
                      "    rules:\n      - {cidr: 10.0.0.0/8, action: allow}\n"),
-     .want = {"o.yaml:7:5: network.refresh is not allowed in a TaskOverlay: an overlay has only "
-              "rules: the agent's policy decides how often host names are resolved; remove it",
+     .want = {"o.yaml:7:5: network.dns is not allowed in a TaskOverlay: an overlay has only "
+              "rules: the agent's policy decides what its DNS gateway does; remove it",
               "o.yaml:8:5: network.raw_sockets is not allowed in a TaskOverlay: an overlay has "
               "only rules: the agent's policy decides raw, ICMP echo and packet sockets; remove "
               "it",

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <string>
@@ -100,13 +101,14 @@ namespace fs = std::filesystem;
 enum MapIndex {
     kAgents, kLive, kPolicies, kPathRules, kNetRules, kProtected, kStateInodes, kEvents,
     kCounters, kTasks, kProcTasks, kGrants, kAgentCgroups, kBoundPaths, kTemplates,
-    kKernelIds, kConfig, kMapCount
+    kKernelIds, kDnsRules, kDnsHosts, kDnsSocks, kDnsConfig, kConfig, kMapCount
 };
 constexpr const char* kSharedMaps[kMapCount] = {
     "cordon_agents",    "cordon_agent_live", "cordon_policies",     "cordon_path_rules",
     "cordon_net_rules", "cordon_protected",  "cordon_state_inodes", "cordon_events",
     "cordon_counters",  "cordon_tasks",      "cordon_proc_tasks",   "cordon_grants",
     "cordon_agent_cgroups", "cordon_bound_paths", "cordon_templates", "cordon_kernel_ids",
+    "cordon_dns_rules", "cordon_dns_hosts", "cordon_dns_socks", "cordon_dns_config",
     "cordon_config"};
 // Key and value sizes this build expects of each pinned map (0: not checked; the ring buffer has
 // none). A pinned map of another layout is refused even when the recorded ABI version matches.
@@ -127,6 +129,10 @@ constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
     {sizeof(cordon_cgroup_path), sizeof(cordon_bound)},
     {sizeof(cordon_cgroup_path), sizeof(cordon_template_set)},
     {sizeof(std::uint32_t), sizeof(std::uint32_t)},
+    {sizeof(cordon_dns_rule_key), sizeof(cordon_dns_rule)},
+    {sizeof(cordon_dns_host_key), sizeof(cordon_dns_host)},
+    {sizeof(std::uint64_t), sizeof(cordon_dns_sock)},
+    {sizeof(std::uint32_t), sizeof(cordon_dns_config)},
     {sizeof(std::uint32_t), sizeof(cordon_config)}};
 
 // The cgroup level of a path relative to the cgroup2 root: its number of components.
@@ -237,30 +243,49 @@ template <typename Key, typename Fn> void for_each_key(int fd, Fn fn)
 struct RuleKeys {
     std::vector<cordon_path_key> paths;
     std::vector<cordon_net_key> nets;
+    std::vector<cordon_dns_rule_key> dns;
 };
 
-RuleKeys rule_keys(int path_fd, int net_fd, const std::function<bool(std::uint32_t)>& pick)
+// A policy's entries in the rule maps (fds: path rules, net rules, DNS names, answered hosts);
+// the gateway's answered hosts under it are found by scanning, as they are not its own.
+RuleKeys rule_keys(const std::array<int, 4>& fds, const std::function<bool(std::uint32_t)>& pick)
 {
     RuleKeys out;
-    for_each_key<cordon_path_key>(path_fd, [&](const cordon_path_key& k) {
+    for_each_key<cordon_path_key>(fds[0], [&](const cordon_path_key& k) {
         if (pick(k.policy_id))
             out.paths.push_back(k);
         return true;
     });
-    for_each_key<cordon_net_key>(net_fd, [&](const cordon_net_key& k) {
+    for_each_key<cordon_net_key>(fds[1], [&](const cordon_net_key& k) {
         if (pick(k.policy_id))
             out.nets.push_back(k);
+        return true;
+    });
+    for_each_key<cordon_dns_rule_key>(fds[2], [&](const cordon_dns_rule_key& k) {
+        if (pick(k.policy_id))
+            out.dns.push_back(k);
         return true;
     });
     return out;
 }
 
-void delete_rule_keys(int path_fd, int net_fd, const RuleKeys& keys)
+void delete_rule_keys(const std::array<int, 4>& fds, const RuleKeys& keys,
+                      const std::function<bool(std::uint32_t)>& pick)
 {
     for (const auto& k : keys.paths)
-        bpf_map_delete_elem(path_fd, &k);
+        bpf_map_delete_elem(fds[0], &k);
     for (const auto& k : keys.nets)
-        bpf_map_delete_elem(net_fd, &k);
+        bpf_map_delete_elem(fds[1], &k);
+    for (const auto& k : keys.dns)
+        bpf_map_delete_elem(fds[2], &k);
+    std::vector<cordon_dns_host_key> hosts;
+    for_each_key<cordon_dns_host_key>(fds[3], [&](const cordon_dns_host_key& k) {
+        if (pick(k.policy_id))
+            hosts.push_back(k);
+        return true;
+    });
+    for (const auto& k : hosts)
+        bpf_map_delete_elem(fds[3], &k);
 }
 
 // Every entry of a hash map, read in batches (a handful of syscalls for thousands of entries,
@@ -332,12 +357,16 @@ struct Guard::Impl {
     std::array<std::uint32_t, CORDON_MAX_LEVEL> per_level{};
     std::array<std::uint32_t, CORDON_MAX_LEVEL> bind_level{};
     // Keys of the policies loaded by this Guard; others are found by scanning the maps.
-    std::map<std::uint32_t, std::pair<std::vector<cordon_path_key>, std::vector<cordon_net_key>>>
-        loaded;
+    std::map<std::uint32_t, RuleKeys> loaded;
     // load_policy, unload_policy and wait_for_decisions may run on cordond's worker threads
     // beside its loop: this guards `loaded` and the creation of the maps to wait on. The map
     // writes themselves need no lock (each is one syscall).
     PiMutex mu;
+
+    std::array<int, 4> rule_fds() const
+    {
+        return {fds[kPathRules], fds[kNetRules], fds[kDnsRules], fds[kDnsHosts]};
+    }
 
     ~Impl()
     {
@@ -1109,11 +1138,14 @@ void Guard::load_policy(const policy::CompiledPolicy& c)
     auto& d = *impl_;
     std::vector<cordon_path_key> paths_done;
     std::vector<cordon_net_key> nets_done;
+    std::vector<cordon_dns_rule_key> dns_done;
     const auto undo = [&] {
         for (const auto& k : paths_done)
             bpf_map_delete_elem(d.fds[kPathRules], &k);
         for (const auto& k : nets_done)
             bpf_map_delete_elem(d.fds[kNetRules], &k);
+        for (const auto& k : dns_done)
+            bpf_map_delete_elem(d.fds[kDnsRules], &k);
         bpf_map_delete_elem(d.fds[kPolicies], &c.policy_id);
     };
     const auto fail = [&](const std::string& what) {
@@ -1136,10 +1168,15 @@ void Guard::load_policy(const policy::CompiledPolicy& c)
             fail("network rule");
         nets_done.push_back(k);
     }
+    for (const auto& [k, v] : c.dns) {
+        if (bpf_map_update_elem(d.fds[kDnsRules], &k, &v, BPF_ANY) != 0)
+            fail("host name");
+        dns_done.push_back(k);
+    }
     if (bpf_map_update_elem(d.fds[kPolicies], &c.policy_id, &c.settings, BPF_ANY) != 0)
         fail("policy settings");
     std::lock_guard lk(d.mu);
-    d.loaded[c.policy_id] = {std::move(paths_done), std::move(nets_done)};
+    d.loaded[c.policy_id] = {std::move(paths_done), std::move(nets_done), std::move(dns_done)};
 }
 
 void Guard::unload_policy(std::uint32_t policy_id)
@@ -1151,17 +1188,16 @@ void Guard::unload_policy(std::uint32_t policy_id)
         throw Error(fmt::format("cannot remove policy {}: {}", policy_id, errno_text(errno)));
     RuleKeys keys;
     std::unique_lock lk(d.mu);
+    const auto pick = [policy_id](std::uint32_t id) { return id == policy_id; };
     if (auto it = d.loaded.find(policy_id); it != d.loaded.end()) {
-        keys.paths = std::move(it->second.first);
-        keys.nets = std::move(it->second.second);
+        keys = std::move(it->second);
         d.loaded.erase(it);
         lk.unlock();
     } else {
         lk.unlock();
-        keys = rule_keys(d.fds[kPathRules], d.fds[kNetRules],
-                         [policy_id](std::uint32_t id) { return id == policy_id; });
+        keys = rule_keys(d.rule_fds(), pick);
     }
-    delete_rule_keys(d.fds[kPathRules], d.fds[kNetRules], keys);
+    delete_rule_keys(d.rule_fds(), keys, pick);
 }
 
 std::size_t Guard::remove_orphan_rules(const std::vector<std::uint32_t>& keep)
@@ -1172,9 +1208,9 @@ std::size_t Guard::remove_orphan_rules(const std::vector<std::uint32_t>& keep)
         return std::find(ids.begin(), ids.end(), id) == ids.end() &&
                std::find(keep.begin(), keep.end(), id) == keep.end();
     };
-    const auto keys = rule_keys(d.fds[kPathRules], d.fds[kNetRules], orphan);
-    delete_rule_keys(d.fds[kPathRules], d.fds[kNetRules], keys);
-    return keys.paths.size() + keys.nets.size();
+    const auto keys = rule_keys(d.rule_fds(), orphan);
+    delete_rule_keys(d.rule_fds(), keys, orphan);
+    return keys.paths.size() + keys.nets.size() + keys.dns.size();
 }
 
 std::optional<cordon_policy> Guard::policy_settings(std::uint32_t policy_id) const
@@ -1188,6 +1224,58 @@ std::optional<cordon_policy> Guard::policy_settings(std::uint32_t policy_id) con
 std::vector<std::uint32_t> Guard::policy_ids() const
 {
     return all_keys<std::uint32_t>(impl_->fds[kPolicies]);
+}
+
+void Guard::set_dns_config(const cordon_dns_config& c)
+{
+    const std::uint32_t zero = 0;
+    if (bpf_map_update_elem(impl_->fds[kDnsConfig], &zero, &c, BPF_ANY) != 0)
+        throw Error("cannot write the DNS gateway's state: " + errno_text(errno));
+}
+
+std::optional<cordon_dns_config> Guard::dns_config() const
+{
+    const std::uint32_t zero = 0;
+    cordon_dns_config c{};
+    if (bpf_map_lookup_elem(impl_->fds[kDnsConfig], &zero, &c) != 0)
+        return std::nullopt;
+    return c;
+}
+
+std::optional<cordon_dns_sock> Guard::dns_sock(std::uint64_t cookie) const
+{
+    cordon_dns_sock s{};
+    if (bpf_map_lookup_elem(impl_->fds[kDnsSocks], &cookie, &s) != 0)
+        return std::nullopt;
+    return s;
+}
+
+std::optional<cordon_dns_rule> Guard::dns_rule(std::uint32_t policy_id, std::string_view name) const
+{
+    cordon_dns_rule_key k{};
+    if (name.size() >= sizeof(k.name))
+        return std::nullopt;
+    k.policy_id = policy_id;
+    std::memcpy(k.name, name.data(), name.size());
+    cordon_dns_rule v{};
+    if (bpf_map_lookup_elem(impl_->fds[kDnsRules], &k, &v) != 0)
+        return std::nullopt;
+    return v;
+}
+
+bool Guard::set_dns_host(const cordon_dns_host_key& k, const cordon_dns_host& v)
+{
+    return bpf_map_update_elem(impl_->fds[kDnsHosts], &k, &v, BPF_ANY) == 0;
+}
+
+void Guard::remove_dns_host(const cordon_dns_host_key& k)
+{
+    bpf_map_delete_elem(impl_->fds[kDnsHosts], &k);
+}
+
+std::vector<std::pair<cordon_dns_host_key, cordon_dns_host>> Guard::dns_hosts() const
+{
+    return all_entries<cordon_dns_host_key, cordon_dns_host>(impl_->fds[kDnsHosts]);
 }
 
 void Guard::protect_state(const std::vector<fs::path>& paths)

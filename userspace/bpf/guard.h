@@ -168,6 +168,19 @@ public:
     /// Ids of the policies that have settings in the maps.
     std::vector<std::uint32_t> policy_ids() const;
 
+    // The DNS gateway's maps (abi.h; userspace/dns/gateway.h). Each is one map syscall, safe
+    // from the gateway's thread.
+    void set_dns_config(const cordon_dns_config& c);
+    std::optional<cordon_dns_config> dns_config() const;
+    /// The steered socket with this cookie, if the programs recorded it.
+    std::optional<cordon_dns_sock> dns_sock(std::uint64_t cookie) const;
+    /// The slots of host rule name `name` (host_key form, or "*.x") in policy `policy_id`.
+    std::optional<cordon_dns_rule> dns_rule(std::uint32_t policy_id, std::string_view name) const;
+    /// Writes an answered address; false (errno set) when the map is full or refuses it.
+    bool set_dns_host(const cordon_dns_host_key& k, const cordon_dns_host& v);
+    void remove_dns_host(const cordon_dns_host_key& k);
+    std::vector<std::pair<cordon_dns_host_key, cordon_dns_host>> dns_hosts() const;
+
     /// cordon's own state files and directories (cordond's socket, registry, actions log): on
     /// lsm no agent may change them or a name directly in such a directory. Replaces the set.
     void protect_state(const std::vector<std::filesystem::path>& paths);

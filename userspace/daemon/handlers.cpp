@@ -154,14 +154,17 @@ Outcome status(State& s, Peer&, const api::Request&)
                                   {"failed", c[CORDON_CNT_CG_FAILED]},
                                   {"removed", c[CORDON_CNT_CG_REMOVED]}}},
                      {"store", store_json(s.pipeline)},
+                     {"dns", dns_json(s.gateway)},
                      {"metrics", s.metrics_state ? s.metrics_state() : nlohmann::json(nullptr)}}};
 }
 
 Outcome agents_list(State& s, Peer&, const api::Request&)
 {
     json list = json::array();
-    for (const auto& a : s.ctl.agents())
+    for (const auto& a : s.ctl.agents()) {
         list.push_back(agent_json(s.ctl, a, s.denials[a.id]));
+        list.back()["dns"] = dns_bindings_json(s.gateway, a);
+    }
     json templates = json::array();
     for (const auto& t : s.ctl.templates())
         templates.push_back(agent_json(s.ctl, t, 0));

@@ -26,6 +26,10 @@ class Pipeline;
 class Reader;
 } // namespace cordon::events
 
+namespace cordon::dns {
+class Gateway;
+}
+
 namespace cordon::daemon {
 
 /// What the handlers share with the loop.
@@ -47,6 +51,8 @@ struct State {
     /// Work for a worker thread that no caller waits for; `then` runs on the loop after it
     /// (also when it failed: the failure is logged).
     std::function<void(std::function<void()> work, std::function<void()> then)> background;
+    /// The DNS gateway (null: none runs).
+    dns::Gateway* gateway = nullptr;
     /// The metrics endpoint's state for status (null: none configured).
     std::function<nlohmann::json()> metrics_state;
 

@@ -66,6 +66,15 @@ void add_options(CLI::App& app, Flags& f)
                    "Serve Prometheus metrics on ADDR:PORT (http://ADDR:PORT/metrics; a numeric "
                    "address). Refused to processes inside agents; a port held by another "
                    "process is retried each second (cordon status)");
+    app.add_option("--dns-upstream", f.o.dns_upstreams,
+                   "Resolver the DNS gateway forwards agents' queries to (ADDR, ADDR:PORT or "
+                   "[ADDR6]:PORT; repeat for fallbacks); default: the nameservers of "
+                   "/etc/resolv.conf");
+    app.add_option("--dns-timeout", f.o.dns_timeout_ms,
+                   "Milliseconds the DNS gateway waits for each upstream before the next, then "
+                   "answers SERVFAIL")
+        ->capture_default_str()
+        ->check(CLI::Range(100, 30000));
     app.add_flag("-v,--verbose", f.verbosity, "Debug logging");
 }
 

@@ -41,6 +41,7 @@
 #include "daemon/metrics.h"
 #include "daemon/peer.h"
 #include "daemon/worker.h"
+#include "dns/gateway.h"
 #include "events/format.h"
 #include "events/json.h"
 #include "events/pipeline.h"
@@ -169,6 +170,8 @@ private:
                  const std::function<std::string(std::uint32_t)>& namer,
                  const events::EventContext& cx);
     void every_second();
+    void start_gateway();
+    void record_dns();
     void note_kernel_drops();
     void protect_files();
     void expire_peers();
@@ -192,6 +195,7 @@ private:
     std::unique_ptr<events::Reader> reader_;
     std::unique_ptr<events::Pipeline> pipeline_; ///< store and JSONL sinks (their own thread)
     std::unique_ptr<Metrics> metrics_;           ///< Prometheus endpoint (its own thread)
+    std::unique_ptr<dns::Gateway> gateway_;      ///< agents' DNS (its own thread)
     std::unique_ptr<ActionsLog> actions_;
     std::unique_ptr<State> state_;
     std::unique_ptr<Worker> worker_;      ///< slow work of callers other than root
@@ -1208,6 +1212,7 @@ void Server::start()
         if (metrics_->state().listening)
             spdlog::info("metrics on http://{}/metrics", opts_.metrics_listen);
     }
+    start_gateway();
     for (const auto& a : ctl_->agents())
         if (const auto live = g.live(a.key))
             agent_drops_seen_[{a.key, a.id}] = live->events_lost;
@@ -1220,6 +1225,7 @@ void Server::start()
                                            .trust_log = {}, .subscriber_drops = 0,
                                            .apply_seq = {}, .subscription_refusal = {},
                                            .background = {}, .metrics_state = {}});
+    state_->gateway = gateway_.get();
     state_->subscription_refusal = [this](const Peer& p) { return subscription_refusal(p); };
     state_->metrics_state = [this]() -> json {
         if (!metrics_)
@@ -1237,6 +1243,54 @@ void Server::start()
     // leaves the other for root's next attach or apply.
     root_worker_ = std::make_unique<Worker>(2);
     own_worker_ = std::make_unique<Worker>(1);
+}
+
+// The DNS gateway: agents' DNS goes to it from now on (dns/gateway.h). No upstream is a
+// warning, not a refusal to start: every query then fails (SERVFAIL), closed.
+void Server::start_gateway()
+{
+    std::vector<dns::Upstream> ups;
+    std::string why;
+    for (const auto& text : opts_.dns_upstreams) {
+        auto u = dns::parse_upstream(text, why);
+        if (!u)
+            throw Error("--dns-upstream: " + why + " (expected ADDR, ADDR:PORT or [ADDR6]:PORT)");
+        ups.push_back(*u);
+    }
+    if (ups.empty())
+        ups = dns::upstreams_from(opts_.resolv_conf, why);
+    if (ups.empty())
+        spdlog::warn("DNS gateway: {}; agents' lookups fail (SERVFAIL) until cordond is started "
+                     "with --dns-upstream ADDR",
+                     why);
+    gateway_ = std::make_unique<dns::Gateway>(
+        ctl_->guard(), dns::GatewayOptions{.upstreams = ups, .timeout_ms = opts_.dns_timeout_ms,
+                                           .per_agent_inflight = 32, .max_inflight = 1024,
+                                           .port = 0});
+    std::string list;
+    for (const auto& u : ups)
+        list += (list.empty() ? "" : ", ") + u.text;
+    spdlog::info("DNS gateway on 127.0.0.1:{} and [::1]:{}, forwarding to {}", gateway_->port(),
+                 gateway_->port(), list.empty() ? "nothing" : list);
+}
+
+// The gateway's records into the store and the JSONL file; refusals and failures into the log.
+void Server::record_dns()
+{
+    if (!gateway_)
+        return;
+    for (const auto& e : gateway_->take_events()) {
+        const control::AgentRecord* rec = nullptr;
+        for (const auto& a : ctl_->agents())
+            if (a.key == e.agent)
+                rec = &a;
+        const std::string name = rec ? rec->name : fmt::format("agent-{}", e.agent_id);
+        if (e.outcome != "allowed" && e.outcome != "answered")
+            spdlog::info("{}: {}", name, dns::event_line(e));
+        if (pipeline_)
+            pipeline_->push_action(
+                dns::event_json(e, name, rec ? control::rule_source(rec, nullptr, e.rule_id) : ""));
+    }
 }
 
 // Once a second: idle connections, expiries, reconcile, file protection, lost-record gaps.
@@ -1340,6 +1394,8 @@ void Server::turn(bool& stop)
         settle_pending();
     }
     read_records(kill_first);
+    if (!kill_first)
+        record_dns();
     answer_pings();
     for (auto it = peers_.begin(); it != peers_.end();) {
         if (it->closing && it->out.empty()) {

@@ -30,6 +30,10 @@ struct ServerOptions {
     unsigned jsonl_files = 5;                  ///< rotated files kept
     std::string metrics_listen;                ///< Prometheus endpoint ADDR:PORT; empty: none
     std::uint32_t ringbuf_bytes = 0;           ///< event ring buffer; 0: CORDON_RINGBUF_BYTES
+    /// The DNS gateway's upstream resolvers (ADDR[:PORT]); empty: resolv_conf's nameservers.
+    std::vector<std::string> dns_upstreams;
+    std::filesystem::path resolv_conf = "/etc/resolv.conf";
+    int dns_timeout_ms = 2000; ///< per upstream attempt, then SERVFAIL
 };
 
 /// Runs until SIGTERM or SIGINT; returns the exit status. Agents stay enforced after it

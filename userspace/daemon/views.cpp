@@ -108,6 +108,33 @@ json grant_json(const control::GrantRecord& g)
     return j;
 }
 
+json dns_json(const dns::Gateway* gateway)
+{
+    if (!gateway)
+        return {{"enabled", false}};
+    const auto st = gateway->stats();
+    return {{"enabled", true}, {"port", st.port}, {"upstreams", st.upstreams},
+            {"queries", st.queries}, {"allowed", st.allowed}, {"refused", st.refused},
+            {"passed", st.passed}, {"failed", st.failed}, {"map_full", st.full},
+            {"unattributed", st.unattributed}, {"busy", st.busy}, {"malformed", st.malformed},
+            {"events_dropped", st.events_dropped}, {"bound_addresses", st.bound}};
+}
+
+json dns_bindings_json(const dns::Gateway* gateway, const control::AgentRecord& r)
+{
+    json out = json::array();
+    if (!gateway || !r.key)
+        return out;
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    const std::int64_t now = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    for (const auto& b : gateway->bindings(r.key))
+        out.push_back({{"name", b.name}, {"address", b.address},
+                       {"rule", control::rule_source(&r, nullptr, b.rule_id)},
+                       {"expires_in_ms", (b.expires_ns - now) / 1'000'000}});
+    return out;
+}
+
 json store_json(const events::Pipeline* pipeline)
 {
     if (!pipeline)

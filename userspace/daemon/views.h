@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/controller.h"
+#include "dns/gateway.h"
 
 namespace cordon::events {
 class Pipeline;
@@ -23,6 +24,10 @@ nlohmann::json task_json(control::Controller& ctl, const control::AgentRecord& r
                          const control::TaskRecord& t);
 /// One grant.
 nlohmann::json grant_json(const control::GrantRecord& g);
+/// The DNS gateway's counters ({"enabled": false} without one).
+nlohmann::json dns_json(const dns::Gateway* gateway);
+/// The addresses an agent's own answers hold now: name, address, rule, expires_in_ms.
+nlohmann::json dns_bindings_json(const dns::Gateway* gateway, const control::AgentRecord& r);
 /// The event store and JSONL sink ({"enabled": false} without a pipeline).
 nlohmann::json store_json(const events::Pipeline* pipeline);
 

@@ -20,6 +20,7 @@ namespace {
 constexpr int kSystemActivity = 1, kFindings = 2, kNetworkActivity = 4, kApplicationActivity = 6;
 // Decision records' classes are in the hook table (events/hooks.cpp); these are the others'.
 constexpr int kApiActivity = 6003;
+constexpr int kDnsActivity = 4003;
 
 std::string_view category_name(int class_uid)
 {
@@ -335,6 +336,48 @@ store::Record stored_action(const nlohmann::json& a, std::int64_t time_ns)
     }
     metadata(o);
     o.key("unmapped") += a.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    o.close();
+    return r;
+}
+
+store::Record stored_dns(const nlohmann::json& d, std::int64_t time_ns)
+{
+    store::Record r;
+    r.time_ns = time_ns;
+    r.kind = "dns";
+    r.agent = d.value("agent", std::string("cordond"));
+    r.hook = "dns";
+    r.verdict = d.value("outcome", std::string());
+    r.path = d.value("name", std::string()); // the name asked, for `cordon events --path`
+    const bool refused = r.verdict != "allowed" && r.verdict != "answered" && r.verdict != "passed";
+    std::string& out = r.json;
+    Obj o(out);
+    // DNS Activity, Response (2): the gateway's answer to the agent.
+    header(o, {kDnsActivity, 2, "DNS Activity", "Response"}, time_ns,
+           refused || d.value("audit", false) ? 3 : 1);
+    {
+        Obj q(o.key("query"));
+        q.str("hostname", d.value("name", std::string()));
+        q.str("type", d.value("type", std::string()));
+        q.close();
+    }
+    o.key("answers") += "[";
+    bool first = true;
+    for (const auto& a : d.value("addresses", nlohmann::json::array())) {
+        if (!first)
+            out += ',';
+        first = false;
+        Obj ans(out);
+        ans.str("rdata", a.get<std::string>());
+        ans.num("ttl", d.value("ttl", std::int64_t{0}));
+        ans.close();
+    }
+    out += ']';
+    o.str("rcode", d.value("rcode", std::string()));
+    o.num("disposition_id", refused ? 2 : 1);
+    o.str("disposition", refused ? "Blocked" : "Allowed");
+    metadata(o);
+    o.key("unmapped") += d.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     o.close();
     return r;
 }

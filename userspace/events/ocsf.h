@@ -32,6 +32,9 @@ OcsfClass ocsf_class(std::uint16_t hook);
 store::Record stored_record(const Event& e, const Context& cx, std::int64_t time_ns);
 /// An operator action (the object the actions log records) as stored.
 store::Record stored_action(const nlohmann::json& action, std::int64_t time_ns);
+/// A DNS gateway record ({"dns": true, agent, task_id, name, type, outcome, addresses, ttl,
+/// rcode, rule, reason, audit, transport}) as an OCSF DNS Activity object.
+store::Record stored_dns(const nlohmann::json& dns, std::int64_t time_ns);
 /// A marker for records that could not be stored: `lost` of them, for `why`, before time_ns, on
 /// the chain of `agent` (the agent whose records they were, or "cordond" when not known).
 store::Record stored_gap(std::uint64_t lost, std::string_view why, std::int64_t time_ns,

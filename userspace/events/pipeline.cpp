@@ -223,6 +223,8 @@ void Pipeline::write(std::vector<Item>& batch)
                                          (*it.action)["why"].get<std::string>(),
                                          it.queued_ns + realtime_offset_ns_,
                                          (*it.action)["agent"].get<std::string>()));
+        } else if (it.action && it.action->contains("dns")) {
+            records.push_back(stored_dns(*it.action, it.queued_ns + realtime_offset_ns_));
         } else if (it.action) {
             const auto ms = it.action->value("time_ms", std::int64_t{0});
             records.push_back(stored_action(*it.action, ms ? ms * 1'000'000 : it.queued_ns + realtime_offset_ns_));

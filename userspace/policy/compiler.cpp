@@ -62,6 +62,7 @@ public:
         guarded_ancestors(p_.files);
         network(p_.network, 0);
         network(p_.inbound, CORDON_NET_INBOUND);
+        host_names();
         std::sort(out_.nets.begin(), out_.nets.end(), [](const auto& a, const auto& b) {
             return std::memcmp(&a.first, &b.first, sizeof(a.first)) < 0;
         });
@@ -98,6 +99,8 @@ private:
         s.refused_caps = refused_capabilities(p_);
         s.open_doors = static_cast<__u8>(p_.hardening.reopened & 0xff);
         s.tasks_open = p_.tasks_open ? 1 : 0;
+        s.dns_unknown = p_.dns_pass ? CORDON_DNS_PASS : CORDON_DNS_REFUSE;
+        s.dns_grace_s = p_.dns_grace_s;
         s.unix_abstract = static_cast<__u8>(p_.unix_abstract);
         s.mode = p_.mode == Mode::Audit ? CORDON_MODE_AUDIT : CORDON_MODE_ENFORCE;
         s.trace_all = p_.trace == Trace::All ? 1 : 0;
@@ -245,6 +248,46 @@ private:
         }
     }
 
+    // The DNS gateway's table (cordon_dns_rules): each name a host rule names, with the slots of
+    // every rule naming it in rule order (a name's answers are decided as its first matching
+    // rule says). A wildcard is its own entry ("*.github.io"); the gateway tries the exact name,
+    // then each wildcard above it, and takes the slots of all that match, in rule order.
+    void host_names()
+    {
+        if (p_.overlay)
+            return; // the gateway binds the agent's policy only (see resolve_hosts)
+        std::map<std::string, std::vector<const NetRule*>> by_name;
+        for (const auto& r : p_.network.rules)
+            if (!r.host.empty())
+                by_name[r.host].push_back(&r);
+        for (const auto& [name, rules] : by_name) {
+            cordon_dns_rule_key k{};
+            k.policy_id = out_.policy_id;
+            std::memcpy(k.name, name.data(), std::min(name.size(), sizeof(k.name) - 1));
+            cordon_dns_rule v{};
+            for (const auto* r : rules) {
+                const std::vector<PortRange> ports =
+                    r->ports.empty() ? std::vector<PortRange>{{.lo = 0, .hi = 65535}} : r->ports;
+                for (const auto& pr : ports) {
+                    if (v.nslots == CORDON_NET_SLOTS) {
+                        error_at(r->pos, "host '" + name + "' is named by rules with more than " +
+                                             std::to_string(CORDON_NET_SLOTS) +
+                                             " port ranges in all; merge port ranges");
+                        return;
+                    }
+                    v.slots[v.nslots++] = {.port_lo = pr.lo, .port_hi = pr.hi,
+                                           .protocols = r->protocols,
+                                           .action = static_cast<__u8>(r->action),
+                                           .min_tier = r->tier_index, ._pad0 = 0, .rule_id = r->id};
+                }
+            }
+            out_.dns.emplace_back(k, v);
+        }
+        if (out_.dns.size() > CORDON_MAX_DNS_RULES)
+            error_at({.line = 1, .column = 1}, "the policy names more than " +
+                                                   std::to_string(CORDON_MAX_DNS_RULES) + " hosts");
+    }
+
     // Two entries on one prefix that overlap in ports and protocol, are equally narrow, and
     // decide differently: no order between them would be principled, so it is an error.
     void check_ambiguous(const GroupKey& key, const std::vector<SlotSource>& slots)
@@ -359,6 +402,8 @@ std::vector<std::uint8_t> serialize(const CompiledPolicy& c)
         out += bytes_of(k) + bytes_of(v);
     for (const auto& [k, v] : c.nets)
         out += bytes_of(k) + bytes_of(v);
+    for (const auto& [k, v] : c.dns)
+        out += bytes_of(k) + bytes_of(v);
     return {out.begin(), out.end()};
 }
 
@@ -373,11 +418,19 @@ Diagnostics resolve_hosts(Policy& p, Resolver& r, Diagnostics* warnings)
     for (auto& rule : p.network.rules) {
         if (rule.host.empty())
             continue;
+        // An agent's policy: an allow or audit rule's addresses are the ones its own lookups
+        // get, written by the DNS gateway for each answer's TTL (userspace/dns/gateway.h); a
+        // wildcard names no address of its own. A deny or kill rule is also resolved here, so
+        // that its addresses stay refused when the agent reaches them by number. A task
+        // overlay's host rules are still resolved once, here (the gateway binds only the
+        // agent's policy; docs/policy.md).
+        const bool allows = rule.action == Action::Allow || rule.action == Action::Audit;
+        if ((allows && !p.overlay) || rule.host.starts_with("*."))
+            continue;
         std::string why;
         rule.resolved = r.resolve(rule.host, why);
         if (!rule.resolved.empty())
             continue;
-        const bool allows = rule.action == Action::Allow || rule.action == Action::Audit;
         Diagnostic d{.file = p.file, .line = rule.pos.line, .column = rule.pos.column,
                      .message = "host '" + rule.host + "' does not resolve (" +
                                 (why.empty() ? "no addresses" : why) + ")"};

@@ -22,6 +22,7 @@ struct CompiledPolicy {
     cordon_policy settings{};                                      ///< cordon_policies[policy_id]
     std::vector<std::pair<cordon_path_key, cordon_path_value>> paths; ///< sorted by key bytes
     std::vector<std::pair<cordon_net_key, cordon_net_value>> nets;    ///< sorted by key bytes
+    std::vector<std::pair<cordon_dns_rule_key, cordon_dns_rule>> dns; ///< sorted by name
 };
 
 struct CompileResult {

@@ -185,7 +185,11 @@ struct Policy {
     Action raw_sockets = Action::Deny;
     /// Abstract-namespace Unix sockets, which have no path for files rules to name.
     Action unix_abstract = Action::Deny;
-    std::uint32_t refresh_seconds = 300; ///< how often host rules are resolved again
+    /// network.dns.unknown: a query for a name no host rule names is forwarded (true) or
+    /// refused (false, the default) by the DNS gateway.
+    bool dns_pass = false;
+    /// network.dns.grace: seconds an answer's addresses stay allowed after its TTL.
+    std::uint16_t dns_grace_s = 5;
     Hardening hardening;
     /// spec.tasks.isolation: open lets a process reach into one of another task of the same
     /// agent (ptrace, process_vm_readv, /proc/PID/mem, pidfd_getfd); strict (the default) not.

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <tuple>
@@ -118,6 +119,31 @@ bool valid_host_name(std::string_view name)
         start = end + 1;
     }
     return has_alpha; // all-digit names are addresses: those belong in cidr:
+}
+
+bool valid_host_pattern(std::string_view name)
+{
+    if (name.starts_with("*."))
+        name.remove_prefix(2);
+    return valid_host_name(name);
+}
+
+std::string host_key(std::string_view name)
+{
+    std::string out(name);
+    if (!out.empty() && out.back() == '.')
+        out.pop_back();
+    for (auto& ch : out)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return out;
+}
+
+bool host_matches(std::string_view pattern, std::string_view name)
+{
+    if (!pattern.starts_with("*."))
+        return pattern == name;
+    const auto suffix = pattern.substr(1); // ".github.io"
+    return name.size() > suffix.size() && name.ends_with(suffix);
 }
 
 } // namespace cordon::policy

@@ -33,5 +33,11 @@ std::vector<PortRange> merge_port_ranges(std::vector<PortRange> ranges);
 
 /// A DNS name: labels of letters, digits and '-', 1-63 bytes each, 253 in all.
 bool valid_host_name(std::string_view name);
+/// A host rule's name: a DNS name, or "*." and a DNS name (every name below it, not itself).
+bool valid_host_pattern(std::string_view name);
+/// The form names are compared in: lower case, no trailing dot.
+std::string host_key(std::string_view name);
+/// Whether a rule's name (host_key form; "*.x" for a wildcard) names `name` (host_key form).
+bool host_matches(std::string_view pattern, std::string_view name);
 
 } // namespace cordon::policy

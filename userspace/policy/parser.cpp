@@ -34,6 +34,10 @@ enum class Accept { Policy, Overlay, Either };
 using Refused = std::vector<std::pair<std::string_view, std::string>>;
 const std::string kNoOverlayDefault =
     "an overlay has no default: what its rules do not name, the agent's policy decides; remove it";
+const std::string kRefreshGone =
+    "network.refresh is gone: host names are no longer resolved on a timer; the DNS gateway "
+    "allows each address an agent's own lookup returns, for that answer's TTL plus "
+    "network.dns.grace (docs/policy.md); remove it";
 
 SourcePos pos_of(const YAML::Node& n)
 {
@@ -977,18 +981,22 @@ private:
         if (p_.overlay) {
             const std::string only = "an overlay has only rules: the agent's policy decides ";
             const auto k =
-                keys(n, "network", {"rules"},
+                keys(n, "network", {"rules", "refresh"},
                      {{"default", kNoOverlayDefault},
-                      {"refresh", only + "how often host names are resolved; remove it"},
+                      {"dns", only + "what its DNS gateway does; remove it"},
                       {"raw_sockets", only + "raw, ICMP echo and packet sockets; remove it"},
                       {"unix_abstract", only + "abstract Unix sockets; remove it"},
                       {"inbound", only + "where the agent may listen and bind; remove it"}});
+            if (auto* r = optional(k, "refresh"))
+                error(*r, kRefreshGone);
             if (auto* rules = optional(k, "rules"); rules && !rules->IsNull())
                 parse_net_rules(*rules, "network.rules", net, true);
             return;
         }
-        const auto k = keys(n, "network", {"default", "rules", "refresh", "raw_sockets",
+        const auto k = keys(n, "network", {"default", "rules", "dns", "refresh", "raw_sockets",
                                            "unix_abstract", "inbound"});
+        if (auto* r = optional(k, "refresh"))
+            error(*r, kRefreshGone);
         parse_default(k, n, "network", net.default_action, net.default_rule_id, net.default_pos);
         if (auto* r = optional(k, "raw_sockets"))
             if (auto v = action(*r, "network.raw_sockets action"))
@@ -996,15 +1004,28 @@ private:
         if (auto* r = optional(k, "unix_abstract"))
             if (auto v = action(*r, "network.unix_abstract action"))
                 p_.unix_abstract = *v;
-        if (auto* r = optional(k, "refresh"))
-            if (auto x = number(*r, "network.refresh (seconds)", 10, 86400))
-                p_.refresh_seconds = *x;
+        if (auto* d = optional(k, "dns"))
+            parse_dns(*d);
         if (auto* rules = optional(k, "rules"); rules && !rules->IsNull())
             parse_net_rules(*rules, "network.rules", net, true);
         if (auto* in = optional(k, "inbound"))
             parse_inbound(*in);
         else
             imply_inbound(pos_of(n));
+    }
+
+    // network.dns: what the DNS gateway does for this agent.
+    void parse_dns(const YAML::Node& n)
+    {
+        if (!expect_map(n, "network.dns"))
+            return;
+        const auto k = keys(n, "network.dns", {"unknown", "grace"});
+        if (auto* u = optional(k, "unknown"))
+            if (auto v = word<bool>(*u, "network.dns.unknown", {{"refuse", false}, {"pass", true}}))
+                p_.dns_pass = *v;
+        if (auto* g = optional(k, "grace"))
+            if (auto x = number(*g, "network.dns.grace (seconds)", 0, 300))
+                p_.dns_grace_s = static_cast<std::uint16_t>(*x);
     }
 
     // Without network.inbound an agent may listen on loopback only.
@@ -1083,13 +1104,14 @@ private:
                 }
             } else {
                 rule.pos = pos_of(*host);
-                if (auto s = scalar(*host, "host"); s && valid_host_name(*s)) {
-                    rule.host = *s;
+                if (auto s = scalar(*host, "host"); s && valid_host_pattern(*s)) {
+                    rule.host = host_key(*s);
                 } else {
                     if (s)
                         error(*host, "invalid host name '" + *s + "'; expected a DNS name such "
-                                                                 "as github.com (use cidr: for "
-                                                                 "addresses)");
+                                                                 "as github.com, or a wildcard "
+                                                                 "such as \"*.github.io\" (use "
+                                                                 "cidr: for addresses)");
                     ok = false;
                 }
             }

@@ -150,14 +150,21 @@ std::string net_rules_text(const Policy& p)
             std::string addrs;
             for (const auto& c : r.resolved)
                 addrs += (addrs.empty() ? "" : ", ") + cidr_text(c);
+            const bool gateway = !p.overlay && (r.action == Action::Allow ||
+                                                 r.action == Action::Audit ||
+                                                 r.host.starts_with("*."));
             out += fmt::format("  {:<10} {:<6} -> {}\n", "", "",
-                               addrs.empty() ? std::string("(not resolved)") : addrs);
+                               !addrs.empty() ? addrs
+                               : gateway      ? std::string("the agent's own answers (DNS gateway)")
+                                              : std::string("(not resolved)"));
         }
     }
-    // An overlay has no refresh of its own (the agent's policy's applies).
     if (!p.overlay && std::any_of(p.network.rules.begin(), p.network.rules.end(),
                                   [](const auto& r) { return !r.host.empty(); }))
-        out += fmt::format("  host names are resolved again every {}s\n", p.refresh_seconds);
+        out += fmt::format("  DNS: names no rule names are {}; answers stay allowed for their "
+                           "TTL + {}s\n",
+                           p.dns_pass ? "passed (their addresses allow nothing)" : "refused",
+                           p.dns_grace_s);
     return out;
 }
 
@@ -280,7 +287,8 @@ std::string show_json(const Policy& p)
         doc["tasks"] = {{"isolation", p.tasks_open ? "open" : "strict"}};
         doc["network"] = {{"default", action_name(p.network.default_action)},
                           {"default_source", pos_json(p.network.default_pos)},
-                          {"refresh_seconds", p.refresh_seconds},
+                          {"dns", {{"unknown", p.dns_pass ? "pass" : "refuse"},
+                                   {"grace_seconds", p.dns_grace_s}}},
                           {"raw_sockets", action_name(p.raw_sockets)},
                           {"unix_abstract", action_name(p.unix_abstract)},
                           {"inbound", inbound_json(p)},
