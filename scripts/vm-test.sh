@@ -128,10 +128,11 @@ copy_with_libs() { # copies a binary to the same absolute path, with every share
   done
 }
 copy_with_libs "$cordon_bin"      # kept at its build path: the kernel tests run it from there
-# The kernel's TCP socket diagnostics (sock_diag), which a host loads on demand and cordond's
-# metrics endpoint asks for each client's socket: the guest has no module tree to load them from.
+# The kernel's socket diagnostics (sock_diag), which a host loads on demand: cordond's metrics
+# endpoint asks for each client's TCP socket, its DNS gateway for each querying socket (UDP and
+# TCP). The guest has no module tree to load them from.
 mkdir -p "$root/lib/cordon-modules"
-for m in inet_diag tcp_diag unix_diag; do
+for m in inet_diag tcp_diag udp_diag unix_diag; do
   ko=$(find "$kdir/lib/modules" -name "$m.ko*" | head -n 1)
   [ -n "$ko" ] || die "no $m module in $pkg"
   case $ko in
@@ -155,6 +156,8 @@ copy_with_libs /usr/bin/git
 copy_with_libs /usr/lib/git-core/git
 ln -sf git "$root/usr/bin/git-upload-pack" # the fixture's clone (unguarded)
 copy_with_libs /usr/bin/bash
+# The DNS gateway's tests start a real resolver with records of their own.
+copy_with_libs /usr/sbin/dnsmasq
 mkdir -p "$root/usr/share/git-core" && cp -r /usr/share/git-core/templates "$root/usr/share/git-core/"
 src_dir=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$root$src_dir/policies" "$root$src_dir/tests/workload/jobs" "$root/home"
@@ -239,7 +242,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
 mount -t securityfs securityfs /sys/kernel/security
 ip link set lo up
-for m in inet_diag tcp_diag unix_diag; do insmod /lib/cordon-modules/\$m.ko || echo "CORDON-VM: insmod \$m failed"; done
+for m in inet_diag tcp_diag udp_diag unix_diag; do insmod /lib/cordon-modules/\$m.ko || echo "CORDON-VM: insmod \$m failed"; done
 boot=\$(sed -n 's/.*cordon.boot=\([a-z]*\).*/\1/p' /proc/cmdline)
 echo; echo "CORDON-VM: boot \$boot, kernel \$(uname -r), LSMs: \$(cat /sys/kernel/security/lsm)"
 if [ -n "$shell" ]; then setsid cttyhack sh; poweroff -f; fi

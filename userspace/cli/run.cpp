@@ -28,6 +28,7 @@
 #include "api/client.h"
 #include "control/controller.h"
 #include "control/supervisor.h"
+#include "dns/gateway.h"
 #include "agents/seccomp.h"
 #include "bpf/features.h"
 #include "bpf/guard.h"
@@ -126,6 +127,20 @@ public:
         }
         if (e.header().verdict == CORDON_VERDICT_KILL)
             kill_requested = true;
+    }
+
+    /// A record of the DNS gateway: refusals and failures on the terminal, all in the file.
+    void dns(const dns::Event& e)
+    {
+        if (e.outcome != "allowed" && e.outcome != "answered")
+            term_.line(dns::event_line(e));
+        if (out_) {
+            std::string rule;
+            if (e.rule_id && e.rule_id < policy_->rules.size())
+                rule = fmt::format("{}:{}", policy_->file, policy_->rules[e.rule_id].pos.line);
+            std::fprintf(out_, "%s\n", dns::event_json(e, agent_, rule).dump().c_str());
+            std::fflush(out_);
+        }
     }
 
     /// After a policy apply: rules are named from the new policy.
@@ -434,6 +449,28 @@ std::optional<PreparedPolicy> prepare_run_policy(const RunOptions& o, const poli
     }
 }
 
+// The embedded controller's DNS gateway (dns/gateway.h): the agent's lookups go to it.
+std::unique_ptr<dns::Gateway> start_gateway(bpf::Guard& g, const std::vector<std::string>& given,
+                                            Terminal& term)
+{
+    std::vector<dns::Upstream> ups;
+    std::string why;
+    for (const auto& text : given) {
+        auto u = dns::parse_upstream(text, why);
+        if (!u)
+            throw Error("--dns-upstream: " + why + " (expected ADDR, ADDR:PORT or [ADDR6]:PORT)");
+        ups.push_back(*u);
+    }
+    if (ups.empty())
+        ups = dns::upstreams_from("/etc/resolv.conf", why);
+    if (ups.empty())
+        term.line("warning: " + why + "; the agent's lookups fail (SERVFAIL); give "
+                  "--dns-upstream ADDR");
+    return std::make_unique<dns::Gateway>(
+        g, dns::GatewayOptions{.upstreams = ups, .timeout_ms = 2000, .per_agent_inflight = 32,
+                               .max_inflight = 1024, .port = 0});
+}
+
 // An embedded run: this process is the controller, with a guardian outside the agent.
 class Embedded {
 public:
@@ -463,6 +500,7 @@ private:
     pid_t guardian_ = -1;
     std::optional<PreparedPolicy> applied_; // the policy file as applied again (SIGUSR1)
     std::unique_ptr<EventSink> sink_;
+    std::unique_ptr<dns::Gateway> gateway_; // the agent's DNS, from before CMD starts
 };
 
 Embedded::Embedded(const RunOptions& o, const PreparedPolicy& prepared, const policy::Context& ctx)
@@ -482,6 +520,7 @@ Embedded::Embedded(const RunOptions& o, const PreparedPolicy& prepared, const po
     oom_score_ = agents::shield_from_oom(); // the guardian inherits the shield
     guardian_ = agents::start_guardian(ctl_.cgroup(name_), keepalive_);
     guard.protect_process(static_cast<std::uint32_t>(guardian_));
+    gateway_ = start_gateway(guard, o.dns_upstreams, term_);
 }
 
 Embedded::~Embedded()
@@ -621,6 +660,8 @@ int Embedded::run(const std::optional<agents::Identity>& who, bool realtime)
             throw Error("waiting for events failed: " + errno_text(errno));
         supervise();
         reader.drain(kEventsPerPass);
+        for (const auto& e : gateway_->take_events())
+            sink_->dns(e);
         supervise();
         done = wait_for_command(sfd, fds[0].revents != 0, child, status);
     }

@@ -21,6 +21,8 @@ struct RunOptions {
     std::optional<std::string> events_file; ///< every event as a JSON line
     bool embedded = false; ///< be the controller even when cordond runs
     bool detach = false;   ///< (cordond) leave the agent running under the daemon and return
+    /// embedded: the DNS gateway's upstream resolvers (ADDR[:PORT]); empty: /etc/resolv.conf's
+    std::vector<std::string> dns_upstreams;
     std::vector<std::string> command;
 };
 

@@ -198,6 +198,10 @@ void add_run_options(CLI::App* run, RunOptions& o, std::string& mode)
                   "With cordond: leave the agent running under the daemon, print its name and "
                   "return");
     run->add_flag("--embedded", o.embedded, "Be the agent's controller even when cordond runs");
+    run->add_option("--dns-upstream", o.dns_upstreams,
+                    "Embedded: the resolver the DNS gateway forwards the agent's lookups to "
+                    "(ADDR, ADDR:PORT or [ADDR6]:PORT); default: /etc/resolv.conf's nameservers "
+                    "(with cordond, its --dns-upstream decides)");
     run->add_option("CMD", o.command, "Command and arguments (after --)")->required();
 }
 

@@ -108,7 +108,12 @@ std::optional<std::uint64_t> SocketFinder::cookie(int protocol, const sockaddr_s
                 h->nlmsg_len < kHdr + sizeof(inet_diag_msg) || static_cast<ssize_t>(h->nlmsg_len) > n)
                 continue; // NLMSG_ERROR: no such socket this way round
             const auto* m = reinterpret_cast<const inet_diag_msg*>(buf + kHdr);
-            if (m->id.idiag_sport != p.port || std::memcmp(m->id.idiag_src, p.addr.data(), 16) != 0)
+            // The socket's own address: the sender's, or the wildcard it sent from (an
+            // unconnected socket bound to no address).
+            static constexpr std::array<__be32, 4> kAny{};
+            if (m->id.idiag_sport != p.port ||
+                (std::memcmp(m->id.idiag_src, p.addr.data(), 16) != 0 &&
+                 std::memcmp(m->id.idiag_src, kAny.data(), 16) != 0))
                 continue;
             return static_cast<std::uint64_t>(m->id.idiag_cookie[0]) |
                    static_cast<std::uint64_t>(m->id.idiag_cookie[1]) << 32;
