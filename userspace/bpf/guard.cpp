@@ -1273,6 +1273,14 @@ void Guard::remove_dns_host(const cordon_dns_host_key& k)
     bpf_map_delete_elem(impl_->fds[kDnsHosts], &k);
 }
 
+std::optional<cordon_dns_host> Guard::dns_host(const cordon_dns_host_key& k) const
+{
+    cordon_dns_host v{};
+    if (bpf_map_lookup_elem(impl_->fds[kDnsHosts], &k, &v) != 0)
+        return std::nullopt;
+    return v;
+}
+
 std::vector<std::pair<cordon_dns_host_key, cordon_dns_host>> Guard::dns_hosts() const
 {
     return all_entries<cordon_dns_host_key, cordon_dns_host>(impl_->fds[kDnsHosts]);

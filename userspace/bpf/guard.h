@@ -179,6 +179,7 @@ public:
     /// Writes an answered address; false (errno set) when the map is full or refuses it.
     bool set_dns_host(const cordon_dns_host_key& k, const cordon_dns_host& v);
     void remove_dns_host(const cordon_dns_host_key& k);
+    std::optional<cordon_dns_host> dns_host(const cordon_dns_host_key& k) const;
     std::vector<std::pair<cordon_dns_host_key, cordon_dns_host>> dns_hosts() const;
 
     /// cordon's own state files and directories (cordond's socket, registry, actions log): on

@@ -69,6 +69,12 @@ void agent_row(const json& a, const char* indent)
                 a.value("killed", false)   ? " KILLED"
                 : a.value("frozen", false) ? " FROZEN"
                                            : "");
+    // The addresses its own DNS answers hold now (the gateway's table).
+    for (const auto& b : a.value("dns", json::array()))
+        std::printf("%s  %s -> %s  (%s, %llds left)\n", indent,
+                    b.value("name", std::string()).c_str(), b.value("address", std::string()).c_str(),
+                    b.value("rule", std::string()).c_str(),
+                    static_cast<long long>(b.value("expires_in_ms", std::int64_t{0}) / 1000));
 }
 
 } // namespace

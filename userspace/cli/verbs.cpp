@@ -344,7 +344,8 @@ void add_agents(CLI::App& app, Chosen& chosen)
     auto json = std::make_shared<bool>(false);
     auto* agents_cmd = app.add_subcommand(
         "agents", "List the agents cordond guards: name, id, cgroup, policy (file and SHA-256), "
-                  "mode, trust score and tier, processes, denials, age");
+                  "mode, trust score and tier, processes, denials, age, and under each agent the "
+                  "addresses its own DNS answers hold now, with the time left");
     agents_cmd->add_flag("--json", *json, "Print JSON");
     on_parsed(agents_cmd, chosen, [json] { return agents(*json); });
 

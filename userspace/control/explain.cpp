@@ -96,6 +96,26 @@ std::optional<Hit> find_net(const bpf::Guard& g, std::uint32_t set, const Explai
     return std::nullopt;
 }
 
+// As net_find_answered: an address the agent's own DNS answer gave a host rule of its policy,
+// while that answer lives (the gateway's table), before the compiled prefixes.
+std::optional<Hit> find_answered(const bpf::Guard& g, std::uint64_t agent, std::uint32_t set,
+                                 const ExplainQuery& q, std::uint64_t now)
+{
+    cordon_dns_host_key k{};
+    k.agent = agent;
+    k.policy_id = set;
+    k.family = static_cast<__u8>(q.addr.family);
+    std::memcpy(k.addr, q.addr.addr.data(), sizeof(k.addr));
+    const auto v = g.dns_host(k);
+    for (std::uint32_t i = 0; v && i < v->nslots && i < CORDON_NET_SLOTS; ++i) {
+        const auto& s = v->slots[i];
+        if (s.expires_ns > now && q.port >= s.slot.port_lo && q.port <= s.slot.port_hi &&
+            (s.slot.protocols & q.protocol))
+            return hit(s.slot.rule_id, s.slot.action, s.slot.min_tier, "");
+    }
+    return std::nullopt;
+}
+
 std::uint8_t path_class(GrantKind k)
 {
     switch (k) {
@@ -340,9 +360,16 @@ json explain(Controller& ctl, const AgentRecord& rec, const ExplainQuery& q)
     const Entry e = enter(ctl, rec, now, out);
     auto& g = ctl.guard();
     const auto cls = path_class(q.kind);
-    const Finder find = [&](std::uint32_t set) {
-        return q.kind == GrantKind::Connect ? find_net(g, set, q)
-                                            : find_path(g, set, cls, q.looked_up);
+    const Finder find = [&](std::uint32_t set) -> std::optional<Hit> {
+        if (q.kind != GrantKind::Connect)
+            return find_path(g, set, cls, q.looked_up);
+        if (set == e.agent.policy_id)
+            if (auto answered = find_answered(g, e.cgid, set, q, now)) {
+                out.notes.push_back("decided by an address the agent's own DNS answer gave this "
+                                    "rule's host, until that answer expires");
+                return answered;
+            }
+        return find_net(g, set, q);
     };
     const auto depth = std::count(q.looked_up.begin(), q.looked_up.end(), '/');
     Hit h;
