@@ -596,7 +596,7 @@ void print_enforcement(cordon_backend backend, const Enforcement& e)
 
 int main(int argc, char** argv)
 {
-    // Sections: enforcement, backends, rules, daemon, live, grants, killwait, churn, forensics
+    // Sections: enforcement, backends, rules, daemon, live, grants, killwait, churn, dns, forensics
     // (default: all of
     // them, in that order). CORDON_BENCH_SECONDS: how long forensics holds each fixed rate
     // (default 60). CORDON_BENCH_BACKENDS (backends, rules): the backends to measure side by side
@@ -655,6 +655,8 @@ int main(int argc, char** argv)
         bench::kill_wait(backend, ws);
     if (wanted("churn"))
         bench::cgroup_churn(backend);
+    if (wanted("dns"))
+        bench::dns(backend, ws);
     if (wanted("forensics")) {
         const char* secs = std::getenv("CORDON_BENCH_SECONDS");
         bench::forensics(backend, ws, secs ? std::atoi(secs) : 60);

@@ -153,13 +153,6 @@ std::string policy(const std::string& name, int rules, const std::string& host =
     return y;
 }
 
-void call_ok(const testing::Daemon& d, const json& request)
-{
-    const auto r = d.call(request.dump());
-    if (!r.value("ok", false))
-        throw Error("cordond refused " + request.value("op", "") + ": " + r.dump());
-}
-
 void attach(const testing::Daemon& d, const std::string& name, const fs::path& cg,
             const std::string& text)
 {

@@ -163,10 +163,17 @@ static __always_inline __u8 net_decide_key(const struct cordon_ctx *c, struct co
 		hit.action = CORDON_ACTION_DENY; /* fail closed: a protocol no rule names */
 		hit.rule_id = 0;
 	} else {
-		/* An address the agent's own answer gave a host rule is that rule's (it is the most
-		 * specific there is); then the compiled prefixes. */
-		if (inbound || !net_find_answered(c, key, port, proto, &hit))
-			net_find(key, c->policy_id, port, proto, &hit);
+		/* The compiled prefixes first: a cidr rule that refuses this address decides, so that
+		 * no name (a wildcard's, a CNAME's, a rebinding resolver's) opens an address the
+		 * policy refuses by number. Otherwise an address the agent's own answer gave a host
+		 * rule is that rule's; then the prefix's allow, or the default. */
+		struct cordon_rule_hit cidr = hit;
+		bool found = net_find(key, c->policy_id, port, proto, &cidr);
+
+		if (found && cidr.action != CORDON_ACTION_ALLOW && cidr.action != CORDON_ACTION_AUDIT)
+			hit = cidr;
+		else if (inbound || !net_find_answered(c, key, port, proto, &hit))
+			hit = cidr;
 		/* Called whether or not there are layers (see cordon_path_lookup). */
 		__builtin_memcpy(&hi, key->addr, 8);
 		__builtin_memcpy(&lo, key->addr + 8, 8);

@@ -79,6 +79,8 @@ static __always_inline int dns_steer(struct bpf_sock_addr *ctx, const struct cor
 	cfg = bpf_map_lookup_elem(&cordon_dns_config, &zero);
 	if (!cfg || cfg->state == CORDON_DNS_OFF)
 		return -1;
+	if (cfg->state == CORDON_DNS_DOWN && c->mode == CORDON_MODE_AUDIT)
+		return -1; /* audit refuses nothing: the rules report it */
 	if (cfg->state == CORDON_DNS_ON && cfg->port) {
 		cookie = bpf_get_socket_cookie(ctx);
 		s.agent = c->cgid;
@@ -197,6 +199,25 @@ static __always_inline int net_decide(struct bpf_sock_addr *ctx, __u32 hook, boo
  */
 static __always_inline int net_decide_bind(struct bpf_sock_addr *ctx, bool v6)
 {
+	struct cordon_dns_config *cfg;
+	struct cordon_ctx c;
+	__u32 zero = 0;
+
+	/* The DNS gateway's port (a live gateway's, or a stopped one's, where agents' DNS would
+	 * still be sent) is never an agent's to bind, on any address or protocol: an agent that
+	 * took it would answer the other agents' queries. Fails closed: EPERM, reported. */
+	cfg = bpf_map_lookup_elem(&cordon_dns_config, &zero);
+	if (cfg && cfg->port && ntoh16((__u16)ctx->user_port) == cfg->port && cordon_enter(&c)) {
+		struct cordon_event *e = cordon_event_start(&c, CORDON_HOOK_BIND, CORDON_VERDICT_DENY, 0);
+
+		if (e) {
+			e->port = cfg->port;
+			e->family = v6 ? 6 : 4;
+			e->protocol = (__u8)ctx->protocol;
+			bpf_ringbuf_submit(e, 0);
+		}
+		return 0;
+	}
 	if (ctx->type != SOCK_DGRAM && !(ctx->type == SOCK_STREAM && backend_id == CORDON_BACKEND_COMPAT))
 		return 1;
 	return net_decide(ctx, CORDON_HOOK_BIND, v6, true);

@@ -54,7 +54,7 @@ public:
         fs::create_directories(dir_);
         port_ = free_port();
         set_hosts("127.0.0.2 allowed.test\n127.0.0.5 target.test\n127.0.0.6 x.wild.test\n"
-                  "127.0.0.7 other.test\n");
+                  "127.0.0.7 other.test\n127.0.0.8 y.wild.test\n");
         const std::vector<std::string> args = {
             "/usr/sbin/dnsmasq", "--keep-in-foreground", "--port=" + std::to_string(port_),
             "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
@@ -291,7 +291,8 @@ std::string dns_policy(std::uint16_t port, const std::string& extra = "")
            "      - {host: allowed.test, ports: [" + p + "], protocol: tcp, action: allow}\n"
            "      - {host: chain.test, ports: [" + p + "], protocol: tcp, action: allow}\n"
            "      - {host: \"*.wild.test\", ports: [" + p + "], protocol: tcp, action: allow}\n"
-           "      - {host: v6.test, ports: [" + p + "], protocol: tcp, action: allow}\n" + extra;
+           "      - {host: v6.test, ports: [" + p + "], protocol: tcp, action: allow}\n"
+           "      - {cidr: 127.0.0.8/32, action: deny}\n" + extra;
 }
 
 // The gateway's records in the JSONL file: (name, type, outcome, addresses).
@@ -374,6 +375,21 @@ TEST_P(DnsTest, AnAgentsOwnAnswersBindItsHostRulesUntilTheyExpire)
               }),
               "NOERROR 127.0.0.6 0 REFUSED")
         << "a wildcard names the names below it, not itself";
+    EXPECT_EQ(in_agent(a, [&] {
+                  return then(lookup("192.0.2.1", "y.wild.test", dns::kTypeA),
+                              [&] { return connect_to("127.0.0.8", port); });
+              }),
+              "NOERROR 127.0.0.8 1")
+        << "no name opens an address a cidr rule refuses";
+    // The gateway's port is never an agent's to bind (it would answer the others' queries).
+    const auto gw = d.call(R"({"v":1,"op":"status"})")["dns"].value("port", 0);
+    EXPECT_EQ(in_agent(a, [&] {
+                  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+                  const auto at = address("127.0.0.1", static_cast<std::uint16_t>(gw));
+                  const int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&at), sizeof(sockaddr_in));
+                  return std::to_string(rc == 0 ? 0 : errno);
+              }),
+              "1");
     EXPECT_EQ(in_agent(a, [&] {
                   return then(lookup("2001:db8::53", "v6.test", dns::kTypeAaaa, true),
                               [&] { return connect_to("::1", port); });
@@ -541,6 +557,9 @@ TEST_P(DnsTest, FailsClosedAndStaysFairUnderAFlood)
     EXPECT_TRUE(has_record(records, "chain.test", "A", "full"));
     EXPECT_TRUE(has_record(records, "x.wild.test", "A", "failed"));
     EXPECT_TRUE(has_record(records, "flood2.test", "A", "refused"));
+    EXPECT_TRUE(std::any_of(records.begin(), records.end(), [](const json& r) {
+        return r.value("outcome", "") == "suppressed" && r.value("agent", "") == "flooder";
+    })) << "refusals over the agent's share of records are counted in one record";
     // A stopped gateway fails closed: the programs refuse DNS until one runs again.
     EXPECT_EQ(in_agent(b, [] { return lookup("192.0.2.1", "allowed.test", dns::kTypeA); }),
               "errno 1");

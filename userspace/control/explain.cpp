@@ -363,13 +363,17 @@ json explain(Controller& ctl, const AgentRecord& rec, const ExplainQuery& q)
     const Finder find = [&](std::uint32_t set) -> std::optional<Hit> {
         if (q.kind != GrantKind::Connect)
             return find_path(g, set, cls, q.looked_up);
-        if (set == e.agent.policy_id)
+        // As net_decide_key: a cidr rule that refuses decides; then the agent's own answers.
+        auto cidr = find_net(g, set, q);
+        const bool refuses = cidr && cidr->action != CORDON_ACTION_ALLOW &&
+                             cidr->action != CORDON_ACTION_AUDIT;
+        if (set == e.agent.policy_id && !refuses)
             if (auto answered = find_answered(g, e.cgid, set, q, now)) {
                 out.notes.push_back("decided by an address the agent's own DNS answer gave this "
                                     "rule's host, until that answer expires");
                 return answered;
             }
-        return find_net(g, set, q);
+        return cidr;
     };
     const auto depth = std::count(q.looked_up.begin(), q.looked_up.end(), '/');
     Hit h;

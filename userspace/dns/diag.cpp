@@ -74,7 +74,9 @@ std::optional<std::uint64_t> SocketFinder::cookie(int protocol, const sockaddr_s
         if (as_v6 && peer.ss_family != AF_INET)
             break;
         const Ends p = ends_of(peer, as_v6), l = ends_of(local, as_v6);
-        for (bool swap : {false, true}) {
+        // The order that found a socket of this protocol last time first: one round trip.
+        const bool first = protocol == IPPROTO_TCP ? tcp_swap_ : udp_swap_;
+        for (bool swap : {first, !first}) {
             struct {
                 nlmsghdr nlh;
                 inet_diag_req_v2 r;
@@ -115,6 +117,7 @@ std::optional<std::uint64_t> SocketFinder::cookie(int protocol, const sockaddr_s
                 (std::memcmp(m->id.idiag_src, p.addr.data(), 16) != 0 &&
                  std::memcmp(m->id.idiag_src, kAny.data(), 16) != 0))
                 continue;
+            (protocol == IPPROTO_TCP ? tcp_swap_ : udp_swap_) = swap;
             return static_cast<std::uint64_t>(m->id.idiag_cookie[0]) |
                    static_cast<std::uint64_t>(m->id.idiag_cookie[1]) << 32;
         }

@@ -25,6 +25,7 @@ public:
 
 private:
     int fd_ = -1;
+    mutable bool udp_swap_ = false, tcp_swap_ = false; ///< which way round the kernel reads ids
 };
 
 } // namespace cordon::dns

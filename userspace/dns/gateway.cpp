@@ -36,6 +36,12 @@ constexpr std::size_t kMaxEvents = 65536;
 constexpr std::uint32_t kMaxTtl = 86400; // a longer TTL is held for a day, then asked again
 constexpr int kDatagramsPerTurn = 256;
 constexpr unsigned kMaxConns = 512;
+constexpr unsigned kConnsPerAgent = 16;
+constexpr std::int64_t kConnIdleNs = 10'000'000'000; // a TCP connection with nothing asked
+constexpr std::size_t kHostsPerAgent = 4096;         // answered addresses one agent may hold
+constexpr double kQueriesPerSecond = 2000;           // per agent, sustained ...
+constexpr double kQueryBurst = 4000;                 // ... and at once
+constexpr unsigned kRecordsPerSecond = 20;           // refusals and failures recorded per agent
 
 std::int64_t mono_ns()
 {
@@ -287,12 +293,27 @@ struct Gateway::Impl {
         std::size_t out_done = 0;
     };
     std::map<int, Query> inflight; ///< by upstream socket
-    std::map<std::uint64_t, unsigned> per_agent;
+    std::map<std::uint64_t, unsigned> per_agent; ///< queries in flight
+    // What each agent may still do: its query budget (a token bucket), its TCP connections,
+    // its answered addresses, and the refusals recorded this second (the rest are counted in
+    // one record per second, so a flood of refusals cannot fill the disk).
+    struct Budget {
+        double tokens = kQueryBurst;
+        std::int64_t refilled_ns = 0;
+        unsigned conns = 0;
+        std::size_t hosts = 0;
+        std::int64_t second = 0;
+        unsigned recorded = 0;
+        std::uint64_t unrecorded = 0;
+        cordon_dns_sock who{};
+    };
+    std::map<std::uint64_t, Budget> budgets;
     struct Conn {
         cordon_dns_sock who{};
         std::vector<std::uint8_t> in, out;
         unsigned waiting = 0; ///< its queries in flight
         bool closing = false;
+        std::int64_t active_ns = 0; ///< when it last sent or was answered
     };
     std::map<int, Conn> conns;
     // The answered addresses, as written into cordon_dns_hosts, with the name each slot came from.
@@ -341,6 +362,7 @@ struct Gateway::Impl {
     void query(std::span<const std::uint8_t> wire, Sender to, const cordon_dns_sock& who);
     bool rule_for(std::uint32_t policy_id, const std::string& name, cordon_dns_rule& out) const;
     bool forward(Query q);
+    bool within_budget(std::uint64_t agent);
     void finish(int fd, Query& q, std::span<const std::uint8_t> answer);
     void fail(Query& q, Rcode rcode, const std::string& outcome, const std::string& reason);
     void reply(const Sender& to, std::vector<std::uint8_t> wire);
@@ -348,6 +370,7 @@ struct Gateway::Impl {
     void write_host(const HostKeyBytes& key, const std::vector<Slot>& slots);
     void done(const Query& q);
     void report(Event e);
+    void push_event(Event e);
     template <typename F> void count(F f)
     {
         std::lock_guard lk(mu);
@@ -461,12 +484,14 @@ void Gateway::Impl::on_accept(int fd)
         if (c < 0)
             return;
         const auto who = identify(IPPROTO_TCP, peer, fd == tcp[0] ? AF_INET : AF_INET6);
-        if (!who || conns.size() >= kMaxConns) {
+        if (!who || conns.size() >= kMaxConns || budgets[who->agent].conns >= kConnsPerAgent) {
             count([&](auto& s) { ++(who ? s.busy : s.unattributed); });
             ::close(c);
             continue;
         }
-        conns[c] = Conn{.who = *who, .in = {}, .out = {}, .waiting = 0, .closing = false};
+        ++budgets[who->agent].conns;
+        conns[c] = Conn{.who = *who, .in = {}, .out = {}, .waiting = 0, .closing = false,
+                        .active_ns = mono_ns()};
         watch(c, EPOLLIN | EPOLLRDHUP);
     }
 }
@@ -487,6 +512,7 @@ void Gateway::Impl::on_conn(int fd, std::uint32_t events)
         return;
     }
     c.in.insert(c.in.end(), buf, buf + n);
+    c.active_ns = mono_ns();
     // Each whole frame (two bytes of length, then the message) is a query.
     while (c.in.size() >= 2) {
         const std::size_t len = static_cast<std::size_t>(c.in[0] << 8 | c.in[1]);
@@ -517,6 +543,9 @@ void Gateway::Impl::close_conn(int fd)
     for (auto& [ufd, q] : inflight)
         if (q.to.tcp && q.to.conn == fd)
             q.to.conn = -1;
+    if (auto it = conns.find(fd); it != conns.end())
+        if (auto& b = budgets[it->second.who.agent]; b.conns > 0)
+            --b.conns;
     ::close(fd);
     conns.erase(fd);
 }
@@ -542,9 +571,29 @@ bool Gateway::Impl::rule_for(std::uint32_t policy_id, const std::string& name,
     return true;
 }
 
+// One more query of this agent within its budget? Over it, the query is dropped unanswered
+// (its resolver tries again later) and counted: a flood spends its own budget, not the others'.
+bool Gateway::Impl::within_budget(std::uint64_t agent)
+{
+    auto& b = budgets[agent];
+    const auto now = mono_ns();
+    if (b.refilled_ns)
+        b.tokens = std::min(kQueryBurst, b.tokens + static_cast<double>(now - b.refilled_ns) *
+                                                        kQueriesPerSecond / 1e9);
+    b.refilled_ns = now;
+    if (b.tokens < 1)
+        return false;
+    b.tokens -= 1;
+    return true;
+}
+
 void Gateway::Impl::query(std::span<const std::uint8_t> wire, Sender to, const cordon_dns_sock& who)
 {
     count([](auto& s) { ++s.queries; });
+    if (!within_budget(who.agent)) {
+        count([](auto& s) { ++s.busy; });
+        return;
+    }
     std::string why;
     const auto m = parse(wire, why);
     Query q;
@@ -561,15 +610,24 @@ void Gateway::Impl::query(std::span<const std::uint8_t> wire, Sender to, const c
     q.name = m->questions[0].name;
     q.qtype = m->questions[0].type;
     q.wire.assign(wire.begin(), wire.end());
-    const auto settings = g.policy_settings(who.policy_id);
+    // The agent as it is now, not as it was when the socket was steered: a mode or policy
+    // changed since (audit to enforce, an apply) applies to sockets it already has.
+    const auto agent = g.agent(who.agent);
+    if (!agent) { // the agent is gone: fails closed
+        fail(q, Rcode::Refused, "refused", "the agent is no longer guarded");
+        return;
+    }
+    q.who.policy_id = agent->policy_id;
+    q.who.mode = agent->mode;
+    const auto settings = g.policy_settings(q.who.policy_id);
     if (!settings) { // the agent's policy is gone: fails closed
         fail(q, Rcode::Refused, "refused", "the agent's policy is not loaded");
         return;
     }
     q.grace_s = settings->dns_grace_s;
-    q.bind = m->questions[0].klass == kClassIn && rule_for(who.policy_id, q.name, q.rule);
+    q.bind = m->questions[0].klass == kClassIn && rule_for(q.who.policy_id, q.name, q.rule);
     if (!q.bind) {
-        const bool audit = who.mode == CORDON_MODE_AUDIT;
+        const bool audit = q.who.mode == CORDON_MODE_AUDIT;
         if (settings->dns_unknown != CORDON_DNS_PASS && !audit) {
             fail(q, Rcode::Refused, "refused", "no host rule names it");
             return;
@@ -702,9 +760,12 @@ void Gateway::Impl::finish(int fd, Query& q, std::span<const std::uint8_t> answe
             .name = q.name, .qtype = q.qtype, .tcp = q.to.tcp, .outcome = "answered",
             .addresses = {}, .ttl = 0, .rule_id = q.bind ? q.rule.slots[0].rule_id : 0,
             .rcode = {}, .reason = {}, .audit = q.audit};
-    if (!m || m->id != q.our_id) {
+    if (!m || m->id != q.our_id || m->questions[0].name != q.name ||
+        m->questions[0].type != q.qtype) {
         count([](auto& s) { ++s.malformed; });
-        fail(q, Rcode::ServFail, "failed", "the upstream's answer does not parse: " + why);
+        fail(q, Rcode::ServFail, "failed",
+             m ? std::string("the upstream answered another question") 
+               : "the upstream's answer does not parse: " + why);
     } else {
         e.rcode = rcode_name(m->rcode());
         bool full = false;
@@ -799,7 +860,11 @@ bool Gateway::Impl::bind_address(const Query& q, const Address& a, std::int64_t 
     const auto key = bytes_of(k);
     const std::int64_t expires =
         now + (static_cast<std::int64_t>(std::min(a.ttl, kMaxTtl)) + q.grace_s) * 1'000'000'000;
-    auto slots = hosts.count(key) ? hosts[key] : std::vector<Slot>{};
+    const bool fresh = !hosts.count(key);
+    auto& budget = budgets[q.who.agent];
+    if (fresh && budget.hosts >= kHostsPerAgent)
+        return false; // this agent's share of the table is used up: its answer is refused
+    auto slots = fresh ? std::vector<Slot>{} : hosts[key];
     std::erase_if(slots, [now](const Slot& s) { return s.expires_ns <= now; });
     for (std::uint32_t i = 0; i < q.rule.nslots; ++i) {
         const auto& want = q.rule.slots[i];
@@ -823,6 +888,7 @@ bool Gateway::Impl::bind_address(const Query& q, const Address& a, std::int64_t 
     if (!g.set_dns_host(k, v))
         return false;
     hosts[key] = std::move(slots);
+    budget.hosts += fresh ? 1 : 0;
     return true;
 }
 
@@ -870,13 +936,54 @@ void Gateway::Impl::expire(std::int64_t now)
 // Expired slots out of the map; entries with none left deleted.
 void Gateway::Impl::gc(std::int64_t now)
 {
+    // Entries of a policy no longer loaded are gone from the kernel (unload_policy): forgotten
+    // here too, never written back.
+    std::map<std::uint32_t, bool> loaded;
     for (auto it = hosts.begin(); it != hosts.end();) {
+        cordon_dns_host_key k{};
+        std::memcpy(&k, it->first.data(), sizeof(k));
+        auto [known, fresh] = loaded.try_emplace(k.policy_id, false);
+        if (fresh)
+            known->second = g.policy_settings(k.policy_id).has_value();
         auto& slots = it->second;
         const auto before = slots.size();
-        std::erase_if(slots, [now](const Slot& s) { return s.expires_ns <= now; });
-        if (slots.size() != before)
+        if (!known->second)
+            slots.clear();
+        else
+            std::erase_if(slots, [now](const Slot& s) { return s.expires_ns <= now; });
+        if (slots.size() != before && known->second)
             write_host(it->first, slots);
-        it = slots.empty() ? hosts.erase(it) : std::next(it);
+        if (slots.empty()) {
+            if (auto& b = budgets[k.agent]; b.hosts > 0)
+                --b.hosts;
+            it = hosts.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    // TCP connections that ask nothing: closed, so that held connections cannot exhaust them.
+    std::vector<int> idle;
+    for (const auto& [fd, c] : conns)
+        if (!c.waiting && c.out.empty() && now - c.active_ns > kConnIdleNs)
+            idle.push_back(fd);
+    for (int fd : idle)
+        close_conn(fd);
+    // Refusals over an agent's share of the records this second: one record that counts them.
+    for (auto it = budgets.begin(); it != budgets.end();) {
+        auto& b = it->second;
+        if (b.unrecorded)
+            push_event(Event{.agent = it->first, .agent_id = b.who.agent_id, .task_id = 0,
+                             .name = "", .qtype = 0, .tcp = false, .outcome = "suppressed",
+                             .addresses = {}, .ttl = 0, .rule_id = 0, .rcode = {},
+                             .reason = fmt::format("{} more refused or failed queries in the last "
+                                                   "second were counted, not recorded",
+                                                   b.unrecorded),
+                             .audit = false});
+        b.unrecorded = 0;
+        b.recorded = 0;
+        const bool idle_agent = !b.conns && !b.hosts && !per_agent.count(it->first) &&
+                                now - b.refilled_ns > 10'000'000'000;
+        it = idle_agent ? budgets.erase(it) : std::next(it);
     }
     std::vector<Binding> now_bound;
     for (const auto& [key, slots] : hosts) {
@@ -893,6 +1000,20 @@ void Gateway::Impl::gc(std::int64_t now)
 }
 
 void Gateway::Impl::report(Event e)
+{
+    if (e.outcome != "allowed" && e.outcome != "answered" && e.outcome != "passed") {
+        auto& b = budgets[e.agent];
+        b.who.agent_id = e.agent_id;
+        if (b.recorded >= kRecordsPerSecond) {
+            ++b.unrecorded;
+            return;
+        }
+        ++b.recorded;
+    }
+    push_event(std::move(e));
+}
+
+void Gateway::Impl::push_event(Event e)
 {
     std::lock_guard lk(mu);
     if (pending.size() >= kMaxEvents) {
