@@ -36,19 +36,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::uint16_t free_udp_port()
-{
-    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    socklen_t len = sizeof(a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
-
 std::vector<std::uint8_t> query(std::uint16_t id)
 {
     std::vector<std::uint8_t> q = {static_cast<std::uint8_t>(id >> 8),
@@ -179,6 +166,84 @@ std::string policy(std::uint16_t port)
            "      - {cidr: 127.0.0.9/32, ports: [" + p + "], protocol: udp, action: allow}\n";
 }
 
+constexpr int kBlocks = 10;
+
+// p50 and p99 of a lookup through the gateway and straight, interleaved in blocks.
+void latency_section(const std::string& agent, const sockaddr_in& via, const sockaddr_in& direct)
+{
+    constexpr int kPerBlock = 300;
+    std::vector<std::int64_t> through, straight;
+    for (int b = 0; b < kBlocks; ++b) { // interleaved, so drift hits both alike
+        auto t = in_child<std::int64_t>(agent, [&](int out) { sequential(via, kPerBlock, out); });
+        through.insert(through.end(), t.begin(), t.end());
+        auto s = in_child<std::int64_t>(std::nullopt, [&](int out) { sequential(direct, kPerBlock, out); });
+        straight.insert(straight.end(), s.begin(), s.end());
+    }
+    std::printf("| lookup (UDP, A, one at a time) | n | p50 µs | p99 µs |\n|---|---|---|---|\n");
+    std::printf("| straight to the upstream (no agent) | %zu | %.1f | %.1f |\n", straight.size(),
+                pct(straight, 0.5), pct(straight, 0.99));
+    std::printf("| through the gateway (an agent) | %zu | %.1f | %.1f |\n", through.size(),
+                pct(through, 0.5), pct(through, 0.99));
+    std::printf("| **added by the gateway** | | **%.1f** | **%.1f** |\n",
+                pct(through, 0.5) - pct(straight, 0.5), pct(through, 0.99) - pct(straight, 0.99));
+}
+
+// Lookups per second with 32 in flight, best of three, through the gateway and straight.
+void throughput_section(const std::string& agent, const sockaddr_in& via, const sockaddr_in& direct)
+{
+    double rate_via = 0, rate_direct = 0;
+    for (int r = 0; r < 3; ++r) {
+        auto a = in_child<double>(agent, [&](int out) { windowed(via, 32, 2.0, out); });
+        auto s = in_child<double>(std::nullopt, [&](int out) { windowed(direct, 32, 2.0, out); });
+        rate_via = std::max(rate_via, a.empty() ? 0 : a[0]);
+        rate_direct = std::max(rate_direct, s.empty() ? 0 : s[0]);
+    }
+    std::printf("\n| lookups per second, 32 in flight, one agent (best of 3 × 2 s; the gateway "
+                "holds each agent to 2,000/s sustained, 4,000 at once) | per second |\n|---|---|\n");
+    std::printf("| straight to the upstream | %.0f |\n| through the gateway | %.0f (%.2f of straight) |\n",
+                rate_direct, rate_via, rate_via / std::max(rate_direct, 1.0));
+}
+
+// A UDP connect() decided by an answered address among 10,000 live ones, and by a cidr rule.
+void connect_section(testing::Daemon& d, const std::string& agent, const sockaddr_in& via,
+                     std::uint16_t port)
+{
+    auto& g = d.pinned();
+    const std::uint64_t key = d.call(R"({"v":1,"op":"agents"})")["agents"][0]["key"];
+    const auto entry = g.agent(key);
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    cordon_dns_host v{};
+    v.nslots = 1;
+    v.slots[0].slot = {.port_lo = port, .port_hi = port, .protocols = CORDON_PROTO_UDP,
+                       .action = CORDON_ACTION_ALLOW, .min_tier = 0, ._pad0 = 0, .rule_id = 4};
+    v.slots[0].expires_ns = static_cast<__u64>(now.tv_sec + 3600) * 1'000'000'000ull;
+    for (std::uint32_t i = 0; i < 10000; ++i) {
+        cordon_dns_host_key k{};
+        k.agent = key;
+        k.policy_id = entry ? entry->policy_id : 0;
+        k.family = 4;
+        const std::uint32_t a = htonl(0x0a000000u + i); // 10.0.x.y
+        std::memcpy(k.addr, &a, 4);
+        g.set_dns_host(k, v);
+    }
+    in_child<std::int64_t>(agent, [&](int out) { sequential(via, 1, out); }); // binds 127.0.0.2
+    constexpr int kConnects = 20000;
+    std::vector<std::int64_t> answered, cidr;
+    for (int b = 0; b < kBlocks; ++b) {
+        auto x = in_child<std::int64_t>(agent, [&](int out) { connects("127.0.0.2", port, kConnects / kBlocks, out); });
+        answered.insert(answered.end(), x.begin(), x.end());
+        auto y = in_child<std::int64_t>(agent, [&](int out) { connects("127.0.0.9", port, kConnects / kBlocks, out); });
+        cidr.insert(cidr.end(), y.begin(), y.end());
+    }
+    std::printf("\n| UDP connect() allowed by (10,000 live answered addresses) | n | p50 µs | p99 µs |\n|---|---|---|---|\n");
+    std::printf("| a cidr rule | %zu | %.2f | %.2f |\n", cidr.size(), pct(cidr, 0.5), pct(cidr, 0.99));
+    std::printf("| an answered address | %zu | %.2f | %.2f |\n", answered.size(), pct(answered, 0.5),
+                pct(answered, 0.99));
+    std::printf("| **ratio (answered / cidr), p50** | | **%.3f** | |\n",
+                pct(answered, 0.5) / std::max(pct(cidr, 0.5), 0.001));
+}
+
 } // namespace
 
 void dns(cordon_backend backend, const fs::path& ws)
@@ -187,7 +252,7 @@ void dns(cordon_backend backend, const fs::path& ws)
         std::printf("\n## DNS gateway: skipped (no /usr/sbin/dnsmasq; scripts/bootstrap.sh installs it)\n");
         return;
     }
-    const std::uint16_t up = free_udp_port();
+    const std::uint16_t up = testing::free_loopback_port();
     std::ofstream(ws / "dns-hosts") << "127.0.0.2 allowed.test\n";
     const pid_t dnsmasq = ::fork();
     if (dnsmasq == 0) {
@@ -203,73 +268,15 @@ void dns(cordon_backend backend, const fs::path& ws)
     {
         testing::Daemon d(backend, {"--dns-upstream", "127.0.0.1:" + std::to_string(up)});
         auto cg = testing::make_test_cgroup();
-        const std::uint16_t port = free_udp_port();
+        const std::uint16_t port = testing::free_loopback_port();
         d.attach(cg.path(), policy(port), "dnsbench", ws.string());
         const std::string agent = cg.path().string();
         const auto via = v4("192.0.2.1", 53), direct = v4("127.0.0.1", up);
-        constexpr int kBlocks = 10, kPerBlock = 300;
-        std::vector<std::int64_t> through, straight;
-        for (int b = 0; b < kBlocks; ++b) { // interleaved, so drift hits both alike
-            auto t = in_child<std::int64_t>(agent, [&](int out) { sequential(via, kPerBlock, out); });
-            through.insert(through.end(), t.begin(), t.end());
-            auto s = in_child<std::int64_t>(std::nullopt, [&](int out) { sequential(direct, kPerBlock, out); });
-            straight.insert(straight.end(), s.begin(), s.end());
-        }
-        std::printf("\n## DNS gateway (issue 26; %s backend, dnsmasq on loopback)\n\n", std::string(bpf::backend_name(backend)).c_str());
-        std::printf("| lookup (UDP, A, one at a time) | n | p50 µs | p99 µs |\n|---|---|---|---|\n");
-        std::printf("| straight to the upstream (no agent) | %zu | %.1f | %.1f |\n", straight.size(),
-                    pct(straight, 0.5), pct(straight, 0.99));
-        std::printf("| through the gateway (an agent) | %zu | %.1f | %.1f |\n", through.size(),
-                    pct(through, 0.5), pct(through, 0.99));
-        std::printf("| **added by the gateway** | | **%.1f** | **%.1f** |\n",
-                    pct(through, 0.5) - pct(straight, 0.5), pct(through, 0.99) - pct(straight, 0.99));
-        double rate_via = 0, rate_direct = 0;
-        for (int r = 0; r < 3; ++r) {
-            auto a = in_child<double>(agent, [&](int out) { windowed(via, 32, 2.0, out); });
-            auto s = in_child<double>(std::nullopt, [&](int out) { windowed(direct, 32, 2.0, out); });
-            rate_via = std::max(rate_via, a.empty() ? 0 : a[0]);
-            rate_direct = std::max(rate_direct, s.empty() ? 0 : s[0]);
-        }
-        std::printf("\n| lookups per second, 32 in flight, one agent (best of 3 × 2 s; the gateway "
-                    "holds each agent to 2,000/s sustained, 4,000 at once) | per second |\n|---|---|\n");
-        std::printf("| straight to the upstream | %.0f |\n| through the gateway | %.0f (%.2f of straight) |\n",
-                    rate_direct, rate_via, rate_via / std::max(rate_direct, 1.0));
-
-        // 10,000 live answered addresses for this agent, then allowed.test's own.
-        auto& g = d.pinned();
-        const auto entry = g.agent(d.call(R"({"v":1,"op":"agents"})")["agents"][0]["key"].get<std::uint64_t>());
-        const std::uint64_t key = d.call(R"({"v":1,"op":"agents"})")["agents"][0]["key"];
-        timespec now{};
-        ::clock_gettime(CLOCK_MONOTONIC, &now);
-        cordon_dns_host v{};
-        v.nslots = 1;
-        v.slots[0].slot = {.port_lo = port, .port_hi = port, .protocols = CORDON_PROTO_UDP,
-                           .action = CORDON_ACTION_ALLOW, .min_tier = 0, ._pad0 = 0, .rule_id = 4};
-        v.slots[0].expires_ns = static_cast<__u64>(now.tv_sec + 3600) * 1'000'000'000ull;
-        for (std::uint32_t i = 0; i < 10000; ++i) {
-            cordon_dns_host_key k{};
-            k.agent = key;
-            k.policy_id = entry ? entry->policy_id : 0;
-            k.family = 4;
-            const std::uint32_t a = htonl(0x0a000000u + i); // 10.0.x.y
-            std::memcpy(k.addr, &a, 4);
-            g.set_dns_host(k, v);
-        }
-        in_child<std::int64_t>(agent, [&](int out) { sequential(via, 1, out); }); // binds 127.0.0.2
-        constexpr int kConnects = 20000;
-        std::vector<std::int64_t> answered, cidr;
-        for (int b = 0; b < kBlocks; ++b) {
-            auto x = in_child<std::int64_t>(agent, [&](int out) { connects("127.0.0.2", port, kConnects / kBlocks, out); });
-            answered.insert(answered.end(), x.begin(), x.end());
-            auto y = in_child<std::int64_t>(agent, [&](int out) { connects("127.0.0.9", port, kConnects / kBlocks, out); });
-            cidr.insert(cidr.end(), y.begin(), y.end());
-        }
-        std::printf("\n| UDP connect() allowed by (10,000 live answered addresses) | n | p50 µs | p99 µs |\n|---|---|---|---|\n");
-        std::printf("| a cidr rule | %zu | %.2f | %.2f |\n", cidr.size(), pct(cidr, 0.5), pct(cidr, 0.99));
-        std::printf("| an answered address | %zu | %.2f | %.2f |\n", answered.size(), pct(answered, 0.5),
-                    pct(answered, 0.99));
-        std::printf("| **ratio (answered / cidr), p50** | | **%.3f** | |\n",
-                    pct(answered, 0.5) / std::max(pct(cidr, 0.5), 0.001));
+        std::printf("\n## DNS gateway (issue 26; %s backend, dnsmasq on loopback)\n\n",
+                    std::string(bpf::backend_name(backend)).c_str());
+        latency_section(agent, via, direct);
+        throughput_section(agent, via, direct);
+        connect_section(d, agent, via, port);
     }
     ::kill(dnsmasq, SIGTERM);
     ::waitpid(dnsmasq, nullptr, 0);

@@ -33,26 +33,13 @@ using nlohmann::json;
 constexpr int kTtl = 2;   // dnsmasq's --local-ttl
 constexpr int kGrace = 1; // the policy's network.dns.grace
 
-std::uint16_t free_port()
-{
-    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    socklen_t len = sizeof(a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
-
 // dnsmasq on 127.0.0.1:port, answering from a hosts file the test rewrites (SIGHUP re-reads it).
 class Resolver {
 public:
     Resolver() : dir_(fs::temp_directory_path() / ("cordon-dns-" + std::to_string(::getpid())))
     {
         fs::create_directories(dir_);
-        port_ = free_port();
+        port_ = free_loopback_port();
         set_hosts("127.0.0.2 allowed.test\n127.0.0.5 target.test\n127.0.0.6 x.wild.test\n"
                   "127.0.0.7 other.test\n127.0.0.8 y.wild.test\n");
         const std::vector<std::string> args = {
@@ -341,7 +328,7 @@ TEST_P(DnsTest, AnAgentsOwnAnswersBindItsHostRulesUntilTheyExpire)
     const auto dir = fs::temp_directory_path() / ("cordon-dnsev-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     Daemon d(GetParam(), {"--dns-upstream", dns.upstream(), "--events-jsonl", (dir / "ev.jsonl").string()});
-    const std::uint16_t port = free_port();
+    const std::uint16_t port = free_loopback_port();
     Listeners listen(port);
     auto a = make_test_cgroup();
     auto b = make_test_cgroup();
@@ -487,7 +474,7 @@ TEST_P(DnsTest, FailsClosedAndStaysFairUnderAFlood)
     ASSERT_TRUE(dns->answers()) << "dnsmasq did not start";
     // A second upstream that never answers: tried after the first, within its timeout.
     const int silent = ::socket(AF_INET, SOCK_DGRAM, 0);
-    const std::uint16_t silent_port = free_port();
+    const std::uint16_t silent_port = free_loopback_port();
     auto silent_addr = address("127.0.0.1", silent_port);
     ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&silent_addr), sizeof(sockaddr_in)), 0);
     const auto dir = fs::temp_directory_path() / ("cordon-dnsfl-" + std::to_string(::getpid()));
@@ -495,7 +482,7 @@ TEST_P(DnsTest, FailsClosedAndStaysFairUnderAFlood)
     Daemon d(GetParam(), {"--dns-upstream", dns->upstream(), "--dns-upstream",
                           "127.0.0.1:" + std::to_string(silent_port), "--dns-timeout", "400",
                           "--events-jsonl", (dir / "ev.jsonl").string()});
-    const std::uint16_t port = free_port();
+    const std::uint16_t port = free_loopback_port();
     Listeners listen(port);
     auto a = make_test_cgroup(), b = make_test_cgroup(), c = make_test_cgroup();
     for (auto [cg, name] : {std::pair{&a, "flooder"}, {&b, "neighbour"}, {&c, "third"}})

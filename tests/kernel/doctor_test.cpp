@@ -142,13 +142,14 @@ TEST(GuardLifetime, LeavesNoProgramMapOrCgroupBehind)
             return 0;
         });
     }
-    // net_guard 7 (+2 on lsm and fmod_ret); exec_guard 1 + exec_trace 1 + task_guard's fork and
+    // net_guard 11 (connect, sendmsg, recvmsg, getpeername and bind, each for IPv4 and IPv6, and
+    // sock_create; +2 on lsm and fmod_ret); exec_guard 1 + exec_trace 1 + task_guard's fork and
     // exit 2; file_guard: compat 7 (one per syscall tracepoint) or 1 (sys_exit, where those are
     // missing), lsm and fmod_ret 18 (file_receive among them; +3 hooks that kernels >= 6.2
     // have: two for ACLs, file_truncate); tamper_guard 34 (lsm and fmod_ret); cgroup_guard 2.
     const bool late_hooks = bpf::lsm_hook_args("inode_set_acl", 0) != 0;
-    const unsigned compat = bpf::syscall_tracepoints() ? 20u : 14u;
-    EXPECT_EQ(ours.size(), runs_lsm_programs(backend) ? (late_hooks ? 71u : 68u) : compat);
+    const unsigned compat = bpf::syscall_tracepoints() ? 24u : 18u;
+    EXPECT_EQ(ours.size(), runs_lsm_programs(backend) ? (late_hooks ? 75u : 72u) : compat);
     EXPECT_FALSE(std::filesystem::exists(cg_path));
     // Program ids are released when the last reference goes, after an RCU grace period (for
     // LSM programs an RCU-tasks-trace one, which takes seconds under QEMU's TCG): wait up to 15 s.

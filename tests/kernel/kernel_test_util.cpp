@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -97,6 +99,19 @@ void add_agent(bpf::Guard& guard, const agents::Cgroup& cg, const policy::Policy
     const auto id = guard.allocate_agent_id();
     guard.add_agent(cg.id(), policy::agent_for(p, c, id, cg.level()), policy::live_for(p, id));
     guard.bind_cgroup(cg.id(), cg.id()); // keyed by its cgroup id: any key will do
+}
+
+std::uint16_t free_loopback_port()
+{
+    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    socklen_t len = sizeof(a);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
 }
 
 pid_t spawn_in(const std::optional<std::string>& cgroup_dir, const std::function<int()>& fn)

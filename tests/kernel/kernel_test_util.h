@@ -50,6 +50,9 @@ void add_agent(bpf::Guard& guard, const agents::Cgroup& cg, const policy::Policy
 /// Forks a child that first joins `dir` (when given) and then returns fn()'s value as its exit
 /// code. Setup failures in the child exit with kChildSetupFailed.
 inline constexpr int kChildSetupFailed = 99;
+/// A UDP port on 127.0.0.1 that was free a moment ago (for a server the test starts).
+std::uint16_t free_loopback_port();
+
 pid_t spawn_in(const std::optional<std::string>& cgroup_dir, const std::function<int()>& fn);
 
 struct Exit {

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # The real-toolchain tier: runs one toolchain's everyday job (tests/workload/jobs/JOB.sh) as an
 # agent under a shipped policy, as an unprivileged test user, with no network, and checks that
-# the job succeeds and that the guard recorded no deny, kill or freeze (nor an audit: the shipped
-# policies' audit rules cover DNS, which no job uses).
+# the job succeeds and that the guard recorded no deny, kill or freeze (nor an audit), and that the
+# DNS gateway refused no lookup (a name the policy does not name is a refusal too).
 #
 # Usage: sudo tests/workload/workload.sh --cordon BIN --job JOB [options]
 #   --policy FILE        policy (default: policies/coding-agent.yaml)
@@ -125,9 +125,10 @@ set -e
 [ -z "$events_out" ] || cp "$logdir/events.jsonl" "$events_out"
 # Every record the guard wrote that is not an allow: a deny, kill, freeze or audit.
 grep -v '"activity_name":"Allow"\|"verdict":"allow"' "$logdir/events.jsonl" 2>/dev/null \
-  | grep -E '"verdict":"(deny|kill|freeze|audit)"' >"$logdir/refusals.jsonl" || true
+  | grep -E '"verdict":"(deny|kill|freeze|audit)"|"dns":true.*"outcome":"refused"' \
+  >"$logdir/refusals.jsonl" || true
 # And every such line cordon printed.
-grep -E '^cordon(\[[0-9a-f]+\])?: (deny|kill|freeze|audit) ' "$logdir/job.log" >"$logdir/refusal-lines.txt" || true
+grep -E '^cordon(\[[0-9a-f]+\])?: (deny|kill|freeze|audit|dns refused) ' "$logdir/job.log" >"$logdir/refusal-lines.txt" || true
 
 if [ "$per_user_node" -eq 1 ] && ! grep -q "^node: $nvm/bin/node, npm: $nvm/bin/npm" "$logdir/job.log"; then
   cat "$logdir/job.log"; die "the job did not run the per-user Node in $nvm"

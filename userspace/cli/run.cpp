@@ -453,16 +453,8 @@ std::optional<PreparedPolicy> prepare_run_policy(const RunOptions& o, const poli
 std::unique_ptr<dns::Gateway> start_gateway(bpf::Guard& g, const std::vector<std::string>& given,
                                             Terminal& term)
 {
-    std::vector<dns::Upstream> ups;
     std::string why;
-    for (const auto& text : given) {
-        auto u = dns::parse_upstream(text, why);
-        if (!u)
-            throw Error("--dns-upstream: " + why + " (expected ADDR, ADDR:PORT or [ADDR6]:PORT)");
-        ups.push_back(*u);
-    }
-    if (ups.empty())
-        ups = dns::upstreams_from("/etc/resolv.conf", why);
+    const auto ups = dns::upstreams(given, "/etc/resolv.conf", why);
     if (ups.empty())
         term.line("warning: " + why + "; the agent's lookups fail (SERVFAIL); give "
                   "--dns-upstream ADDR");

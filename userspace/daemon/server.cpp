@@ -1249,16 +1249,8 @@ void Server::start()
 // warning, not a refusal to start: every query then fails (SERVFAIL), closed.
 void Server::start_gateway()
 {
-    std::vector<dns::Upstream> ups;
     std::string why;
-    for (const auto& text : opts_.dns_upstreams) {
-        auto u = dns::parse_upstream(text, why);
-        if (!u)
-            throw Error("--dns-upstream: " + why + " (expected ADDR, ADDR:PORT or [ADDR6]:PORT)");
-        ups.push_back(*u);
-    }
-    if (ups.empty())
-        ups = dns::upstreams_from(opts_.resolv_conf, why);
+    const auto ups = dns::upstreams(opts_.dns_upstreams, opts_.resolv_conf, why);
     if (ups.empty())
         spdlog::warn("DNS gateway: {}; agents' lookups fail (SERVFAIL) until cordond is started "
                      "with --dns-upstream ADDR",

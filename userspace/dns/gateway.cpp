@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -230,6 +232,19 @@ std::optional<Upstream> parse_upstream(const std::string& text, std::string& why
     return u;
 }
 
+std::vector<Upstream> upstreams(const std::vector<std::string>& given,
+                                const std::filesystem::path& resolv_conf, std::string& why)
+{
+    std::vector<Upstream> out;
+    for (const auto& text : given) {
+        auto u = parse_upstream(text, why);
+        if (!u)
+            throw Error("--dns-upstream: " + why + " (expected ADDR, ADDR:PORT or [ADDR6]:PORT)");
+        out.push_back(*u);
+    }
+    return out.empty() ? upstreams_from(resolv_conf, why) : out;
+}
+
 std::vector<Upstream> upstreams_from(const std::filesystem::path& resolv_conf, std::string& why)
 {
     std::vector<Upstream> out;
@@ -368,6 +383,15 @@ struct Gateway::Impl {
     void reply(const Sender& to, std::vector<std::uint8_t> wire);
     bool bind_address(const Query& q, const Address& a, std::int64_t now);
     void write_host(const HostKeyBytes& key, const std::vector<Slot>& slots);
+    static cordon_dns_host host_value(const std::vector<Slot>& slots)
+    {
+        cordon_dns_host v{};
+        v.nslots = static_cast<__u32>(std::min<std::size_t>(slots.size(), CORDON_NET_SLOTS));
+        for (std::size_t i = 0; i < v.nslots; ++i)
+            v.slots[i] = {.slot = slots[i].s, ._pad0 = 0,
+                          .expires_ns = static_cast<__u64>(slots[i].expires_ns)};
+        return v;
+    }
     void done(const Query& q);
     void report(Event e);
     void push_event(Event e);
@@ -880,12 +904,7 @@ bool Gateway::Impl::bind_address(const Query& q, const Address& a, std::int64_t 
         return false; // more rules' ports on one address than an entry holds: refused
     std::stable_sort(slots.begin(), slots.end(),
                      [](const Slot& x, const Slot& y) { return x.s.rule_id < y.s.rule_id; });
-    cordon_dns_host v{};
-    v.nslots = static_cast<__u32>(slots.size());
-    for (std::size_t i = 0; i < slots.size(); ++i)
-        v.slots[i] = {.slot = slots[i].s, ._pad0 = 0,
-                      .expires_ns = static_cast<__u64>(slots[i].expires_ns)};
-    if (!g.set_dns_host(k, v))
+    if (!g.set_dns_host(k, host_value(slots)))
         return false;
     hosts[key] = std::move(slots);
     budget.hosts += fresh ? 1 : 0;
@@ -900,12 +919,7 @@ void Gateway::Impl::write_host(const HostKeyBytes& key, const std::vector<Slot>&
         g.remove_dns_host(k);
         return;
     }
-    cordon_dns_host v{};
-    v.nslots = static_cast<__u32>(slots.size());
-    for (std::size_t i = 0; i < slots.size(); ++i)
-        v.slots[i] = {.slot = slots[i].s, ._pad0 = 0,
-                      .expires_ns = static_cast<__u64>(slots[i].expires_ns)};
-    g.set_dns_host(k, v);
+    g.set_dns_host(k, host_value(slots));
 }
 
 // Queries whose upstream did not answer in time: the next upstream, or SERVFAIL.
@@ -1041,7 +1055,13 @@ Gateway::Gateway(bpf::Guard& g, GatewayOptions o)
         d.stats.upstreams.push_back(u.text);
     // The programs steer from this write on.
     g.set_dns_config({.state = CORDON_DNS_ON, ._pad0 = 0, .port = port_, ._pad1 = 0});
+    // The thread takes no signal: a process-directed one (SIGCHLD, SIGTERM) must reach the
+    // owner's signalfd, which only sees signals that every thread blocks.
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
     thread_ = std::thread([this] { impl_->run(); });
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 Gateway::~Gateway()

@@ -54,6 +54,10 @@ struct Upstream {
 
 /// "ADDR", "ADDR:PORT" or "[ADDR6]:PORT"; port 53 when none is given.
 std::optional<Upstream> parse_upstream(const std::string& text, std::string& why);
+/// The upstreams given (--dns-upstream), else resolv_conf's nameservers; empty with `why` when
+/// there are none. Throws Error naming a given one that is not an address.
+std::vector<Upstream> upstreams(const std::vector<std::string>& given,
+                                const std::filesystem::path& resolv_conf, std::string& why);
 /// The nameservers of a resolv.conf; empty with `why` when it names none.
 std::vector<Upstream> upstreams_from(const std::filesystem::path& resolv_conf, std::string& why);
 
