@@ -562,7 +562,7 @@ const Case kCases[] = {
      .expect = Expect::DeniedErrno, .event_hook = CORDON_HOOK_SENDMSG4, .event_path = nullptr,
      .rule_marker = "127.0.0.3/32"},
     {.name = "UdpSendToDeniedIpv6", .where = Where::Agent,
-     .action = [](const Env&) { return do_connect(AF_INET6, "2001:db8::1", 53, SOCK_DGRAM); },
+     .action = [](const Env&) { return do_connect(AF_INET6, "2001:db8::1", 9, SOCK_DGRAM); },
      .expect = Expect::DeniedErrno, .event_hook = CORDON_HOOK_SENDMSG6, .event_path = nullptr,
      .rule_marker = nullptr},
     {.name = "UdpSendToAllowedLoopback", .where = Where::Agent,
