@@ -205,9 +205,12 @@ struct {
 	__type(value, struct cordon_dns_rule);
 } cordon_dns_rules SEC(".maps") __weak;
 
+/* Not preallocated: a program set that binds few names costs little kernel memory (a full table
+ * is about 20 MB; only the controller writes it). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, CORDON_MAX_DNS_HOSTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct cordon_dns_host_key);
 	__type(value, struct cordon_dns_host);
 } cordon_dns_hosts SEC(".maps") __weak;

@@ -295,7 +295,7 @@ qemu_args_of() { # the QEMU command line of one boot
   # read a raw block device.
   printf 'cordon-disk-secret\n' > "$vm_dir/disk-$name.img"
   truncate -s 1M "$vm_dir/disk-$name.img"
-  qemu_args=(-machine q35 -cpu max -smp 1 -m 1024 -nographic -no-reboot
+  qemu_args=(-machine q35 -cpu max -smp 1 -m 2048 -nographic -no-reboot
              -drive "file=$vm_dir/disk-$name.img,if=none,id=disk0,format=raw"
              -device nvme,drive=disk0,serial=cordon
              -kernel "$vmlinuz" -initrd "$vm_dir/initramfs.cpio.gz"

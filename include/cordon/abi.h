@@ -547,7 +547,7 @@ enum cordon_dns_unknown {
 #define CORDON_DNS_NAME_MAX 256   /* a name in presentation form, NUL-padded (253 + "*." + NUL) */
 #define CORDON_MAX_DNS_RULES 16384 /* host rules of all loaded policies (cordon_dns_rules) */
 #define CORDON_MAX_DNS_HOSTS 65536 /* live (agent, address) entries (cordon_dns_hosts) */
-#define CORDON_MAX_DNS_SOCKS 65536 /* sockets steered to the gateway (cordon_dns_socks, LRU) */
+#define CORDON_MAX_DNS_SOCKS 16384 /* sockets steered to the gateway (cordon_dns_socks, LRU) */
 
 /** Key of cordon_dns_rules: a host rule's name ("github.com", or "*.github.io") in a policy. */
 struct cordon_dns_rule_key {
