@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "agents/cgroup.h"
+#include "common/clock.h"
 #include "daemon/actions.h"
 #include "events/pipeline.h"
 #include "policy/net.h"
@@ -125,9 +126,7 @@ json dns_bindings_json(const dns::Gateway* gateway, const control::AgentRecord& 
     json out = json::array();
     if (!gateway || !r.key)
         return out;
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    const std::int64_t now = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    const std::int64_t now = monotonic_ns();
     for (const auto& b : gateway->bindings(r.key))
         out.push_back({{"name", b.name}, {"address", b.address},
                        {"rule", control::rule_source(&r, nullptr, b.rule_id)},

@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bpf/guard.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "dns/diag.h"
 #include "dns/message.h"
@@ -44,13 +45,6 @@ constexpr std::size_t kHostsPerAgent = 4096;         // answered addresses one a
 constexpr double kQueriesPerSecond = 2000;           // per agent, sustained ...
 constexpr double kQueryBurst = 4000;                 // ... and at once
 constexpr unsigned kRecordsPerSecond = 20;           // refusals and failures recorded per agent
-
-std::int64_t mono_ns()
-{
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
 
 std::string addr_text(int family, const std::uint8_t* a)
 {
@@ -75,7 +69,7 @@ std::uint16_t random_id()
 {
     std::uint16_t id = 0;
     if (::getrandom(&id, sizeof(id), 0) != sizeof(id))
-        id = static_cast<std::uint16_t>(mono_ns());
+        id = static_cast<std::uint16_t>(monotonic_ns());
     return id;
 }
 
@@ -463,7 +457,7 @@ void Gateway::Impl::run()
             else if (inflight.contains(fd))
                 on_upstream(fd, ev);
         }
-        const auto now = mono_ns();
+        const auto now = monotonic_ns();
         expire(now);
         if (now >= next_gc_ns) {
             gc(now);
@@ -515,7 +509,7 @@ void Gateway::Impl::on_accept(int fd)
         }
         ++budgets[who->agent].conns;
         conns[c] = Conn{.who = *who, .in = {}, .out = {}, .waiting = 0, .closing = false,
-                        .active_ns = mono_ns()};
+                        .active_ns = monotonic_ns()};
         watch(c, EPOLLIN | EPOLLRDHUP);
     }
 }
@@ -536,7 +530,7 @@ void Gateway::Impl::on_conn(int fd, std::uint32_t events)
         return;
     }
     c.in.insert(c.in.end(), buf, buf + n);
-    c.active_ns = mono_ns();
+    c.active_ns = monotonic_ns();
     // Each whole frame (two bytes of length, then the message) is a query.
     while (c.in.size() >= 2) {
         const std::size_t len = static_cast<std::size_t>(c.in[0] << 8 | c.in[1]);
@@ -600,7 +594,7 @@ bool Gateway::Impl::rule_for(std::uint32_t policy_id, const std::string& name,
 bool Gateway::Impl::within_budget(std::uint64_t agent)
 {
     auto& b = budgets[agent];
-    const auto now = mono_ns();
+    const auto now = monotonic_ns();
     if (b.refilled_ns)
         b.tokens = std::min(kQueryBurst, b.tokens + static_cast<double>(now - b.refilled_ns) *
                                                         kQueriesPerSecond / 1e9);
@@ -691,7 +685,7 @@ bool Gateway::Impl::forward(Query q)
     }
     q.our_id = random_id();
     set_id(q.wire, q.our_id);
-    q.deadline_ns = mono_ns() + static_cast<std::int64_t>(o.timeout_ms) * 1'000'000;
+    q.deadline_ns = monotonic_ns() + static_cast<std::int64_t>(o.timeout_ms) * 1'000'000;
     q.in.clear();
     q.out.clear();
     q.out_done = 0;
@@ -795,7 +789,7 @@ void Gateway::Impl::finish(int fd, Query& q, std::span<const std::uint8_t> answe
         bool full = false;
         std::uint32_t least = 0xffffffff;
         if (q.bind && m->rcode() == Rcode::NoError) {
-            const auto now = mono_ns();
+            const auto now = monotonic_ns();
             for (const auto& a : addresses_for(*m, q.name)) {
                 if (!bind_address(q, a, now)) {
                     full = true;
@@ -1095,7 +1089,7 @@ std::vector<Binding> Gateway::bindings(std::uint64_t agent) const
 {
     std::lock_guard lk(impl_->mu);
     std::vector<Binding> out;
-    const auto now = mono_ns();
+    const auto now = monotonic_ns();
     for (const auto& b : impl_->bound)
         if ((!agent || b.agent == agent) && b.expires_ns > now)
             out.push_back(b);
