@@ -88,6 +88,7 @@ static __always_inline bool template_matches(struct cgroup_scratch *sc,
 static __always_inline void make_child(const struct cordon_template *t, __u64 cgid)
 {
 	struct cordon_agent_live live = {};
+	struct cordon_event_share share = {};
 	struct cordon_bound bound = {};
 	struct cordon_agent a;
 	__u32 zero = 0, *next, id;
@@ -106,6 +107,8 @@ static __always_inline void make_child(const struct cordon_template *t, __u64 cg
 	live.stamp_ns = bpf_ktime_get_ns(); /* recovery counts from now */
 	if (bpf_map_update_elem(&cordon_agent_live, &bound.agent_key, &live, BPF_NOEXIST))
 		goto failed;
+	/* Its share of the event buffer counts from its first record (an LRU: never full). */
+	bpf_map_update_elem(&cordon_event_shares, &bound.agent_key, &share, BPF_ANY);
 	if (bpf_map_update_elem(&cordon_agents, &bound.agent_key, &a, BPF_NOEXIST))
 		goto undo_live;
 	if (bpf_map_update_elem(&cordon_agent_cgroups, &cgid, &bound, BPF_ANY))

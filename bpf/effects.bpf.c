@@ -215,3 +215,36 @@ __noinline int cordon_tier_note(__u64 cgid, __u32 policy_id, __u32 cause)
 		cordon_tier_check(&c, cause);
 	return 0;
 }
+
+/*
+ * An agent's share of the ring buffer: it may hold (records written, not yet read) at most half
+ * of the room left, where an ordinary record's room leaves out the last eighth of the buffer,
+ * kept for critical ones (cordon_event_critical). One agent that floods thus fills at most
+ * about 7/24 of the buffer, N agents flooding at once 7/(8(N+2)) each, and an agent that writes
+ * little always finds room. Without a share entry (the reader has not read this agent yet, or
+ * the LRU dropped it) only the buffer's own size limits the agent: fails open for records.
+ * Returns 1 when the record may be reserved; 0 (the loss counted on the agent) when not.
+ */
+__noinline int cordon_event_admit(__u64 key, __u32 critical)
+{
+	struct cordon_agent_live *live = bpf_map_lookup_elem(&cordon_agent_live, &key);
+	struct cordon_event_share *share = bpf_map_lookup_elem(&cordon_event_shares, &key);
+	__u64 ring, used, room, held, made;
+
+	if (!live || !share)
+		return 1;
+	made = live->events_made;
+	held = made > share->consumed ? made - share->consumed : 0;
+	ring = bpf_ringbuf_query(&cordon_events, BPF_RB_RING_SIZE);
+	used = bpf_ringbuf_query(&cordon_events, BPF_RB_AVAIL_DATA);
+	room = ring > used ? ring - used : 0;
+	if (!critical)
+		room = room > ring / 8 ? room - ring / 8 : 0;
+	if (2 * held * (sizeof(struct cordon_event) + 8) <= room)
+		return 1;
+	cordon_count(CORDON_CNT_EVENTS_SHED);
+	cordon_count(CORDON_CNT_RINGBUF_DROPS);
+	__sync_fetch_and_add(&live->events_shed, 1);
+	__sync_fetch_and_add(&live->events_lost, 1);
+	return 0;
+}

@@ -7,8 +7,9 @@
  * none here.
  *
  * Missing entries: an agent without its live state or policy gets no penalty and no flag (it is
- * refused everything already: decide.bpf.h); a full ring buffer loses the event, never the
- * decision, and counts the loss (CORDON_CNT_RINGBUF_DROPS, and per agent events_lost).
+ * refused everything already: decide.bpf.h); a full ring buffer, or an agent over its share of
+ * it, loses the event, never the decision, and counts the loss (CORDON_CNT_RINGBUF_DROPS, and
+ * per agent events_lost).
  */
 #pragma once
 
@@ -90,24 +91,63 @@ static __always_inline void cordon_header_fill(struct cordon_event_header *h,
 	h->verdict = verdict;
 	h->backend = backend_id;
 	h->size = size;
-	h->_pad0 = 0;
+	h->_pad0 = 0; /* h->seq: set by cordon_event_reserve */
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
-/* Reserves an event with its header filled; NULL (and a counted drop) when the buffer is full. */
-static __always_inline struct cordon_event *cordon_event_start(const struct cordon_ctx *c,
-							       __u32 hook, __u8 verdict,
-							       __u32 rule_id)
+/* Records kept even when the buffer is in its last eighth: what an agent was stopped for, tamper
+ * attempts and trust changes (what a flood must never be able to push out). */
+static __always_inline bool cordon_event_critical(__u32 hook, __u8 verdict)
 {
-	struct cordon_event *e;
+	return verdict == CORDON_VERDICT_KILL || verdict == CORDON_VERDICT_FREEZE ||
+	       hook == CORDON_HOOK_TAMPER || hook == CORDON_HOOK_TRUST;
+}
 
-	e = bpf_ringbuf_reserve(&cordon_events, sizeof(*e), 0);
+/*
+ * Global (effects.bpf.c): whether agent `key` may reserve one more record now (its share of
+ * the ring buffer, below); counts the loss on the agent when not. A function of its own, so
+ * that its work adds nothing to the stack of the hooks that call it.
+ */
+int cordon_event_admit(__u64 key, __u32 critical);
+
+/*
+ * Reserves `size` bytes of the ring buffer for a record of agent c, if the agent is within its
+ * share (cordon_event_admit): a flood costs the flooder its records, never another agent its
+ * own. Returns NULL when refused or full, having counted the loss on the agent (events_lost,
+ * and events_shed when over its share), which cordond stores as a gap on that agent's chain.
+ * Fails open for the access (a record is never a reason to refuse), closed for silence (every
+ * loss is counted). Writes the agent's record number into the record's header (seq); the
+ * caller fills the rest of it.
+ */
+static __always_inline void *cordon_event_reserve(const struct cordon_ctx *c, __u64 size,
+						  bool critical)
+{
+	struct cordon_event_header *e;
+
+	if (c->live && !cordon_event_admit(c->cgid, critical))
+		return NULL;
+	e = bpf_ringbuf_reserve(&cordon_events, size, 0);
 	if (!e) {
 		cordon_count(CORDON_CNT_RINGBUF_DROPS);
 		if (c->live)
 			__sync_fetch_and_add(&c->live->events_lost, 1);
 		return NULL;
 	}
+	e->seq = c->live ? __sync_fetch_and_add(&c->live->events_made, 1) : 0;
+	return e;
+}
+
+/* Reserves an event with its header filled; NULL (and a counted loss) when the agent is over
+ * its share or the buffer is full (cordon_event_reserve). */
+static __always_inline struct cordon_event *cordon_event_start(const struct cordon_ctx *c,
+							       __u32 hook, __u8 verdict,
+							       __u32 rule_id)
+{
+	struct cordon_event *e;
+
+	e = cordon_event_reserve(c, sizeof(*e), cordon_event_critical(hook, verdict));
+	if (!e)
+		return NULL;
 	cordon_header_fill(&e->h, c, hook, verdict, rule_id, sizeof(*e));
 	__builtin_memset(e->addr, 0, sizeof(e->addr));
 	e->port = 0;

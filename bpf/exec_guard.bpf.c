@@ -49,12 +49,41 @@ int BPF_PROG(exec_guard_sched_exec, struct task_struct *p, pid_t old_pid, struct
 	return 0;
 }
 
+/* The exec trace's resolved file: the path of bprm->file as path rules see it (path.bpf.h), its
+ * inode and device. "" when no scratch slot is free or the path is unresolvable. */
+static __always_inline void cordon_exec_file(struct cordon_exec_event *e, struct linux_binprm *bprm)
+{
+	struct file *f = BPF_CORE_READ(bprm, file);
+	struct cordon_scratch *s;
+	struct inode *inode;
+
+	e->file[0] = 0;
+	e->ino = 0;
+	e->dev = 0;
+	e->_pad1 = 0;
+	if (!f)
+		return;
+	inode = BPF_CORE_READ(f, f_inode);
+	e->ino = BPF_CORE_READ(inode, i_ino);
+	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	s = cordon_scratch_get();
+	if (!s)
+		return;
+	if (cordon_resolve(s, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt)) == 0 &&
+	    bpf_probe_read_kernel_str(e->file, CORDON_PATH_KEY_BYTES, s->key.path) < 0)
+		e->file[0] = 0;
+	cordon_scratch_put(s);
+}
+
 /*
  * exec_trace: with trace: exec (or all), every exec an agent's process completes is recorded for
- * process lineage: pid, parent, uid, the file name the exec was given and the first
- * CORDON_EVENT_ARGV bytes of its argument strings. It runs after the exec succeeded, in the new
- * program's context, whose memory holds the new arguments. Loaded on every backend; it decides
- * nothing. A full ring buffer loses the record (counted as a lost event), never the exec.
+ * process lineage: pid, parent, uid, the file name the exec was given, the file that ran
+ * (resolved from the kernel's objects, with its inode and device: a name given through a symlink,
+ * a relative path or /proc/self/fd arrives as the real file) and the first CORDON_EVENT_ARGV
+ * bytes of its argument strings. It runs after the exec succeeded, in the new program's context,
+ * whose memory holds the new arguments. Loaded on every backend; it decides nothing. A record
+ * the agent's share of the ring buffer cannot take is lost (counted as a lost event), never the
+ * exec.
  */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(exec_trace, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
@@ -66,16 +95,13 @@ int BPF_PROG(exec_trace, struct task_struct *p, pid_t old_pid, struct linux_binp
 
 	if (!cordon_enter(&c) || !c.policy || !c.policy->trace_exec)
 		return 0;
-	e = bpf_ringbuf_reserve(&cordon_events, sizeof(*e), 0);
-	if (!e) {
-		cordon_count(CORDON_CNT_RINGBUF_DROPS);
-		if (c.live)
-			__sync_fetch_and_add(&c.live->events_lost, 1);
+	e = cordon_event_reserve(&c, sizeof(*e), false);
+	if (!e)
 		return 0;
-	}
 	cordon_header_fill(&e->h, &c, CORDON_HOOK_PROCESS, CORDON_VERDICT_ALLOW, 0, sizeof(*e));
 	if (bpf_probe_read_kernel_str(e->path, sizeof(e->path), BPF_CORE_READ(bprm, filename)) < 0)
 		e->path[0] = 0;
+	cordon_exec_file(e, bprm);
 	start = BPF_CORE_READ(p, mm, arg_start);
 	end = BPF_CORE_READ(p, mm, arg_end);
 	len = end > start ? end - start : 0;

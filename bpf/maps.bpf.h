@@ -183,6 +183,18 @@ struct {
 	__type(value, struct cordon_grant);
 } cordon_grants SEC(".maps") __weak;
 
+/* What the reader of cordon_events has read of each agent's records (struct
+ * cordon_event_share), written by the reader only. An LRU: an entry the kernel's own removal of
+ * a template child leaves behind ages out. A missing entry lets the agent's records through
+ * subject only to the buffer's reserve (fails open for records, as before shares existed); the
+ * reader writes it again with the next record it reads of that agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 2 * CORDON_MAX_AGENTS);
+	__type(key, __u64);
+	__type(value, struct cordon_event_share);
+} cordon_event_shares SEC(".maps") __weak;
+
 /* Decision, trace and trust events. CORDON_RINGBUF_BYTES (abi.h: 64 MiB, about 186,000
  * decision records) unless the controller sets another size between open and load. */
 struct {

@@ -23,7 +23,7 @@
  * /sys/fs/bpf/cordon and their value layouts. Bump it with any change to a pinned map's key,
  * value or meaning; a daemon refuses pinned state of another version (cordon teardown clears it).
  */
-#define CORDON_ABI_VERSION 9
+#define CORDON_ABI_VERSION 10
 
 /* Length of a task's comm, as the kernel's TASK_COMM_LEN. */
 #define CORDON_COMM_LEN 16
@@ -44,10 +44,12 @@
 #define CORDON_MAX_LEVEL 16
 
 /*
- * Event ring buffer size: 64 MiB. A decision record takes 360 bytes in the buffer (352 + the
- * ring's 8-byte header) and an exec trace record 600 (592 + 8), so it holds 186,413 decision
- * records: a burst of 100,000 (36 MB) with room to spare, about half a second of an agent that
- * makes denials as fast as two cores allow, while the reader catches up. The pages are allocated
+ * Event ring buffer size: 64 MiB. A decision record takes 368 bytes in the buffer (360 + the
+ * ring's 8-byte header) and an exec trace record 880 (872 + 8), so it holds 182,361 decision
+ * records: a burst of 100,000 (37 MB) with room to spare, about half a second of an agent that
+ * makes denials as fast as two cores allow, while the reader catches up. No agent may hold more
+ * than its share of it (bpf/effects.bpf.h, cordon_event_reserve), and the last eighth is kept
+ * for kill, freeze, tamper and trust records. The pages are allocated
  * when the map is created and charged to cordond's memory cgroup. Must be a power of two and a
  * multiple of the page size.
  */
@@ -175,6 +177,10 @@ enum cordon_counter {
 	CORDON_CNT_CG_FAILED = 10,
 	/** guarded cgroups removed: an attached agent waits, a template's agent ends */
 	CORDON_CNT_CG_REMOVED = 11,
+	/** records not reserved because their agent held more than its share of the ring buffer
+	 *  (cordon_event_share): that agent's own loss, counted in its events_lost and events_shed;
+	 *  also counted in CORDON_CNT_RINGBUF_DROPS */
+	CORDON_CNT_EVENTS_SHED = 12,
 	CORDON_CNT_MAX,
 };
 
@@ -247,8 +253,26 @@ struct cordon_agent_live {
 	/** Records of this agent the ring buffer had no room for: cordond stores each increase as
 	 *  a gap on the agent's own chain, so a flood cannot hide what it pushed out. */
 	__u64 events_lost;
+	/** Of events_lost, those refused because the agent held more than its share of the ring
+	 *  buffer (the rest found the buffer full). */
+	__u64 events_shed;
+	/** Records of this agent reserved in the ring buffer so far: the next one's
+	 *  cordon_event_header.seq. Less cordon_event_share.consumed, what it holds there now. */
+	__u64 events_made;
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_live) == 56, "cordon_agent_live layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_live) == 72, "cordon_agent_live layout changed");
+
+/**
+ * Value of cordon_event_shares (key: the agent's key, as cordon_agent_live), written by the
+ * reader of the ring buffer only; the programs read `consumed` to know how many of an agent's
+ * records still wait in the buffer (bpf/effects.bpf.h, cordon_event_reserve).
+ */
+struct cordon_event_share {
+	__u64 consumed;      /**< one past the highest cordon_event_header.seq read of this agent */
+	__u64 lost_recorded; /**< events_lost already stored as gap records (adoption: the rest
+				  were lost while no reader ran, and become a gap then) */
+};
+CORDON_STATIC_ASSERT(sizeof(struct cordon_event_share) == 16, "cordon_event_share layout changed");
 
 /** Whether an agent is frozen: by the operator, or by a freeze verdict since its last thaw. */
 static inline int cordon_agent_frozen(const struct cordon_agent *a, const struct cordon_agent_live *l)
@@ -378,9 +402,12 @@ struct cordon_event_header {
 	__u8 backend;    /**< enum cordon_backend */
 	__u16 size;      /**< whole record size in bytes, header included */
 	__u16 _pad0;     /**< zero */
+	/** The agent's record number (cordon_agent_live.events_made when it was reserved), from 0;
+	 *  the reader hands it back through cordon_event_share.consumed. */
+	__u64 seq;
 	char comm[CORDON_COMM_LEN]; /**< task comm at the decision */
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_event_header) == 72, "cordon_event_header layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_event_header) == 80, "cordon_event_header layout changed");
 
 /* ---- Compiled policy (written by the controller, read by the decision procedure) ---------- */
 
@@ -633,7 +660,7 @@ struct cordon_event {
 	char path[CORDON_EVENT_PATH]; /**< exec/file/unix hooks: resolved path, NUL-terminated;
 					   an abstract Unix socket's name starts with '@' */
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_event) == 352, "cordon_event layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_event) == 360, "cordon_event layout changed");
 
 /* Bytes of a process's argument strings an exec trace record keeps (NUL-separated). */
 #define CORDON_EVENT_ARGV 256
@@ -648,8 +675,14 @@ struct cordon_exec_event {
 	__u32 argv_full; /**< the argument strings' whole length (longer than argv_len: cut) */
 	char path[CORDON_EVENT_PATH]; /**< the file name the exec was given (bprm->filename) */
 	char argv[CORDON_EVENT_ARGV]; /**< the argument strings, NUL-separated, cut at argv_len */
+	/** The file that ran, resolved from the kernel's objects (bprm->file) as path rules are:
+	 *  "" when unresolvable (a memfd, a detached mount; see bpf/path.bpf.h). */
+	char file[CORDON_EVENT_PATH];
+	__u64 ino;       /**< its inode number */
+	__u32 dev;       /**< its device (MAJOR << 20 | MINOR, the kernel's s_dev) */
+	__u32 _pad1;     /**< zero */
 };
-CORDON_STATIC_ASSERT(sizeof(struct cordon_exec_event) == 592, "cordon_exec_event layout changed");
+CORDON_STATIC_ASSERT(sizeof(struct cordon_exec_event) == 872, "cordon_exec_event layout changed");
 
 /* ---- Agents bound to cgroup paths (bpf/cgroup_guard.bpf.c) ------------------------------ */
 

@@ -245,7 +245,8 @@ bool skip_unless_backend(cordon_backend backend)
 std::vector<events::Event> drain_events(const bpf::Guard& guard)
 {
     std::vector<events::Event> out;
-    events::Reader reader(guard.events_fd(), [&out](const events::Event& e) { out.push_back(e); });
+    events::Reader reader(guard.events_fd(), guard.event_shares_fd(),
+                          [&out](const events::Event& e) { out.push_back(e); });
     reader.drain();
     return out;
 }

@@ -23,7 +23,11 @@ static_assert(offsetof(cordon_agent, thaw_epoch) == 24);
 static_assert(offsetof(cordon_agent, grant_set) == 28);
 static_assert(offsetof(cordon_agent, score_set) == 32);
 static_assert(offsetof(cordon_agent, score_set_seq) == 36);
-static_assert(sizeof(cordon_agent_live) == 56);
+static_assert(sizeof(cordon_agent_live) == 72);
+static_assert(offsetof(cordon_agent_live, events_lost) == 48);
+static_assert(offsetof(cordon_agent_live, events_shed) == 56);
+static_assert(offsetof(cordon_agent_live, events_made) == 64);
+static_assert(sizeof(cordon_event_share) == 16);
 static_assert(offsetof(cordon_agent_live, score) == 0);
 static_assert(offsetof(cordon_agent_live, flags) == 4);
 static_assert(offsetof(cordon_agent_live, frozen_mark) == 8);
@@ -87,7 +91,7 @@ static_assert(offsetof(cordon_policy, burst_denials) == 84);
 static_assert(offsetof(cordon_policy, burst_penalty) == 86);
 static_assert(offsetof(cordon_policy, tier_on_enter) == 88);
 
-static_assert(sizeof(cordon_event_header) == 72);
+static_assert(sizeof(cordon_event_header) == 80);
 static_assert(offsetof(cordon_event_header, ts_ns) == 0);
 static_assert(offsetof(cordon_event_header, cgroup_id) == 8);
 static_assert(offsetof(cordon_event_header, task_id) == 16);
@@ -101,7 +105,8 @@ static_assert(offsetof(cordon_event_header, hook) == 48);
 static_assert(offsetof(cordon_event_header, verdict) == 50);
 static_assert(offsetof(cordon_event_header, backend) == 51);
 static_assert(offsetof(cordon_event_header, size) == 52);
-static_assert(offsetof(cordon_event_header, comm) == 56);
+static_assert(offsetof(cordon_event_header, seq) == 56);
+static_assert(offsetof(cordon_event_header, comm) == 64);
 
 // Values are stored in event logs: they must never be renumbered.
 static_assert(CORDON_HOOK_EXEC == 1 && CORDON_HOOK_FILE_OPEN == 2 && CORDON_HOOK_CONNECT4 == 3 &&

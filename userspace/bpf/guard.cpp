@@ -101,7 +101,7 @@ namespace fs = std::filesystem;
 enum MapIndex {
     kAgents, kLive, kPolicies, kPathRules, kNetRules, kProtected, kStateInodes, kEvents,
     kCounters, kTasks, kProcTasks, kGrants, kAgentCgroups, kBoundPaths, kTemplates,
-    kKernelIds, kDnsRules, kDnsHosts, kDnsSocks, kDnsConfig, kConfig, kMapCount
+    kKernelIds, kDnsRules, kDnsHosts, kDnsSocks, kDnsConfig, kEventShares, kConfig, kMapCount
 };
 constexpr const char* kSharedMaps[kMapCount] = {
     "cordon_agents",    "cordon_agent_live", "cordon_policies",     "cordon_path_rules",
@@ -109,7 +109,7 @@ constexpr const char* kSharedMaps[kMapCount] = {
     "cordon_counters",  "cordon_tasks",      "cordon_proc_tasks",   "cordon_grants",
     "cordon_agent_cgroups", "cordon_bound_paths", "cordon_templates", "cordon_kernel_ids",
     "cordon_dns_rules", "cordon_dns_hosts", "cordon_dns_socks", "cordon_dns_config",
-    "cordon_config"};
+    "cordon_event_shares", "cordon_config"};
 // Key and value sizes this build expects of each pinned map (0: not checked; the ring buffer has
 // none). A pinned map of another layout is refused even when the recorded ABI version matches.
 constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
@@ -133,6 +133,7 @@ constexpr std::pair<std::uint32_t, std::uint32_t> kMapLayout[kMapCount] = {
     {sizeof(cordon_dns_host_key), sizeof(cordon_dns_host)},
     {sizeof(std::uint64_t), sizeof(cordon_dns_sock)},
     {sizeof(std::uint32_t), sizeof(cordon_dns_config)},
+    {sizeof(std::uint64_t), sizeof(cordon_event_share)},
     {sizeof(std::uint32_t), sizeof(cordon_config)}};
 
 // The cgroup level of a path relative to the cgroup2 root: its number of components.
@@ -745,6 +746,11 @@ void Guard::add_agent(std::uint64_t cgid, const cordon_agent& a, const cordon_ag
     // refused everything: fails closed). Any entry left by an earlier agent of this cgroup goes.
     if (bpf_map_update_elem(d.fds[kLive], &cgid, &live, BPF_ANY) != 0)
         throw fail("cordon_agent_live", errno);
+    // Its share of the event buffer counts from its first record, as its state does (an LRU:
+    // never full; without an entry the agent's records would be held to no share).
+    const cordon_event_share share{};
+    if (bpf_map_update_elem(d.fds[kEventShares], &cgid, &share, BPF_ANY) != 0)
+        throw fail("cordon_event_shares", errno);
     // The level is published before the entry: the kernel never has an agent it does not look
     // for (fails closed for the agent). A template's child is counted by its template.
     const std::uint32_t counted = (a.flags & CORDON_AGENT_F_CHILD) ? 0 : 1;
@@ -780,6 +786,7 @@ void Guard::remove_agent(std::uint64_t cgid)
     if (bpf_map_delete_elem(d.fds[kLive], &cgid) != 0 && errno != ENOENT)
         throw Error("cannot remove the state of agent " + std::to_string(cgid) + ": " +
                     errno_text(errno));
+    bpf_map_delete_elem(d.fds[kEventShares], &cgid); // an LRU: a leftover would age out
     if (old && !(old->flags & CORDON_AGENT_F_CHILD) && old->level < CORDON_MAX_LEVEL &&
         d.per_level[old->level] > 0) {
         --d.per_level[old->level];
@@ -1341,6 +1348,11 @@ std::array<std::uint64_t, CORDON_CNT_MAX> Guard::counters() const
 int Guard::events_fd() const
 {
     return impl_->fds[kEvents];
+}
+
+int Guard::event_shares_fd() const
+{
+    return impl_->fds[kEventShares];
 }
 
 cordon_backend Guard::backend() const

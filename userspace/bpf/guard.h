@@ -197,6 +197,8 @@ public:
 
     /// The ring buffer's map fd, for an events::Reader.
     int events_fd() const;
+    /// cordon_event_shares: what the reader has read of each agent's records (events::Reader).
+    int event_shares_fd() const;
 
     cordon_backend backend() const;
     /// Kernel ids of the attached programs (one per link).

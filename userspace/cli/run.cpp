@@ -606,7 +606,8 @@ void Embedded::report_losses(const events::Reader& reader)
                          static_cast<unsigned long long>(n), what);
     };
     say(counters[CORDON_CNT_RINGBUF_DROPS],
-        "events were lost because the ring buffer was full (decisions were still enforced)");
+        "events were lost because the ring buffer, or the agent's share of it, was full "
+        "(decisions were still enforced)");
     say(reader.malformed(), "malformed event records were dropped");
     say(counters[CORDON_CNT_PATH_FAILED],
         "accesses were denied because their path could not be resolved");
@@ -622,7 +623,8 @@ int Embedded::run(const std::optional<agents::Identity>& who, bool realtime)
 {
     const auto backend = ctl_.guard().backend();
     const agents::SeccompLayer seccomp(prepared_.policy, backend);
-    events::Reader reader(ctl_.guard().events_fd(), [this](const events::Event& e) { (*sink_)(e); });
+    events::Reader reader(ctl_.guard().events_fd(), ctl_.guard().event_shares_fd(),
+                          [this](const events::Event& e) { (*sink_)(e); });
     if (backend == CORDON_BACKEND_COMPAT && !who)
         term_.line("warning: the compat backend has no tamper protection; run the agent with "
                    "--user so it cannot unload its guard");

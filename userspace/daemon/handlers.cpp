@@ -143,6 +143,9 @@ Outcome status(State& s, Peer&, const api::Request&)
                                     {"audit", c[CORDON_CNT_AUDIT]}, {"kill", c[CORDON_CNT_KILL]},
                                     {"freeze", c[CORDON_CNT_FREEZE]}}},
                      {"lost_events", c[CORDON_CNT_RINGBUF_DROPS]},
+                     // Of lost_events: refused because their agent was over its share of the
+                     // buffer (that agent's loss; bpf/effects.bpf.h).
+                     {"shed_events", c[CORDON_CNT_EVENTS_SHED]},
                      {"malformed_events", s.reader.malformed()},
                      {"subscriber_drops", s.subscriber_drops},
                      {"unresolved_paths", c[CORDON_CNT_PATH_FAILED]},

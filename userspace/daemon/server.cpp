@@ -173,6 +173,8 @@ private:
     void start_gateway();
     void record_dns();
     void note_kernel_drops();
+    /// At start: adopted agents' losses since the last daemon stored them become gaps.
+    void adopt_drops();
     void protect_files();
     void expire_peers();
     bool evict_idle(std::optional<unsigned> uid, bool spare_root);
@@ -215,8 +217,13 @@ private:
     std::vector<std::pair<std::uint64_t, std::int64_t>> pings_;
     /// Decisions read from the ring buffer, by (agent name, hook, verdict), for the metrics.
     std::map<std::tuple<std::string, std::uint16_t, std::uint8_t>, std::uint64_t> decided_;
-    std::optional<std::uint64_t> kernel_drops_seen_; ///< ring buffer drops already noted
-    std::map<std::pair<std::uint64_t, std::uint32_t>, std::uint64_t> agent_drops_seen_;
+    std::optional<std::uint64_t> kernel_drops_seen_; ///< the host-wide drop counter at start
+    std::uint64_t drops_attributed_ = 0;   ///< since start: on agents' chains
+    std::uint64_t drops_unattributed_ = 0; ///< since start: on cordond's chain
+    struct DropsSeen {
+        std::uint64_t lost = 0, shed = 0; ///< cordon_agent_live.events_lost, events_shed noted
+    };
+    std::map<std::pair<std::uint64_t, std::uint32_t>, DropsSeen> agent_drops_seen_;
     bool store_full_ = false; ///< the store's queue is full: the ring buffer holds the rest
     std::uint64_t protected_rotations_ = 0;
     std::string protected_moved_; ///< the corrupt store moved aside, when protect_files last ran
@@ -865,29 +872,70 @@ void Server::settle_pending()
 }
 
 // Each agent's records the kernel had no room for (cordon_agent_live.events_lost) become a gap
-// on that agent's own chain, so `cordon report NAME` shows what a flood pushed out; what no
-// agent accounts for goes on cordond's chain. Counts of agents adopted at start are taken as
-// they are (an earlier daemon saw them), not claimed as new.
-void Server::note_kernel_drops()
+// on that agent's own chain, so `cordon report NAME` shows what a flood pushed out and why: the
+// agent was over its share of the buffer (events_shed: its own flood), or the buffer was full.
+// What no agent accounts for goes on cordond's chain. How many were already stored is kept in
+// the kernel (cordon_event_share.lost_recorded), so what was lost while no cordond ran (stopped,
+// killed, upgraded) becomes a gap when the next one adopts the pins.
+void Server::adopt_drops()
 {
-    const std::string why = "the kernel's ring buffer was full (lost_events)";
-    std::uint64_t attributed = 0;
+    auto& shares = reader_->shares();
     for (const auto& a : ctl_->agents()) {
         const auto live = ctl_->guard().live(a.key);
         if (!live)
             continue;
-        // An agent added since this daemon started was created with a count of 0.
+        // No entry (it aged out of the LRU): what the kernel counts now, as before shares.
+        const auto recorded = shares.lost_recorded(a.key);
         auto& seen = agent_drops_seen_[std::pair{a.key, a.id}];
-        if (live->events_lost > seen) {
-            pipeline_->push_gap(live->events_lost - seen, why, a.name);
-            attributed += live->events_lost - seen;
+        seen = {recorded.value_or(live->events_lost), live->events_shed};
+        if (pipeline_ && recorded && live->events_lost > *recorded) {
+            pipeline_->push_gap(live->events_lost - *recorded,
+                                "lost while no cordond read the kernel's event buffer (stopped "
+                                "or restarted; the buffer, or the agent's share, filled)",
+                                a.name);
+            seen.lost = live->events_lost;
+            shares.set_lost_recorded(a.key, live->events_lost);
         }
-        seen = live->events_lost;
     }
+    shares.publish();
+}
+
+void Server::note_kernel_drops()
+{
+    std::uint64_t attributed = 0;
+    auto& shares = reader_->shares();
+    for (const auto& a : ctl_->agents()) {
+        const auto live = ctl_->guard().live(a.key);
+        if (!live)
+            continue;
+        // An agent this daemon did not adopt (added since) starts from 0 (adopt_drops()).
+        auto& seen = agent_drops_seen_[std::pair{a.key, a.id}];
+        if (live->events_lost > seen.lost) {
+            const auto lost = live->events_lost - seen.lost;
+            const std::uint64_t shed_now = live->events_shed;
+            const auto shed = std::min<std::uint64_t>(lost, shed_now - std::min(shed_now, seen.shed));
+            if (shed)
+                pipeline_->push_gap(shed, "over its share of the kernel's event buffer (its own "
+                                          "records dropped; other agents' kept)", a.name);
+            if (lost > shed)
+                pipeline_->push_gap(lost - shed, "the kernel's ring buffer was full (lost_events)",
+                                    a.name);
+            attributed += lost;
+        }
+        seen = {live->events_lost, live->events_shed};
+        shares.set_lost_recorded(a.key, live->events_lost);
+    }
+    shares.publish();
+    // What no agent accounts for (a record of a process whose agent state was missing) goes on
+    // cordond's chain. Counted since start, not per pass: the host-wide counter is read after
+    // the agents' counts, so a pass may see drops that the agents' counts show only in the next.
     const auto drops = ctl_->guard().counters()[CORDON_CNT_RINGBUF_DROPS];
-    if (kernel_drops_seen_ && drops > *kernel_drops_seen_ + attributed)
-        pipeline_->push_gap(drops - *kernel_drops_seen_ - attributed, why);
-    kernel_drops_seen_ = drops;
+    drops_attributed_ += attributed;
+    if (kernel_drops_seen_ && drops > *kernel_drops_seen_ + drops_attributed_ + drops_unattributed_) {
+        const auto n = drops - *kernel_drops_seen_ - drops_attributed_ - drops_unattributed_;
+        pipeline_->push_gap(n, "the kernel's ring buffer was full (lost_events)");
+        drops_unattributed_ += n;
+    }
 }
 
 void Server::protect_files()
@@ -1213,12 +1261,12 @@ void Server::start()
             spdlog::info("metrics on http://{}/metrics", opts_.metrics_listen);
     }
     start_gateway();
-    for (const auto& a : ctl_->agents())
-        if (const auto live = g.live(a.key))
-            agent_drops_seen_[{a.key, a.id}] = live->events_lost;
+    // Agents' losses are taken up by note_kernel_drops (from what the kernel says was stored);
+    // the host-wide counter as it stands.
     kernel_drops_seen_ = g.counters()[CORDON_CNT_RINGBUF_DROPS];
-    reader_ = std::make_unique<events::Reader>(g.events_fd(),
+    reader_ = std::make_unique<events::Reader>(g.events_fd(), g.event_shares_fd(),
                                                [this](const events::Event& e) { on_event(e); });
+    adopt_drops();
     state_ = std::make_unique<State>(State{.opts = opts_, .ctl = *ctl_, .sup = *sup_,
                                            .reader = *reader_, .pipeline = pipeline_.get(),
                                            .started_ms = now_ms(), .denials = {},

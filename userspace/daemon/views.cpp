@@ -51,6 +51,7 @@ json agent_json(control::Controller& ctl, const control::AgentRecord& r, std::ui
         a["tasks"] = r.tasks.size();
         a["grants"] = r.grants.size();
         a["events_lost"] = live->events_lost;
+        a["events_shed"] = live->events_shed;
     }
     if (!r.template_name.empty())
         a["template"] = r.template_name;

@@ -212,8 +212,13 @@ std::string event_line(const Event& e, const RuleNamer& rule, const EventContext
         std::string args;
         for (const auto& a : argv_strings(e))
             args += (args.empty() ? "" : " ") + display_safe(a);
-        return fmt::format("process {} [{}{}] pid {} parent {} uid {}{}", display_safe(e.body.path), args,
-                           e.argv_full > e.argv_len ? " ..." : "", h.tgid, h.ppid, h.uid, task);
+        // The name given, and the file that ran when it is another (a symlink, a relative name).
+        const std::string ran = e.file[0] && std::string_view(e.file) != e.body.path
+                                    ? fmt::format(" ({})", display_safe(e.file))
+                                    : "";
+        return fmt::format("process {}{} [{}{}] pid {} parent {} uid {}{}", display_safe(e.body.path),
+                           ran, args, e.argv_full > e.argv_len ? " ..." : "", h.tgid, h.ppid,
+                           h.uid, task);
     }
     if (h.hook == CORDON_HOOK_TRUST)
         return fmt::format("trust tier {} -> {} ({}) score {}{}{}", tier_text(e.body.family, cx),

@@ -153,7 +153,9 @@ void object(Obj& o, const Event& e, const Context& cx, std::string_view comm, co
         p.num("pid", h.tgid);
         p.str("name", comm);
         p.str("cmd_line", cmd);
-        Obj(p.key("file")).str("path", b.path), out += '}';
+        // The file that ran (resolved by the kernel); the name the exec was given when the
+        // kernel could not resolve it. Both are in unmapped.
+        Obj(p.key("file")).str("path", e.file[0] ? e.file : b.path), out += '}';
         Obj(p.key("parent_process")).num("pid", h.ppid), out += '}';
         p.close();
     } else if (h.hook == CORDON_HOOK_EXEC) {
@@ -223,6 +225,10 @@ void unmapped(Obj& o, const Event& e, const Context& cx, std::int64_t time_ns,
         }
         a += ']';
         u.boolean("argv_truncated", e.argv_full > e.argv_len);
+        u.str("exec_name", b.path);
+        u.str("exec_file", e.file);
+        u.num("exec_ino", static_cast<std::int64_t>(e.ino));
+        u.str("exec_dev", fmt::format("{}:{}", e.dev >> 20, e.dev & 0xfffff));
     } else if (h.hook == CORDON_HOOK_TRUST) {
         u.str("old_tier", cx.old_tier);
         u.str("new_tier", cx.new_tier);

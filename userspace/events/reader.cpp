@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
 
 #include "common/error.h"
 
@@ -30,6 +32,10 @@ std::optional<Event> decode(std::span<const std::uint8_t> record)
         e.argv_len = std::min<std::uint32_t>(x.argv_len, sizeof(x.argv));
         e.argv_full = x.argv_full;
         std::memcpy(e.argv, x.argv, e.argv_len);
+        std::memcpy(e.file, x.file, sizeof(x.file));
+        e.file[sizeof(e.file) - 1] = 0;
+        e.ino = x.ino;
+        e.dev = x.dev;
         e.body.path[sizeof(e.body.path) - 1] = 0;
         return e;
     }
@@ -38,7 +44,64 @@ std::optional<Event> decode(std::span<const std::uint8_t> record)
     return e;
 }
 
-Reader::Reader(int ringbuf_fd, Handler handler) : handler_(std::move(handler))
+Shares::Entry& Shares::entry(std::uint64_t key)
+{
+    auto [it, fresh] = cache_.try_emplace(key);
+    if (fresh && fd_ >= 0 && bpf_map_lookup_elem(fd_, &key, &it->second.v) != 0)
+        it->second.v = {}; // none yet: this reader's count starts it
+    return it->second;
+}
+
+void Shares::read(std::uint64_t key, std::uint64_t seq)
+{
+    if (fd_ < 0)
+        return;
+    auto& e = entry(key);
+    if (seq + 1 > e.v.consumed) {
+        e.v.consumed = seq + 1;
+        e.dirty = true;
+    }
+}
+
+void Shares::publish()
+{
+    for (auto& [key, e] : cache_) {
+        if (!e.dirty)
+            continue;
+        e.dirty = false;
+        // A refused update leaves the agent's share as the kernel last saw it: the agent's own
+        // records may be refused sooner than they should (its loss, counted), never another's.
+        if (bpf_map_update_elem(fd_, &key, &e.v, BPF_ANY) != 0 && failures_++ == 0)
+            spdlog::error("cannot write cordon_event_shares: {}; agents' shares of the event "
+                          "buffer may drain late", errno_text(errno));
+    }
+}
+
+std::optional<std::uint64_t> Shares::lost_recorded(std::uint64_t key)
+{
+    cordon_event_share v{};
+    if (fd_ < 0)
+        return std::nullopt;
+    if (auto it = cache_.find(key); it != cache_.end())
+        return it->second.v.lost_recorded;
+    if (bpf_map_lookup_elem(fd_, &key, &v) != 0)
+        return std::nullopt;
+    return v.lost_recorded;
+}
+
+void Shares::set_lost_recorded(std::uint64_t key, std::uint64_t n)
+{
+    if (fd_ < 0)
+        return;
+    auto& e = entry(key);
+    if (e.v.lost_recorded != n) {
+        e.v.lost_recorded = n;
+        e.dirty = true;
+    }
+}
+
+Reader::Reader(int ringbuf_fd, int shares_fd, Handler handler)
+    : handler_(std::move(handler)), shares_(shares_fd)
 {
     rb_ = ring_buffer__new(ringbuf_fd, &Reader::on_record, this, nullptr);
     if (!rb_)
@@ -60,10 +123,13 @@ int Reader::on_record(void* self, void* data, size_t size)
 {
     auto* r = static_cast<Reader*>(self);
     auto e = decode({static_cast<const std::uint8_t*>(data), size});
-    if (!e)
+    if (!e) {
         ++r->malformed_;
-    else
+    } else {
+        if (e->header().agent_id)
+            r->shares_.read(CORDON_AGENT_KEY(e->header().agent_id), e->header().seq);
         r->handler_(*e);
+    }
     ++r->handed_;
     return --r->budget_ == 0 ? kBudgetSpent : 0;
 }
@@ -71,6 +137,7 @@ int Reader::on_record(void* self, void* data, size_t size)
 int Reader::poll(int timeout_ms)
 {
     const int n = ring_buffer__poll(rb_, timeout_ms);
+    shares_.publish();
     if (n < 0 && n != -EINTR)
         throw Error("reading the event ring buffer failed: " + errno_text(-n));
     return n < 0 ? 0 : n;
@@ -88,6 +155,7 @@ int Reader::drain(std::size_t budget)
     budget_ = budget;
     handed_ = 0;
     const int n = ring_buffer__consume(rb_);
+    shares_.publish();
     more_ = n == kBudgetSpent;
     budget_ = SIZE_MAX; // poll() hands over everything, as before
     if (n < 0 && n != kBudgetSpent)
