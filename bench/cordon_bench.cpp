@@ -596,7 +596,8 @@ void print_enforcement(cordon_backend backend, const Enforcement& e)
 
 int main(int argc, char** argv)
 {
-    // Sections: enforcement, backends, rules, daemon, live, grants, killwait, churn, dns, forensics
+    // Sections: enforcement, backends, rules, daemon, live, grants, killwait, churn, dns, forensics,
+    // fairness
     // (default: all of
     // them, in that order). CORDON_BENCH_SECONDS: how long forensics holds each fixed rate
     // (default 60). CORDON_BENCH_BACKENDS (backends, rules): the backends to measure side by side
@@ -661,6 +662,8 @@ int main(int argc, char** argv)
         const char* secs = std::getenv("CORDON_BENCH_SECONDS");
         bench::forensics(backend, ws, secs ? std::atoi(secs) : 60);
     }
+    if (wanted("fairness"))
+        bench::fairness(10, ws);
     ::close(ls);
     fs::remove_all(ws);
     return 0;

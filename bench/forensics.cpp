@@ -37,6 +37,11 @@ using nlohmann::json;
 
 namespace {
 
+const char* kGenPolicy =
+    "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: gen\nspec:\n"
+    "  exec: {default: allow}\n  files: {default: allow}\n  network:\n    default: allow\n"
+    "    rules:\n      - {cidr: 10.0.0.0/8, action: deny}\n";
+
 std::int64_t mono_ns()
 {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -134,11 +139,7 @@ Result run_once(const std::string& sink, double rate, int seconds, const fs::pat
                                  "--jsonl-max-size", "1G", "--jsonl-files", "1"});
     testing::Daemon d(CORDON_BACKEND_COMPAT, args);
     auto cg = testing::make_test_cgroup();
-    const std::string yaml =
-        "apiVersion: cordon.dev/v1\nkind: AgentPolicy\nmetadata:\n  name: gen\nspec:\n"
-        "  exec: {default: allow}\n  files: {default: allow}\n  network:\n    default: allow\n"
-        "    rules:\n      - {cidr: 10.0.0.0/8, action: deny}\n";
-    d.attach(cg.path(), yaml, "gen", ws.string());
+    d.attach(cg.path(), kGenPolicy, "gen", ws.string());
     const auto before = sample(d, sink);
     const auto t0 = mono_ns();
     const unsigned n = 2;
@@ -178,7 +179,104 @@ Result run_once(const std::string& sink, double rate, int seconds, const fs::pat
     return r;
 }
 
+struct Fairness {
+    std::uint64_t flood_made = 0, flood_shed = 0, flood_stored = 0;
+    std::uint64_t quiet_made = 0, quiet_stored = 0, quiet_lost = 0;
+    double seconds = 0, stored_per_s = 0, cpu_ns_per_record = 0;
+};
+
+/// `flooders` agents, one unthrottled generator each, for `seconds`; meanwhile one quiet agent
+/// makes 10,000 denied connects at 2,000/s. SQLite sink (the slower one, so the store is far
+/// behind the flood).
+Fairness fairness_once(unsigned flooders, int seconds, const fs::path& ws)
+{
+    const fs::path dir = ws / fmt::format("fairness-{}", flooders);
+    fs::create_directories(dir);
+    testing::Daemon d(CORDON_BACKEND_COMPAT, {"--ringbuf-size", "64M", "--store",
+                                              (dir / "events.db").string(), "--store-max-size", "16G"});
+    std::vector<agents::Cgroup> cgs;
+    for (unsigned i = 0; i <= flooders; ++i) {
+        cgs.push_back(testing::make_test_cgroup());
+        d.attach(cgs.back().path(), kGenPolicy, i == 0 ? "quiet" : fmt::format("flood{}", i), ws.string());
+    }
+    const auto before = sample(d, "sqlite");
+    const auto t0 = mono_ns();
+    std::vector<pid_t> gens;
+    for (unsigned i = 1; i <= flooders; ++i)
+        gens.push_back(generator(cgs[i], 0));
+    std::this_thread::sleep_for(std::chrono::seconds(1)); // the store falls behind
+    const pid_t quiet = testing::spawn_in(cgs[0].path().string(), [] {
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(9);
+        ::inet_pton(AF_INET, "10.1.2.3", &sa.sin_addr);
+        const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        for (int n = 0; n < 10000; ++n) {
+            (void)::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+            std::this_thread::sleep_for(std::chrono::microseconds(500));
+        }
+        return 0;
+    });
+    std::this_thread::sleep_for(std::chrono::seconds(seconds - 1));
+    ::waitpid(quiet, nullptr, 0);
+    for (auto p : gens)
+        ::kill(p, SIGKILL);
+    for (auto p : gens)
+        ::waitpid(p, nullptr, 0);
+    Sample after = sample(d, "sqlite");
+    for (int i = 0; i < 1200; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        const auto s = sample(d, "sqlite");
+        const bool idle = s.stored == after.stored && s.received == after.received;
+        after = s;
+        if (idle && after.stored + after.lost_sink + after.queue_dropped >= after.received)
+            break;
+    }
+    const auto t1 = mono_ns();
+    Fairness f;
+    f.seconds = static_cast<double>(t1 - t0) / 1e9;
+    const auto agents = d.call(R"({"v":1,"op":"agents"})");
+    for (const auto& a : agents["agents"]) {
+        const bool q = a.value("name", "") == "quiet";
+        const auto made = a.value("denials_seen", std::uint64_t{0}) + a.value("events_lost", std::uint64_t{0});
+        (q ? f.quiet_made : f.flood_made) += made;
+        (q ? f.quiet_lost : f.flood_shed) += a.value(q ? "events_lost" : "events_shed", std::uint64_t{0});
+    }
+    const auto st = d.call(R"({"v":1,"op":"status"})");
+    const auto stored = after.stored - before.stored;
+    f.stored_per_s = static_cast<double>(stored) / f.seconds;
+    f.cpu_ns_per_record = stored ? static_cast<double>(after.cpu - before.cpu) / static_cast<double>(stored) : 0;
+    f.quiet_stored = st["store"]["chain_heads"].contains("quiet")
+                         ? st["store"]["chain_heads"]["quiet"].value("seq", std::uint64_t{0}) - 1
+                         : 0; // its chain: the attach record, then its decisions
+    f.flood_stored = stored - f.quiet_stored;
+    fs::remove_all(dir);
+    return f;
+}
+
 } // namespace
+
+void fairness(int seconds, const fs::path& ws)
+{
+    std::printf("\n## Fair shares of the event buffer (SQLite sink)\n\n");
+    std::printf("Flooding agents: one unthrottled generator each (denied UDP connect), %d s. A quiet "
+                "agent makes 10,000 denied connects at 2,000/s meanwhile. \"quiet lost\" is what "
+                "the kernel did not take of the quiet agent's records (target 0).\n\n", seconds);
+    std::printf("| flooding agents | seconds | flood records | flood shed | flood stored | stored/s | "
+                "cordond CPU ns/record | quiet made | quiet stored | quiet lost |\n"
+                "|---|---|---|---|---|---|---|---|---|---|\n");
+    for (unsigned n : {1u, 10u}) {
+        const auto f = fairness_once(n, seconds, ws);
+        std::printf("| %u | %.1f | %llu | %llu | %llu | %.0f | %.0f | %llu | %llu | %llu |\n", n,
+                    f.seconds, static_cast<unsigned long long>(f.flood_made),
+                    static_cast<unsigned long long>(f.flood_shed),
+                    static_cast<unsigned long long>(f.flood_stored), f.stored_per_s,
+                    f.cpu_ns_per_record, static_cast<unsigned long long>(f.quiet_made),
+                    static_cast<unsigned long long>(f.quiet_stored),
+                    static_cast<unsigned long long>(f.quiet_lost));
+        std::fflush(stdout);
+    }
+}
 
 void forensics(cordon_backend backend, const fs::path& ws, int seconds)
 {

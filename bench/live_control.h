@@ -23,6 +23,8 @@ void cgroup_churn(cordon_backend backend);
 /// The event pipeline: records/s into JSONL and SQLite, CPU per record, loss at fixed rates
 /// sustained for `seconds`.
 void forensics(cordon_backend backend, const std::filesystem::path& ws, int seconds);
+/// Fair shares of the event buffer: 1 and 10 agents flooding, one quiet agent (bench/forensics.cpp).
+void fairness(int seconds, const std::filesystem::path& ws);
 /// "DNS gateway": a lookup's added latency (p50, p99), lookups per second, and a connect
 /// decided by an answered address among 10,000 against one decided by a cidr rule.
 void dns(cordon_backend backend, const std::filesystem::path& ws);

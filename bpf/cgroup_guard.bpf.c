@@ -225,6 +225,7 @@ int BPF_PROG(cgroup_guard_rmdir, struct cgroup *cgrp, const char *path)
 	if (a && (a->flags & CORDON_AGENT_F_CHILD)) {
 		bpf_map_delete_elem(&cordon_agents, &key);
 		bpf_map_delete_elem(&cordon_agent_live, &key);
+		bpf_map_delete_elem(&cordon_event_shares, &key);
 	}
 	return 0;
 }

@@ -229,7 +229,7 @@ __noinline int cordon_event_admit(__u64 key, __u32 critical)
 {
 	struct cordon_agent_live *live = bpf_map_lookup_elem(&cordon_agent_live, &key);
 	struct cordon_event_share *share = bpf_map_lookup_elem(&cordon_event_shares, &key);
-	__u64 ring, used, room, held, made;
+	__u64 ring, used, room, held, made; /* bytes */
 
 	if (!live || !share)
 		return 1;
@@ -240,7 +240,7 @@ __noinline int cordon_event_admit(__u64 key, __u32 critical)
 	room = ring > used ? ring - used : 0;
 	if (!critical)
 		room = room > ring / 8 ? room - ring / 8 : 0;
-	if (2 * held * (sizeof(struct cordon_event) + 8) <= room)
+	if (2 * held <= room)
 		return 1;
 	cordon_count(CORDON_CNT_EVENTS_SHED);
 	cordon_count(CORDON_CNT_RINGBUF_DROPS);

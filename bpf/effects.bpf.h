@@ -110,14 +110,17 @@ static __always_inline bool cordon_event_critical(__u32 hook, __u8 verdict)
  */
 int cordon_event_admit(__u64 key, __u32 critical);
 
+/* What a record takes in the ring buffer: its size and the ring's 8-byte header. */
+#define CORDON_RB_BYTES(size) ((((size) + 7) & ~7ull) + 8)
+
 /*
  * Reserves `size` bytes of the ring buffer for a record of agent c, if the agent is within its
  * share (cordon_event_admit): a flood costs the flooder its records, never another agent its
  * own. Returns NULL when refused or full, having counted the loss on the agent (events_lost,
  * and events_shed when over its share), which cordond stores as a gap on that agent's chain.
  * Fails open for the access (a record is never a reason to refuse), closed for silence (every
- * loss is counted). Writes the agent's record number into the record's header (seq); the
- * caller fills the rest of it.
+ * loss is counted). Writes the agent's position into the record's header (seq: the bytes of
+ * its records reserved before this one); the caller fills the rest of it.
  */
 static __always_inline void *cordon_event_reserve(const struct cordon_ctx *c, __u64 size,
 						  bool critical)
@@ -126,6 +129,7 @@ static __always_inline void *cordon_event_reserve(const struct cordon_ctx *c, __
 
 	if (c->live && !cordon_event_admit(c->cgid, critical))
 		return NULL;
+	/* (the record's own size is not weighed: at most one record over the share) */
 	e = bpf_ringbuf_reserve(&cordon_events, size, 0);
 	if (!e) {
 		cordon_count(CORDON_CNT_RINGBUF_DROPS);
@@ -133,7 +137,7 @@ static __always_inline void *cordon_event_reserve(const struct cordon_ctx *c, __
 			__sync_fetch_and_add(&c->live->events_lost, 1);
 		return NULL;
 	}
-	e->seq = c->live ? __sync_fetch_and_add(&c->live->events_made, 1) : 0;
+	e->seq = c->live ? __sync_fetch_and_add(&c->live->events_made, CORDON_RB_BYTES(size)) : 0;
 	return e;
 }
 

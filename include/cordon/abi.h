@@ -256,8 +256,9 @@ struct cordon_agent_live {
 	/** Of events_lost, those refused because the agent held more than its share of the ring
 	 *  buffer (the rest found the buffer full). */
 	__u64 events_shed;
-	/** Records of this agent reserved in the ring buffer so far: the next one's
-	 *  cordon_event_header.seq. Less cordon_event_share.consumed, what it holds there now. */
+	/** Bytes of this agent's records reserved in the ring buffer so far (each record's size,
+	 *  rounded up to 8, and the ring's 8-byte header): the next one's cordon_event_header.seq.
+	 *  Less cordon_event_share.consumed, what it holds there now. */
 	__u64 events_made;
 };
 CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_live) == 72, "cordon_agent_live layout changed");
@@ -268,10 +269,14 @@ CORDON_STATIC_ASSERT(sizeof(struct cordon_agent_live) == 72, "cordon_agent_live 
  * records still wait in the buffer (bpf/effects.bpf.h, cordon_event_reserve).
  */
 struct cordon_event_share {
-	__u64 consumed;      /**< one past the highest cordon_event_header.seq read of this agent */
+	__u64 consumed;      /**< bytes read of this agent's records: the highest
+				  cordon_event_header.seq read plus that record's bytes (as events_made) */
 	__u64 lost_recorded; /**< events_lost already stored as gap records (adoption: the rest
-				  were lost while no reader ran, and become a gap then) */
+				  were lost while no reader ran, and become a gap then). Under key
+				  CORDON_SHARE_HOST: the host-wide CORDON_CNT_RINGBUF_DROPS so stored. */
 };
+/** The cordon_event_shares key of the host-wide entry (no agent key is 0). */
+#define CORDON_SHARE_HOST 0
 CORDON_STATIC_ASSERT(sizeof(struct cordon_event_share) == 16, "cordon_event_share layout changed");
 
 /** Whether an agent is frozen: by the operator, or by a freeze verdict since its last thaw. */
@@ -402,8 +407,9 @@ struct cordon_event_header {
 	__u8 backend;    /**< enum cordon_backend */
 	__u16 size;      /**< whole record size in bytes, header included */
 	__u16 _pad0;     /**< zero */
-	/** The agent's record number (cordon_agent_live.events_made when it was reserved), from 0;
-	 *  the reader hands it back through cordon_event_share.consumed. */
+	/** The agent's position: bytes of its records reserved before this one
+	 *  (cordon_agent_live.events_made when it was reserved); the reader hands it back through
+	 *  cordon_event_share.consumed. */
 	__u64 seq;
 	char comm[CORDON_COMM_LEN]; /**< task comm at the decision */
 };

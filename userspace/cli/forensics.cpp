@@ -136,11 +136,6 @@ std::string csv_field(const std::string& in)
     return out + "\"";
 }
 
-std::vector<store::Row> load(const std::string& db, const store::Filter& f)
-{
-    return store::query(db, f);
-}
-
 /// The parts of a stored record's JSON a report reads (unmapped: cordon's own fields).
 json unmapped(const store::Row& r)
 {
@@ -236,10 +231,10 @@ int events_query(const EventsOptions& o)
     f.path_glob = o.path;
     f.dest_cidr = o.dest;
     f.limit = o.limit;
-    const auto rows = load(o.store, f);
     if (o.csv)
         std::printf("time,agent,kind,hook,verdict,pid,ppid,uid,path,dest,port,id,seq\n");
-    for (const auto& r : rows) {
+    // One row at a time: a store of millions of records is listed in bounded memory.
+    const auto n = store::for_each(o.store, f, [&](store::Row&& r) {
         if (o.json) {
             std::printf("%s\n", r.json.c_str());
         } else if (o.csv) {
@@ -251,9 +246,9 @@ int events_query(const EventsOptions& o)
             std::printf("%s\n", fmt::format("{} {} {} {} {} pid {}", local_time(r.time_ns), r.agent,
                                             r.verdict, r.hook, object_of(r), r.pid).c_str());
         }
-    }
+    });
     if (!o.json && !o.csv)
-        std::fprintf(stderr, "%zu records\n", rows.size());
+        std::fprintf(stderr, "%zu records\n", n);
     return 0;
 }
 
@@ -274,12 +269,41 @@ int events_verify(const std::string& db, const std::optional<std::string>& name)
 
 namespace {
 
-// What one agent's records say, gathered in one pass over them for `report`.
+// What one agent's records say, gathered in one pass over them for `report`, in bounded memory
+// whatever the store holds: at most kMaxObjects distinct denied paths and destinations are
+// ranked (denials of objects first seen after that are counted, not ranked), and at most
+// kMaxListed tier changes, operator actions and execs are listed (the rest counted; `cordon
+// events` lists every one).
+constexpr std::size_t kMaxObjects = 50'000;
+constexpr std::size_t kMaxListed = 10'000;
 struct Activity {
+    std::uint64_t records = 0;
+    std::int64_t first_ns = 0, last_ns = 0;
     std::map<std::pair<std::string, std::string>, std::uint64_t> by; ///< (hook, verdict) -> count
     std::map<std::string, std::uint64_t> paths, dests;               ///< denied objects -> count
+    std::uint64_t unranked = 0; ///< denials of objects beyond kMaxObjects
     json tiers = json::array(), actions = json::array(), procs = json::array();
+    std::uint64_t unlisted_tiers = 0, unlisted_actions = 0, unlisted_procs = 0;
+    void add(const store::Row& r);
 };
+
+void count_object(std::map<std::string, std::uint64_t>& m, std::string key, std::uint64_t& unranked)
+{
+    if (auto it = m.find(key); it != m.end())
+        ++it->second;
+    else if (m.size() < kMaxObjects)
+        m.emplace(std::move(key), 1);
+    else
+        ++unranked;
+}
+
+void list(json& to, std::uint64_t& unlisted, json item)
+{
+    if (to.size() < kMaxListed)
+        to.push_back(std::move(item));
+    else
+        ++unlisted;
+}
 
 json tier_change_of(const store::Row& r)
 {
@@ -307,31 +331,33 @@ json process_of(const store::Row& r)
         cmd += (cmd.empty() ? "" : " ") + events::display_safe(s.get<std::string>());
     if (u.value("argv_truncated", false))
         cmd += " ...";
+    // The file that ran when the kernel resolved it (a link or relative name given), else the
+    // name the exec was given.
+    const std::string ran = u.value("exec_file", std::string());
     return {{"time", local_time(r.time_ns)}, {"pid", r.pid}, {"ppid", r.ppid},
-            {"uid", r.uid}, {"path", events::display_safe(r.path)}, {"cmd", cmd}};
+            {"uid", r.uid}, {"path", events::display_safe(ran.empty() ? r.path : ran)}, {"cmd", cmd}};
 }
 
-Activity collect_activity(const std::vector<store::Row>& rows)
+void Activity::add(const store::Row& r)
 {
-    Activity a;
-    for (const auto& r : rows) {
-        if (r.kind == "decision") {
-            ++a.by[{r.hook, r.verdict}];
-            if (r.verdict == "deny" || r.verdict == "kill" || r.verdict == "freeze") {
-                if (!r.dest.empty())
-                    ++a.dests[object_of(r)];
-                else if (!r.path.empty())
-                    ++a.paths[events::display_safe(r.path)];
-            }
-        } else if (r.kind == "trust") {
-            a.tiers.push_back(tier_change_of(r));
-        } else if (r.kind == "action") {
-            a.actions.push_back(action_of(r));
-        } else if (r.kind == "process") {
-            a.procs.push_back(process_of(r));
+    if (records++ == 0)
+        first_ns = r.time_ns;
+    last_ns = r.time_ns;
+    if (r.kind == "decision") {
+        ++by[{r.hook, r.verdict}];
+        if (r.verdict == "deny" || r.verdict == "kill" || r.verdict == "freeze") {
+            if (!r.dest.empty())
+                count_object(dests, object_of(r), unranked);
+            else if (!r.path.empty())
+                count_object(paths, events::display_safe(r.path), unranked);
         }
+    } else if (r.kind == "trust") {
+        list(tiers, unlisted_tiers, tier_change_of(r));
+    } else if (r.kind == "action") {
+        list(actions, unlisted_actions, action_of(r));
+    } else if (r.kind == "process") {
+        list(procs, unlisted_procs, process_of(r));
     }
-    return a;
 }
 
 // The ten most frequent entries, most frequent first, ties by name.
@@ -349,42 +375,46 @@ json top_ten(const std::map<std::string, std::uint64_t>& m)
 
 // Gaps: the agent's own (records of it the kernel had no room for) and cordond's (a full
 // disk, a store that fell behind), within the agent's time span.
-json gaps_in_span(const std::string& db, const std::string& name, const std::vector<store::Row>& rows)
+json gaps_in_span(const std::string& db, const std::string& name, const Activity& a)
 {
     store::Filter gf;
     gf.kinds = {"gap"};
-    gf.since_ns = rows.front().time_ns;
-    gf.until_ns = rows.back().time_ns;
+    gf.since_ns = a.first_ns;
+    gf.until_ns = a.last_ns;
     json gaps = json::array();
-    for (const auto& g : store::query(db, gf)) {
+    std::uint64_t unlisted = 0;
+    store::for_each(db, gf, [&](store::Row&& g) {
         if (g.agent != name && g.agent != "cordond")
-            continue;
+            return;
         const auto u = unmapped(g);
-        gaps.push_back({{"time", local_time(g.time_ns)},
-                        {"lost", u.value("lost", std::uint64_t{0})},
-                        {"reason", u.value("reason", "")}});
-    }
+        list(gaps, unlisted, {{"time", local_time(g.time_ns)},
+                              {"lost", u.value("lost", std::uint64_t{0})},
+                              {"reason", u.value("reason", "")}});
+    });
     return gaps;
 }
 
 // The report as one JSON document: what --json prints and what the text form is printed from.
-json build_report(const std::string& name, const std::string& db, const std::vector<store::Row>& rows)
+json build_report(const std::string& name, const std::string& db, const Activity& a)
 {
-    const auto a = collect_activity(rows);
     json counts = json::array();
     for (const auto& [k, n] : a.by)
         counts.push_back({{"hook", k.first}, {"verdict", k.second}, {"count", n}});
     return {{"agent", name},
-            {"first", local_time(rows.front().time_ns)},
-            {"last", local_time(rows.back().time_ns)},
-            {"records", rows.size()},
+            {"first", local_time(a.first_ns)},
+            {"last", local_time(a.last_ns)},
+            {"records", a.records},
             {"decisions", counts},
             {"top_denied_paths", top_ten(a.paths)},
             {"top_denied_destinations", top_ten(a.dests)},
+            {"denials_unranked", a.unranked},
             {"tier_changes", a.tiers},
             {"operator_actions", a.actions},
             {"processes", a.procs},
-            {"gaps", gaps_in_span(db, name, rows)}};
+            {"not_listed", {{"tier_changes", a.unlisted_tiers},
+                            {"operator_actions", a.unlisted_actions},
+                            {"processes", a.unlisted_procs}}},
+            {"gaps", gaps_in_span(db, name, a)}};
 }
 
 void print_summary(const json& rep)
@@ -406,6 +436,9 @@ void print_summary(const json& rep)
             std::printf("  %6llu  %s\n", static_cast<unsigned long long>(t["count"].get<std::uint64_t>()),
                         t["what"].get<std::string>().c_str());
     }
+    if (const auto n = rep["denials_unranked"].get<std::uint64_t>())
+        std::printf("  (%llu denials of objects beyond the first %zu distinct ones are not ranked)\n",
+                    static_cast<unsigned long long>(n), kMaxObjects);
 }
 
 // Gaps, tier changes and operator actions: the events that explain the decisions above.
@@ -481,11 +514,12 @@ int report(const std::string& name, const std::string& db, bool as_json)
 {
     store::Filter f;
     f.agent = name;
-    const auto rows = load(db, f);
-    if (rows.empty())
+    Activity a;
+    store::for_each(db, f, [&](store::Row&& r) { a.add(r); });
+    if (a.records == 0)
         throw Error("no records of agent '" + name + "' in " + db +
                     " (`cordon events` lists what the store holds)");
-    const json rep = build_report(name, db, rows);
+    const json rep = build_report(name, db, a);
     if (as_json) {
         std::printf("%s\n", rep.dump(2, ' ', false, json::error_handler_t::replace).c_str());
         return 0;
@@ -493,6 +527,10 @@ int report(const std::string& name, const std::string& db, bool as_json)
     print_summary(rep);
     print_timeline(rep);
     print_process_tree(rep["processes"]);
+    for (const auto& [what, n] : rep["not_listed"].items())
+        if (n.get<std::uint64_t>())
+            std::printf("\n%llu more %s not listed (at most %zu each; `cordon events` lists them)\n",
+                        static_cast<unsigned long long>(n.get<std::uint64_t>()), what.c_str(), kMaxListed);
     return 0;
 }
 

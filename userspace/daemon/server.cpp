@@ -880,6 +880,10 @@ void Server::settle_pending()
 void Server::adopt_drops()
 {
     auto& shares = reader_->shares();
+    const auto drops = ctl_->guard().counters()[CORDON_CNT_RINGBUF_DROPS];
+    const char* why = "lost while no cordond read the kernel's event buffer (stopped or "
+                      "restarted; the buffer, or the agent's share, filled)";
+    std::uint64_t adopted = 0;
     for (const auto& a : ctl_->agents()) {
         const auto live = ctl_->guard().live(a.key);
         if (!live)
@@ -889,14 +893,21 @@ void Server::adopt_drops()
         auto& seen = agent_drops_seen_[std::pair{a.key, a.id}];
         seen = {recorded.value_or(live->events_lost), live->events_shed};
         if (pipeline_ && recorded && live->events_lost > *recorded) {
-            pipeline_->push_gap(live->events_lost - *recorded,
-                                "lost while no cordond read the kernel's event buffer (stopped "
-                                "or restarted; the buffer, or the agent's share, filled)",
-                                a.name);
+            pipeline_->push_gap(live->events_lost - *recorded, why, a.name);
+            adopted += live->events_lost - *recorded;
             seen.lost = live->events_lost;
             shares.set_lost_recorded(a.key, live->events_lost);
         }
     }
+    // What no adopted agent accounts for: records of agents removed meanwhile (a template's
+    // child whose cgroup went) or of processes whose agent state was missing.
+    const auto host = shares.lost_recorded(CORDON_SHARE_HOST);
+    if (pipeline_ && host && drops > *host + adopted)
+        pipeline_->push_gap(drops - *host - adopted,
+                            std::string(why) + ", of agents since removed or without state");
+    kernel_drops_seen_ = drops;
+    if (pipeline_)
+        shares.set_lost_recorded(CORDON_SHARE_HOST, drops);
     shares.publish();
 }
 
@@ -904,7 +915,9 @@ void Server::note_kernel_drops()
 {
     std::uint64_t attributed = 0;
     auto& shares = reader_->shares();
+    std::set<std::uint64_t> keys;
     for (const auto& a : ctl_->agents()) {
+        keys.insert(a.key);
         const auto live = ctl_->guard().live(a.key);
         if (!live)
             continue;
@@ -925,7 +938,7 @@ void Server::note_kernel_drops()
         seen = {live->events_lost, live->events_shed};
         shares.set_lost_recorded(a.key, live->events_lost);
     }
-    shares.publish();
+    shares.keep_only(keys);
     // What no agent accounts for (a record of a process whose agent state was missing) goes on
     // cordond's chain. Counted since start, not per pass: the host-wide counter is read after
     // the agents' counts, so a pass may see drops that the agents' counts show only in the next.
@@ -933,9 +946,15 @@ void Server::note_kernel_drops()
     drops_attributed_ += attributed;
     if (kernel_drops_seen_ && drops > *kernel_drops_seen_ + drops_attributed_ + drops_unattributed_) {
         const auto n = drops - *kernel_drops_seen_ - drops_attributed_ - drops_unattributed_;
-        pipeline_->push_gap(n, "the kernel's ring buffer was full (lost_events)");
+        pipeline_->push_gap(n, "the kernel's ring buffer was full, or the records were of "
+                               "agents removed before their losses were stored (lost_events)");
         drops_unattributed_ += n;
     }
+    // How many of the host-wide drops are stored as gaps, for the daemon that adopts next.
+    if (kernel_drops_seen_)
+        shares.set_lost_recorded(CORDON_SHARE_HOST,
+                                 std::min(drops, *kernel_drops_seen_ + drops_attributed_ + drops_unattributed_));
+    shares.publish();
 }
 
 void Server::protect_files()

@@ -52,15 +52,23 @@ Shares::Entry& Shares::entry(std::uint64_t key)
     return it->second;
 }
 
-void Shares::read(std::uint64_t key, std::uint64_t seq)
+void Shares::read(std::uint64_t key, std::uint64_t seq, std::uint32_t size)
 {
     if (fd_ < 0)
         return;
     auto& e = entry(key);
-    if (seq + 1 > e.v.consumed) {
-        e.v.consumed = seq + 1;
+    const std::uint64_t end = seq + ((std::uint64_t{size} + 7) & ~std::uint64_t{7}) + 8; // as the kernel counts
+    if (end > e.v.consumed) {
+        e.v.consumed = end;
         e.dirty = true;
     }
+}
+
+void Shares::keep_only(const std::set<std::uint64_t>& keep)
+{
+    std::erase_if(cache_, [&](const auto& kv) {
+        return kv.first != CORDON_SHARE_HOST && !keep.contains(kv.first);
+    });
 }
 
 void Shares::publish()
@@ -71,7 +79,10 @@ void Shares::publish()
         e.dirty = false;
         // A refused update leaves the agent's share as the kernel last saw it: the agent's own
         // records may be refused sooner than they should (its loss, counted), never another's.
-        if (bpf_map_update_elem(fd_, &key, &e.v, BPF_ANY) != 0 && failures_++ == 0)
+        // BPF_EXIST: never re-make the entry of an agent removed meanwhile. The host-wide
+        // entry is made by its first write.
+        const auto flag = key == CORDON_SHARE_HOST ? BPF_ANY : BPF_EXIST;
+        if (bpf_map_update_elem(fd_, &key, &e.v, flag) != 0 && errno != ENOENT && failures_++ == 0)
             spdlog::error("cannot write cordon_event_shares: {}; agents' shares of the event "
                           "buffer may drain late", errno_text(errno));
     }
@@ -127,7 +138,8 @@ int Reader::on_record(void* self, void* data, size_t size)
         ++r->malformed_;
     } else {
         if (e->header().agent_id)
-            r->shares_.read(CORDON_AGENT_KEY(e->header().agent_id), e->header().seq);
+            r->shares_.read(CORDON_AGENT_KEY(e->header().agent_id), e->header().seq,
+                            e->header().size);
         r->handler_(*e);
     }
     ++r->handed_;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <optional>
 #include <span>
 
@@ -42,16 +43,19 @@ std::optional<Event> decode(std::span<const std::uint8_t> record);
 class Shares {
 public:
     explicit Shares(int shares_fd) : fd_(shares_fd) {}
-    /// A record of agent `key` with record number `seq` was read.
-    void read(std::uint64_t key, std::uint64_t seq);
-    /// Writes what changed since the last publish (one map update per agent read).
+    /// A record of agent `key` at position `seq` (bytes), `size` bytes long, was read.
+    void read(std::uint64_t key, std::uint64_t seq, std::uint32_t size);
+    /// Writes what changed since the last publish (one map update per agent read). Only
+    /// entries that exist are written: an agent's entry is made with the agent and removed
+    /// with it, so a removed agent's records still in the buffer make none.
     void publish();
     /// Lost records of the agent already stored as gaps: nullopt when the kernel has no entry
     /// (a new agent, or one whose entry aged out of the LRU).
     std::optional<std::uint64_t> lost_recorded(std::uint64_t key);
     void set_lost_recorded(std::uint64_t key, std::uint64_t n);
-    /// Forgets a removed agent (its kernel entry went with it).
-    void forget(std::uint64_t key) { cache_.erase(key); }
+    /// Forgets what is cached of agents not in `keep` (removed: their kernel entries went
+    /// with them); the host-wide entry stays.
+    void keep_only(const std::set<std::uint64_t>& keep);
 
 private:
     struct Entry {
