@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_util.h"
+#include <sqlite3.h>
 #include "kernel_test_util.h"
 #include "live_control.h"
 
@@ -186,9 +187,9 @@ struct Fairness {
 };
 
 /// `flooders` agents, one unthrottled generator each, for `seconds`; meanwhile one quiet agent
-/// makes 10,000 denied connects at 2,000/s. SQLite sink (the slower one, so the store is far
+/// makes quiet_n denied connects at quiet_rate a second. SQLite sink (the slower one, so the store is far
 /// behind the flood).
-Fairness fairness_once(unsigned flooders, int seconds, const fs::path& ws)
+Fairness fairness_once(unsigned flooders, int seconds, const fs::path& ws, int quiet_n, int quiet_rate)
 {
     const fs::path dir = ws / fmt::format("fairness-{}", flooders);
     fs::create_directories(dir);
@@ -205,15 +206,18 @@ Fairness fairness_once(unsigned flooders, int seconds, const fs::path& ws)
     for (unsigned i = 1; i <= flooders; ++i)
         gens.push_back(generator(cgs[i], 0));
     std::this_thread::sleep_for(std::chrono::seconds(1)); // the store falls behind
-    const pid_t quiet = testing::spawn_in(cgs[0].path().string(), [] {
+    const pid_t quiet = testing::spawn_in(cgs[0].path().string(), [quiet_n, quiet_rate] {
         sockaddr_in sa{};
         sa.sin_family = AF_INET;
         sa.sin_port = htons(9);
         ::inet_pton(AF_INET, "10.1.2.3", &sa.sin_addr);
         const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        for (int n = 0; n < 10000; ++n) {
+        const auto start = mono_ns();
+        for (int n = 0; n < quiet_n; ++n) {
             (void)::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
-            std::this_thread::sleep_for(std::chrono::microseconds(500));
+            const auto due = start + static_cast<std::int64_t>(n + 1) * 1'000'000'000 / quiet_rate;
+            if (due > mono_ns())
+                std::this_thread::sleep_for(std::chrono::nanoseconds(due - mono_ns()));
         }
         return 0;
     });
@@ -246,9 +250,18 @@ Fairness fairness_once(unsigned flooders, int seconds, const fs::path& ws)
     const auto stored = after.stored - before.stored;
     f.stored_per_s = static_cast<double>(stored) / f.seconds;
     f.cpu_ns_per_record = stored ? static_cast<double>(after.cpu - before.cpu) / static_cast<double>(stored) : 0;
-    f.quiet_stored = st["store"]["chain_heads"].contains("quiet")
-                         ? st["store"]["chain_heads"]["quiet"].value("seq", std::uint64_t{0}) - 1
-                         : 0; // its chain: the attach record, then its decisions
+    const std::string db = st["store"]["sqlite"].value("path", (dir / "events.db").string());
+    sqlite3* h = nullptr;
+    if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+        sqlite3_stmt* q = nullptr;
+        if (sqlite3_prepare_v2(h, "SELECT count(*) FROM records WHERE agent = 'quiet' AND kind = 'decision'",
+                               -1, &q, nullptr) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+            f.quiet_stored = static_cast<std::uint64_t>(sqlite3_column_int64(q, 0));
+        else
+            std::fprintf(stderr, "cannot count the quiet agent's records in %s: %s\n", db.c_str(), sqlite3_errmsg(h));
+        sqlite3_finalize(q);
+    }
+    sqlite3_close(h);
     f.flood_stored = stored - f.quiet_stored;
     fs::remove_all(dir);
     return f;
@@ -260,15 +273,15 @@ void fairness(int seconds, const fs::path& ws)
 {
     std::printf("\n## Fair shares of the event buffer (SQLite sink)\n\n");
     std::printf("Flooding agents: one unthrottled generator each (denied UDP connect), %d s. A quiet "
-                "agent makes 10,000 denied connects at 2,000/s meanwhile. \"quiet lost\" is what "
+                "agent makes denied connects at a fixed rate meanwhile. \"quiet lost\" is what "
                 "the kernel did not take of the quiet agent's records (target 0).\n\n", seconds);
-    std::printf("| flooding agents | seconds | flood records | flood shed | flood stored | stored/s | "
+    std::printf("| flooding agents | quiet rate | seconds | flood records | flood shed | flood stored | stored/s | "
                 "cordond CPU ns/record | quiet made | quiet stored | quiet lost |\n"
-                "|---|---|---|---|---|---|---|---|---|---|\n");
-    for (unsigned n : {1u, 10u}) {
-        const auto f = fairness_once(n, seconds, ws);
-        std::printf("| %u | %.1f | %llu | %llu | %llu | %.0f | %.0f | %llu | %llu | %llu |\n", n,
-                    f.seconds, static_cast<unsigned long long>(f.flood_made),
+                "|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (auto [n, rate] : {std::pair{1u, 2000}, std::pair{10u, 2000}, std::pair{10u, 500}}) {
+        const auto f = fairness_once(n, seconds, ws, rate * (seconds - 2), rate);
+        std::printf("| %u | %d/s | %.1f | %llu | %llu | %llu | %.0f | %.0f | %llu | %llu | %llu |\n", n,
+                    rate, f.seconds, static_cast<unsigned long long>(f.flood_made),
                     static_cast<unsigned long long>(f.flood_shed),
                     static_cast<unsigned long long>(f.flood_stored), f.stored_per_s,
                     f.cpu_ns_per_record, static_cast<unsigned long long>(f.quiet_made),

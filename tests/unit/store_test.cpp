@@ -662,6 +662,7 @@ TEST_F(StoreTest, ReportAndEventsReadALargeStoreInBoundedMemory)
     char* err = nullptr;
     ASSERT_EQ(sqlite3_exec(h, fill, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
     sqlite3_close(h);
+    EXPECT_EQ(for_each(db, {.agent = "flood"}, [](Row&&) {}), 500002u) << "rows visited";
     const auto [rc, rss] = cordon_rss({"report", "flood", "--store", db.string()});
     EXPECT_EQ(rc, 0);
     EXPECT_LT(rss, 64 * 1024) << "report's peak RSS in KiB";

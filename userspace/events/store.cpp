@@ -964,7 +964,7 @@ std::size_t for_each(const std::filesystem::path& path, const Filter& f,
         if (cidr && !dest_in(*cidr, r.dest))
             continue;
         visit(std::move(r));
-        if (f.limit && ++n >= f.limit)
+        if (++n == f.limit) // (limit 0: no limit)
             break;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
