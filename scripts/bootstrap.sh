@@ -45,6 +45,8 @@ packages=(
   cargo rustc golang-go
   # DNS gateway tests: a real resolver the tests start on loopback with records they write
   dnsmasq-base
+  # journal sink tests: a systemd-journald the tests start in a journal namespace, journalctl
+  systemd
 )
 # Node.js and npm: Debian's nodejs and npm, unless a Node.js with its own npm is already
 # installed (NodeSource's nodejs package carries npm and conflicts with Debian's npm).

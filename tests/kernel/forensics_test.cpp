@@ -646,6 +646,120 @@ TEST(ForensicsHostTest, LossesWhileCordondWasDownAreAGapWhenItIsBack)
     EXPECT_EQ(gap_total(db, "down"), lost_after);
 }
 
+/// Output of a shell command (stdout), or "" when it cannot run.
+std::string command_output(const std::string& cmd)
+{
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+        char buf[4096];
+        while (const auto n = std::fread(buf, 1, sizeof(buf), p))
+            out.append(buf, n);
+        ::pclose(p);
+    }
+    return out;
+}
+
+/// A systemd-journald of the test's own: a journal namespace (its socket and files apart from
+/// the system journal's), stopped and removed at the end.
+struct JournalNamespace {
+    std::string name = "cordon-kt-" + std::to_string(::getpid());
+    fs::path socket = fs::path("/run/systemd") / ("journal." + name) / "socket";
+    pid_t pid = -1;
+    JournalNamespace()
+    {
+        pid = ::fork();
+        if (pid == 0) {
+            const int null = ::open("/dev/null", O_WRONLY);
+            ::dup2(null, 1);
+            ::dup2(null, 2);
+            ::execl("/lib/systemd/systemd-journald", "systemd-journald", name.c_str(), nullptr);
+            ::_exit(127);
+        }
+        for (int i = 0; i < 100 && !fs::exists(socket); ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    void stop()
+    {
+        if (pid > 0) {
+            ::kill(pid, SIGTERM);
+            ::waitpid(pid, nullptr, 0);
+            pid = -1;
+        }
+    }
+    ~JournalNamespace()
+    {
+        stop();
+        std::error_code ec;
+        fs::remove_all(socket.parent_path(), ec);
+        std::string id;
+        std::ifstream("/etc/machine-id") >> id;
+        for (const char* root : {"/var/log/journal", "/run/log/journal"})
+            if (!id.empty())
+                fs::remove_all(fs::path(root) / (id + "." + name), ec);
+    }
+};
+
+// The journal sink (--events-journal): a real systemd-journald (a journal namespace the test
+// starts) takes each record as one structured entry, which journalctl reads back by field; a
+// journald that went away loses records countably, never the daemon's work.
+TEST(ForensicsHostTest, TheJournalSinkSendsStructuredRecordsAJournalReadsBack)
+{
+    JournalNamespace journal;
+    ASSERT_TRUE(fs::exists(journal.socket))
+        << "systemd-journald did not start (scripts/bootstrap.sh installs systemd)";
+    Files f;
+    Daemon d(host_backend(), {"--no-store", "--events-journal", "--journal-socket", journal.socket.string()});
+    auto cg = make_test_cgroup();
+    ASSERT_TRUE(d.attach(cg.path(), forensic_policy(f.secret, "jt"), "jt", f.dir.string()).value("ok", false));
+    agent_work(cg, f);
+    json st;
+    for (int i = 0; i < 100; ++i) {
+        st = store_status(d);
+        if (st["journal"].value("written", 0u) >= 4)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_GE(st["journal"].value("written", 0u), 4u) << st.dump();
+    EXPECT_EQ(st["journal"]["lost"], 0) << st.dump();
+    std::vector<json> entries;
+    for (int i = 0; i < 50 && entries.size() < 4; ++i) {
+        entries = json_lines(command_output("journalctl --namespace=" + journal.name +
+                                            " -o json --no-pager CORDON_AGENT=jt 2>/dev/null"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    bool open_seen = false, attach_seen = false, exec_seen = false;
+    for (const auto& e : entries) {
+        EXPECT_EQ(e["SYSLOG_IDENTIFIER"], "cordond");
+        const auto record = json::parse(e.value("CORDON_RECORD", "{}"));
+        EXPECT_EQ(record["unmapped"].value(e["CORDON_KIND"] == "action" ? "name" : "agent", ""), "jt")
+            << e.dump();
+        if (e["CORDON_HOOK"] == "open") {
+            open_seen = true;
+            EXPECT_EQ(e["CORDON_VERDICT"], "deny");
+            EXPECT_EQ(e["CORDON_PATH"], f.secret.string());
+            EXPECT_EQ(e["PRIORITY"], "4");
+            EXPECT_EQ(record["file"]["path"], f.secret.string());
+        } else if (e["CORDON_KIND"] == "action" && e["CORDON_HOOK"] == "attach") {
+            attach_seen = true;
+        } else if (e["CORDON_KIND"] == "process") {
+            exec_seen = true;
+            EXPECT_EQ(record["unmapped"]["exec_name"], "/bin/true");
+        }
+    }
+    EXPECT_TRUE(open_seen && attach_seen && exec_seen) << entries.size() << " entries";
+
+    journal.stop(); // gone: records are counted lost, cordond goes on
+    ASSERT_TRUE(denied_connects(cg, 3));
+    for (int i = 0; i < 100; ++i) {
+        st = store_status(d);
+        if (st["journal"].value("lost", 0u) >= 3)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_GE(st["journal"].value("lost", 0u), 3u) << st.dump();
+    EXPECT_NE(st["journal"].value("last_error", "").find(journal.socket.string()), std::string::npos) << st.dump();
+}
+
 TEST(ForensicsHostTest, PrometheusMetricsCountDecisionsAndTheStore)
 {
     Files f;

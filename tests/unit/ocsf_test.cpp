@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "events/format.h"
+#include "events/journal.h"
 #include "events/ocsf.h"
 
 namespace cordon::events {
@@ -134,6 +135,28 @@ TEST(OcsfTest, AnEventLineShowsAnAgentsNewlineEscaped)
     const auto line = event_line(denied_open("/x\nallow open /y"), [](std::uint32_t) { return std::string("r"); });
     EXPECT_EQ(line.find('\n'), std::string::npos) << line;
     EXPECT_NE(line.find("/x\\nallow open /y"), std::string::npos) << line;
+}
+
+// The journal's native protocol: NAME=value lines; a value holding a newline (a path an agent
+// named so) is sent length-prefixed, so it can neither end the field early nor forge another.
+TEST(JournalEntry, FieldsAreLinesAndNewlinesAreLengthPrefixed)
+{
+    store::Record r;
+    r.agent = "a";
+    r.kind = "decision";
+    r.hook = "open";
+    r.verdict = "deny";
+    r.pid = 7;
+    r.path = "/x\nCORDON_VERDICT=allow";
+    r.json = "{}";
+    const std::string e = journal_entry(r);
+    EXPECT_NE(e.find("\nCORDON_VERDICT=deny\n"), std::string::npos) << e;
+    EXPECT_NE(e.find("PRIORITY=4\n"), std::string::npos);
+    EXPECT_NE(e.find("SYSLOG_IDENTIFIER=cordond\n"), std::string::npos);
+    const std::string path_field = std::string("CORDON_PATH\n") + static_cast<char>(r.path.size()) +
+                                   std::string(7, '\0') + r.path + "\n";
+    EXPECT_NE(e.find(path_field), std::string::npos);
+    EXPECT_EQ(e.find("CORDON_PATH="), std::string::npos);
 }
 
 } // namespace

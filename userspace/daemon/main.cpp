@@ -10,6 +10,7 @@
 #include "bpf/log.h"
 #include "common/error.h"
 #include "daemon/server.h"
+#include "events/journal.h"
 #include "policy/duration.h"
 
 namespace {
@@ -22,6 +23,8 @@ struct Flags {
     int verbosity = 0;
     std::string store, max_age = "30d", max_size = "1G", jsonl, jsonl_size = "64M";
     bool no_store = false;
+    bool journal = false;
+    std::string journal_socket = cordon::events::kJournalSocket;
     std::string ringbuf = "64M";
     std::string metrics;
     bool metrics_default = false;
@@ -57,9 +60,15 @@ void add_options(CLI::App& app, Flags& f)
         ->capture_default_str();
     app.add_option("--jsonl-files", f.o.jsonl_files, "Rotated JSONL files kept (FILE.1 .. FILE.N)")
         ->capture_default_str();
+    app.add_flag("--events-journal", f.journal,
+                 "Also send every record to systemd-journald (structured CORDON_* fields, the "
+                 "OCSF record in CORDON_RECORD)");
+    app.add_option("--journal-socket", f.journal_socket,
+                   "The journal's socket (a journal namespace NAME: /run/systemd/journal.NAME/socket)")
+        ->capture_default_str();
     app.add_option("--ringbuf-size", f.ringbuf,
                    "Event ring buffer, a power of two (K, M): what a burst of decisions may fill "
-                   "while the reader catches up; 64M holds 186,000 records. Fresh starts only")
+                   "while the reader catches up; 64M holds 182,000 records, each agent at most its share. Fresh starts only")
         ->capture_default_str();
     app.add_flag("--metrics", f.metrics_default, "Serve Prometheus metrics on 127.0.0.1:9464");
     app.add_option("--metrics-listen", f.metrics,
@@ -105,6 +114,8 @@ bool fill_options(Flags& f)
     f.o.store_max_bytes = size_or_exit("--store-max-size", f.max_size);
     f.o.jsonl_max_bytes = size_or_exit("--jsonl-max-size", f.jsonl_size);
     f.o.events_jsonl = f.jsonl;
+    if (f.journal)
+        f.o.events_journal = f.journal_socket;
     const auto rb = size_or_exit("--ringbuf-size", f.ringbuf);
     if (rb > (1ull << 31)) {
         std::fprintf(stderr, "cordond: --ringbuf-size %s is over 2G\n", f.ringbuf.c_str());

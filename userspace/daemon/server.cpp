@@ -1224,14 +1224,23 @@ void Server::open_sinks()
     }
     if (!opts_.events_jsonl.empty())
         po.jsonl = opts_.events_jsonl;
+    if (!opts_.events_journal.empty())
+        po.journal = opts_.events_journal;
     po.jsonl_max_bytes = opts_.jsonl_max_bytes;
     po.jsonl_files = opts_.jsonl_files;
-    if (po.db || po.jsonl) {
+    if (po.db || po.jsonl || po.journal) {
         pipeline_ = std::make_unique<events::Pipeline>(po);
-        spdlog::info("storing events in {}{}{}", po.db ? po.db->string() : "",
-                     po.db && po.jsonl ? " and " : "", po.jsonl ? po.jsonl->string() : "");
+        std::vector<std::string> sinks;
+        if (po.db)
+            sinks.push_back(po.db->string());
+        if (po.jsonl)
+            sinks.push_back(po.jsonl->string());
+        if (po.journal)
+            sinks.push_back("the journal (" + po.journal->string() + ")");
+        spdlog::info("storing events in {}", fmt::join(sinks, " and "));
     } else {
-        spdlog::warn("no event store (--no-store and no --events-jsonl): decisions are not kept");
+        spdlog::warn("no event store (--no-store, no --events-jsonl, no --events-journal): "
+                     "decisions are not kept");
     }
     actions_ = std::make_unique<ActionsLog>(opts_.actions_log, pipeline_.get());
 }

@@ -26,6 +26,7 @@ struct ServerOptions {
     std::int64_t store_max_age_ms = 30LL * 24 * 3600 * 1000; ///< retention by age (0: none)
     std::uint64_t store_max_bytes = 1ull << 30;              ///< retention by size (0: none)
     std::filesystem::path events_jsonl;        ///< JSONL sink (OCSF fields); empty: none
+    std::filesystem::path events_journal;      ///< the journal's socket; empty: no journal sink
     std::uint64_t jsonl_max_bytes = 64ull << 20; ///< rotate at this size
     unsigned jsonl_files = 5;                  ///< rotated files kept
     std::string metrics_listen;                ///< Prometheus endpoint ADDR:PORT; empty: none

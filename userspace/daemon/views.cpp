@@ -164,6 +164,12 @@ json store_json(const events::Pipeline* pipeline)
                       {"write_errors", s.jsonl_write_errors},
                       {"rotations", s.jsonl_rotations},
                       {"last_error", s.jsonl_error}};
+    if (!s.journal_path.empty())
+        j["journal"] = {{"socket", s.journal_path},
+                        {"written", s.journal_written},
+                        {"lost", s.journal_lost},
+                        {"write_errors", s.journal_write_errors},
+                        {"last_error", s.journal_error}};
     return j;
 }
 

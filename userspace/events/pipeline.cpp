@@ -58,6 +58,10 @@ Pipeline::Pipeline(PipelineOptions o) : opts_(std::move(o))
             spdlog::error("cannot open the event file {}: {}; records are counted lost until it "
                           "can be written", opts_.jsonl->string(), stats_.jsonl_error);
     }
+    if (opts_.journal) {
+        stats_.journal_path = opts_.journal->string();
+        journal_ = std::make_unique<JournalSink>(*opts_.journal);
+    }
     staged_.reserve(1024);
     thread_ = std::thread([this] { run(); });
 }
@@ -236,6 +240,8 @@ void Pipeline::write(std::vector<Item>& batch)
     }
     if (jsonl_fd_ >= 0 || opts_.jsonl)
         write_jsonl(records);
+    if (journal_)
+        write_journal(records);
     if (opts_.db)
         write_db(records);
 }
@@ -354,6 +360,44 @@ void Pipeline::write_jsonl(const std::vector<store::Record>& records)
         jsonl_retry_after_ns_ = now + kRetryNs;
     } else if (written) {
         stats_.jsonl_error.clear();
+    }
+}
+
+void Pipeline::write_journal(const std::vector<store::Record>& records)
+{
+    const auto now = clock_ns(CLOCK_MONOTONIC);
+    std::size_t written = 0, lost = 0;
+    int err = 0;
+    // A journald that is missing or stopped reading: the batch is counted lost and the sink
+    // tried again a second later (fails open for the other sinks, closed for silence).
+    if (now < journal_retry_after_ns_) {
+        lost = records.size();
+    } else {
+        for (const auto& r : records) {
+            if (err) {
+                ++lost;
+                continue;
+            }
+            const int e = journal_->send(r);
+            if (e == 0) {
+                ++written;
+            } else {
+                ++lost;
+                if (e != EMSGSIZE) // one entry too large loses only itself
+                    err = e;
+            }
+        }
+    }
+    std::lock_guard lk(mu_);
+    stats_.journal_written += written;
+    stats_.journal_lost += lost;
+    if (err) {
+        ++stats_.journal_write_errors;
+        stats_.journal_error = "cannot send to the journal at " + opts_.journal->string() + ": " +
+                               errno_text(err);
+        journal_retry_after_ns_ = now + kRetryNs;
+    } else if (written) {
+        stats_.journal_error.clear();
     }
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The one event pipeline of cordond: what its thread reads from the ring buffer (and the
 // operator actions it records) goes, through a bounded queue, to a store thread that writes the
-// sinks: JSONL files rotated by size and count, and the SQLite store. The daemon's thread only
+// sinks: JSONL files rotated by size and count, the SQLite store, and the journal. The daemon's thread only
 // copies records into the queue, so a slow, full or broken disk never delays a request, a kill
 // or the reading of the ring buffer: what cannot be queued or written is counted (stats()) and
 // noted in the store by a gap record once writing works again.
@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/pi_mutex.h"
+#include "events/journal.h"
 #include "events/ocsf.h"
 #include "events/reader.h"
 #include "events/store.h"
@@ -29,6 +30,8 @@ struct PipelineOptions {
     std::optional<std::filesystem::path> db;    ///< the SQLite store; none: off
     store::Options db_options;
     std::optional<std::filesystem::path> jsonl; ///< the JSONL file; none: off
+    /// The journal sink (events/journal.h): the journal's socket; none: off.
+    std::optional<std::filesystem::path> journal;
     std::uint64_t jsonl_max_bytes = 64ull << 20; ///< rotate when the file would pass this
     unsigned jsonl_files = 5;                    ///< rotated files kept (FILE.1 .. FILE.N)
     /// Records queued for the store thread before new ones are dropped (and counted). At most
@@ -45,13 +48,14 @@ struct PipelineStats {
     std::uint64_t queue_dropped = 0;  ///< not queued: the store thread was that far behind
     std::uint64_t db_stored = 0, db_lost = 0, db_write_errors = 0;
     std::uint64_t jsonl_written = 0, jsonl_lost = 0, jsonl_write_errors = 0, jsonl_rotations = 0;
+    std::uint64_t journal_written = 0, journal_lost = 0, journal_write_errors = 0;
     std::uint64_t pruned = 0;
     std::uint64_t lag_records = 0;    ///< queued, not yet written (now)
     std::int64_t lag_ms = 0;          ///< age of the oldest queued record (now)
     std::uint64_t store_cpu_ns = 0;   ///< CPU time of the store thread
-    std::string db_error, jsonl_error; ///< the last write error of each sink ("" none since)
+    std::string db_error, jsonl_error, journal_error; ///< each sink's last error ("" none since)
     std::string corrupt_moved;        ///< where a corrupt database was moved aside ("" never)
-    std::string db_path, jsonl_path;
+    std::string db_path, jsonl_path, journal_path;
 };
 
 class Pipeline {
@@ -90,6 +94,7 @@ private:
     void run();
     void write(std::vector<Item>& batch);
     void write_jsonl(const std::vector<store::Record>& records);
+    void write_journal(const std::vector<store::Record>& records);
     void write_db(std::vector<store::Record>& records);
     bool rotate_jsonl();
     std::string stats_db_error() const;
@@ -108,6 +113,8 @@ private:
     // Store thread's sinks.
     std::unique_ptr<store::Writer> db_;
     int jsonl_fd_ = -1;
+    std::unique_ptr<JournalSink> journal_;
+    std::int64_t journal_retry_after_ns_ = 0;
     std::uint64_t jsonl_size_ = 0;
     std::uint64_t db_pending_lost_ = 0; ///< lost since the last successful write: a gap record
     std::string db_pending_why_;
