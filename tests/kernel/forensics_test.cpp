@@ -699,6 +699,19 @@ struct JournalNamespace {
     }
 };
 
+/// The store status once its journal counter `what` reached n (or after 5 s).
+json journal_until(const Daemon& d, const char* what, unsigned n)
+{
+    json st;
+    for (int i = 0; i < 100; ++i) {
+        st = store_status(d);
+        if (st["journal"].value(what, 0u) >= n)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return st;
+}
+
 // The journal sink (--events-journal): a real systemd-journald (a journal namespace the test
 // starts) takes each record as one structured entry, which journalctl reads back by field; a
 // journald that went away loses records countably, never the daemon's work.
@@ -712,13 +725,7 @@ TEST(ForensicsHostTest, TheJournalSinkSendsStructuredRecordsAJournalReadsBack)
     auto cg = make_test_cgroup();
     ASSERT_TRUE(d.attach(cg.path(), forensic_policy(f.secret, "jt"), "jt", f.dir.string()).value("ok", false));
     agent_work(cg, f);
-    json st;
-    for (int i = 0; i < 100; ++i) {
-        st = store_status(d);
-        if (st["journal"].value("written", 0u) >= 4)
-            break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    json st = journal_until(d, "written", 4);
     ASSERT_GE(st["journal"].value("written", 0u), 4u) << st.dump();
     EXPECT_EQ(st["journal"]["lost"], 0) << st.dump();
     std::vector<json> entries;
@@ -750,12 +757,7 @@ TEST(ForensicsHostTest, TheJournalSinkSendsStructuredRecordsAJournalReadsBack)
 
     journal.stop(); // gone: records are counted lost, cordond goes on
     ASSERT_TRUE(denied_connects(cg, 3));
-    for (int i = 0; i < 100; ++i) {
-        st = store_status(d);
-        if (st["journal"].value("lost", 0u) >= 3)
-            break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    st = journal_until(d, "lost", 3);
     EXPECT_GE(st["journal"].value("lost", 0u), 3u) << st.dump();
     EXPECT_NE(st["journal"].value("last_error", "").find(journal.socket.string()), std::string::npos) << st.dump();
 }
