@@ -119,6 +119,21 @@ Sample sample(const testing::Daemon& d, const std::string& sink)
     return s;
 }
 
+/// Waits (at most 2 minutes) until the pipeline is empty: the ring buffer, the queue, the sink.
+Sample drained(const testing::Daemon& d, const std::string& sink, Sample after)
+{
+    for (int i = 0; i < 1200; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        const auto s = sample(d, sink);
+        const bool idle = s.stored + s.lost_sink == after.stored + after.lost_sink &&
+                          s.received == after.received;
+        after = s;
+        if (idle && after.stored + after.lost_sink + after.queue_dropped >= after.received)
+            break;
+    }
+    return after;
+}
+
 struct Result {
     double seconds = 0, generated_per_s = 0, consumed_per_s = 0, cpu_ns_per_record = 0;
     std::uint64_t generated = 0, stored = 0, kernel_lost = 0, lost = 0;
@@ -154,17 +169,7 @@ Result run_once(const std::string& sink, double rate, int seconds, const fs::pat
         ::waitpid(p, nullptr, 0);
     const auto t1 = mono_ns();
     const auto gen_end = sample(d, sink);
-    // Let the pipeline empty: the ring buffer, the queue, the sink.
-    Sample after = gen_end;
-    for (int i = 0; i < 600; ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        const auto s = sample(d, sink);
-        const bool idle = s.stored + s.lost_sink == after.stored + after.lost_sink &&
-                          s.received == after.received;
-        after = s;
-        if (idle && after.stored + after.lost_sink + after.queue_dropped >= after.received)
-            break;
-    }
+    const Sample after = drained(d, sink, gen_end);
     const auto t2 = mono_ns();
     Result r;
     r.seconds = static_cast<double>(t1 - t0) / 1e9;
@@ -227,15 +232,7 @@ Fairness fairness_once(unsigned flooders, int seconds, const fs::path& ws, int q
         ::kill(p, SIGKILL);
     for (auto p : gens)
         ::waitpid(p, nullptr, 0);
-    Sample after = sample(d, "sqlite");
-    for (int i = 0; i < 1200; ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        const auto s = sample(d, "sqlite");
-        const bool idle = s.stored == after.stored && s.received == after.received;
-        after = s;
-        if (idle && after.stored + after.lost_sink + after.queue_dropped >= after.received)
-            break;
-    }
+    const Sample after = drained(d, "sqlite", sample(d, "sqlite"));
     const auto t1 = mono_ns();
     Fairness f;
     f.seconds = static_cast<double>(t1 - t0) / 1e9;
