@@ -122,12 +122,17 @@ int cordon_event_admit(__u64 key, __u32 critical);
  * loss is counted). Writes the agent's position into the record's header (seq: the bytes of
  * its records reserved before this one); the caller fills the rest of it.
  */
+/* cordon_event_reserve's `critical`: a trust record is reserved with no share check. Tier
+ * changes are few (each needs a penalty or minutes of recovery), and they are made inside the
+ * global cordon_effects, where one more global call passes 6.1's combined stack limit. */
+#define CORDON_EVENT_UNSHARED 2
+
 static __always_inline void *cordon_event_reserve(const struct cordon_ctx *c, __u64 size,
-						  bool critical)
+						  __u32 critical)
 {
 	struct cordon_event_header *e;
 
-	if (c->live && !cordon_event_admit(c->cgid, critical))
+	if (c->live && critical != CORDON_EVENT_UNSHARED && !cordon_event_admit(c->cgid, critical))
 		return NULL;
 	/* (the record's own size is not weighed: at most one record over the share) */
 	e = bpf_ringbuf_reserve(&cordon_events, size, 0);
@@ -149,7 +154,9 @@ static __always_inline struct cordon_event *cordon_event_start(const struct cord
 {
 	struct cordon_event *e;
 
-	e = cordon_event_reserve(c, sizeof(*e), cordon_event_critical(hook, verdict));
+	e = cordon_event_reserve(c, sizeof(*e),
+				 hook == CORDON_HOOK_TRUST ? CORDON_EVENT_UNSHARED
+							   : cordon_event_critical(hook, verdict));
 	if (!e)
 		return NULL;
 	cordon_header_fill(&e->h, c, hook, verdict, rule_id, sizeof(*e));

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bpf/guard.h"
 
+#include "bpf/log.h"
+
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -156,6 +158,8 @@ std::string load_failure(const char* what, int err, cordon_backend backend)
                       std::string(backend_name(backend)) + " backend: " + errno_text(err);
     if (err == EPERM)
         msg += "; run as root, and run `cordon doctor` to see which programs this kernel allows";
+    else if (const auto why = last_verifier_words(); !why.empty())
+        msg += "; the verifier said: " + why; // what a bug report needs (cordond -v: all of it)
     return msg;
 }
 
@@ -626,6 +630,7 @@ Guard::Guard(const GuardOptions& opts) : impl_(std::make_unique<Impl>())
     {
         const VerifierStats stats(skel.object());
         timer.lap("opened");
+        forget_verifier_words(); // the probes' expected refusals are not this load's
         if (int err = skel.load(); err != 0)
             throw Error(load_failure("the guard programs", -err, opts.backend));
     }
