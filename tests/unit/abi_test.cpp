@@ -156,11 +156,11 @@ TEST_P(DecodeTest, AcceptsOnlyConsistentRecords)
 }
 
 const DecodeCase kDecodeCases[] = {
-    {.name = "ExactHeader", .claimed = 72, .real = 72, .ok = true},
-    {.name = "HeaderWithPayload", .claimed = 80, .real = 80, .ok = true},
-    {.name = "ShorterThanHeader", .claimed = 72, .real = 40, .ok = false},
-    {.name = "ClaimsMoreThanRecord", .claimed = 200, .real = 72, .ok = false},
-    {.name = "ClaimsLessThanHeader", .claimed = 8, .real = 72, .ok = false},
+    {.name = "ExactHeader", .claimed = 80, .real = 80, .ok = true},
+    {.name = "HeaderWithPayload", .claimed = 88, .real = 88, .ok = true},
+    {.name = "ShorterThanHeader", .claimed = 80, .real = 40, .ok = false},
+    {.name = "ClaimsMoreThanRecord", .claimed = 200, .real = 80, .ok = false},
+    {.name = "ClaimsLessThanHeader", .claimed = 8, .real = 80, .ok = false},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, DecodeTest, ::testing::ValuesIn(kDecodeCases),
