@@ -603,14 +603,21 @@ TEST_P(LiveControlTest, PolicyApplySwitchesAtomically)
         }
         return 0;
     });
-    std::this_thread::sleep_for(300ms);
+    // At least 300 ms, and enough attempts on each side however slow the CPU (on compat each
+    // one forks: tens of milliseconds under the VM tier's emulated CPU on a busy host).
+    const auto attempts_past = [&](int n) {
+        std::this_thread::sleep_for(300ms);
+        for (int i = 0; i < 600 && log->n.load() < n; ++i)
+            std::this_thread::sleep_for(50ms);
+    };
+    attempts_past(13);
     const std::int64_t call_ns = monotonic_ns();
     const auto reply = d.call(json{{"v", 1}, {"op", "apply"}, {"name", "sw"},
                                    {"policy", {{"file", "new.yaml"}, {"text", new_yaml}}}}
                                   .dump());
     const std::int64_t returned_ns = monotonic_ns();
     ASSERT_TRUE(reply.value("ok", false)) << reply.dump();
-    std::this_thread::sleep_for(300ms);
+    attempts_past(log->n.load() + 13);
     log->stop = true;
     EXPECT_EQ(wait_exit(hammer), exited(0));
     std::fprintf(stderr, "apply: switch %.1f us after the new policy was loaded; call %.2f ms\n",

@@ -1277,7 +1277,16 @@ std::optional<cordon_dns_rule> Guard::dns_rule(std::uint32_t policy_id, std::str
 
 bool Guard::set_dns_host(const cordon_dns_host_key& k, const cordon_dns_host& v)
 {
-    return bpf_map_update_elem(impl_->fds[kDnsHosts], &k, &v, BPF_ANY) == 0;
+    // The table is not preallocated: its element cache refills asynchronously, so an insert
+    // may fail with ENOMEM for a moment. A few short retries before the answer is refused
+    // (fails closed: the lookup is REFUSED, outcome full); E2BIG (full) is not retried.
+    for (int tries = 0;; ++tries) {
+        if (bpf_map_update_elem(impl_->fds[kDnsHosts], &k, &v, BPF_ANY) == 0)
+            return true;
+        if (errno != ENOMEM || tries == 4)
+            return false;
+        ::usleep(200);
+    }
 }
 
 void Guard::remove_dns_host(const cordon_dns_host_key& k)
