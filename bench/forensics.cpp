@@ -73,17 +73,17 @@ std::uint64_t cpu_ns(pid_t pid)
 }
 
 /// A generator in the agent's cgroup: denied connects, `rate` per second (0: as fast as it
-/// can), until killed. Returns its pid.
-pid_t generator(const agents::Cgroup& cg, double rate)
+/// can), `count` of them (0: until killed). Returns its pid.
+pid_t generator(const agents::Cgroup& cg, double rate, std::uint64_t count = 0)
 {
-    return testing::spawn_in(cg.path().string(), [rate] {
+    return testing::spawn_in(cg.path().string(), [rate, count] {
         sockaddr_in sa{};
         sa.sin_family = AF_INET;
         sa.sin_port = htons(9);
         ::inet_pton(AF_INET, "10.1.2.3", &sa.sin_addr);
         const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         const auto start = mono_ns();
-        for (std::uint64_t n = 0;; ++n) {
+        for (std::uint64_t n = 0; count == 0 || n < count; ++n) {
             // A refused UDP connect: one reported decision, no packet, no new socket.
             (void)::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
             if (rate > 0) {
@@ -211,21 +211,7 @@ Fairness fairness_once(unsigned flooders, int seconds, const fs::path& ws, int q
     for (unsigned i = 1; i <= flooders; ++i)
         gens.push_back(generator(cgs[i], 0));
     std::this_thread::sleep_for(std::chrono::seconds(1)); // the store falls behind
-    const pid_t quiet = testing::spawn_in(cgs[0].path().string(), [quiet_n, quiet_rate] {
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons(9);
-        ::inet_pton(AF_INET, "10.1.2.3", &sa.sin_addr);
-        const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        const auto start = mono_ns();
-        for (int n = 0; n < quiet_n; ++n) {
-            (void)::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
-            const auto due = start + static_cast<std::int64_t>(n + 1) * 1'000'000'000 / quiet_rate;
-            if (due > mono_ns())
-                std::this_thread::sleep_for(std::chrono::nanoseconds(due - mono_ns()));
-        }
-        return 0;
-    });
+    const pid_t quiet = generator(cgs[0], quiet_rate, static_cast<std::uint64_t>(quiet_n));
     std::this_thread::sleep_for(std::chrono::seconds(seconds - 1));
     ::waitpid(quiet, nullptr, 0);
     for (auto p : gens)
