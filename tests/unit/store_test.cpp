@@ -450,8 +450,11 @@ TEST_F(StoreTest, PruneBySizeEvictsTheFloodingAgentFirst)
     ASSERT_EQ(quiet.size(), 500u); // untouched, and no prune record: nothing cut
     EXPECT_EQ(quiet.front().seq, 1);
     const auto flood = query(db, Filter{.agent = "flood", .kinds = {"decision"}});
-    EXPECT_EQ(static_cast<std::int64_t>(flood.size()), 5000 - n);
-    EXPECT_EQ(flood.front().seq, n + 1); // its oldest went
+    ASSERT_EQ(static_cast<std::int64_t>(flood.size()), 5000 - n);
+    // Its first 8 denials and first 8 allows were kept (seq 1..16), then its oldest went.
+    EXPECT_EQ(flood[0].seq, 1);
+    EXPECT_EQ(flood[15].seq, 16);
+    EXPECT_EQ(flood[16].seq, n + 17);
     EXPECT_EQ(flood.back().seq, 5000);
     const auto pr = query(db, Filter{.agent = "flood", .kinds = {"prune"}});
     ASSERT_EQ(pr.size(), 1u);
@@ -638,6 +641,187 @@ std::pair<int, long> cordon_rss(const std::vector<std::string>& args)
     rusage ru{};
     ::wait4(p, &status, 0, &ru);
     return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, ru.ru_maxrss};
+}
+
+/// The hostile review's flood on a small store: an agent attached by the operator reads a
+/// secret (denied), then floods 40,000 denied connects; another agent makes 60 denied opens
+/// meanwhile. Retention by size runs as cordond runs it (whenever the store is over its limit).
+class StoreKeepTest : public StoreTest {
+protected:
+    static constexpr std::uint64_t kMax = 1 << 20;
+
+    void flood(Writer& w, int n, std::int64_t t0)
+    {
+        std::vector<Record> batch;
+        for (int i = 0; i < n; ++i) {
+            batch.push_back(rec(t0 + i, "flood", "decision", "connect4", "deny", "", "10.9.0.1", 53));
+            if (i % 600 == 0)
+                batch.push_back(rec(t0 + i, "quiet", "decision", "open", "deny", "/etc/q" + std::to_string(i)));
+            if (batch.size() >= 100) {
+                ASSERT_TRUE(w.append(batch)) << w.last_error();
+                batch.clear();
+                if (w.over_limit()) {
+                    ASSERT_GE(w.prune(t0 + i), 0) << w.last_error();
+                }
+                ASSERT_TRUE(w.last_error().empty()) << w.last_error();
+            }
+        }
+        ASSERT_TRUE(w.append(batch)) << w.last_error();
+    }
+    void start(Writer& w)
+    {
+        Record attach = rec(kSec, "flood", "action", "attach", "ok");
+        ASSERT_TRUE(w.append(std::vector<Record>{attach,
+                                                 rec(2 * kSec, "flood", "decision", "open", "deny", "/etc/secret")}));
+    }
+    std::uint64_t on_disk()
+    {
+        std::error_code ec;
+        const auto wal = fs::file_size(db.string() + "-wal", ec);
+        return fs::file_size(db) + (ec ? 0 : wal);
+    }
+};
+
+TEST_F(StoreKeepTest, AFloodCannotEraseTheOperatorsActionsOrAnyAgentsFirstRecords)
+{
+    std::uint64_t peak = 0;
+    {
+        Writer w(db, Options{.max_age_ns = 0, .max_bytes = kMax});
+        start(w);
+        for (int round = 0; round < 4; ++round) {
+            flood(w, 10'000, (10 + round * 20'000) * kSec);
+            peak = std::max(peak, on_disk());
+        }
+    }
+    const auto attach = query(db, Filter{.agent = "flood", .kinds = {"action"}});
+    ASSERT_EQ(attach.size(), 1u) << "the operator's attach record";
+    EXPECT_EQ(attach[0].seq, 1);
+    const auto secret = query(db, Filter{.agent = "flood", .path_glob = "/etc/secret"});
+    ASSERT_EQ(secret.size(), 1u) << "the agent's first denied open";
+    // Its first 8 denied connects, and its newest; the rest of the flood went.
+    const auto connects = query(db, Filter{.agent = "flood", .hooks = {"connect4"}});
+    ASSERT_GT(connects.size(), 8u);
+    EXPECT_LT(connects.size(), 4000u);
+    EXPECT_EQ(connects[7].seq, 10);
+    EXPECT_GT(connects[8].seq, 30'000);
+    EXPECT_EQ(connects.back().time_ns, (10 + 60'000) * kSec + 9'999); // the last one written
+    // The quiet agent lost nothing: the flooder paid for the room.
+    EXPECT_EQ(query(db, Filter{.agent = "quiet", .kinds = {"decision"}}).size(), 68u);
+    EXPECT_TRUE(query(db, Filter{.agent = "quiet", .kinds = {"prune"}}).empty());
+    // The size limit holds within its margin (the WAL an eighth more, one batch over).
+    EXPECT_LE(peak, kMax + kMax / 8 + kMax / 4) << "database and WAL on disk, at most";
+    const auto v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+    // The prune record names what it kept before the chain start.
+    const auto pr = query(db, Filter{.agent = "flood", .kinds = {"prune"}});
+    ASSERT_FALSE(pr.empty());
+    EXPECT_NE(pr.back().json.find(R"("kept_records":10,)"), std::string::npos) << pr.back().json;
+}
+
+struct KeptTamperCase {
+    const char* name;
+    std::string sql; // after the flood: flood's seq 1..10 kept before its chain start
+    std::int64_t seq; // -1: wherever the chain now starts
+    std::string reason;
+};
+void PrintTo(const KeptTamperCase& c, std::ostream* os) { *os << c.name; }
+class StoreKeptTamperTest : public StoreKeepTest, public ::testing::WithParamInterface<KeptTamperCase> {};
+
+TEST_P(StoreKeptTamperTest, VerifyNamesAKeptRecordDeletedEditedOrForged)
+{
+    const auto& c = GetParam();
+    {
+        Writer w(db, Options{.max_age_ns = 0, .max_bytes = kMax});
+        start(w);
+        flood(w, 10'000, 10 * kSec);
+    }
+    ASSERT_TRUE(verify(db).ok);
+    raw(c.sql);
+    const auto v = verify(db);
+    if (c.reason.empty()) {
+        EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+        return;
+    }
+    EXPECT_FALSE(v.ok);
+    EXPECT_EQ(v.agent, "flood");
+    if (c.seq >= 0) {
+        EXPECT_EQ(v.seq, c.seq);
+    }
+    EXPECT_NE(v.reason.find(c.reason), std::string::npos) << v.reason;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Store, StoreKeptTamperTest,
+    ::testing::Values(
+        // The flag is not evidence: flipping it changes what the next prune may cut, never
+        // what verify accepts.
+        KeptTamperCase{.name = "KeepFlagFlipped", .sql = "UPDATE records SET keep = 0 WHERE agent = 'flood'",
+                       .seq = 0, .reason = ""},
+        KeptTamperCase{.name = "OperatorActionDeleted",
+                       .sql = "DELETE FROM records WHERE agent = 'flood' AND seq = 1", .seq = 2,
+                       .reason = "kept records before the chain start differ"},
+        KeptTamperCase{.name = "SecretReadEdited",
+                       .sql = "UPDATE records SET path = '/etc/hosts' WHERE agent = 'flood' AND seq = 2",
+                       .seq = 2, .reason = "edited"},
+        KeptTamperCase{.name = "ForgedBeforeTheStart",
+                       .sql = "INSERT INTO records(" + kCols + ", keep) SELECT time_ns, agent, 11, kind, hook, "
+                              "verdict, pid, ppid, uid, path, dest, port, json, prev, hash, 1 FROM records "
+                              "WHERE agent = 'flood' AND seq = 10",
+                       .seq = 11, .reason = "edited"},
+        KeptTamperCase{.name = "AllKeptDeleted", .sql = "DELETE FROM records WHERE agent = 'flood' AND keep <> 0 "
+                                                        "AND seq < 11",
+                       .seq = -1, .reason = "10 vouched for"}),
+    [](const auto& i) { return std::string(i.param.name); });
+
+TEST_F(StoreKeepTest, KeptRecordsGoOnlyWhenNothingElseIsLeftOverTheLimit)
+{
+    {
+        Writer w(db, Options{.max_age_ns = 0, .max_bytes = 0});
+        // 4,000 kill verdicts over four hooks: each kind keeps up to kKeepMany (1,024).
+        std::vector<Record> v;
+        for (int i = 0; i < 4000; ++i)
+            v.push_back(rec((1 + i) * kSec, "a1", "decision", "hook" + std::to_string(i % 4), "kill"));
+        ASSERT_TRUE(w.append(v));
+        ASSERT_EQ(query(db, Filter{.agent = "a1"}).size(), 4000u);
+    }
+    Writer w(db, Options{.max_age_ns = 0, .max_bytes = 512 << 10});
+    while (w.over_limit())
+        ASSERT_GT(w.prune(100'000 * kSec), 0) << w.last_error();
+    EXPECT_LE(fs::file_size(db), 512u << 10);
+    const auto rows = query(db, Filter{.agent = "a1", .kinds = {"decision"}});
+    ASSERT_FALSE(rows.empty());
+    EXPECT_LT(rows.size(), 1000u); // kept ones went too: nothing else was left
+    EXPECT_EQ(rows.back().seq, 4000); // the newest stayed
+    const auto v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+}
+
+TEST_F(StoreKeepTest, AStoreOfSchema2IsUpgradedAndKeepsFromThen)
+{
+    {
+        Writer w(db, Options{.max_age_ns = 0, .max_bytes = 0});
+        ASSERT_TRUE(w.append(interleaved({"a1"}, 20)));
+    }
+    raw("DROP INDEX records_kept; ALTER TABLE records DROP COLUMN keep; "
+        "UPDATE meta SET value = 2 WHERE key = 'schema_version'");
+    {
+        Writer w(db, Options{.max_age_ns = 0, .max_bytes = kMax});
+        start(w);
+        flood(w, 5'000, 100 * kSec);
+    }
+    const auto v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+    // What came before the upgrade was never kept; the attach after it was.
+    EXPECT_EQ(query(db, Filter{.agent = "a1", .kinds = {"decision"}}).size(), 20u);
+    EXPECT_EQ(query(db, Filter{.agent = "flood", .kinds = {"action"}}).size(), 1u);
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &st, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int64(st, 0), 3);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
 }
 
 // `cordon report` and `cordon events` read a store one record at a time: over 500,000 records

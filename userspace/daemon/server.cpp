@@ -965,7 +965,7 @@ void Server::protect_files()
     std::vector<fs::path> dirs = {opts_.socket.parent_path(), opts_.actions_log.parent_path()};
     if (pipeline_) {
         const auto st = pipeline_->stats();
-        protected_rotations_ = st.jsonl_rotations;
+        protected_rotations_ = st.jsonl_rotations + st.jsonl_kept_files;
         protected_moved_ = st.corrupt_moved;
         std::vector<std::string> files = {st.db_path, st.jsonl_path, st.corrupt_moved};
         if (!st.db_path.empty())
@@ -973,6 +973,9 @@ void Server::protect_files()
         // Rotated JSONL files keep their protection: they are the older half of the record.
         for (unsigned i = 1; !st.jsonl_path.empty() && i <= opts_.jsonl_files; ++i)
             files.push_back(st.jsonl_path + "." + std::to_string(i));
+        // So are the records retention carried out of them (FILE.kept, FILE.kept.1).
+        if (!st.jsonl_path.empty())
+            files.insert(files.end(), {st.jsonl_path + ".kept", st.jsonl_path + ".kept.1"});
         for (const auto& f : files)
             if (!f.empty() && fs::exists(f))
                 state.push_back(f);
@@ -1376,7 +1379,7 @@ void Server::every_second()
     }
     if (pipeline_) {
         const auto st = pipeline_->stats();
-        if (st.jsonl_rotations != protected_rotations_ || st.corrupt_moved != protected_moved_)
+        if (st.jsonl_rotations + st.jsonl_kept_files != protected_rotations_ || st.corrupt_moved != protected_moved_)
             protect_files();
         // Records the kernel had no room for are a gap in the store too, not only a counter:
         // a reader of the store sees when and how many.

@@ -163,6 +163,8 @@ json store_json(const events::Pipeline* pipeline)
                       {"lost", s.jsonl_lost},
                       {"write_errors", s.jsonl_write_errors},
                       {"rotations", s.jsonl_rotations},
+                      {"carried", s.jsonl_carried},
+                      {"kept_files", s.jsonl_kept_files},
                       {"last_error", s.jsonl_error}};
     if (!s.journal_path.empty())
         j["journal"] = {{"socket", s.journal_path},

@@ -28,9 +28,18 @@ std::int64_t clock_ns(clockid_t id)
 /// A sink that failed is tried again after this long; meanwhile its records are counted lost
 /// (a full disk must not cost a failed write per batch at a million records a second).
 constexpr std::int64_t kRetryNs = 1'000'000'000;
+/// An agent with no more than this many lines in a JSONL file that goes, and under half an even
+/// share of it, has them all carried to FILE.kept: a quiet agent keeps its records however
+/// much another one floods.
+constexpr std::size_t kCarryAgent = 4096;
+
 /// Records per SQLite transaction: large enough to amortise the commit, small enough that a
-/// failed one loses little.
-constexpr std::size_t kDbBatch = 8192;
+/// failed one loses little, and at most ~1/16 of a size-limited store (a transaction is WAL on
+/// disk until it commits, and retention runs between two).
+std::size_t db_batch(std::uint64_t max_bytes)
+{
+    return max_bytes ? std::clamp<std::size_t>(max_bytes / 16 / 1024, 32, 8192) : 8192;
+}
 
 } // namespace
 
@@ -196,25 +205,30 @@ void Pipeline::run()
             write(batch);
         batch.clear();
         const auto now = clock_ns(CLOCK_MONOTONIC);
-        if (db_ && now - last_prune_ns_ >= opts_.prune_interval_ms * 1'000'000) {
-            last_prune_ns_ = now;
-            realtime_offset_ns_ = clock_ns(CLOCK_REALTIME) - now;
-            const auto n = db_->prune(clock_ns(CLOCK_REALTIME));
-            // A pass that hit its bound left work: the next one runs after the next batch, so
-            // retention keeps up with a flood (each pass is bounded, the store thread goes on).
-            if (n >= store::kPruneMaxRecords)
-                last_prune_ns_ = 0;
-            auto heads = db_->heads();
-            std::lock_guard lk(mu_);
-            if (n > 0)
-                stats_.pruned += static_cast<std::uint64_t>(n);
-            heads_ = std::move(heads);
-        }
+        if (db_ && now - last_prune_ns_ >= opts_.prune_interval_ms * 1'000'000)
+            prune_db();
         std::lock_guard lk(mu_);
         stats_.lag_records = 0;
         stats_.lag_ms = 0;
         stats_.store_cpu_ns = static_cast<std::uint64_t>(clock_ns(CLOCK_THREAD_CPUTIME_ID));
     }
+}
+
+void Pipeline::prune_db()
+{
+    const auto now = clock_ns(CLOCK_MONOTONIC);
+    last_prune_ns_ = now;
+    realtime_offset_ns_ = clock_ns(CLOCK_REALTIME) - now;
+    const auto n = db_->prune(clock_ns(CLOCK_REALTIME));
+    // A pass that hit its bound left work: the next one runs after the next batch, so
+    // retention keeps up with a flood (each pass is bounded, the store thread goes on).
+    if (n >= store::kPruneMaxRecords)
+        last_prune_ns_ = 0;
+    auto heads = db_->heads();
+    std::lock_guard lk(mu_);
+    if (n > 0)
+        stats_.pruned += static_cast<std::uint64_t>(n);
+    heads_ = std::move(heads);
 }
 
 void Pipeline::write(std::vector<Item>& batch)
@@ -258,6 +272,74 @@ void Pipeline::open_jsonl()
     }
     const off_t size = ::lseek(jsonl_fd_, 0, SEEK_END);
     jsonl_size_ = size > 0 ? static_cast<std::uint64_t>(size) : 0;
+    // FILE and FILE.1..N; only an empty file is known whole (lines written before this
+    // cordond started are not indexed: nothing of them is carried).
+    jsonl_index_.resize(opts_.jsonl_files + 1);
+    if (jsonl_size_ == 0)
+        jsonl_index_[0] = FileIndex{.known = true, .lines = 0, .agents = {}, .reserved = {}};
+}
+
+void Pipeline::carry_jsonl(const FileIndex& idx, const std::string& path)
+{
+    if (!idx.known) {
+        if (std::error_code ec; fs::exists(path, ec))
+            spdlog::warn("{} was written before this cordond started: it goes without its reserved "
+                         "records carried to {}.kept", path, opts_.jsonl->string());
+        return;
+    }
+    std::vector<Span> spans = idx.reserved;
+    const std::uint64_t share = idx.lines / (2 * std::max<std::size_t>(1, idx.agents.size()));
+    for (const auto& [agent, a] : idx.agents)
+        if (a.count <= share && a.count == a.first.size())
+            spans.insert(spans.end(), a.first.begin(), a.first.end());
+    if (spans.empty())
+        return;
+    std::sort(spans.begin(), spans.end(), [](const Span& x, const Span& y) { return x.off < y.off; });
+    spans.erase(std::unique(spans.begin(), spans.end(), [](const Span& x, const Span& y) { return x.off == y.off; }),
+                spans.end());
+    const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        std::lock_guard lk(mu_);
+        stats_.jsonl_error = "cannot carry reserved records from " + path + ": " + errno_text(errno);
+        return;
+    }
+    std::string buf;
+    for (const auto& sp : spans) {
+        const auto at = buf.size();
+        buf.resize(at + sp.len);
+        if (::pread(in, buf.data() + at, sp.len, static_cast<off_t>(sp.off)) != static_cast<ssize_t>(sp.len))
+            buf.resize(at); // the file is shorter than written (cut by hand): that line is gone
+    }
+    ::close(in);
+    // FILE.kept is bounded like one JSONL file: past it, FILE.kept.1 (one older generation).
+    const std::string kept = opts_.jsonl->string() + ".kept";
+    std::error_code ec;
+    const auto size = fs::file_size(kept, ec);
+    bool fresh = static_cast<bool>(ec);
+    if (!ec && opts_.jsonl_max_bytes && size + buf.size() > opts_.jsonl_max_bytes) {
+        fs::rename(kept, kept + ".1", ec);
+        fresh = true;
+    }
+    const int out = ::open(kept.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    bool ok = out >= 0;
+    for (std::size_t off = 0; ok && off < buf.size();) {
+        const auto n = ::write(out, buf.data() + off, buf.size() - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        ok = n > 0;
+        off += ok ? static_cast<std::size_t>(n) : 0;
+    }
+    const int err = errno;
+    if (out >= 0)
+        ::close(out);
+    std::lock_guard lk(mu_);
+    if (!ok) {
+        stats_.jsonl_error = "cannot write " + kept + ": " + errno_text(err);
+        return;
+    }
+    stats_.jsonl_carried += spans.size();
+    if (fresh)
+        ++stats_.jsonl_kept_files;
 }
 
 bool Pipeline::rotate_jsonl()
@@ -267,11 +349,17 @@ bool Pipeline::rotate_jsonl()
     const std::string base = opts_.jsonl->string();
     std::error_code ec;
     if (opts_.jsonl_files == 0) {
-        if (::ftruncate(jsonl_fd_, 0) == 0)
+        carry_jsonl(jsonl_index_[0], base);
+        if (::ftruncate(jsonl_fd_, 0) == 0) {
             jsonl_size_ = 0;
+            jsonl_index_[0] = FileIndex{.known = true, .lines = 0, .agents = {}, .reserved = {}};
+        }
         return true;
     }
-    fs::remove(base + "." + std::to_string(opts_.jsonl_files), ec);
+    // What retention reserves of the file that goes is carried to FILE.kept first.
+    const std::string oldest = base + "." + std::to_string(opts_.jsonl_files);
+    carry_jsonl(jsonl_index_.back(), oldest);
+    fs::remove(oldest, ec);
     for (unsigned i = opts_.jsonl_files; i-- > 1;)
         if (fs::exists(base + "." + std::to_string(i)))
             fs::rename(base + "." + std::to_string(i), base + "." + std::to_string(i + 1), ec);
@@ -281,6 +369,8 @@ bool Pipeline::rotate_jsonl()
         stats_.jsonl_error = "cannot rotate " + base + ": " + ec.message();
         return false;
     }
+    jsonl_index_.pop_back();
+    jsonl_index_.insert(jsonl_index_.begin(), FileIndex{});
     ::close(jsonl_fd_);
     jsonl_fd_ = -1;
     open_jsonl();
@@ -302,6 +392,7 @@ void Pipeline::write_jsonl(const std::vector<store::Record>& records)
     buf.reserve(std::min<std::size_t>(records.size() * 700, 8u << 20));
     std::size_t lines = 0, lost = 0, written = 0;
     int err = 0;
+    std::vector<std::pair<Span, const store::Record*>> placed; // lines of buf, for the index
     const auto put = [&]() {
         if (buf.empty())
             return;
@@ -320,6 +411,8 @@ void Pipeline::write_jsonl(const std::vector<store::Record>& records)
         if (off == buf.size()) {
             jsonl_size_ += off;
             written += lines;
+            for (const auto& [sp, r] : placed)
+                index_jsonl_line(*r, sp);
         } else {
             // No half line stays behind: the file is cut back to the last whole record.
             if (::ftruncate(jsonl_fd_, static_cast<off_t>(before)) != 0)
@@ -327,6 +420,7 @@ void Pipeline::write_jsonl(const std::vector<store::Record>& records)
             lost += lines;
         }
         buf.clear();
+        placed.clear();
         lines = 0;
     };
     for (const auto& r : records) {
@@ -344,6 +438,8 @@ void Pipeline::write_jsonl(const std::vector<store::Record>& records)
                 continue;
             }
         }
+        placed.emplace_back(Span{.off = jsonl_size_ + buf.size(), .len = static_cast<std::uint32_t>(r.json.size() + 1)},
+                            &r);
         buf += r.json;
         buf += '\n';
         ++lines;
@@ -360,6 +456,29 @@ void Pipeline::write_jsonl(const std::vector<store::Record>& records)
         jsonl_retry_after_ns_ = now + kRetryNs;
     } else if (written) {
         stats_.jsonl_error.clear();
+    }
+}
+
+void Pipeline::index_jsonl_line(const store::Record& r, Span sp)
+{
+    auto& idx = jsonl_index_[0];
+    if (!idx.known)
+        return; // a file begun before this cordond: nothing of it is carried
+    ++idx.lines;
+    auto a = idx.agents.find(r.agent);
+    if (a == idx.agents.end())
+        a = idx.agents.emplace(r.agent, AgentLines{}).first;
+    if (a->second.count++ < kCarryAgent)
+        a->second.first.push_back(sp);
+    // The same reserve as the store's (store::keep_first), counted over this run's lines.
+    if (const auto cap = store::keep_first(r)) {
+        auto k = jsonl_kept_.find(store::keep_class(r));
+        if (k == jsonl_kept_.end())
+            k = jsonl_kept_.emplace(store::keep_class(r), 0).first;
+        if (k->second < cap) {
+            ++k->second;
+            idx.reserved.push_back(sp);
+        }
     }
 }
 
@@ -430,9 +549,10 @@ void Pipeline::write_db(std::vector<store::Record>& records)
             db_pending_why_ = error.empty() ? stats_db_error() : error;
         failed = !db_;
     } else {
-        for (std::size_t at = 0; at < records.size(); at += kDbBatch) {
+        const std::size_t step = db_batch(opts_.db_options.max_bytes);
+        for (std::size_t at = 0; at < records.size(); at += step) {
             std::vector<store::Record> chunk;
-            const auto end = std::min(records.size(), at + kDbBatch);
+            const auto end = std::min(records.size(), at + step);
             const std::size_t n = end - at;
             chunk.reserve(n + 1);
             if (db_pending_lost_)
@@ -444,6 +564,10 @@ void Pipeline::write_db(std::vector<store::Record>& records)
                 stored += n;
                 db_pending_lost_ = 0;
                 db_pending_why_.clear();
+                // Over the size limit already: retention now, not at the next interval, so a
+                // flood cannot take the store far past its limit in between.
+                if (db_->over_limit())
+                    prune_db();
             } else {
                 // Fails open for enforcement: the records are counted lost, the chain goes on
                 // from what is stored, and the next write that works records the gap.

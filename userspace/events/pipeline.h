@@ -48,6 +48,8 @@ struct PipelineStats {
     std::uint64_t queue_dropped = 0;  ///< not queued: the store thread was that far behind
     std::uint64_t db_stored = 0, db_lost = 0, db_write_errors = 0;
     std::uint64_t jsonl_written = 0, jsonl_lost = 0, jsonl_write_errors = 0, jsonl_rotations = 0;
+    /// Lines of the oldest JSONL file carried to FILE.kept before it went; kept files begun.
+    std::uint64_t jsonl_carried = 0, jsonl_kept_files = 0;
     std::uint64_t journal_written = 0, journal_lost = 0, journal_write_errors = 0;
     std::uint64_t pruned = 0;
     std::uint64_t lag_records = 0;    ///< queued, not yet written (now)
@@ -93,10 +95,31 @@ private:
     };
     void run();
     void write(std::vector<Item>& batch);
+    void prune_db(); ///< store thread: one retention pass, and the heads it leaves
     void write_jsonl(const std::vector<store::Record>& records);
     void write_journal(const std::vector<store::Record>& records);
     void write_db(std::vector<store::Record>& records);
     bool rotate_jsonl();
+    /// Where each line of a JSONL file of this run is, by agent: what retention carries to
+    /// FILE.kept when the file goes (see carry_jsonl).
+    struct Span {
+        std::uint64_t off = 0;
+        std::uint32_t len = 0;
+    };
+    struct AgentLines {
+        std::uint64_t count = 0;
+        std::vector<Span> first; ///< the first kCarryAgent lines
+    };
+    struct FileIndex {
+        bool known = false;       ///< written by this cordond (else: not indexed, nothing carried)
+        std::uint64_t lines = 0;
+        std::map<std::string, AgentLines, std::less<>> agents;
+        std::vector<Span> reserved; ///< lines retention keeps whatever their agent wrote
+    };
+    /// Store thread: a line now in the current JSONL file, for carry_jsonl.
+    void index_jsonl_line(const store::Record& r, Span sp);
+    /// Store thread: the file at `path` is about to go; copies what it reserves to FILE.kept.
+    void carry_jsonl(const FileIndex& idx, const std::string& path);
     std::string stats_db_error() const;
     /// Store thread (or the constructor), after the store opened: notes a corrupt file moved
     /// aside, makes the files 0600, publishes the chain heads.
@@ -116,6 +139,9 @@ private:
     std::unique_ptr<JournalSink> journal_;
     std::int64_t journal_retry_after_ns_ = 0;
     std::uint64_t jsonl_size_ = 0;
+    std::vector<FileIndex> jsonl_index_; ///< [0] the current file, [i] FILE.i
+    /// store::keep_class -> lines reserved so far this run (JSONL's kept counts)
+    std::map<std::string, std::uint32_t, std::less<>> jsonl_kept_;
     std::uint64_t db_pending_lost_ = 0; ///< lost since the last successful write: a gap record
     std::string db_pending_why_;
     std::int64_t db_retry_after_ns_ = 0;

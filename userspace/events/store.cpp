@@ -26,7 +26,8 @@ namespace {
 
 // Bump when the schema changes; a store written by a newer cordon is refused, not guessed at.
 // 2: retention cuts are chained (a "prune" record vouches for each agent's tails row).
-constexpr std::int64_t kSchemaVersion = 2;
+// 3: records retention by size keeps (`keep`), vouched for by the prune record as a set.
+constexpr std::int64_t kSchemaVersion = 3;
 
 using Digest = std::array<unsigned char, SHA256_DIGEST_LENGTH>;
 constexpr Digest kZero{};
@@ -38,7 +39,7 @@ CREATE TABLE IF NOT EXISTS records(
     kind TEXT NOT NULL, hook TEXT NOT NULL, verdict TEXT NOT NULL,
     pid INTEGER NOT NULL, ppid INTEGER NOT NULL, uid INTEGER NOT NULL,
     path TEXT NOT NULL, dest TEXT NOT NULL, port INTEGER NOT NULL, json TEXT NOT NULL,
-    prev BLOB NOT NULL, hash BLOB NOT NULL);
+    prev BLOB NOT NULL, hash BLOB NOT NULL, keep INTEGER NOT NULL DEFAULT 0);
 -- (agent, seq) is deliberately not UNIQUE: a forged duplicate must be storable for verify to name it.
 CREATE INDEX IF NOT EXISTS records_time ON records(time_ns);
 CREATE INDEX IF NOT EXISTS records_agent_seq ON records(agent, seq);
@@ -51,9 +52,14 @@ CREATE INDEX IF NOT EXISTS records_hook ON records(hook) WHERE verdict <> 'allow
 CREATE TABLE IF NOT EXISTS heads(agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tails(agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, prev BLOB NOT NULL);
 -- A new store starts at the current version; open() upgrades an older one.
-INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 2);
+INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 3);
 )sql";
-static_assert(kSchemaVersion == 2, "update the INSERT above");
+static_assert(kSchemaVersion == 3, "update the INSERT above");
+// Made after the upgrade to 3 (an older table has no keep column until then). Size retention
+// finds each agent's kept records through it; `keep` is not hashed: what retention kept is
+// vouched for by the prune record (kept_records, kept_hash), not by the row's own flag.
+constexpr const char* kKeptIndex =
+    "CREATE INDEX IF NOT EXISTS records_kept ON records(agent, seq) WHERE keep <> 0";
 
 // Columns in the order of the canonical encoding, shared by insert, query and verify.
 constexpr const char* kColumns =
@@ -116,49 +122,98 @@ constexpr int kVacuumPages = 4096;
 
 /// One line, OCSF-ish (class 0: no OCSF class fits a store's own housekeeping); the facts verify
 /// needs are in "unmapped".
+/// The records retention kept before an agent's chain start, as a prune record vouches for them:
+/// how many, and SHA-256 over each one's seq (8 bytes, little-endian) and hash, in seq order.
+struct KeptSet {
+    std::int64_t n = 0;
+    Digest digest{};
+};
+KeptSet kept_set(std::string_view seq_and_hashes)
+{
+    KeptSet k;
+    k.n = static_cast<std::int64_t>(seq_and_hashes.size() / (8 + SHA256_DIGEST_LENGTH));
+    if (k.n > 0)
+        SHA256(reinterpret_cast<const unsigned char*>(seq_and_hashes.data()), seq_and_hashes.size(),
+               k.digest.data());
+    return k;
+}
+
 std::string prune_json(std::int64_t time_ns, const std::string& agent, std::int64_t through,
-                       std::int64_t n, std::string_view cause, const Digest& tail_prev)
+                       std::int64_t n, std::string_view cause, const Digest& tail_prev,
+                       const KeptSet& kept = {})
 {
     std::string quoted_agent;
     json_string(quoted_agent, agent);
+    const std::string kept_json =
+        kept.n ? fmt::format(R"(,"kept_records":{},"kept_hash":"{}")", kept.n,
+                             hex(kept.digest.data(), kept.digest.size()))
+               : "";
     return fmt::format(R"({{"class_uid":0,"category_uid":0,"activity_name":"prune","time":{},)"
                        R"("actor":{{"app_name":"cordond"}},"agent":{},"unmapped":{{)"
-                       R"("pruned_through_seq":{},"pruned_records":{},"cause":"{}","tail_prev":"{}"}}}})",
+                       R"("pruned_through_seq":{},"pruned_records":{},"cause":"{}","tail_prev":"{}"{}}}}})",
                        time_ns / 1'000'000, quoted_agent, through, n, cause,
-                       hex(tail_prev.data(), tail_prev.size()));
+                       hex(tail_prev.data(), tail_prev.size()), kept_json);
 }
 
-/// What a prune record vouches for: the chain now starts at through + 1, chained to tail_prev.
+/// What a prune record vouches for: the chain now starts at through + 1, chained to tail_prev,
+/// and before it only the kept records named by `kept`.
 struct Vouch {
     std::int64_t through = 0;
     Digest tail_prev{};
+    KeptSet kept;
 };
+
+/// The unsigned decimal after `key` in json; nullopt when absent or not a number.
+std::optional<std::int64_t> json_count(std::string_view json, std::string_view key)
+{
+    auto t = json.find(key);
+    if (t == std::string_view::npos)
+        return std::nullopt;
+    t += key.size();
+    std::int64_t v = 0;
+    std::size_t digits = 0;
+    for (; t < json.size() && json[t] >= '0' && json[t] <= '9' && digits < 18; ++t, ++digits)
+        v = v * 10 + (json[t] - '0');
+    return digits ? std::optional(v) : std::nullopt;
+}
+
+/// The 64 hex digits after `key` in json, as a digest; nullopt when absent or malformed.
+std::optional<Digest> json_digest(std::string_view json, std::string_view key)
+{
+    auto p = json.find(key);
+    if (p == std::string_view::npos)
+        return std::nullopt;
+    p += key.size();
+    Digest d;
+    if (json.size() < p + 2 * d.size())
+        return std::nullopt;
+    auto nib = [](char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    for (std::size_t i = 0; i < d.size(); ++i) {
+        const int hi = nib(json[p + 2 * i]), lo = nib(json[p + 2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return std::nullopt;
+        d[i] = static_cast<unsigned char>(hi << 4 | lo);
+    }
+    return d;
+}
 /// Reads back what prune_json wrote. Only records of kind "prune" are read, whose JSON only the
 /// daemon writes (and whose hash verify has checked first), so a key search is enough; an agent
 /// name cannot fake a key since its quotes are escaped.
 std::optional<Vouch> parse_prune(std::string_view json)
 {
-    Vouch v;
-    constexpr std::string_view kThrough = R"("pruned_through_seq":)", kPrev = R"("tail_prev":")";
-    auto t = json.find(kThrough);
-    auto p = json.find(kPrev);
-    if (t == std::string_view::npos || p == std::string_view::npos)
+    const auto through = json_count(json, R"("pruned_through_seq":)");
+    const auto prev = json_digest(json, R"("tail_prev":")");
+    if (!through || !prev)
         return std::nullopt;
-    t += kThrough.size();
-    p += kPrev.size();
-    std::size_t digits = 0;
-    for (; t < json.size() && json[t] >= '0' && json[t] <= '9' && digits < 18; ++t, ++digits)
-        v.through = v.through * 10 + (json[t] - '0');
-    if (digits == 0 || json.size() < p + 2 * v.tail_prev.size())
-        return std::nullopt;
-    auto nib = [](char c) {
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    };
-    for (std::size_t i = 0; i < v.tail_prev.size(); ++i) {
-        const int hi = nib(json[p + 2 * i]), lo = nib(json[p + 2 * i + 1]);
-        if (hi < 0 || lo < 0)
+    Vouch v{.through = *through, .tail_prev = *prev, .kept = {}};
+    // A prune record that kept nothing says nothing of it (and those of schema 2 never do).
+    if (const auto n = json_count(json, R"("kept_records":)")) {
+        const auto d = json_digest(json, R"("kept_hash":")");
+        if (!d)
             return std::nullopt;
-        v.tail_prev[i] = static_cast<unsigned char>(hi << 4 | lo);
+        v.kept = KeptSet{.n = *n, .digest = *d};
     }
     return v;
 }
@@ -288,6 +343,27 @@ bool dest_in(const policy::Cidr& range, const std::string& dest)
 
 } // namespace
 
+std::uint32_t keep_first(const Record& r)
+{
+    if (r.kind == kPruneKind)
+        return 0; // housekeeping: the latest prune record is the one that counts, and it is never cut
+    if (r.kind == "action" || r.verdict == "kill" || r.verdict == "freeze" || r.hook == "tamper")
+        return kKeepMany;
+    return kKeepFirst;
+}
+
+std::string keep_class(const Record& r)
+{
+    std::string k;
+    k.reserve(r.agent.size() + r.kind.size() + r.hook.size() + r.verdict.size() + 3);
+    // NUL-separated: no name holds a NUL, so no two classes share a key.
+    k.append(r.agent).push_back('\0');
+    k.append(r.kind).push_back('\0');
+    k.append(r.hook).push_back('\0');
+    k.append(r.verdict);
+    return k;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writer
 
@@ -304,7 +380,13 @@ struct Writer::Impl {
     sqlite3_stmt* put_head = nullptr;
     sqlite3_stmt* get_hash = nullptr;
     sqlite3_stmt* del_prefix = nullptr;
+    sqlite3_stmt* del_unkept = nullptr;
+    sqlite3_stmt* get_tail = nullptr;
+    sqlite3_stmt* get_kept = nullptr;
     std::map<std::string, Head, std::less<>> heads;
+    /// keep_class() -> records of it kept so far (as stored: reloaded with the heads).
+    std::map<std::string, std::uint32_t, std::less<>> kept;
+    std::string key; // keep_class scratch
     std::string error;
     std::optional<std::filesystem::path> moved;
     std::string buf; // canonical encoding scratch, reused across records
@@ -315,7 +397,10 @@ struct Writer::Impl {
         sqlite3_finalize(put_head);
         sqlite3_finalize(get_hash);
         sqlite3_finalize(del_prefix);
-        insert = put_head = get_hash = del_prefix = nullptr;
+        sqlite3_finalize(del_unkept);
+        sqlite3_finalize(get_tail);
+        sqlite3_finalize(get_kept);
+        insert = put_head = get_hash = del_prefix = del_unkept = get_tail = get_kept = nullptr;
         sqlite3_close_v2(db);
         db = nullptr;
     }
@@ -368,8 +453,11 @@ struct Writer::Impl {
         }
         // A 40 MB WAL between checkpoints instead of 4 MB: a batch of 4096 records is ~2.5 MB, and
         // checkpointing every other batch cost a quarter of the append rate. prune() truncates it.
-        exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384; "
-             "PRAGMA wal_autocheckpoint = 10000",
+        // A small store gets a WAL of an eighth of its limit: the WAL is disk it uses too.
+        const std::uint64_t wal_pages =
+            opt.max_bytes ? std::clamp<std::uint64_t>(opt.max_bytes / 8 / 4096, 64, 10000) : 10000;
+        exec(fmt::format("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384; "
+                         "PRAGMA wal_autocheckpoint = {}", wal_pages).c_str(),
              "cannot configure");
         exec("BEGIN IMMEDIATE", "cannot create the schema of");
         try {
@@ -384,15 +472,32 @@ struct Writer::Impl {
             throw Error(fmt::format("event store {} has schema version {}, newer than this cordond "
                                     "writes ({}): upgrade cordon or move the file away",
                                     path.string(), version, kSchemaVersion));
+        // The keep column first: every statement below names it.
+        if (version < 3)
+            add_keep_column();
+        exec(kKeptIndex, "cannot create the schema of");
         insert = prepare("INSERT INTO records(time_ns, agent, seq, kind, hook, verdict, pid, ppid, "
-                         "uid, path, dest, port, json, prev, hash) "
-                         "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                         "uid, path, dest, port, json, prev, hash, keep) "
+                         "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         put_head = prepare("INSERT OR REPLACE INTO heads(agent, seq, hash) VALUES(?,?,?)");
         get_hash = prepare("SELECT hash FROM records WHERE agent = ?1 AND seq = ?2 ORDER BY id LIMIT 1");
         del_prefix = prepare("DELETE FROM records WHERE agent = ?1 AND seq <= ?2");
+        del_unkept = prepare("DELETE FROM records WHERE agent = ?1 AND seq <= ?2 AND keep = 0");
+        get_tail = prepare("SELECT seq, prev FROM tails WHERE agent = ?1");
+        get_kept = prepare("SELECT seq, hash FROM records WHERE agent = ?1 AND seq <= ?2 AND keep <> 0 "
+                           "ORDER BY seq");
         load_heads();
         if (version < 2)
             upgrade_to_2();
+        if (version < 3)
+            exec("UPDATE meta SET value = 3 WHERE key = 'schema_version'", "cannot upgrade");
+    }
+
+    /// Schema 3: the keep column (0 for every record already stored: nothing was kept before).
+    void add_keep_column()
+    {
+        if (scalar("SELECT count(*) FROM pragma_table_info('records') WHERE name = 'keep'", "cannot read") == 0)
+            exec("ALTER TABLE records ADD COLUMN keep INTEGER NOT NULL DEFAULT 0", "cannot upgrade");
     }
 
     /// A version 1 store trusted its tails rows as they stood. Version 2 wants each vouched for
@@ -446,6 +551,41 @@ struct Writer::Impl {
         if (rc != SQLITE_DONE)
             fail("cannot read the chain heads of", rc);
         heads = std::move(h);
+        load_kept();
+    }
+
+    /// The kept counts, from what is stored (after opening, a failed write and retention).
+    void load_kept()
+    {
+        std::map<std::string, std::uint32_t, std::less<>> k;
+        sqlite3_stmt* s = prepare("SELECT agent, kind, hook, verdict, count(*) FROM records "
+                                  "WHERE keep <> 0 GROUP BY agent, kind, hook, verdict");
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            Record r;
+            r.agent = col_text(s, 0), r.kind = col_text(s, 1), r.hook = col_text(s, 2), r.verdict = col_text(s, 3);
+            k[keep_class(r)] = static_cast<std::uint32_t>(sqlite3_column_int64(s, 4));
+        }
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE)
+            fail("cannot read the kept records of", rc);
+        kept = std::move(k);
+    }
+
+    /// Whether size retention is to keep r (its agent's first records of its kind); counts it.
+    bool keep_next(const Record& r)
+    {
+        const auto cap = keep_first(r);
+        if (cap == 0)
+            return false;
+        key = keep_class(r);
+        auto it = kept.find(key);
+        if (it == kept.end())
+            it = kept.emplace(key, 0).first;
+        if (it->second >= cap)
+            return false;
+        ++it->second; // a failed transaction reloads the counts (recover -> load_heads)
+        return true;
     }
 
     /// Renames the damaged file (and its WAL/SHM, under names SQLite pairs with it) out of the way.
@@ -527,6 +667,7 @@ struct Writer::Impl {
         sqlite3_bind_text(s, 13, r.json.data(), static_cast<int>(r.json.size()), SQLITE_STATIC);
         sqlite3_bind_blob(s, 14, h.hash.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
         sqlite3_bind_blob(s, 15, d.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
+        sqlite3_bind_int(s, 16, keep_next(r) ? 1 : 0);
         const int rc = sqlite3_step(s);
         sqlite3_reset(s);
         if (rc != SQLITE_DONE)
@@ -571,50 +712,105 @@ struct Writer::Impl {
         bool age = false, size = false;
     };
 
-    /// Deletes `agent`'s records with seq <= through (a prefix, so the rest still chains). The
-    /// tail's prev is the hash of the last deleted record as stored, not copied from the oldest
-    /// kept one: a record an attacker removed just above the cut still shows as deleted.
-    void cut_prefix(std::map<std::string, Cut>& cuts, const std::string& agent, std::int64_t through,
-                    bool by_age)
+    /// Where `agent`'s chain starts now: this pass's cut if any, else its tails row, else seq 1.
+    Cut start_of(const std::map<std::string, Cut>& cuts, const std::string& agent)
     {
-        sqlite3_bind_text(get_hash, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
-        sqlite3_bind_int64(get_hash, 2, through);
-        int rc = sqlite3_step(get_hash);
-        // A cut record already gone (tampered) leaves a zero prev: verify will say so.
-        const Digest prev = (rc == SQLITE_ROW ? col_digest(get_hash, 0) : std::nullopt).value_or(kZero);
-        sqlite3_reset(get_hash);
+        if (auto c = cuts.find(agent); c != cuts.end())
+            return c->second;
+        Cut t;
+        sqlite3_bind_text(get_tail, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+        const int rc = sqlite3_step(get_tail);
+        if (rc == SQLITE_ROW) {
+            t.through = sqlite3_column_int64(get_tail, 0) - 1;
+            t.prev = col_digest(get_tail, 1).value_or(kZero);
+        }
+        sqlite3_reset(get_tail);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE)
             fail("cannot prune", rc);
-        sqlite3_bind_text(del_prefix, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
-        sqlite3_bind_int64(del_prefix, 2, through);
-        rc = sqlite3_step(del_prefix);
-        sqlite3_reset(del_prefix);
+        return t;
+    }
+
+    /// Deletes `agent`'s records with seq <= through (a prefix, so the rest still chains), all of
+    /// them, or (keep_kept) all but the kept ones, which stay before the new chain start. The
+    /// tail's prev is the hash of the last record cut as stored, not copied from the oldest
+    /// kept one: a record an attacker removed just above the cut still shows as deleted. A cut
+    /// below the chain's start (kept records only) leaves the start where it is.
+    void cut_prefix(std::map<std::string, Cut>& cuts, const std::string& agent, std::int64_t through,
+                    bool by_age, bool keep_kept)
+    {
+        const Cut start = start_of(cuts, agent);
+        Digest prev = start.prev;
+        if (through > start.through) {
+            sqlite3_bind_text(get_hash, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+            sqlite3_bind_int64(get_hash, 2, through);
+            const int rc = sqlite3_step(get_hash);
+            // A cut record already gone (tampered) leaves a zero prev: verify will say so.
+            prev = (rc == SQLITE_ROW ? col_digest(get_hash, 0) : std::nullopt).value_or(kZero);
+            sqlite3_reset(get_hash);
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                fail("cannot prune", rc);
+        }
+        sqlite3_stmt* del = keep_kept ? del_unkept : del_prefix;
+        sqlite3_bind_text(del, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(del, 2, through);
+        const int rc = sqlite3_step(del);
+        sqlite3_reset(del);
         if (rc != SQLITE_DONE)
             fail("cannot prune", rc);
         Cut& c = cuts[agent];
-        c.through = std::max(c.through, through);
-        c.prev = prev;
+        if (through > start.through) {
+            c.through = through;
+            c.prev = prev;
+        } else {
+            c.through = start.through;
+            c.prev = start.prev;
+        }
         c.n += sqlite3_changes(db);
         (by_age ? c.age : c.size) = true;
     }
 
-    /// Writes, per agent cut, the tails row and the prune record that vouches for it, in the
-    /// prune's transaction. Appended after every cut of the pass, so no pass prunes its own
-    /// prune record, and a chain emptied by retention still holds one record: its prune record.
+    /// The kept records before `agent`'s new chain start (seq <= through), as the prune record
+    /// names them.
+    KeptSet kept_before(const std::string& agent, std::int64_t through)
+    {
+        std::string seq_and_hashes;
+        sqlite3_bind_text(get_kept, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(get_kept, 2, through);
+        int rc;
+        while ((rc = sqlite3_step(get_kept)) == SQLITE_ROW) {
+            put_le(seq_and_hashes, static_cast<std::uint64_t>(sqlite3_column_int64(get_kept, 0)), 8);
+            const Digest d = col_digest(get_kept, 1).value_or(kZero);
+            seq_and_hashes.append(reinterpret_cast<const char*>(d.data()), d.size());
+        }
+        sqlite3_reset(get_kept);
+        if (rc != SQLITE_DONE)
+            fail("cannot prune", rc);
+        return kept_set(seq_and_hashes);
+    }
+
+    /// Writes, per agent cut, the tails row and the prune record that vouches for it (and for
+    /// the kept records before it), in the prune's transaction. Appended after every cut of the
+    /// pass, so no pass prunes its own prune record, and a chain emptied by retention still
+    /// holds one record: its prune record.
     void chain_cuts(const std::map<std::string, Cut>& cuts, std::int64_t now_ns)
     {
         sqlite3_stmt* tail = prepare("INSERT OR REPLACE INTO tails(agent, seq, prev) VALUES(?1, ?2, ?3)");
         std::map<std::string_view, Head*> touched;
         int rc = SQLITE_DONE;
-        for (const auto& [agent, c] : cuts) {
-            sqlite3_bind_text(tail, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
-            sqlite3_bind_int64(tail, 2, c.through + 1);
-            sqlite3_bind_blob(tail, 3, c.prev.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
-            rc = sqlite3_step(tail);
-            sqlite3_reset(tail);
-            if (rc != SQLITE_DONE)
-                break;
-            touched.try_emplace(agent, &insert_one(prune_record(now_ns, agent, c)));
+        try {
+            for (const auto& [agent, c] : cuts) {
+                sqlite3_bind_text(tail, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+                sqlite3_bind_int64(tail, 2, c.through + 1);
+                sqlite3_bind_blob(tail, 3, c.prev.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
+                rc = sqlite3_step(tail);
+                sqlite3_reset(tail);
+                if (rc != SQLITE_DONE)
+                    break;
+                touched.try_emplace(agent, &insert_one(prune_record(now_ns, agent, c, kept_before(agent, c.through))));
+            }
+        } catch (...) {
+            sqlite3_finalize(tail);
+            throw;
         }
         sqlite3_finalize(tail);
         if (rc != SQLITE_DONE)
@@ -622,7 +818,8 @@ struct Writer::Impl {
         put_heads(touched);
     }
 
-    static Record prune_record(std::int64_t now_ns, const std::string& agent, const Cut& c)
+    static Record prune_record(std::int64_t now_ns, const std::string& agent, const Cut& c,
+                               const KeptSet& kept = {})
     {
         Record r;
         r.time_ns = now_ns;
@@ -632,7 +829,7 @@ struct Writer::Impl {
         r.verdict = "ok";
         r.pid = static_cast<std::uint32_t>(::getpid());
         r.json = prune_json(now_ns, agent, c.through, c.n,
-                            c.age && c.size ? "age+size" : c.age ? "age" : "size", c.prev);
+                            c.age && c.size ? "age+size" : c.age ? "age" : "size", c.prev, kept);
         return r;
     }
 
@@ -702,40 +899,56 @@ struct Writer::Impl {
             const std::int64_t from = rc == SQLITE_ROW ? sqlite3_column_int64(first, 0) : through;
             sqlite3_reset(first);
             const std::int64_t upto = std::min(through, from + budget - 1);
-            cut_prefix(cuts, agent, upto, true);
+            cut_prefix(cuts, agent, upto, true, false);
             budget -= upto - from + 1;
         }
         sqlite3_finalize(first);
     }
 
     /// By size, fairly: while the live pages are over 90% of the budget (the margin keeps us
-    /// from pruning on every call), the agents holding the most records lose their oldest.
+    /// from pruning on every call), the agents holding the most records lose their oldest. Kept
+    /// records (keep_first) are passed over; only when nothing else is left and the store is
+    /// still over do they go too, the same way.
     void cut_by_size(std::map<std::string, Cut>& cuts)
     {
         const auto target = static_cast<std::int64_t>(opt.max_bytes / 10 * 9);
-        sqlite3_stmt* count = prepare("SELECT agent, count(*) FROM records GROUP BY agent");
-        sqlite3_stmt* nth = prepare("SELECT seq FROM records WHERE agent = ?1 ORDER BY seq LIMIT 1 OFFSET ?2");
-        try {
-            for (int round = 0; round < 16; ++round)
-                if (!size_round(cuts, count, nth, round, target))
-                    break;
-        } catch (...) {
+        if (live_bytes() <= static_cast<std::int64_t>(opt.max_bytes))
+            return;
+        for (const bool kept_too : {false, true}) {
+            sqlite3_stmt* count = prepare(kept_too ? "SELECT agent, count(*) FROM records GROUP BY agent"
+                                                   : "SELECT agent, count(*) FROM records WHERE keep = 0 "
+                                                     "GROUP BY agent");
+            sqlite3_stmt* nth = prepare(kept_too ? "SELECT seq FROM records WHERE agent = ?1 "
+                                                   "ORDER BY seq LIMIT 1 OFFSET ?2"
+                                                 : "SELECT seq FROM records WHERE agent = ?1 AND keep = 0 "
+                                                   "ORDER BY seq LIMIT 1 OFFSET ?2");
+            Round r = Round::More;
+            try {
+                for (int round = 0; round < 16 && r == Round::More; ++round)
+                    r = size_round(cuts, count, nth, target, kept_too);
+            } catch (...) {
+                sqlite3_finalize(count);
+                sqlite3_finalize(nth);
+                throw;
+            }
             sqlite3_finalize(count);
             sqlite3_finalize(nth);
-            throw;
+            if (r != Round::Exhausted)
+                return;
         }
-        sqlite3_finalize(count);
-        sqlite3_finalize(nth);
     }
 
+    enum class Round { More, Done, Exhausted };
+
     /// One round of cut_by_size: estimates how many records to delete to get under `target`
-    /// and cuts them, fairly. False when no further round is needed or allowed.
-    bool size_round(std::map<std::string, Cut>& cuts, sqlite3_stmt* count, sqlite3_stmt* nth, int round,
-                    std::int64_t target)
+    /// and cuts them, fairly. More: another round may be needed; Done: under the target or out
+    /// of this pass's budget; Exhausted: nothing of this sort is left to cut.
+    Round size_round(std::map<std::string, Cut>& cuts, sqlite3_stmt* count, sqlite3_stmt* nth,
+                     std::int64_t target, bool kept_too)
     {
         const auto live = live_bytes();
-        if ((round == 0 && live <= static_cast<std::int64_t>(opt.max_bytes)) || live <= target)
-            return false;
+        if (live <= target)
+            return Round::Done;
         std::map<std::string, std::int64_t> counts;
         std::int64_t total = 0;
         int rc;
@@ -746,17 +959,18 @@ struct Writer::Impl {
         sqlite3_reset(count);
         if (rc != SQLITE_DONE)
             fail("cannot prune", rc);
-        if (total == 0)
-            return false; // nothing left to delete: the rest is schema and heads
-        // Records to delete, estimated from the mean size of one (index entries included).
-        const double per = static_cast<double>(live) / static_cast<double>(total);
-        // Bounded work per pass (kPruneMaxRecords): the store thread writes nothing
-        // while it prunes, and cordond must stop promptly; the next pass goes on.
+        // Only this pass's prune records would be left: they are not cut (each chain keeps one).
         std::int64_t done = 0;
         for (const auto& [a, c] : cuts)
             done += c.n;
+        if (total == 0)
+            return Round::Exhausted; // nothing left to delete: the rest is schema and heads
+        // Bounded work per pass (kPruneMaxRecords): the store thread writes nothing
+        // while it prunes, and cordond must stop promptly; the next pass goes on.
         if (done >= kPruneMaxRecords)
-            return false;
+            return Round::Done;
+        // Records to delete, estimated from the mean size of one (index entries included).
+        const double per = static_cast<double>(live) / static_cast<double>(total);
         const auto need = std::min<std::int64_t>(
             {total, kPruneMaxRecords - done,
              static_cast<std::int64_t>(static_cast<double>(live - target) / per) + 1});
@@ -768,9 +982,9 @@ struct Writer::Impl {
             sqlite3_reset(nth);
             if (rc != SQLITE_ROW)
                 fail("cannot prune", rc == SQLITE_DONE ? SQLITE_INTERNAL : rc);
-            cut_prefix(cuts, agent, through, false);
+            cut_prefix(cuts, agent, through, false, !kept_too);
         }
-        return true;
+        return Round::More;
     }
 
     std::int64_t prune(std::int64_t now_ns)
@@ -783,6 +997,8 @@ struct Writer::Impl {
             cut_by_size(cuts);
         chain_cuts(cuts, now_ns);
         exec("COMMIT", "cannot prune");
+        if (!cuts.empty())
+            load_kept(); // retention by age (or a store of nothing but kept records) took some
         std::int64_t deleted = 0;
         for (const auto& [agent, c] : cuts)
             deleted += c.n;
@@ -866,6 +1082,18 @@ std::int64_t Writer::prune(std::int64_t now_ns)
         m.recover(before, false); // the prune records moved heads: realign them
     }
     return 0;
+}
+
+bool Writer::over_limit()
+{
+    auto& m = *impl_;
+    if (!m.db || m.opt.max_bytes == 0)
+        return false;
+    try {
+        return m.live_bytes() > static_cast<std::int64_t>(m.opt.max_bytes);
+    } catch (const std::exception&) {
+        return true; // fails towards pruning: prune() reports what is wrong
+    }
 }
 
 const std::string& Writer::last_error() const { return impl_->error; }
@@ -1011,6 +1239,11 @@ public:
     {
         if ((!have_ || r.agent != cur_) && !start_agent(r))
             return;
+        // Before the chain start (nothing of the chain proper walked yet): what retention kept.
+        if (r.seq < start_seq_ && want_seq_ == start_seq_) {
+            kept_row(r, prev, hash);
+            return;
+        }
         if (!links(r, prev, hash))
             return;
         if (r.kind == kPruneKind) {
@@ -1047,6 +1280,13 @@ public:
                 fmt::format("chain start moved without a prune record (the last prune cut through seq "
                             "{}, the chain starts at seq {}: records deleted)",
                             vouch_->through, t->second.seq));
+        else if (const auto k = kept_set(kept_); t == tails_.end() && k.n > 0)
+            bad(cur_, 0, first_kept_, fmt::format("record inserted (seq {} before the chain's first)", first_kept_));
+        else if (t != tails_.end() && (k.n != vouch_->kept.n || k.digest != vouch_->kept.digest))
+            bad(cur_, 0, first_kept_ ? first_kept_ : t->second.seq,
+                fmt::format("kept records before the chain start differ from what the last prune "
+                            "record vouches for ({} found, {} vouched for): deleted, inserted or replaced",
+                            k.n, vouch_->kept.n));
         heads_.erase(cur_);
     }
 
@@ -1083,8 +1323,10 @@ private:
             return false;
         cur_ = r.agent, have_ = true;
         vouch_.reset();
+        kept_.clear();
+        first_kept_ = 0;
         const auto t = tails_.find(cur_);
-        want_seq_ = t == tails_.end() ? 1 : t->second.seq;
+        want_seq_ = start_seq_ = t == tails_.end() ? 1 : t->second.seq;
         want_prev_ = t == tails_.end() ? kZero : t->second.d;
         const auto h = heads_.find(cur_);
         head_ = h == heads_.end() ? std::nullopt : std::optional<Mark>(h->second);
@@ -1093,6 +1335,27 @@ private:
             return false;
         }
         return true;
+    }
+
+    /// A record before the chain start: it must be whole (its own hash) and in seq order; the
+    /// set of them is checked against the last prune record at finish().
+    void kept_row(const Row& r, const std::optional<Digest>& prev, const std::optional<Digest>& hash)
+    {
+        if (first_kept_ && r.seq <= last_kept_) {
+            bad(cur_, r.id, r.seq, fmt::format("record inserted (seq {} duplicated / out of chain)", r.seq));
+            return;
+        }
+        if (!prev || !hash || chain_hash(prev->data(), r, r.seq, buf_) != *hash) {
+            bad(cur_, r.id, r.seq, "record edited (hash mismatch)");
+            return;
+        }
+        if (!first_kept_)
+            first_kept_ = r.seq;
+        last_kept_ = r.seq;
+        put_le(kept_, static_cast<std::uint64_t>(r.seq), 8);
+        kept_.append(reinterpret_cast<const char*>(hash->data()), hash->size());
+        ++res.records;
+        ++res.per_agent[cur_];
     }
 
     /// The record is the next one of its chain: the expected seq, its own hash, linked to the
@@ -1136,7 +1399,10 @@ private:
     std::string cur_; ///< the agent being read
     bool have_ = false;
     std::int64_t want_seq_ = 1;
+    std::int64_t start_seq_ = 1; ///< where the agent's chain proper starts (its tails row)
     Digest want_prev_{};
+    std::string kept_;           ///< seq and hash of each record kept before the start
+    std::int64_t first_kept_ = 0, last_kept_ = 0;
     std::optional<Mark> head_;
     std::optional<Vouch> vouch_; ///< the agent's latest prune record walked so far
     std::string buf_;

@@ -50,6 +50,18 @@ struct Row : Record {
 /// deleted this many should be followed by another soon.
 constexpr std::int64_t kPruneMaxRecords = 100'000;
 
+/// Retention by size keeps, of each agent, its first records of each kind (kind, hook, verdict):
+/// however much an agent writes, what it did first, what the operator did to it and every kill,
+/// freeze and tamper record stay (up to these counts). Only when nothing but kept records is
+/// left over the size limit are those cut too, oldest first, from the agents keeping the most.
+/// Retention by age takes kept records like any other.
+constexpr std::uint32_t kKeepFirst = 8;   ///< of each ordinary kind, per agent
+constexpr std::uint32_t kKeepMany = 1024; ///< operator actions, kill, freeze and tamper, per agent and kind
+/// How many records of r's kind retention by size keeps for r's agent (0: never kept).
+std::uint32_t keep_first(const Record& r);
+/// The kind keep_first() counts r under: agent, kind, hook and verdict.
+std::string keep_class(const Record& r);
+
 struct Options {
     std::int64_t max_age_ns = 30LL * 24 * 3600 * 1'000'000'000; ///< retention by age (0 = none)
     std::uint64_t max_bytes = 1ULL << 30; ///< retention by size of the database (0 = none)
@@ -81,6 +93,9 @@ public:
     /// and truncates the WAL. Returns the number of records deleted (prune records not counted);
     /// 0 with last_error() set on failure (never throws).
     std::int64_t prune(std::int64_t now_ns);
+    /// The database's live pages are over max_bytes: prune() now rather than at its interval
+    /// (a flood fills a small store between two intervals many times over). Cheap: header reads.
+    bool over_limit();
     const std::string& last_error() const;
     std::optional<std::filesystem::path> corrupt_moved() const;
     /// Chain heads: agent -> (seq, hash hex), for the daemon to log periodically.
