@@ -52,13 +52,14 @@ void add_options(CLI::App& app, Flags& f)
     app.add_option("--store-max-age", f.max_age, "Retention by age: records older go (0: keep)")
         ->capture_default_str();
     app.add_option("--store-max-size", f.max_size,
-                   "Retention by size: past it, the agent holding the most records loses its oldest first (K, M, G; 0: no limit)")
+                   "Retention by size: past it, the agent holding the most records loses its oldest first; each agent's "
+                   "first records of each kind, operator actions, kills, freezes and tamper records stay (K, M, G; 0: no limit)")
         ->capture_default_str();
     app.add_option("--events-jsonl", f.jsonl,
                    "Also write every record to this JSONL file (OCSF field names), rotated");
     app.add_option("--jsonl-max-size", f.jsonl_size, "Rotate the JSONL file at this size (K, M, G)")
         ->capture_default_str();
-    app.add_option("--jsonl-files", f.o.jsonl_files, "Rotated JSONL files kept (FILE.1 .. FILE.N)")
+    app.add_option("--jsonl-files", f.o.jsonl_files, "Rotated JSONL files kept (FILE.1 .. FILE.N); what retention keeps of the oldest goes to FILE.kept")
         ->capture_default_str();
     app.add_flag("--events-journal", f.journal,
                  "Also send every record to systemd-journald (structured CORDON_* fields, the "

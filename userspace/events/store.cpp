@@ -386,6 +386,7 @@ struct Writer::Impl {
     std::map<std::string, Head, std::less<>> heads;
     /// keep_class() -> records of it kept so far (as stored: reloaded with the heads).
     std::map<std::string, std::uint32_t, std::less<>> kept;
+    std::map<std::string, std::uint32_t, std::less<>> kept_by_agent; ///< the sums (kKeepPerAgent)
     std::string key; // keep_class scratch
     std::string error;
     std::optional<std::filesystem::path> moved;
@@ -557,7 +558,7 @@ struct Writer::Impl {
     /// The kept counts, from what is stored (after opening, a failed write and retention).
     void load_kept()
     {
-        std::map<std::string, std::uint32_t, std::less<>> k;
+        std::map<std::string, std::uint32_t, std::less<>> k, by_agent;
         sqlite3_stmt* s = prepare("SELECT agent, kind, hook, verdict, count(*) FROM records "
                                   "WHERE keep <> 0 GROUP BY agent, kind, hook, verdict");
         int rc;
@@ -565,11 +566,13 @@ struct Writer::Impl {
             Record r;
             r.agent = col_text(s, 0), r.kind = col_text(s, 1), r.hook = col_text(s, 2), r.verdict = col_text(s, 3);
             k[keep_class(r)] = static_cast<std::uint32_t>(sqlite3_column_int64(s, 4));
+            by_agent[r.agent] += static_cast<std::uint32_t>(sqlite3_column_int64(s, 4));
         }
         sqlite3_finalize(s);
         if (rc != SQLITE_DONE)
             fail("cannot read the kept records of", rc);
         kept = std::move(k);
+        kept_by_agent = std::move(by_agent);
     }
 
     /// Whether size retention is to keep r (its agent's first records of its kind); counts it.
@@ -578,13 +581,20 @@ struct Writer::Impl {
         const auto cap = keep_first(r);
         if (cap == 0)
             return false;
+        auto sum = kept_by_agent.find(r.agent);
+        if (sum != kept_by_agent.end() && sum->second >= kKeepPerAgent)
+            return false;
         key = keep_class(r);
         auto it = kept.find(key);
         if (it == kept.end())
             it = kept.emplace(key, 0).first;
         if (it->second >= cap)
             return false;
-        ++it->second; // a failed transaction reloads the counts (recover -> load_heads)
+        // A failed transaction reloads the counts (recover -> load_heads).
+        ++it->second;
+        if (sum == kept_by_agent.end())
+            sum = kept_by_agent.emplace(r.agent, 0).first;
+        ++sum->second;
         return true;
     }
 

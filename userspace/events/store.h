@@ -57,6 +57,9 @@ constexpr std::int64_t kPruneMaxRecords = 100'000;
 /// Retention by age takes kept records like any other.
 constexpr std::uint32_t kKeepFirst = 8;   ///< of each ordinary kind, per agent
 constexpr std::uint32_t kKeepMany = 1024; ///< operator actions, kill, freeze and tamper, per agent and kind
+/// Records kept per agent in all: kinds are few, but an action's kind carries the operation a
+/// caller named, so the sum is bounded too.
+constexpr std::uint32_t kKeepPerAgent = 4096;
 /// How many records of r's kind retention by size keeps for r's agent (0: never kept).
 std::uint32_t keep_first(const Record& r);
 /// The kind keep_first() counts r under: agent, kind, hook and verdict.
