@@ -79,6 +79,19 @@ protected:
         sqlite3_close(h);
     }
 
+    /// The first column of the first row of `sql`, read on a raw connection.
+    std::int64_t scalar(const std::string& sql)
+    {
+        sqlite3* h = nullptr;
+        EXPECT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+        sqlite3_stmt* st = nullptr;
+        EXPECT_EQ(sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
+        const std::int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+        sqlite3_finalize(st);
+        sqlite3_close(h);
+        return v;
+    }
+
     fs::path dir, db;
 };
 
@@ -807,14 +820,7 @@ TEST_F(StoreKeepTest, KindsACallerNamesCannotGrowTheKeptRecordsPastTheAgentsSum)
             v.push_back(rec((1 + i) * kSec, "a1", "action", "made-up-" + std::to_string(i), "error"));
         ASSERT_TRUE(w.append(v));
     }
-    sqlite3* h = nullptr;
-    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT count(*) FROM records WHERE keep <> 0", -1, &st, nullptr), SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-    EXPECT_EQ(sqlite3_column_int64(st, 0), static_cast<std::int64_t>(kKeepPerAgent));
-    sqlite3_finalize(st);
-    sqlite3_close(h);
+    EXPECT_EQ(scalar("SELECT count(*) FROM records WHERE keep <> 0"), static_cast<std::int64_t>(kKeepPerAgent));
 }
 
 TEST_F(StoreKeepTest, AStoreOfSchema2IsUpgradedAndKeepsFromThen)
@@ -835,14 +841,7 @@ TEST_F(StoreKeepTest, AStoreOfSchema2IsUpgradedAndKeepsFromThen)
     // What came before the upgrade was never kept; the attach after it was.
     EXPECT_EQ(query(db, Filter{.agent = "a1", .kinds = {"decision"}}).size(), 20u);
     EXPECT_EQ(query(db, Filter{.agent = "flood", .kinds = {"action"}}).size(), 1u);
-    sqlite3* h = nullptr;
-    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &st, nullptr), SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-    EXPECT_EQ(sqlite3_column_int64(st, 0), 3);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
+    EXPECT_EQ(scalar("SELECT value FROM meta WHERE key = 'schema_version'"), 3);
 }
 
 // `cordon report` and `cordon events` read a store one record at a time: over 500,000 records

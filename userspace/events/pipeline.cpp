@@ -473,9 +473,7 @@ void Pipeline::index_jsonl_line(const store::Record& r, Span sp)
     // The same reserve as the store's (store::keep_first), counted over this run's lines.
     if (const auto cap = store::keep_first(r)) {
         auto& sum = jsonl_kept_[r.agent]; // the agent's sum, under its bare name
-        auto k = jsonl_kept_.find(store::keep_class(r));
-        if (k == jsonl_kept_.end())
-            k = jsonl_kept_.emplace(store::keep_class(r), 0).first;
+        auto k = jsonl_kept_.try_emplace(store::keep_class(r), 0).first;
         if (k->second < cap && sum < store::kKeepPerAgent) {
             ++k->second;
             ++sum;

@@ -387,7 +387,6 @@ struct Writer::Impl {
     /// keep_class() -> records of it kept so far (as stored: reloaded with the heads).
     std::map<std::string, std::uint32_t, std::less<>> kept;
     std::map<std::string, std::uint32_t, std::less<>> kept_by_agent; ///< the sums (kKeepPerAgent)
-    std::string key; // keep_class scratch
     std::string error;
     std::optional<std::filesystem::path> moved;
     std::string buf; // canonical encoding scratch, reused across records
@@ -584,10 +583,7 @@ struct Writer::Impl {
         auto sum = kept_by_agent.find(r.agent);
         if (sum != kept_by_agent.end() && sum->second >= kKeepPerAgent)
             return false;
-        key = keep_class(r);
-        auto it = kept.find(key);
-        if (it == kept.end())
-            it = kept.emplace(key, 0).first;
+        auto it = kept.try_emplace(keep_class(r), 0).first;
         if (it->second >= cap)
             return false;
         // A failed transaction reloads the counts (recover -> load_heads).
