@@ -596,8 +596,8 @@ void print_enforcement(cordon_backend backend, const Enforcement& e)
 
 int main(int argc, char** argv)
 {
-    // Sections: enforcement, backends, rules, daemon, live, grants, killwait, churn, dns, forensics,
-    // fairness
+    // Sections: store, enforcement, backends, rules, daemon, live, grants, killwait, churn, dns,
+    // forensics, fairness
     // (default: all of
     // them, in that order). CORDON_BENCH_SECONDS: how long forensics holds each fixed rate
     // (default 60). CORDON_BENCH_BACKENDS (backends, rules): the backends to measure side by side
@@ -606,6 +606,15 @@ int main(int argc, char** argv)
     // (default 100; the VM uses less under TCG).
     std::set<std::string> sections(argv + 1, argv + argc);
     const auto wanted = [&](const char* s) { return sections.empty() || sections.contains(s); };
+    // The store's steps need no kernel: alone, they run before (and without) any setup.
+    if (wanted("store")) {
+        char stmpl[] = "/tmp/cordon-bench-store-XXXXXX";
+        const fs::path sws = ::mkdtemp(stmpl);
+        bench::store_steps(sws, static_cast<std::size_t>(env_int("CORDON_BENCH_STORE_RECORDS", 400'000)));
+        fs::remove_all(sws);
+        if (sections.size() == 1)
+            return 0;
+    }
     // The probes' expected refusals (an LSM program on a kernel without the BPF LSM) are noise here.
     libbpf_set_print([](enum libbpf_print_level, const char*, va_list) { return 0; });
     bpf::Features features(bpf::kernel_probe_source());

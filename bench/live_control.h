@@ -23,6 +23,9 @@ void cgroup_churn(cordon_backend backend);
 /// The event pipeline: records/s into JSONL and SQLite, CPU per record, loss at fixed rates
 /// sustained for `seconds`.
 void forensics(cordon_backend backend, const std::filesystem::path& ws, int seconds);
+/// The store thread's steps with no kernel: OCSF formatting, the JSONL write, the SQLite
+/// append, each records/s and CPU per record, for `n` records (bench/store.cpp).
+void store_steps(const std::filesystem::path& ws, std::size_t n);
 /// Fair shares of the event buffer: 1 and 10 agents flooding, one quiet agent (bench/forensics.cpp).
 void fairness(int seconds, const std::filesystem::path& ws);
 /// "DNS gateway": a lookup's added latency (p50, p99), lookups per second, and a connect

@@ -766,10 +766,13 @@ TEST_P(StoreKeptTamperTest, VerifyNamesAKeptRecordDeletedEditedOrForged)
 INSTANTIATE_TEST_SUITE_P(
     Store, StoreKeptTamperTest,
     ::testing::Values(
-        // The flag is not evidence: flipping it changes what the next prune may cut, never
-        // what verify accepts.
+        // The flag is hashed with its record: flipping it shows.
         KeptTamperCase{.name = "KeepFlagFlipped", .sql = "UPDATE records SET keep = 0 WHERE agent = 'flood'",
-                       .seq = 0, .reason = ""},
+                       .seq = 1, .reason = "edited"},
+        KeptTamperCase{.name = "KeepFlagSetOnAFloodRecord",
+                       .sql = "UPDATE records SET keep = 1 WHERE agent = 'flood' AND seq = (SELECT max(seq) "
+                              "FROM records WHERE agent = 'flood' AND kind = 'decision')",
+                       .seq = -1, .reason = "edited"},
         KeptTamperCase{.name = "OperatorActionDeleted",
                        .sql = "DELETE FROM records WHERE agent = 'flood' AND seq = 1", .seq = 2,
                        .reason = "kept records before the chain start differ"},
@@ -809,6 +812,68 @@ TEST_F(StoreKeepTest, KeptRecordsGoOnlyWhenNothingElseIsLeftOverTheLimit)
     EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
 }
 
+// Someone who can write the file deletes a kept record, or unflags one, and waits for the
+// daemon's next prune: the prune must not vouch for the changed set (which would make verify
+// pass again). Retention leaves that agent alone and says why; verify goes on naming it.
+TEST_F(StoreKeepTest, TheNextPruneDoesNotLaunderAKeptRecordDeletedOrUnflagged)
+{
+    for (const std::string sql : {"DELETE FROM records WHERE agent = 'flood' AND seq = 2",
+                                  "UPDATE records SET keep = 0 WHERE agent = 'flood' AND seq = 2"}) {
+        SCOPED_TRACE(sql);
+        fs::remove(db);
+        fs::remove(db.string() + "-wal");
+        fs::remove(db.string() + "-shm");
+        {
+            Writer w(db, Options{.max_age_ns = 0, .max_bytes = kMax});
+            start(w);
+            flood(w, 5'000, 10 * kSec);
+        }
+        ASSERT_TRUE(verify(db).ok);
+        raw(sql);
+        const auto before = verify(db);
+        ASSERT_FALSE(before.ok);
+        std::string error;
+        {
+            Writer w(db, Options{.max_age_ns = 0, .max_bytes = kMax}); // a restarted cordond
+            std::vector<Record> more;
+            for (int i = 0; i < 3000; ++i)
+                more.push_back(rec(100'000 * kSec + i, "flood", "decision", "connect4", "deny", "", "10.9.0.1", 53));
+            ASSERT_TRUE(w.append(more));
+            w.prune(200'000 * kSec);
+            error = w.last_error();
+        }
+        EXPECT_NE(error.find("left the records of flood uncut"), std::string::npos) << error;
+        const auto after = verify(db);
+        EXPECT_FALSE(after.ok) << "a prune vouched for the changed kept records";
+        EXPECT_EQ(after.agent, "flood");
+    }
+}
+
+// A small store where an agent's own kept records (a thousand tamper records, long paths) are
+// more than the limit: they are cut, oldest first; the operator's action on it stays.
+TEST_F(StoreKeepTest, TheOperatorsActionsAreTheLastKeptRecordsToGo)
+{
+    {
+        Writer w(db, Options{.max_age_ns = 0, .max_bytes = 0});
+        start(w);
+        std::vector<Record> v;
+        for (int i = 0; i < 1000; ++i)
+            v.push_back(rec((10 + i) * kSec, "flood", "decision", "tamper", "deny",
+                            "/sys/fs/bpf/" + std::string(240, 'p') + std::to_string(i)));
+        ASSERT_TRUE(w.append(v));
+    }
+    Writer w(db, Options{.max_age_ns = 0, .max_bytes = 256 << 10});
+    while (w.over_limit())
+        ASSERT_GT(w.prune(100'000 * kSec), 0) << w.last_error();
+    const auto tamper = query(db, Filter{.agent = "flood", .hooks = {"tamper"}});
+    ASSERT_FALSE(tamper.empty());
+    EXPECT_LT(tamper.size(), 1000u) << "the agent's own kept records went first";
+    EXPECT_EQ(tamper.back().path.substr(tamper.back().path.size() - 3), "999");
+    EXPECT_EQ(query(db, Filter{.agent = "flood", .kinds = {"action"}}).size(), 1u) << "the attach record";
+    const auto v = verify(db);
+    EXPECT_TRUE(v.ok) << v.agent << " " << v.seq << " " << v.reason;
+}
+
 // An action's kind carries the operation its caller named: however many names a caller makes
 // up, one agent keeps at most kKeepPerAgent records.
 TEST_F(StoreKeepTest, KindsACallerNamesCannotGrowTheKeptRecordsPastTheAgentsSum)
@@ -826,7 +891,7 @@ TEST_F(StoreKeepTest, KindsACallerNamesCannotGrowTheKeptRecordsPastTheAgentsSum)
 TEST_F(StoreKeepTest, AStoreOfSchema2IsUpgradedAndKeepsFromThen)
 {
     {
-        Writer w(db, Options{.max_age_ns = 0, .max_bytes = 0});
+        Writer w(db, Options{.max_age_ns = 0, .max_bytes = 0, .keep = false}); // as schema 2 wrote it
         ASSERT_TRUE(w.append(interleaved({"a1"}, 20)));
     }
     raw("DROP INDEX records_kept; ALTER TABLE records DROP COLUMN keep; "

@@ -225,9 +225,15 @@ void Pipeline::prune_db()
     if (n >= store::kPruneMaxRecords)
         last_prune_ns_ = 0;
     auto heads = db_->heads();
+    const std::string error = db_->last_error();
+    if (!error.empty() && error != prune_error_) // once per cause, not once per pass
+        spdlog::error("event store retention: {}", error);
+    prune_error_ = error;
     std::lock_guard lk(mu_);
     if (n > 0)
         stats_.pruned += static_cast<std::uint64_t>(n);
+    if (!error.empty())
+        stats_.db_error = error;
     heads_ = std::move(heads);
 }
 

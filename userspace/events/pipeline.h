@@ -148,6 +148,7 @@ private:
     std::int64_t db_retry_after_ns_ = 0;
     std::int64_t jsonl_retry_after_ns_ = 0;
     std::int64_t last_prune_ns_ = 0;
+    std::string prune_error_; ///< the last retention pass's error, logged when it changes
     std::int64_t realtime_offset_ns_ = 0; ///< CLOCK_REALTIME - CLOCK_MONOTONIC
     PipelineStats stats_;                  ///< guarded by mu_ (store thread's part)
     std::map<std::string, std::pair<std::int64_t, std::string>> heads_; ///< guarded by mu_

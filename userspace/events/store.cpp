@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <set>
 #include <variant>
 
 #include <fmt/format.h>
@@ -26,7 +27,8 @@ namespace {
 
 // Bump when the schema changes; a store written by a newer cordon is refused, not guessed at.
 // 2: retention cuts are chained (a "prune" record vouches for each agent's tails row).
-// 3: records retention by size keeps (`keep`), vouched for by the prune record as a set.
+// 3: records retention by size keeps (`keep`, hashed when set), vouched for by the prune record
+//    as a set once before the chain start.
 constexpr std::int64_t kSchemaVersion = 3;
 
 using Digest = std::array<unsigned char, SHA256_DIGEST_LENGTH>;
@@ -55,15 +57,15 @@ CREATE TABLE IF NOT EXISTS tails(agent TEXT PRIMARY KEY, seq INTEGER NOT NULL, p
 INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 3);
 )sql";
 static_assert(kSchemaVersion == 3, "update the INSERT above");
-// Made after the upgrade to 3 (an older table has no keep column until then). Size retention
-// finds each agent's kept records through it; `keep` is not hashed: what retention kept is
-// vouched for by the prune record (kept_records, kept_hash), not by the row's own flag.
+// Made after the upgrade to 3 (an older table has no keep column until then); load_kept()
+// counts each agent's kept records through it. A set `keep` is part of its record's hash, so
+// flipping it shows; before the chain start, the prune record vouches for the kept set too.
 constexpr const char* kKeptIndex =
     "CREATE INDEX IF NOT EXISTS records_kept ON records(agent, seq) WHERE keep <> 0";
 
 // Columns in the order of the canonical encoding, shared by insert, query and verify.
 constexpr const char* kColumns =
-    "id, time_ns, agent, seq, kind, hook, verdict, pid, ppid, uid, path, dest, port, json, prev, hash";
+    "id, time_ns, agent, seq, kind, hook, verdict, pid, ppid, uid, path, dest, port, json, prev, hash, keep";
 
 std::string hex(const unsigned char* p, std::size_t n)
 {
@@ -89,8 +91,11 @@ void put_str(std::string& b, std::string_view s)
     b.append(s);
 }
 
-/// SHA-256(prev || canonical(r, seq)); `buf` is reused so hashing does not allocate per record.
-Digest chain_hash(const unsigned char* prev, const Record& r, std::int64_t seq, std::string& buf)
+/// SHA-256(prev || canonical(r, seq) [|| keep]); `buf` is reused so hashing does not allocate per
+/// record. A record retention keeps has its keep tier as one byte more (the encoding before it
+/// is self-delimiting, so no record without it hashes alike); every record stored before schema
+/// 3 has none, so their hashes stand.
+Digest chain_hash(const unsigned char* prev, const Record& r, std::int64_t seq, int keep, std::string& buf)
 {
     buf.assign(reinterpret_cast<const char*>(prev), SHA256_DIGEST_LENGTH);
     put_le(buf, static_cast<std::uint64_t>(r.time_ns), 8);
@@ -106,6 +111,8 @@ Digest chain_hash(const unsigned char* prev, const Record& r, std::int64_t seq, 
     put_str(buf, r.dest);
     put_le(buf, r.port, 2);
     put_str(buf, r.json);
+    if (keep != 0)
+        buf.push_back(static_cast<char>(keep));
     Digest d;
     SHA256(reinterpret_cast<const unsigned char*>(buf.data()), buf.size(), d.data());
     return d;
@@ -285,6 +292,7 @@ Row read_row(sqlite3_stmt* s, std::optional<Digest>* prev = nullptr, std::option
     r.prev_hex = pv ? hex(pv, static_cast<std::size_t>(sqlite3_column_bytes(s, 14))) : "";
     auto hv = static_cast<const unsigned char*>(sqlite3_column_blob(s, 15));
     r.hash_hex = hv ? hex(hv, static_cast<std::size_t>(sqlite3_column_bytes(s, 15))) : "";
+    r.keep = static_cast<int>(sqlite3_column_int64(s, 16));
     if (prev)
         *prev = col_digest(s, 14);
     if (hash)
@@ -380,13 +388,19 @@ struct Writer::Impl {
     sqlite3_stmt* put_head = nullptr;
     sqlite3_stmt* get_hash = nullptr;
     sqlite3_stmt* del_prefix = nullptr;
-    sqlite3_stmt* del_unkept = nullptr;
     sqlite3_stmt* get_tail = nullptr;
-    sqlite3_stmt* get_kept = nullptr;
+    sqlite3_stmt* get_below = nullptr;
+    sqlite3_stmt* last_prune = nullptr;
     std::map<std::string, Head, std::less<>> heads;
     /// keep_class() -> records of it kept so far (as stored: reloaded with the heads).
     std::map<std::string, std::uint32_t, std::less<>> kept;
     std::map<std::string, std::uint32_t, std::less<>> kept_by_agent; ///< the sums (kKeepPerAgent)
+    /// agent -> the kept set its last prune record vouches for (as committed; cleared with the
+    /// heads after a failed transaction).
+    std::map<std::string, KeptSet, std::less<>> vouched;
+    /// Agents this prune pass leaves alone: their kept records differ from what their last prune
+    /// record vouches for (the file was changed), and cutting would launder that.
+    std::set<std::string, std::less<>> refused;
     std::string error;
     std::optional<std::filesystem::path> moved;
     std::string buf; // canonical encoding scratch, reused across records
@@ -397,10 +411,10 @@ struct Writer::Impl {
         sqlite3_finalize(put_head);
         sqlite3_finalize(get_hash);
         sqlite3_finalize(del_prefix);
-        sqlite3_finalize(del_unkept);
         sqlite3_finalize(get_tail);
-        sqlite3_finalize(get_kept);
-        insert = put_head = get_hash = del_prefix = del_unkept = get_tail = get_kept = nullptr;
+        sqlite3_finalize(get_below);
+        sqlite3_finalize(last_prune);
+        insert = put_head = get_hash = del_prefix = get_tail = get_below = last_prune = nullptr;
         sqlite3_close_v2(db);
         db = nullptr;
     }
@@ -481,11 +495,13 @@ struct Writer::Impl {
                          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         put_head = prepare("INSERT OR REPLACE INTO heads(agent, seq, hash) VALUES(?,?,?)");
         get_hash = prepare("SELECT hash FROM records WHERE agent = ?1 AND seq = ?2 ORDER BY id LIMIT 1");
-        del_prefix = prepare("DELETE FROM records WHERE agent = ?1 AND seq <= ?2");
-        del_unkept = prepare("DELETE FROM records WHERE agent = ?1 AND seq <= ?2 AND keep = 0");
+        // ?3: records at or below it stay whatever their tier; ?4: the tiers cut (keep < ?4).
+        del_prefix = prepare("DELETE FROM records WHERE agent = ?1 AND seq <= ?2 AND seq > ?3 AND keep < ?4");
         get_tail = prepare("SELECT seq, prev FROM tails WHERE agent = ?1");
-        get_kept = prepare("SELECT seq, hash FROM records WHERE agent = ?1 AND seq <= ?2 AND keep <> 0 "
-                           "ORDER BY seq");
+        get_below = prepare(fmt::format("SELECT {} FROM records WHERE agent = ?1 AND seq <= ?2 ORDER BY seq, id",
+                                        kColumns).c_str());
+        last_prune = prepare("SELECT json FROM records WHERE agent = ?1 AND kind = 'prune' "
+                             "ORDER BY seq DESC LIMIT 1");
         load_heads();
         if (version < 2)
             upgrade_to_2();
@@ -551,6 +567,7 @@ struct Writer::Impl {
         if (rc != SQLITE_DONE)
             fail("cannot read the chain heads of", rc);
         heads = std::move(h);
+        vouched.clear();
         load_kept();
     }
 
@@ -574,24 +591,25 @@ struct Writer::Impl {
         kept_by_agent = std::move(by_agent);
     }
 
-    /// Whether size retention is to keep r (its agent's first records of its kind); counts it.
-    bool keep_next(const Record& r)
+    /// Whether size retention is to keep r (its agent's first records of its kind), and in
+    /// which tier (Row::keep: 2 for an operator action, 1 otherwise, 0 not kept); counts it.
+    int keep_next(const Record& r)
     {
-        const auto cap = keep_first(r);
+        const auto cap = opt.keep ? keep_first(r) : 0;
         if (cap == 0)
-            return false;
+            return 0;
         auto sum = kept_by_agent.find(r.agent);
         if (sum != kept_by_agent.end() && sum->second >= kKeepPerAgent)
-            return false;
+            return 0;
         auto it = kept.try_emplace(keep_class(r), 0).first;
         if (it->second >= cap)
-            return false;
+            return 0;
         // A failed transaction reloads the counts (recover -> load_heads).
         ++it->second;
         if (sum == kept_by_agent.end())
             sum = kept_by_agent.emplace(r.agent, 0).first;
         ++sum->second;
-        return true;
+        return r.kind == "action" ? 2 : 1;
     }
 
     /// Renames the damaged file (and its WAL/SHM, under names SQLite pairs with it) out of the way.
@@ -655,7 +673,8 @@ struct Writer::Impl {
             it = heads.emplace(r.agent, Head{}).first; // zero prev: the chain's first record
         Head& h = it->second;
         const std::int64_t seq = h.seq + 1;
-        const Digest d = chain_hash(h.hash.data(), r, seq, buf);
+        const int keep = keep_next(r);
+        const Digest d = chain_hash(h.hash.data(), r, seq, keep, buf);
         // Strings are bound SQLITE_STATIC: they outlive the step, and copying them costs.
         sqlite3_stmt* s = insert;
         sqlite3_bind_int64(s, 1, r.time_ns);
@@ -673,7 +692,7 @@ struct Writer::Impl {
         sqlite3_bind_text(s, 13, r.json.data(), static_cast<int>(r.json.size()), SQLITE_STATIC);
         sqlite3_bind_blob(s, 14, h.hash.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
         sqlite3_bind_blob(s, 15, d.data(), SHA256_DIGEST_LENGTH, SQLITE_STATIC);
-        sqlite3_bind_int(s, 16, keep_next(r) ? 1 : 0);
+        sqlite3_bind_int(s, 16, keep);
         const int rc = sqlite3_step(s);
         sqlite3_reset(s);
         if (rc != SQLITE_DONE)
@@ -736,15 +755,80 @@ struct Writer::Impl {
         return t;
     }
 
-    /// Deletes `agent`'s records with seq <= through (a prefix, so the rest still chains), all of
-    /// them, or (keep_kept) all but the kept ones, which stay before the new chain start. The
-    /// tail's prev is the hash of the last record cut as stored, not copied from the oldest
-    /// kept one: a record an attacker removed just above the cut still shows as deleted. A cut
-    /// below the chain's start (kept records only) leaves the start where it is.
-    void cut_prefix(std::map<std::string, Cut>& cuts, const std::string& agent, std::int64_t through,
-                    bool by_age, bool keep_kept)
+    /// Size retention's tiers, cut in this order: Row::keep below the tier goes.
+    enum Tier { kUnkept = 1, kAgentKept = 2, kAll = 3 };
+
+    /// The records at or below `through` of `agent`, as kept_records/kept_hash name them; with
+    /// `whole`, false instead when one of them is not whole (its own hash).
+    std::optional<KeptSet> below(const std::string& agent, std::int64_t through, bool whole)
+    {
+        std::string seq_and_hashes;
+        bool ok = true;
+        sqlite3_bind_text(get_below, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(get_below, 2, through);
+        int rc;
+        while ((rc = sqlite3_step(get_below)) == SQLITE_ROW) {
+            std::optional<Digest> prev, hash;
+            const Row r = read_row(get_below, &prev, &hash);
+            if (whole && (!prev || !hash || chain_hash(prev->data(), r, r.seq, r.keep, buf) != *hash))
+                ok = false;
+            put_le(seq_and_hashes, static_cast<std::uint64_t>(r.seq), 8);
+            const Digest d = hash.value_or(kZero);
+            seq_and_hashes.append(reinterpret_cast<const char*>(d.data()), d.size());
+        }
+        sqlite3_reset(get_below);
+        if (rc != SQLITE_DONE)
+            fail("cannot prune", rc);
+        return ok ? std::optional(kept_set(seq_and_hashes)) : std::nullopt;
+    }
+
+    /// Whether what lies before `agent`'s chain start is what its last prune record vouches for,
+    /// each record whole. Fails closed for the evidence: when not, the agent is left uncut
+    /// (refused), since a cut would vouch for the changed set; its records stay over the limit
+    /// until `cordon events verify` has been heeded.
+    bool vouched_for(const std::string& agent, const Cut& start)
+    {
+        if (refused.contains(agent))
+            return false;
+        if (start.through == 0)
+            return true; // never cut: nothing before its start
+        auto v = vouched.find(agent);
+        if (v == vouched.end()) {
+            std::optional<Vouch> last;
+            sqlite3_bind_text(last_prune, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+            const int rc = sqlite3_step(last_prune);
+            if (rc == SQLITE_ROW)
+                last = parse_prune(col_text(last_prune, 0));
+            sqlite3_reset(last_prune);
+            if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                fail("cannot prune", rc);
+            if (!last) {
+                refused.insert(agent);
+                return false;
+            }
+            v = vouched.emplace(agent, last->kept).first;
+        }
+        const auto now = below(agent, start.through, true);
+        if (!now || now->n != v->second.n || now->digest != v->second.digest) {
+            refused.insert(agent);
+            return false;
+        }
+        return true;
+    }
+
+    /// Deletes `agent`'s records with seq <= through whose keep is below `tier` (a prefix, so
+    /// the rest still chains; kept ones stay before the new chain start). Those already before
+    /// the start go only when kept ones are cut too (tier above kUnkept). The tail's prev is
+    /// the hash of the last record cut as stored, not copied from the oldest kept one: a record
+    /// an attacker removed just above the cut still shows as deleted. A cut below the chain's
+    /// start (kept records only) leaves the start where it is. False: the agent is refused
+    /// (vouched_for), nothing cut.
+    bool cut_prefix(std::map<std::string, Cut>& cuts, const std::string& agent, std::int64_t through,
+                    bool by_age, Tier tier)
     {
         const Cut start = start_of(cuts, agent);
+        if (!cuts.contains(agent) && !vouched_for(agent, start))
+            return false;
         Digest prev = start.prev;
         if (through > start.through) {
             sqlite3_bind_text(get_hash, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
@@ -756,11 +840,12 @@ struct Writer::Impl {
             if (rc != SQLITE_ROW && rc != SQLITE_DONE)
                 fail("cannot prune", rc);
         }
-        sqlite3_stmt* del = keep_kept ? del_unkept : del_prefix;
-        sqlite3_bind_text(del, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
-        sqlite3_bind_int64(del, 2, through);
-        const int rc = sqlite3_step(del);
-        sqlite3_reset(del);
+        sqlite3_bind_text(del_prefix, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(del_prefix, 2, through);
+        sqlite3_bind_int64(del_prefix, 3, tier == kUnkept ? start.through : 0);
+        sqlite3_bind_int(del_prefix, 4, tier);
+        const int rc = sqlite3_step(del_prefix);
+        sqlite3_reset(del_prefix);
         if (rc != SQLITE_DONE)
             fail("cannot prune", rc);
         Cut& c = cuts[agent];
@@ -773,25 +858,7 @@ struct Writer::Impl {
         }
         c.n += sqlite3_changes(db);
         (by_age ? c.age : c.size) = true;
-    }
-
-    /// The kept records before `agent`'s new chain start (seq <= through), as the prune record
-    /// names them.
-    KeptSet kept_before(const std::string& agent, std::int64_t through)
-    {
-        std::string seq_and_hashes;
-        sqlite3_bind_text(get_kept, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
-        sqlite3_bind_int64(get_kept, 2, through);
-        int rc;
-        while ((rc = sqlite3_step(get_kept)) == SQLITE_ROW) {
-            put_le(seq_and_hashes, static_cast<std::uint64_t>(sqlite3_column_int64(get_kept, 0)), 8);
-            const Digest d = col_digest(get_kept, 1).value_or(kZero);
-            seq_and_hashes.append(reinterpret_cast<const char*>(d.data()), d.size());
-        }
-        sqlite3_reset(get_kept);
-        if (rc != SQLITE_DONE)
-            fail("cannot prune", rc);
-        return kept_set(seq_and_hashes);
+        return true;
     }
 
     /// Writes, per agent cut, the tails row and the prune record that vouches for it (and for
@@ -812,7 +879,9 @@ struct Writer::Impl {
                 sqlite3_reset(tail);
                 if (rc != SQLITE_DONE)
                     break;
-                touched.try_emplace(agent, &insert_one(prune_record(now_ns, agent, c, kept_before(agent, c.through))));
+                const KeptSet kept_now = below(agent, c.through, false).value_or(KeptSet{});
+                touched.try_emplace(agent, &insert_one(prune_record(now_ns, agent, c, kept_now)));
+                vouched[agent] = kept_now; // a failed commit clears it (recover -> load_heads)
             }
         } catch (...) {
             sqlite3_finalize(tail);
@@ -905,7 +974,8 @@ struct Writer::Impl {
             const std::int64_t from = rc == SQLITE_ROW ? sqlite3_column_int64(first, 0) : through;
             sqlite3_reset(first);
             const std::int64_t upto = std::min(through, from + budget - 1);
-            cut_prefix(cuts, agent, upto, true, false);
+            if (!cut_prefix(cuts, agent, upto, true, kAll))
+                continue; // refused: left as it is (see vouched_for)
             budget -= upto - from + 1;
         }
         sqlite3_finalize(first);
@@ -920,18 +990,16 @@ struct Writer::Impl {
         const auto target = static_cast<std::int64_t>(opt.max_bytes / 10 * 9);
         if (live_bytes() <= static_cast<std::int64_t>(opt.max_bytes))
             return;
-        for (const bool kept_too : {false, true}) {
-            sqlite3_stmt* count = prepare(kept_too ? "SELECT agent, count(*) FROM records GROUP BY agent"
-                                                   : "SELECT agent, count(*) FROM records WHERE keep = 0 "
-                                                     "GROUP BY agent");
-            sqlite3_stmt* nth = prepare(kept_too ? "SELECT seq FROM records WHERE agent = ?1 "
-                                                   "ORDER BY seq LIMIT 1 OFFSET ?2"
-                                                 : "SELECT seq FROM records WHERE agent = ?1 AND keep = 0 "
-                                                   "ORDER BY seq LIMIT 1 OFFSET ?2");
+        for (const Tier tier : {kUnkept, kAgentKept, kAll}) {
+            sqlite3_stmt* count = prepare("SELECT agent, count(*) FROM records WHERE keep < ?1 GROUP BY agent");
+            sqlite3_stmt* nth = prepare("SELECT seq FROM records WHERE agent = ?1 AND keep < ?3 "
+                                        "ORDER BY seq LIMIT 1 OFFSET ?2");
+            sqlite3_bind_int(count, 1, tier);
+            sqlite3_bind_int(nth, 3, tier);
             Round r = Round::More;
             try {
                 for (int round = 0; round < 16 && r == Round::More; ++round)
-                    r = size_round(cuts, count, nth, target, kept_too);
+                    r = size_round(cuts, count, nth, target, tier);
             } catch (...) {
                 sqlite3_finalize(count);
                 sqlite3_finalize(nth);
@@ -950,7 +1018,7 @@ struct Writer::Impl {
     /// and cuts them, fairly. More: another round may be needed; Done: under the target or out
     /// of this pass's budget; Exhausted: nothing of this sort is left to cut.
     Round size_round(std::map<std::string, Cut>& cuts, sqlite3_stmt* count, sqlite3_stmt* nth,
-                     std::int64_t target, bool kept_too)
+                     std::int64_t target, Tier tier)
     {
         const auto live = live_bytes();
         if (live <= target)
@@ -959,8 +1027,11 @@ struct Writer::Impl {
         std::int64_t total = 0;
         int rc;
         while ((rc = sqlite3_step(count)) == SQLITE_ROW) {
+            auto agent = col_text(count, 0);
+            if (refused.contains(agent))
+                continue;
             total += sqlite3_column_int64(count, 1);
-            counts[col_text(count, 0)] = sqlite3_column_int64(count, 1);
+            counts[std::move(agent)] = sqlite3_column_int64(count, 1);
         }
         sqlite3_reset(count);
         if (rc != SQLITE_DONE)
@@ -988,7 +1059,7 @@ struct Writer::Impl {
             sqlite3_reset(nth);
             if (rc != SQLITE_ROW)
                 fail("cannot prune", rc == SQLITE_DONE ? SQLITE_INTERNAL : rc);
-            cut_prefix(cuts, agent, through, false, !kept_too);
+            cut_prefix(cuts, agent, through, false, tier); // refused: the next round counts without it
         }
         return Round::More;
     }
@@ -996,6 +1067,7 @@ struct Writer::Impl {
     std::int64_t prune(std::int64_t now_ns)
     {
         std::map<std::string, Cut> cuts;
+        refused.clear();
         exec("BEGIN IMMEDIATE", "cannot prune");
         if (opt.max_age_ns > 0)
             cut_by_age(cuts, now_ns);
@@ -1014,6 +1086,15 @@ struct Writer::Impl {
         if (deleted > 0)
             exec(fmt::format("PRAGMA incremental_vacuum({}); PRAGMA wal_checkpoint(TRUNCATE)", kVacuumPages).c_str(),
                  "cannot vacuum");
+        if (!refused.empty()) {
+            std::string names;
+            for (const auto& a : refused)
+                names += (names.empty() ? "" : ", ") + a;
+            error = fmt::format("retention left the records of {} uncut in event store {}: what lies "
+                                "before their chain start is not what their last prune record vouches "
+                                "for (the file was changed; `cordon events verify` names the record)",
+                                names, path.string());
+        }
         return deleted;
     }
 };
@@ -1351,7 +1432,7 @@ private:
             bad(cur_, r.id, r.seq, fmt::format("record inserted (seq {} duplicated / out of chain)", r.seq));
             return;
         }
-        if (!prev || !hash || chain_hash(prev->data(), r, r.seq, buf_) != *hash) {
+        if (!prev || !hash || chain_hash(prev->data(), r, r.seq, r.keep, buf_) != *hash) {
             bad(cur_, r.id, r.seq, "record edited (hash mismatch)");
             return;
         }
@@ -1381,7 +1462,7 @@ private:
             bad(cur_, r.id, want_seq_, fmt::format("record missing before seq {} (deleted)", r.seq));
             return false;
         }
-        if (!prev || !hash || chain_hash(prev->data(), r, r.seq, buf_) != *hash) {
+        if (!prev || !hash || chain_hash(prev->data(), r, r.seq, r.keep, buf_) != *hash) {
             bad(cur_, r.id, r.seq, "record edited (hash mismatch)");
             return false;
         }

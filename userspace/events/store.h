@@ -43,6 +43,9 @@ struct Row : Record {
     std::int64_t id = 0;  ///< SQLite rowid: insertion order
     std::int64_t seq = 0; ///< position in its agent's chain, from 1
     std::string prev_hex, hash_hex;
+    /// Whether size retention keeps it (hashed with it): 0 no, 1 one of its agent's first of
+    /// a kind or a kill/freeze/tamper record, 2 an operator action (cut last of all).
+    int keep = 0;
 };
 
 /// Records one retention pass deletes at most (a few hundred ms of work): a store far over its
@@ -53,8 +56,9 @@ constexpr std::int64_t kPruneMaxRecords = 100'000;
 /// Retention by size keeps, of each agent, its first records of each kind (kind, hook, verdict):
 /// however much an agent writes, what it did first, what the operator did to it and every kill,
 /// freeze and tamper record stay (up to these counts). Only when nothing but kept records is
-/// left over the size limit are those cut too, oldest first, from the agents keeping the most.
-/// Retention by age takes kept records like any other.
+/// left over the size limit are those cut too, oldest first, from the agents keeping the most:
+/// first those the agent caused, the operator's actions last of all. Retention by age takes
+/// kept records like any other.
 constexpr std::uint32_t kKeepFirst = 8;   ///< of each ordinary kind, per agent
 constexpr std::uint32_t kKeepMany = 1024; ///< operator actions, kill, freeze and tamper, per agent and kind
 /// Records kept per agent in all: kinds are few, but an action's kind carries the operation a
@@ -68,6 +72,9 @@ std::string keep_class(const Record& r);
 struct Options {
     std::int64_t max_age_ns = 30LL * 24 * 3600 * 1'000'000'000; ///< retention by age (0 = none)
     std::uint64_t max_bytes = 1ULL << 30; ///< retention by size of the database (0 = none)
+    /// Size retention keeps each agent's first records (keep_first). Off only in tests that
+    /// make a store as schema 2 wrote it, every record unkept.
+    bool keep = true;
 };
 
 /// The daemon's side: appends batches and applies retention. Used by one thread only (the store
