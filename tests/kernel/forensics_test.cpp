@@ -756,8 +756,9 @@ TEST(ForensicsHostTest, TheReviewsFloodErasesNeitherTheOperatorsRecordsNorAnothe
     EXPECT_EQ(attach.size(), 1u) << "the attach record, once";
     EXPECT_EQ(secret.size(), 1u) << "the secret read, once";
     EXPECT_GT(st["store"]["jsonl"].value("rotations", 0u), 10u) << st.dump();
-    // FILE, FILE.1, FILE.2, FILE.kept and FILE.kept.1: 1 MB each at most.
-    EXPECT_LE(bytes, 5u << 20);
+    // FILE, FILE.1, FILE.2, FILE.kept, FILE.carried and one older generation of each: 1 MB
+    // each at most.
+    EXPECT_LE(bytes, 7u << 20);
 }
 
 // cordond SIGKILLed while an agent floods, and started again on the same pins: what the kernel

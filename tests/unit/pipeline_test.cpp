@@ -126,8 +126,83 @@ TEST_F(PipelineJsonlTest, AFloodRotatesTheFileButCannotEraseWhatRetentionKeeps)
     EXPECT_EQ(attach, (std::map<std::string, int>{{"events.jsonl.kept", 1}}));
     EXPECT_EQ(secret, (std::map<std::string, int>{{"events.jsonl.kept", 1}}));
     EXPECT_EQ(connects_kept["events.jsonl.kept"], 8) << "the flooder's first denied connects";
-    // FILE and FILE.1..2 at most kMax each, FILE.kept and FILE.kept.1 too.
-    EXPECT_LE(bytes(), 5 * kMax);
+    // FILE and FILE.1..2 at most kMax each, FILE.kept, FILE.carried and their .1 too.
+    EXPECT_LE(bytes(), 7 * kMax);
+}
+
+/// Lines in all the files whose text holds `needle`.
+int lines_with(const std::map<std::string, std::vector<json>>& files, const std::string& needle)
+{
+    int n = 0;
+    for (const auto& [name, lines] : files)
+        for (const auto& j : lines)
+            n += j.dump().find(needle) != std::string::npos;
+    return n;
+}
+
+// The hostile review: an agent whose long lines are carried as a quiet agent's at every
+// rotation rolled FILE.kept over until its attach record and its secret read were gone.
+// Reserved lines have a file of their own that carried lines cannot roll.
+TEST_F(PipelineJsonlTest, CarriedLinesCannotRollTheReservedOnesAway)
+{
+    {
+        PipelineOptions o;
+        o.jsonl = file;
+        o.jsonl_max_bytes = 256 << 10;
+        o.jsonl_files = 2;
+        Pipeline p(o);
+        p.push_action({{"op", "attach"}, {"agent", "evil"}, {"result", "ok"}});
+        p.push(denied(CORDON_HOOK_FILE_OPEN, "/etc/secret", 7), in("evil"));
+        const std::string longpath = "/tmp/" + std::string(240, 'l');
+        for (int i = 0; i < 40'000; ++i) {
+            p.push(denied(CORDON_HOOK_FILE_OPEN, "/b", 9), in("busy"));
+            if (i % 8 == 0)
+                p.push(denied(CORDON_HOOK_FILE_OPEN, (longpath + std::to_string(i)).c_str(), 7), in("evil"));
+            if (i % 1000 == 999)
+                p.flush();
+        }
+        p.flush();
+    }
+    const auto files = read_all();
+    EXPECT_EQ(lines_with(files, "\"operation\":\"attach\""), 1) << "the attach record, once";
+    EXPECT_EQ(lines_with(files, "/etc/secret"), 1) << "the secret read, once";
+    EXPECT_TRUE(files.contains("events.jsonl.carried.1")) << "carried lines rolled over meanwhile";
+}
+
+// A rotation that cannot be made (FILE.2 is a directory someone left there) is an error in
+// status, and the file grows past its size rather than losing a record or overwriting FILE.1.
+TEST_F(PipelineJsonlTest, ARotationThatFailsSaysSoAndLosesNothing)
+{
+    fs::create_directories(dir / "events.jsonl.2" / "in-the-way");
+    std::string error;
+    {
+        PipelineOptions o;
+        o.jsonl = file;
+        o.jsonl_max_bytes = 64 << 10;
+        o.jsonl_files = 2;
+        Pipeline p(o);
+        p.push_action({{"op", "attach"}, {"agent", "a"}, {"result", "ok"}});
+        for (int i = 0; i < 3000; ++i) {
+            p.push(denied(CORDON_HOOK_FILE_OPEN, ("/f" + std::to_string(i)).c_str(), 9), in("a"));
+            if (i % 500 == 499) {
+                p.flush();
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+        }
+        p.flush();
+        for (int i = 0; i < 500 && p.stats().jsonl_written < 3001; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        const auto st = p.stats();
+        EXPECT_EQ(st.jsonl_written, 3001u);
+        EXPECT_EQ(st.jsonl_lost, 0u);
+        error = st.jsonl_error;
+    }
+    EXPECT_NE(error.find("cannot"), std::string::npos) << error;
+    fs::remove_all(dir / "events.jsonl.2");
+    const auto files = read_all();
+    EXPECT_EQ(lines_with(files, "\"operation\":\"attach\""), 1);
+    for (int i : {0, 1, 1500, 2999})
+        EXPECT_EQ(lines_with(files, "\"/f" + std::to_string(i) + "\""), 1) << i;
 }
 
 } // namespace

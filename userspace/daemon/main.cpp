@@ -59,7 +59,7 @@ void add_options(CLI::App& app, Flags& f)
                    "Also write every record to this JSONL file (OCSF field names), rotated");
     app.add_option("--jsonl-max-size", f.jsonl_size, "Rotate the JSONL file at this size (K, M, G)")
         ->capture_default_str();
-    app.add_option("--jsonl-files", f.o.jsonl_files, "Rotated JSONL files kept (FILE.1 .. FILE.N); what retention keeps of the oldest goes to FILE.kept")
+    app.add_option("--jsonl-files", f.o.jsonl_files, "Rotated JSONL files kept (FILE.1 .. FILE.N); what retention keeps of the oldest goes to FILE.kept and FILE.carried")
         ->capture_default_str();
     app.add_flag("--events-journal", f.journal,
                  "Also send every record to systemd-journald (structured CORDON_* fields, the "

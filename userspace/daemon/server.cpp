@@ -973,9 +973,11 @@ void Server::protect_files()
         // Rotated JSONL files keep their protection: they are the older half of the record.
         for (unsigned i = 1; !st.jsonl_path.empty() && i <= opts_.jsonl_files; ++i)
             files.push_back(st.jsonl_path + "." + std::to_string(i));
-        // So are the records retention carried out of them (FILE.kept, FILE.kept.1).
+        // So are the records retention carried out of them (FILE.kept, FILE.carried, and one
+        // older generation of each).
         if (!st.jsonl_path.empty())
-            files.insert(files.end(), {st.jsonl_path + ".kept", st.jsonl_path + ".kept.1"});
+            for (const char* sfx : {".kept", ".kept.1", ".carried", ".carried.1"})
+                files.push_back(st.jsonl_path + sfx);
         for (const auto& f : files)
             if (!f.empty() && fs::exists(f))
                 state.push_back(f);

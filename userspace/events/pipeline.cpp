@@ -282,98 +282,167 @@ void Pipeline::open_jsonl()
     // cordond started are not indexed: nothing of them is carried).
     jsonl_index_.resize(opts_.jsonl_files + 1);
     if (jsonl_size_ == 0)
-        jsonl_index_[0] = FileIndex{.known = true, .lines = 0, .agents = {}, .reserved = {}};
+        jsonl_index_[0] = FileIndex{.known = true};
 }
 
-void Pipeline::carry_jsonl(const FileIndex& idx, const std::string& path)
+namespace {
+
+/// Appends the lines at `spans` of the file open at `in` to `to` (made 0600; past `max_bytes`
+/// it becomes `to`.1 first, one older generation). Only whole lines are copied (a span that no
+/// longer holds one, the file having been cut or rewritten by hand, is skipped); a failed write
+/// is cut back. Returns the lines copied and whether `to` was begun; nullopt and `error` set
+/// when it could not be written.
+std::optional<std::pair<std::size_t, bool>> append_lines(int in, std::vector<Pipeline::Span> spans,
+                                                         const std::string& to, std::uint64_t max_bytes,
+                                                         std::string& error)
 {
-    if (!idx.known) {
-        if (std::error_code ec; fs::exists(path, ec))
-            spdlog::warn("{} was written before this cordond started: it goes without its reserved "
-                         "records carried to {}.kept", path, opts_.jsonl->string());
-        return;
-    }
-    std::vector<Span> spans = idx.reserved;
-    const std::uint64_t share = idx.lines / (2 * std::max<std::size_t>(1, idx.agents.size()));
-    for (const auto& [agent, a] : idx.agents)
-        if (a.count <= share && a.count == a.first.size())
-            spans.insert(spans.end(), a.first.begin(), a.first.end());
-    if (spans.empty())
-        return;
-    std::sort(spans.begin(), spans.end(), [](const Span& x, const Span& y) { return x.off < y.off; });
-    spans.erase(std::unique(spans.begin(), spans.end(), [](const Span& x, const Span& y) { return x.off == y.off; }),
+    std::sort(spans.begin(), spans.end(), [](const auto& x, const auto& y) { return x.off < y.off; });
+    spans.erase(std::unique(spans.begin(), spans.end(), [](const auto& x, const auto& y) { return x.off == y.off; }),
                 spans.end());
-    const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        std::lock_guard lk(mu_);
-        stats_.jsonl_error = "cannot carry reserved records from " + path + ": " + errno_text(errno);
-        return;
-    }
     std::string buf;
+    std::size_t lines = 0;
     for (const auto& sp : spans) {
         const auto at = buf.size();
         buf.resize(at + sp.len);
-        if (::pread(in, buf.data() + at, sp.len, static_cast<off_t>(sp.off)) != static_cast<ssize_t>(sp.len))
-            buf.resize(at); // the file is shorter than written (cut by hand): that line is gone
+        const bool whole = ::pread(in, buf.data() + at, sp.len, static_cast<off_t>(sp.off)) ==
+                               static_cast<ssize_t>(sp.len) &&
+                           sp.len >= 2 && buf[at] == '{' && buf.back() == '\n';
+        if (!whole)
+            buf.resize(at);
+        lines += whole;
     }
-    ::close(in);
-    // FILE.kept is bounded like one JSONL file: past it, FILE.kept.1 (one older generation).
-    const std::string kept = opts_.jsonl->string() + ".kept";
+    if (buf.empty())
+        return std::pair{std::size_t{0}, false};
     std::error_code ec;
-    const auto size = fs::file_size(kept, ec);
-    bool fresh = static_cast<bool>(ec);
-    if (!ec && opts_.jsonl_max_bytes && size + buf.size() > opts_.jsonl_max_bytes) {
-        fs::rename(kept, kept + ".1", ec);
-        fresh = true;
+    const auto size = fs::file_size(to, ec);
+    bool begun = static_cast<bool>(ec);
+    if (!ec && max_bytes && size + buf.size() > max_bytes) {
+        fs::rename(to, to + ".1", ec);
+        if (ec) {
+            error = "cannot rotate " + to + ": " + ec.message();
+            return std::nullopt;
+        }
+        begun = true;
     }
-    const int out = ::open(kept.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    bool ok = out >= 0;
-    for (std::size_t off = 0; ok && off < buf.size();) {
+    const int out = ::open(to.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (out < 0) {
+        error = "cannot open " + to + ": " + errno_text(errno);
+        return std::nullopt;
+    }
+    const off_t before = ::lseek(out, 0, SEEK_END);
+    std::size_t off = 0;
+    int err = 0;
+    while (off < buf.size()) {
         const auto n = ::write(out, buf.data() + off, buf.size() - off);
         if (n < 0 && errno == EINTR)
             continue;
-        ok = n > 0;
-        off += ok ? static_cast<std::size_t>(n) : 0;
+        if (n <= 0) {
+            err = n < 0 ? errno : ENOSPC;
+            break;
+        }
+        off += static_cast<std::size_t>(n);
     }
-    const int err = errno;
-    if (out >= 0)
-        ::close(out);
+    if (err && before >= 0 && ::ftruncate(out, before) != 0) {
+        // The half line stays: nothing more to do about it here; the error says so.
+    }
+    ::close(out);
+    if (err) {
+        error = "cannot write " + to + ": " + errno_text(err);
+        return std::nullopt;
+    }
+    return std::pair{lines, begun};
+}
+
+} // namespace
+
+bool Pipeline::carry_jsonl(const FileIndex& idx, const std::string& path)
+{
+    if (!idx.known) {
+        if (std::error_code ec; fs::exists(path, ec))
+            spdlog::warn("{} was written before this cordond started (or its rotation failed): it "
+                         "goes without its reserved records carried to {}.kept", path, opts_.jsonl->string());
+        return true;
+    }
+    // Quiet agents: all their lines, when they held under half an even share of the file's
+    // bytes (so long lines do not make a flooder look quiet).
+    std::vector<Span> quiet;
+    const std::uint64_t share = idx.bytes / (2 * std::max<std::size_t>(1, idx.agents.size()));
+    // (idx.reserved is in file order: each line is in one of the two files, never both.)
+    const auto reserved = [&](const Span& sp) {
+        return std::binary_search(idx.reserved.begin(), idx.reserved.end(), sp,
+                                  [](const Span& x, const Span& y) { return x.off < y.off; });
+    };
+    for (const auto& [agent, a] : idx.agents)
+        if (a.bytes <= share && a.count == a.first.size())
+            std::copy_if(a.first.begin(), a.first.end(), std::back_inserter(quiet),
+                         [&](const Span& sp) { return !reserved(sp); });
+    if (idx.reserved.empty() && quiet.empty())
+        return true;
+    const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    std::string error;
+    std::optional<std::pair<std::size_t, bool>> kept{std::pair{std::size_t{0}, false}}, carried = kept;
+    if (in < 0) {
+        error = "cannot read " + path + ": " + errno_text(errno);
+        kept.reset();
+    } else {
+        // Apart: reserved lines in FILE.kept, which the quiet agents' lines (FILE.carried)
+        // cannot make roll over.
+        const std::string base = opts_.jsonl->string();
+        kept = append_lines(in, idx.reserved, base + ".kept", opts_.jsonl_max_bytes, error);
+        if (kept)
+            carried = append_lines(in, quiet, base + ".carried", opts_.jsonl_max_bytes, error);
+        ::close(in);
+    }
     std::lock_guard lk(mu_);
-    if (!ok) {
-        stats_.jsonl_error = "cannot write " + kept + ": " + errno_text(err);
-        return;
+    if (!kept || !carried) {
+        stats_.jsonl_error = "cannot carry the reserved records of " + path + " (it is kept, the file grows "
+                             "past its size until this works): " + error;
+        return false;
     }
-    stats_.jsonl_carried += spans.size();
-    if (fresh)
-        ++stats_.jsonl_kept_files;
+    stats_.jsonl_carried += kept->first + carried->first;
+    stats_.jsonl_kept_files += kept->second + carried->second;
+    return true;
 }
 
 bool Pipeline::rotate_jsonl()
 {
-    // FILE -> FILE.1 -> ... -> FILE.N; the oldest goes. A failed rename keeps writing to the
-    // current file (over its size, which the error in status says) rather than losing records.
+    // FILE -> FILE.1 -> ... -> FILE.N; the oldest goes, once what retention reserves of it is
+    // carried out. A failed carry or rename keeps writing to the current file (over its size,
+    // which the error in status says) rather than losing records.
     const std::string base = opts_.jsonl->string();
-    std::error_code ec;
+    const auto failed = [&](const std::string& why) {
+        std::lock_guard lk(mu_);
+        stats_.jsonl_error = why;
+        return false;
+    };
     if (opts_.jsonl_files == 0) {
-        carry_jsonl(jsonl_index_[0], base);
+        if (!carry_jsonl(jsonl_index_[0], base))
+            return false;
         if (::ftruncate(jsonl_fd_, 0) == 0) {
             jsonl_size_ = 0;
-            jsonl_index_[0] = FileIndex{.known = true, .lines = 0, .agents = {}, .reserved = {}};
+            jsonl_index_[0] = FileIndex{.known = true};
         }
         return true;
     }
-    // What retention reserves of the file that goes is carried to FILE.kept first.
     const std::string oldest = base + "." + std::to_string(opts_.jsonl_files);
-    carry_jsonl(jsonl_index_.back(), oldest);
-    fs::remove(oldest, ec);
-    for (unsigned i = opts_.jsonl_files; i-- > 1;)
-        if (fs::exists(base + "." + std::to_string(i)))
-            fs::rename(base + "." + std::to_string(i), base + "." + std::to_string(i + 1), ec);
-    fs::rename(base, base + ".1", ec);
-    if (ec) {
-        std::lock_guard lk(mu_);
-        stats_.jsonl_error = "cannot rotate " + base + ": " + ec.message();
+    if (!carry_jsonl(jsonl_index_.back(), oldest))
         return false;
+    std::error_code ec;
+    fs::remove(oldest, ec);
+    if (ec)
+        return failed("cannot remove " + oldest + ": " + ec.message());
+    for (unsigned i = opts_.jsonl_files; i-- > 0;) {
+        const std::string from = i ? base + "." + std::to_string(i) : base;
+        if (i && !fs::exists(from, ec))
+            continue;
+        fs::rename(from, base + "." + std::to_string(i + 1), ec);
+        if (ec) {
+            // Part of the files moved: which index is whose is no longer known, so the rotated
+            // files go later without their lines carried (logged then), never with others'.
+            for (std::size_t k = 1; k < jsonl_index_.size(); ++k)
+                jsonl_index_[k] = FileIndex{};
+            return failed("cannot rotate " + from + ": " + ec.message());
+        }
     }
     jsonl_index_.pop_back();
     jsonl_index_.insert(jsonl_index_.begin(), FileIndex{});
@@ -434,11 +503,16 @@ void Pipeline::write_jsonl(const std::vector<store::Record>& records)
             ++lost;
             continue;
         }
+        // A rotation that failed is tried again a second later, not at every line.
         if (opts_.jsonl_max_bytes && jsonl_size_ + buf.size() + r.json.size() + 1 > opts_.jsonl_max_bytes &&
-            jsonl_size_ + buf.size() > 0) {
+            jsonl_size_ + buf.size() > 0 && now >= rotate_retry_after_ns_) {
             put();
-            if (!err && jsonl_size_ > 0 && !rotate_jsonl() && jsonl_fd_ < 0)
-                err = EBADF;
+            rotate_failing_ = !err && jsonl_size_ > 0 && !rotate_jsonl();
+            if (rotate_failing_) {
+                rotate_retry_after_ns_ = now + kRetryNs;
+                if (jsonl_fd_ < 0)
+                    err = EBADF;
+            }
             if (err) {
                 ++lost;
                 continue;
@@ -460,7 +534,7 @@ void Pipeline::write_jsonl(const std::vector<store::Record>& records)
         ++stats_.jsonl_write_errors;
         stats_.jsonl_error = "cannot write " + opts_.jsonl->string() + ": " + errno_text(err);
         jsonl_retry_after_ns_ = now + kRetryNs;
-    } else if (written) {
+    } else if (written && !rotate_failing_) { // a failing rotation's error stays until one works
         stats_.jsonl_error.clear();
     }
 }
@@ -471,9 +545,9 @@ void Pipeline::index_jsonl_line(const store::Record& r, Span sp)
     if (!idx.known)
         return; // a file begun before this cordond: nothing of it is carried
     ++idx.lines;
-    auto a = idx.agents.find(r.agent);
-    if (a == idx.agents.end())
-        a = idx.agents.emplace(r.agent, AgentLines{}).first;
+    idx.bytes += sp.len;
+    auto a = idx.agents.try_emplace(r.agent).first;
+    a->second.bytes += sp.len;
     if (a->second.count++ < kCarryAgent)
         a->second.first.push_back(sp);
     // The same reserve as the store's (store::keep_first), counted over this run's lines.

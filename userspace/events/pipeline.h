@@ -48,7 +48,8 @@ struct PipelineStats {
     std::uint64_t queue_dropped = 0;  ///< not queued: the store thread was that far behind
     std::uint64_t db_stored = 0, db_lost = 0, db_write_errors = 0;
     std::uint64_t jsonl_written = 0, jsonl_lost = 0, jsonl_write_errors = 0, jsonl_rotations = 0;
-    /// Lines of the oldest JSONL file carried to FILE.kept before it went; kept files begun.
+    /// Lines of the oldest JSONL file carried to FILE.kept or FILE.carried before it went; those
+    /// files begun (anew, or after one rolled over).
     std::uint64_t jsonl_carried = 0, jsonl_kept_files = 0;
     std::uint64_t journal_written = 0, journal_lost = 0, journal_write_errors = 0;
     std::uint64_t pruned = 0;
@@ -100,26 +101,32 @@ private:
     void write_journal(const std::vector<store::Record>& records);
     void write_db(std::vector<store::Record>& records);
     bool rotate_jsonl();
+
+public:
     /// Where each line of a JSONL file of this run is, by agent: what retention carries to
     /// FILE.kept when the file goes (see carry_jsonl).
     struct Span {
         std::uint64_t off = 0;
         std::uint32_t len = 0;
     };
+
+private:
     struct AgentLines {
-        std::uint64_t count = 0;
-        std::vector<Span> first; ///< the first kCarryAgent lines
+        std::uint64_t count = 0, bytes = 0;
+        std::vector<Span> first{}; ///< the first kCarryAgent lines
     };
     struct FileIndex {
         bool known = false;       ///< written by this cordond (else: not indexed, nothing carried)
-        std::uint64_t lines = 0;
-        std::map<std::string, AgentLines, std::less<>> agents;
-        std::vector<Span> reserved; ///< lines retention keeps whatever their agent wrote
+        std::uint64_t lines = 0, bytes = 0;
+        std::map<std::string, AgentLines, std::less<>> agents{};
+        std::vector<Span> reserved{}; ///< lines retention keeps whatever their agent wrote
     };
     /// Store thread: a line now in the current JSONL file, for carry_jsonl.
     void index_jsonl_line(const store::Record& r, Span sp);
-    /// Store thread: the file at `path` is about to go; copies what it reserves to FILE.kept.
-    void carry_jsonl(const FileIndex& idx, const std::string& path);
+    /// Store thread: the file at `path` is about to go; copies its reserved lines to FILE.kept
+    /// and its quiet agents' lines to FILE.carried. False (and the error in stats) when they
+    /// could not be copied: the file must not go yet.
+    bool carry_jsonl(const FileIndex& idx, const std::string& path);
     std::string stats_db_error() const;
     /// Store thread (or the constructor), after the store opened: notes a corrupt file moved
     /// aside, makes the files 0600, publishes the chain heads.
@@ -147,6 +154,8 @@ private:
     std::string db_pending_why_;
     std::int64_t db_retry_after_ns_ = 0;
     std::int64_t jsonl_retry_after_ns_ = 0;
+    std::int64_t rotate_retry_after_ns_ = 0; ///< a failed rotation waits this long to be retried
+    bool rotate_failing_ = false;             ///< the last rotation tried failed
     std::int64_t last_prune_ns_ = 0;
     std::string prune_error_; ///< the last retention pass's error, logged when it changes
     std::int64_t realtime_offset_ns_ = 0; ///< CLOCK_REALTIME - CLOCK_MONOTONIC
