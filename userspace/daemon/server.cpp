@@ -1226,6 +1226,7 @@ void Server::open_sinks()
         po.db = opts_.store.empty() ? opts_.actions_log.parent_path() / "events.db" : opts_.store;
         po.db_options.max_age_ns = opts_.store_max_age_ms * 1'000'000;
         po.db_options.max_bytes = opts_.store_max_bytes;
+        po.db_options.page_size = opts_.store_page_size;
     }
     if (!opts_.events_jsonl.empty())
         po.jsonl = opts_.events_jsonl;

@@ -25,6 +25,7 @@ struct ServerOptions {
     bool store_enabled = true;
     std::int64_t store_max_age_ms = 30LL * 24 * 3600 * 1000; ///< retention by age (0: none)
     std::uint64_t store_max_bytes = 1ull << 30;              ///< retention by size (0: none)
+    std::uint32_t store_page_size = 4096;                    ///< a new store's page size
     std::filesystem::path events_jsonl;        ///< JSONL sink (OCSF fields); empty: none
     std::filesystem::path events_journal;      ///< the journal's socket; empty: no journal sink
     std::uint64_t jsonl_max_bytes = 64ull << 20; ///< rotate at this size

@@ -122,10 +122,21 @@ Digest chain_hash(const unsigned char* prev, const Record& r, std::int64_t seq, 
 // chain, so that the tails row (where the chain now starts) is vouched for by a hashed record and a
 // writer of the file cannot move the start of a chain (or empty it) and call it retention.
 constexpr std::string_view kPruneKind = "prune";
-/// Records one size-retention pass deletes at most (a few hundred ms of work), and pages one pass
-/// gives back to the file system: retention runs every few seconds, so a store over its limit
-/// shrinks over several passes, and the store thread never stalls for long.
-constexpr int kVacuumPages = 4096;
+/// What one size-retention pass gives back to the file system at most (incremental vacuum:
+/// moving pages is the costly part): retention runs every few seconds, so a store over its
+/// limit shrinks over several passes, and the store thread never stalls for long.
+constexpr std::int64_t kVacuumBytes = 16 << 20;
+/// The WAL between checkpoints: 40 MB instead of SQLite's 4 MB (a batch of 4096 records is
+/// ~2.5 MB, and checkpointing every other batch cost a quarter of the append rate); prune()
+/// truncates it. A small store gets an eighth of its limit: the WAL is disk it uses too.
+constexpr std::uint64_t kWalBytes = 40 << 20, kWalMinBytes = 256 << 10;
+/// The smallest store retention aims for, in pages: eight tables and indexes take one each.
+constexpr std::int64_t kMinPages = 32;
+
+std::uint32_t page_size_for(const Options& o)
+{
+    return o.page_size ? o.page_size : 4096;
+}
 
 /// One line, OCSF-ish (class 0: no OCSF class fits a store's own housekeeping); the facts verify
 /// needs are in "unmapped".
@@ -404,6 +415,7 @@ struct Writer::Impl {
     std::string error;
     std::optional<std::filesystem::path> moved;
     std::string buf; // canonical encoding scratch, reused across records
+    std::int64_t page_bytes = 4096; ///< the store's page size (PRAGMA page_size), once open
 
     void close()
     {
@@ -462,16 +474,13 @@ struct Writer::Impl {
         // The first read of sqlite_master is where garbage shows up as SQLITE_NOTADB.
         const bool fresh = scalar("SELECT count(*) FROM sqlite_master", "cannot read") == 0;
         // auto_vacuum can only be chosen before the first table exists.
-        if (fresh) {
-            exec("PRAGMA auto_vacuum = INCREMENTAL", "cannot configure");
-        }
-        // A 40 MB WAL between checkpoints instead of 4 MB: a batch of 4096 records is ~2.5 MB, and
-        // checkpointing every other batch cost a quarter of the append rate. prune() truncates it.
-        // A small store gets a WAL of an eighth of its limit: the WAL is disk it uses too.
-        const std::uint64_t wal_pages =
-            opt.max_bytes ? std::clamp<std::uint64_t>(opt.max_bytes / 8 / 4096, 64, 10000) : 10000;
+        if (fresh)
+            exec(fmt::format("PRAGMA page_size = {}; PRAGMA auto_vacuum = INCREMENTAL", page_size_for(opt)).c_str(),
+                 "cannot configure");
+        page_bytes = std::max<std::int64_t>(512, scalar("PRAGMA page_size", "cannot read"));
+        const auto wal_bytes = opt.max_bytes ? std::clamp(opt.max_bytes / 8, kWalMinBytes, kWalBytes) : kWalBytes;
         exec(fmt::format("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384; "
-                         "PRAGMA wal_autocheckpoint = {}", wal_pages).c_str(),
+                         "PRAGMA wal_autocheckpoint = {}", std::max<std::uint64_t>(4, wal_bytes / page_bytes)).c_str(),
              "cannot configure");
         exec("BEGIN IMMEDIATE", "cannot create the schema of");
         try {
@@ -924,6 +933,13 @@ struct Writer::Impl {
         return cuts;
     }
 
+    /// The size limit as applied: never below kMinPages pages, which the schema and a few
+    /// records take whatever the limit (a limit below would have retention run forever).
+    std::int64_t limit_bytes() const
+    {
+        return std::max(static_cast<std::int64_t>(opt.max_bytes), kMinPages * page_bytes);
+    }
+
     std::int64_t live_bytes()
     {
         const auto pages = scalar("PRAGMA page_count", "cannot measure") -
@@ -987,8 +1003,8 @@ struct Writer::Impl {
     /// still over do they go too, the same way.
     void cut_by_size(std::map<std::string, Cut>& cuts)
     {
-        const auto target = static_cast<std::int64_t>(opt.max_bytes / 10 * 9);
-        if (live_bytes() <= static_cast<std::int64_t>(opt.max_bytes))
+        const auto target = limit_bytes() / 10 * 9;
+        if (live_bytes() <= limit_bytes())
             return;
         for (const Tier tier : {kUnkept, kAgentKept, kAll}) {
             sqlite3_stmt* count = prepare("SELECT agent, count(*) FROM records WHERE keep < ?1 GROUP BY agent");
@@ -1081,10 +1097,11 @@ struct Writer::Impl {
         for (const auto& [agent, c] : cuts)
             deleted += c.n;
         // Give the freed pages back to the file system and shrink the WAL those deletes grew.
-        // At most kVacuumPages a pass: moving pages is the costly part, and new records reuse
+        // At most kVacuumBytes a pass: moving pages is the costly part, and new records reuse
         // free pages anyway.
         if (deleted > 0)
-            exec(fmt::format("PRAGMA incremental_vacuum({}); PRAGMA wal_checkpoint(TRUNCATE)", kVacuumPages).c_str(),
+            exec(fmt::format("PRAGMA incremental_vacuum({}); PRAGMA wal_checkpoint(TRUNCATE)",
+                             std::max<std::int64_t>(1, kVacuumBytes / page_bytes)).c_str(),
                  "cannot vacuum");
         if (!refused.empty()) {
             std::string names;
@@ -1177,7 +1194,7 @@ bool Writer::over_limit()
     if (!m.db || m.opt.max_bytes == 0)
         return false;
     try {
-        return m.live_bytes() > static_cast<std::int64_t>(m.opt.max_bytes);
+        return m.live_bytes() > m.limit_bytes();
     } catch (const std::exception&) {
         return true; // fails towards pruning: prune() reports what is wrong
     }
