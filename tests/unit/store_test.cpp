@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The forensic event store on real SQLite files: searching, the tamper-evident chain, retention,
 // and what happens when the file or the disk fails.
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -639,6 +640,9 @@ TEST_F(StoreTest, FailedAppendStoresNothingAndTheChainContinues)
 /// Runs `cordon ARGS`, output to /dev/null; returns (exit status, peak RSS in KiB).
 std::pair<int, long> cordon_rss(const std::vector<std::string>& args)
 {
+    // The child's peak counts what it shared with this process before exec: give back what
+    // earlier tests freed first, so the figure is cordon's own.
+    ::malloc_trim(0);
     const pid_t p = ::fork();
     if (p == 0) {
         const int null = ::open("/dev/null", O_WRONLY);
@@ -769,6 +773,8 @@ INSTANTIATE_TEST_SUITE_P(
         // The flag is hashed with its record: flipping it shows.
         KeptTamperCase{.name = "KeepFlagFlipped", .sql = "UPDATE records SET keep = 0 WHERE agent = 'flood'",
                        .seq = 1, .reason = "edited"},
+        KeptTamperCase{.name = "KeepOutOfRange", .sql = "UPDATE records SET keep = -254 WHERE agent = 'flood' AND seq = 1",
+                       .seq = 1, .reason = "edited"},
         KeptTamperCase{.name = "KeepFlagSetOnAFloodRecord",
                        .sql = "UPDATE records SET keep = 1 WHERE agent = 'flood' AND seq = (SELECT max(seq) "
                               "FROM records WHERE agent = 'flood' AND kind = 'decision')",
@@ -817,8 +823,18 @@ TEST_F(StoreKeepTest, KeptRecordsGoOnlyWhenNothingElseIsLeftOverTheLimit)
 // pass again). Retention leaves that agent alone and says why; verify goes on naming it.
 TEST_F(StoreKeepTest, TheNextPruneDoesNotLaunderAKeptRecordDeletedOrUnflagged)
 {
-    for (const std::string sql : {"DELETE FROM records WHERE agent = 'flood' AND seq = 2",
-                                  "UPDATE records SET keep = 0 WHERE agent = 'flood' AND seq = 2"}) {
+    for (const std::string sql :
+         {"DELETE FROM records WHERE agent = 'flood' AND seq = 2",
+          "UPDATE records SET keep = 0 WHERE agent = 'flood' AND seq = 2",
+          // One byte of keep is hashed: -254 hashes as 2 would, and is refused as out of range.
+          "UPDATE records SET keep = -254 WHERE agent = 'flood' AND seq = 1",
+          // The tails row goes with the kept record: the agent's last prune record still says
+          // where the chain starts.
+          "DELETE FROM records WHERE agent = 'flood' AND seq = 2; DELETE FROM tails WHERE agent = 'flood'",
+          // The last prune record itself edited: it is no longer whole, so it vouches for nothing.
+          "DELETE FROM records WHERE agent = 'flood' AND seq = 2; UPDATE records SET json = replace(json, "
+          "'\"cause\":\"size\"', '\"cause\":\"sizE\"') WHERE agent = 'flood' AND kind = 'prune' AND seq = "
+          "(SELECT max(seq) FROM records WHERE agent = 'flood' AND kind = 'prune')"}) {
         SCOPED_TRACE(sql);
         fs::remove(db);
         fs::remove(db.string() + "-wal");

@@ -355,7 +355,7 @@ std::optional<std::pair<std::size_t, bool>> append_lines(int in, std::vector<Pip
 
 } // namespace
 
-bool Pipeline::carry_jsonl(const FileIndex& idx, const std::string& path)
+bool Pipeline::carry_jsonl(FileIndex& idx, const std::string& path)
 {
     if (!idx.known) {
         if (std::error_code ec; fs::exists(path, ec))
@@ -380,28 +380,39 @@ bool Pipeline::carry_jsonl(const FileIndex& idx, const std::string& path)
         return true;
     const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     std::string error;
-    std::optional<std::pair<std::size_t, bool>> kept{std::pair{std::size_t{0}, false}}, carried = kept;
-    if (in < 0) {
+    std::size_t lines = 0, begun = 0;
+    bool ok = in >= 0;
+    // Apart: reserved lines in FILE.kept, which the quiet agents' lines (FILE.carried) cannot
+    // make roll over.
+    const std::string base = opts_.jsonl->string();
+    if (!ok) {
         error = "cannot read " + path + ": " + errno_text(errno);
-        kept.reset();
-    } else {
-        // Apart: reserved lines in FILE.kept, which the quiet agents' lines (FILE.carried)
-        // cannot make roll over.
-        const std::string base = opts_.jsonl->string();
-        kept = append_lines(in, idx.reserved, base + ".kept", opts_.jsonl_max_bytes, error);
-        if (kept)
-            carried = append_lines(in, quiet, base + ".carried", opts_.jsonl_max_bytes, error);
-        ::close(in);
+    } else if (!idx.reserved_copied) {
+        const auto kept = append_lines(in, idx.reserved, base + ".kept", opts_.jsonl_max_bytes, error);
+        ok = kept.has_value();
+        if (ok) {
+            idx.reserved_copied = true; // a retry after a failed carry must not copy them again
+            lines += kept->first;
+            begun += kept->second;
+        }
     }
+    if (ok) {
+        const auto carried = append_lines(in, quiet, base + ".carried", opts_.jsonl_max_bytes, error);
+        ok = carried.has_value();
+        if (ok) {
+            lines += carried->first;
+            begun += carried->second;
+        }
+    }
+    if (in >= 0)
+        ::close(in);
     std::lock_guard lk(mu_);
-    if (!kept || !carried) {
+    stats_.jsonl_carried += lines;
+    stats_.jsonl_kept_files += begun;
+    if (!ok)
         stats_.jsonl_error = "cannot carry the reserved records of " + path + " (it is kept, the file grows "
                              "past its size until this works): " + error;
-        return false;
-    }
-    stats_.jsonl_carried += kept->first + carried->first;
-    stats_.jsonl_kept_files += kept->second + carried->second;
-    return true;
+    return ok;
 }
 
 bool Pipeline::rotate_jsonl()
@@ -418,10 +429,10 @@ bool Pipeline::rotate_jsonl()
     if (opts_.jsonl_files == 0) {
         if (!carry_jsonl(jsonl_index_[0], base))
             return false;
-        if (::ftruncate(jsonl_fd_, 0) == 0) {
-            jsonl_size_ = 0;
-            jsonl_index_[0] = FileIndex{.known = true};
-        }
+        if (::ftruncate(jsonl_fd_, 0) != 0)
+            return failed("cannot truncate " + base + ": " + errno_text(errno));
+        jsonl_size_ = 0;
+        jsonl_index_[0] = FileIndex{.known = true};
         return true;
     }
     const std::string oldest = base + "." + std::to_string(opts_.jsonl_files);
@@ -552,7 +563,8 @@ void Pipeline::index_jsonl_line(const store::Record& r, Span sp)
         a->second.first.push_back(sp);
     // The same reserve as the store's (store::keep_first), counted over this run's lines.
     if (const auto cap = store::keep_first(r)) {
-        auto& sum = jsonl_kept_[r.agent]; // the agent's sum, under its bare name
+        // The sums, as the store's: the agent's own records, and the operator's actions apart.
+        auto& sum = jsonl_kept_[r.agent + (r.kind == "action" ? "\x01operator" : "\x01agent")];
         auto k = jsonl_kept_.try_emplace(store::keep_class(r), 0).first;
         if (k->second < cap && sum < store::kKeepPerAgent) {
             ++k->second;
@@ -646,7 +658,9 @@ void Pipeline::write_db(std::vector<store::Record>& records)
                 db_pending_why_.clear();
                 // Over the size limit already: retention now, not at the next interval, so a
                 // flood cannot take the store far past its limit in between.
-                if (db_->over_limit())
+                // (Not while retention is refusing an agent: that pass would do no better, and
+                // repeating it per batch would only slow the store; the interval retries.)
+                if (db_->over_limit() && prune_error_.empty())
                     prune_db();
             } else {
                 // Fails open for enforcement: the records are counted lost, the chain goes on

@@ -120,13 +120,14 @@ private:
         std::uint64_t lines = 0, bytes = 0;
         std::map<std::string, AgentLines, std::less<>> agents{};
         std::vector<Span> reserved{}; ///< lines retention keeps whatever their agent wrote
+        bool reserved_copied = false; ///< to FILE.kept already (a carry retried after a failure)
     };
     /// Store thread: a line now in the current JSONL file, for carry_jsonl.
     void index_jsonl_line(const store::Record& r, Span sp);
     /// Store thread: the file at `path` is about to go; copies its reserved lines to FILE.kept
     /// and its quiet agents' lines to FILE.carried. False (and the error in stats) when they
     /// could not be copied: the file must not go yet.
-    bool carry_jsonl(const FileIndex& idx, const std::string& path);
+    bool carry_jsonl(FileIndex& idx, const std::string& path);
     std::string stats_db_error() const;
     /// Store thread (or the constructor), after the store opened: notes a corrupt file moved
     /// aside, makes the files 0600, publishes the chain heads.

@@ -61,7 +61,9 @@ static_assert(kSchemaVersion == 3, "update the INSERT above");
 // counts each agent's kept records through it. A set `keep` is part of its record's hash, so
 // flipping it shows; before the chain start, the prune record vouches for the kept set too.
 constexpr const char* kKeptIndex =
-    "CREATE INDEX IF NOT EXISTS records_kept ON records(agent, seq) WHERE keep <> 0";
+    "CREATE INDEX IF NOT EXISTS records_kept ON records(agent, seq) WHERE keep <> 0; "
+    // Each agent's last prune record, found at once (retention checks it before each cut).
+    "CREATE INDEX IF NOT EXISTS records_prune ON records(agent, seq) WHERE kind = 'prune'";
 
 // Columns in the order of the canonical encoding, shared by insert, query and verify.
 constexpr const char* kColumns =
@@ -371,6 +373,13 @@ std::uint32_t keep_first(const Record& r)
     return kKeepFirst;
 }
 
+/// The per-agent sum r counts in: its agent's own records, or the operator's actions on it
+/// (apart, so that an agent filling its sum cannot make the operator's later actions unkept).
+static std::string keep_sum_key(const Record& r)
+{
+    return r.agent + (r.kind == "action" ? "\x01operator" : "\x01agent");
+}
+
 std::string keep_class(const Record& r)
 {
     std::string k;
@@ -405,10 +414,10 @@ struct Writer::Impl {
     std::map<std::string, Head, std::less<>> heads;
     /// keep_class() -> records of it kept so far (as stored: reloaded with the heads).
     std::map<std::string, std::uint32_t, std::less<>> kept;
-    std::map<std::string, std::uint32_t, std::less<>> kept_by_agent; ///< the sums (kKeepPerAgent)
+    std::map<std::string, std::uint32_t, std::less<>> kept_by_agent; ///< keep_sum_key -> its sum (kKeepPerAgent)
     /// agent -> the kept set its last prune record vouches for (as committed; cleared with the
     /// heads after a failed transaction).
-    std::map<std::string, KeptSet, std::less<>> vouched;
+    std::map<std::string, Vouch, std::less<>> vouched;
     /// Agents this prune pass leaves alone: their kept records differ from what their last prune
     /// record vouches for (the file was changed), and cutting would launder that.
     std::set<std::string, std::less<>> refused;
@@ -505,12 +514,15 @@ struct Writer::Impl {
         put_head = prepare("INSERT OR REPLACE INTO heads(agent, seq, hash) VALUES(?,?,?)");
         get_hash = prepare("SELECT hash FROM records WHERE agent = ?1 AND seq = ?2 ORDER BY id LIMIT 1");
         // ?3: records at or below it stay whatever their tier; ?4: the tiers cut (keep < ?4).
-        del_prefix = prepare("DELETE FROM records WHERE agent = ?1 AND seq <= ?2 AND seq > ?3 AND keep < ?4");
+        // A keep outside 0..2 is an edit (one byte of it is hashed): such a record is never cut,
+        // so that verify goes on naming it.
+        del_prefix = prepare("DELETE FROM records WHERE agent = ?1 AND seq <= ?2 AND seq > ?3 AND keep >= 0 "
+                             "AND keep < ?4");
         get_tail = prepare("SELECT seq, prev FROM tails WHERE agent = ?1");
         get_below = prepare(fmt::format("SELECT {} FROM records WHERE agent = ?1 AND seq <= ?2 ORDER BY seq, id",
                                         kColumns).c_str());
-        last_prune = prepare("SELECT json FROM records WHERE agent = ?1 AND kind = 'prune' "
-                             "ORDER BY seq DESC LIMIT 1");
+        last_prune = prepare(fmt::format("SELECT {} FROM records WHERE agent = ?1 AND kind = 'prune' "
+                                         "ORDER BY seq DESC LIMIT 1", kColumns).c_str());
         load_heads();
         if (version < 2)
             upgrade_to_2();
@@ -591,7 +603,7 @@ struct Writer::Impl {
             Record r;
             r.agent = col_text(s, 0), r.kind = col_text(s, 1), r.hook = col_text(s, 2), r.verdict = col_text(s, 3);
             k[keep_class(r)] = static_cast<std::uint32_t>(sqlite3_column_int64(s, 4));
-            by_agent[r.agent] += static_cast<std::uint32_t>(sqlite3_column_int64(s, 4));
+            by_agent[keep_sum_key(r)] += static_cast<std::uint32_t>(sqlite3_column_int64(s, 4));
         }
         sqlite3_finalize(s);
         if (rc != SQLITE_DONE)
@@ -607,7 +619,7 @@ struct Writer::Impl {
         const auto cap = opt.keep ? keep_first(r) : 0;
         if (cap == 0)
             return 0;
-        auto sum = kept_by_agent.find(r.agent);
+        auto sum = kept_by_agent.find(keep_sum_key(r));
         if (sum != kept_by_agent.end() && sum->second >= kKeepPerAgent)
             return 0;
         auto it = kept.try_emplace(keep_class(r), 0).first;
@@ -616,7 +628,7 @@ struct Writer::Impl {
         // A failed transaction reloads the counts (recover -> load_heads).
         ++it->second;
         if (sum == kept_by_agent.end())
-            sum = kept_by_agent.emplace(r.agent, 0).first;
+            sum = kept_by_agent.emplace(keep_sum_key(r), 0).first;
         ++sum->second;
         return r.kind == "action" ? 2 : 1;
     }
@@ -779,7 +791,8 @@ struct Writer::Impl {
         while ((rc = sqlite3_step(get_below)) == SQLITE_ROW) {
             std::optional<Digest> prev, hash;
             const Row r = read_row(get_below, &prev, &hash);
-            if (whole && (!prev || !hash || chain_hash(prev->data(), r, r.seq, r.keep, buf) != *hash))
+            if (whole && (r.keep < 0 || r.keep > 2 || !prev || !hash ||
+                          chain_hash(prev->data(), r, r.seq, r.keep, buf) != *hash))
                 ok = false;
             put_le(seq_and_hashes, static_cast<std::uint64_t>(r.seq), 8);
             const Digest d = hash.value_or(kZero);
@@ -791,23 +804,26 @@ struct Writer::Impl {
         return ok ? std::optional(kept_set(seq_and_hashes)) : std::nullopt;
     }
 
-    /// Whether what lies before `agent`'s chain start is what its last prune record vouches for,
-    /// each record whole. Fails closed for the evidence: when not, the agent is left uncut
-    /// (refused), since a cut would vouch for the changed set; its records stay over the limit
-    /// until `cordon events verify` has been heeded.
+    /// Whether what lies before `agent`'s chain start is what its last prune record vouches for:
+    /// that record whole (its own hash), the start where it says, and what lies before it the
+    /// set it names, each record whole. Fails closed for the evidence: when not, the agent is
+    /// left uncut (refused), since a cut would vouch for the changed file; its records stay
+    /// over the limit until `cordon events verify` has been heeded.
     bool vouched_for(const std::string& agent, const Cut& start)
     {
         if (refused.contains(agent))
             return false;
-        if (start.through == 0)
-            return true; // never cut: nothing before its start
         auto v = vouched.find(agent);
         if (v == vouched.end()) {
-            std::optional<Vouch> last;
+            std::optional<Vouch> last = Vouch{}; // never cut: starts at 1, nothing before
             sqlite3_bind_text(last_prune, 1, agent.data(), static_cast<int>(agent.size()), SQLITE_STATIC);
             const int rc = sqlite3_step(last_prune);
-            if (rc == SQLITE_ROW)
-                last = parse_prune(col_text(last_prune, 0));
+            if (rc == SQLITE_ROW) {
+                std::optional<Digest> prev, hash;
+                const Row r = read_row(last_prune, &prev, &hash);
+                const bool whole = prev && hash && chain_hash(prev->data(), r, r.seq, r.keep, buf) == *hash;
+                last = whole ? parse_prune(r.json) : std::nullopt;
+            }
             sqlite3_reset(last_prune);
             if (rc != SQLITE_ROW && rc != SQLITE_DONE)
                 fail("cannot prune", rc);
@@ -815,14 +831,17 @@ struct Writer::Impl {
                 refused.insert(agent);
                 return false;
             }
-            v = vouched.emplace(agent, last->kept).first;
+            v = vouched.emplace(agent, *last).first;
         }
-        const auto now = below(agent, start.through, true);
-        if (!now || now->n != v->second.n || now->digest != v->second.digest) {
+        // A tails row moved or deleted shows here (through 0 with a prune record, or another).
+        bool ok = v->second.through == start.through && v->second.tail_prev == start.prev;
+        if (ok && start.through > 0) {
+            const auto now = below(agent, start.through, true);
+            ok = now && now->n == v->second.kept.n && now->digest == v->second.kept.digest;
+        }
+        if (!ok)
             refused.insert(agent);
-            return false;
-        }
-        return true;
+        return ok;
     }
 
     /// Deletes `agent`'s records with seq <= through whose keep is below `tier` (a prefix, so
@@ -890,7 +909,8 @@ struct Writer::Impl {
                     break;
                 const KeptSet kept_now = below(agent, c.through, false).value_or(KeptSet{});
                 touched.try_emplace(agent, &insert_one(prune_record(now_ns, agent, c, kept_now)));
-                vouched[agent] = kept_now; // a failed commit clears it (recover -> load_heads)
+                // A failed commit clears it (recover -> load_heads).
+                vouched[agent] = Vouch{.through = c.through, .tail_prev = c.prev, .kept = kept_now};
             }
         } catch (...) {
             sqlite3_finalize(tail);
@@ -1007,8 +1027,9 @@ struct Writer::Impl {
         if (live_bytes() <= limit_bytes())
             return;
         for (const Tier tier : {kUnkept, kAgentKept, kAll}) {
-            sqlite3_stmt* count = prepare("SELECT agent, count(*) FROM records WHERE keep < ?1 GROUP BY agent");
-            sqlite3_stmt* nth = prepare("SELECT seq FROM records WHERE agent = ?1 AND keep < ?3 "
+            sqlite3_stmt* count = prepare("SELECT agent, count(*) FROM records WHERE keep >= 0 AND keep < ?1 "
+                                          "GROUP BY agent");
+            sqlite3_stmt* nth = prepare("SELECT seq FROM records WHERE agent = ?1 AND keep >= 0 AND keep < ?3 "
                                         "ORDER BY seq LIMIT 1 OFFSET ?2");
             sqlite3_bind_int(count, 1, tier);
             sqlite3_bind_int(nth, 3, tier);
@@ -1023,7 +1044,9 @@ struct Writer::Impl {
             }
             sqlite3_finalize(count);
             sqlite3_finalize(nth);
-            if (r != Round::Exhausted)
+            // Kept records are never cut to make room while a refused agent's records hold it:
+            // that would let a change to one agent's records erase another's.
+            if (r != Round::Exhausted || !refused.empty())
                 return;
         }
     }
@@ -1449,7 +1472,7 @@ private:
             bad(cur_, r.id, r.seq, fmt::format("record inserted (seq {} duplicated / out of chain)", r.seq));
             return;
         }
-        if (!prev || !hash || chain_hash(prev->data(), r, r.seq, r.keep, buf_) != *hash) {
+        if (r.keep < 0 || r.keep > 2 || !prev || !hash || chain_hash(prev->data(), r, r.seq, r.keep, buf_) != *hash) {
             bad(cur_, r.id, r.seq, "record edited (hash mismatch)");
             return;
         }
@@ -1479,7 +1502,7 @@ private:
             bad(cur_, r.id, want_seq_, fmt::format("record missing before seq {} (deleted)", r.seq));
             return false;
         }
-        if (!prev || !hash || chain_hash(prev->data(), r, r.seq, r.keep, buf_) != *hash) {
+        if (r.keep < 0 || r.keep > 2 || !prev || !hash || chain_hash(prev->data(), r, r.seq, r.keep, buf_) != *hash) {
             bad(cur_, r.id, r.seq, "record edited (hash mismatch)");
             return false;
         }
