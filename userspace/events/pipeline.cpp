@@ -563,8 +563,7 @@ void Pipeline::index_jsonl_line(const store::Record& r, Span sp)
         a->second.first.push_back(sp);
     // The same reserve as the store's (store::keep_first), counted over this run's lines.
     if (const auto cap = store::keep_first(r)) {
-        // The sums, as the store's: the agent's own records, and the operator's actions apart.
-        auto& sum = jsonl_kept_[r.agent + (r.kind == "action" ? "\x01operator" : "\x01agent")];
+        auto& sum = jsonl_kept_[store::keep_sum_key(r)]; // the store's sums, the same way
         auto k = jsonl_kept_.try_emplace(store::keep_class(r), 0).first;
         if (k->second < cap && sum < store::kKeepPerAgent) {
             ++k->second;

@@ -373,9 +373,8 @@ std::uint32_t keep_first(const Record& r)
     return kKeepFirst;
 }
 
-/// The per-agent sum r counts in: its agent's own records, or the operator's actions on it
-/// (apart, so that an agent filling its sum cannot make the operator's later actions unkept).
-static std::string keep_sum_key(const Record& r)
+// Apart, so that an agent filling its sum cannot make the operator's later actions unkept.
+std::string keep_sum_key(const Record& r)
 {
     return r.agent + (r.kind == "action" ? "\x01operator" : "\x01agent");
 }

@@ -68,6 +68,9 @@ constexpr std::uint32_t kKeepPerAgent = 4096;
 std::uint32_t keep_first(const Record& r);
 /// The kind keep_first() counts r under: agent, kind, hook and verdict.
 std::string keep_class(const Record& r);
+/// The per-agent sum (kKeepPerAgent) r counts in: its agent's own records, or the operator's
+/// actions on it, apart.
+std::string keep_sum_key(const Record& r);
 
 struct Options {
     std::int64_t max_age_ns = 30LL * 24 * 3600 * 1'000'000'000; ///< retention by age (0 = none)
