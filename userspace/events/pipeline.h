@@ -148,8 +148,9 @@ private:
     std::int64_t journal_retry_after_ns_ = 0;
     std::uint64_t jsonl_size_ = 0;
     std::vector<FileIndex> jsonl_index_; ///< [0] the current file, [i] FILE.i
-    /// store::keep_class -> lines reserved so far this run (JSONL's kept counts); under the
-    /// agent's bare name, its sum (store::kKeepPerAgent)
+
+    /// store::keep_class -> lines reserved so far this run (JSONL's kept counts), and
+    /// store::keep_sum_key -> its sum (store::kKeepPerAgent)
     std::map<std::string, std::uint32_t, std::less<>> jsonl_kept_;
     std::uint64_t db_pending_lost_ = 0; ///< lost since the last successful write: a gap record
     std::string db_pending_why_;
