@@ -61,6 +61,15 @@ protected:
         }
         return out;
     }
+    /// A pipeline writing FILE only, rotated at `max` bytes, `files` rotated files kept.
+    PipelineOptions jsonl_only(std::uint64_t max, unsigned files) const
+    {
+        PipelineOptions o;
+        o.jsonl = file;
+        o.jsonl_max_bytes = max;
+        o.jsonl_files = files;
+        return o;
+    }
     std::uint64_t bytes()
     {
         std::uint64_t n = 0;
@@ -80,11 +89,7 @@ TEST_F(PipelineJsonlTest, AFloodRotatesTheFileButCannotEraseWhatRetentionKeeps)
     constexpr std::uint64_t kMax = 256 << 10;
     std::uint64_t rotations = 0, carried = 0;
     {
-        PipelineOptions o;
-        o.jsonl = file;
-        o.jsonl_max_bytes = kMax;
-        o.jsonl_files = 2;
-        Pipeline p(o);
+        Pipeline p(jsonl_only(kMax, 2));
         p.push_action({{"op", "attach"}, {"agent", "flood"}, {"result", "ok"}});
         p.push(denied(CORDON_HOOK_FILE_OPEN, "/etc/secret", 7), in("flood"));
         for (int i = 0; i < 20'000; ++i) {
@@ -146,11 +151,7 @@ int lines_with(const std::map<std::string, std::vector<json>>& files, const std:
 TEST_F(PipelineJsonlTest, CarriedLinesCannotRollTheReservedOnesAway)
 {
     {
-        PipelineOptions o;
-        o.jsonl = file;
-        o.jsonl_max_bytes = 256 << 10;
-        o.jsonl_files = 2;
-        Pipeline p(o);
+        Pipeline p(jsonl_only(256 << 10, 2));
         p.push_action({{"op", "attach"}, {"agent", "evil"}, {"result", "ok"}});
         p.push(denied(CORDON_HOOK_FILE_OPEN, "/etc/secret", 7), in("evil"));
         const std::string longpath = "/tmp/" + std::string(240, 'l');
@@ -176,11 +177,7 @@ TEST_F(PipelineJsonlTest, ARotationThatFailsSaysSoAndLosesNothing)
     fs::create_directories(dir / "events.jsonl.2" / "in-the-way");
     std::string error;
     {
-        PipelineOptions o;
-        o.jsonl = file;
-        o.jsonl_max_bytes = 64 << 10;
-        o.jsonl_files = 2;
-        Pipeline p(o);
+        Pipeline p(jsonl_only(64 << 10, 2));
         p.push_action({{"op", "attach"}, {"agent", "a"}, {"result", "ok"}});
         for (int i = 0; i < 3000; ++i) {
             p.push(denied(CORDON_HOOK_FILE_OPEN, ("/f" + std::to_string(i)).c_str(), 9), in("a"));

@@ -287,6 +287,26 @@ void Pipeline::open_jsonl()
 
 namespace {
 
+/// Writes all of `b` to `fd` (retrying EINTR and short writes); 0 or the errno (ENOSPC for a
+/// write that took nothing). `*done` says how much went, whatever the outcome.
+int write_all(int fd, std::string_view b, std::size_t* done)
+{
+    std::size_t off = 0;
+    int err = 0;
+    while (off < b.size()) {
+        const auto n = ::write(fd, b.data() + off, b.size() - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            err = n < 0 ? errno : ENOSPC;
+            break;
+        }
+        off += static_cast<std::size_t>(n);
+    }
+    *done = off;
+    return err;
+}
+
 /// Appends the lines at `spans` of the file open at `in` to `to` (made 0600; past `max_bytes`
 /// it becomes `to`.1 first, one older generation). Only whole lines are copied (a span that no
 /// longer holds one, the file having been cut or rewritten by hand, is skipped); a failed write
@@ -330,18 +350,8 @@ std::optional<std::pair<std::size_t, bool>> append_lines(int in, std::vector<Pip
         return std::nullopt;
     }
     const off_t before = ::lseek(out, 0, SEEK_END);
-    std::size_t off = 0;
-    int err = 0;
-    while (off < buf.size()) {
-        const auto n = ::write(out, buf.data() + off, buf.size() - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            err = n < 0 ? errno : ENOSPC;
-            break;
-        }
-        off += static_cast<std::size_t>(n);
-    }
+    std::size_t done = 0;
+    const int err = write_all(out, buf, &done);
     if (err && before >= 0 && ::ftruncate(out, before) != 0) {
         // The half line stays: nothing more to do about it here; the error says so.
     }
@@ -484,16 +494,8 @@ void Pipeline::write_jsonl(const std::vector<store::Record>& records)
             return;
         const std::uint64_t before = jsonl_size_;
         std::size_t off = 0;
-        while (off < buf.size()) {
-            const auto n = ::write(jsonl_fd_, buf.data() + off, buf.size() - off);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                err = n < 0 ? errno : ENOSPC;
-                break;
-            }
-            off += static_cast<std::size_t>(n);
-        }
+        if (const int e = write_all(jsonl_fd_, buf, &off))
+            err = e;
         if (off == buf.size()) {
             jsonl_size_ += off;
             written += lines;
